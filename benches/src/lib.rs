@@ -1,0 +1,1 @@
+//! Benchmarks for Depicted live under `benches/benches/`; see `benches/README.md`.

@@ -1,0 +1,365 @@
+//! Wire types of the HTTP API, shared by `dpxdt-client` and `dpxdt-server`.
+//!
+//! Field names are the original's. Requests are sent as forms
+//! (`application/x-www-form-urlencoded` or multipart), responses as JSON with
+//! `success: true`, or `success: false` and an `error` message with a 4xx/5xx
+//! status. This is the only serde surface of the API: change it here and both
+//! ends follow.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ArtifactId, BuildId, TaskId};
+use crate::release::ReleaseStatus;
+use crate::run::RunStatus;
+
+/// The body of every failed request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Always false.
+    pub success: bool,
+    /// What was wrong, for people.
+    pub error: String,
+}
+
+/// `POST /api/create_release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateReleaseRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// Name of the release; a name used before gets the next number.
+    pub release_name: String,
+    /// Link for people to the release (e.g. the branch or the CI job).
+    pub url: String,
+}
+
+/// Reply to `create_release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateReleaseResponse {
+    /// Always true.
+    pub success: bool,
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The number given to this attempt.
+    pub release_number: i64,
+    /// The release's link.
+    pub url: String,
+}
+
+/// `POST /api/find_run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindRunRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The run name to look up in the newest good release.
+    pub run_name: String,
+}
+
+/// Reply to `find_run`: the run of that name in the last good release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindRunResponse {
+    /// Always true.
+    pub success: bool,
+    /// The build.
+    pub build_id: BuildId,
+    /// Name of the good release the run was found in.
+    pub release_name: String,
+    /// Number of that release.
+    pub release_number: i64,
+    /// The run name.
+    pub run_name: Option<String>,
+    /// URL the run captured.
+    pub url: Option<String>,
+    /// Its screenshot.
+    pub image: Option<ArtifactId>,
+    /// Its capture log.
+    pub log: Option<ArtifactId>,
+    /// Its capture config.
+    pub config: Option<ArtifactId>,
+}
+
+/// `POST /api/request_run`: the server captures (and diffs) for the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRunRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run name (usually the URL path).
+    pub run_name: String,
+    /// URL of the new page.
+    pub url: String,
+    /// Capture config JSON of the new page.
+    pub config: String,
+    /// URL of the baseline page; without it the last good run is the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_url: Option<String>,
+    /// Capture config JSON of the baseline page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_config: Option<String>,
+}
+
+/// Reply to `request_run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRunResponse {
+    /// Always true.
+    pub success: bool,
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run name.
+    pub run_name: String,
+    /// URL of the new page.
+    pub url: String,
+    /// Artifact id of the stored config.
+    pub config: ArtifactId,
+    /// URL of the baseline page.
+    pub ref_url: Option<String>,
+    /// Artifact id of the stored baseline config.
+    pub ref_config: Option<ArtifactId>,
+}
+
+/// Reply to `POST /api/upload` (multipart: `build_id` and one file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    /// Always true.
+    pub success: bool,
+    /// The build.
+    pub build_id: BuildId,
+    /// The artifact id: SHA-1 of the bytes.
+    pub sha1sum: ArtifactId,
+    /// Content type inferred from the file name or the bytes.
+    pub content_type: String,
+}
+
+/// `POST /api/report_run`: data for a run, possibly in several calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportRunRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run name.
+    pub run_name: String,
+    /// URL of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Screenshot artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ArtifactId>,
+    /// Capture log artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<ArtifactId>,
+    /// Capture config artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ArtifactId>,
+    /// URL of the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_url: Option<String>,
+    /// Reference screenshot artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_image: Option<ArtifactId>,
+    /// Reference capture log artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_log: Option<ArtifactId>,
+    /// Reference capture config artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_config: Option<ArtifactId>,
+    /// Diff image artifact (present when a difference was found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_image: Option<ArtifactId>,
+    /// Diff log artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_log: Option<ArtifactId>,
+    /// Distortion 0..1 found by the diff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distortion: Option<f64>,
+    /// Non-empty when the capture failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_failed: Option<String>,
+    /// Non-empty when the diff failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_failed: Option<String>,
+}
+
+/// A reply that carries nothing but success.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuccessResponse {
+    /// Always true.
+    pub success: bool,
+}
+
+/// `POST /api/runs_done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunsDoneRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+}
+
+/// Reply to `runs_done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunsDoneResponse {
+    /// Always true.
+    pub success: bool,
+    /// The release page for people.
+    pub results_url: String,
+}
+
+/// *New.* `GET /api/release_status?build_id&release_name&release_number`:
+/// what CI waits on (`--wait`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseStatusResponse {
+    /// Always true.
+    pub success: bool,
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The release state.
+    pub status: ReleaseStatus,
+    /// The release page for people.
+    pub results_url: String,
+    /// How many runs are in each state.
+    pub runs: Vec<RunCount>,
+}
+
+/// A count of runs in one state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCount {
+    /// The state.
+    pub status: RunStatus,
+    /// How many runs are in it.
+    pub count: u64,
+}
+
+/// `POST /api/work_queue/<queue>/add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddTaskRequest {
+    /// Task payload (JSON text).
+    pub payload: String,
+    /// Maximum lease attempts before the task is given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+/// Reply to `add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddTaskResponse {
+    /// Always true.
+    pub success: bool,
+    /// The new task.
+    pub task_id: TaskId,
+}
+
+/// `POST /api/work_queue/<queue>/lease`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// Who leases (a worker's unique name).
+    pub owner: String,
+    /// Most tasks to lease at once.
+    pub count: u32,
+    /// Lease length in seconds.
+    pub timeout: u64,
+}
+
+/// One leased task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeasedTask {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its queue.
+    pub queue_name: String,
+    /// Its payload (JSON text).
+    pub payload: String,
+    /// Which lease attempt this is, from 1.
+    pub lease_attempts: u32,
+    /// When the lease ends, seconds since the Unix epoch.
+    pub eta: i64,
+}
+
+/// Reply to `lease`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    /// Always true.
+    pub success: bool,
+    /// The leased tasks, oldest first; empty when there is no work.
+    pub tasks: Vec<LeasedTask>,
+}
+
+/// `POST /api/work_queue/<queue>/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// The task.
+    pub task_id: TaskId,
+    /// Who holds the lease.
+    pub owner: String,
+    /// Progress message for people.
+    pub message: String,
+    /// Monotonic index; a heartbeat with a lower index than the last one is ignored.
+    pub index: i64,
+    /// New lease length in seconds from now (default: the original lease length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// `POST /api/work_queue/<queue>/finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishRequest {
+    /// The task.
+    pub task_id: TaskId,
+    /// Who holds the lease.
+    pub owner: String,
+    /// Set when the task failed; it is retried until its attempts run out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_run_leaves_out_unset_fields() {
+        let r = ReportRunRequest {
+            build_id: BuildId(1),
+            release_name: "r".into(),
+            release_number: 1,
+            run_name: "/".into(),
+            distortion: Some(0.5),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "build_id",
+                "distortion",
+                "release_name",
+                "release_number",
+                "run_name"
+            ]
+        );
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let e: ErrorBody = serde_json::from_str(r#"{"success": false, "error": "no"}"#).unwrap();
+        assert_eq!(e.error, "no");
+    }
+}

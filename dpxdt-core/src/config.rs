@@ -1,0 +1,375 @@
+//! The capture config: how to take one screenshot.
+//!
+//! The JSON field names are the original's (`viewportSize`, `injectCss`, ...)
+//! so existing configs keep working; fields the original did not have are
+//! marked *new*. Unknown fields are refused with a message that lists the
+//! known ones, so a typo never silently does nothing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Viewport used when a config names none (the original used PhantomJS's 400x300).
+pub const DEFAULT_VIEWPORT: ViewportSize = ViewportSize {
+    width: 1280,
+    height: 800,
+};
+/// Per-resource timeout when `resourceTimeoutMs` is not set, as in the original.
+pub const DEFAULT_RESOURCE_TIMEOUT_MS: u64 = 10_000;
+/// Whole-page timeout when `timeoutMs` is not set.
+pub const DEFAULT_PAGE_TIMEOUT_MS: u64 = 30_000;
+/// Colour painted over `maskSelectors` when `maskColor` is not set.
+pub const DEFAULT_MASK_COLOR: &str = "#ff00ff";
+/// Largest accepted viewport or clip edge, in CSS pixels.
+pub const MAX_EDGE: u32 = 16_384;
+/// Hosts whose requests are always blocked: analytics never belongs in a screenshot.
+pub const ALWAYS_IGNORED_HOSTS: &[&str] = &[
+    "www.google-analytics.com",
+    "ssl.google-analytics.com",
+    "google-analytics.com",
+    "www.googletagmanager.com",
+    "stats.g.doubleclick.net",
+    "connect.facebook.net",
+    "static.hotjar.com",
+    "cdn.segment.com",
+    "plausible.io",
+];
+
+/// The browser viewport in CSS pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewportSize {
+    /// Width in CSS pixels.
+    pub width: u32,
+    /// Height in CSS pixels.
+    pub height: u32,
+}
+
+/// A rectangle of the page to keep, in CSS pixels from the page's top-left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipRect {
+    /// Distance from the left edge.
+    pub left: u32,
+    /// Distance from the top edge.
+    pub top: u32,
+    /// Width of the rectangle.
+    pub width: u32,
+    /// Height of the rectangle.
+    pub height: u32,
+}
+
+/// A cookie set before the page loads (PhantomJS field names, with common aliases).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cookie {
+    /// Cookie name.
+    pub name: String,
+    /// Cookie value.
+    pub value: String,
+    /// Domain; defaults to the page's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Path; defaults to `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Only sent over HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    /// Hidden from page scripts.
+    #[serde(
+        default,
+        alias = "httpOnly",
+        alias = "http_only",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub httponly: Option<bool>,
+    /// Expiry as seconds since the Unix epoch.
+    #[serde(default, alias = "expiry", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+}
+
+/// How to capture one page. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// The URL to capture; the original server stored it inside the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
+    /// Browser viewport; default [`DEFAULT_VIEWPORT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewport_size: Option<ViewportSize>,
+    /// Keep only this rectangle of the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_rect: Option<ClipRect>,
+    /// Cookies set before the page loads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cookies: Vec<Cookie>,
+    /// HTTP basic auth user name.
+    #[serde(
+        default,
+        alias = "httpUsername",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub http_user_name: Option<String>,
+    /// HTTP basic auth password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_password: Option<String>,
+    /// CSS added to the page before the screenshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_css: Option<String>,
+    /// JavaScript run in the page before the screenshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_js: Option<String>,
+    /// Requests whose URL contains any of these substrings are blocked
+    /// (the hosts in [`ALWAYS_IGNORED_HOSTS`] always are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources_to_ignore: Vec<String>,
+    /// Timeout per resource in milliseconds; default [`DEFAULT_RESOURCE_TIMEOUT_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_timeout_ms: Option<u64>,
+    /// User-Agent header and `navigator.userAgent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Extra request headers by host: `{host: {header: value}}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inject_headers: BTreeMap<String, BTreeMap<String, String>>,
+    /// *New.* Capture the whole document height (default true) or only the viewport.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_page: Option<bool>,
+    /// *New.* Elements matching these CSS selectors are hidden (`visibility: hidden`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hide_selectors: Vec<String>,
+    /// *New.* Elements matching these CSS selectors are painted a solid colour.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mask_selectors: Vec<String>,
+    /// *New.* The mask colour (any CSS colour); default [`DEFAULT_MASK_COLOR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_color: Option<String>,
+    /// *New.* Wait until an element matches this CSS selector before the screenshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_selector: Option<String>,
+    /// *New.* Extra wait in milliseconds after the page is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// *New.* Whole-capture timeout in milliseconds; default [`DEFAULT_PAGE_TIMEOUT_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// A config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid JSON, a wrong type or an unknown field (serde's message lists the known fields).
+    #[error("invalid capture config: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A field with a value out of range.
+    #[error("invalid capture config: {field}: {reason}")]
+    Invalid {
+        /// The JSON field name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl CaptureConfig {
+    /// Parses and validates a JSON config. An empty string is the empty config.
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        if json.trim().is_empty() {
+            return Ok(CaptureConfig::default());
+        }
+        let config: CaptureConfig = serde_json::from_str(json)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Canonical JSON (fields in declaration order, unset fields left out).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a capture config always serializes")
+    }
+
+    /// Checks ranges that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            }
+        }
+        if let Some(v) = self.viewport_size {
+            if v.width == 0 || v.height == 0 || v.width > MAX_EDGE || v.height > MAX_EDGE {
+                return Err(invalid(
+                    "viewportSize",
+                    format!(
+                        "{}x{} is outside 1..={MAX_EDGE} on some edge",
+                        v.width, v.height
+                    ),
+                ));
+            }
+        }
+        if let Some(c) = self.clip_rect {
+            if c.width == 0 || c.height == 0 || c.width > MAX_EDGE || c.height > MAX_EDGE {
+                return Err(invalid(
+                    "clipRect",
+                    format!(
+                        "{}x{} is outside 1..={MAX_EDGE} on some edge",
+                        c.width, c.height
+                    ),
+                ));
+            }
+        }
+        for (field, value, max) in [
+            ("resourceTimeoutMs", self.resource_timeout_ms, 600_000),
+            ("timeoutMs", self.timeout_ms, 600_000),
+            ("delayMs", self.delay_ms, 60_000),
+        ] {
+            if let Some(v) = value {
+                if v > max {
+                    return Err(invalid(field, format!("{v} is more than {max}")));
+                }
+            }
+        }
+        for cookie in &self.cookies {
+            if cookie.name.is_empty() {
+                return Err(invalid("cookies", "a cookie has an empty name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The viewport to use.
+    pub fn viewport(&self) -> ViewportSize {
+        self.viewport_size.unwrap_or(DEFAULT_VIEWPORT)
+    }
+
+    /// Whether to capture the whole document height.
+    pub fn full_page(&self) -> bool {
+        self.full_page.unwrap_or(true)
+    }
+
+    /// The whole-capture timeout.
+    pub fn page_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.unwrap_or(DEFAULT_PAGE_TIMEOUT_MS))
+    }
+
+    /// The per-resource timeout.
+    pub fn resource_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.resource_timeout_ms
+                .unwrap_or(DEFAULT_RESOURCE_TIMEOUT_MS),
+        )
+    }
+
+    /// Whether a request to `url` must be blocked.
+    pub fn is_ignored(&self, url: &str) -> bool {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string));
+        if let Some(host) = host {
+            if ALWAYS_IGNORED_HOSTS.contains(&host.as_str()) {
+                return true;
+            }
+        }
+        self.resources_to_ignore
+            .iter()
+            .any(|s| !s.is_empty() && url.contains(s.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGINAL_EXAMPLE: &str = r#"{
+        "clipRect": {"left": 0, "top": 0, "width": 100, "height": 200},
+        "cookies": [{"name": "my-cookie-name", "value": "my-cookie-value", "domain": ".example.com"}],
+        "httpUserName": "my-username",
+        "httpPassword": "my-password",
+        "injectCss": ".my-css-rules-here { display: none; }",
+        "injectJs": "document.getElementById('foobar').innerText = 'foo';",
+        "resourcesToIgnore": ["www.google-analytics.com", "bad.example.com"],
+        "resourceTimeoutMs": 60000,
+        "userAgent": "My fancy user agent",
+        "viewportSize": {"width": 1024, "height": 768},
+        "injectHeaders": {"example.com": {"X-Test": "1"}}
+    }"#;
+
+    #[test]
+    fn the_original_readme_example_parses() {
+        let c = CaptureConfig::from_json(ORIGINAL_EXAMPLE).unwrap();
+        assert_eq!(
+            c.viewport(),
+            ViewportSize {
+                width: 1024,
+                height: 768
+            }
+        );
+        assert_eq!(c.clip_rect.unwrap().height, 200);
+        assert_eq!(c.cookies[0].domain.as_deref(), Some(".example.com"));
+        assert_eq!(c.http_user_name.as_deref(), Some("my-username"));
+        assert_eq!(c.resource_timeout().as_millis(), 60_000);
+        assert_eq!(c.inject_headers["example.com"]["X-Test"], "1");
+        // Canonical JSON round-trips to the same config.
+        assert_eq!(CaptureConfig::from_json(&c.to_json()).unwrap(), c);
+        assert!(c.to_json().contains("\"viewportSize\""));
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = CaptureConfig::from_json("{}").unwrap();
+        assert_eq!(c, CaptureConfig::from_json("  ").unwrap());
+        assert_eq!(c.viewport(), DEFAULT_VIEWPORT);
+        assert!(c.full_page());
+        assert_eq!(c.resource_timeout().as_millis(), 10_000);
+        assert_eq!(c.to_json(), "{}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_listing_known_ones() {
+        let err = CaptureConfig::from_json(r#"{"viewportsize": {"width": 1, "height": 1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `viewportsize`"), "{err}");
+        assert!(err.contains("viewportSize"), "{err}");
+        let err = CaptureConfig::from_json(r#"{"viewportSize": {"width": 1, "heigth": 1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("heigth"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        for (json, field) in [
+            (
+                r#"{"viewportSize": {"width": 0, "height": 10}}"#,
+                "viewportSize",
+            ),
+            (
+                r#"{"viewportSize": {"width": 100000, "height": 10}}"#,
+                "viewportSize",
+            ),
+            (
+                r#"{"clipRect": {"left": 0, "top": 0, "width": 0, "height": 1}}"#,
+                "clipRect",
+            ),
+            (r#"{"delayMs": 1000000}"#, "delayMs"),
+            (r#"{"cookies": [{"name": "", "value": "x"}]}"#, "cookies"),
+        ] {
+            let err = CaptureConfig::from_json(json).unwrap_err().to_string();
+            assert!(err.contains(field), "{json}: {err}");
+        }
+        assert!(
+            CaptureConfig::from_json(r#"{"viewportSize": {"width": -1, "height": 1}}"#).is_err()
+        );
+        assert!(CaptureConfig::from_json("[1]").is_err());
+    }
+
+    #[test]
+    fn ignored_resources_include_analytics_hosts() {
+        let c = CaptureConfig::from_json(r#"{"resourcesToIgnore": ["/slow.js"]}"#).unwrap();
+        assert!(c.is_ignored("https://www.google-analytics.com/analytics.js"));
+        assert!(c.is_ignored("http://127.0.0.1:8000/static/slow.js"));
+        assert!(!c.is_ignored("http://127.0.0.1:8000/static/fast.js"));
+    }
+}

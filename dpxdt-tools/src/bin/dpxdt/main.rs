@@ -1,0 +1,50 @@
+//! `dpxdt`: the local command-line tool — image diff, and the YAML-driven
+//! `update` / `test` modes.
+
+mod diff;
+mod local;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "dpxdt",
+    version,
+    about = "Depicted: screenshot diffs for safe deploys"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare two PNG images and report the difference.
+    Diff(diff::DiffArgs),
+    /// Capture every test in DIR's YAML files and save the screenshots as references.
+    Update(local::LocalArgs),
+    /// Capture every test in DIR's YAML files and compare them with the saved references.
+    Test(local::LocalArgs),
+}
+
+fn main() -> ExitCode {
+    dpxdt_tools::init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(dpxdt_tools::EXIT_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Diff(args) => diff::run(args),
+        Command::Update(args) => local::run(local::Mode::Update, args),
+        Command::Test(args) => local::run(local::Mode::Test, args),
+    }
+}
