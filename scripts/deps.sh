@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what Depicted needs at run time and is missing: Chromium, its
+# WebDriver (chromedriver) and the fonts screenshots are rendered with.
+# Safe to run again: it does nothing when everything is there.
+set -euo pipefail
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
+[ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "deps: installing ${need[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq >&2
+    $sudo apt-get install -y -qq "${need[@]}" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "deps: cargo is missing; install Rust (https://rustup.rs) first" >&2
+    exit 2
+fi
