@@ -328,6 +328,97 @@ pub struct FinishRequest {
     pub error: Option<String>,
 }
 
+/// Name of the work queue of capture tasks.
+pub const CAPTURE_QUEUE: &str = "capture";
+/// Name of the work queue of diff tasks (the original's name).
+pub const DIFF_QUEUE: &str = "run-pdiff";
+
+/// Payload of a task in [`CAPTURE_QUEUE`]: take one screenshot and report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureTask {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run name.
+    pub run_name: String,
+    /// The page to capture.
+    pub url: String,
+    /// The capture config (JSON text, already validated by the server).
+    pub config_json: String,
+    /// Artifact id of the stored config, reported back with the image.
+    pub config: ArtifactId,
+    /// True when this captures the reference (`ref_*` fields) rather than the run.
+    pub is_ref: bool,
+}
+
+/// Payload of a task in [`DIFF_QUEUE`]: diff a run's image against its reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffTask {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run name.
+    pub run_name: String,
+    /// The new screenshot.
+    pub image: ArtifactId,
+    /// The reference screenshot.
+    pub ref_image: ArtifactId,
+}
+
+/// *New.* `POST /api/create_build` (superuser key): creates a build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateBuildRequest {
+    /// The build's name.
+    pub name: String,
+}
+
+/// Reply to `create_build`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateBuildResponse {
+    /// Always true.
+    pub success: bool,
+    /// The new build.
+    pub build_id: BuildId,
+    /// Its name.
+    pub name: String,
+}
+
+/// *New.* `POST /api/create_api_key` (superuser key): creates a key scoped to one build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateApiKeyRequest {
+    /// The build the key may act on.
+    pub build_id: BuildId,
+    /// What the key is for, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+/// Reply to `create_api_key`: the secret is shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateApiKeyResponse {
+    /// Always true.
+    pub success: bool,
+    /// The build the key is scoped to.
+    pub build_id: BuildId,
+    /// The key id (HTTP Basic user name).
+    pub api_key: String,
+    /// The secret (HTTP Basic password).
+    pub api_secret: String,
+}
+
+/// `POST /api/work_queue/<queue>/cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelTaskRequest {
+    /// The task.
+    pub task_id: TaskId,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
