@@ -197,37 +197,37 @@ impl CaptureConfig {
                 reason: reason.into(),
             }
         }
-        if let Some(v) = self.viewport_size {
-            if v.width == 0 || v.height == 0 || v.width > MAX_EDGE || v.height > MAX_EDGE {
-                return Err(invalid(
-                    "viewportSize",
-                    format!(
-                        "{}x{} is outside 1..={MAX_EDGE} on some edge",
-                        v.width, v.height
-                    ),
-                ));
-            }
+        if let Some(v) = self.viewport_size
+            && (v.width == 0 || v.height == 0 || v.width > MAX_EDGE || v.height > MAX_EDGE)
+        {
+            return Err(invalid(
+                "viewportSize",
+                format!(
+                    "{}x{} is outside 1..={MAX_EDGE} on some edge",
+                    v.width, v.height
+                ),
+            ));
         }
-        if let Some(c) = self.clip_rect {
-            if c.width == 0 || c.height == 0 || c.width > MAX_EDGE || c.height > MAX_EDGE {
-                return Err(invalid(
-                    "clipRect",
-                    format!(
-                        "{}x{} is outside 1..={MAX_EDGE} on some edge",
-                        c.width, c.height
-                    ),
-                ));
-            }
+        if let Some(c) = self.clip_rect
+            && (c.width == 0 || c.height == 0 || c.width > MAX_EDGE || c.height > MAX_EDGE)
+        {
+            return Err(invalid(
+                "clipRect",
+                format!(
+                    "{}x{} is outside 1..={MAX_EDGE} on some edge",
+                    c.width, c.height
+                ),
+            ));
         }
         for (field, value, max) in [
             ("resourceTimeoutMs", self.resource_timeout_ms, 600_000),
             ("timeoutMs", self.timeout_ms, 600_000),
             ("delayMs", self.delay_ms, 60_000),
         ] {
-            if let Some(v) = value {
-                if v > max {
-                    return Err(invalid(field, format!("{v} is more than {max}")));
-                }
+            if let Some(v) = value
+                && v > max
+            {
+                return Err(invalid(field, format!("{v} is more than {max}")));
             }
         }
         for cookie in &self.cookies {
@@ -266,10 +266,10 @@ impl CaptureConfig {
         let host = url::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string));
-        if let Some(host) = host {
-            if ALWAYS_IGNORED_HOSTS.contains(&host.as_str()) {
-                return true;
-            }
+        if let Some(host) = host
+            && ALWAYS_IGNORED_HOSTS.contains(&host.as_str())
+        {
+            return true;
         }
         self.resources_to_ignore
             .iter()

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod config;
+pub mod diff;
 pub mod model;
 pub mod release;
 pub mod run;

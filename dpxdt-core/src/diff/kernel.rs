@@ -1,0 +1,309 @@
+//! The fast diff kernel and the diff-image renderer.
+//!
+//! The canvas is cut into bands of [`TILE`] rows, processed on all cores.
+//! Inside a band, equal rows and equal 64-byte chunks are skipped with a
+//! slice comparison (which the standard library turns into a vectorized
+//! `memcmp`); only differing pixels are judged one by one. Screenshots of
+//! the same page are equal almost everywhere, so most of the work is the
+//! comparison itself, at memory speed.
+
+use rayon::prelude::*;
+
+use super::color::{Judge, Verdict, squared_error};
+use super::regions::{TILE, TileHit, group_tiles};
+use super::{DiffOptions, DiffReport, Image, Region};
+
+/// Pixels compared per chunk before falling back to pixel by pixel.
+const CHUNK_PIXELS: usize = 16;
+
+/// What one band of rows contributed.
+#[derive(Default)]
+struct BandStats {
+    sq_int: u64,
+    sq_float: f64,
+    changed: u64,
+    tiles: Vec<TileHit>,
+}
+
+/// Compares `reference` with `new` under `opts` (the fast kernel).
+pub fn diff_images(reference: &Image, new: &Image, opts: &DiffOptions) -> DiffReport {
+    let canvas;
+    let aligned = if (reference.width(), reference.height()) == (new.width(), new.height()) {
+        reference
+    } else {
+        canvas = reference.on_canvas(new.width(), new.height());
+        &canvas
+    };
+    let judge = Judge::new(aligned, new, opts);
+    let bands = new.height().div_ceil(TILE);
+    let stats: Vec<BandStats> = (0..bands)
+        .into_par_iter()
+        .map(|band| scan_band(&judge, band))
+        .collect();
+
+    let mut sq_int = 0u64;
+    let mut sq_float = 0.0f64;
+    let mut changed = 0u64;
+    let mut tiles = Vec::new();
+    for band in stats {
+        sq_int += band.sq_int;
+        sq_float += band.sq_float;
+        changed += band.changed;
+        tiles.extend(band.tiles);
+    }
+    finish_report(
+        reference,
+        new,
+        sq_int,
+        sq_float,
+        changed,
+        group_tiles(tiles),
+    )
+}
+
+/// Builds the report from the accumulated sums (shared with the reference kernel).
+pub(crate) fn finish_report(
+    reference: &Image,
+    new: &Image,
+    sq_int: u64,
+    sq_float: f64,
+    changed: u64,
+    regions: Vec<Region>,
+) -> DiffReport {
+    let total = new.width() as u64 * new.height() as u64;
+    let sum = sq_int as f64 / (255.0 * 255.0) + sq_float;
+    let distortion = if total == 0 {
+        0.0
+    } else {
+        (sum / (3.0 * total as f64)).sqrt()
+    };
+    DiffReport {
+        width: new.width(),
+        height: new.height(),
+        reference_width: reference.width(),
+        reference_height: reference.height(),
+        distortion,
+        changed_pixels: changed,
+        total_pixels: total,
+        percentage: if total == 0 {
+            0.0
+        } else {
+            changed as f64 * 100.0 / total as f64
+        },
+        regions,
+    }
+}
+
+#[inline]
+fn px(bytes: &[u8], i: usize) -> [u8; 4] {
+    [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]
+}
+
+fn scan_band(judge: &Judge<'_>, band: u32) -> BandStats {
+    let mut stats = BandStats::default();
+    let width = judge.new.width();
+    let y_end = ((band + 1) * TILE).min(judge.new.height());
+    // Bounding box of the changed pixels per tile column, sized lazily:
+    // most bands of most diffs have none.
+    let mut boxes: Vec<Option<Region>> = Vec::new();
+    for y in band * TILE..y_end {
+        let (r, n) = (judge.reference.row(y), judge.new.row(y));
+        if r == n {
+            continue;
+        }
+        for (c, (rc, nc)) in r
+            .chunks(CHUNK_PIXELS * 4)
+            .zip(n.chunks(CHUNK_PIXELS * 4))
+            .enumerate()
+        {
+            if rc == nc {
+                continue;
+            }
+            let x0 = (c * CHUNK_PIXELS) as u32;
+            for i in (0..rc.len()).step_by(4) {
+                let (p, q) = (px(rc, i), px(nc, i));
+                if p == q {
+                    continue;
+                }
+                let x = x0 + (i / 4) as u32;
+                match judge.judge(x, y, p, q) {
+                    Verdict::Ignored => continue,
+                    Verdict::Changed => {
+                        stats.changed += 1;
+                        if boxes.is_empty() {
+                            boxes.resize(width.div_ceil(TILE) as usize, None);
+                        }
+                        let slot = &mut boxes[(x / TILE) as usize];
+                        *slot = Some(match *slot {
+                            None => Region {
+                                x1: x,
+                                y1: y,
+                                x2: x,
+                                y2: y,
+                            },
+                            Some(b) => Region {
+                                x1: b.x1.min(x),
+                                y1: b.y1.min(y),
+                                x2: b.x2.max(x),
+                                y2: b.y2.max(y),
+                            },
+                        });
+                    }
+                    Verdict::Below | Verdict::AntiAliased => {}
+                }
+                let (si, sf) = squared_error(p, q);
+                stats.sq_int += si;
+                stats.sq_float += sf;
+            }
+        }
+    }
+    stats.tiles = boxes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(tx, b)| {
+            b.map(|bounds| TileHit {
+                tx: tx as u32,
+                ty: band,
+                bounds,
+            })
+        })
+        .collect();
+    stats
+}
+
+/// A rendered diff image: one palette index per pixel (a quarter of the
+/// memory of RGBA, and a quarter of the bytes to compress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffImage {
+    width: u32,
+    height: u32,
+    mask: bool,
+    indices: Vec<u8>,
+}
+
+/// Palette slots after the grey ramp (overlay) or after transparent (mask).
+const RED: u8 = 64;
+const YELLOW: u8 = 65;
+const BLUE: u8 = 66;
+const MASK_CLEAR: u8 = 0;
+const MASK_RED: u8 = 1;
+const MASK_YELLOW: u8 = 2;
+const MASK_BLUE: u8 = 3;
+
+impl DiffImage {
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Palette indices, one byte per pixel, row-major.
+    pub fn indices(&self) -> &[u8] {
+        &self.indices
+    }
+
+    /// The RGBA palette: in overlay mode 64 greys (the faded reference),
+    /// then red (changed), yellow (anti-aliasing), blue (ignored); in mask
+    /// mode transparent, red, yellow, blue.
+    pub fn palette(&self) -> Vec<[u8; 4]> {
+        let marks = [[255, 0, 0, 255], [255, 200, 0, 255], [90, 140, 255, 255]];
+        let mut palette = Vec::with_capacity(67);
+        if self.mask {
+            palette.push([0, 0, 0, 0]);
+        } else {
+            palette.extend((0..64u8).map(|i| {
+                let v = 192 + i;
+                [v, v, v, 255]
+            }));
+        }
+        palette.extend(marks);
+        palette
+    }
+
+    /// Expands to RGBA (for callers that want pixels rather than a PNG).
+    pub fn to_rgba(&self) -> Image {
+        let palette = self.palette();
+        let data = self
+            .indices
+            .iter()
+            .flat_map(|&i| palette[i as usize])
+            .collect();
+        Image::from_rgba(self.width, self.height, data).expect("size matches")
+    }
+
+    /// Whether this is a transparent mask rather than an overlay.
+    pub fn is_mask(&self) -> bool {
+        self.mask
+    }
+}
+
+/// Renders the diff image: changed pixels red, anti-aliased pixels yellow,
+/// differing pixels in ignore regions blue, over a faded grey copy of the
+/// reference (or over transparency with [`DiffOptions::mask`]).
+pub fn render_diff_image(reference: &Image, new: &Image, opts: &DiffOptions) -> DiffImage {
+    let canvas;
+    let aligned = if (reference.width(), reference.height()) == (new.width(), new.height()) {
+        reference
+    } else {
+        canvas = reference.on_canvas(new.width(), new.height());
+        &canvas
+    };
+    let judge = Judge::new(aligned, new, opts);
+    let width = new.width() as usize;
+    let mut indices = vec![0u8; width * new.height() as usize];
+    let (red, yellow, blue) = if opts.mask {
+        (MASK_RED, MASK_YELLOW, MASK_BLUE)
+    } else {
+        (RED, YELLOW, BLUE)
+    };
+    indices
+        .par_chunks_mut(width.max(1))
+        .enumerate()
+        .for_each(|(y, out)| {
+            let y = y as u32;
+            let (r, n) = (aligned.row(y), new.row(y));
+            if opts.mask {
+                out.fill(MASK_CLEAR);
+            } else {
+                fade_row(r, out);
+            }
+            if r == n {
+                return;
+            }
+            for (x, slot) in out.iter_mut().enumerate() {
+                let (p, q) = (px(r, x * 4), px(n, x * 4));
+                if p == q {
+                    continue;
+                }
+                *slot = match judge.judge(x as u32, y, p, q) {
+                    Verdict::Changed => red,
+                    Verdict::AntiAliased => yellow,
+                    Verdict::Ignored => blue,
+                    Verdict::Below => *slot,
+                };
+            }
+        });
+    DiffImage {
+        width: new.width(),
+        height: new.height(),
+        mask: opts.mask,
+        indices,
+    }
+}
+
+/// Maps a row of RGBA to grey-ramp indices: luma of the pixel blended onto
+/// white, faded to a quarter of its contrast (index 0 = grey 192, 63 = white).
+fn fade_row(rgba: &[u8], out: &mut [u8]) {
+    for (p, o) in rgba.chunks_exact(4).zip(out.iter_mut()) {
+        let a = p[3] as u32;
+        // Blend onto white: c' = 255 - (255 - c) * a / 255, with /255 done
+        // as a multiply and shift so the loop stays branch-free.
+        let blend = |c: u8| 255 - ((((255 - c as u32) * a + 128) * 257) >> 16);
+        let luma = (77 * blend(p[0]) + 150 * blend(p[1]) + 29 * blend(p[2]) + 128) >> 8;
+        *o = (63 - ((255 - luma.min(255)) >> 2)) as u8;
+    }
+}

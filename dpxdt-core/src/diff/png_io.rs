@@ -1,0 +1,204 @@
+//! PNG in and out: decoding any PNG to RGBA with a pixel limit checked
+//! before allocation, and a fast encoder for diff images.
+
+use std::io::{Cursor, Write};
+use std::path::Path;
+
+use png::{BitDepth, ColorType, Compression, Decoder, Filter, Limits, Transformations};
+
+use super::kernel::DiffImage;
+use super::{DiffError, Image};
+
+const PNG_SIGNATURE: [u8; 8] = [137, 80, 78, 71, 13, 10, 26, 10];
+
+/// Reads and decodes a PNG file; errors name the file.
+pub fn load_png(path: &Path, max_pixels: u64) -> Result<Image, DiffError> {
+    let bytes = std::fs::read(path).map_err(|source| DiffError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    decode_png(&bytes, &path.display().to_string(), max_pixels)
+}
+
+/// Decodes PNG bytes to RGBA. `what` names the input in errors. The header
+/// is checked against `max_pixels` before pixel memory is allocated, so a
+/// small file claiming a huge image (a decompression bomb) costs nothing.
+pub fn decode_png(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Image, DiffError> {
+    if !bytes.starts_with(&PNG_SIGNATURE) {
+        return Err(DiffError::NotPng { what: what.into() });
+    }
+    let corrupt = |e: png::DecodingError| DiffError::Corrupt {
+        what: what.into(),
+        detail: match e {
+            png::DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "unexpected end of file".into()
+            }
+            other => other.to_string(),
+        },
+    };
+    // Intermediate buffers are bounded by the pixel limit checked below.
+    let mut decoder = Decoder::new_with_limits(Cursor::new(bytes), Limits { bytes: usize::MAX });
+    decoder.set_transformations(Transformations::normalize_to_color8());
+    let header = decoder.read_header_info().map_err(|e| {
+        // The decoder refuses a zero dimension as a format error; say it plainly.
+        let (w, h) = ihdr_size(bytes);
+        if w == 0 || h == 0 {
+            DiffError::Empty {
+                what: what.into(),
+                width: w,
+                height: h,
+            }
+        } else {
+            corrupt(e)
+        }
+    })?;
+    let (width, height) = (header.width, header.height);
+    if width == 0 || height == 0 {
+        return Err(DiffError::Empty {
+            what: what.into(),
+            width,
+            height,
+        });
+    }
+    let pixels = width as u64 * height as u64;
+    if pixels > max_pixels {
+        return Err(DiffError::TooLarge {
+            what: what.into(),
+            width,
+            height,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    let interlaced = header.interlaced;
+    let mut reader = decoder.read_info().map_err(corrupt)?;
+    let (color, depth) = reader.output_color_type();
+    debug_assert_eq!(depth, BitDepth::Eight);
+    let mut rgba = vec![0u8; pixels as usize * 4];
+    if color == ColorType::Rgba {
+        reader.next_frame(&mut rgba).map_err(corrupt)?;
+    } else if interlaced {
+        let size = reader
+            .output_buffer_size()
+            .ok_or_else(|| DiffError::TooLarge {
+                what: what.into(),
+                width,
+                height,
+                pixels,
+                limit: max_pixels,
+            })?;
+        let mut native = vec![0u8; size];
+        reader.next_frame(&mut native).map_err(corrupt)?;
+        let line = native.len() / height as usize;
+        for (src, dst) in native
+            .chunks_exact(line)
+            .zip(rgba.chunks_exact_mut(width as usize * 4))
+        {
+            expand_row(color, src, dst);
+        }
+    } else {
+        for dst in rgba.chunks_exact_mut(width as usize * 4) {
+            let row = reader
+                .next_row()
+                .map_err(corrupt)?
+                .ok_or_else(|| DiffError::Corrupt {
+                    what: what.into(),
+                    detail: "image data ends early".into(),
+                })?;
+            expand_row(color, row.data(), dst);
+        }
+    }
+    Ok(Image::from_rgba(width, height, rgba).expect("buffer sized from the header"))
+}
+
+/// Width and height from the IHDR chunk, read directly (0, 0 if absent).
+fn ihdr_size(bytes: &[u8]) -> (u32, u32) {
+    let be = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if bytes.get(12..16) == Some(b"IHDR") {
+        (be(16), be(20))
+    } else {
+        (0, 0)
+    }
+}
+
+/// Converts one row of 8-bit grey, grey+alpha or RGB samples to RGBA.
+fn expand_row(color: ColorType, src: &[u8], dst: &mut [u8]) {
+    match color {
+        ColorType::Rgb => {
+            for (s, d) in src.chunks_exact(3).zip(dst.chunks_exact_mut(4)) {
+                d.copy_from_slice(&[s[0], s[1], s[2], 255]);
+            }
+        }
+        ColorType::Grayscale => {
+            for (&g, d) in src.iter().zip(dst.chunks_exact_mut(4)) {
+                d.copy_from_slice(&[g, g, g, 255]);
+            }
+        }
+        ColorType::GrayscaleAlpha => {
+            for (s, d) in src.chunks_exact(2).zip(dst.chunks_exact_mut(4)) {
+                d.copy_from_slice(&[s[0], s[0], s[0], s[1]]);
+            }
+        }
+        // EXPAND turns palettes into RGB(A); RGBA rows are copied as they are.
+        ColorType::Rgba | ColorType::Indexed => dst.copy_from_slice(&src[..dst.len()]),
+    }
+}
+
+/// Encodes a diff image as an 8-bit palette PNG with the fast deflate
+/// setting: one byte per pixel to compress, and the image is mostly flat.
+pub fn encode_diff_png(image: &DiffImage, out: &mut impl Write) -> Result<(), DiffError> {
+    let encode = |e: png::EncodingError| DiffError::Encode(e.to_string());
+    let palette = image.palette();
+    let mut encoder = png::Encoder::new(out, image.width(), image.height());
+    encoder.set_color(ColorType::Indexed);
+    encoder.set_depth(BitDepth::Eight);
+    encoder.set_palette(
+        palette
+            .iter()
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect::<Vec<u8>>(),
+    );
+    if image.is_mask() {
+        encoder.set_trns(palette.iter().map(|p| p[3]).collect::<Vec<u8>>());
+    }
+    encoder.set_compression(Compression::Fast);
+    encoder.set_filter(Filter::NoFilter);
+    let mut writer = encoder.write_header().map_err(encode)?;
+    writer.write_image_data(image.indices()).map_err(encode)?;
+    writer.finish().map_err(encode)
+}
+
+/// Writes the diff image to `path` through a temporary file in the same
+/// directory and a rename, so readers never see a partial file.
+pub(crate) fn write_png_atomically(image: &DiffImage, path: &Path) -> Result<(), DiffError> {
+    let write_err = |source| DiffError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| write_err(std::io::Error::other("not a file name")))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).map_err(write_err)?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+        encode_diff_png(image, &mut buffered)?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| write_err(e.into_error()))?;
+        file.sync_all().map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,449 @@
+//! Diff goldens computed by hand, the size rule, ignore regions, regions,
+//! bad input, and the fast kernel held to the reference kernel.
+
+use super::*;
+
+const BLACK: [u8; 4] = [0, 0, 0, 255];
+const WHITE: [u8; 4] = [255, 255, 255, 255];
+
+fn exact() -> DiffOptions {
+    DiffOptions {
+        threshold: 0.0,
+        ..DiffOptions::default()
+    }
+}
+
+fn both(reference: &Image, new: &Image, opts: &DiffOptions) -> DiffReport {
+    let fast = diff_images(reference, new, opts);
+    let slow = reference_diff(reference, new, opts);
+    assert_eq!(fast.changed_pixels, slow.changed_pixels);
+    assert_eq!(fast.regions, slow.regions);
+    assert!((fast.distortion - slow.distortion).abs() < 1e-12);
+    fast
+}
+
+fn encode(img: &Image) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().unwrap();
+    w.write_image_data(img.as_rgba()).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+#[test]
+fn one_white_pixel_in_four_black_is_half_distortion() {
+    // Squared error: 3 channels × 1² = 3, over 3 channels × 4 pixels: 3/12 = 0.25; √ = 0.5.
+    let reference = Image::filled(2, 2, BLACK);
+    let mut new = reference.clone();
+    new.set_pixel(1, 0, WHITE);
+    let r = both(&reference, &new, &DiffOptions::default());
+    assert!(close(r.distortion, 0.5), "{}", r.distortion);
+    assert_eq!(r.changed_pixels, 1);
+    assert_eq!(r.total_pixels, 4);
+    assert!(close(r.percentage, 25.0));
+    assert_eq!(
+        r.regions,
+        vec![Region {
+            x1: 1,
+            y1: 0,
+            x2: 1,
+            y2: 0
+        }]
+    );
+    assert!(r.is_different());
+}
+
+#[test]
+fn identical_images_have_no_distortion() {
+    let a = Image::filled(33, 17, [12, 34, 56, 255]);
+    let r = both(&a, &a.clone(), &exact());
+    assert_eq!(r.distortion, 0.0);
+    assert_eq!(r.changed_pixels, 0);
+    assert!(r.regions.is_empty());
+    assert!(!r.is_different());
+}
+
+#[test]
+fn small_colour_change_counts_only_under_a_tight_threshold() {
+    // (10,20,30) → (13,24,30): squared error 9 + 16 = 25 units of 1/255²,
+    // over 3 channels: √(25 / 3) / 255 = 0.011320...
+    // YIQ delta ≈ 5.87, below 35215 × 0.1² = 352 but above 35215 × 0.01² = 3.5.
+    let reference = Image::filled(1, 1, [10, 20, 30, 255]);
+    let new = Image::filled(1, 1, [13, 24, 30, 255]);
+    let default = both(&reference, &new, &DiffOptions::default());
+    assert!(close(default.distortion, (25.0f64 / 3.0).sqrt() / 255.0));
+    assert_eq!(default.changed_pixels, 0);
+    assert!(!default.is_different());
+    let tight = DiffOptions {
+        threshold: 0.01,
+        ..DiffOptions::default()
+    };
+    assert_eq!(both(&reference, &new, &tight).changed_pixels, 1);
+    assert_eq!(both(&reference, &new, &exact()).changed_pixels, 1);
+}
+
+#[test]
+fn smaller_reference_is_padded_with_white() {
+    // The padded row is white against black: 2 pixels × 3 over 3 × 4 = 0.5; √ = 0.7071.
+    let reference = Image::filled(2, 1, BLACK);
+    let new = Image::filled(2, 2, BLACK);
+    let r = both(&reference, &new, &DiffOptions::default());
+    assert!(close(r.distortion, 0.5f64.sqrt()));
+    assert_eq!(r.changed_pixels, 2);
+    assert_eq!((r.reference_width, r.reference_height), (2, 1));
+    assert_eq!((r.width, r.height), (2, 2));
+    assert!(r.size_changed());
+}
+
+#[test]
+fn larger_reference_is_cropped_and_still_different() {
+    let mut reference = Image::filled(3, 3, BLACK);
+    reference.set_pixel(2, 2, WHITE); // outside the new canvas: cropped away
+    let new = Image::filled(2, 2, BLACK);
+    let r = both(&reference, &new, &exact());
+    assert_eq!(r.distortion, 0.0);
+    assert_eq!(r.changed_pixels, 0);
+    assert!(r.size_changed());
+    assert!(r.is_different(), "a size change is always a difference");
+}
+
+#[test]
+fn ignore_regions_are_left_out_of_everything() {
+    // Two changes, one ignored: 3 / (3 × 16) = 1/16; √ = 0.25.
+    let reference = Image::filled(4, 4, WHITE);
+    let mut new = reference.clone();
+    new.set_pixel(1, 1, BLACK);
+    new.set_pixel(3, 3, BLACK);
+    let opts = DiffOptions {
+        ignore: vec!["1:1-1:1".parse().unwrap()],
+        ..DiffOptions::default()
+    };
+    let r = both(&reference, &new, &opts);
+    assert_eq!(r.changed_pixels, 1);
+    assert!(close(r.distortion, 0.25));
+    assert_eq!(r.regions, vec!["3:3-3:3".parse().unwrap()]);
+}
+
+#[test]
+fn nearby_changes_share_a_region_and_far_ones_do_not() {
+    let reference = Image::filled(64, 64, WHITE);
+    let mut new = reference.clone();
+    for (x, y) in [(2, 2), (5, 6), (15, 20), (16, 20), (50, 60)] {
+        new.set_pixel(x, y, BLACK);
+    }
+    let r = both(&reference, &new, &DiffOptions::default());
+    let expected: Vec<Region> = ["2:2-16:20", "50:60-50:60"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(r.regions, expected);
+}
+
+#[test]
+fn transparent_pixels_compare_by_what_shows() {
+    // Both fully transparent: nothing shows, nothing differs.
+    let a = Image::filled(1, 1, [255, 0, 0, 0]);
+    let b = Image::filled(1, 1, [0, 0, 255, 0]);
+    let r = both(&a, &b, &exact());
+    assert_eq!((r.distortion, r.changed_pixels), (0.0, 0));
+    // Half-transparent white against opaque white: premultiplied channels
+    // differ by (255 - 128) / 255 each, so the RMSE is 127/255.
+    let a = Image::filled(1, 1, [255, 255, 255, 128]);
+    let b = Image::filled(1, 1, WHITE);
+    let r = both(&a, &b, &exact());
+    assert!(close(r.distortion, 127.0 / 255.0), "{}", r.distortion);
+}
+
+#[test]
+fn antialiased_edge_pixels_are_not_counted_when_asked() {
+    // A black square on white; the new image softens one edge pixel to grey,
+    // as a different anti-aliasing of the same edge would.
+    let mut reference = Image::filled(12, 12, WHITE);
+    for y in 3..9 {
+        for x in 3..9 {
+            reference.set_pixel(x, y, BLACK);
+        }
+    }
+    let mut new = reference.clone();
+    new.set_pixel(8, 5, [128, 128, 128, 255]);
+    let plain = both(&reference, &new, &DiffOptions::default());
+    assert_eq!(plain.changed_pixels, 1);
+    let aa = DiffOptions {
+        antialiasing: true,
+        ..DiffOptions::default()
+    };
+    let r = both(&reference, &new, &aa);
+    assert_eq!(r.changed_pixels, 0);
+    assert!(
+        r.distortion > 0.0,
+        "distortion still reports the raw change"
+    );
+    // A grey pixel in the middle of the white area is no edge: it counts.
+    new.set_pixel(1, 10, [128, 128, 128, 255]);
+    assert_eq!(both(&reference, &new, &aa).changed_pixels, 1);
+}
+
+/// xorshift64*: deterministic noise without a dependency.
+struct Noise(u64);
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn noisy(noise: &mut Noise, w: u32, h: u32) -> Image {
+    let mut img = Image::filled(w, h, WHITE);
+    for y in 0..h {
+        for x in 0..w {
+            let v = (noise.below(4) * 85) as u8;
+            let a = if noise.below(10) == 0 { 128 } else { 255 };
+            img.set_pixel(x, y, [v, 255 - v, v / 2, a]);
+        }
+    }
+    img
+}
+
+#[test]
+fn fast_kernel_matches_reference_kernel_on_random_images() {
+    let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+    for round in 0..24 {
+        let (w, h) = (1 + noise.below(70) as u32, 1 + noise.below(70) as u32);
+        let reference = noisy(&mut noise, w, h);
+        let mut new = if round % 3 == 0 {
+            // Another size: exercises padding and cropping.
+            let (w2, h2) = (1 + noise.below(70) as u32, 1 + noise.below(70) as u32);
+            noisy(&mut noise, w2, h2)
+        } else {
+            reference.clone()
+        };
+        let changes = noise.below(200);
+        for _ in 0..changes {
+            let (x, y) = (
+                noise.below(new.width() as u64) as u32,
+                noise.below(new.height() as u64) as u32,
+            );
+            let v = noise.below(256) as u8;
+            new.set_pixel(x, y, [v, v, 255 - v, 255]);
+        }
+        let opts = DiffOptions {
+            threshold: [0.0, 0.05, 0.1, 0.3][round % 4],
+            antialiasing: round % 2 == 0,
+            ignore: if round % 5 == 0 {
+                vec!["3:3-20:9".parse().unwrap()]
+            } else {
+                vec![]
+            },
+            ..DiffOptions::default()
+        };
+        both(&reference, &new, &opts);
+    }
+}
+
+#[test]
+fn region_syntax_round_trips_and_refuses_nonsense() {
+    let r: Region = "10:20-30:40".parse().unwrap();
+    assert_eq!(
+        r,
+        Region {
+            x1: 10,
+            y1: 20,
+            x2: 30,
+            y2: 40
+        }
+    );
+    assert_eq!(r.to_string(), "10:20-30:40");
+    for bad in ["", "1:2", "1:2-3", "a:b-c:d", "5:5-1:1", "1:2-3:4-5:6"] {
+        let err = bad.parse::<Region>().unwrap_err().to_string();
+        assert!(err.contains("bad region"), "{bad}: {err}");
+    }
+    assert_eq!(
+        serde_json::to_string(&r).unwrap(),
+        "\"10:20-30:40\"".to_string()
+    );
+}
+
+#[test]
+fn threshold_outside_zero_to_one_is_refused() {
+    let opts = DiffOptions {
+        threshold: 1.5,
+        ..DiffOptions::default()
+    };
+    let a = encode(&Image::filled(1, 1, WHITE));
+    let err = diff_png_bytes(&a, &a, &opts).unwrap_err();
+    assert!(err.to_string().contains("threshold"), "{err}");
+}
+
+#[test]
+fn png_bytes_round_trip_with_diff_image() {
+    let reference = Image::filled(5, 3, WHITE);
+    let mut new = reference.clone();
+    new.set_pixel(4, 2, BLACK);
+    let out = diff_png_bytes(&encode(&reference), &encode(&new), &DiffOptions::default()).unwrap();
+    assert_eq!(out.report.changed_pixels, 1);
+    let diff = decode_png(&out.diff_png.unwrap(), "diff", DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!((diff.width(), diff.height()), (5, 3));
+    assert_eq!(diff.pixel(4, 2), [255, 0, 0, 255], "changed pixel is red");
+    assert_eq!(diff.pixel(0, 0), WHITE, "white stays white when faded");
+    // No diff image when nothing differs.
+    let same = diff_png_bytes(
+        &encode(&reference),
+        &encode(&reference),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    assert!(same.diff_png.is_none());
+}
+
+#[test]
+fn faded_reference_keeps_dark_areas_visible_but_light() {
+    let reference = Image::filled(2, 1, BLACK);
+    let mut new = reference.clone();
+    new.set_pixel(0, 0, WHITE);
+    let image = render_diff_image(&reference, &new, &DiffOptions::default()).to_rgba();
+    assert_eq!(image.pixel(0, 0), [255, 0, 0, 255]);
+    // Black faded to a quarter of its contrast: 255 - 255/4 (rounded down to the ramp).
+    assert_eq!(image.pixel(1, 0), [192, 192, 192, 255]);
+    let mask = render_diff_image(
+        &reference,
+        &new,
+        &DiffOptions {
+            mask: true,
+            ..DiffOptions::default()
+        },
+    )
+    .to_rgba();
+    assert_eq!(mask.pixel(0, 0), [255, 0, 0, 255]);
+    assert_eq!(mask.pixel(1, 0)[3], 0, "unchanged pixels are transparent");
+}
+
+#[test]
+fn grey_rgb_and_palette_pngs_decode_to_rgba() {
+    for (color, samples) in [
+        (png::ColorType::Grayscale, vec![7u8, 200]),
+        (png::ColorType::GrayscaleAlpha, vec![7, 255, 200, 0]),
+        (png::ColorType::Rgb, vec![1, 2, 3, 4, 5, 6]),
+    ] {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 2, 1);
+        enc.set_color(color);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().unwrap();
+        w.write_image_data(&samples).unwrap();
+        w.finish().unwrap();
+        let img = decode_png(&out, "t", 100).unwrap();
+        let expected: Vec<u8> = match color {
+            png::ColorType::Grayscale => vec![7, 7, 7, 255, 200, 200, 200, 255],
+            png::ColorType::GrayscaleAlpha => vec![7, 7, 7, 255, 200, 200, 200, 0],
+            _ => vec![1, 2, 3, 255, 4, 5, 6, 255],
+        };
+        assert_eq!(img.as_rgba(), &expected[..], "{color:?}");
+    }
+}
+
+/// CRC-32 of the PNG chunk type and data, to forge valid headers.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG signature plus an IHDR claiming `w`×`h` RGBA, with a valid CRC, and nothing else.
+fn forged_header(w: u32, h: u32) -> Vec<u8> {
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&w.to_be_bytes());
+    chunk.extend_from_slice(&h.to_be_bytes());
+    chunk.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut out = PNG_SIGNATURE_FOR_TESTS.to_vec();
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    out
+}
+
+const PNG_SIGNATURE_FOR_TESTS: [u8; 8] = [137, 80, 78, 71, 13, 10, 26, 10];
+
+#[test]
+fn bad_inputs_give_one_clear_error_each() {
+    let good = encode(&Image::filled(4, 4, WHITE));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"GIF89a not a png".to_vec(), "new image: not a PNG image"),
+        (
+            good[..good.len() / 2].to_vec(),
+            "new image: truncated or corrupt PNG",
+        ),
+        (forged_header(0, 10), "new image: image is empty (0x10)"),
+        (
+            forged_header(100_000, 100_000),
+            "new image: image is 100000x100000 = 10000000000 pixels, more than the limit of 100000000",
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let err = diff_png_bytes(&good, &bytes, &DiffOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(expected), "got `{err}`, want `{expected}`");
+    }
+    // A corrupted data byte (bad checksum) is caught too.
+    let mut flipped = good.clone();
+    let idat = flipped.windows(4).position(|w| w == b"IDAT").unwrap();
+    flipped[idat + 6] ^= 0xFF;
+    let err = decode_png(&flipped, "x.png", DEFAULT_MAX_PIXELS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("x.png: truncated or corrupt PNG"), "{err}");
+}
+
+#[test]
+fn files_missing_or_unwritable_are_named_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.png");
+    let b = dir.path().join("b.png");
+    std::fs::write(&a, encode(&Image::filled(3, 3, WHITE))).unwrap();
+    std::fs::write(&b, encode(&Image::filled(3, 3, BLACK))).unwrap();
+    let missing = dir.path().join("missing.png");
+    let err = diff_files(&a, &missing, None, &DiffOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.png: cannot read"), "{err}");
+
+    let nowhere = dir.path().join("no-such-dir").join("diff.png");
+    let err = diff_files(&a, &b, Some(&nowhere), &DiffOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot write diff image"), "{err}");
+
+    let out = dir.path().join("diff.png");
+    let report = diff_files(&a, &b, Some(&out), &DiffOptions::default()).unwrap();
+    assert_eq!(report.changed_pixels, 9);
+    assert!(out.exists());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".tmp")),
+        "no temp file left: {names:?}"
+    );
+}
