@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Depicted needs at run time and is missing: Chromium, its
 # WebDriver (chromedriver) and the fonts screenshots are rendered with.
+# With --test it also installs what the test suite compares against
+# (ImageMagick's `compare`, the reference for the distortion metric).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -9,6 +11,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 [ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
+if [ "${1:-}" = "--test" ]; then
+    command -v compare >/dev/null 2>&1 || need+=(imagemagick)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "deps: installing ${need[*]}" >&2

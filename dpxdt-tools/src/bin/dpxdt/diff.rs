@@ -1,11 +1,119 @@
-//! `dpxdt diff REF NEW`: compare two images (owned by the diff work).
+//! `dpxdt diff REF NEW`: compare two PNG images and report the difference.
+//!
+//! Exit codes: 0 identical or within the threshold, 1 different, 2 error.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use dpxdt_core::diff::{self, DiffOptions, DiffReport, Region};
+use dpxdt_tools::{EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
 
 /// Flags of `dpxdt diff`.
 #[derive(clap::Args)]
-pub struct DiffArgs {}
+pub struct DiffArgs {
+    /// The reference (expected) image.
+    reference: PathBuf,
+    /// The new (actual) image.
+    new: PathBuf,
+    /// Write the diff image here when the images differ.
+    #[arg(short, long, value_name = "DIFF.png")]
+    output: Option<PathBuf>,
+    /// Colour distance (0..1) a pixel must pass to count as changed; 0 counts any change.
+    #[arg(long, default_value_t = diff::DEFAULT_THRESHOLD, value_name = "T")]
+    threshold: f64,
+    /// Do not count anti-aliased edge pixels.
+    #[arg(long)]
+    antialiasing: bool,
+    /// Rectangles to leave out, `x1:y1-x2:y2`, comma-separated or repeated.
+    #[arg(long, value_delimiter = ',', value_name = "x1:y1-x2:y2")]
+    ignore: Vec<Region>,
+    /// Write the diff image as a transparent mask instead of over the faded reference.
+    #[arg(long)]
+    mask: bool,
+    /// Refuse images with more pixels than this (decompression-bomb guard).
+    #[arg(long, default_value_t = diff::DEFAULT_MAX_PIXELS, value_name = "N")]
+    max_pixels: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: DiffArgs) -> ExitCode {
-    ExitCode::from(dpxdt_tools::EXIT_ERROR)
+/// The JSON shape of `--json`: the report plus the verdict and the output path.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    different: bool,
+    size_changed: bool,
+    #[serde(flatten)]
+    report: &'a DiffReport,
+    diff_image: Option<&'a std::path::Path>,
+}
+
+pub fn run(args: DiffArgs) -> ExitCode {
+    let opts = DiffOptions {
+        threshold: args.threshold,
+        antialiasing: args.antialiasing,
+        ignore: args.ignore,
+        max_pixels: args.max_pixels,
+        mask: args.mask,
+    };
+    let report = match diff::diff_files(&args.reference, &args.new, args.output.as_deref(), &opts) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let written = args.output.as_deref().filter(|_| report.is_different());
+    let text = if args.json {
+        let json = JsonReport {
+            different: report.is_different(),
+            size_changed: report.size_changed(),
+            report: &report,
+            diff_image: written,
+        };
+        serde_json::to_string(&json).expect("report serializes") + "\n"
+    } else {
+        human(&report, written)
+    };
+    // A closed pipe (`dpxdt diff … | head -1`) is not an error worth a message.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::from(if report.is_different() {
+        EXIT_DIFFERENT
+    } else {
+        EXIT_OK
+    })
+}
+
+fn human(report: &DiffReport, written: Option<&std::path::Path>) -> String {
+    let mut out = String::new();
+    let verdict = if report.is_different() {
+        "different"
+    } else if report.distortion > 0.0 {
+        "same within threshold"
+    } else {
+        "identical"
+    };
+    out += &format!("result: {verdict}\n");
+    out += &format!("distortion: {:.6}\n", report.distortion);
+    out += &format!(
+        "changed pixels: {} of {} ({:.4}%)\n",
+        report.changed_pixels, report.total_pixels, report.percentage
+    );
+    if report.size_changed() {
+        out += &format!(
+            "size: {}x{} (reference {}x{})\n",
+            report.width, report.height, report.reference_width, report.reference_height
+        );
+    }
+    if !report.regions.is_empty() {
+        out += &format!("regions: {}\n", report.regions.len());
+        for r in &report.regions {
+            out += &format!("  {r} ({}x{})\n", r.width(), r.height());
+        }
+    }
+    if let Some(path) = written {
+        out += &format!("diff image: {}\n", path.display());
+    }
+    out
 }

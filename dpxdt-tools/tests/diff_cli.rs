@@ -1,0 +1,329 @@
+//! `dpxdt diff` through the real binary: verdicts and exit codes, JSON,
+//! flags, every bad input, and agreement with ImageMagick's RMSE.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const DPXDT: &str = env!("CARGO_BIN_EXE_dpxdt");
+
+/// Writes an RGBA PNG where `paint(x, y)` gives each pixel.
+fn write_png(path: &Path, w: u32, h: u32, paint: impl Fn(u32, u32) -> [u8; 4]) {
+    let mut data = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            data.extend_from_slice(&paint(x, y));
+        }
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().unwrap();
+    writer.write_image_data(&data).unwrap();
+    writer.finish().unwrap();
+}
+
+/// A deterministic, busy picture (gradients and stripes), like a page.
+fn page(x: u32, y: u32) -> [u8; 4] {
+    let v = ((x * 7 + y * 3) % 256) as u8;
+    if (y / 10) % 3 == 0 {
+        [v, 255 - v, (x % 256) as u8, 255]
+    } else {
+        [250, 250, 250, 255]
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let f = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        write_png(&f.path("ref.png"), 120, 80, page);
+        write_png(&f.path("same.png"), 120, 80, page);
+        write_png(&f.path("changed.png"), 120, 80, |x, y| {
+            if (30..40).contains(&x) && (20..25).contains(&y) {
+                [255, 0, 0, 255]
+            } else {
+                page(x, y)
+            }
+        });
+        f
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(DPXDT)
+            .arg("diff")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn identical_images_exit_zero_and_write_nothing() {
+    let f = Fixture::new();
+    let out = f.run(&["ref.png", "same.png", "-o", "diff.png"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("result: identical"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!f.path("diff.png").exists());
+}
+
+#[test]
+fn changed_image_exits_one_with_numbers_regions_and_diff_image() {
+    let f = Fixture::new();
+    let out = f.run(&["ref.png", "changed.png", "-o", "diff.png"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("result: different"), "{text}");
+    assert!(
+        text.contains("changed pixels: 50 of 9600 (0.5208%)"),
+        "{text}"
+    );
+    assert!(text.contains("30:20-39:24 (10x5)"), "{text}");
+    let diff = std::fs::read(f.path("diff.png")).unwrap();
+    assert!(diff.starts_with(&[137, 80, 78, 71]), "a PNG was written");
+}
+
+#[test]
+fn json_is_one_object_with_the_report() {
+    let f = Fixture::new();
+    let out = f.run(&["ref.png", "changed.png", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["different"], true);
+    assert_eq!(v["changed_pixels"], 50);
+    assert_eq!(v["total_pixels"], 9600);
+    assert_eq!(v["regions"][0], "30:20-39:24");
+    assert_eq!(v["size_changed"], false);
+    assert!(v["distortion"].as_f64().unwrap() > 0.0);
+    assert!(v["diff_image"].is_null());
+}
+
+#[test]
+fn ignore_and_threshold_flags_can_make_a_pair_pass() {
+    let f = Fixture::new();
+    let ignored = f.run(&["ref.png", "changed.png", "--ignore", "0:0-1:1,25:15-45:30"]);
+    assert_eq!(ignored.status.code(), Some(0), "{}", stdout(&ignored));
+    // Red over the page is far past any threshold below 1 ...
+    let strict = f.run(&["ref.png", "changed.png", "--threshold", "0.5"]);
+    assert_eq!(strict.status.code(), Some(1));
+    // ... but a one-step colour change is within the default threshold.
+    write_png(&f.path("tint.png"), 120, 80, |x, y| {
+        let mut p = page(x, y);
+        p[2] = p[2].saturating_sub(1);
+        p
+    });
+    let tint = f.run(&["ref.png", "tint.png"]);
+    assert_eq!(tint.status.code(), Some(0), "{}", stdout(&tint));
+    assert!(stdout(&tint).contains("same within threshold"));
+    let exact = f.run(&["ref.png", "tint.png", "--threshold", "0"]);
+    assert_eq!(exact.status.code(), Some(1));
+}
+
+#[test]
+fn size_change_is_reported_and_different() {
+    let f = Fixture::new();
+    write_png(&f.path("taller.png"), 120, 90, page);
+    let out = f.run(&["ref.png", "taller.png"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("size: 120x90 (reference 120x80)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Runs a bad input and checks: exit 2, one line on stderr naming `names`
+/// and saying `says`, nothing on stdout, no diff image left behind.
+fn refused(f: &Fixture, args: &[&str], names: &str, says: &str) {
+    let mut full = args.to_vec();
+    full.extend(["-o", "diff.png"]);
+    let out = f.run(&full);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(names) && err.contains(says), "{args:?}: {err}");
+    assert!(stdout(&out).is_empty());
+    assert!(!f.path("diff.png").exists(), "{args:?} left a diff image");
+    let leftovers: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let f = Fixture::new();
+    refused(&f, &["ref.png", "nope.png"], "nope.png", "cannot read");
+    refused(&f, &["nope.png", "ref.png"], "nope.png", "cannot read");
+}
+
+#[test]
+fn not_an_image_is_named() {
+    let f = Fixture::new();
+    std::fs::write(f.path("notes.png"), "just some text\n").unwrap();
+    refused(
+        &f,
+        &["ref.png", "notes.png"],
+        "notes.png",
+        "not a PNG image",
+    );
+}
+
+#[test]
+fn truncated_and_corrupt_pngs_are_named() {
+    let f = Fixture::new();
+    let good = std::fs::read(f.path("changed.png")).unwrap();
+    std::fs::write(f.path("cut.png"), &good[..good.len() / 2]).unwrap();
+    refused(
+        &f,
+        &["ref.png", "cut.png"],
+        "cut.png",
+        "truncated or corrupt PNG",
+    );
+    let mut bad = good.clone();
+    let idat = bad.windows(4).position(|w| w == b"IDAT").unwrap();
+    for b in &mut bad[idat + 8..idat + 40] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(f.path("garbled.png"), &bad).unwrap();
+    refused(
+        &f,
+        &["garbled.png", "ref.png"],
+        "garbled.png",
+        "truncated or corrupt PNG",
+    );
+}
+
+/// A PNG signature and an IHDR chunk claiming `w`×`h` (valid CRC), nothing more.
+fn forged_header(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xEDB8_8320 & 0u32.wrapping_sub(crc & 1));
+            }
+        }
+        !crc
+    }
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&w.to_be_bytes());
+    chunk.extend_from_slice(&h.to_be_bytes());
+    chunk.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut out = vec![137, 80, 78, 71, 13, 10, 26, 10];
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    out
+}
+
+#[test]
+fn zero_sized_image_is_named() {
+    let f = Fixture::new();
+    std::fs::write(f.path("empty.png"), forged_header(0, 0)).unwrap();
+    refused(&f, &["ref.png", "empty.png"], "empty.png", "image is empty");
+}
+
+#[test]
+fn decompression_bomb_is_refused_before_decoding() {
+    let f = Fixture::new();
+    std::fs::write(f.path("bomb.png"), forged_header(50_000, 50_000)).unwrap();
+    refused(
+        &f,
+        &["bomb.png", "ref.png"],
+        "bomb.png",
+        "more than the limit of 100000000",
+    );
+    // The limit is configurable.
+    refused(
+        &f,
+        &["ref.png", "changed.png", "--max-pixels", "5000"],
+        "ref.png",
+        "more than the limit of 5000",
+    );
+}
+
+#[test]
+fn bad_flags_exit_two() {
+    let f = Fixture::new();
+    let out = f.run(&["ref.png", "changed.png", "--ignore", "1:2-3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bad region `1:2-3`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = f.run(&["ref.png", "changed.png", "--threshold", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("threshold must be between 0 and 1"));
+}
+
+/// The distortion is ImageMagick's `compare -metric RMSE` (the normalized
+/// value in parentheses), on opaque, translucent and resized pairs.
+#[test]
+fn distortion_agrees_with_imagemagick_compare() {
+    let f = Fixture::new();
+    write_png(&f.path("glass.png"), 120, 80, |x, y| {
+        let mut p = page(x, y);
+        p[3] = ((x + y) % 256) as u8;
+        p
+    });
+    // The size rule done by hand for ImageMagick: pad the reference with
+    // white to the new size, as dpxdt does internally.
+    write_png(&f.path("short.png"), 120, 60, page);
+    write_png(&f.path("short-padded.png"), 120, 80, |x, y| {
+        if y < 60 { page(x, y) } else { [255; 4] }
+    });
+    let pairs = [
+        ("ref.png", "changed.png", "ref.png"),
+        ("glass.png", "changed.png", "glass.png"),
+        ("ref.png", "glass.png", "ref.png"),
+        ("short.png", "changed.png", "short-padded.png"),
+    ];
+    for (reference, new, for_imagemagick) in pairs {
+        let im = Command::new("compare")
+            .args(["-metric", "RMSE", for_imagemagick, new, "null:"])
+            .current_dir(f.dir.path())
+            .output()
+            .expect("ImageMagick `compare` (scripts/deps.sh --test installs it)");
+        let text = String::from_utf8_lossy(&im.stderr);
+        let im_value: f64 = text
+            .split(['(', ')'])
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected compare output: {text}"));
+        let out = f.run(&[reference, new, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let ours = v["distortion"].as_f64().unwrap();
+        assert!(
+            (ours - im_value).abs() < 0.001,
+            "{reference} vs {new}: dpxdt {ours}, ImageMagick {im_value}"
+        );
+    }
+}
