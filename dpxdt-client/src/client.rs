@@ -1,0 +1,432 @@
+//! The [`Client`], its [`ClientBuilder`], and the one place where requests are
+//! sent: authentication, timeout, retries with exponential backoff, and the
+//! mapping of error answers to [`ClientError`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use dpxdt_core::api::ErrorBody;
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::error::ClientError;
+
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of retries after the first attempt.
+pub const DEFAULT_RETRIES: u32 = 4;
+/// Default wait before the first retry; it doubles on each further retry.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// How much of a non-JSON error body is kept in the message.
+const MAX_MESSAGE_LEN: usize = 300;
+
+/// Builds a [`Client`].
+///
+/// ```
+/// use std::time::Duration;
+/// use dpxdt_client::ClientBuilder;
+///
+/// let client = ClientBuilder::new("http://127.0.0.1:5000/api")
+///     .api_key("key-id", "key-secret")
+///     .timeout(Duration::from_secs(30))
+///     .retries(3)
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.base_url().as_str(), "http://127.0.0.1:5000/api/");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    base_url: String,
+    api_key: Option<(String, String)>,
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+    user_agent: String,
+}
+
+impl ClientBuilder {
+    /// Starts a builder for the server whose API lives at `base_url`
+    /// (the original's `--release_server_prefix`, e.g.
+    /// `https://dpxdt.example.com/api`). A bare origin such as
+    /// `http://127.0.0.1:5000` means its `/api`.
+    pub fn new(base_url: &str) -> Self {
+        ClientBuilder {
+            base_url: base_url.to_string(),
+            api_key: None,
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            backoff: DEFAULT_BACKOFF,
+            user_agent: concat!("dpxdt-client/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+
+    /// Authenticates every request with this API key (HTTP Basic: id and secret).
+    pub fn api_key(&mut self, id: &str, secret: &str) -> &mut Self {
+        self.api_key = Some((id.to_string(), secret.to_string()));
+        self
+    }
+
+    /// Gives up on one attempt of a request after this long (default [`DEFAULT_TIMEOUT`]).
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retries a request this many times after connection errors, timeouts
+    /// and 5xx answers (default [`DEFAULT_RETRIES`]). 4xx answers are never retried.
+    pub fn retries(&mut self, retries: u32) -> &mut Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Waits this long before the first retry, doubling each time up to 8 s
+    /// (default [`DEFAULT_BACKOFF`]).
+    pub fn backoff(&mut self, initial: Duration) -> &mut Self {
+        self.backoff = initial;
+        self
+    }
+
+    /// Sets the `User-Agent` header.
+    pub fn user_agent(&mut self, user_agent: &str) -> &mut Self {
+        self.user_agent = user_agent.to_string();
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(&self) -> Result<Client, ClientError> {
+        let base_url = parse_base_url(&self.base_url)?;
+        let http = reqwest::Client::builder()
+            .user_agent(self.user_agent.clone())
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| ClientError::InvalidBaseUrl {
+                url: self.base_url.clone(),
+                reason: format!("cannot set up the HTTP client: {e}"),
+            })?;
+        Ok(Client {
+            http,
+            base_url,
+            api_key: self.api_key.clone(),
+            timeout: self.timeout,
+            retries: self.retries,
+            backoff: self.backoff,
+        })
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<Url, ClientError> {
+    let invalid = |reason: String| ClientError::InvalidBaseUrl {
+        url: raw.to_string(),
+        reason,
+    };
+    let mut url = Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https".into()));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid("it has no host".into()));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    if url.path() == "/" || url.path().is_empty() {
+        url.set_path("/api/");
+    } else if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// An async client for one Depicted server.
+///
+/// Cheap to clone (clones share one connection pool). Every method is one
+/// API call; see the crate docs for an end-to-end example.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: Url,
+    api_key: Option<(String, String)>,
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+}
+
+impl Client {
+    /// A builder for the server whose API lives at `base_url`.
+    pub fn builder(base_url: &str) -> ClientBuilder {
+        ClientBuilder::new(base_url)
+    }
+
+    /// The API root every endpoint is joined to (always ends with `/`).
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// The absolute URL of an endpoint given as path segments under the API root.
+    pub(crate) fn endpoint_url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .expect("an http(s) URL has path segments");
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url
+    }
+
+    /// A request builder with the API key attached.
+    pub(crate) fn request(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
+        let builder = self.http.request(method, url);
+        match &self.api_key {
+            Some((id, secret)) => builder.basic_auth(id, Some(secret)),
+            None => builder,
+        }
+    }
+
+    /// Sends a request built by `make` (called again for each attempt) and
+    /// decodes the JSON answer.
+    pub(crate) async fn call_json<T, F, Fut>(
+        &self,
+        endpoint: &str,
+        url: &Url,
+        make: F,
+    ) -> Result<T, ClientError>
+    where
+        T: DeserializeOwned,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<RequestBuilder, ClientError>>,
+    {
+        let (_, body) = self.call_raw(endpoint, url, make).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::InvalidResponse {
+            endpoint: endpoint.to_string(),
+            reason: format!("{e} in {}", snippet(&body)),
+        })
+    }
+
+    /// Sends a request built by `make` (called again for each attempt) and
+    /// returns the content type and body of a 2xx answer.
+    ///
+    /// Connection errors, timeouts, broken bodies and 5xx answers are retried
+    /// with exponential backoff; 4xx answers are returned at once.
+    pub(crate) async fn call_raw<F, Fut>(
+        &self,
+        endpoint: &str,
+        url: &Url,
+        mut make: F,
+    ) -> Result<(Option<String>, Vec<u8>), ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<RequestBuilder, ClientError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let outcome = self.attempt(endpoint, url, make().await?).await;
+            match outcome {
+                Ok(ok) => return Ok(ok),
+                Err(Attempt::Final(err)) => return Err(err),
+                Err(Attempt::Transient(err)) => {
+                    if attempt >= self.retries {
+                        return Err(err);
+                    }
+                    let wait = self.backoff_for(attempt);
+                    tracing::warn!(endpoint, attempt = attempt + 1, ?wait, "retrying: {err}");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn backoff_for(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(16));
+        self.backoff.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+
+    async fn attempt(
+        &self,
+        endpoint: &str,
+        url: &Url,
+        request: RequestBuilder,
+    ) -> Result<(Option<String>, Vec<u8>), Attempt> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(endpoint, url, e))?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(endpoint, url, e))?
+            .to_vec();
+        if status.is_success() {
+            return Ok((content_type, body));
+        }
+        let err = ClientError::Api {
+            endpoint: endpoint.to_string(),
+            status: status.as_u16(),
+            message: error_message(status, &body),
+        };
+        if status.is_server_error() {
+            Err(Attempt::Transient(err))
+        } else {
+            Err(Attempt::Final(err))
+        }
+    }
+
+    fn transport_error(&self, endpoint: &str, url: &Url, err: reqwest::Error) -> Attempt {
+        let endpoint = endpoint.to_string();
+        let url = url.to_string();
+        if err.is_timeout() {
+            Attempt::Transient(ClientError::Timeout {
+                endpoint,
+                url,
+                timeout: self.timeout,
+            })
+        } else if err.is_connect() {
+            Attempt::Transient(ClientError::Unreachable {
+                endpoint,
+                url,
+                detail: root_cause(&err),
+            })
+        } else if err.is_builder() || err.is_redirect() {
+            Attempt::Final(ClientError::Http {
+                endpoint,
+                source: err,
+            })
+        } else {
+            // The request or its answer broke off mid-way: worth another try.
+            Attempt::Transient(ClientError::Http {
+                endpoint,
+                source: err,
+            })
+        }
+    }
+}
+
+/// The outcome of one failed attempt.
+enum Attempt {
+    /// Worth another attempt (connection error, timeout, 5xx).
+    Transient(ClientError),
+    /// Final (4xx, bad request).
+    Final(ClientError),
+}
+
+/// The innermost message of an error chain ("Connection refused (os error 111)").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// The server's `error` message, or the start of the body, or the status text.
+fn error_message(status: StatusCode, body: &[u8]) -> String {
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
+        return parsed.error;
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(message) = value.get("error").and_then(|v| v.as_str())
+    {
+        return message.to_string();
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no message")
+            .to_lowercase()
+    } else {
+        truncate(text)
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    format!("{:?}", truncate(String::from_utf8_lossy(body).trim()))
+}
+
+fn truncate(text: &str) -> String {
+    if text.len() <= MAX_MESSAGE_LEN {
+        return text.to_string();
+    }
+    let mut end = MAX_MESSAGE_LEN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_gets_api_and_a_trailing_slash() {
+        let cases = [
+            ("http://h:5000", "http://h:5000/api/"),
+            ("http://h:5000/", "http://h:5000/api/"),
+            ("http://h/api", "http://h/api/"),
+            ("https://h/x/api/", "https://h/x/api/"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_base_url(raw).unwrap().as_str(), want, "{raw}");
+        }
+        for bad in ["ftp://h/api", "not a url", "h:5000/api"] {
+            assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoint_urls_escape_segments() {
+        let client = ClientBuilder::new("http://h/api").build().unwrap();
+        assert_eq!(
+            client.endpoint_url(&["create_release"]).as_str(),
+            "http://h/api/create_release"
+        );
+        assert_eq!(
+            client
+                .endpoint_url(&["work_queue", "run-pdiff", "lease"])
+                .as_str(),
+            "http://h/api/work_queue/run-pdiff/lease"
+        );
+        assert_eq!(
+            client.endpoint_url(&["a/b?c"]).as_str(),
+            "http://h/api/a%2Fb%3Fc"
+        );
+    }
+
+    #[test]
+    fn error_messages_come_from_the_json_body_or_the_text() {
+        let s = StatusCode::BAD_REQUEST;
+        assert_eq!(
+            error_message(s, br#"{"success":false,"error":"release_name missing"}"#),
+            "release_name missing"
+        );
+        assert_eq!(error_message(s, br#"{"error":"x"}"#), "x");
+        assert_eq!(error_message(s, b"  plain text\n"), "plain text");
+        assert_eq!(error_message(s, b""), "bad request");
+        let long = "y".repeat(1000);
+        assert_eq!(error_message(s, long.as_bytes()).len(), MAX_MESSAGE_LEN + 3);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let client = ClientBuilder::new("http://h")
+            .backoff(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let waits: Vec<_> = (0..8).map(|a| client.backoff_for(a).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 6400, 8000]);
+    }
+}
