@@ -1,0 +1,488 @@
+//! The durable work queue, in the same SQLite database as everything else.
+//!
+//! A task is `live` until it is `done`, `error` (given up) or `canceled`.
+//! Leasing a live task whose `eta` has passed makes the caller its owner and
+//! pushes `eta` to the end of the lease; a worker that dies simply stops
+//! heartbeating, its lease runs out and the next `lease` call hands the task
+//! out again. After `max_attempts` leases without success the task is given
+//! up and its run is marked failed, so a release never waits forever.
+//!
+//! Times are milliseconds since the Unix epoch in the database and seconds on
+//! the wire.
+
+use dpxdt_core::api::LeasedTask;
+use dpxdt_core::{BuildId, ReleaseId, RunId, TaskId};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::storage::{StoreError, fail_run_for_task, now_ms, write_tx};
+
+/// Upper bound on a lease's length, so a typo cannot park a task for years.
+pub const MAX_LEASE_SECS: u64 = 24 * 3600;
+/// Upper bound on tasks handed out by one lease call.
+pub const MAX_LEASE_COUNT: u32 = 100;
+
+/// The records a task belongs to (used to cancel and to fail runs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Links {
+    /// The build.
+    pub build: Option<BuildId>,
+    /// The release.
+    pub release: Option<ReleaseId>,
+    /// The run.
+    pub run: Option<RunId>,
+}
+
+/// Checks a queue name taken from a URL: 1..=64 of `[a-z0-9_-]`.
+pub fn validate_queue_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "invalid queue name {name:?}: use 1 to 64 of a-z, 0-9, - and _"
+        )))
+    }
+}
+
+/// Adds a live task, leasable at once.
+pub fn add(
+    conn: &Connection,
+    queue: &str,
+    payload: &str,
+    max_attempts: u32,
+    links: Links,
+) -> Result<TaskId, StoreError> {
+    validate_queue_name(queue)?;
+    if max_attempts == 0 {
+        return Err(StoreError::Invalid(
+            "max_attempts must be at least 1".into(),
+        ));
+    }
+    let now = now_ms();
+    conn.execute(
+        "INSERT INTO task (queue, payload, status, eta, max_attempts, build_id, release_id, run_id,
+                           created, modified)
+         VALUES (?1, ?2, 'live', ?3, ?4, ?5, ?6, ?7, ?3, ?3)",
+        params![
+            queue,
+            payload,
+            now,
+            max_attempts,
+            links.build.map(|b| b.0),
+            links.release.map(|r| r.0),
+            links.run.map(|r| r.0)
+        ],
+    )?;
+    Ok(TaskId(conn.last_insert_rowid()))
+}
+
+/// Adds a task in its own transaction (the HTTP `add` endpoint).
+pub fn add_task(
+    conn: &mut Connection,
+    queue: &str,
+    payload: &str,
+    max_attempts: u32,
+) -> Result<TaskId, StoreError> {
+    let tx = write_tx(conn)?;
+    let id = add(&tx, queue, payload, max_attempts, Links::default())?;
+    tx.commit()?;
+    Ok(id)
+}
+
+struct TaskRow {
+    id: TaskId,
+    payload: String,
+    lease_attempts: u32,
+    max_attempts: u32,
+    run: Option<RunId>,
+    last_error: Option<String>,
+}
+
+/// Gives a task up: `error` state, and its run (if any) failed.
+fn give_up(tx: &Transaction<'_>, queue: &str, task: &TaskRow, why: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE task SET status = 'error', owner = NULL, last_error = ?1, modified = ?2 WHERE id = ?3",
+        params![why, now_ms(), task.id.0],
+    )?;
+    tracing::warn!(task = %task.id, queue, why, "task given up");
+    if let Some(run) = task.run {
+        fail_run_for_task(tx, run, queue, why)?;
+    }
+    Ok(())
+}
+
+/// Leases up to `count` live tasks of `queue` whose eta has passed, oldest first.
+pub fn lease(
+    conn: &mut Connection,
+    queue: &str,
+    owner: &str,
+    count: u32,
+    timeout_secs: u64,
+) -> Result<Vec<LeasedTask>, StoreError> {
+    validate_queue_name(queue)?;
+    if owner.is_empty() {
+        return Err(StoreError::Invalid("owner must not be empty".into()));
+    }
+    if timeout_secs == 0 || timeout_secs > MAX_LEASE_SECS {
+        return Err(StoreError::Invalid(format!(
+            "timeout must be between 1 and {MAX_LEASE_SECS} seconds"
+        )));
+    }
+    let count = count.clamp(1, MAX_LEASE_COUNT);
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let lease_ms = (timeout_secs * 1000) as i64;
+    let mut leased = Vec::new();
+    loop {
+        let candidates: Vec<TaskRow> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, payload, lease_attempts, max_attempts, run_id, last_error FROM task
+                 WHERE queue = ?1 AND status = 'live' AND eta <= ?2 ORDER BY eta, id LIMIT ?3",
+            )?;
+            stmt.query_map(params![queue, now, count - leased.len() as u32], |r| {
+                Ok(TaskRow {
+                    id: TaskId(r.get(0)?),
+                    payload: r.get(1)?,
+                    lease_attempts: r.get(2)?,
+                    max_attempts: r.get(3)?,
+                    run: r.get::<_, Option<i64>>(4)?.map(RunId),
+                    last_error: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        if candidates.is_empty() {
+            break;
+        }
+        for task in candidates {
+            if task.lease_attempts >= task.max_attempts {
+                let why = match &task.last_error {
+                    Some(e) => format!("gave up after {} attempts: {e}", task.lease_attempts),
+                    None => format!(
+                        "gave up after {} attempts (lease expired)",
+                        task.lease_attempts
+                    ),
+                };
+                give_up(&tx, queue, &task, &why)?;
+                continue;
+            }
+            let attempts = task.lease_attempts + 1;
+            let eta = now + lease_ms;
+            tx.execute(
+                "UPDATE task SET owner = ?1, eta = ?2, lease_ms = ?3, lease_attempts = ?4,
+                     heartbeat = NULL, heartbeat_index = -1, modified = ?5
+                 WHERE id = ?6 AND status = 'live'",
+                params![owner, eta, lease_ms, attempts, now, task.id.0],
+            )?;
+            leased.push(LeasedTask {
+                task_id: task.id,
+                queue_name: queue.to_string(),
+                payload: task.payload,
+                lease_attempts: attempts,
+                eta: eta / 1000,
+            });
+        }
+        if leased.len() as u32 >= count {
+            break;
+        }
+    }
+    tx.commit()?;
+    Ok(leased)
+}
+
+struct Held {
+    status: String,
+    owner: Option<String>,
+    eta: i64,
+    lease_ms: i64,
+    heartbeat_index: i64,
+    lease_attempts: u32,
+    max_attempts: u32,
+    run: Option<RunId>,
+}
+
+/// The task if `owner` holds an unexpired lease on it in `queue`; refused otherwise.
+fn held(
+    tx: &Transaction<'_>,
+    queue: &str,
+    task: TaskId,
+    owner: &str,
+    now: i64,
+) -> Result<Held, StoreError> {
+    let row = tx
+        .query_row(
+            "SELECT status, owner, eta, lease_ms, heartbeat_index, lease_attempts, max_attempts, run_id
+             FROM task WHERE id = ?1 AND queue = ?2",
+            params![task.0, queue],
+            |r| {
+                Ok(Held {
+                    status: r.get(0)?,
+                    owner: r.get(1)?,
+                    eta: r.get(2)?,
+                    lease_ms: r.get(3)?,
+                    heartbeat_index: r.get(4)?,
+                    lease_attempts: r.get(5)?,
+                    max_attempts: r.get(6)?,
+                    run: r.get::<_, Option<i64>>(7)?.map(RunId),
+                })
+            },
+        )
+        .optional()?;
+    let Some(h) = row else {
+        return Err(StoreError::NotFound(format!(
+            "task {task} does not exist in queue {queue:?}"
+        )));
+    };
+    if h.status != "live" {
+        return Err(StoreError::Conflict(format!("task {task} is {}", h.status)));
+    }
+    if h.owner.as_deref() != Some(owner) {
+        return Err(StoreError::Conflict(format!(
+            "task {task} is not leased by {owner:?}"
+        )));
+    }
+    if h.eta <= now {
+        return Err(StoreError::Conflict(format!(
+            "the lease on task {task} has expired"
+        )));
+    }
+    Ok(h)
+}
+
+/// Records progress and extends the lease. A heartbeat with an index not
+/// above the last one is accepted but changes nothing (it arrived late).
+pub fn heartbeat(
+    conn: &mut Connection,
+    queue: &str,
+    task: TaskId,
+    owner: &str,
+    message: &str,
+    index: i64,
+    timeout_secs: Option<u64>,
+) -> Result<i64, StoreError> {
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let h = held(&tx, queue, task, owner, now)?;
+    if index <= h.heartbeat_index {
+        tx.commit()?;
+        return Ok(0);
+    }
+    let lease_ms = match timeout_secs {
+        Some(s) if s > 0 && s <= MAX_LEASE_SECS => (s * 1000) as i64,
+        Some(_) => {
+            return Err(StoreError::Invalid(format!(
+                "timeout must be between 1 and {MAX_LEASE_SECS} seconds"
+            )));
+        }
+        None => h.lease_ms,
+    };
+    let eta = now + lease_ms;
+    tx.execute(
+        "UPDATE task SET heartbeat = ?1, heartbeat_index = ?2, eta = ?3, modified = ?4 WHERE id = ?5",
+        params![message, index, eta, now, task.0],
+    )?;
+    tx.commit()?;
+    Ok(eta / 1000)
+}
+
+/// Ends a lease: done, or with `error` back in the queue until its attempts run out.
+pub fn finish(
+    conn: &mut Connection,
+    queue: &str,
+    task: TaskId,
+    owner: &str,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let h = held(&tx, queue, task, owner, now)?;
+    match error {
+        None => {
+            tx.execute(
+                "UPDATE task SET status = 'done', eta = ?1, modified = ?1 WHERE id = ?2",
+                params![now, task.0],
+            )?;
+        }
+        Some(err) if h.lease_attempts < h.max_attempts => {
+            // Back in line at once; the next lease is a new attempt.
+            tx.execute(
+                "UPDATE task SET owner = NULL, eta = ?1, last_error = ?2, modified = ?1 WHERE id = ?3",
+                params![now, err, task.0],
+            )?;
+        }
+        Some(err) => {
+            let row = TaskRow {
+                id: task,
+                payload: String::new(),
+                lease_attempts: h.lease_attempts,
+                max_attempts: h.max_attempts,
+                run: h.run,
+                last_error: Some(err.to_string()),
+            };
+            give_up(
+                &tx,
+                queue,
+                &row,
+                &format!("gave up after {} attempts: {err}", row.lease_attempts),
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Cancels a live task (whoever holds it).
+pub fn cancel(conn: &mut Connection, queue: &str, task: TaskId) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let n = tx.execute(
+        "UPDATE task SET status = 'canceled', owner = NULL, modified = ?1
+         WHERE id = ?2 AND queue = ?3 AND status = 'live'",
+        params![now_ms(), task.0, queue],
+    )?;
+    if n == 0 {
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT status FROM task WHERE id = ?1 AND queue = ?2",
+                params![task.0, queue],
+                |r| r.get(0),
+            )
+            .optional()?;
+        return Err(match exists {
+            Some(status) => StoreError::Conflict(format!("task {task} is {status}")),
+            None => StoreError::NotFound(format!("task {task} does not exist in queue {queue:?}")),
+        });
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Cancels every live task of a release; returns how many.
+pub fn cancel_for_release(tx: &Transaction<'_>, release: ReleaseId) -> Result<usize, StoreError> {
+    Ok(tx.execute(
+        "UPDATE task SET status = 'canceled', owner = NULL, modified = ?1
+         WHERE release_id = ?2 AND status = 'live'",
+        params![now_ms(), release.0],
+    )?)
+}
+
+/// Counts of tasks per queue and status, for status pages and tests.
+pub fn counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT queue, status, COUNT(*) FROM task GROUP BY queue, status ORDER BY queue, status",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Store;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn expire(conn: &Connection, task: TaskId) {
+        conn.execute("UPDATE task SET eta = 0 WHERE id = ?1", [task.0])
+            .unwrap();
+    }
+
+    #[test]
+    fn lease_finish_and_retry() {
+        let (_d, s) = store();
+        s.blocking(|c| {
+            let a = add_task(c, "q", "a", 2)?;
+            let b = add_task(c, "q", "b", 1)?;
+            let got = lease(c, "q", "w1", 1, 60)?;
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].task_id, a);
+            assert_eq!(got[0].lease_attempts, 1);
+            // Leased tasks are not handed out again while the lease runs.
+            let got = lease(c, "q", "w2", 10, 60)?;
+            assert_eq!(got.iter().map(|t| t.task_id).collect::<Vec<_>>(), [b]);
+            assert!(lease(c, "q", "w2", 10, 60)?.is_empty());
+            // Someone else cannot finish a task; a failure requeues it.
+            assert!(matches!(
+                finish(c, "q", a, "w2", None),
+                Err(StoreError::Conflict(_))
+            ));
+            finish(c, "q", a, "w1", Some("boom"))?;
+            let again = lease(c, "q", "w3", 10, 60)?;
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].lease_attempts, 2);
+            // The second failure exhausts max_attempts = 2.
+            finish(c, "q", a, "w3", Some("boom again"))?;
+            assert!(lease(c, "q", "w3", 10, 60)?.is_empty());
+            finish(c, "q", b, "w2", None)?;
+            let counts = counts(c)?;
+            assert_eq!(
+                counts,
+                [
+                    ("q".to_string(), "done".to_string(), 1),
+                    ("q".to_string(), "error".to_string(), 1)
+                ]
+            );
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn expired_lease_is_released_and_refused() {
+        let (_d, s) = store();
+        s.blocking(|c| {
+            let a = add_task(c, "q", "a", 2)?;
+            lease(c, "q", "w1", 1, 60)?;
+            expire(c, a);
+            // The dead worker's heartbeat and finish are refused.
+            assert!(heartbeat(c, "q", a, "w1", "x", 1, None).is_err());
+            let got = lease(c, "q", "w2", 1, 60)?;
+            assert_eq!(got[0].lease_attempts, 2);
+            assert!(matches!(
+                finish(c, "q", a, "w1", None),
+                Err(StoreError::Conflict(_))
+            ));
+            expire(c, a);
+            // Attempts are used up: the next lease gives the task up.
+            assert!(lease(c, "q", "w3", 1, 60)?.is_empty());
+            let status: String =
+                c.query_row("SELECT status FROM task WHERE id = ?1", [a.0], |r| r.get(0))?;
+            assert_eq!(status, "error");
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn heartbeat_extends_and_ignores_old_indexes() {
+        let (_d, s) = store();
+        s.blocking(|c| {
+            let a = add_task(c, "q", "a", 3)?;
+            lease(c, "q", "w", 1, 5)?;
+            let eta = heartbeat(c, "q", a, "w", "half way", 2, Some(600))?;
+            assert!(eta >= now_ms() / 1000 + 590);
+            assert_eq!(heartbeat(c, "q", a, "w", "stale", 1, None)?, 0);
+            let msg: String =
+                c.query_row("SELECT heartbeat FROM task WHERE id = ?1", [a.0], |r| {
+                    r.get(0)
+                })?;
+            assert_eq!(msg, "half way");
+            cancel(c, "q", a)?;
+            assert!(matches!(cancel(c, "q", a), Err(StoreError::Conflict(_))));
+            assert!(matches!(
+                cancel(c, "q", TaskId(999)),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(add_task(c, "Bad Name", "x", 1).is_err());
+            Ok(())
+        })
+        .unwrap();
+    }
+}

@@ -1,0 +1,170 @@
+//! Content-addressed artifact bytes on disk, and their rows in the database.
+//!
+//! Bytes live at `<data>/artifacts/ab/cdef…` (the SHA-1 split after two hex
+//! digits). A new artifact is written to `<data>/tmp/`, fsynced, renamed into
+//! place and its directory fsynced; only then is its row inserted. So a row
+//! always points at complete bytes: a crash at any moment leaves at worst an
+//! orphan file without a row (never served) or a temp file (removed at start).
+//! Identical bytes land on the same path, which deduplicates for free.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use dpxdt_core::{ArtifactId, BuildId};
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, now_ms};
+
+/// The artifact directory of a data dir.
+#[derive(Debug, Clone)]
+pub struct ArtifactDir {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+/// What the database knows about an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactInfo {
+    /// The content type recorded at upload.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: i64,
+}
+
+impl ArtifactDir {
+    /// Creates the directories and removes temp files left by a crash.
+    pub fn open(data_dir: &Path) -> std::io::Result<ArtifactDir> {
+        let root = data_dir.join("artifacts");
+        let tmp = data_dir.join("tmp");
+        std::fs::create_dir_all(&root)?;
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        Ok(ArtifactDir { root, tmp })
+    }
+
+    /// Where the bytes of `id` live.
+    pub fn path(&self, id: &ArtifactId) -> PathBuf {
+        let hex = id.as_str();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// A fresh path in the temp directory for an upload being received.
+    pub fn temp_path(&self) -> PathBuf {
+        let mut bytes = [0u8; 12];
+        rand::rng().fill_bytes(&mut bytes);
+        self.tmp.join(format!("upload-{}", hex::encode(bytes)))
+    }
+
+    /// Moves a complete, fsynced temp file into place as `id`. If the
+    /// artifact exists already the temp file is simply removed.
+    pub fn commit_temp(&self, temp: &Path, id: &ArtifactId) -> std::io::Result<()> {
+        let dest = self.path(id);
+        if dest.exists() {
+            std::fs::remove_file(temp)?;
+            return Ok(());
+        }
+        let dir = dest.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir)?;
+        std::fs::rename(temp, &dest)?;
+        // Make the rename itself durable before a row refers to it.
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Stores `bytes` (written, fsynced, renamed) and returns their id.
+    pub fn write_bytes(&self, bytes: &[u8]) -> std::io::Result<ArtifactId> {
+        let id = ArtifactId::of_bytes(bytes);
+        if self.path(&id).exists() {
+            return Ok(id);
+        }
+        let temp = self.temp_path();
+        let result = (|| {
+            let mut f = File::create(&temp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            self.commit_temp(&temp, &id)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result.map(|()| id)
+    }
+}
+
+/// Records that `build` owns artifact `id` (whose bytes are already in place).
+pub fn record_artifact(
+    conn: &Connection,
+    build: BuildId,
+    id: &ArtifactId,
+    content_type: &str,
+    size: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO artifact (id, content_type, size, created) VALUES (?1, ?2, ?3, ?4)",
+        params![id.as_str(), content_type, size, now_ms()],
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO artifact_owner (build_id, artifact_id) VALUES (?1, ?2)",
+        params![build.0, id.as_str()],
+    )?;
+    Ok(())
+}
+
+/// The artifact `id` if `build` owns it; `None` for unknown and not-owned alike.
+pub fn artifact_owned(
+    conn: &Connection,
+    build: BuildId,
+    id: &ArtifactId,
+) -> Result<Option<ArtifactInfo>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT a.content_type, a.size FROM artifact_owner o JOIN artifact a ON a.id = o.artifact_id
+             WHERE o.build_id = ?1 AND o.artifact_id = ?2",
+            params![build.0, id.as_str()],
+            |r| {
+                Ok(ArtifactInfo {
+                    content_type: r.get(0)?,
+                    size: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_bytes_is_content_addressed_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ArtifactDir::open(dir.path()).unwrap();
+        let id = a.write_bytes(b"abc").unwrap();
+        assert_eq!(id.as_str(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let path = a.path(&id);
+        assert!(path.ends_with("a9/993e364706816aba3e25717850c26c9cd0d89d"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
+        assert_eq!(a.write_bytes(b"abc").unwrap(), id);
+        // Nothing is left in the temp directory.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn open_removes_leftover_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ArtifactDir::open(dir.path()).unwrap();
+        std::fs::write(a.temp_path(), b"half").unwrap();
+        ArtifactDir::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+}

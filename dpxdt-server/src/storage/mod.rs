@@ -1,0 +1,147 @@
+//! Persistence: one SQLite file (WAL) for every record and the work queue,
+//! and a content-addressed directory of artifact bytes beside it.
+//!
+//! SQLite calls block, so async code goes through [`Store::call`], which runs
+//! the closure on tokio's blocking pool with the single connection locked.
+//! SQLite has one writer at a time anyway; one connection keeps every
+//! transaction serialized without `SQLITE_BUSY` retries, and transactions
+//! are kept short (no I/O on artifact bytes happens inside one).
+
+mod artifacts;
+mod auth;
+mod releases;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use artifacts::{ArtifactDir, ArtifactInfo};
+pub use auth::{ApiKeyScope, NewApiKey};
+pub use releases::{ReleaseRow, ReportOutcome, RequestRunInput, RunRow, TASK_MAX_ATTEMPTS};
+pub use schema::{MIGRATIONS, latest_version};
+
+/// A storage failure or a refusal decided while looking at stored data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// Reading or writing artifact files failed.
+    #[error("artifact storage error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (refused transition, duplicate).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed or names something it may not.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller may not touch this.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// Handle to the database and the artifact directory; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    artifacts: ArtifactDir,
+    db_path: PathBuf,
+}
+
+/// Milliseconds since the Unix epoch: the unit of every stored time.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let artifacts = ArtifactDir::open(data_dir)?;
+        let db_path = data_dir.join("dpxdt.sqlite3");
+        let mut conn = Connection::open_with_flags(
+            &db_path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL: readers (e.g. a backup or the sqlite3 shell) never block the
+        // writer; synchronous=FULL: a commit acknowledged to a client survives
+        // a crash or power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                artifacts,
+                db_path,
+            }),
+        })
+    }
+
+    /// The artifact directory.
+    pub fn artifacts(&self) -> &ArtifactDir {
+        &self.inner.artifacts
+    }
+
+    /// Path of the SQLite file.
+    pub fn db_path(&self) -> &Path {
+        &self.inner.db_path
+    }
+
+    /// Runs `f` with the connection, blocking the calling thread.
+    pub fn blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .inner
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+
+    /// Runs `f` with the connection on tokio's blocking pool.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.blocking(f))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+    }
+}
+
+/// Starts a write transaction that takes SQLite's write lock at once, so a
+/// read-then-write inside it can never be invalidated by another writer.
+pub(crate) fn write_tx(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+}
+
+pub use artifacts::{artifact_owned, record_artifact};
+pub use auth::{
+    bootstrap, build_exists, check_api_key, create_api_key, create_build, ensure_api_key,
+    replace_internal_key,
+};
+pub use releases::{
+    create_release, fail_run_for_task, find_run, get_release, get_release_by_id, get_run,
+    list_runs, release_status, report_run, request_run, results_url_path, runs_done,
+};

@@ -1,0 +1,848 @@
+//! Releases and runs: creating attempts, requesting and reporting runs, and
+//! moving both state machines.
+//!
+//! Every transition is decided by `dpxdt_core` ([`ReleaseStatus::apply`],
+//! [`RunStatus::apply`]) and stored compare-and-set (`UPDATE … WHERE status =
+//! old`) inside an immediate transaction, so two requests racing on one run
+//! or release can never both win.
+
+use dpxdt_core::api::{
+    CAPTURE_QUEUE, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest, RunCount,
+};
+use dpxdt_core::{
+    ArtifactId, BuildId, ReleaseEvent, ReleaseId, ReleaseStatus, RunEvent, RunFacts, RunId,
+    RunStatus,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{StoreError, now_ms, write_tx};
+use crate::queue;
+
+/// Lease attempts of capture and diff tasks before they are given up (the original's 3).
+pub const TASK_MAX_ATTEMPTS: u32 = 3;
+
+/// One release attempt as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseRow {
+    /// Database id.
+    pub id: ReleaseId,
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub name: String,
+    /// The attempt number.
+    pub number: i64,
+    /// Link for people.
+    pub url: String,
+    /// State.
+    pub status: ReleaseStatus,
+}
+
+/// One run as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunRow {
+    /// Database id.
+    pub id: RunId,
+    /// The release it belongs to.
+    pub release_id: ReleaseId,
+    /// The run name.
+    pub name: String,
+    /// State.
+    pub status: Option<RunStatus>,
+    /// URL of the run.
+    pub url: Option<String>,
+    /// Screenshot.
+    pub image: Option<String>,
+    /// Capture log.
+    pub log: Option<String>,
+    /// Capture config.
+    pub config: Option<String>,
+    /// URL of the reference.
+    pub ref_url: Option<String>,
+    /// Reference screenshot.
+    pub ref_image: Option<String>,
+    /// Reference capture log.
+    pub ref_log: Option<String>,
+    /// Reference capture config.
+    pub ref_config: Option<String>,
+    /// Whether a reference is present or on its way.
+    pub ref_expected: bool,
+    /// Diff image.
+    pub diff_image: Option<String>,
+    /// Diff log.
+    pub diff_log: Option<String>,
+    /// Distortion found by the diff.
+    pub distortion: Option<f64>,
+    /// Why the capture failed.
+    pub run_failed: Option<String>,
+    /// Why the diff failed.
+    pub diff_failed: Option<String>,
+}
+
+impl RunRow {
+    fn facts(&self) -> RunFacts {
+        RunFacts {
+            image: self.image.is_some(),
+            ref_image: self.ref_image.is_some(),
+            ref_expected: self.ref_expected || self.ref_image.is_some(),
+            diff_done: self.distortion.is_some()
+                || self.diff_log.is_some()
+                || self.diff_image.is_some(),
+            diff_image: self.diff_image.is_some(),
+            run_failed: self.run_failed.as_deref().is_some_and(|s| !s.is_empty()),
+            diff_failed: self.diff_failed.as_deref().is_some_and(|s| !s.is_empty()),
+        }
+    }
+
+    fn status(&self) -> RunStatus {
+        self.status.unwrap_or(RunStatus::DataPending)
+    }
+}
+
+/// What a `request_run` asks for, with its configs already stored as artifacts.
+#[derive(Debug, Clone)]
+pub struct RequestRunInput {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run name.
+    pub run_name: String,
+    /// URL of the new page.
+    pub url: String,
+    /// The validated config JSON of the new page.
+    pub config_json: String,
+    /// Its artifact (bytes already on disk).
+    pub config: ArtifactId,
+    /// URL of the baseline page, with its config JSON and artifact.
+    pub reference: Option<(String, String, ArtifactId)>,
+}
+
+/// What `report_run` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// The run's state afterwards.
+    pub status: RunStatus,
+    /// Whether a diff task was queued.
+    pub diff_queued: bool,
+}
+
+/// The page of a release for people, relative to the server root.
+pub fn results_url_path(build: BuildId, name: &str, number: i64) -> String {
+    format!(
+        "/release?build_id={build}&name={}&number={number}",
+        url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+    )
+}
+
+const RELEASE_COLS: &str = "id, build_id, name, number, url, status";
+
+fn release_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
+    let status: String = r.get(5)?;
+    Ok(ReleaseRow {
+        id: ReleaseId(r.get(0)?),
+        build_id: BuildId(r.get(1)?),
+        name: r.get(2)?,
+        number: r.get(3)?,
+        url: r.get(4)?,
+        status: status.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
+
+/// The release attempt `(build, name, number)`.
+pub fn get_release(
+    conn: &Connection,
+    build: BuildId,
+    name: &str,
+    number: i64,
+) -> Result<ReleaseRow, StoreError> {
+    conn.query_row(
+        &format!(
+            "SELECT {RELEASE_COLS} FROM release WHERE build_id = ?1 AND name = ?2 AND number = ?3"
+        ),
+        params![build.0, name, number],
+        release_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "release {name:?} number {number} does not exist in build {build}"
+        ))
+    })
+}
+
+/// The release with database id `id`.
+pub fn get_release_by_id(conn: &Connection, id: ReleaseId) -> Result<ReleaseRow, StoreError> {
+    conn.query_row(
+        &format!("SELECT {RELEASE_COLS} FROM release WHERE id = ?1"),
+        [id.0],
+        release_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("release {id} does not exist")))
+}
+
+const RUN_COLS: &str = "id, release_id, name, status, url, image, log, config, ref_url, ref_image, \
+     ref_log, ref_config, ref_expected, diff_image, diff_log, distortion, run_failed, diff_failed";
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let status: String = r.get(3)?;
+    Ok(RunRow {
+        id: RunId(r.get(0)?),
+        release_id: ReleaseId(r.get(1)?),
+        name: r.get(2)?,
+        status: Some(status.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?),
+        url: r.get(4)?,
+        image: r.get(5)?,
+        log: r.get(6)?,
+        config: r.get(7)?,
+        ref_url: r.get(8)?,
+        ref_image: r.get(9)?,
+        ref_log: r.get(10)?,
+        ref_config: r.get(11)?,
+        ref_expected: r.get(12)?,
+        diff_image: r.get(13)?,
+        diff_log: r.get(14)?,
+        distortion: r.get(15)?,
+        run_failed: r.get(16)?,
+        diff_failed: r.get(17)?,
+    })
+}
+
+/// The run `name` of a release, if any.
+pub fn get_run(
+    conn: &Connection,
+    release: ReleaseId,
+    name: &str,
+) -> Result<Option<RunRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {RUN_COLS} FROM run WHERE release_id = ?1 AND name = ?2"),
+            params![release.0, name],
+            run_from_row,
+        )
+        .optional()?)
+}
+
+/// Every run of a release, by name.
+pub fn list_runs(conn: &Connection, release: ReleaseId) -> Result<Vec<RunRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUN_COLS} FROM run WHERE release_id = ?1 ORDER BY name"
+    ))?;
+    let rows = stmt.query_map([release.0], run_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stores a release transition decided by the core, compare-and-set on the old state.
+fn set_release_status(
+    tx: &Transaction<'_>,
+    release: &ReleaseRow,
+    event: ReleaseEvent,
+) -> Result<ReleaseStatus, StoreError> {
+    let next = release
+        .status
+        .apply(event)
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let n = tx.execute(
+        "UPDATE release SET status = ?1, modified = ?2 WHERE id = ?3 AND status = ?4",
+        params![
+            next.as_str(),
+            now_ms(),
+            release.id.0,
+            release.status.as_str()
+        ],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Conflict(format!(
+            "release {} changed state concurrently",
+            release.id
+        )));
+    }
+    Ok(next)
+}
+
+/// Creates the next attempt of release `name` in `build`. Earlier attempts
+/// still receiving or processing are superseded: marked bad, their tasks canceled.
+pub fn create_release(
+    conn: &mut Connection,
+    build: BuildId,
+    name: &str,
+    url: &str,
+) -> Result<i64, StoreError> {
+    dpxdt_core::model::validate_name("release_name", name).map_err(StoreError::Invalid)?;
+    let tx = write_tx(conn)?;
+    if !super::build_exists(&tx, build)? {
+        return Err(StoreError::NotFound(format!(
+            "build {build} does not exist"
+        )));
+    }
+    let last: Option<i64> = tx.query_row(
+        "SELECT MAX(number) FROM release WHERE build_id = ?1 AND name = ?2",
+        params![build.0, name],
+        |r| r.get(0),
+    )?;
+    let unfinished: Vec<ReleaseRow> = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {RELEASE_COLS} FROM release WHERE build_id = ?1 AND name = ?2
+             AND status IN ('receiving', 'processing')"
+        ))?;
+        stmt.query_map(params![build.0, name], release_from_row)?
+            .collect::<Result<_, _>>()?
+    };
+    for old in &unfinished {
+        set_release_status(&tx, old, ReleaseEvent::Superseded)?;
+        let canceled = queue::cancel_for_release(&tx, old.id)?;
+        tracing::info!(release = %old.id, canceled, "superseded by a new attempt");
+    }
+    let number = last.unwrap_or(0) + 1;
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO release (build_id, name, number, url, status, created, modified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            build.0,
+            name,
+            number,
+            url,
+            ReleaseStatus::Receiving.as_str(),
+            now
+        ],
+    )?;
+    tx.commit()?;
+    Ok(number)
+}
+
+/// The run of that name in the newest good release of `build` that has it.
+pub fn find_run(
+    conn: &Connection,
+    build: BuildId,
+    run_name: &str,
+) -> Result<Option<(ReleaseRow, RunRow)>, StoreError> {
+    let release_id: Option<i64> = conn
+        .query_row(
+            "SELECT r.id FROM release r JOIN run ON run.release_id = r.id
+             WHERE r.build_id = ?1 AND r.status = 'good' AND run.name = ?2
+               AND run.image IS NOT NULL
+             ORDER BY r.id DESC LIMIT 1",
+            params![build.0, run_name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = release_id else {
+        return Ok(None);
+    };
+    let release = get_release_by_id(conn, ReleaseId(id))?;
+    let run = get_run(conn, release.id, run_name)?;
+    Ok(run.map(|run| (release, run)))
+}
+
+fn insert_run(tx: &Transaction<'_>, release: ReleaseId, name: &str) -> Result<RunRow, StoreError> {
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO run (release_id, name, status, created, modified) VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT (release_id, name) DO NOTHING",
+        params![release.0, name, RunStatus::DataPending.as_str(), now],
+    )?;
+    get_run(tx, release, name)?
+        .ok_or_else(|| StoreError::NotFound(format!("run {name:?} vanished")))
+}
+
+/// Writes every data column of `run` and its new state, compare-and-set on `old`.
+fn store_run(tx: &Transaction<'_>, run: &RunRow, old: RunStatus) -> Result<(), StoreError> {
+    let n = tx.execute(
+        "UPDATE run SET status = ?1, url = ?2, image = ?3, log = ?4, config = ?5, ref_url = ?6,
+            ref_image = ?7, ref_log = ?8, ref_config = ?9, ref_expected = ?10, diff_image = ?11,
+            diff_log = ?12, distortion = ?13, run_failed = ?14, diff_failed = ?15, modified = ?16
+         WHERE id = ?17 AND status = ?18",
+        params![
+            run.status().as_str(),
+            run.url,
+            run.image,
+            run.log,
+            run.config,
+            run.ref_url,
+            run.ref_image,
+            run.ref_log,
+            run.ref_config,
+            run.ref_expected,
+            run.diff_image,
+            run.diff_log,
+            run.distortion,
+            run.run_failed,
+            run.diff_failed,
+            now_ms(),
+            run.id.0,
+            old.as_str(),
+        ],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Conflict(format!(
+            "run {:?} changed state concurrently",
+            run.name
+        )));
+    }
+    Ok(())
+}
+
+/// Moves a processing release to reviewing once no run is outstanding.
+fn maybe_finish_release(tx: &Transaction<'_>, release: ReleaseId) -> Result<(), StoreError> {
+    let row = get_release_by_id(tx, release)?;
+    if row.status != ReleaseStatus::Processing {
+        return Ok(());
+    }
+    if outstanding_runs(tx, release)? == 0 {
+        set_release_status(tx, &row, ReleaseEvent::RunsFinished)?;
+        tracing::info!(release = %release, "release is ready for review");
+    }
+    Ok(())
+}
+
+fn outstanding_runs(conn: &Connection, release: ReleaseId) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM run WHERE release_id = ?1 AND status IN ('data_pending', 'needs_diff')",
+        [release.0],
+        |r| r.get(0),
+    )?)
+}
+
+/// Applies a data report to `run` (already merged), stores it and queues a
+/// diff when the run newly needs one.
+fn apply_report(
+    tx: &Transaction<'_>,
+    build: BuildId,
+    release: &ReleaseRow,
+    old: &RunRow,
+    mut merged: RunRow,
+) -> Result<ReportOutcome, StoreError> {
+    let from = old.status();
+    let to = from
+        .apply(RunEvent::Report(merged.facts()))
+        .map_err(|e| StoreError::Conflict(format!("run {:?}: {e}", old.name)))?;
+    merged.status = Some(to);
+    store_run(tx, &merged, from)?;
+    let mut diff_queued = false;
+    if to == RunStatus::NeedsDiff
+        && (from != RunStatus::NeedsDiff
+            || old.image != merged.image
+            || old.ref_image != merged.ref_image)
+        && let (Some(image), Some(ref_image)) = (&merged.image, &merged.ref_image)
+    {
+        let task = DiffTask {
+            build_id: build,
+            release_name: release.name.clone(),
+            release_number: release.number,
+            run_name: merged.name.clone(),
+            image: ArtifactId::parse(image).map_err(|e| StoreError::Invalid(e.to_string()))?,
+            ref_image: ArtifactId::parse(ref_image)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+        };
+        let payload =
+            serde_json::to_string(&task).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        queue::add(
+            tx,
+            DIFF_QUEUE,
+            &payload,
+            TASK_MAX_ATTEMPTS,
+            queue::Links {
+                build: Some(build),
+                release: Some(release.id),
+                run: Some(merged.id),
+            },
+        )?;
+        diff_queued = true;
+    }
+    maybe_finish_release(tx, release.id)?;
+    Ok(ReportOutcome {
+        status: to,
+        diff_queued,
+    })
+}
+
+fn check_owned(
+    tx: &Transaction<'_>,
+    build: BuildId,
+    field: &str,
+    id: &Option<ArtifactId>,
+) -> Result<(), StoreError> {
+    if let Some(id) = id
+        && super::artifact_owned(tx, build, id)?.is_none()
+    {
+        return Err(StoreError::Invalid(format!(
+            "{field}: artifact {id} was not uploaded to build {build}"
+        )));
+    }
+    Ok(())
+}
+
+fn release_accepting(
+    tx: &Transaction<'_>,
+    build: BuildId,
+    name: &str,
+    number: i64,
+) -> Result<ReleaseRow, StoreError> {
+    let release = get_release(tx, build, name, number)?;
+    if !release.status.accepts_runs() {
+        return Err(StoreError::Conflict(format!(
+            "release {name:?} number {number} is {}: it no longer accepts runs",
+            release.status
+        )));
+    }
+    Ok(release)
+}
+
+/// Merges reported data into a run (creating it if new) and moves its state.
+pub fn report_run(
+    conn: &mut Connection,
+    req: &ReportRunRequest,
+) -> Result<ReportOutcome, StoreError> {
+    dpxdt_core::model::validate_name("run_name", &req.run_name).map_err(StoreError::Invalid)?;
+    if let Some(d) = req.distortion
+        && !(0.0..=1.0).contains(&d)
+    {
+        return Err(StoreError::Invalid(format!(
+            "distortion must be between 0 and 1, got {d}"
+        )));
+    }
+    let build = req.build_id;
+    let tx = write_tx(conn)?;
+    let release = release_accepting(&tx, build, &req.release_name, req.release_number)?;
+    for (field, id) in [
+        ("image", &req.image),
+        ("log", &req.log),
+        ("config", &req.config),
+        ("ref_image", &req.ref_image),
+        ("ref_log", &req.ref_log),
+        ("ref_config", &req.ref_config),
+        ("diff_image", &req.diff_image),
+        ("diff_log", &req.diff_log),
+    ] {
+        check_owned(&tx, build, field, id)?;
+    }
+    let old = insert_run(&tx, release.id, &req.run_name)?;
+    let mut merged = old.clone();
+    fn set(dst: &mut Option<String>, src: &Option<impl ToString>) {
+        if let Some(v) = src {
+            *dst = Some(v.to_string());
+        }
+    }
+    set(&mut merged.url, &req.url);
+    set(&mut merged.image, &req.image);
+    set(&mut merged.log, &req.log);
+    set(&mut merged.config, &req.config);
+    set(&mut merged.ref_url, &req.ref_url);
+    set(&mut merged.ref_image, &req.ref_image);
+    set(&mut merged.ref_log, &req.ref_log);
+    set(&mut merged.ref_config, &req.ref_config);
+    set(&mut merged.diff_image, &req.diff_image);
+    set(&mut merged.diff_log, &req.diff_log);
+    set(&mut merged.run_failed, &req.run_failed);
+    set(&mut merged.diff_failed, &req.diff_failed);
+    if req.distortion.is_some() {
+        merged.distortion = req.distortion;
+    }
+    if req.ref_image.is_some() || req.ref_url.is_some() {
+        merged.ref_expected = true;
+    }
+    if merged == old {
+        // A repeated report (a client or worker retrying) changes nothing.
+        tx.commit()?;
+        return Ok(ReportOutcome {
+            status: old.status(),
+            diff_queued: false,
+        });
+    }
+    let outcome = apply_report(&tx, build, &release, &old, merged)?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// Creates a run to be captured by the server (and its reference, with
+/// `ref_url`, or else the baseline run as reference) and queues its captures.
+/// Repeating the same request is accepted and queues nothing new.
+pub fn request_run(conn: &mut Connection, input: &RequestRunInput) -> Result<bool, StoreError> {
+    dpxdt_core::model::validate_name("run_name", &input.run_name).map_err(StoreError::Invalid)?;
+    let build = input.build_id;
+    let tx = write_tx(conn)?;
+    let release = release_accepting(&tx, build, &input.release_name, input.release_number)?;
+    let config_len = input.config_json.len() as i64;
+    super::record_artifact(&tx, build, &input.config, "application/json", config_len)?;
+    if let Some((_, json, id)) = &input.reference {
+        super::record_artifact(&tx, build, id, "application/json", json.len() as i64)?;
+    }
+    let ref_url = input.reference.as_ref().map(|r| r.0.clone());
+    let ref_config = input.reference.as_ref().map(|r| r.2.to_string());
+    if let Some(existing) = get_run(&tx, release.id, &input.run_name)? {
+        let same = existing.url.as_deref() == Some(input.url.as_str())
+            && existing.config.as_deref() == Some(input.config.as_str())
+            && (ref_url.is_none() || existing.ref_url == ref_url)
+            && (ref_config.is_none() || existing.ref_config == ref_config);
+        if same {
+            tx.commit()?;
+            return Ok(false);
+        }
+        return Err(StoreError::Conflict(format!(
+            "run {:?} already exists in release {:?} number {} with other data",
+            input.run_name, input.release_name, input.release_number
+        )));
+    }
+    let mut run = insert_run(&tx, release.id, &input.run_name)?;
+    let old = run.clone();
+    run.url = Some(input.url.clone());
+    run.config = Some(input.config.to_string());
+    if input.reference.is_some() {
+        run.ref_url = ref_url;
+        run.ref_config = ref_config;
+        run.ref_expected = true;
+    } else if let Some((_, baseline)) = find_run(&tx, build, &input.run_name)? {
+        run.ref_url = baseline.url;
+        run.ref_image = baseline.image;
+        run.ref_log = baseline.log;
+        run.ref_config = baseline.config;
+        run.ref_expected = true;
+        // The baseline's artifacts now belong to this release's data too.
+    }
+    run.status = Some(run.facts().status());
+    store_run(&tx, &run, old.status())?;
+    let links = queue::Links {
+        build: Some(build),
+        release: Some(release.id),
+        run: Some(run.id),
+    };
+    let mut captures = vec![(
+        input.url.clone(),
+        input.config_json.clone(),
+        input.config.clone(),
+        false,
+    )];
+    if let Some((url, json, id)) = &input.reference {
+        captures.push((url.clone(), json.clone(), id.clone(), true));
+    }
+    for (url, config_json, config, is_ref) in captures {
+        let task = CaptureTask {
+            build_id: build,
+            release_name: release.name.clone(),
+            release_number: release.number,
+            run_name: run.name.clone(),
+            url,
+            config_json,
+            config,
+            is_ref,
+        };
+        let payload =
+            serde_json::to_string(&task).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        queue::add(&tx, CAPTURE_QUEUE, &payload, TASK_MAX_ATTEMPTS, links)?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// The client reported every run: `receiving` → `processing` or `reviewing`.
+/// Calling it again on a release past `receiving` is accepted as a retry.
+pub fn runs_done(
+    conn: &mut Connection,
+    build: BuildId,
+    name: &str,
+    number: i64,
+) -> Result<ReleaseStatus, StoreError> {
+    let tx = write_tx(conn)?;
+    let release = get_release(&tx, build, name, number)?;
+    if release.status != ReleaseStatus::Receiving {
+        if release.status == ReleaseStatus::Bad {
+            return Err(StoreError::Conflict(format!(
+                "release {name:?} number {number} is bad (superseded or rejected)"
+            )));
+        }
+        return Ok(release.status);
+    }
+    let outstanding = outstanding_runs(&tx, release.id)? > 0;
+    let next = set_release_status(&tx, &release, ReleaseEvent::RunsDone { outstanding })?;
+    tx.commit()?;
+    Ok(next)
+}
+
+/// A release's state and how many of its runs are in each state.
+pub fn release_status(
+    conn: &Connection,
+    build: BuildId,
+    name: &str,
+    number: i64,
+) -> Result<(ReleaseRow, Vec<RunCount>), StoreError> {
+    let release = get_release(conn, build, name, number)?;
+    let mut stmt =
+        conn.prepare("SELECT status, COUNT(*) FROM run WHERE release_id = ?1 GROUP BY status")?;
+    let mut counts = Vec::new();
+    for row in stmt.query_map([release.id.0], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (status, count) = row?;
+        let status = status
+            .parse()
+            .map_err(|e: dpxdt_core::run::UnknownRunStatus| StoreError::Invalid(e.to_string()))?;
+        counts.push(RunCount {
+            status,
+            count: count as u64,
+        });
+    }
+    Ok((release, counts))
+}
+
+/// Marks the run of a task that was given up as failed (capture or diff,
+/// by queue), so its release can still reach review.
+pub fn fail_run_for_task(
+    tx: &Transaction<'_>,
+    run: RunId,
+    queue_name: &str,
+    error: &str,
+) -> Result<(), StoreError> {
+    let Some(old) = tx
+        .query_row(
+            &format!("SELECT {RUN_COLS} FROM run WHERE id = ?1"),
+            [run.0],
+            run_from_row,
+        )
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let release = get_release_by_id(tx, old.release_id)?;
+    if !release.status.accepts_runs() || !old.status().is_outstanding() {
+        return Ok(());
+    }
+    let mut merged = old.clone();
+    let why = if error.is_empty() { "gave up" } else { error };
+    if queue_name == DIFF_QUEUE {
+        merged.diff_failed = Some(why.to_string());
+    } else {
+        merged.run_failed = Some(why.to_string());
+    }
+    apply_report(tx, release.build_id, &release, &old, merged)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Store, create_build};
+
+    fn report(build: BuildId, number: i64, run: &str) -> ReportRunRequest {
+        ReportRunRequest {
+            build_id: build,
+            release_name: "r".into(),
+            release_number: number,
+            run_name: run.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn release_flow_with_baseline_and_supersede() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = s.artifacts().write_bytes(b"image a").unwrap();
+        let b = s.artifacts().write_bytes(b"image b").unwrap();
+        s.blocking(|c| {
+            let build = create_build(c, "site")?;
+            super::super::record_artifact(c, build, &a, "image/png", 7)?;
+            super::super::record_artifact(c, build, &b, "image/png", 7)?;
+            assert_eq!(create_release(c, build, "r", "u")?, 1);
+            // First release: an image and no reference needs no diff.
+            let out = report_run(
+                c,
+                &ReportRunRequest {
+                    image: Some(a.clone()),
+                    ..report(build, 1, "/")
+                },
+            )?;
+            assert_eq!(out.status, RunStatus::NoDiffNeeded);
+            // A repeated report is accepted and changes nothing.
+            let again = report_run(
+                c,
+                &ReportRunRequest {
+                    image: Some(a.clone()),
+                    ..report(build, 1, "/")
+                },
+            )?;
+            assert_eq!(again.status, RunStatus::NoDiffNeeded);
+            assert_eq!(runs_done(c, build, "r", 1)?, ReleaseStatus::Reviewing);
+            // Reviewing releases take no more runs.
+            assert!(matches!(
+                report_run(c, &report(build, 1, "/x")),
+                Err(StoreError::Conflict(_))
+            ));
+            c.execute("UPDATE release SET status = 'good'", [])?;
+            let (good, run) = find_run(c, build, "/")?.unwrap();
+            assert_eq!((good.number, run.image.as_deref()), (1, Some(a.as_str())));
+
+            // Second attempt: a new image against the baseline queues a diff.
+            assert_eq!(create_release(c, build, "r", "u")?, 2);
+            let out = report_run(
+                c,
+                &ReportRunRequest {
+                    image: Some(b.clone()),
+                    ref_image: Some(a.clone()),
+                    ..report(build, 2, "/")
+                },
+            )?;
+            assert_eq!(
+                out,
+                ReportOutcome {
+                    status: RunStatus::NeedsDiff,
+                    diff_queued: true
+                }
+            );
+            assert_eq!(runs_done(c, build, "r", 2)?, ReleaseStatus::Processing);
+            // An artifact of another build is refused.
+            let other = create_build(c, "other")?;
+            let mut foreign = report(other, 1, "/");
+            foreign.image = Some(a.clone());
+            create_release(c, other, "r", "u")?;
+            assert!(matches!(
+                report_run(c, &foreign),
+                Err(StoreError::Invalid(_))
+            ));
+            // A third attempt supersedes the processing one and cancels its diff.
+            assert_eq!(create_release(c, build, "r", "u")?, 3);
+            assert_eq!(get_release(c, build, "r", 2)?.status, ReleaseStatus::Bad);
+            let live: i64 =
+                c.query_row("SELECT COUNT(*) FROM task WHERE status = 'live'", [], |r| {
+                    r.get(0)
+                })?;
+            assert_eq!(live, 0);
+            // The diff result finishes the run and the release.
+            create_release(c, build, "r2", "u")?;
+            let key = |n: &str| ReportRunRequest {
+                release_name: "r2".into(),
+                ..report(build, 1, n)
+            };
+            report_run(
+                c,
+                &ReportRunRequest {
+                    image: Some(b.clone()),
+                    ref_image: Some(a.clone()),
+                    ..key("/")
+                },
+            )?;
+            assert_eq!(runs_done(c, build, "r2", 1)?, ReleaseStatus::Processing);
+            let out = report_run(
+                c,
+                &ReportRunRequest {
+                    distortion: Some(0.0),
+                    ..key("/")
+                },
+            )?;
+            assert_eq!(out.status, RunStatus::DiffNotFound);
+            assert_eq!(
+                get_release(c, build, "r2", 1)?.status,
+                ReleaseStatus::Reviewing
+            );
+            Ok(())
+        })
+        .unwrap();
+    }
+}
