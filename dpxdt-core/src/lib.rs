@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod api;
+#[cfg(feature = "capture")]
+pub mod capture;
 pub mod config;
 pub mod diff;
 pub mod model;

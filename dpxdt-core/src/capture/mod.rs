@@ -1,0 +1,429 @@
+//! Real-browser capture: headless Chromium driven through chromedriver.
+//!
+//! One [`Browser`] owns one chromedriver process (on a free loopback port,
+//! in its own process group) and a small pool of browser sessions that are
+//! reused across captures. [`Browser::capture`] takes a URL and a
+//! [`CaptureConfig`] and returns a PNG and a log:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dpxdt_core::capture::CaptureError> {
+//! use dpxdt_core::CaptureConfig;
+//! use dpxdt_core::capture::{Browser, BrowserOptions};
+//!
+//! let browser = Browser::launch(BrowserOptions::default()).await?;
+//! let shot = browser.capture("http://127.0.0.1:8000/", &CaptureConfig::default()).await?;
+//! std::fs::write("home.png", &shot.png).unwrap();
+//! browser.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! What a capture does, in order: reset the session (cookies, blocked URLs,
+//! extra headers, user agent, viewport, white background), set the config's
+//! cookies, load the page, wait until it is settled (document complete, no
+//! pending fetch/XHR, images in view decoded, web fonts loaded, quiet for a
+//! moment; stragglers are abandoned after `resourceTimeoutMs`), freeze
+//! animations/transitions/caret and apply `hideSelectors` and `injectCss`,
+//! run `injectJs`, wait for `waitForSelector`, grow the viewport to the
+//! document height for a full-page shot and settle again, paint
+//! `maskSelectors`, wait `delayMs`, and take the screenshot.
+//!
+//! Defaults: viewport 1280x800, full page, white background, resource
+//! timeout 10 s, whole-capture timeout 30 s. Each capture is tried up to
+//! [`BrowserOptions::attempts`] times when the failure may be transient.
+//!
+//! Every process is killed when the `Browser` is dropped or shut down, and
+//! also when this process exits for any reason (see `process.rs`). The
+//! browser's work runs on its own thread, so a `Browser` can be shared by
+//! tests that each run their own tokio runtime (e.g. in a `static`).
+//!
+//! Limitations: `injectHeaders` for the page's host are sent with every
+//! request of the page (Chromium's `Network.setExtraHTTPHeaders` is not
+//! per host); headers for other hosts are not sent. `httpUserName` /
+//! `httpPassword` are sent up front as an `Authorization: Basic` header
+//! with the page's requests, for the same reason.
+
+mod js;
+mod process;
+mod session;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::{CaptureConfig, ConfigError};
+use process::DriverProcess;
+use session::Session;
+
+/// One screenshot and what happened while taking it.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// The PNG bytes.
+    pub png: Vec<u8>,
+    /// A human-readable log: steps with timings, the HTTP status, blocked
+    /// patterns, abandoned resources, page errors.
+    pub log: String,
+}
+
+/// Why a capture or the browser failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// chromedriver or Chromium could not be started.
+    #[error("cannot start the browser: {0}")]
+    Launch(String),
+    /// The capture config is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The URL is not an http(s) URL.
+    #[error("invalid url {url}: {reason}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The page did not load (connection refused, DNS failure, ...).
+    #[error("page {url} did not load: {reason}")]
+    Load {
+        /// The URL captured.
+        url: String,
+        /// The browser's reason, e.g. `net::ERR_CONNECTION_REFUSED`.
+        reason: String,
+    },
+    /// The server answered with an HTTP error status.
+    #[error("page {url} answered HTTP {status}")]
+    HttpStatus {
+        /// The URL captured.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The whole capture took longer than its timeout (`timeoutMs`).
+    #[error("capture of {url} timed out after {timeout_ms} ms")]
+    Timeout {
+        /// The URL captured.
+        url: String,
+        /// The timeout that passed.
+        timeout_ms: u64,
+    },
+    /// `waitForSelector` matched nothing in time, or a selector is invalid.
+    #[error("{0}")]
+    Selector(String),
+    /// `injectJs` threw.
+    #[error("injectJs failed: {0}")]
+    Script(String),
+    /// The browser or chromedriver failed in a way not listed above.
+    #[error("browser error: {0}")]
+    Browser(String),
+    /// The browser was shut down.
+    #[error("the browser is shut down")]
+    Closed,
+}
+
+impl CaptureError {
+    /// Whether trying again may help (a refused connection or timeout may be
+    /// transient; a bad config or an HTTP 404 is not).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CaptureError::Load { .. } | CaptureError::Timeout { .. } | CaptureError::Browser(_) => {
+                true
+            }
+            CaptureError::HttpStatus { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// How to start the browser.
+#[derive(Debug, Clone)]
+pub struct BrowserOptions {
+    /// Chromium binary; default `$DPXDT_CHROMIUM` or `/usr/bin/chromium`.
+    pub chromium: PathBuf,
+    /// chromedriver binary; default `$DPXDT_CHROMEDRIVER` or `/usr/bin/chromedriver`.
+    pub chromedriver: PathBuf,
+    /// Most browser sessions used at once (= parallel captures); default 1.
+    /// Sessions are started on first use and then reused.
+    pub sessions: usize,
+    /// Attempts per capture for retryable failures; default 2.
+    pub attempts: u32,
+    /// Extra Chromium command-line flags.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for BrowserOptions {
+    fn default() -> Self {
+        let env_path = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        BrowserOptions {
+            chromium: env_path("DPXDT_CHROMIUM", "/usr/bin/chromium"),
+            chromedriver: env_path("DPXDT_CHROMEDRIVER", "/usr/bin/chromedriver"),
+            sessions: 1,
+            attempts: 2,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running chromedriver with a pool of reusable headless Chromium sessions.
+///
+/// Cheap to share by reference across tasks: [`Browser::capture`] takes
+/// `&self` and runs up to [`BrowserOptions::sessions`] captures at once.
+pub struct Browser {
+    inner: Arc<Inner>,
+    runtime: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+struct Inner {
+    options: BrowserOptions,
+    process: Mutex<Option<DriverProcess>>,
+    driver_url: String,
+    free: Mutex<Vec<Session>>,
+    permits: Semaphore,
+    sessions_started: AtomicUsize,
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("driver_url", &self.inner.driver_url)
+            .field("sessions", &self.inner.options.sessions)
+            .finish()
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and one browser session (so a broken Chromium
+    /// install fails here, not at the first capture).
+    pub async fn launch(options: BrowserOptions) -> Result<Browser, CaptureError> {
+        let (handle_tx, handle_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("dpxdt-browser".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                runtime.block_on(async {
+                    let _ = stop_rx.await;
+                });
+            })
+            .map_err(|e| CaptureError::Launch(format!("cannot start the browser thread: {e}")))?;
+        let runtime = handle_rx
+            .await
+            .map_err(|_| CaptureError::Launch("the browser thread died".into()))?
+            .map_err(CaptureError::Launch)?;
+
+        let sessions = options.sessions.max(1);
+        let opts = options.clone();
+        let started = runtime
+            .spawn(async move {
+                let process = DriverProcess::start(&opts.chromedriver).await?;
+                let first = Session::start(&process.url, &opts, &process.new_profile(0)).await;
+                match first {
+                    Ok(s) => Ok((process, s)),
+                    Err(e) => {
+                        drop(process);
+                        Err(e)
+                    }
+                }
+            })
+            .await
+            .map_err(|e| CaptureError::Launch(e.to_string()))?;
+        let (process, first) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = stop_tx.send(());
+                return Err(e);
+            }
+        };
+        let inner = Arc::new(Inner {
+            options: BrowserOptions {
+                sessions,
+                ..options
+            },
+            driver_url: process.url.clone(),
+            process: Mutex::new(Some(process)),
+            free: Mutex::new(vec![first]),
+            permits: Semaphore::new(sessions),
+            sessions_started: AtomicUsize::new(1),
+        });
+        Ok(Browser {
+            inner,
+            runtime,
+            stop: Some(stop_tx),
+        })
+    }
+
+    /// chromedriver's address (`http://127.0.0.1:<port>`), for logs.
+    pub fn driver_url(&self) -> &str {
+        &self.inner.driver_url
+    }
+
+    /// Captures `url` with `config`, retrying retryable failures up to
+    /// [`BrowserOptions::attempts`] times in all.
+    pub async fn capture(
+        &self,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<Capture, CaptureError> {
+        config.validate()?;
+        let parsed = url::Url::parse(url).map_err(|e| CaptureError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https" | "file") {
+            return Err(CaptureError::Url {
+                url: url.to_string(),
+                reason: format!("scheme {} is not http, https or file", parsed.scheme()),
+            });
+        }
+        let inner = Arc::clone(&self.inner);
+        let url = url.to_string();
+        let config = config.clone();
+        self.runtime
+            .spawn(async move { inner.capture_with_retries(&url, &config).await })
+            .await
+            .map_err(|e| CaptureError::Browser(format!("capture task failed: {e}")))?
+    }
+
+    /// Quits every session and kills chromedriver. Dropping the `Browser`
+    /// does the same, without the polite quit.
+    pub async fn shutdown(mut self) {
+        let inner = Arc::clone(&self.inner);
+        let _ = self
+            .runtime
+            .spawn(async move {
+                let sessions: Vec<Session> = std::mem::take(&mut *inner.free.lock().expect("pool"));
+                for s in sessions {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.quit()).await;
+                }
+                inner.kill();
+            })
+            .await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.inner.kill();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Inner {
+    fn kill(&self) {
+        for s in std::mem::take(&mut *self.free.lock().expect("pool")) {
+            s.abandon();
+        }
+        if let Some(mut p) = self.process.lock().expect("process").take() {
+            p.kill();
+        }
+    }
+
+    async fn capture_with_retries(
+        &self,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<Capture, CaptureError> {
+        let attempts = self.options.attempts.max(1);
+        let mut earlier = String::new();
+        let mut attempt = 1;
+        loop {
+            match self.capture_once(url, config).await {
+                Ok(mut c) => {
+                    if !earlier.is_empty() {
+                        c.log = format!("{earlier}{}", c.log);
+                    }
+                    return Ok(c);
+                }
+                Err(e) if attempt < attempts && e.is_retryable() => {
+                    tracing::debug!(url, attempt, error = %e, "capture failed, retrying");
+                    earlier.push_str(&format!("attempt {attempt} failed: {e}\n"));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn capture_once(
+        &self,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<Capture, CaptureError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| CaptureError::Closed)?;
+        let pooled = self.free.lock().expect("pool").pop();
+        let session = match pooled {
+            Some(s) => s,
+            None => {
+                let n = self.sessions_started.fetch_add(1, Ordering::SeqCst);
+                let profile = {
+                    let guard = self.process.lock().expect("process");
+                    let process = guard.as_ref().ok_or(CaptureError::Closed)?;
+                    process.new_profile(n)
+                };
+                Session::start(&self.driver_url, &self.options, &profile).await?
+            }
+        };
+        let timeout = config.page_timeout();
+        let result = tokio::time::timeout(timeout, session.capture(url, config)).await;
+        match result {
+            Ok(Ok(capture)) => {
+                self.free.lock().expect("pool").push(session);
+                Ok(capture)
+            }
+            Ok(Err(e)) => {
+                // A page-level failure leaves a usable session; anything
+                // else may have broken it, so start a fresh one next time.
+                if e.keeps_session() && session.reset().await.is_ok() {
+                    self.free.lock().expect("pool").push(session);
+                } else {
+                    session.discard();
+                }
+                Err(e)
+            }
+            Err(_) => {
+                session.discard();
+                Err(CaptureError::Timeout {
+                    url: url.to_string(),
+                    timeout_ms: timeout.as_millis() as u64,
+                })
+            }
+        }
+    }
+}
+
+impl CaptureError {
+    fn keeps_session(&self) -> bool {
+        matches!(
+            self,
+            CaptureError::Load { .. }
+                | CaptureError::HttpStatus { .. }
+                | CaptureError::Selector(_)
+                | CaptureError::Script(_)
+        )
+    }
+}

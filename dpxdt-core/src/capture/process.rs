@@ -1,0 +1,153 @@
+//! The chromedriver process: started on a free loopback port in its own
+//! process group, and killed with everything it started (Chromium included)
+//! when dropped — or when this process dies, through a watchdog.
+//!
+//! The watchdog is a tiny `sh` in its own process group that blocks reading
+//! a pipe from us. When the pipe closes — because we dropped it, or because
+//! this process exited or was killed, even with SIGKILL — it kills
+//! chromedriver's whole process group and removes the browser profiles.
+//! That keeps every exit path (error, panic, Ctrl-C, a test binary whose
+//! browser lives in a `static`) free of leftover browsers without any
+//! `unsafe` signal code.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::CaptureError;
+
+/// How long chromedriver may take to answer its status endpoint.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running chromedriver and its watchdog.
+pub(crate) struct DriverProcess {
+    child: Child,
+    watchdog: Child,
+    /// Held open: closing it tells the watchdog to kill the group.
+    watchdog_pipe: Option<ChildStdin>,
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) url: String,
+    /// Directory holding the browser profiles; removed on kill.
+    pub(crate) profiles: PathBuf,
+}
+
+impl DriverProcess {
+    /// Starts chromedriver and waits until it answers, retrying on another
+    /// port if the one picked was taken in the meantime.
+    pub(crate) async fn start(chromedriver: &Path) -> Result<Self, CaptureError> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::start_once(chromedriver).await {
+                Ok(p) => return Ok(p),
+                Err(e) => last = e,
+            }
+        }
+        Err(CaptureError::Launch(last))
+    }
+
+    async fn start_once(chromedriver: &Path) -> Result<Self, String> {
+        let port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
+        let profiles =
+            std::env::temp_dir().join(format!("dpxdt-browser-{}-{}", std::process::id(), port));
+        std::fs::create_dir_all(&profiles)
+            .map_err(|e| format!("cannot create {}: {e}", profiles.display()))?;
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--log-level=OFF")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
+        let pgid = child.id();
+        let mut watchdog = match Command::new("sh")
+            .arg("-c")
+            // `env kill`: dash's builtin kill cannot signal a process group.
+            .arg(r#"read _ignored; env kill -KILL -- "-$1" 2>/dev/null; rm -rf -- "$2""#)
+            .arg("dpxdt-watchdog")
+            .arg(pgid.to_string())
+            .arg(&profiles)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+        {
+            Ok(w) => w,
+            Err(e) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cannot start the watchdog shell: {e}"));
+            }
+        };
+        let pipe = watchdog.stdin.take();
+        let mut process = DriverProcess {
+            child,
+            watchdog,
+            watchdog_pipe: pipe,
+            url: format!("http://127.0.0.1:{port}"),
+            profiles,
+        };
+        process.wait_ready().await?;
+        Ok(process)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let status = format!("{}/status", self.url);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Err(format!("chromedriver exited at startup ({exit})"));
+            }
+            if let Ok(resp) = client.get(&status).send().await
+                && resp.status().is_success()
+            {
+                return Ok(());
+            }
+            if start.elapsed() > STARTUP_TIMEOUT {
+                return Err(format!(
+                    "chromedriver did not answer on {} within {}s",
+                    self.url,
+                    STARTUP_TIMEOUT.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A fresh profile directory for one browser session.
+    pub(crate) fn new_profile(&self, n: usize) -> PathBuf {
+        self.profiles.join(format!("profile-{n}"))
+    }
+
+    /// Kills chromedriver and the browsers it started, and waits for it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut pipe) = self.watchdog_pipe.take() {
+            let _ = pipe.write_all(b"\n");
+            drop(pipe);
+            let _ = self.watchdog.wait();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

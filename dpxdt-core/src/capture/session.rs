@@ -1,0 +1,571 @@
+//! One browser session and the steps of a capture in it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use thirtyfour::prelude::*;
+
+use super::{BrowserOptions, Capture, CaptureError, js};
+use crate::config::{ALWAYS_IGNORED_HOSTS, CaptureConfig, DEFAULT_MASK_COLOR, MAX_EDGE};
+
+/// How long the page must stay settled before the screenshot.
+const QUIET_MS: u64 = 30;
+
+/// A Chromium session with our request-tracking prelude installed.
+pub(crate) struct Session {
+    driver: WebDriver,
+    default_user_agent: String,
+}
+
+impl Session {
+    /// Starts a headless Chromium session with a fresh profile.
+    pub(crate) async fn start(
+        driver_url: &str,
+        options: &BrowserOptions,
+        profile: &Path,
+    ) -> Result<Session, CaptureError> {
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--disable-extensions",
+            "--disable-default-apps",
+            "--disable-crash-reporter",
+            "--disable-breakpad",
+            "--disable-renderer-backgrounding",
+            "--disable-background-timer-throttling",
+            "--disable-backgrounding-occluded-windows",
+            "--hide-scrollbars",
+            "--mute-audio",
+            "--force-color-profile=srgb",
+            "--font-render-hinting=none",
+            "--window-size=1280,800",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if needs_no_sandbox() {
+            args.push("--no-sandbox".into());
+        }
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(options.extra_args.iter().cloned());
+        let caps = json!({
+            "browserName": "chrome",
+            "pageLoadStrategy": "eager",
+            "goog:chromeOptions": {
+                "binary": options.chromium.to_string_lossy(),
+                "args": args,
+            },
+        });
+        let Value::Object(map) = caps else {
+            unreachable!("a json object literal")
+        };
+        let driver = WebDriver::new(driver_url, Capabilities::from(map))
+            .await
+            .map_err(|e| CaptureError::Launch(format!("cannot start Chromium: {e}")))?;
+        let mut session = Session {
+            driver,
+            default_user_agent: String::new(),
+        };
+        if let Err(e) = session.init().await {
+            session.discard();
+            return Err(CaptureError::Launch(format!("cannot set up Chromium: {e}")));
+        }
+        Ok(session)
+    }
+
+    async fn init(&mut self) -> Result<(), CaptureError> {
+        self.cdp("Page.enable", json!({})).await?;
+        self.cdp("Network.enable", json!({})).await?;
+        self.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": js::PRELUDE }),
+        )
+        .await?;
+        self.cdp("Network.setCacheDisabled", json!({ "cacheDisabled": true }))
+            .await?;
+        let ua = self
+            .driver
+            .execute("return navigator.userAgent;", Vec::new())
+            .await
+            .map_err(browser_err)?;
+        self.default_user_agent = ua.json().as_str().unwrap_or_default().to_string();
+        Ok(())
+    }
+
+    async fn cdp(&self, method: &str, params: Value) -> Result<Value, CaptureError> {
+        self.driver
+            .cdp()
+            .send_raw(method, params)
+            .await
+            .map_err(|e| CaptureError::Browser(format!("{method}: {e}")))
+    }
+
+    async fn script(&self, source: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
+        Ok(self.driver.execute(source, args).await?.json().clone())
+    }
+
+    async fn script_async(&self, source: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
+        Ok(self
+            .driver
+            .execute_async(source, args)
+            .await?
+            .json()
+            .clone())
+    }
+
+    /// Leaves the current page so the next capture starts clean.
+    pub(crate) async fn reset(&self) -> Result<(), CaptureError> {
+        self.driver.goto("about:blank").await.map_err(browser_err)
+    }
+
+    /// Quits the session in the background (used when it may be broken).
+    pub(crate) fn discard(self) {
+        let driver = self.driver;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver.quit()).await;
+        });
+    }
+
+    /// Forgets the session without talking to chromedriver (which is being killed).
+    pub(crate) fn abandon(self) {
+        let _ = self.driver.leak();
+    }
+
+    /// Quits politely.
+    pub(crate) async fn quit(self) {
+        let _ = self.driver.quit().await;
+    }
+
+    /// Takes one screenshot of `url` as `config` says.
+    pub(crate) async fn capture(
+        &self,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<Capture, CaptureError> {
+        let start = Instant::now();
+        let mut log = String::new();
+        let mut step = |log: &mut String, what: &str| {
+            let _ = writeln!(log, "[{:>5} ms] {what}", start.elapsed().as_millis());
+        };
+        step(&mut log, &format!("capture {url}"));
+        let viewport = config.viewport();
+        let page_timeout = config.page_timeout();
+        let resource_timeout = config.resource_timeout();
+
+        // Reset what an earlier capture in this session may have set.
+        self.cdp("Network.clearBrowserCookies", json!({})).await?;
+        let blocked = blocked_patterns(config);
+        self.cdp("Network.setBlockedURLs", json!({ "urls": blocked }))
+            .await?;
+        let mut headers = extra_headers(url, config);
+        if let Some(user) = &config.http_user_name {
+            // Chromium ignores credentials in the URL and cannot answer a
+            // challenge without an event stream, so send them up front.
+            use base64::Engine as _;
+            let pair = format!("{user}:{}", config.http_password.as_deref().unwrap_or(""));
+            headers.insert(
+                "Authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ),
+            );
+        }
+        if !headers.is_empty() {
+            step(
+                &mut log,
+                &format!(
+                    "extra headers: {}",
+                    headers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        .replace("Authorization", "Authorization (httpUserName)")
+                ),
+            );
+        }
+        self.cdp("Network.setExtraHTTPHeaders", json!({ "headers": headers }))
+            .await?;
+        let ua = config
+            .user_agent
+            .clone()
+            .unwrap_or_else(|| self.default_user_agent.clone());
+        self.cdp("Network.setUserAgentOverride", json!({ "userAgent": ua }))
+            .await?;
+        self.set_viewport(viewport.width, viewport.height).await?;
+        self.cdp(
+            "Emulation.setDefaultBackgroundColorOverride",
+            json!({ "color": { "r": 255, "g": 255, "b": 255, "a": 1 } }),
+        )
+        .await?;
+        for cookie in &config.cookies {
+            let mut c = json!({
+                "name": cookie.name,
+                "value": cookie.value,
+                "path": cookie.path.clone().unwrap_or_else(|| "/".into()),
+            });
+            match &cookie.domain {
+                Some(d) => c["domain"] = json!(d),
+                None => c["url"] = json!(url),
+            }
+            if let Some(s) = cookie.secure {
+                c["secure"] = json!(s);
+            }
+            if let Some(h) = cookie.httponly {
+                c["httpOnly"] = json!(h);
+            }
+            if let Some(e) = cookie.expires {
+                c["expires"] = json!(e);
+            }
+            let ok = self.cdp("Network.setCookie", c).await?;
+            if ok.get("success") == Some(&json!(false)) {
+                return Err(CaptureError::Browser(format!(
+                    "cookie {} was refused by the browser (check its domain)",
+                    cookie.name
+                )));
+            }
+        }
+        if !config.cookies.is_empty() {
+            step(&mut log, &format!("set {} cookie(s)", config.cookies.len()));
+        }
+
+        // Load.
+        self.driver
+            .set_page_load_timeout(page_timeout)
+            .await
+            .map_err(browser_err)?;
+        self.driver
+            .set_script_timeout(page_timeout)
+            .await
+            .map_err(browser_err)?;
+        if let Err(e) = self.driver.goto(url).await {
+            return Err(load_error(url, &e));
+        }
+        let here = self
+            .script("return location.href;", Vec::new())
+            .await
+            .map_err(browser_err)?;
+        if here
+            .as_str()
+            .is_some_and(|h| h.starts_with("chrome-error://"))
+        {
+            return Err(CaptureError::Load {
+                url: url.to_string(),
+                reason: "the browser showed an error page".into(),
+            });
+        }
+        let settled = self.settle(resource_timeout).await?;
+        let status = settled["status"].as_u64().unwrap_or(0) as u16;
+        step(
+            &mut log,
+            &format!(
+                "loaded: HTTP {status}, settled after {} ms",
+                settled["waitedMs"]
+            ),
+        );
+        if status >= 400 {
+            return Err(CaptureError::HttpStatus {
+                url: url.to_string(),
+                status,
+            });
+        }
+        log_abandoned(&mut log, &settled, &mut step);
+
+        // Freeze and decorate.
+        let user_css = config.inject_css.clone().unwrap_or_default();
+        self.script(
+            js::STABILIZE,
+            vec![
+                json!(js::FREEZE_CSS),
+                json!(config.hide_selectors),
+                json!(user_css),
+            ],
+        )
+        .await
+        .map_err(|e| CaptureError::Selector(js_message(&e)))?;
+        if let Some(code) = &config.inject_js {
+            self.script(code, Vec::new())
+                .await
+                .map_err(|e| CaptureError::Script(js_message(&e)))?;
+            step(&mut log, "ran injectJs");
+        }
+        if let Some(sel) = &config.wait_for_selector {
+            // Leave time to report the miss before the whole capture times out.
+            let remaining = page_timeout
+                .saturating_sub(start.elapsed())
+                .saturating_sub(Duration::from_millis(500));
+            let found = self
+                .script_async(
+                    js::WAIT_FOR_SELECTOR,
+                    vec![json!(sel), json!(remaining.as_millis() as u64)],
+                )
+                .await
+                .map_err(browser_err)?;
+            match found.as_str() {
+                Some("found") => step(&mut log, &format!("waitForSelector {sel:?} matched")),
+                Some("invalid") => {
+                    return Err(CaptureError::Selector(format!(
+                        "invalid waitForSelector {sel:?}"
+                    )));
+                }
+                _ => {
+                    return Err(CaptureError::Selector(format!(
+                        "waitForSelector {sel:?} matched nothing after {} ms",
+                        remaining.as_millis()
+                    )));
+                }
+            }
+        }
+        if config.inject_js.is_some() || config.wait_for_selector.is_some() {
+            self.settle(resource_timeout).await?;
+        }
+
+        // Size the shot.
+        let doc_height = self.doc_height().await?;
+        let mut height = viewport.height;
+        if config.full_page() && doc_height > height {
+            height = doc_height.min(MAX_EDGE);
+            if doc_height > MAX_EDGE {
+                step(
+                    &mut log,
+                    &format!("page is {doc_height}px high; cut at {MAX_EDGE}px"),
+                );
+            }
+        }
+        let (x, y, width) = match config.clip_rect {
+            Some(c) => {
+                height = height.max(c.top.saturating_add(c.height).min(MAX_EDGE));
+                (c.left, c.top, c.width)
+            }
+            None => (0, 0, viewport.width),
+        };
+        if height != viewport.height {
+            self.set_viewport(viewport.width, height).await?;
+            self.settle(resource_timeout).await?;
+            // Growing the viewport can change layout (e.g. `vh` units):
+            // freeze what that started.
+            self.script(js::STABILIZE, vec![json!(""), json!([]), json!("")])
+                .await
+                .map_err(browser_err)?;
+        }
+        let shot_height = match config.clip_rect {
+            Some(c) => c.height,
+            None => height,
+        };
+
+        if !config.mask_selectors.is_empty() {
+            let color = config.mask_color.as_deref().unwrap_or(DEFAULT_MASK_COLOR);
+            let unmatched = self
+                .script(js::MASK, vec![json!(config.mask_selectors), json!(color)])
+                .await
+                .map_err(|e| CaptureError::Selector(js_message(&e)))?;
+            if let Some(list) = unmatched.as_array().filter(|l| !l.is_empty()) {
+                step(
+                    &mut log,
+                    &format!("maskSelectors matched nothing: {list:?}"),
+                );
+            }
+        }
+        if let Some(ms) = config.delay_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            step(&mut log, &format!("waited delayMs {ms}"));
+        }
+
+        let shot = self
+            .cdp(
+                "Page.captureScreenshot",
+                json!({
+                    "format": "png",
+                    "fromSurface": true,
+                    "captureBeyondViewport": false,
+                    "clip": { "x": x, "y": y, "width": width, "height": shot_height, "scale": 1 },
+                }),
+            )
+            .await?;
+        let data = shot["data"]
+            .as_str()
+            .ok_or_else(|| CaptureError::Browser("screenshot without data".into()))?;
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| CaptureError::Browser(format!("screenshot is not base64: {e}")))?;
+        step(
+            &mut log,
+            &format!("screenshot {width}x{shot_height} ({} bytes)", png.len()),
+        );
+        if let Some(errors) = settled["errors"].as_array().filter(|e| !e.is_empty()) {
+            for e in errors {
+                step(
+                    &mut log,
+                    &format!("page error: {}", e.as_str().unwrap_or("?")),
+                );
+            }
+        }
+        if height != viewport.height {
+            self.set_viewport(viewport.width, viewport.height).await?;
+        }
+        Ok(Capture { png, log })
+    }
+
+    async fn set_viewport(&self, width: u32, height: u32) -> Result<(), CaptureError> {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn settle(&self, resource_timeout: Duration) -> Result<Value, CaptureError> {
+        self.script_async(
+            js::SETTLE,
+            vec![json!(resource_timeout.as_millis() as u64), json!(QUIET_MS)],
+        )
+        .await
+        .map_err(browser_err)
+    }
+
+    async fn doc_height(&self) -> Result<u32, CaptureError> {
+        let v = self
+            .script(js::DOC_HEIGHT, Vec::new())
+            .await
+            .map_err(browser_err)?;
+        Ok(v.as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32)
+    }
+}
+
+fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut String, &str)) {
+    if let Some(list) = settled["abandoned"].as_array().filter(|l| !l.is_empty()) {
+        let items: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        step(
+            log,
+            &format!(
+                "gave up waiting (resourceTimeoutMs) for: {}",
+                items.join("; ")
+            ),
+        );
+    }
+}
+
+/// Chromium's sandbox does not work as root (e.g. in containers).
+fn needs_no_sandbox() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::env::var_os("DPXDT_NO_SANDBOX").is_some()
+        || std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
+}
+
+/// `Network.setBlockedURLs` wildcard patterns for the config's ignored
+/// substrings and the always-ignored analytics hosts.
+pub(crate) fn blocked_patterns(config: &CaptureConfig) -> Vec<String> {
+    let mut out: Vec<String> = ALWAYS_IGNORED_HOSTS
+        .iter()
+        .map(|h| format!("*://{h}/*"))
+        .collect();
+    out.extend(
+        config
+            .resources_to_ignore
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("*{s}*")),
+    );
+    out
+}
+
+/// The `injectHeaders` for the page's host (see the module docs).
+pub(crate) fn extra_headers(
+    url: &str,
+    config: &CaptureConfig,
+) -> std::collections::BTreeMap<String, String> {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let host_port = url::Url::parse(url)
+        .ok()
+        .map(|u| match u.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        })
+        .unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for (h, headers) in &config.inject_headers {
+        if h == "*" || *h == host || *h == host_port {
+            out.extend(headers.clone());
+        }
+    }
+    out
+}
+
+fn load_error(url: &str, e: &WebDriverError) -> CaptureError {
+    let text = e.to_string();
+    if text.contains("timeout") || text.contains("Timed out") {
+        return CaptureError::Load {
+            url: url.to_string(),
+            reason: "the page did not finish loading in time".into(),
+        };
+    }
+    let reason = text
+        .split_whitespace()
+        .find(|w| w.starts_with("net::"))
+        .map(|w| w.trim_end_matches([',', '.', ')', '"']).to_string())
+        .unwrap_or(text);
+    CaptureError::Load {
+        url: url.to_string(),
+        reason,
+    }
+}
+
+fn browser_err(e: WebDriverError) -> CaptureError {
+    CaptureError::Browser(e.to_string())
+}
+
+/// The JavaScript error message inside a WebDriver error.
+fn js_message(e: &WebDriverError) -> String {
+    let text = e.to_string();
+    match text.find("javascript error: ") {
+        Some(i) => text[i + "javascript error: ".len()..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_cover_ignored_substrings_and_analytics() {
+        let c = CaptureConfig::from_json(r#"{"resourcesToIgnore": ["/slow.js", ""]}"#).unwrap();
+        let p = blocked_patterns(&c);
+        assert!(p.contains(&"*/slow.js*".to_string()));
+        assert!(p.contains(&"*://www.google-analytics.com/*".to_string()));
+        assert_eq!(p.len(), ALWAYS_IGNORED_HOSTS.len() + 1);
+    }
+
+    #[test]
+    fn headers_only_for_the_page_host() {
+        let c = CaptureConfig::from_json(
+            r#"{"injectHeaders": {"127.0.0.1": {"X-A": "1"}, "127.0.0.1:9": {"X-B": "2"}, "cdn.example": {"X-C": "3"}}}"#,
+        )
+        .unwrap();
+        let h = extra_headers("http://127.0.0.1:9/x", &c);
+        assert_eq!(h.get("X-A").map(String::as_str), Some("1"));
+        assert_eq!(h.get("X-B").map(String::as_str), Some("2"));
+        assert!(!h.contains_key("X-C"));
+    }
+}
