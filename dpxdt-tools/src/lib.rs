@@ -3,6 +3,11 @@
 //! failure, 2 error). The tools themselves live in `src/bin/`.
 #![deny(missing_docs)]
 
+pub mod crawl;
+pub mod release;
+pub mod tests_json;
+pub mod tool_args;
+
 use std::process::ExitCode;
 
 /// Exit code for success: identical images, all tests passed.

@@ -1,0 +1,106 @@
+//! `diff_my_images`: uploads screenshots taken elsewhere (e.g. by Selenium)
+//! as the runs of a new release; each is compared with the last good run of
+//! the same name.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use dpxdt_core::api::ReportRunRequest;
+use dpxdt_tools::release;
+use dpxdt_tools::tests_json::{self, ImageTest};
+use dpxdt_tools::tool_args::{ServerArgs, WaitArgs};
+
+/// Upload your own screenshots and diff them against the last good release.
+#[derive(Debug, Parser)]
+#[command(name = "diff_my_images", version)]
+struct Args {
+    /// JSON list of {name, run_failed, image_path, log_path, url}.
+    #[arg(
+        long = "tests-json-path",
+        alias = "tests_json_path",
+        value_name = "FILE"
+    )]
+    tests_json_path: PathBuf,
+
+    #[command(flatten)]
+    server: ServerArgs,
+
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    dpxdt_tools::tool_args::run_tool(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let tests = tests_json::load_image_tests(&args.tests_json_path)?;
+    let client = args.server.client()?;
+    let default_url = format!("file:{}", args.tests_json_path.display());
+    let key =
+        release::create_release(&client, &args.server, "diff_my_images", &default_url).await?;
+    for test in &tests {
+        report(&client, &key, test)
+            .await
+            .with_context(|| format!("test {:?}", test.name))?;
+    }
+    release::finish(&client, &key, &args.wait).await
+}
+
+async fn report(
+    client: &dpxdt_client::Client,
+    key: &dpxdt_core::ReleaseKey,
+    test: &ImageTest,
+) -> anyhow::Result<()> {
+    let build = key.build_id;
+    let image = match &test.image_path {
+        Some(path) if !test.run_failed => Some(
+            client
+                .upload_file(build, path)
+                .await
+                .with_context(|| format!("cannot upload {}", path.display()))?
+                .sha1sum,
+        ),
+        _ => None,
+    };
+    let log = match &test.log_path {
+        Some(path) => Some(
+            client
+                .upload_file(build, path)
+                .await
+                .with_context(|| format!("cannot upload {}", path.display()))?
+                .sha1sum,
+        ),
+        None => None,
+    };
+    let baseline = client
+        .find_run(build, &test.name)
+        .await
+        .context("cannot look up the last good run")?;
+    let mut request = ReportRunRequest {
+        build_id: build,
+        release_name: key.release_name.clone(),
+        release_number: key.release_number,
+        run_name: test.name.clone(),
+        url: test.url.clone(),
+        image,
+        log,
+        run_failed: test
+            .run_failed
+            .then(|| "the screenshot failed (reported by diff_my_images)".to_string()),
+        ..Default::default()
+    };
+    if let Some(baseline) = baseline {
+        request.ref_url = baseline.url;
+        request.ref_image = baseline.image;
+        request.ref_log = baseline.log;
+        request.ref_config = baseline.config;
+    }
+    client
+        .report_run(&request)
+        .await
+        .context("cannot report the run")
+}
