@@ -1,6 +1,138 @@
 //! The Depicted server: HTTP API, SQLite storage, durable work queue and
 //! the capture and diff workers.
+//!
+//! [`serve`] runs the whole server on a listener the caller bound (tests
+//! bind `127.0.0.1:0`), with the in-process workers unless
+//! [`Config::in_process_workers`] is off. The `dpxdt-server` binary is glue
+//! around it.
 #![deny(missing_docs)]
 
+pub mod http;
 pub mod queue;
 pub mod storage;
+pub mod workers;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use storage::{NewApiKey, Store, StoreError};
+
+/// Default most bytes of one upload: 50 MiB.
+pub const DEFAULT_UPLOAD_LIMIT: u64 = 50 << 20;
+
+/// Server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the database and the artifacts.
+    pub data_dir: PathBuf,
+    /// Most bytes of one upload; more is refused with 413.
+    pub upload_limit: u64,
+    /// Base URL people reach the server at, for links in replies
+    /// (default: `http://` + the request's Host header).
+    pub public_url: Option<String>,
+    /// Run the capture and diff workers inside the server process.
+    pub in_process_workers: bool,
+    /// A superuser key to make sure exists (for deployments and tests that
+    /// configure the workers' key up front).
+    pub admin_key: Option<NewApiKey>,
+    /// Worker settings for the in-process workers.
+    pub worker: workers::WorkerConfig,
+}
+
+impl Config {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            upload_limit: DEFAULT_UPLOAD_LIMIT,
+            public_url: None,
+            in_process_workers: true,
+            admin_key: None,
+            worker: workers::WorkerConfig::default(),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory or database could not be opened.
+    #[error("opening the data directory: {0}")]
+    Store(#[from] StoreError),
+    /// The listener has no local address.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+    /// The in-process workers could not be set up.
+    #[error("starting workers: {0}")]
+    Workers(String),
+}
+
+/// Opens (creating and migrating) the data directory. On an empty one it
+/// creates the admin account and a superuser API key, returned once so the
+/// caller can show it.
+pub fn init_data_dir(config: &Config) -> Result<(Store, Option<NewApiKey>), StoreError> {
+    let store = Store::open(&config.data_dir)?;
+    let first = store.blocking(storage::bootstrap)?;
+    if let Some(key) = &config.admin_key {
+        store.blocking(|c| storage::ensure_api_key(c, key))?;
+    }
+    Ok((store, first))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops the
+/// in-process workers and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (store, _) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || init_data_dir(&config))
+            .await
+            .map_err(|e| ServeError::Workers(e.to_string()))??
+    };
+    serve_store(listener, store, config, shutdown).await
+}
+
+/// [`serve`] with a store that is already open.
+pub async fn serve_store(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut worker_tasks = Vec::new();
+    if config.in_process_workers {
+        let key = store.blocking(storage::replace_internal_key)?;
+        let base = format!("http://{addr}/");
+        let client = workers::client_for(&base, &key.id, &key.secret)
+            .map_err(|e| ServeError::Workers(e.to_string()))?;
+        worker_tasks = workers::spawn_all(client, config.worker.clone(), stop_rx.clone());
+    }
+    let state = http::AppState {
+        store,
+        config: Arc::new(config),
+    };
+    tracing::info!(%addr, "serving the API");
+    let mut stop_for_server = stop_rx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    warp::serve(http::routes(state))
+        .incoming(listener)
+        .graceful(async move {
+            let _ = stop_for_server.wait_for(|stop| *stop).await;
+        })
+        .run()
+        .await;
+    for task in worker_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    Ok(())
+}

@@ -144,4 +144,5 @@ pub use auth::{
 pub use releases::{
     create_release, fail_run_for_task, find_run, get_release, get_release_by_id, get_run,
     list_runs, release_status, report_run, request_run, results_url_path, runs_done,
+    set_release_verdict,
 };

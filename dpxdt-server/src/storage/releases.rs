@@ -692,6 +692,43 @@ pub fn release_status(
     Ok((release, counts))
 }
 
+/// A person's verdict on a release (`good`, `bad`, or back to `reviewing`).
+pub fn set_release_verdict(
+    conn: &mut Connection,
+    build: BuildId,
+    name: &str,
+    number: i64,
+    verdict: &str,
+) -> Result<ReleaseStatus, StoreError> {
+    let event = match verdict {
+        "good" => ReleaseEvent::MarkGood,
+        "bad" => ReleaseEvent::MarkBad,
+        "reviewing" => ReleaseEvent::MarkReviewing,
+        other => {
+            return Err(StoreError::Invalid(format!(
+                "status must be good, bad or reviewing, not {other:?}"
+            )));
+        }
+    };
+    let tx = write_tx(conn)?;
+    let release = get_release(&tx, build, name, number)?;
+    let next = set_release_status(&tx, &release, event)?;
+    if event == ReleaseEvent::MarkBad {
+        queue::cancel_for_release(&tx, release.id)?;
+    }
+    tx.execute(
+        "INSERT INTO admin_log (build_id, log_type, message, created) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            build.0,
+            format!("release_{verdict}"),
+            format!("{name} #{number}"),
+            now_ms()
+        ],
+    )?;
+    tx.commit()?;
+    Ok(next)
+}
+
 /// Marks the run of a task that was given up as failed (capture or diff,
 /// by queue), so its release can still reach review.
 pub fn fail_run_for_task(

@@ -1,0 +1,90 @@
+//! The one path from any failure to an HTTP status and a JSON body
+//! `{"success": false, "error": …}`.
+
+use dpxdt_core::api::ErrorBody;
+use warp::Reply;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::storage::StoreError;
+
+/// A refused or failed API request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed parameters (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or wrong credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key may not act on this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing, or no such endpoint (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Wrong method for the endpoint (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The upload is over the size limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A fault of the server (500); the details go to the log, not the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON response for this error.
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal server error (see the server log)".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            success: false,
+            error: message,
+        };
+        let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                "www-authenticate",
+                warp::http::HeaderValue::from_static("Basic realm=\"dpxdt\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::NotFound(m),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Invalid(m) => ApiError::BadRequest(m),
+            StoreError::Forbidden(m) => ApiError::Forbidden(m),
+            e @ (StoreError::Db(_) | StoreError::Io(_)) => ApiError::Internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The API handlers: parse → check the key's scope → storage → reply.
+
+use dpxdt_core::api::{
+    AddTaskRequest, AddTaskResponse, CancelTaskRequest, CreateApiKeyRequest, CreateApiKeyResponse,
+    CreateBuildRequest, CreateBuildResponse, CreateReleaseRequest, CreateReleaseResponse,
+    FindRunRequest, FindRunResponse, FinishRequest, HeartbeatRequest, LeaseRequest, LeaseResponse,
+    ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse,
+    RunsDoneRequest, RunsDoneResponse, SuccessResponse,
+};
+use dpxdt_core::{ArtifactId, BuildId, CaptureConfig};
+use serde::Deserialize;
+use serde_json::Value;
+use warp::http::HeaderMap;
+
+use super::{ApiError, AppState};
+use crate::queue;
+use crate::storage::{self, ApiKeyScope, RequestRunInput, TASK_MAX_ATTEMPTS};
+
+type Pairs = [(String, String)];
+
+fn json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+const SUCCESS: SuccessResponse = SuccessResponse { success: true };
+
+/// Refuses a key that may not act on `build`.
+pub fn check_build(scope: &ApiKeyScope, build: BuildId) -> Result<(), ApiError> {
+    if scope.may_access(build) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this API key may not act on build {build}"
+        )))
+    }
+}
+
+fn check_superuser(scope: &ApiKeyScope) -> Result<(), ApiError> {
+    if scope.superuser {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "this endpoint needs a superuser API key".into(),
+        ))
+    }
+}
+
+fn check_url(field: &str, raw: &str) -> Result<(), ApiError> {
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        Ok(u) => Err(ApiError::BadRequest(format!(
+            "{field}: scheme {:?} is not supported (use http or https)",
+            u.scheme()
+        ))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "{field}: invalid URL {raw:?}: {e}"
+        ))),
+    }
+}
+
+/// The absolute URL of a release page for people.
+fn results_url(state: &AppState, headers: &HeaderMap, path: &str) -> String {
+    let base = match &state.config.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    format!("{base}{path}")
+}
+
+/// `create_release`.
+pub async fn create_release(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: CreateReleaseRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    let (build, name, url) = (req.build_id, req.release_name.clone(), req.url.clone());
+    let number = state
+        .store
+        .call(move |c| storage::create_release(c, build, &name, &url))
+        .await?;
+    json(&CreateReleaseResponse {
+        success: true,
+        build_id: req.build_id,
+        release_name: req.release_name,
+        release_number: number,
+        url: req.url,
+    })
+}
+
+/// `find_run`.
+pub async fn find_run(state: &AppState, scope: ApiKeyScope, p: &Pairs) -> Result<Value, ApiError> {
+    let req: FindRunRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    let (build, name) = (req.build_id, req.run_name.clone());
+    let found = state
+        .store
+        .call(move |c| storage::find_run(c, build, &name))
+        .await?;
+    let Some((release, run)) = found else {
+        return Err(ApiError::NotFound(format!(
+            "no good release of build {build} has a run named {:?}",
+            req.run_name
+        )));
+    };
+    let artifact = |s: Option<String>| s.and_then(|s| ArtifactId::parse(&s).ok());
+    json(&FindRunResponse {
+        success: true,
+        build_id: build,
+        release_name: release.name,
+        release_number: release.number,
+        run_name: Some(run.name),
+        url: run.url,
+        image: artifact(run.image),
+        log: artifact(run.log),
+        config: artifact(run.config),
+    })
+}
+
+/// `request_run`.
+pub async fn request_run(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: RequestRunRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    check_url("url", &req.url)?;
+    let parse = |field: &str, json: &str| {
+        CaptureConfig::from_json(json).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
+    };
+    parse("config", &req.config)?;
+    let artifacts = state.store.artifacts().clone();
+    let config_json = req.config.clone();
+    let write = move |json: String| {
+        let artifacts = artifacts.clone();
+        async move {
+            tokio::task::spawn_blocking(move || artifacts.write_bytes(json.as_bytes()))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(|e| ApiError::Internal(format!("storing config: {e}")))
+        }
+    };
+    let config = write(config_json.clone()).await?;
+    let reference = match &req.ref_url {
+        Some(ref_url) => {
+            check_url("ref_url", ref_url)?;
+            let json = req.ref_config.clone().unwrap_or_else(|| "{}".into());
+            parse("ref_config", &json)?;
+            let id = write(json.clone()).await?;
+            Some((ref_url.clone(), json, id))
+        }
+        None if req.ref_config.is_some() => {
+            return Err(ApiError::BadRequest(
+                "ref_config was given without ref_url".into(),
+            ));
+        }
+        None => None,
+    };
+    let input = RequestRunInput {
+        build_id: req.build_id,
+        release_name: req.release_name.clone(),
+        release_number: req.release_number,
+        run_name: req.run_name.clone(),
+        url: req.url.clone(),
+        config_json,
+        config: config.clone(),
+        reference: reference.clone(),
+    };
+    state
+        .store
+        .call(move |c| storage::request_run(c, &input))
+        .await?;
+    json(&RequestRunResponse {
+        success: true,
+        build_id: req.build_id,
+        release_name: req.release_name,
+        release_number: req.release_number,
+        run_name: req.run_name,
+        url: req.url,
+        config,
+        ref_url: req.ref_url,
+        ref_config: reference.map(|r| r.2),
+    })
+}
+
+/// `report_run`.
+pub async fn report_run(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: ReportRunRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    state
+        .store
+        .call(move |c| storage::report_run(c, &req))
+        .await?;
+    json(&SUCCESS)
+}
+
+/// `runs_done`.
+pub async fn runs_done(
+    state: &AppState,
+    scope: ApiKeyScope,
+    headers: &HeaderMap,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: RunsDoneRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    let (build, name, number) = (req.build_id, req.release_name.clone(), req.release_number);
+    state
+        .store
+        .call(move |c| storage::runs_done(c, build, &name, number))
+        .await?;
+    let path = storage::results_url_path(build, &req.release_name, number);
+    json(&RunsDoneResponse {
+        success: true,
+        results_url: results_url(state, headers, &path),
+    })
+}
+
+#[derive(Deserialize)]
+struct ReleaseQuery {
+    build_id: BuildId,
+    release_name: String,
+    release_number: i64,
+}
+
+/// `release_status`.
+pub async fn release_status(
+    state: &AppState,
+    scope: ApiKeyScope,
+    headers: &HeaderMap,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: ReleaseQuery = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    let (build, name, number) = (req.build_id, req.release_name.clone(), req.release_number);
+    let (release, runs) = state
+        .store
+        .call(move |c| storage::release_status(c, build, &name, number))
+        .await?;
+    let path = storage::results_url_path(build, &release.name, number);
+    json(&ReleaseStatusResponse {
+        success: true,
+        build_id: build,
+        release_name: release.name,
+        release_number: release.number,
+        status: release.status,
+        results_url: results_url(state, headers, &path),
+        runs,
+    })
+}
+
+#[derive(Deserialize)]
+struct VerdictRequest {
+    build_id: BuildId,
+    release_name: String,
+    release_number: i64,
+    status: String,
+}
+
+/// *New.* `update_release`: a person's verdict (`status` = good, bad or reviewing).
+pub async fn update_release(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: VerdictRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    let status = state
+        .store
+        .call(move |c| {
+            storage::set_release_verdict(
+                c,
+                req.build_id,
+                &req.release_name,
+                req.release_number,
+                &req.status,
+            )
+        })
+        .await?;
+    Ok(serde_json::json!({"success": true, "status": status}))
+}
+
+#[derive(Deserialize)]
+struct DownloadQuery {
+    sha1sum: String,
+    build_id: BuildId,
+}
+
+/// `download`: the bytes of an artifact the key's build owns.
+pub async fn download(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<warp::reply::Response, ApiError> {
+    use warp::Reply;
+    let req: DownloadQuery = super::params::decode(p)?;
+    let id = ArtifactId::parse(&req.sha1sum)
+        .map_err(|e| ApiError::BadRequest(format!("sha1sum: {e}")))?;
+    check_build(&scope, req.build_id)?;
+    let build = req.build_id;
+    let lookup = id.clone();
+    let info = state
+        .store
+        .call(move |c| storage::artifact_owned(c, build, &lookup))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("build {build} has no artifact {id}")))?;
+    let path = state.store.artifacts().path(&id);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    let ct = warp::http::HeaderValue::from_str(&info.content_type).unwrap_or(
+        warp::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("content-type", ct);
+    h.insert(
+        "cache-control",
+        warp::http::HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    h.insert(
+        "x-content-type-options",
+        warp::http::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "content-security-policy",
+        warp::http::HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(resp)
+}
+
+/// `create_build` (superuser).
+pub async fn create_build(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    check_superuser(&scope)?;
+    let req: CreateBuildRequest = super::params::decode(p)?;
+    let name = req.name.clone();
+    let id = state
+        .store
+        .call(move |c| storage::create_build(c, &name))
+        .await?;
+    json(&CreateBuildResponse {
+        success: true,
+        build_id: id,
+        name: req.name,
+    })
+}
+
+/// `create_api_key` (superuser).
+pub async fn create_api_key(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    check_superuser(&scope)?;
+    let req: CreateApiKeyRequest = super::params::decode(p)?;
+    let build = req.build_id;
+    let purpose = req.purpose.unwrap_or_default();
+    let key = state
+        .store
+        .call(move |c| storage::create_api_key(c, Some(build), &purpose))
+        .await?;
+    json(&CreateApiKeyResponse {
+        success: true,
+        build_id: build,
+        api_key: key.id,
+        api_secret: key.secret,
+    })
+}
+
+/// `work_queue/<queue>/<action>` (superuser).
+pub async fn work_queue(
+    state: &AppState,
+    scope: ApiKeyScope,
+    queue_name: &str,
+    action: &str,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    check_superuser(&scope)?;
+    queue::validate_queue_name(queue_name)?;
+    let q = queue_name.to_string();
+    match action {
+        "add" => {
+            let req: AddTaskRequest = super::params::decode(p)?;
+            let max = req.max_attempts.unwrap_or(TASK_MAX_ATTEMPTS);
+            let task_id = state
+                .store
+                .call(move |c| queue::add_task(c, &q, &req.payload, max))
+                .await?;
+            json(&AddTaskResponse {
+                success: true,
+                task_id,
+            })
+        }
+        "lease" => {
+            let req: LeaseRequest = super::params::decode(p)?;
+            let tasks = state
+                .store
+                .call(move |c| queue::lease(c, &q, &req.owner, req.count, req.timeout))
+                .await?;
+            json(&LeaseResponse {
+                success: true,
+                tasks,
+            })
+        }
+        "heartbeat" => {
+            let req: HeartbeatRequest = super::params::decode(p)?;
+            state
+                .store
+                .call(move |c| {
+                    queue::heartbeat(
+                        c,
+                        &q,
+                        req.task_id,
+                        &req.owner,
+                        &req.message,
+                        req.index,
+                        req.timeout,
+                    )
+                })
+                .await?;
+            json(&SUCCESS)
+        }
+        "finish" => {
+            let req: FinishRequest = super::params::decode(p)?;
+            state
+                .store
+                .call(move |c| queue::finish(c, &q, req.task_id, &req.owner, req.error.as_deref()))
+                .await?;
+            json(&SUCCESS)
+        }
+        "cancel" => {
+            let req: CancelTaskRequest = super::params::decode(p)?;
+            state
+                .store
+                .call(move |c| queue::cancel(c, &q, req.task_id))
+                .await?;
+            json(&SUCCESS)
+        }
+        other => Err(ApiError::NotFound(format!(
+            "no work queue action {other:?} (add, lease, heartbeat, finish, cancel)"
+        ))),
+    }
+}

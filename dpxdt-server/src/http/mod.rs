@@ -1,0 +1,153 @@
+//! The HTTP API: one route table ([`dispatch`]) under `/api/`, with every
+//! failure answered by [`ApiError`] as `{"success": false, "error": …}`.
+
+mod error;
+mod handlers;
+mod params;
+mod upload;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{Stream, StreamExt};
+use warp::http::{HeaderMap, Method};
+use warp::hyper::body::Bytes;
+use warp::reply::Response;
+use warp::{Buf, Filter, Reply};
+
+pub use error::ApiError;
+
+use crate::Config;
+use crate::storage::Store;
+
+/// A request body as a stream of chunks.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database and artifacts.
+    pub store: Store,
+    /// The server's configuration.
+    pub config: Arc<Config>,
+}
+
+/// Every route of the server.
+pub fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::path("api")
+        .and(warp::path::tail())
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::body::stream().map(boxed_body))
+        .then(
+            move |tail: warp::path::Tail,
+                  method: Method,
+                  headers: HeaderMap,
+                  query: String,
+                  body: BodyStream| {
+                let state = state.clone();
+                async move {
+                    let path = tail.as_str().to_string();
+                    let started = Instant::now();
+                    let result = dispatch(&state, &method, &path, &headers, &query, body).await;
+                    let response = result.unwrap_or_else(ApiError::into_response);
+                    tracing::info!(
+                        %method,
+                        path = %format!("/api/{path}"),
+                        status = response.status().as_u16(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "request"
+                    );
+                    response
+                }
+            },
+        )
+        .or(warp::any().map(|| ApiError::NotFound("no such page".into()).into_response()))
+        .unify()
+}
+
+fn boxed_body<S, B>(body: S) -> BodyStream
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    Box::pin(body.map(|r| {
+        r.map(|mut buf| buf.copy_to_bytes(buf.remaining()))
+            .map_err(std::io::Error::other)
+    }))
+}
+
+fn ok(v: serde_json::Value) -> Response {
+    warp::reply::json(&v).into_response()
+}
+
+/// The route table: method and path under `/api/` to handler.
+async fn dispatch(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    query: &str,
+    body: BodyStream,
+) -> Result<Response, ApiError> {
+    const POST_ONLY: &[&str] = &[
+        "create_release",
+        "find_run",
+        "request_run",
+        "upload",
+        "report_run",
+        "runs_done",
+        "update_release",
+        "create_build",
+        "create_api_key",
+    ];
+    let path = path.trim_end_matches('/');
+    let queue_route = path
+        .strip_prefix("work_queue/")
+        .and_then(|rest| rest.split_once('/'));
+    let known_post = POST_ONLY.contains(&path) || queue_route.is_some();
+    let known_get = path == "download" || path == "release_status";
+    if !known_post && !known_get {
+        return Err(ApiError::NotFound(format!("no API endpoint /api/{path}")));
+    }
+    let allowed = if known_post {
+        method == Method::POST
+    } else {
+        method == Method::GET || (path == "release_status" && method == Method::POST)
+    };
+    if !allowed {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "/api/{path} does not accept {method}"
+        )));
+    }
+    let scope = params::authenticate(&state.store, headers).await?;
+    if path == "upload" {
+        return Ok(ok(serde_json::to_value(
+            upload::upload(state, scope, headers, body).await?,
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?));
+    }
+    let p = params::read_params(headers, query, body).await?;
+    let value = match path {
+        "create_release" => handlers::create_release(state, scope, &p).await?,
+        "find_run" => handlers::find_run(state, scope, &p).await?,
+        "request_run" => handlers::request_run(state, scope, &p).await?,
+        "report_run" => handlers::report_run(state, scope, &p).await?,
+        "runs_done" => handlers::runs_done(state, scope, headers, &p).await?,
+        "release_status" => handlers::release_status(state, scope, headers, &p).await?,
+        "download" => return handlers::download(state, scope, &p).await,
+        "update_release" => handlers::update_release(state, scope, &p).await?,
+        "create_build" => handlers::create_build(state, scope, &p).await?,
+        "create_api_key" => handlers::create_api_key(state, scope, &p).await?,
+        _ => match queue_route {
+            Some((queue, action)) => handlers::work_queue(state, scope, queue, action, &p).await?,
+            None => return Err(ApiError::NotFound(format!("no API endpoint /api/{path}"))),
+        },
+    };
+    Ok(ok(value))
+}

@@ -1,0 +1,156 @@
+//! Request parsing: HTTP Basic API keys, and parameters from a query string,
+//! a url-encoded form or a multipart form, decoded into the wire types.
+
+use base64::Engine as _;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use warp::http::HeaderMap;
+
+use super::{ApiError, BodyStream};
+use crate::storage::{ApiKeyScope, Store, check_api_key};
+
+/// Most bytes of a non-upload request body.
+pub const MAX_FORM_BYTES: usize = 4 << 20;
+
+/// The scope of the API key in the `Authorization` header.
+pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<ApiKeyScope, ApiError> {
+    let missing = || {
+        ApiError::Unauthorized(
+            "an API key is required: HTTP Basic auth with the key id and secret".into(),
+        )
+    };
+    let value = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(missing)?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .ok_or_else(missing)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::Unauthorized("malformed HTTP Basic credentials".into()))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| ApiError::Unauthorized("malformed HTTP Basic credentials".into()))?;
+    let (id, secret) = (id.to_string(), secret.to_string());
+    store
+        .call(move |c| check_api_key(c, &id, &secret))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("unknown or revoked API key, or wrong secret".into()))
+}
+
+/// Reads a whole (small) body, refusing more than [`MAX_FORM_BYTES`].
+pub async fn read_body(mut body: BodyStream) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        if out.len() + chunk.len() > MAX_FORM_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "request body is larger than {MAX_FORM_BYTES} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// The parameters of a request: the query string, then the body as a
+/// url-encoded or multipart form.
+pub async fn read_params(
+    headers: &HeaderMap,
+    query: &str,
+    body: BodyStream,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("multipart/form-data") {
+        let boundary = multer::parse_boundary(content_type)
+            .map_err(|e| ApiError::BadRequest(format!("bad multipart content type: {e}")))?;
+        let constraints = multer::Constraints::new()
+            .size_limit(multer::SizeLimit::new().whole_stream(MAX_FORM_BYTES as u64));
+        let mut form = multer::Multipart::with_constraints(body, boundary, constraints);
+        while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+            let name = field.name().unwrap_or("").to_string();
+            let value = field.text().await.map_err(multipart_error)?;
+            pairs.push((name, value));
+        }
+    } else {
+        let bytes = read_body(body).await?;
+        pairs.extend(url::form_urlencoded::parse(&bytes).into_owned());
+    }
+    Ok(pairs)
+}
+
+/// Maps a multipart parse failure to 413 (over a limit) or 400.
+pub fn multipart_error(e: multer::Error) -> ApiError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            ApiError::TooLarge(format!("request body too large: {e}"))
+        }
+        e => ApiError::BadRequest(format!("malformed multipart body: {e}")),
+    }
+}
+
+/// Decodes parameters into a wire type. Empty values count as absent (HTML
+/// forms and `curl -F x=` send them for optional fields).
+pub fn decode<T: DeserializeOwned>(pairs: &[(String, String)]) -> Result<T, ApiError> {
+    let present: Vec<_> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let encoded = serde_urlencoded::to_string(&present)
+        .map_err(|e| ApiError::BadRequest(format!("invalid parameters: {e}")))?;
+    serde_urlencoded::from_str(&encoded)
+        .map_err(|e| ApiError::BadRequest(format!("invalid parameters: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dpxdt_core::api::ReportRunRequest;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn decode_reads_numbers_artifacts_and_skips_empty_values() {
+        let r: ReportRunRequest = decode(&pairs(&[
+            ("build_id", "3"),
+            ("release_name", "r 1"),
+            ("release_number", "2"),
+            ("run_name", "/a?b=1"),
+            ("ref_url", ""),
+            ("distortion", "0.25"),
+            ("log", "906D3259C103F6FCBA4E8164A4DC3AE0D1A685D9"),
+        ]))
+        .unwrap();
+        assert_eq!(r.build_id.0, 3);
+        assert_eq!(r.ref_url, None);
+        assert_eq!(r.distortion, Some(0.25));
+        assert_eq!(
+            r.log.unwrap().as_str(),
+            "906d3259c103f6fcba4e8164a4dc3ae0d1a685d9"
+        );
+    }
+
+    #[test]
+    fn decode_names_the_bad_parameter() {
+        let err = decode::<ReportRunRequest>(&pairs(&[("build_id", "x")])).unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest(_)));
+        let err = decode::<ReportRunRequest>(&pairs(&[
+            ("build_id", "1"),
+            ("release_name", "r"),
+            ("release_number", "1"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("run_name"), "{err}");
+    }
+}

@@ -1,0 +1,189 @@
+//! `POST /api/upload`: a streamed multipart upload with a size limit.
+//!
+//! The file part is hashed while it is written to a temp file; nothing is
+//! stored under its content address until the whole body has arrived, is
+//! within the limit, and the key may write to the build. An over-limit or
+//! malformed upload leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use dpxdt_core::api::UploadResponse;
+use dpxdt_core::{ArtifactId, BuildId};
+use futures_util::StreamExt;
+use sha1::{Digest, Sha1};
+use tokio::io::AsyncWriteExt;
+use warp::http::HeaderMap;
+
+use super::params::multipart_error;
+use super::{ApiError, AppState, BodyStream};
+use crate::storage::{ApiKeyScope, build_exists, record_artifact};
+
+/// Content types an artifact may be served back with. Anything else is
+/// served as `application/octet-stream`, so an uploaded HTML page can never
+/// run as part of the server's origin.
+const SAFE_TYPES: &[(&str, &str)] = &[
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("webp", "image/webp"),
+    ("txt", "text/plain"),
+    ("log", "text/plain"),
+    ("json", "application/json"),
+];
+
+/// The content type of an upload: from the file name, then the part's own
+/// type if it is a safe one, then the bytes.
+fn content_type(file_name: Option<&str>, part_type: Option<&str>, head: &[u8]) -> String {
+    if let Some(ext) = file_name.and_then(|n| Path::new(n).extension()?.to_str()) {
+        let ext = ext.to_ascii_lowercase();
+        if let Some((_, t)) = SAFE_TYPES.iter().find(|(e, _)| *e == ext) {
+            return t.to_string();
+        }
+    }
+    if let Some(t) = part_type.and_then(|p| SAFE_TYPES.iter().find(|(_, t)| *t == p)) {
+        return t.1.to_string();
+    }
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return "image/png".into();
+    }
+    "application/octet-stream".into()
+}
+
+/// A temp file removed on drop unless it was committed.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+struct Received {
+    temp: TempFile,
+    id: ArtifactId,
+    size: u64,
+    content_type: String,
+}
+
+/// Handles an upload.
+pub async fn upload(
+    state: &AppState,
+    scope: ApiKeyScope,
+    headers: &HeaderMap,
+    body: BodyStream,
+) -> Result<UploadResponse, ApiError> {
+    let limit = state.config.upload_limit;
+    let content_type_header = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type_header).map_err(|_| {
+        ApiError::BadRequest("upload must be multipart/form-data with build_id and one file".into())
+    })?;
+    // Past the limit the rest of the body is read and dropped (so the client
+    // sees the 413 rather than a reset connection), up to this much more.
+    let drain_cap = limit.saturating_mul(2).saturating_add(64 << 20);
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(drain_cap));
+    let mut form = multer::Multipart::with_constraints(body, boundary, constraints);
+    let mut build_id: Option<String> = None;
+    let mut file: Option<Received> = None;
+    let mut too_large = false;
+    while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+        let is_file = field.file_name().is_some() || field.name() == Some("file");
+        if !is_file {
+            let name = field.name().unwrap_or("").to_string();
+            let text = field.text().await.map_err(multipart_error)?;
+            if name == "build_id" {
+                build_id = Some(text);
+            }
+            continue;
+        }
+        if file.is_some() || too_large {
+            return Err(ApiError::BadRequest(
+                "upload must contain exactly one file".into(),
+            ));
+        }
+        let file_name = field.file_name().map(str::to_string);
+        let part_type = field.content_type().map(|m| m.essence_str().to_string());
+        let temp = TempFile(Some(state.store.artifacts().temp_path()));
+        let path = temp.0.clone().unwrap_or_default();
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| ApiError::Internal(format!("creating {}: {e}", path.display())))?;
+        let mut hasher = Sha1::new();
+        let mut size = 0u64;
+        let mut head = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(multipart_error)?;
+            size += chunk.len() as u64;
+            if size > limit {
+                too_large = true;
+                continue; // Keep reading so the client gets our answer.
+            }
+            if head.len() < 16 {
+                head.extend_from_slice(&chunk[..chunk.len().min(16)]);
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+        }
+        if too_large {
+            continue; // `temp` is dropped here: the partial file is removed.
+        }
+        out.sync_all()
+            .await
+            .map_err(|e| ApiError::Internal(format!("syncing {}: {e}", path.display())))?;
+        let id = ArtifactId::parse(&hex::encode(hasher.finalize()))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        file = Some(Received {
+            temp,
+            id,
+            size,
+            content_type: content_type(file_name.as_deref(), part_type.as_deref(), &head),
+        });
+    }
+    if too_large {
+        return Err(ApiError::TooLarge(format!(
+            "upload is larger than the limit of {limit} bytes"
+        )));
+    }
+    let build: BuildId = build_id
+        .ok_or_else(|| ApiError::BadRequest("invalid parameters: missing field `build_id`".into()))?
+        .parse()
+        .map_err(|_| ApiError::BadRequest("invalid parameters: build_id is not a number".into()))?;
+    super::handlers::check_build(&scope, build)?;
+    let mut received =
+        file.ok_or_else(|| ApiError::BadRequest("upload must contain a file".into()))?;
+    if !state.store.call(move |c| build_exists(c, build)).await? {
+        return Err(ApiError::NotFound(format!("build {build} does not exist")));
+    }
+    // Bytes first (fsynced and renamed into place), then the row that points at them.
+    let temp_path = received.temp.0.clone().unwrap_or_default();
+    let artifacts = state.store.artifacts().clone();
+    let id = received.id.clone();
+    tokio::task::spawn_blocking(move || artifacts.commit_temp(&temp_path, &id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("storing artifact: {e}")))?;
+    received.temp.0 = None;
+    let (id, size, ct) = (
+        received.id.clone(),
+        received.size as i64,
+        received.content_type.clone(),
+    );
+    state
+        .store
+        .call(move |c| record_artifact(c, build, &id, &ct, size))
+        .await?;
+    Ok(UploadResponse {
+        success: true,
+        build_id: build,
+        sha1sum: received.id,
+        content_type: received.content_type,
+    })
+}

@@ -1,0 +1,197 @@
+//! `dpxdt-server`: runs the API server (with in-process workers), a
+//! standalone worker, or creates a build and its API key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use dpxdt_server::{Config, storage, workers};
+
+#[derive(Parser)]
+#[command(name = "dpxdt-server", version, about = "The Depicted server")]
+struct Args {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "DPXDT_LISTEN",
+        default_value = "127.0.0.1:5000",
+        global = true
+    )]
+    listen: SocketAddr,
+    /// Directory of the database and the artifacts.
+    #[arg(
+        long,
+        env = "DPXDT_DATA_DIR",
+        default_value = "./dpxdt-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Most bytes of one upload.
+    #[arg(long, env = "DPXDT_UPLOAD_LIMIT", default_value_t = dpxdt_server::DEFAULT_UPLOAD_LIMIT)]
+    upload_limit: u64,
+    /// Base URL people reach the server at (for links in replies).
+    #[arg(long, env = "DPXDT_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Do not run capture and diff workers in the server process.
+    #[arg(long, env = "DPXDT_NO_WORKERS")]
+    no_workers: bool,
+    /// Do not run the capture worker (no browser needed).
+    #[arg(long, env = "DPXDT_NO_CAPTURE")]
+    no_capture: bool,
+    /// A superuser API key `ID:SECRET` to make sure exists (e.g. for remote workers).
+    #[arg(long, env = "DPXDT_ADMIN_KEY")]
+    admin_key: Option<String>,
+    /// Lease length of tasks, in seconds (default 60 for diffs, 180 for captures).
+    #[arg(long, env = "DPXDT_LEASE_SECS")]
+    lease_secs: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Create a build and an API key for it; prints the build id, key id and secret.
+    CreateBuild {
+        /// The build's name.
+        name: String,
+    },
+    /// Run capture and diff workers against a server over HTTP.
+    Worker {
+        /// The server's root URL.
+        #[arg(long, env = "DPXDT_SERVER")]
+        server: String,
+        /// A superuser API key, `ID:SECRET`.
+        #[arg(long, env = "DPXDT_API_KEY")]
+        api_key: String,
+    },
+}
+
+fn split_key(raw: &str) -> anyhow::Result<(String, String)> {
+    match raw.split_once(':') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
+            Ok((id.to_string(), secret.to_string()))
+        }
+        _ => bail!("an API key must be written ID:SECRET"),
+    }
+}
+
+fn config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = Config::new(&args.data_dir);
+    config.upload_limit = args.upload_limit;
+    config.public_url = args.public_url.clone();
+    config.in_process_workers = !args.no_workers;
+    config.worker.capture = !args.no_capture;
+    if let Some(secs) = args.lease_secs {
+        config.worker.diff_lease = Duration::from_secs(secs);
+        config.worker.capture_lease = Duration::from_secs(secs);
+    }
+    if let Some(raw) = &args.admin_key {
+        let (id, secret) = split_key(raw)?;
+        config.admin_key = Some(storage::NewApiKey { id, secret });
+    }
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let (store, first) = dpxdt_server::init_data_dir(&config)
+                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("listening on {}", args.listen))?;
+            let addr = listener.local_addr()?;
+            if let Some(key) = first {
+                println!("First start: created the admin account and a superuser API key.");
+                println!("  API key id:     {}", key.id);
+                println!("  API key secret: {}", key.secret);
+                println!("Create a build and its API key with:");
+                println!(
+                    "  curl -u {}:{} -F name=my-site http://{addr}/api/create_build",
+                    key.id, key.secret
+                );
+                println!(
+                    "or: dpxdt-server --data-dir {} create-build my-site",
+                    config.data_dir.display()
+                );
+            }
+            println!("dpxdt-server listening on http://{addr}/");
+            dpxdt_server::serve_store(listener, store, config, shutdown_signal()).await?;
+        }
+        Command::CreateBuild { name } => {
+            let (store, _) = dpxdt_server::init_data_dir(&config)
+                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+            let build = store.blocking(|c| storage::create_build(c, &name))?;
+            let key = store.blocking(|c| {
+                storage::create_api_key(c, Some(build), "created on the command line")
+            })?;
+            println!("build_id={build}");
+            println!("api_key={}", key.id);
+            println!("api_secret={}", key.secret);
+        }
+        Command::Worker { server, api_key } => {
+            let (id, secret) = split_key(&api_key)?;
+            let client = workers::client_for(&server, &id, &secret)?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let tasks = workers::spawn_all(client, config.worker.clone(), stop_rx);
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DPXDT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dpxdt-server: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dpxdt-server: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The capture worker: takes a screenshot with the core capture (real
+//! Chromium) and reports the image, log and config of the run or its reference.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dpxdt_client::Client;
+use dpxdt_core::CaptureConfig;
+use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask, ReportRunRequest};
+use dpxdt_core::capture::{Browser, BrowserOptions};
+use tokio::sync::OnceCell;
+
+use super::{WorkerError, is_moot, owner_name};
+
+/// Leases and does capture tasks. The browser is started on the first task
+/// (or given by the caller) and shared by every step.
+pub struct CaptureWorker {
+    client: Client,
+    owner: String,
+    lease: Duration,
+    sessions: usize,
+    browser: OnceCell<Arc<Browser>>,
+}
+
+impl CaptureWorker {
+    /// A capture worker that launches its own browser when first needed.
+    pub fn new(client: Client, lease: Duration, sessions: usize) -> CaptureWorker {
+        CaptureWorker {
+            client,
+            owner: owner_name("capture"),
+            lease,
+            sessions: sessions.max(1),
+            browser: OnceCell::new(),
+        }
+    }
+
+    /// A capture worker using a browser the caller started (tests share one).
+    pub fn with_browser(client: Client, lease: Duration, browser: Arc<Browser>) -> CaptureWorker {
+        CaptureWorker {
+            client,
+            owner: owner_name("capture"),
+            lease,
+            sessions: 1,
+            browser: OnceCell::new_with(Some(browser)),
+        }
+    }
+
+    async fn browser(&self) -> Result<&Arc<Browser>, WorkerError> {
+        self.browser
+            .get_or_try_init(|| async {
+                let options = BrowserOptions {
+                    sessions: self.sessions,
+                    ..BrowserOptions::default()
+                };
+                Browser::launch(options)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| WorkerError::Work(e.to_string()))
+            })
+            .await
+    }
+
+    /// Leases one capture task and does it. `Ok(false)`: there was no work.
+    pub async fn run_once(&self) -> Result<bool, WorkerError> {
+        let tasks = self
+            .client
+            .lease(CAPTURE_QUEUE, &self.owner, 1, self.lease)
+            .await?;
+        let Some(task) = tasks.into_iter().next() else {
+            return Ok(false);
+        };
+        let id = task.task_id;
+        let result = self.work(&task).await;
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            tracing::warn!(task = %id, attempt = task.lease_attempts, "capture failed: {e}");
+        }
+        self.client
+            .finish(CAPTURE_QUEUE, id, &self.owner, error.as_deref())
+            .await?;
+        Ok(true)
+    }
+
+    async fn work(&self, task: &LeasedTask) -> Result<(), WorkerError> {
+        let t: CaptureTask =
+            serde_json::from_str(&task.payload).map_err(|e| WorkerError::Payload(e.to_string()))?;
+        let mut report = ReportRunRequest {
+            build_id: t.build_id,
+            release_name: t.release_name.clone(),
+            release_number: t.release_number,
+            run_name: t.run_name.clone(),
+            ..Default::default()
+        };
+        let config = match CaptureConfig::from_json(&t.config_json) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                report.run_failed = Some(format!("config: {e}"));
+                None
+            }
+        };
+        if let Some(config) = config {
+            let browser = self.browser().await?;
+            match browser.capture(&t.url, &config).await {
+                Ok(shot) => {
+                    let image = self
+                        .client
+                        .upload_bytes(t.build_id, "screenshot.png", shot.png)
+                        .await?;
+                    let log = self
+                        .client
+                        .upload_bytes(t.build_id, "capture.log", shot.log.into_bytes())
+                        .await?;
+                    if t.is_ref {
+                        report.ref_url = Some(t.url.clone());
+                        report.ref_image = Some(image.sha1sum);
+                        report.ref_log = Some(log.sha1sum);
+                        report.ref_config = Some(t.config.clone());
+                    } else {
+                        report.url = Some(t.url.clone());
+                        report.image = Some(image.sha1sum);
+                        report.log = Some(log.sha1sum);
+                        report.config = Some(t.config.clone());
+                    }
+                }
+                // The browser already retried what may be transient; the
+                // queue retries once more across workers before giving up.
+                Err(e) if e.is_retryable() => return Err(WorkerError::Work(e.to_string())),
+                Err(e) => report.run_failed = Some(e.to_string()),
+            }
+        }
+        match self.client.report_run(&report).await {
+            Err(e) if is_moot(&e) => {
+                tracing::info!(run = %t.run_name, "capture not needed any more: {e}");
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The diff worker: diffs a run's image against its reference with the core
+//! diff and reports the distortion, the diff image and a JSON log.
+
+use std::time::Duration;
+
+use dpxdt_client::Client;
+use dpxdt_core::api::{DIFF_QUEUE, DiffTask, LeasedTask, ReportRunRequest};
+use dpxdt_core::diff::{DiffOptions, diff_png_bytes};
+
+use super::{WorkerError, is_moot, owner_name};
+
+/// Leases and does diff tasks.
+pub struct DiffWorker {
+    client: Client,
+    owner: String,
+    lease: Duration,
+    options: DiffOptions,
+}
+
+impl DiffWorker {
+    /// A diff worker talking to the server through `client`.
+    pub fn new(client: Client, lease: Duration) -> DiffWorker {
+        DiffWorker {
+            client,
+            owner: owner_name("diff"),
+            lease,
+            options: DiffOptions::default(),
+        }
+    }
+
+    /// Leases one diff task and does it. `Ok(false)`: there was no work.
+    pub async fn run_once(&self) -> Result<bool, WorkerError> {
+        let tasks = self
+            .client
+            .lease(DIFF_QUEUE, &self.owner, 1, self.lease)
+            .await?;
+        let Some(task) = tasks.into_iter().next() else {
+            return Ok(false);
+        };
+        let id = task.task_id;
+        let result = self.work(&task).await;
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            tracing::warn!(task = %id, attempt = task.lease_attempts, "diff failed: {e}");
+        }
+        self.client
+            .finish(DIFF_QUEUE, id, &self.owner, error.as_deref())
+            .await?;
+        Ok(true)
+    }
+
+    async fn work(&self, task: &LeasedTask) -> Result<(), WorkerError> {
+        let t: DiffTask =
+            serde_json::from_str(&task.payload).map_err(|e| WorkerError::Payload(e.to_string()))?;
+        let (new, reference) = tokio::try_join!(
+            self.client.download(t.build_id, &t.image),
+            self.client.download(t.build_id, &t.ref_image),
+        )?;
+        let options = self.options.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || diff_png_bytes(&reference, &new, &options))
+                .await
+                .map_err(|e| WorkerError::Work(format!("diff task panicked: {e}")))?;
+        let mut report = ReportRunRequest {
+            build_id: t.build_id,
+            release_name: t.release_name.clone(),
+            release_number: t.release_number,
+            run_name: t.run_name.clone(),
+            ..Default::default()
+        };
+        match outcome {
+            Ok(outcome) => {
+                let log = serde_json::to_vec_pretty(&outcome.report)
+                    .map_err(|e| WorkerError::Work(e.to_string()))?;
+                let log = self
+                    .client
+                    .upload_bytes(t.build_id, "diff.json", log)
+                    .await?;
+                report.diff_log = Some(log.sha1sum);
+                report.distortion = Some(outcome.report.distortion.clamp(0.0, 1.0));
+                if let Some(png) = outcome.diff_png {
+                    let up = self
+                        .client
+                        .upload_bytes(t.build_id, "diff.png", png)
+                        .await?;
+                    report.diff_image = Some(up.sha1sum);
+                }
+            }
+            // A corrupt or oversized image will not get better on retry.
+            Err(e) => report.diff_failed = Some(e.to_string()),
+        }
+        match self.client.report_run(&report).await {
+            Err(e) if is_moot(&e) => {
+                tracing::info!(run = %t.run_name, "diff result not needed any more: {e}");
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The workers: they lease tasks from the work queue, do them and report the
+//! results, all over HTTP through `dpxdt-client` — the same code runs inside
+//! the server process and as `dpxdt-server worker` on other machines.
+//!
+//! Each worker exposes `run_once`, one lease-work-finish step that says
+//! whether it did work, so tests drive workers to idle without sleeping;
+//! [`spawn_all`] loops it, pausing when idle.
+
+#[cfg(feature = "capture")]
+mod capture;
+mod diff;
+
+use std::future::Future;
+use std::time::Duration;
+
+use dpxdt_client::{Client, ClientError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[cfg(feature = "capture")]
+pub use capture::CaptureWorker;
+pub use diff::DiffWorker;
+
+/// How workers lease and poll.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Lease length of a diff task.
+    pub diff_lease: Duration,
+    /// Lease length of a capture task (a capture with retries can take a minute).
+    pub capture_lease: Duration,
+    /// Pause between polls when there is no work.
+    pub idle_pause: Duration,
+    /// Run diff workers.
+    pub diff: bool,
+    /// Run capture workers (needs Chromium and chromedriver).
+    pub capture: bool,
+    /// Parallel captures (browser sessions).
+    pub capture_sessions: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            diff_lease: Duration::from_secs(60),
+            capture_lease: Duration::from_secs(180),
+            idle_pause: Duration::from_millis(500),
+            diff: true,
+            capture: true,
+            capture_sessions: 1,
+        }
+    }
+}
+
+/// Why a worker step failed (the task, if any, is finished with an error
+/// and retried by the queue).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Talking to the server failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The task payload is not what the queue promised.
+    #[error("bad task payload: {0}")]
+    Payload(String),
+    /// The work itself failed in a way worth retrying.
+    #[error("{0}")]
+    Work(String),
+}
+
+/// An API client for a worker: server root URL and a superuser key.
+pub fn client_for(server: &str, key_id: &str, secret: &str) -> Result<Client, ClientError> {
+    Client::builder(server)
+        .api_key(key_id, secret)
+        .timeout(Duration::from_secs(120))
+        .retries(3)
+        .build()
+}
+
+/// A unique lease-owner name for one worker.
+pub fn owner_name(kind: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{kind}-{host}-{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 4]>())
+    )
+}
+
+/// Calls `step` until `stop` turns true, pausing `idle` when it found no work
+/// or failed.
+pub async fn run_loop<F, Fut>(
+    name: &str,
+    mut step: F,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, WorkerError>>,
+{
+    tracing::info!(worker = name, "worker started");
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let pause = match step().await {
+            Ok(true) => false,
+            Ok(false) => true,
+            Err(e) => {
+                tracing::warn!(worker = name, "worker step failed: {e}");
+                true
+            }
+        };
+        if pause {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    }
+    tracing::info!(worker = name, "worker stopped");
+}
+
+/// Starts the configured workers on the current runtime.
+pub fn spawn_all(
+    client: Client,
+    config: WorkerConfig,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if config.diff {
+        let worker = DiffWorker::new(client.clone(), config.diff_lease);
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            run_loop("diff", || worker.run_once(), config.idle_pause, stop).await;
+        }));
+    }
+    #[cfg(feature = "capture")]
+    if config.capture {
+        let worker = std::sync::Arc::new(CaptureWorker::new(
+            client.clone(),
+            config.capture_lease,
+            config.capture_sessions,
+        ));
+        for _ in 0..config.capture_sessions.max(1) {
+            let worker = worker.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                run_loop("capture", || worker.run_once(), config.idle_pause, stop).await;
+            }));
+        }
+    }
+    #[cfg(not(feature = "capture"))]
+    if config.capture {
+        tracing::warn!("built without the `capture` feature: no capture worker runs");
+    }
+    tasks
+}
+
+/// Whether a client error means the report is moot (the release moved on,
+/// the run was settled): the task is then done, not failed.
+pub(crate) fn is_moot(e: &ClientError) -> bool {
+    matches!(e.status(), Some(404 | 409))
+}

@@ -1,0 +1,618 @@
+//! The HTTP API over real HTTP on 127.0.0.1:0: every endpoint's success and
+//! refusals, cross-build denial, upload limits, the report_run → diff →
+//! reviewing flow and concurrent reports.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Key, TestServer, admin, png};
+use dpxdt_server::workers::DiffWorker;
+use serde_json::Value;
+
+fn release_form<'a>(build: &'a str, name: &'a str, number: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("build_id", build),
+        ("release_name", name),
+        ("release_number", number),
+    ]
+}
+
+async fn status_of(s: &TestServer, key: &Key, build: &str, name: &str, number: &str) -> Value {
+    let (code, body) = s
+        .get(
+            Some(key),
+            "release_status",
+            &release_form(build, name, number),
+        )
+        .await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn count(status: &Value, run_status: &str) -> u64 {
+    status["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == run_status)
+        .map(|r| r["count"].as_u64().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_succeed_and_refuse_with_json_errors() {
+    let s = TestServer::start(|_| {}).await;
+    // Authentication.
+    let (code, body) = s.post(None, "create_release", &[("build_id", "1")]).await;
+    assert_eq!(code, 401);
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"].as_str().unwrap().contains("API key"),
+        "{body}"
+    );
+    let wrong = Key(common::ADMIN_ID.into(), "nope".into());
+    assert_eq!(
+        s.post(Some(&wrong), "create_build", &[("name", "x")])
+            .await
+            .0,
+        401
+    );
+    // Routing.
+    assert_eq!(s.post(Some(&admin()), "no_such_thing", &[]).await.0, 404);
+    assert_eq!(s.get(Some(&admin()), "report_run", &[]).await.0, 405);
+
+    let (build, key) = s.build_with_key("site").await;
+    // Only superusers create builds and keys, or touch the work queue.
+    assert_eq!(
+        s.post(Some(&key), "create_build", &[("name", "x")]).await.0,
+        403
+    );
+    assert_eq!(
+        s.post(Some(&key), "create_api_key", &[("build_id", &build)])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        s.post(
+            Some(&key),
+            "work_queue/capture/lease",
+            &[("owner", "w"), ("count", "1"), ("timeout", "5")]
+        )
+        .await
+        .0,
+        403
+    );
+
+    // create_release numbers attempts; bad parameters name the field.
+    let create = |name: &'static str| {
+        let build = build.clone();
+        let s = &s;
+        let key = key.clone();
+        async move {
+            s.post(
+                Some(&key),
+                "create_release",
+                &[
+                    ("build_id", &build),
+                    ("release_name", name),
+                    ("url", "http://ci/1"),
+                ],
+            )
+            .await
+        }
+    };
+    let (code, body) = create("r").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["release_number"], 1);
+    assert_eq!(create("r").await.1["release_number"], 2);
+    let (code, body) = s
+        .post(Some(&key), "create_release", &[("build_id", &build)])
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("release_name"),
+        "{body}"
+    );
+    let (code, body) = s
+        .post(
+            Some(&key),
+            "create_release",
+            &[("build_id", "abc"), ("release_name", "r"), ("url", "u")],
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+
+    // report_run: unknown release, artifact not uploaded, success.
+    let mut form = release_form(&build, "r", "9");
+    form.push(("run_name", "/"));
+    assert_eq!(s.post(Some(&key), "report_run", &form).await.0, 404);
+    let mut form = release_form(&build, "r", "2");
+    form.push(("run_name", "/"));
+    let missing = "906d3259c103f6fcba4e8164a4dc3ae0d1a685d9";
+    let mut with_missing = form.clone();
+    with_missing.push(("image", missing));
+    let (code, body) = s.post(Some(&key), "report_run", &with_missing).await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("not uploaded"),
+        "{body}"
+    );
+    let mut bad_id = form.clone();
+    bad_id.push(("image", "../../etc/passwd"));
+    assert_eq!(s.post(Some(&key), "report_run", &bad_id).await.0, 400);
+    let (code, up) = s
+        .upload(&key, &build, "a.png", png(4, 4, [255, 0, 0, 255], None))
+        .await;
+    assert_eq!(code, 200, "{up}");
+    assert_eq!(up["content_type"], "image/png");
+    let image = up["sha1sum"].as_str().unwrap().to_string();
+    let mut ok_form = form.clone();
+    ok_form.push(("image", &image));
+    ok_form.push(("url", "http://example.com/"));
+    let (code, body) = s.post(Some(&key), "report_run", &ok_form).await;
+    assert_eq!(
+        (code, &body["success"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+
+    // find_run: nothing good yet.
+    let (code, body) = s
+        .post(
+            Some(&key),
+            "find_run",
+            &[("build_id", &build), ("run_name", "/")],
+        )
+        .await;
+    assert_eq!(code, 404, "{body}");
+
+    // runs_done moves the release on; later reports are refused.
+    let (code, body) = s
+        .post(Some(&key), "runs_done", &release_form(&build, "r", "2"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["results_url"].as_str().unwrap().starts_with(&s.base),
+        "{body}"
+    );
+    let st = status_of(&s, &key, &build, "r", "2").await;
+    assert_eq!(st["status"], "reviewing");
+    assert_eq!(count(&st, "no_diff_needed"), 1);
+    let (code, body) = s.post(Some(&key), "report_run", &ok_form).await;
+    assert_eq!(code, 409, "{body}");
+    // Attempt 1 was superseded by attempt 2 while receiving.
+    assert_eq!(status_of(&s, &key, &build, "r", "1").await["status"], "bad");
+    let (code, _) = s
+        .post(Some(&key), "runs_done", &release_form(&build, "r", "1"))
+        .await;
+    assert_eq!(code, 409);
+
+    // Verdicts; the good release is the baseline find_run returns.
+    let mut verdict = release_form(&build, "r", "2");
+    verdict.push(("status", "great"));
+    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 400);
+    verdict.pop();
+    verdict.push(("status", "good"));
+    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 200);
+    let (code, body) = s
+        .post(
+            Some(&key),
+            "find_run",
+            &[("build_id", &build), ("run_name", "/")],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["image"], image.as_str());
+    assert_eq!(body["release_number"], 2);
+
+    // download: the bytes, checked against ownership; bad ids refused.
+    let (code, bytes) = s
+        .get(
+            Some(&key),
+            "download",
+            &[("sha1sum", &image), ("build_id", &build)],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(bytes, png(4, 4, [255, 0, 0, 255], None));
+    assert_eq!(
+        s.get(
+            Some(&key),
+            "download",
+            &[("sha1sum", missing), ("build_id", &build)]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        s.get(
+            Some(&key),
+            "download",
+            &[("sha1sum", "../x"), ("build_id", &build)]
+        )
+        .await
+        .0,
+        400
+    );
+
+    // request_run validates its config and URL.
+    let (_, r3) = create("r").await;
+    let n3 = r3["release_number"].to_string();
+    let mut rr = release_form(&build, "r", &n3);
+    rr.extend([("run_name", "/p"), ("url", "http://127.0.0.1:9/p")]);
+    let mut bad_config = rr.clone();
+    bad_config.push(("config", "{\"viewportSize\": 3}"));
+    let (code, body) = s.post(Some(&key), "request_run", &bad_config).await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("config"),
+        "{body}"
+    );
+    let mut file_url = release_form(&build, "r", &n3);
+    file_url.extend([
+        ("run_name", "/p"),
+        ("url", "file:///etc/passwd"),
+        ("config", "{}"),
+    ]);
+    assert_eq!(s.post(Some(&key), "request_run", &file_url).await.0, 400);
+    let mut good = rr.clone();
+    good.push((
+        "config",
+        "{\"viewportSize\": {\"width\": 800, \"height\": 600}}",
+    ));
+    let (code, body) = s.post(Some(&key), "request_run", &good).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["config"].as_str().unwrap().len(), 40);
+    // The baseline run of the good release is the reference: one capture queued.
+    let leased = s
+        .client(&admin())
+        .lease("capture", "t", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    let task: dpxdt_core::api::CaptureTask = serde_json::from_str(&leased[0].payload).unwrap();
+    assert_eq!(
+        (task.url.as_str(), task.is_ref),
+        ("http://127.0.0.1:9/p", false)
+    );
+    // Repeating the request is accepted and queues nothing new.
+    assert_eq!(s.post(Some(&key), "request_run", &good).await.0, 200);
+    assert!(
+        s.client(&admin())
+            .lease("capture", "t", 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_curl_example_works_verbatim_as_multipart() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("readme").await;
+    let (code, _) = s
+        .post(
+            Some(&key),
+            "create_release",
+            &[
+                ("build_id", &build),
+                ("release_name", "2013-06-16 17:35:03.327710"),
+                ("url", "u"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (_, up) = s
+        .upload(&key, &build, "log.txt", b"capture log".to_vec())
+        .await;
+    assert_eq!(up["content_type"], "text/plain");
+    let log = up["sha1sum"].as_str().unwrap().to_string();
+    // curl -u key:secret -F build_id=1 -F run_name=... -F release_number=1 -F log=... -F release_name=...
+    let form = reqwest::multipart::Form::new()
+        .text("build_id", build.clone())
+        .text("run_name", "/static/dummy/dummy_page1.html")
+        .text("release_number", "1")
+        .text("log", log)
+        .text("release_name", "2013-06-16 17:35:03.327710");
+    let resp = s
+        .http
+        .post(s.url("report_run"))
+        .basic_auth(&key.0, Some(&key.1))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_for_one_build_is_refused_on_another_everywhere() {
+    let s = TestServer::start(|_| {}).await;
+    let (a, key_a) = s.build_with_key("a").await;
+    let (b, key_b) = s.build_with_key("b").await;
+    s.post(
+        Some(&key_b),
+        "create_release",
+        &[("build_id", &b), ("release_name", "r"), ("url", "u")],
+    )
+    .await;
+    let (_, up) = s
+        .upload(&key_b, &b, "b.png", png(2, 2, [0, 0, 255, 255], None))
+        .await;
+    let b_image = up["sha1sum"].as_str().unwrap().to_string();
+    let rel = release_form(&b, "r", "1");
+    let mut run = rel.clone();
+    run.push(("run_name", "/"));
+    let checks: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "create_release",
+            vec![("build_id", &b), ("release_name", "x"), ("url", "u")],
+        ),
+        ("find_run", vec![("build_id", &b), ("run_name", "/")]),
+        ("report_run", run.clone()),
+        ("runs_done", rel.clone()),
+        (
+            "update_release",
+            [rel.clone(), vec![("status", "bad")]].concat(),
+        ),
+        (
+            "request_run",
+            [run.clone(), vec![("url", "http://x/"), ("config", "{}")]].concat(),
+        ),
+    ];
+    for (endpoint, form) in checks {
+        let (code, body) = s.post(Some(&key_a), endpoint, &form).await;
+        assert_eq!(code, 403, "{endpoint}: {body}");
+        assert_eq!(body["success"], false);
+    }
+    let (code, _) = s.get(Some(&key_a), "release_status", &rel).await;
+    assert_eq!(code, 403);
+    // Download of build B's artifact: refused with A's key, whichever build_id is named.
+    let (code, _) = s
+        .get(
+            Some(&key_a),
+            "download",
+            &[("sha1sum", &b_image), ("build_id", &b)],
+        )
+        .await;
+    assert_eq!(code, 403);
+    let (code, _) = s
+        .get(
+            Some(&key_a),
+            "download",
+            &[("sha1sum", &b_image), ("build_id", &a)],
+        )
+        .await;
+    assert_eq!(code, 404);
+    let (code, _) = s
+        .upload(&key_a, &b, "x.png", png(1, 1, [1, 2, 3, 255], None))
+        .await;
+    assert_eq!(code, 403);
+    // B's key still works.
+    let (code, _) = s
+        .get(
+            Some(&key_b),
+            "download",
+            &[("sha1sum", &b_image), ("build_id", &b)],
+        )
+        .await;
+    assert_eq!(code, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_or_malformed_upload_is_refused_and_stores_nothing() {
+    let limit = 256 * 1024;
+    let s = TestServer::start(|c| c.upload_limit = limit).await;
+    let (build, key) = s.build_with_key("big").await;
+    let (code, body) = s
+        .upload(&key, &build, "big.bin", vec![7u8; limit as usize + 1])
+        .await;
+    assert_eq!(code, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+    assert!(s.artifact_files().is_empty());
+    assert_eq!(
+        std::fs::read_dir(s.dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    // Not multipart; no file.
+    let resp = s
+        .http
+        .post(s.url("upload"))
+        .basic_auth(&key.0, Some(&key.1))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let form = reqwest::multipart::Form::new().text("build_id", build.clone());
+    let resp = s
+        .http
+        .post(s.url("upload"))
+        .basic_auth(&key.0, Some(&key.1))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(s.artifact_files().is_empty());
+    // Exactly the limit is fine, and stored once however often it is sent.
+    let (code, body) = s
+        .upload(&key, &build, "ok.bin", vec![7u8; limit as usize])
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["content_type"], "application/octet-stream");
+    s.upload(&key, &build, "again.bin", vec![7u8; limit as usize])
+        .await;
+    assert_eq!(s.artifact_files().len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_images_are_diffed_and_the_release_reaches_reviewing() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("flow").await;
+    let client = s.client(&key);
+    let base_png = png(32, 16, [250, 250, 250, 255], None);
+    let changed_png = png(32, 16, [250, 250, 250, 255], Some([255, 0, 0, 255]));
+    // Release 1: first images, no reference: straight to reviewing, then good.
+    let r1 = client
+        .create_release(dpxdt_core::BuildId(build.parse().unwrap()), "main", "u")
+        .await
+        .unwrap();
+    let key1 = dpxdt_core::ReleaseKey {
+        build_id: r1.build_id,
+        release_name: "main".into(),
+        release_number: r1.release_number,
+    };
+    let image = client
+        .upload_bytes(r1.build_id, "a.png", base_png.clone())
+        .await
+        .unwrap()
+        .sha1sum;
+    for name in ["/same", "/changed"] {
+        let req = dpxdt_core::api::ReportRunRequest {
+            build_id: r1.build_id,
+            release_name: "main".into(),
+            release_number: 1,
+            run_name: name.into(),
+            image: Some(image.clone()),
+            ..Default::default()
+        };
+        client.report_run(&req).await.unwrap();
+    }
+    client.runs_done(&key1).await.unwrap();
+    let mut verdict = release_form(&build, "main", "1");
+    verdict.push(("status", "good"));
+    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 200);
+
+    // Release 2: references from find_run, new images uploaded.
+    let r2 = client
+        .create_release(r1.build_id, "main", "u")
+        .await
+        .unwrap();
+    assert_eq!(r2.release_number, 2);
+    let changed = client
+        .upload_bytes(r1.build_id, "b.png", changed_png)
+        .await
+        .unwrap()
+        .sha1sum;
+    for (name, new) in [("/same", &image), ("/changed", &changed)] {
+        let found = client.find_run(r1.build_id, name).await.unwrap().unwrap();
+        let req = dpxdt_core::api::ReportRunRequest {
+            build_id: r1.build_id,
+            release_name: "main".into(),
+            release_number: 2,
+            run_name: name.into(),
+            image: Some(new.clone()),
+            ref_image: found.image,
+            ref_url: found.url,
+            ..Default::default()
+        };
+        client.report_run(&req).await.unwrap();
+    }
+    let key2 = dpxdt_core::ReleaseKey {
+        release_number: 2,
+        ..key1.clone()
+    };
+    client.runs_done(&key2).await.unwrap();
+    let st = status_of(&s, &key, &build, "main", "2").await;
+    assert_eq!(st["status"], "processing");
+    assert_eq!(count(&st, "needs_diff"), 2);
+
+    // Drive the diff worker to idle.
+    let worker = DiffWorker::new(s.client(&admin()), Duration::from_secs(30));
+    let mut steps = 0;
+    while worker.run_once().await.unwrap() {
+        steps += 1;
+    }
+    assert_eq!(steps, 2);
+    let st = status_of(&s, &key, &build, "main", "2").await;
+    assert_eq!(st["status"], "reviewing", "{st}");
+    assert_eq!(count(&st, "diff_found"), 1, "{st}");
+    assert_eq!(count(&st, "diff_not_found"), 1, "{st}");
+    // The diff image is a PNG the build can download.
+    let store = dpxdt_server::storage::Store::open(s.dir.path()).unwrap();
+    let run = store
+        .blocking(|c| {
+            let rel = dpxdt_server::storage::get_release(c, r1.build_id, "main", 2)?;
+            dpxdt_server::storage::get_run(c, rel.id, "/changed")
+        })
+        .unwrap()
+        .unwrap();
+    assert!(run.distortion.unwrap() > 0.0);
+    let diff_id = dpxdt_core::ArtifactId::parse(run.diff_image.as_deref().unwrap()).unwrap();
+    let diff = client.download(r1.build_id, &diff_id).await.unwrap();
+    assert!(diff.starts_with(b"\x89PNG"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reports_to_one_release_lose_nothing_and_duplicate_nothing() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("busy").await;
+    let client = s.client(&key);
+    let b = dpxdt_core::BuildId(build.parse().unwrap());
+    client.create_release(b, "r", "u").await.unwrap();
+    let image = client
+        .upload_bytes(b, "a.png", png(2, 2, [9, 9, 9, 255], None))
+        .await
+        .unwrap()
+        .sha1sum;
+    let log = client
+        .upload_bytes(b, "a.txt", b"log".to_vec())
+        .await
+        .unwrap()
+        .sha1sum;
+    // 40 clients, 10 run names: each run gets its image and its log from
+    // different clients at the same time.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = client.clone();
+        let (image, log) = (image.clone(), log.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut req = dpxdt_core::api::ReportRunRequest {
+                build_id: b,
+                release_name: "r".into(),
+                release_number: 1,
+                run_name: format!("/page/{}", i % 10),
+                ..Default::default()
+            };
+            if (i / 10) % 2 == 0 {
+                req.image = Some(image);
+            } else {
+                req.log = Some(log);
+            }
+            client.report_run(&req).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let st = status_of(&s, &key, &build, "r", "1").await;
+    assert_eq!(count(&st, "no_diff_needed"), 10, "{st}");
+    let total: u64 = st["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 10);
+    let store = dpxdt_server::storage::Store::open(s.dir.path()).unwrap();
+    let runs = store
+        .blocking(|c| {
+            let rel = dpxdt_server::storage::get_release(c, b, "r", 1)?;
+            dpxdt_server::storage::list_runs(c, rel.id)
+        })
+        .unwrap();
+    assert_eq!(runs.len(), 10);
+    assert!(runs.iter().all(|r| r.image.is_some() && r.log.is_some()));
+    s.stop().await;
+}

@@ -1,0 +1,183 @@
+//! Shared helpers for the server's integration tests: a server on
+//! `127.0.0.1:0` with a temp data dir, raw HTTP calls, and test images.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use dpxdt_server::Config;
+use dpxdt_server::storage::NewApiKey;
+use serde_json::Value;
+
+/// The superuser key every test server is configured with.
+pub const ADMIN_ID: &str = "testadmin";
+/// Its secret.
+pub const ADMIN_SECRET: &str = "testadmin-secret-0123456789";
+
+/// A server running in this process.
+pub struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server; `tweak` adjusts the config (workers are off by default).
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.in_process_workers = false;
+        config.admin_key = Some(NewApiKey {
+            id: ADMIN_ID.into(),
+            secret: ADMIN_SECRET.into(),
+        });
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            dpxdt_server::serve(listener, config, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            base,
+            dir,
+            http: reqwest::Client::new(),
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(20), h)
+                .await
+                .expect("server stops")
+                .unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/{path}", self.base)
+    }
+
+    /// A typed client with `key`.
+    pub fn client(&self, key: &Key) -> dpxdt_client::Client {
+        dpxdt_client::Client::builder(&self.base)
+            .api_key(&key.0, &key.1)
+            .retries(0)
+            .build()
+            .unwrap()
+    }
+
+    /// POSTs a url-encoded form; returns status and JSON body.
+    pub async fn post(&self, key: Option<&Key>, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).form(form);
+        if let Some(k) = key {
+            req = req.basic_auth(&k.0, Some(&k.1));
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// GETs with a query; returns status and raw body.
+    pub async fn get(
+        &self,
+        key: Option<&Key>,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> (u16, Vec<u8>) {
+        let mut req = self.http.get(self.url(path)).query(query);
+        if let Some(k) = key {
+            req = req.basic_auth(&k.0, Some(&k.1));
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+    }
+
+    /// Uploads bytes as `name`; returns status and JSON body.
+    pub async fn upload(&self, key: &Key, build: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let form = reqwest::multipart::Form::new()
+            .text("build_id", build.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+            );
+        let resp = self
+            .http
+            .post(self.url("upload"))
+            .basic_auth(&key.0, Some(&key.1))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a build and a key for it with the admin key.
+    pub async fn build_with_key(&self, name: &str) -> (String, Key) {
+        let (s, b) = self
+            .post(Some(&admin()), "create_build", &[("name", name)])
+            .await;
+        assert_eq!(s, 200, "{b}");
+        let build = b["build_id"].to_string();
+        let (s, k) = self
+            .post(Some(&admin()), "create_api_key", &[("build_id", &build)])
+            .await;
+        assert_eq!(s, 200, "{k}");
+        let key = Key(
+            k["api_key"].as_str().unwrap().to_string(),
+            k["api_secret"].as_str().unwrap().to_string(),
+        );
+        (build, key)
+    }
+
+    /// Files under the artifact directory.
+    pub fn artifact_files(&self) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let root = self.dir.path().join("artifacts");
+        for d in std::fs::read_dir(&root).unwrap().flatten() {
+            for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+                out.push(f.path());
+            }
+        }
+        out
+    }
+}
+
+/// An API key id and secret.
+#[derive(Clone, Debug)]
+pub struct Key(pub String, pub String);
+
+/// The configured superuser key.
+pub fn admin() -> Key {
+    Key(ADMIN_ID.into(), ADMIN_SECRET.into())
+}
+
+/// A `w`×`h` RGBA PNG of one colour, with pixel (0, 0) set to `dot` if given.
+pub fn png(w: u32, h: u32, rgba: [u8; 4], dot: Option<[u8; 4]>) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..w * h).flat_map(|_| rgba).collect();
+    if let Some(d) = dot {
+        data[..4].copy_from_slice(&d);
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(&data).unwrap();
+    }
+    out
+}
