@@ -1,0 +1,447 @@
+//! What people (not API keys) own and do: user accounts, build ownership and
+//! access, the lists the review UI shows, run verdicts and the activity log.
+//!
+//! Access is decided here in one place ([`build_access`]): owners and
+//! superusers may do everything on a build, anyone may read a public build,
+//! nobody else learns that a private build exists.
+
+use dpxdt_core::{BuildId, ReleaseId, ReleaseStatus, RunEvent, RunStatus};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, now_ms, write_tx};
+
+/// A stored user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Database id.
+    pub id: i64,
+    /// Login name.
+    pub name: String,
+    /// Argon2 PHC string; `None` when no password was ever set.
+    pub password_hash: Option<String>,
+    /// Superusers may see and change every build.
+    pub superuser: bool,
+}
+
+/// What a person may do with a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Nothing; the build must look as if it did not exist.
+    None,
+    /// Read (a public build).
+    Read,
+    /// Everything (an owner or a superuser).
+    Owner,
+}
+
+/// A build as the UI lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// Database id.
+    pub id: BuildId,
+    /// Its name.
+    pub name: String,
+    /// Readable by anyone.
+    pub public: bool,
+}
+
+/// A release with how many of its runs are in each state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseSummary {
+    /// Database id.
+    pub id: ReleaseId,
+    /// Release name.
+    pub name: String,
+    /// Attempt number.
+    pub number: i64,
+    /// Its state.
+    pub status: ReleaseStatus,
+    /// Creation time, ms since the epoch.
+    pub created: i64,
+    /// Run counts per state, only states with at least one run.
+    pub counts: Vec<(RunStatus, u64)>,
+}
+
+/// An API key as the build page lists it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// The key id.
+    pub id: String,
+    /// What it is for.
+    pub purpose: String,
+    /// Not revoked.
+    pub active: bool,
+    /// Creation time, ms since the epoch.
+    pub created: i64,
+}
+
+/// One entry of a build's activity log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// What happened (`create_build`, `run_approve`, ...).
+    pub log_type: String,
+    /// Details.
+    pub message: String,
+    /// Who did it, if a person did.
+    pub user: Option<String>,
+    /// When, ms since the epoch.
+    pub created: i64,
+}
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        password_hash: r.get(2)?,
+        superuser: r.get(3)?,
+    })
+}
+
+/// Checks a user name: 1 to 64 characters of letters, digits, `.`, `_`, `-`, `@`.
+pub fn validate_user_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "user name {name:?} must be 1 to 64 letters, digits, '.', '_', '-' or '@'"
+        )))
+    }
+}
+
+/// The user called `name`.
+pub fn find_user(conn: &Connection, name: &str) -> Result<Option<UserRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, password_hash, superuser FROM user WHERE name = ?1",
+            [name],
+            user_from_row,
+        )
+        .optional()?)
+}
+
+/// Creates a user, or sets the password of an existing one (e.g. the
+/// `admin` account created at first start without a password).
+pub fn upsert_user(
+    conn: &mut Connection,
+    name: &str,
+    password_hash: &str,
+    superuser: bool,
+) -> Result<i64, StoreError> {
+    validate_user_name(name)?;
+    let tx = write_tx(conn)?;
+    let id = match find_user(&tx, name)? {
+        Some(u) => {
+            tx.execute(
+                "UPDATE user SET password_hash = ?1, superuser = (superuser OR ?2) WHERE id = ?3",
+                params![password_hash, superuser, u.id],
+            )?;
+            u.id
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO user (name, password_hash, superuser, created) VALUES (?1, ?2, ?3, ?4)",
+                params![name, password_hash, superuser, now_ms()],
+            )?;
+            tx.last_insert_rowid()
+        }
+    };
+    tx.commit()?;
+    Ok(id)
+}
+
+/// What `user` (`None`: not logged in) may do with `build`;
+/// [`Access::None`] also for a build that does not exist.
+pub fn build_access(
+    conn: &Connection,
+    build: BuildId,
+    user: Option<&UserRow>,
+) -> Result<(Option<BuildInfo>, Access), StoreError> {
+    let Some(info) = get_build(conn, build)? else {
+        return Ok((None, Access::None));
+    };
+    let access = match user {
+        Some(u) if u.superuser => Access::Owner,
+        Some(u) if is_owner(conn, build, u.id)? => Access::Owner,
+        _ if info.public => Access::Read,
+        _ => Access::None,
+    };
+    if access == Access::None {
+        return Ok((None, Access::None));
+    }
+    Ok((Some(info), access))
+}
+
+fn is_owner(conn: &Connection, build: BuildId, user: i64) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM build_owner WHERE build_id = ?1 AND user_id = ?2",
+            params![build.0, user],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn get_build(conn: &Connection, build: BuildId) -> Result<Option<BuildInfo>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, public FROM build WHERE id = ?1",
+            [build.0],
+            |r| {
+                Ok(BuildInfo {
+                    id: BuildId(r.get(0)?),
+                    name: r.get(1)?,
+                    public: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Creates a build owned by `user` and logs it.
+pub fn create_owned_build(
+    conn: &mut Connection,
+    user: &UserRow,
+    name: &str,
+    public: bool,
+) -> Result<BuildId, StoreError> {
+    dpxdt_core::model::validate_name("build name", name).map_err(StoreError::Invalid)?;
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO build (name, public, created, modified) VALUES (?1, ?2, ?3, ?3)",
+        params![name, public, now],
+    )?;
+    let id = BuildId(tx.last_insert_rowid());
+    tx.execute(
+        "INSERT INTO build_owner (build_id, user_id) VALUES (?1, ?2)",
+        params![id.0, user.id],
+    )?;
+    log_in(&tx, id, Some(user.id), "create_build", name)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Sets whether a build is public.
+pub fn set_build_public(
+    conn: &mut Connection,
+    build: BuildId,
+    user: &UserRow,
+    public: bool,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    tx.execute(
+        "UPDATE build SET public = ?1, modified = ?2 WHERE id = ?3",
+        params![public, now_ms(), build.0],
+    )?;
+    let msg = if public { "public" } else { "private" };
+    log_in(&tx, build, Some(user.id), "settings", msg)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The builds `user` owns (all for a superuser), then the public ones, by name.
+/// The flag says whether the user owns it.
+pub fn list_builds(
+    conn: &Connection,
+    user: Option<&UserRow>,
+) -> Result<Vec<(BuildInfo, bool)>, StoreError> {
+    let (uid, superuser) = user.map_or((-1, false), |u| (u.id, u.superuser));
+    let mut stmt = conn.prepare(
+        "SELECT b.id, b.name, b.public,
+                (?2 OR EXISTS (SELECT 1 FROM build_owner o WHERE o.build_id = b.id AND o.user_id = ?1)) AS owned
+         FROM build b
+         WHERE owned OR b.public
+         ORDER BY owned DESC, b.name, b.id",
+    )?;
+    let rows = stmt.query_map(params![uid, superuser], |r| {
+        Ok((
+            BuildInfo {
+                id: BuildId(r.get(0)?),
+                name: r.get(1)?,
+                public: r.get(2)?,
+            },
+            r.get::<_, bool>(3)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The releases of a build, newest first, with run counts per state.
+pub fn list_releases(
+    conn: &Connection,
+    build: BuildId,
+    limit: u32,
+) -> Result<Vec<ReleaseSummary>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, number, status, created FROM release WHERE build_id = ?1
+         ORDER BY created DESC, id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![build.0, limit], |r| {
+        Ok((
+            ReleaseId(r.get(0)?),
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut counts =
+        conn.prepare("SELECT status, COUNT(*) FROM run WHERE release_id = ?1 GROUP BY status")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, name, number, status, created) = row?;
+        let status: ReleaseStatus = status
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("release {id}: {e}")))?;
+        let mut per_state = Vec::new();
+        for c in counts.query_map([id.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (s, n) = c?;
+            let s: RunStatus = s
+                .parse()
+                .map_err(|e| StoreError::Invalid(format!("release {id}: {e}")))?;
+            per_state.push((s, n as u64));
+        }
+        per_state.sort_by_key(|(s, _)| RunStatus::ALL.iter().position(|x| x == s));
+        out.push(ReleaseSummary {
+            id,
+            name,
+            number,
+            status,
+            created,
+            counts: per_state,
+        });
+    }
+    Ok(out)
+}
+
+/// The API keys of a build, newest first.
+pub fn list_api_keys(conn: &Connection, build: BuildId) -> Result<Vec<ApiKeyInfo>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, purpose, active, created FROM api_key WHERE build_id = ?1
+         ORDER BY created DESC, id",
+    )?;
+    let rows = stmt.query_map([build.0], |r| {
+        Ok(ApiKeyInfo {
+            id: r.get(0)?,
+            purpose: r.get(1)?,
+            active: r.get(2)?,
+            created: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Revokes key `key` of `build` (a key of another build is "not found").
+pub fn revoke_api_key(
+    conn: &mut Connection,
+    build: BuildId,
+    user: &UserRow,
+    key: &str,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let n = tx.execute(
+        "UPDATE api_key SET active = 0, revoked = ?1 WHERE id = ?2 AND build_id = ?3 AND active = 1",
+        params![now_ms(), key, build.0],
+    )?;
+    if n != 1 {
+        return Err(StoreError::NotFound(format!(
+            "no active API key {key:?} in this build"
+        )));
+    }
+    log_in(&tx, build, Some(user.id), "revoke_api_key", key)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Logs that `user` did something to `build` (e.g. created an API key).
+pub fn log_action(
+    conn: &mut Connection,
+    build: BuildId,
+    user: &UserRow,
+    log_type: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    log_in(conn, build, Some(user.id), log_type, message)
+}
+
+fn log_in(
+    conn: &Connection,
+    build: BuildId,
+    user: Option<i64>,
+    log_type: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO admin_log (build_id, user_id, log_type, message, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![build.0, user, log_type, message, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` entries of a build's activity log.
+pub fn list_log(conn: &Connection, build: BuildId, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT l.log_type, l.message, u.name, l.created FROM admin_log l
+         LEFT JOIN user u ON u.id = l.user_id
+         WHERE l.build_id = ?1 ORDER BY l.id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![build.0, limit], |r| {
+        Ok(LogEntry {
+            log_type: r.get(0)?,
+            message: r.get(1)?,
+            user: r.get(2)?,
+            created: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A person's verdict on one run (approve or reject a found diff), decided
+/// by the core's run state machine and stored compare-and-set.
+pub fn set_run_verdict(
+    conn: &mut Connection,
+    release: ReleaseId,
+    run_name: &str,
+    user: &UserRow,
+    event: RunEvent,
+) -> Result<RunStatus, StoreError> {
+    let tx = write_tx(conn)?;
+    let (run_id, build, status): (i64, i64, String) = tx
+        .query_row(
+            "SELECT r.id, rel.build_id, r.status FROM run r JOIN release rel ON rel.id = r.release_id
+             WHERE r.release_id = ?1 AND r.name = ?2",
+            params![release.0, run_name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run {run_name:?} does not exist")))?;
+    let old: RunStatus = status
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("run {run_name:?}: {e}")))?;
+    let next = old
+        .apply(event)
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let n = tx.execute(
+        "UPDATE run SET status = ?1, modified = ?2 WHERE id = ?3 AND status = ?4",
+        params![next.as_str(), now_ms(), run_id, old.as_str()],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Conflict(format!(
+            "run {run_name:?} changed state concurrently"
+        )));
+    }
+    let log_type = match event {
+        RunEvent::Approve => "run_approve",
+        RunEvent::Reject => "run_reject",
+        RunEvent::Report(_) => "run_report",
+    };
+    log_in(&tx, BuildId(build), Some(user.id), log_type, run_name)?;
+    tx.commit()?;
+    Ok(next)
+}

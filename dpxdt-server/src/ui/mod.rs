@@ -1,0 +1,413 @@
+//! The review UI: server-rendered pages (handlebars, escaped by default),
+//! login sessions, CSRF checks and the authorized image route.
+//!
+//! One route table ([`Ui::dispatch`]) serves every path outside `/api/`.
+//! Each handler is short: who is asking ([`auth`]), may they
+//! ([`crate::storage::users::build_access`]), what the core says (state
+//! machines), store, render or redirect.
+
+mod auth;
+mod pages;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use handlebars::Handlebars;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::reply::Response;
+use warp::{Buf, Filter, Rejection};
+
+pub use auth::{create_user, ensure_admin_password, hash_password};
+
+use crate::http::AppState;
+use crate::storage::StoreError;
+use crate::storage::sessions::Session;
+
+/// Most bytes of a form body the UI accepts.
+const FORM_LIMIT: usize = 64 << 10;
+
+/// Templates and static files, compiled into the binary.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout", include_str!("../../templates/layout.hbs")),
+    ("home", include_str!("../../templates/home.hbs")),
+    ("login", include_str!("../../templates/login.hbs")),
+    ("new_build", include_str!("../../templates/new_build.hbs")),
+    ("build", include_str!("../../templates/build.hbs")),
+    ("release", include_str!("../../templates/release.hbs")),
+    ("run", include_str!("../../templates/run.hbs")),
+    ("error", include_str!("../../templates/error.hbs")),
+];
+const STATIC: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/app.js"),
+    ),
+];
+
+/// A page or action that could not be served, shown as an HTML error page.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    /// Nothing here (also: a private build someone else may not see).
+    #[error("page not found")]
+    NotFound,
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request may not be done (a missing or wrong CSRF token, not an owner).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The action conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many failed logins.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// A server fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for UiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => UiError::NotFound,
+            StoreError::Conflict(m) => UiError::Conflict(m),
+            StoreError::Invalid(m) => UiError::BadRequest(m),
+            StoreError::Forbidden(m) => UiError::Forbidden(m),
+            other => UiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl UiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            UiError::NotFound => StatusCode::NOT_FOUND,
+            UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            UiError::Conflict(_) => StatusCode::CONFLICT,
+            UiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// One UI request, parsed.
+pub(crate) struct Req {
+    method: Method,
+    path: String,
+    query: HashMap<String, String>,
+    form: HashMap<String, String>,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+    /// The logged-in session, if any.
+    session: Option<Session>,
+}
+
+impl Req {
+    /// A query parameter.
+    fn q(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    /// A form field.
+    fn f(&self, name: &str) -> Option<&str> {
+        self.form.get(name).map(String::as_str)
+    }
+
+    /// Whether the request reached us over HTTPS (directly or through a proxy).
+    fn secure(&self, state: &AppState) -> bool {
+        let forwarded = self
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+        forwarded
+            || state
+                .config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// A named cookie.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// What the UI handlers share.
+pub(crate) struct Ui {
+    state: AppState,
+    hb: Handlebars<'static>,
+    limiter: auth::Limiter,
+}
+
+/// The UI's routes: every path outside `/api/`. Requests under `/api/` are
+/// rejected so the API's routes answer them.
+pub fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let ui = Arc::new(Ui::new(state));
+    warp::path::full()
+        .and_then(|full: warp::path::FullPath| async move {
+            let p = full.as_str();
+            if p == "/api" || p.starts_with("/api/") {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(p.to_string())
+            }
+        })
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(
+            move |path: String,
+                  method: Method,
+                  headers: HeaderMap,
+                  query: String,
+                  remote: Option<SocketAddr>,
+                  body| {
+                let ui = ui.clone();
+                async move {
+                    let started = Instant::now();
+                    let form = if method == Method::POST {
+                        match read_form(body).await {
+                            Ok(f) => f,
+                            Err(e) => return ui.error_page(&e),
+                        }
+                    } else {
+                        HashMap::new()
+                    };
+                    let mut req = Req {
+                        method,
+                        path,
+                        query: parse_pairs(query.as_bytes()),
+                        form,
+                        headers,
+                        remote,
+                        session: None,
+                    };
+                    let response = match ui.load_session(&mut req).await {
+                        Ok(()) => ui.dispatch(&req).await,
+                        Err(e) => Err(e),
+                    }
+                    .unwrap_or_else(|e| ui.error_page(&e));
+                    tracing::info!(
+                        method = %req.method,
+                        path = %req.path,
+                        status = response.status().as_u16(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "ui request"
+                    );
+                    response
+                }
+            },
+        )
+}
+
+/// Reads a urlencoded form body of at most [`FORM_LIMIT`] bytes.
+async fn read_form<S, B>(body: S) -> Result<HashMap<String, String>, UiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| UiError::BadRequest(format!("reading the form: {e}")))?;
+        if bytes.len() + chunk.remaining() > FORM_LIMIT {
+            return Err(UiError::BadRequest(format!(
+                "the form is larger than {FORM_LIMIT} bytes"
+            )));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            bytes.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(parse_pairs(&bytes))
+}
+
+/// Parses urlencoded pairs; the first value of a repeated name wins.
+fn parse_pairs(raw: &[u8]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+/// Security headers every HTML page carries.
+fn page_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+}
+
+/// A 303 redirect to a local path.
+fn redirect(to: &str) -> Response {
+    let mut resp = Response::new(Default::default());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert("location", v);
+    }
+    resp
+}
+
+impl Ui {
+    fn new(state: AppState) -> Ui {
+        let mut hb = Handlebars::new();
+        for (name, text) in TEMPLATES {
+            // The templates are part of the binary and covered by tests.
+            hb.register_template_string(name, *text)
+                .unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
+            if *name == "layout" {
+                hb.register_partial(name, *text)
+                    .unwrap_or_else(|e| panic!("partial {name} does not parse: {e}"));
+            }
+        }
+        Ui {
+            state,
+            hb,
+            limiter: auth::Limiter::default(),
+        }
+    }
+
+    /// The route table.
+    async fn dispatch(&self, req: &Req) -> Result<Response, UiError> {
+        let get = req.method == Method::GET || req.method == Method::HEAD;
+        let post = req.method == Method::POST;
+        if post && req.path != "/login" {
+            auth::check_csrf(req)?;
+        }
+        match (req.path.as_str(), get, post) {
+            ("/", true, _) => pages::home(self, req).await,
+            ("/login", true, _) => auth::login_page(self, req, None, StatusCode::OK),
+            ("/login", _, true) => auth::login(self, req).await,
+            ("/logout", _, true) => auth::logout(self, req).await,
+            ("/new_build", true, _) => pages::new_build_page(self, req),
+            ("/new_build", _, true) => pages::new_build(self, req).await,
+            ("/build", true, _) => pages::build(self, req, None).await,
+            ("/build/api_key", _, true) => pages::create_key(self, req).await,
+            ("/build/revoke_key", _, true) => pages::revoke_key(self, req).await,
+            ("/build/settings", _, true) => pages::settings(self, req).await,
+            ("/release", true, _) => pages::release(self, req).await,
+            ("/release/status", _, true) => pages::release_verdict(self, req).await,
+            ("/run", true, _) => pages::run(self, req).await,
+            ("/run/verdict", _, true) => pages::run_verdict(self, req).await,
+            ("/image", true, _) => pages::image(self, req).await,
+            (p, true, _) if p.starts_with("/static/") => static_file(req, &p["/static/".len()..]),
+            _ => Err(UiError::NotFound),
+        }
+    }
+
+    /// Renders `template` with `data` into a full page.
+    fn render(
+        &self,
+        req: &Req,
+        template: &str,
+        status: StatusCode,
+        mut data: serde_json::Value,
+    ) -> Result<Response, UiError> {
+        if let Some(obj) = data.as_object_mut() {
+            if let Some(s) = &req.session {
+                obj.insert("user".into(), serde_json::json!(s.user.name));
+                obj.insert("csrf".into(), serde_json::json!(s.csrf));
+            }
+            obj.entry("title").or_insert(serde_json::json!("Depicted"));
+        }
+        let html = self
+            .hb
+            .render(template, &data)
+            .map_err(|e| UiError::Internal(format!("rendering {template}: {e}")))?;
+        let mut resp = Response::new(html.into());
+        *resp.status_mut() = status;
+        page_headers(&mut resp);
+        Ok(resp)
+    }
+
+    fn error_page(&self, e: &UiError) -> Response {
+        let data = serde_json::json!({ "title": "Error", "status": e.status().as_u16(), "message": e.to_string() });
+        match self.hb.render("error", &data) {
+            Ok(html) => {
+                let mut resp = Response::new(html.into());
+                *resp.status_mut() = e.status();
+                page_headers(&mut resp);
+                resp
+            }
+            Err(_) => {
+                let mut resp = Response::new(e.to_string().into());
+                *resp.status_mut() = e.status();
+                resp
+            }
+        }
+    }
+}
+
+fn static_file(req: &Req, name: &str) -> Result<Response, UiError> {
+    let (_, content_type, body) = STATIC
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or(UiError::NotFound)?;
+    // Assets change with the binary: revalidate with the ETag.
+    let tag = format!("\"{:x}\"", fnv(body.as_bytes()));
+    if req
+        .headers
+        .get("if-none-match")
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes())
+    {
+        let mut resp = Response::new(Default::default());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(resp);
+    }
+    let mut resp = Response::new((*body).into());
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static(content_type));
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert("etag", v);
+    }
+    Ok(resp)
+}
+
+/// FNV-1a, for the ETag of embedded assets.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}

@@ -1,0 +1,410 @@
+//! The real `dpxdt-server` binary: first start, `create-build`, the release
+//! flow with in-process workers, a remote worker killed mid-task, and the
+//! server killed during uploads.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::png;
+use dpxdt_core::api::ReportRunRequest;
+use dpxdt_core::{ArtifactId, BuildId, ReleaseKey};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dpxdt-server");
+
+/// A running server process and the lines it printed before listening.
+struct Proc {
+    child: Child,
+    base: String,
+    banner: Vec<String>,
+}
+
+impl Proc {
+    fn start(data: &Path, extra: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(extra)
+            .env("DPXDT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start dpxdt-server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        let base = loop {
+            let line = lines.next().expect("server printed its address").unwrap();
+            if let Some(rest) = line.strip_prefix("dpxdt-server listening on ") {
+                break rest.trim_end_matches('/').to_string();
+            }
+            banner.push(line);
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Proc {
+            child,
+            base,
+            banner,
+        }
+    }
+
+    fn client(&self, id: &str, secret: &str) -> dpxdt_client::Client {
+        dpxdt_client::Client::builder(&self.base)
+            .api_key(id, secret)
+            .retries(0)
+            .build()
+            .unwrap()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn create_build(data: &Path, name: &str) -> (BuildId, String, String) {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["create-build", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {text}"))
+            .to_string()
+    };
+    (
+        BuildId(field("build_id").parse().unwrap()),
+        field("api_key"),
+        field("api_secret"),
+    )
+}
+
+async fn wait_for_status(client: &dpxdt_client::Client, key: &ReleaseKey, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = client.release_status(key).await.unwrap();
+        if st.status.as_str() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "release stuck in {}: {st:?}",
+            st.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn report(key: &ReleaseKey, run: &str) -> ReportRunRequest {
+    ReportRunRequest {
+        build_id: key.build_id,
+        release_name: key.release_name.clone(),
+        release_number: key.release_number,
+        run_name: run.into(),
+        ..Default::default()
+    }
+}
+
+/// Reports `/` with `image` against `reference` in a new release; returns its key.
+async fn release_needing_diff(
+    client: &dpxdt_client::Client,
+    build: BuildId,
+    image: Vec<u8>,
+    reference: Vec<u8>,
+) -> ReleaseKey {
+    let r = client.create_release(build, "main", "u").await.unwrap();
+    let key = ReleaseKey {
+        build_id: build,
+        release_name: "main".into(),
+        release_number: r.release_number,
+    };
+    let image = client
+        .upload_bytes(build, "new.png", image)
+        .await
+        .unwrap()
+        .sha1sum;
+    let reference = client
+        .upload_bytes(build, "ref.png", reference)
+        .await
+        .unwrap()
+        .sha1sum;
+    let mut req = report(&key, "/");
+    req.image = Some(image);
+    req.ref_image = Some(reference);
+    client.report_run(&req).await.unwrap();
+    client.runs_done(&key).await.unwrap();
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_a_superuser_key_and_in_process_workers_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(dir.path(), &["--no-capture"]);
+    let banner = server.banner.join("\n");
+    let find = |label: &str| {
+        server
+            .banner
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("{label} in {banner}"))
+    };
+    let (id, secret) = (find("API key id:"), find("API key secret:"));
+    let admin = server.client(&id, &secret);
+    let build = admin.create_build("site").await.unwrap();
+    let key = admin
+        .create_api_key(build.build_id, Some("ci"))
+        .await
+        .unwrap();
+    let client = server.client(&key.api_key, &key.api_secret);
+    let a = png(64, 64, [255, 255, 255, 255], None);
+    let b = png(64, 64, [255, 255, 255, 255], Some([0, 0, 0, 255]));
+    let release = release_needing_diff(&client, build.build_id, b, a).await;
+    wait_for_status(&client, &release, "reviewing").await;
+    let st = client.release_status(&release).await.unwrap();
+    assert_eq!(st.runs.len(), 1);
+    assert_eq!(st.runs[0].status.as_str(), "diff_found");
+    assert!(server.terminate().success());
+
+    // A second start on the same directory creates no new key and keeps the data.
+    let again = Proc::start(dir.path(), &["--no-workers"]);
+    assert!(again.banner.is_empty(), "{:?}", again.banner);
+    let client = again.client(&key.api_key, &key.api_secret);
+    assert_eq!(
+        client
+            .release_status(&release)
+            .await
+            .unwrap()
+            .status
+            .as_str(),
+        "reviewing"
+    );
+}
+
+fn task_row(data: &Path) -> (String, Option<String>, i64) {
+    let conn = rusqlite::Connection::open(data.join("dpxdt.sqlite3")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row(
+        "SELECT status, owner, lease_attempts FROM task WHERE queue = 'run-pdiff'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (build, key_id, key_secret) = create_build(dir.path(), "site");
+    let admin = ("admin-test", "admin-test-secret-0123456789");
+    let admin_arg = format!("{}:{}", admin.0, admin.1);
+    let server = Proc::start(dir.path(), &["--no-workers", "--admin-key", &admin_arg]);
+    let client = server.client(&key_id, &key_secret);
+    // Big images, so the diff takes a while.
+    let a = png(2500, 2500, [200, 200, 200, 255], None);
+    let b = png(2500, 2500, [200, 200, 200, 255], Some([0, 0, 0, 255]));
+    let release = release_needing_diff(&client, build, b, a).await;
+    let worker = |lease: &str| {
+        KillOnDrop(
+            Command::new(BIN)
+                .args([
+                    "--no-capture",
+                    "--lease-secs",
+                    lease,
+                    "worker",
+                    "--server",
+                    &server.base,
+                ])
+                .args(["--api-key", &admin_arg])
+                .env("DPXDT_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut first = worker("2");
+    // Wait until the first worker holds the lease, then kill it mid-task.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, owner, _) = task_row(dir.path());
+        if owner.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never leased the task"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let (status, _, attempts) = task_row(dir.path());
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("live", 1),
+        "the kill came too late to test anything"
+    );
+    assert_eq!(
+        client
+            .release_status(&release)
+            .await
+            .unwrap()
+            .status
+            .as_str(),
+        "processing"
+    );
+    let _second = worker("30");
+    wait_for_status(&client, &release, "reviewing").await;
+    // The worker finishes its task right after reporting the result.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task_row(dir.path()).0 != "done" {
+        assert!(
+            Instant::now() < deadline,
+            "task not finished: {:?}",
+            task_row(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(task_row(dir.path()).2, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (build, key_id, key_secret) = create_build(dir.path(), "site");
+    let mut server = Proc::start(dir.path(), &["--no-workers"]);
+    let client = server.client(&key_id, &key_secret);
+    let r = client.create_release(build, "r", "u").await.unwrap();
+    let key = ReleaseKey {
+        build_id: build,
+        release_name: "r".into(),
+        release_number: r.release_number,
+    };
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+    for worker in 0..6u32 {
+        let client = client.clone();
+        let key = key.clone();
+        let acked = acked_tx.clone();
+        tokio::spawn(async move {
+            for i in 0u32.. {
+                // ~300 KB of distinct bytes per upload.
+                let mut bytes = vec![0u8; 300_000];
+                for (j, b) in bytes.iter_mut().enumerate() {
+                    *b = (j as u32 ^ worker.wrapping_mul(7919) ^ i.wrapping_mul(104729)) as u8;
+                }
+                bytes[..8].copy_from_slice(&[worker as u8, (i >> 8) as u8, i as u8, 1, 2, 3, 4, 5]);
+                let Ok(up) = client.upload_bytes(key.build_id, "blob.bin", bytes).await else {
+                    return;
+                };
+                let mut req = report(&key, &format!("/w{worker}/{i}"));
+                req.log = Some(up.sha1sum.clone());
+                if client.report_run(&req).await.is_err() {
+                    return;
+                }
+                if acked.send((req.run_name, up.sha1sum)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(acked_tx);
+    let mut acked = Vec::new();
+    while acked.len() < 30 {
+        acked.push(acked_rx.recv().await.expect("uploads are acknowledged"));
+    }
+    server.kill();
+    while let Ok(a) = acked_rx.try_recv() {
+        acked.push(a);
+    }
+    // Let the uploaders notice the dead server before the restart.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(a) = acked_rx.try_recv() {
+        acked.push(a);
+    }
+
+    let server = Proc::start(dir.path(), &["--no-workers"]);
+    let client = server.client(&key_id, &key_secret);
+    // Every acknowledged artifact downloads whole (the client checks the SHA-1).
+    for (_, id) in &acked {
+        client.download(build, id).await.unwrap();
+    }
+    // Every file under artifacts/ is complete: its bytes hash to its name.
+    let root = dir.path().join("artifacts");
+    let mut files = 0;
+    for d in std::fs::read_dir(&root).unwrap().flatten() {
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let name = format!(
+                "{}{}",
+                d.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert_eq!(
+                ArtifactId::of_bytes(&bytes).as_str(),
+                name,
+                "half-written artifact"
+            );
+            files += 1;
+        }
+    }
+    assert!(files >= acked.len());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    // Every acknowledged run is there with its log.
+    let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
+    for (run, id) in &acked {
+        let log: String = conn
+            .query_row("SELECT log FROM run WHERE name = ?1", [run], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("run {run} lost: {e}"));
+        assert_eq!(&log, id.as_str());
+    }
+}
