@@ -12,6 +12,8 @@ pub mod api;
 pub mod capture;
 pub mod config;
 pub mod diff;
+#[cfg(feature = "capture")]
+pub mod local;
 pub mod model;
 pub mod release;
 pub mod run;

@@ -208,9 +208,9 @@ async fn resource_timeout_abandons_a_hanging_image() {
         <img src="/never.png" width="10" height="10"></body></html>"#,
     );
     server.set("/never.png", Page::new("image/png", "").hanging());
+    let b = browser().await;
     let start = Instant::now();
-    let shot = browser()
-        .await
+    let shot = b
         .capture(&server.url("/p"), &config(r#"{"resourceTimeoutMs": 400}"#))
         .await
         .expect("a hanging image does not fail the capture");
@@ -310,7 +310,7 @@ async fn load_failures_are_clear_errors() {
     );
 
     server.set("/hang", Page::html("x").hanging());
-    let start = Instant::now();
+    let start = Instant::now(); // the browser is already up
     let err = b
         .capture(&server.url("/hang"), &config(r#"{"timeoutMs": 1500}"#))
         .await

@@ -43,14 +43,14 @@
 //! with the page's requests, for the same reason.
 
 mod js;
-mod process;
+pub(crate) mod process;
 mod session;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{CaptureConfig, ConfigError};
 use process::DriverProcess;
@@ -183,9 +183,13 @@ struct Inner {
     options: BrowserOptions,
     process: Mutex<Option<DriverProcess>>,
     driver_url: String,
-    free: Mutex<Vec<Session>>,
-    permits: Semaphore,
+    /// Idle sessions. A capture waits here for one; sessions come back
+    /// after each capture, and broken ones are replaced in the background.
+    pool_tx: mpsc::UnboundedSender<Session>,
+    pool_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Session>>,
     sessions_started: AtomicUsize,
+    /// Why the last session start failed, for a capture that waits in vain.
+    last_start_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Browser {
@@ -250,6 +254,8 @@ impl Browser {
                 return Err(e);
             }
         };
+        let (pool_tx, pool_rx) = mpsc::unbounded_channel();
+        let _ = pool_tx.send(first);
         let inner = Arc::new(Inner {
             options: BrowserOptions {
                 sessions,
@@ -257,10 +263,16 @@ impl Browser {
             },
             driver_url: process.url.clone(),
             process: Mutex::new(Some(process)),
-            free: Mutex::new(vec![first]),
-            permits: Semaphore::new(sessions),
+            pool_tx,
+            pool_rx: tokio::sync::Mutex::new(pool_rx),
             sessions_started: AtomicUsize::new(1),
+            last_start_error: Mutex::new(None),
         });
+        // Warm the other sessions up while the caller gets ready.
+        for _ in 1..sessions {
+            let inner = Arc::clone(&inner);
+            runtime.spawn(async move { inner.add_session().await });
+        }
         Ok(Browser {
             inner,
             runtime,
@@ -300,23 +312,12 @@ impl Browser {
             .map_err(|e| CaptureError::Browser(format!("capture task failed: {e}")))?
     }
 
-    /// Quits every session and kills chromedriver. Dropping the `Browser`
-    /// does the same, without the polite quit.
-    pub async fn shutdown(mut self) {
-        let inner = Arc::clone(&self.inner);
-        let _ = self
-            .runtime
-            .spawn(async move {
-                let sessions: Vec<Session> = std::mem::take(&mut *inner.free.lock().expect("pool"));
-                for s in sessions {
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.quit()).await;
-                }
-                inner.kill();
-            })
-            .await;
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    /// Kills chromedriver and its browsers and removes their profiles
+    /// (what dropping the `Browser` does; this spells it out). Browsers are
+    /// not asked to quit politely: there is nothing of theirs to keep, and
+    /// a polite quit takes seconds.
+    pub async fn shutdown(self) {
+        drop(self);
     }
 }
 
@@ -331,8 +332,11 @@ impl Drop for Browser {
 
 impl Inner {
     fn kill(&self) {
-        for s in std::mem::take(&mut *self.free.lock().expect("pool")) {
-            s.abandon();
+        if let Ok(mut rx) = self.pool_rx.try_lock() {
+            rx.close();
+            while let Ok(s) = rx.try_recv() {
+                s.abandon();
+            }
         }
         if let Some(mut p) = self.process.lock().expect("process").take() {
             p.kill();
@@ -340,7 +344,7 @@ impl Inner {
     }
 
     async fn capture_with_retries(
-        &self,
+        self: &Arc<Self>,
         url: &str,
         config: &CaptureConfig,
     ) -> Result<Capture, CaptureError> {
@@ -365,53 +369,81 @@ impl Inner {
         }
     }
 
+    /// Starts one more session into the pool (retrying a little).
+    async fn add_session(self: Arc<Self>) {
+        for attempt in 0..3 {
+            let n = self.sessions_started.fetch_add(1, Ordering::SeqCst);
+            let profile = {
+                let guard = self.process.lock().expect("process");
+                match guard.as_ref() {
+                    Some(p) => p.new_profile(n),
+                    None => return,
+                }
+            };
+            match Session::start(&self.driver_url, &self.options, &profile).await {
+                Ok(s) => {
+                    if let Err(mpsc::error::SendError(s)) = self.pool_tx.send(s) {
+                        s.discard();
+                    }
+                    return;
+                }
+                Err(e) => {
+                    if self.pool_tx.is_closed() || self.process.lock().expect("process").is_none() {
+                        // The browser is shutting down.
+                        return;
+                    }
+                    tracing::warn!(attempt, error = %e, "cannot start a browser session");
+                    *self.last_start_error.lock().expect("error") = Some(e.to_string());
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
     async fn capture_once(
-        &self,
+        self: &Arc<Self>,
         url: &str,
         config: &CaptureConfig,
     ) -> Result<Capture, CaptureError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| CaptureError::Closed)?;
-        let pooled = self.free.lock().expect("pool").pop();
-        let session = match pooled {
-            Some(s) => s,
-            None => {
-                let n = self.sessions_started.fetch_add(1, Ordering::SeqCst);
-                let profile = {
-                    let guard = self.process.lock().expect("process");
-                    let process = guard.as_ref().ok_or(CaptureError::Closed)?;
-                    process.new_profile(n)
-                };
-                Session::start(&self.driver_url, &self.options, &profile).await?
+        let timeout = config.page_timeout();
+        let session = {
+            let mut rx = self.pool_rx.lock().await;
+            match tokio::time::timeout(timeout, rx.recv()).await {
+                Ok(Some(s)) => s,
+                Ok(None) => return Err(CaptureError::Closed),
+                Err(_) => {
+                    let why = self.last_start_error.lock().expect("error").clone();
+                    return Err(CaptureError::Browser(format!(
+                        "no browser session became free within {} ms{}",
+                        timeout.as_millis(),
+                        why.map(|w| format!(" (last session start failed: {w})"))
+                            .unwrap_or_default()
+                    )));
+                }
             }
         };
-        let timeout = config.page_timeout();
         let result = tokio::time::timeout(timeout, session.capture(url, config)).await;
+        let keep = match &result {
+            Ok(Ok(_)) => true,
+            // A page-level failure leaves a usable session; anything else
+            // may have broken it, so it is replaced.
+            Ok(Err(e)) => e.keeps_session() && session.reset().await.is_ok(),
+            Err(_) => false,
+        };
+        if keep {
+            if let Err(mpsc::error::SendError(s)) = self.pool_tx.send(session) {
+                s.abandon();
+            }
+        } else {
+            session.discard();
+            tokio::spawn(Arc::clone(self).add_session());
+        }
         match result {
-            Ok(Ok(capture)) => {
-                self.free.lock().expect("pool").push(session);
-                Ok(capture)
-            }
-            Ok(Err(e)) => {
-                // A page-level failure leaves a usable session; anything
-                // else may have broken it, so start a fresh one next time.
-                if e.keeps_session() && session.reset().await.is_ok() {
-                    self.free.lock().expect("pool").push(session);
-                } else {
-                    session.discard();
-                }
-                Err(e)
-            }
-            Err(_) => {
-                session.discard();
-                Err(CaptureError::Timeout {
-                    url: url.to_string(),
-                    timeout_ms: timeout.as_millis() as u64,
-                })
-            }
+            Ok(r) => r,
+            Err(_) => Err(CaptureError::Timeout {
+                url: url.to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            }),
         }
     }
 }

@@ -25,9 +25,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// A running chromedriver and its watchdog.
 pub(crate) struct DriverProcess {
     child: Child,
-    watchdog: Child,
-    /// Held open: closing it tells the watchdog to kill the group.
-    watchdog_pipe: Option<ChildStdin>,
+    killer: GroupKiller,
     /// `http://127.0.0.1:<port>`.
     pub(crate) url: String,
     /// Directory holding the browser profiles; removed on kill.
@@ -63,21 +61,8 @@ impl DriverProcess {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
-        let pgid = child.id();
-        let mut watchdog = match Command::new("sh")
-            .arg("-c")
-            // `env kill`: dash's builtin kill cannot signal a process group.
-            .arg(r#"read _ignored; env kill -KILL -- "-$1" 2>/dev/null; rm -rf -- "$2""#)
-            .arg("dpxdt-watchdog")
-            .arg(pgid.to_string())
-            .arg(&profiles)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-        {
-            Ok(w) => w,
+        let killer = match GroupKiller::new(child.id(), false, Some(&profiles)) {
+            Ok(k) => k,
             Err(e) => {
                 let mut child = child;
                 let _ = child.kill();
@@ -85,11 +70,9 @@ impl DriverProcess {
                 return Err(format!("cannot start the watchdog shell: {e}"));
             }
         };
-        let pipe = watchdog.stdin.take();
         let mut process = DriverProcess {
             child,
-            watchdog,
-            watchdog_pipe: pipe,
+            killer,
             url: format!("http://127.0.0.1:{port}"),
             profiles,
         };
@@ -131,11 +114,7 @@ impl DriverProcess {
 
     /// Kills chromedriver and the browsers it started, and waits for it.
     pub(crate) fn kill(&mut self) {
-        if let Some(mut pipe) = self.watchdog_pipe.take() {
-            let _ = pipe.write_all(b"\n");
-            drop(pipe);
-            let _ = self.watchdog.wait();
-        }
+        self.killer.fire();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -144,6 +123,62 @@ impl DriverProcess {
 impl Drop for DriverProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Kills a process group when fired, when dropped, or when this process
+/// dies: a watchdog shell blocks reading a pipe that only we hold.
+pub(crate) struct GroupKiller {
+    watchdog: Child,
+    /// Held open: closing it tells the watchdog to act.
+    pipe: Option<ChildStdin>,
+}
+
+impl GroupKiller {
+    /// Watches process group `pgid`. With `term_first` the group gets
+    /// SIGTERM and up to two seconds to exit before SIGKILL; `cleanup` is a
+    /// directory removed afterwards.
+    pub(crate) fn new(
+        pgid: u32,
+        term_first: bool,
+        cleanup: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        // `env kill`: dash's builtin kill cannot signal a process group.
+        let script = if term_first {
+            r#"read _ignored; env kill -TERM -- "-$1" 2>/dev/null
+i=0; while [ $i -lt 20 ] && env kill -0 -- "-$1" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+env kill -KILL -- "-$1" 2>/dev/null; [ -n "$2" ] && rm -rf -- "$2"; exit 0"#
+        } else {
+            r#"read _ignored; env kill -KILL -- "-$1" 2>/dev/null; [ -n "$2" ] && rm -rf -- "$2"; exit 0"#
+        };
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("dpxdt-watchdog")
+            .arg(pgid.to_string())
+            .arg(cleanup.map(Path::as_os_str).unwrap_or_default())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let pipe = watchdog.stdin.take();
+        Ok(GroupKiller { watchdog, pipe })
+    }
+
+    /// Kills the group now and waits until it is done.
+    pub(crate) fn fire(&mut self) {
+        if let Some(mut pipe) = self.pipe.take() {
+            let _ = pipe.write_all(b"\n");
+            drop(pipe);
+            let _ = self.watchdog.wait();
+        }
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.fire();
     }
 }
 

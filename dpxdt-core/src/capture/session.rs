@@ -15,8 +15,19 @@ const QUIET_MS: u64 = 30;
 
 /// A Chromium session with our request-tracking prelude installed.
 pub(crate) struct Session {
-    driver: WebDriver,
+    /// Always `Some` until the session is quit or dropped.
+    driver: Option<WebDriver>,
     default_user_agent: String,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Forget the session instead of thirtyfour's blocking quit: we only
+        // drop sessions when chromedriver is being killed anyway.
+        if let Some(d) = self.driver.take() {
+            let _ = d.leak();
+        }
+    }
 }
 
 impl Session {
@@ -72,7 +83,7 @@ impl Session {
             .await
             .map_err(|e| CaptureError::Launch(format!("cannot start Chromium: {e}")))?;
         let mut session = Session {
-            driver,
+            driver: Some(driver),
             default_user_agent: String::new(),
         };
         if let Err(e) = session.init().await {
@@ -93,7 +104,7 @@ impl Session {
         self.cdp("Network.setCacheDisabled", json!({ "cacheDisabled": true }))
             .await?;
         let ua = self
-            .driver
+            .d()
             .execute("return navigator.userAgent;", Vec::new())
             .await
             .map_err(browser_err)?;
@@ -102,7 +113,7 @@ impl Session {
     }
 
     async fn cdp(&self, method: &str, params: Value) -> Result<Value, CaptureError> {
-        self.driver
+        self.d()
             .cdp()
             .send_raw(method, params)
             .await
@@ -110,26 +121,27 @@ impl Session {
     }
 
     async fn script(&self, source: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
-        Ok(self.driver.execute(source, args).await?.json().clone())
+        Ok(self.d().execute(source, args).await?.json().clone())
     }
 
     async fn script_async(&self, source: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
-        Ok(self
-            .driver
-            .execute_async(source, args)
-            .await?
-            .json()
-            .clone())
+        Ok(self.d().execute_async(source, args).await?.json().clone())
     }
 
     /// Leaves the current page so the next capture starts clean.
     pub(crate) async fn reset(&self) -> Result<(), CaptureError> {
-        self.driver.goto("about:blank").await.map_err(browser_err)
+        self.d().goto("about:blank").await.map_err(browser_err)
+    }
+
+    fn d(&self) -> &WebDriver {
+        self.driver.as_ref().expect("a live session has a driver")
     }
 
     /// Quits the session in the background (used when it may be broken).
-    pub(crate) fn discard(self) {
-        let driver = self.driver;
+    pub(crate) fn discard(mut self) {
+        let Some(driver) = self.driver.take() else {
+            return;
+        };
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), driver.quit()).await;
         });
@@ -137,12 +149,7 @@ impl Session {
 
     /// Forgets the session without talking to chromedriver (which is being killed).
     pub(crate) fn abandon(self) {
-        let _ = self.driver.leak();
-    }
-
-    /// Quits politely.
-    pub(crate) async fn quit(self) {
-        let _ = self.driver.quit().await;
+        drop(self);
     }
 
     /// Takes one screenshot of `url` as `config` says.
@@ -240,15 +247,15 @@ impl Session {
         }
 
         // Load.
-        self.driver
+        self.d()
             .set_page_load_timeout(page_timeout)
             .await
             .map_err(browser_err)?;
-        self.driver
+        self.d()
             .set_script_timeout(page_timeout)
             .await
             .map_err(browser_err)?;
-        if let Err(e) = self.driver.goto(url).await {
+        if let Err(e) = self.d().goto(url).await {
             return Err(load_error(url, &e));
         }
         let here = self

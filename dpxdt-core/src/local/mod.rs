@@ -1,0 +1,542 @@
+//! Local mode: `dpxdt update DIR` / `dpxdt test DIR`.
+//!
+//! Every `*.yaml` file in DIR (sorted by name) is processed in turn: its
+//! `setup` script starts in its own process group, `waitFor` is awaited,
+//! the tests selected by the filter are captured (up to `jobs` at once),
+//! and the setup is killed — also on error or Ctrl-C. `update` writes each
+//! test's screenshot to `DIR/<name>.png`; `test` compares a new screenshot
+//! with it and keeps the reference/run/diff triplet of each failure.
+//!
+//! The runner reports progress through [`Reporter`] events; the
+//! command-line tool turns them into the original console messages.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dpxdt_core::local::LocalError> {
+//! use dpxdt_core::local::{self, Mode, RunOptions};
+//! let dir = std::path::Path::new("tests/screenshots");
+//! let files = local::load_dir(dir)?;
+//! let summary = local::run(Mode::Test, dir, &files, &RunOptions::default(), local::quiet()).await?;
+//! std::process::exit(summary.exit_code());
+//! # }
+//! ```
+
+mod console;
+mod filter;
+pub mod report;
+mod setup;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use console::{Console, list_tests};
+pub use filter::TestFilter;
+pub use yaml::{Arm, SuiteFile, TestSpec, WaitFor, parse_file, parse_str};
+
+use crate::capture::{Browser, BrowserOptions, CaptureError};
+use crate::diff::{DiffOptions, DiffReport, diff_png_bytes};
+
+/// Which local mode runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Capture and write references.
+    Update,
+    /// Capture and compare with the references.
+    Test,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Captures at once (browser sessions); default: number of cores.
+    pub jobs: usize,
+    /// Which tests run.
+    pub filter: TestFilter,
+    /// Where screenshots, logs and failure triplets go in test mode;
+    /// default: a new directory under the system temp dir.
+    pub output_dir: Option<PathBuf>,
+    /// Browser settings (`sessions` is replaced by `jobs`).
+    pub browser: BrowserOptions,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            filter: TestFilter::default(),
+            output_dir: None,
+            browser: BrowserOptions::default(),
+        }
+    }
+}
+
+/// Why local mode could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// DIR has no YAML file.
+    #[error("no *.yaml files found in {}", .0.display())]
+    NoFiles(PathBuf),
+    /// A YAML file is malformed.
+    #[error("{}:{}: {}{}", path.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()), if key.is_empty() { String::new() } else { format!("{key}: ") }, message)]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// The key at fault (`tests[2] (home).config.viewportsize`), may be empty.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The setup script could not be started.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// `waitFor` failed.
+    #[error("waitFor: {0}")]
+    WaitFor(String),
+    /// The browser could not be started.
+    #[error(transparent)]
+    Browser(#[from] CaptureError),
+}
+
+/// Something that happened, for the console.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A file's processing starts.
+    File {
+        /// The YAML file.
+        path: &'a Path,
+        /// Tests selected in it.
+        tests: usize,
+    },
+    /// `waitFor` URL answered 200.
+    WaitForOk {
+        /// The URL.
+        url: &'a str,
+    },
+    /// A test's capture starts.
+    Capturing {
+        /// Test name.
+        name: &'a str,
+    },
+    /// A test's screenshot is being compared.
+    Diffing {
+        /// Test name.
+        name: &'a str,
+    },
+    /// A test finished.
+    Done(&'a TestResult),
+}
+
+/// Receives [`Event`]s (from several tasks at once).
+pub trait Reporter: Send + Sync {
+    /// Called for each event.
+    fn event(&self, event: &Event<'_>);
+}
+
+struct Quiet;
+impl Reporter for Quiet {
+    fn event(&self, _: &Event<'_>) {}
+}
+
+/// A reporter that prints nothing.
+pub fn quiet() -> Arc<dyn Reporter> {
+    Arc::new(Quiet)
+}
+
+/// Reference, new screenshot and diff image of a failed test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Triplet {
+    /// Copy of the reference image.
+    pub reference: PathBuf,
+    /// The new screenshot.
+    pub run: PathBuf,
+    /// The diff image.
+    pub diff: PathBuf,
+}
+
+/// How one test ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Update mode: the reference was written.
+    Updated {
+        /// The reference file.
+        path: PathBuf,
+    },
+    /// Test mode: no difference beyond the threshold.
+    Passed {
+        /// The comparison.
+        report: DiffReport,
+        /// The new screenshot (kept in the output dir).
+        run: PathBuf,
+        /// The reference file.
+        reference: PathBuf,
+    },
+    /// Test mode: a difference.
+    Failed {
+        /// The comparison.
+        report: DiffReport,
+        /// The kept images.
+        triplet: Triplet,
+    },
+    /// The test could not run (capture failed, reference missing, ...).
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// One test's result.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// Test name.
+    pub name: String,
+    /// The URL captured.
+    pub url: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Time taken.
+    pub duration: Duration,
+    /// The capture log, when there was a capture.
+    pub log: String,
+}
+
+/// Every result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Results in completion order.
+    pub results: Vec<TestResult>,
+    /// Where test mode kept screenshots and triplets.
+    pub output_dir: Option<PathBuf>,
+}
+
+impl Summary {
+    /// Tests that failed (a difference).
+    pub fn failed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+            .count()
+    }
+
+    /// Tests that could not run.
+    pub fn errors(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Error { .. }))
+            .count()
+    }
+
+    /// 0 all passed / updated, 1 some test failed, 2 some test could not run.
+    pub fn exit_code(&self) -> i32 {
+        if self.errors() > 0 {
+            2
+        } else if self.failed() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Reads every `*.yaml` file of `dir`, sorted by name.
+pub fn load_dir(dir: &Path) -> Result<Vec<SuiteFile>, LocalError> {
+    let io = |e| LocalError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml") && p.is_file())
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(LocalError::NoFiles(dir.to_path_buf()));
+    }
+    let files = paths
+        .iter()
+        .map(|p| parse_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = std::collections::HashMap::new();
+    for f in &files {
+        for t in &f.tests {
+            if let Some(other) = seen.insert(t.name.clone(), f.path.clone()) {
+                return Err(LocalError::Yaml {
+                    path: f.path.clone(),
+                    line: None,
+                    key: "name".into(),
+                    message: format!(
+                        "test {:?} is also in {}; names share {}/<name>.png",
+                        t.name,
+                        other.display(),
+                        dir.display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Runs `files` (from [`load_dir`] of `dir`) in `mode`.
+pub async fn run(
+    mode: Mode,
+    dir: &Path,
+    files: &[SuiteFile],
+    options: &RunOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Summary, LocalError> {
+    let selected: usize = files
+        .iter()
+        .map(|f| {
+            f.tests
+                .iter()
+                .filter(|t| options.filter.matches(&t.name))
+                .count()
+        })
+        .sum();
+    let mut summary = Summary::default();
+    if selected == 0 {
+        return Ok(summary);
+    }
+    let output_dir = match &options.output_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "dpxdt-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        )),
+    };
+    std::fs::create_dir_all(&output_dir).map_err(|e| LocalError::Io {
+        path: output_dir.clone(),
+        source: e,
+    })?;
+    summary.output_dir = Some(output_dir.clone());
+    let jobs = options.jobs.max(1).min(selected);
+    let browser = Arc::new(
+        Browser::launch(BrowserOptions {
+            sessions: jobs,
+            ..options.browser.clone()
+        })
+        .await?,
+    );
+
+    for file in files {
+        let tests: Vec<&TestSpec> = file
+            .tests
+            .iter()
+            .filter(|t| options.filter.matches(&t.name))
+            .collect();
+        if tests.is_empty() {
+            continue;
+        }
+        reporter.event(&Event::File {
+            path: &file.path,
+            tests: tests.len(),
+        });
+        let stem = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file_dir = output_dir.join(format!("_{stem}"));
+        std::fs::create_dir_all(&file_dir).map_err(|e| LocalError::Io {
+            path: file_dir.clone(),
+            source: e,
+        })?;
+        // Killed when this scope ends, however it ends.
+        let mut setup_proc = match &file.setup {
+            Some(script) => Some(setup::Setup::start(script, &file_dir.join("setup.log"))?),
+            None => None,
+        };
+        if let Some(w) = &file.wait_for {
+            match setup::wait_for(w, &file_dir).await {
+                Ok(Some(url)) => reporter.event(&Event::WaitForOk { url: &url }),
+                Ok(None) => {}
+                Err(e) => {
+                    let mut message = e.to_string();
+                    if let Some(s) = setup_proc.as_mut() {
+                        if let Some(status) = s.exited() {
+                            message.push_str(&format!("; setup exited ({status})"));
+                        }
+                        message.push_str(&format!("; setup log: {}", s.log.display()));
+                    }
+                    // The file's tests cannot run; report each as an error.
+                    for t in tests {
+                        let result = TestResult {
+                            file: file.path.clone(),
+                            name: t.name.clone(),
+                            url: t.run.url.clone(),
+                            outcome: Outcome::Error {
+                                message: message.clone(),
+                            },
+                            duration: Duration::ZERO,
+                            log: String::new(),
+                        };
+                        reporter.event(&Event::Done(&result));
+                        summary.results.push(result);
+                    }
+                    continue;
+                }
+            }
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for t in tests {
+            let ctx = TestContext {
+                mode,
+                dir: dir.to_path_buf(),
+                out: output_dir.join(&t.name),
+                file: file.path.clone(),
+                test: t.clone(),
+                browser: Arc::clone(&browser),
+                reporter: Arc::clone(&reporter),
+            };
+            set.spawn(ctx.run());
+        }
+        while let Some(done) = set.join_next().await {
+            let result = done.map_err(|e| LocalError::Setup(format!("a test task failed: {e}")))?;
+            reporter.event(&Event::Done(&result));
+            summary.results.push(result);
+        }
+        drop(setup_proc);
+    }
+    if let Ok(browser) = Arc::try_unwrap(browser) {
+        browser.shutdown().await;
+    }
+    Ok(summary)
+}
+
+struct TestContext {
+    mode: Mode,
+    dir: PathBuf,
+    out: PathBuf,
+    file: PathBuf,
+    test: TestSpec,
+    browser: Arc<Browser>,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl TestContext {
+    async fn run(self) -> TestResult {
+        let start = Instant::now();
+        let arm = match self.mode {
+            Mode::Update => &self.test.reference,
+            Mode::Test => &self.test.run,
+        };
+        let mut log = String::new();
+        let outcome = self
+            .outcome(arm, &mut log)
+            .await
+            .unwrap_or_else(|message| Outcome::Error { message });
+        TestResult {
+            file: self.file.clone(),
+            name: self.test.name.clone(),
+            url: arm.url.clone(),
+            outcome,
+            duration: start.elapsed(),
+            log,
+        }
+    }
+
+    async fn outcome(&self, arm: &Arm, log: &mut String) -> Result<Outcome, String> {
+        let name = self.test.name.as_str();
+        let reference = self.dir.join(format!("{name}.png"));
+        let ref_bytes = match self.mode {
+            Mode::Test => Some(std::fs::read(&reference).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "reference image {} does not exist; run `dpxdt update {}` first",
+                        reference.display(),
+                        self.dir.display()
+                    )
+                } else {
+                    format!("cannot read {}: {e}", reference.display())
+                }
+            })?),
+            Mode::Update => None,
+        };
+        self.reporter.event(&Event::Capturing { name });
+        let shot = self
+            .browser
+            .capture(&arm.url, &arm.config)
+            .await
+            .map_err(|e| e.to_string())?;
+        log.push_str(&shot.log);
+        let write = |path: &Path, bytes: &[u8]| -> Result<(), String> {
+            write_atomically(path, bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        let Some(ref_bytes) = ref_bytes else {
+            write(&reference, &shot.png)?;
+            return Ok(Outcome::Updated { path: reference });
+        };
+        std::fs::create_dir_all(&self.out)
+            .map_err(|e| format!("cannot create {}: {e}", self.out.display()))?;
+        let run_path = self.out.join("screenshot.png");
+        write(&run_path, &shot.png)?;
+        let _ = std::fs::write(self.out.join("log.txt"), &shot.log);
+        self.reporter.event(&Event::Diffing { name });
+        let opts = DiffOptions {
+            threshold: self
+                .test
+                .threshold
+                .unwrap_or(crate::diff::DEFAULT_THRESHOLD),
+            ignore: self.test.ignore.clone(),
+            ..DiffOptions::default()
+        };
+        let new_png = shot.png;
+        let ref_for_diff = ref_bytes.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || diff_png_bytes(&ref_for_diff, &new_png, &opts))
+                .await
+                .map_err(|e| format!("diff task failed: {e}"))?
+                .map_err(|e| e.to_string())?;
+        match outcome.diff_png {
+            None => Ok(Outcome::Passed {
+                report: outcome.report,
+                run: run_path,
+                reference,
+            }),
+            Some(diff_png) => {
+                let triplet = Triplet {
+                    reference: self.out.join("ref.png"),
+                    run: run_path,
+                    diff: self.out.join("diff.png"),
+                };
+                write(&triplet.reference, &ref_bytes)?;
+                write(&triplet.diff, &diff_png)?;
+                Ok(Outcome::Failed {
+                    report: outcome.report,
+                    triplet,
+                })
+            }
+        }
+    }
+}
+
+/// Writes a file through a temporary sibling renamed into place, so a
+/// reference is never left half-written.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
