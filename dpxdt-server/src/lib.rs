@@ -109,7 +109,12 @@ pub async fn serve_store(
     let mut worker_tasks = Vec::new();
     if config.in_process_workers {
         let key = store.blocking(storage::replace_internal_key)?;
-        let base = format!("http://{addr}/");
+        // Workers reach the server over loopback even when it listens on all interfaces.
+        let mut local = addr;
+        if local.ip().is_unspecified() {
+            local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let base = format!("http://{local}/");
         let client = workers::client_for(&base, &key.id, &key.secret)
             .map_err(|e| ServeError::Workers(e.to_string()))?;
         worker_tasks = workers::spawn_all(client, config.worker.clone(), stop_rx.clone());

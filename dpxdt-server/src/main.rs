@@ -146,7 +146,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             dpxdt_server::serve_store(listener, store, config, shutdown_signal()).await?;
         }
         Command::CreateBuild { name } => {
-            let (store, _) = dpxdt_server::init_data_dir(&config)
+            // Shared: works beside a running server on the same directory.
+            let store = storage::Store::open_shared(&config.data_dir)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let build = store.blocking(|c| storage::create_build(c, &name))?;
             let key = store.blocking(|c| {

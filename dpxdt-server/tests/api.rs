@@ -539,7 +539,7 @@ async fn reported_images_are_diffed_and_the_release_reaches_reviewing() {
     assert_eq!(count(&st, "diff_found"), 1, "{st}");
     assert_eq!(count(&st, "diff_not_found"), 1, "{st}");
     // The diff image is a PNG the build can download.
-    let store = dpxdt_server::storage::Store::open(s.dir.path()).unwrap();
+    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
     let run = store
         .blocking(|c| {
             let rel = dpxdt_server::storage::get_release(c, r1.build_id, "main", 2)?;
@@ -605,7 +605,7 @@ async fn concurrent_reports_to_one_release_lose_nothing_and_duplicate_nothing() 
         .map(|r| r["count"].as_u64().unwrap())
         .sum();
     assert_eq!(total, 10);
-    let store = dpxdt_server::storage::Store::open(s.dir.path()).unwrap();
+    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
     let runs = store
         .blocking(|c| {
             let rel = dpxdt_server::storage::get_release(c, b, "r", 1)?;

@@ -408,3 +408,20 @@ async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_ru
         assert_eq!(&log, id.as_str());
     }
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused_but_create_build_works_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let _server = Proc::start(dir.path(), &["--no-workers"]);
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--no-workers", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another dpxdt-server"), "{err}");
+    let (build, id, _) = create_build(dir.path(), "beside");
+    assert_eq!(build, BuildId(1));
+    assert_eq!(id.len(), 32);
+}

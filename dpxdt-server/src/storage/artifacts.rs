@@ -34,12 +34,13 @@ pub struct ArtifactInfo {
 }
 
 impl ArtifactDir {
-    /// Creates the directories and removes temp files left by a crash.
-    pub fn open(data_dir: &Path) -> std::io::Result<ArtifactDir> {
+    /// Creates the directories and, with `clean`, removes temp files left by
+    /// a crash (only the process that owns the data directory may).
+    pub fn open(data_dir: &Path, clean: bool) -> std::io::Result<ArtifactDir> {
         let root = data_dir.join("artifacts");
         let tmp = data_dir.join("tmp");
         std::fs::create_dir_all(&root)?;
-        if tmp.exists() {
+        if clean && tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
@@ -142,7 +143,7 @@ mod tests {
     #[test]
     fn write_bytes_is_content_addressed_and_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
-        let a = ArtifactDir::open(dir.path()).unwrap();
+        let a = ArtifactDir::open(dir.path(), true).unwrap();
         let id = a.write_bytes(b"abc").unwrap();
         assert_eq!(id.as_str(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         let path = a.path(&id);
@@ -159,9 +160,9 @@ mod tests {
     #[test]
     fn open_removes_leftover_temp_files() {
         let dir = tempfile::tempdir().unwrap();
-        let a = ArtifactDir::open(dir.path()).unwrap();
+        let a = ArtifactDir::open(dir.path(), true).unwrap();
         std::fs::write(a.temp_path(), b"half").unwrap();
-        ArtifactDir::open(dir.path()).unwrap();
+        ArtifactDir::open(dir.path(), true).unwrap();
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0

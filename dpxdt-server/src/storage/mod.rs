@@ -56,6 +56,8 @@ struct Inner {
     conn: Mutex<Connection>,
     artifacts: ArtifactDir,
     db_path: PathBuf,
+    /// Held for the store's life: the data directory's exclusive lock.
+    _lock: Option<std::fs::File>,
 }
 
 /// Milliseconds since the Unix epoch: the unit of every stored time.
@@ -67,10 +69,39 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
-    /// Opens (creating and migrating if needed) the store in `data_dir`.
+    /// Opens (creating and migrating if needed) the store in `data_dir` for
+    /// a server: takes the directory's lock, so a second server on the same
+    /// directory is refused, and removes temp files a crash left behind.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let artifacts = ArtifactDir::open(data_dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Conflict(format!(
+                "{} is in use by another dpxdt-server",
+                data_dir.display()
+            )));
+        }
+        let artifacts = ArtifactDir::open(data_dir, true)?;
+        Self::open_with(data_dir, artifacts, Some(lock))
+    }
+
+    /// Opens the store beside a running server (command-line tools, tests):
+    /// no lock, and temp files are left alone (they may be uploads in flight).
+    pub fn open_shared(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let artifacts = ArtifactDir::open(data_dir, false)?;
+        Self::open_with(data_dir, artifacts, None)
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        artifacts: ArtifactDir,
+        lock: Option<std::fs::File>,
+    ) -> Result<Store, StoreError> {
         let db_path = data_dir.join("dpxdt.sqlite3");
         let mut conn = Connection::open_with_flags(
             &db_path,
@@ -91,6 +122,7 @@ impl Store {
                 conn: Mutex::new(conn),
                 artifacts,
                 db_path,
+                _lock: lock,
             }),
         })
     }

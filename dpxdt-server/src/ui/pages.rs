@@ -1,0 +1,503 @@
+//! The page and action handlers: home, builds, API keys, releases, runs
+//! and the authorized image route.
+
+use dpxdt_core::{ArtifactId, BuildId, RunEvent, RunStatus};
+use serde_json::{Value, json};
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::auth::require_user;
+use super::{Req, Ui, UiError, redirect};
+use crate::storage::users::{self, Access, BuildInfo, UserRow};
+use crate::storage::{self, NewApiKey, ReleaseRow, RunRow};
+
+/// The order runs are shown in: what needs a person first.
+const RUN_ORDER: [RunStatus; 7] = [
+    RunStatus::DiffFound,
+    RunStatus::Failed,
+    RunStatus::DiffApproved,
+    RunStatus::NeedsDiff,
+    RunStatus::DataPending,
+    RunStatus::NoDiffNeeded,
+    RunStatus::DiffNotFound,
+];
+
+fn label(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::DiffFound => "Diff found",
+        RunStatus::Failed => "Failed",
+        RunStatus::DiffApproved => "Approved",
+        RunStatus::NeedsDiff => "Diffing",
+        RunStatus::DataPending => "Capturing",
+        RunStatus::NoDiffNeeded => "No reference",
+        RunStatus::DiffNotFound => "Same",
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn build_url(b: BuildId) -> String {
+    format!("/build?id={b}")
+}
+
+fn release_url(b: BuildId, name: &str, number: i64) -> String {
+    format!("/release?build_id={b}&name={}&number={number}", enc(name))
+}
+
+fn run_url(b: BuildId, name: &str, number: i64, run: &str) -> String {
+    format!(
+        "/run?build_id={b}&name={}&number={number}&run={}",
+        enc(name),
+        enc(run)
+    )
+}
+
+fn image_url(b: BuildId, id: &Option<String>) -> Option<String> {
+    id.as_ref().map(|id| format!("/image?build_id={b}&id={id}"))
+}
+
+/// A parameter from the query (GET) or the form (POST).
+fn param<'a>(req: &'a Req, name: &str) -> Result<&'a str, UiError> {
+    req.f(name)
+        .or_else(|| req.q(name))
+        .ok_or_else(|| UiError::BadRequest(format!("missing parameter {name}")))
+}
+
+fn int_param(req: &Req, name: &str) -> Result<i64, UiError> {
+    let raw = param(req, name)?;
+    raw.parse()
+        .map_err(|_| UiError::BadRequest(format!("parameter {name} must be a number, not {raw:?}")))
+}
+
+/// The build named by parameter `field` if the requester may at least read
+/// it; a private build of someone else is [`UiError::NotFound`].
+async fn build_for(ui: &Ui, req: &Req, field: &str) -> Result<(BuildInfo, Access), UiError> {
+    let build = BuildId(int_param(req, field)?);
+    let user = req.session.as_ref().map(|s| s.user.clone());
+    let (info, access) = ui
+        .state
+        .store
+        .call(move |c| users::build_access(c, build, user.as_ref()))
+        .await?;
+    match info {
+        Some(info) if access > Access::None => Ok((info, access)),
+        _ => Err(UiError::NotFound),
+    }
+}
+
+/// Like [`build_for`], for actions only owners may do. Readers of a public
+/// build get 403; everybody else cannot tell the build exists.
+async fn owned_build(ui: &Ui, req: &Req, field: &str) -> Result<(BuildInfo, UserRow), UiError> {
+    let (info, access) = build_for(ui, req, field).await?;
+    let user = req
+        .session
+        .as_ref()
+        .map(|s| s.user.clone())
+        .ok_or_else(|| UiError::Forbidden("log in first".into()))?;
+    if access != Access::Owner {
+        return Err(UiError::Forbidden(
+            "only the build's owners may do this".into(),
+        ));
+    }
+    Ok((info, user))
+}
+
+/// `GET /`: your builds, then public ones.
+pub(crate) async fn home(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let user = req.session.as_ref().map(|s| s.user.clone());
+    let builds = ui
+        .state
+        .store
+        .call(move |c| users::list_builds(c, user.as_ref()))
+        .await?;
+    let (mine, public): (Vec<_>, Vec<_>) = builds.into_iter().partition(|(_, owned)| *owned);
+    let show = |v: Vec<(BuildInfo, bool)>| -> Vec<Value> {
+        v.into_iter()
+            .map(|(b, _)| json!({"name": b.name, "url": build_url(b.id), "public": b.public}))
+            .collect()
+    };
+    ui.render(
+        req,
+        "home",
+        StatusCode::OK,
+        json!({"title": "Builds", "mine": show(mine), "public": show(public)}),
+    )
+}
+
+/// `GET /new_build`.
+pub(crate) fn new_build_page(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    if let Err(r) = require_user(req) {
+        return Ok(r);
+    }
+    ui.render(
+        req,
+        "new_build",
+        StatusCode::OK,
+        json!({"title": "New build"}),
+    )
+}
+
+/// `POST /new_build`: creates a build owned by the requester.
+pub(crate) async fn new_build(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let user = match require_user(req) {
+        Ok(u) => u.clone(),
+        Err(r) => return Ok(r),
+    };
+    let name = param(req, "name")?.trim().to_string();
+    let public = req.f("public") == Some("1");
+    let id = ui
+        .state
+        .store
+        .call(move |c| users::create_owned_build(c, &user, &name, public))
+        .await?;
+    Ok(redirect(&build_url(id)))
+}
+
+/// `GET /build?id=`: releases newest first; keys, settings and the activity
+/// log for owners. `new_key` is shown once, right after it was made.
+pub(crate) async fn build(
+    ui: &Ui,
+    req: &Req,
+    new_key: Option<NewApiKey>,
+) -> Result<Response, UiError> {
+    let field = if req.f("build_id").is_some() {
+        "build_id"
+    } else {
+        "id"
+    };
+    let (info, access) = build_for(ui, req, field).await?;
+    let owner = access == Access::Owner;
+    let id = info.id;
+    let (releases, keys, log) = ui
+        .state
+        .store
+        .call(move |c| {
+            let releases = users::list_releases(c, id, 100)?;
+            let (keys, log) = if owner {
+                (users::list_api_keys(c, id)?, users::list_log(c, id, 50)?)
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            Ok((releases, keys, log))
+        })
+        .await?;
+    let releases: Vec<Value> = releases
+        .into_iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "number": r.number,
+                "status": r.status.as_str(),
+                "url": release_url(id, &r.name, r.number),
+                "counts": r.counts.iter().map(|(s, n)| json!({"status": s.as_str(), "label": label(*s), "count": n})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let keys: Vec<Value> = keys
+        .into_iter()
+        .map(|k| json!({"id": k.id, "purpose": k.purpose, "active": k.active}))
+        .collect();
+    let log: Vec<Value> = log
+        .into_iter()
+        .map(|l| json!({"type": l.log_type, "message": l.message, "user": l.user, "when": l.created}))
+        .collect();
+    ui.render(
+        req,
+        "build",
+        StatusCode::OK,
+        json!({
+            "title": info.name,
+            "build": {"id": id.0, "name": info.name, "public": info.public, "url": build_url(id)},
+            "owner": owner,
+            "releases": releases,
+            "keys": keys,
+            "log": log,
+            "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
+        }),
+    )
+}
+
+/// `POST /build/api_key`: creates an API key and shows its secret once.
+pub(crate) async fn create_key(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let purpose = req.f("purpose").unwrap_or("").trim().to_string();
+    if purpose.len() > 200 || purpose.chars().any(char::is_control) {
+        return Err(UiError::BadRequest(
+            "purpose must be at most 200 characters without control characters".into(),
+        ));
+    }
+    let id = info.id;
+    let key = ui
+        .state
+        .store
+        .call(move |c| {
+            let key = storage::create_api_key(c, Some(id), &purpose)?;
+            users::log_action(c, id, &user, "ui_create_api_key", &key.id)?;
+            Ok(key)
+        })
+        .await?;
+    build(ui, req, Some(key)).await
+}
+
+/// `POST /build/revoke_key`.
+pub(crate) async fn revoke_key(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let key = param(req, "key_id")?.to_string();
+    let id = info.id;
+    ui.state
+        .store
+        .call(move |c| users::revoke_api_key(c, id, &user, &key))
+        .await?;
+    Ok(redirect(&build_url(id)))
+}
+
+/// `POST /build/settings`: public or private.
+pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let public = req.f("public") == Some("1");
+    let id = info.id;
+    ui.state
+        .store
+        .call(move |c| users::set_build_public(c, id, &user, public))
+        .await?;
+    Ok(redirect(&build_url(id)))
+}
+
+/// The release named by the request's parameters and its runs in display order.
+async fn release_and_runs(
+    ui: &Ui,
+    req: &Req,
+) -> Result<(BuildInfo, Access, ReleaseRow, Vec<RunRow>), UiError> {
+    let (info, access) = build_for(ui, req, "build_id").await?;
+    let name = param(req, "name")?.to_string();
+    let number = int_param(req, "number")?;
+    let id = info.id;
+    let (release, mut runs) = ui
+        .state
+        .store
+        .call(move |c| {
+            let release = storage::get_release(c, id, &name, number)?;
+            let runs = storage::list_runs(c, release.id)?;
+            Ok((release, runs))
+        })
+        .await?;
+    runs.sort_by_key(|r| {
+        r.status
+            .and_then(|s| RUN_ORDER.iter().position(|x| *x == s))
+            .unwrap_or(RUN_ORDER.len())
+    });
+    Ok((info, access, release, runs))
+}
+
+/// `GET /release`: runs grouped by state, diffs first.
+pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, access, rel, runs) = release_and_runs(ui, req).await?;
+    let b = info.id;
+    let groups: Vec<Value> = RUN_ORDER
+        .iter()
+        .filter_map(|s| {
+            let members: Vec<Value> = runs
+                .iter()
+                .filter(|r| r.status == Some(*s))
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "url": run_url(b, &rel.name, rel.number, &r.name),
+                        "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
+                        "thumb": image_url(b, &r.diff_image).or_else(|| image_url(b, &r.image)),
+                    })
+                })
+                .collect();
+            (!members.is_empty()).then(|| {
+                json!({"status": s.as_str(), "label": label(*s), "count": members.len(), "runs": members})
+            })
+        })
+        .collect();
+    use dpxdt_core::ReleaseEvent as E;
+    let can = |e| access == Access::Owner && rel.status.apply(e).is_ok();
+    ui.render(
+        req,
+        "release",
+        StatusCode::OK,
+        json!({
+            "title": format!("{} #{}", rel.name, rel.number),
+            "build": {"name": info.name, "url": build_url(b), "id": b.0},
+            "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": rel.url},
+            "groups": groups,
+            "total": runs.len(),
+            "can_good": can(E::MarkGood),
+            "can_bad": can(E::MarkBad),
+            "can_reviewing": can(E::MarkReviewing),
+            "page": "release",
+        }),
+    )
+}
+
+/// `POST /release/status`: Good, Bad or back to Reviewing (the core decides).
+pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, _user) = owned_build(ui, req, "build_id").await?;
+    let name = param(req, "name")?.to_string();
+    let number = int_param(req, "number")?;
+    let verdict = param(req, "status")?.to_string();
+    let id = info.id;
+    let back = release_url(id, &name, number);
+    ui.state
+        .store
+        .call(move |c| storage::set_release_verdict(c, id, &name, number, &verdict))
+        .await?;
+    Ok(redirect(&back))
+}
+
+/// `GET /run`: reference, new and diff images; verdict buttons; neighbours.
+pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, access, rel, runs) = release_and_runs(ui, req).await?;
+    let run_name = param(req, "run")?;
+    let b = info.id;
+    let pos = runs
+        .iter()
+        .position(|r| r.name == run_name)
+        .ok_or(UiError::NotFound)?;
+    let r = &runs[pos];
+    let status = r.status.unwrap_or(RunStatus::DataPending);
+    let neighbour = |i: Option<usize>| {
+        i.and_then(|i| runs.get(i))
+            .map(|n| run_url(b, &rel.name, rel.number, &n.name))
+    };
+    let owner = access == Access::Owner;
+    ui.render(
+        req,
+        "run",
+        StatusCode::OK,
+        json!({
+            "title": format!("{} — {} #{}", r.name, rel.name, rel.number),
+            "build": {"name": info.name, "url": build_url(b), "id": b.0},
+            "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": release_url(b, &rel.name, rel.number)},
+            "run": {
+                "name": r.name,
+                "status": status.as_str(),
+                "label": label(status),
+                "url": r.url,
+                "ref_url": r.ref_url,
+                "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
+                "image": image_url(b, &r.image),
+                "ref_image": image_url(b, &r.ref_image),
+                "diff_image": image_url(b, &r.diff_image),
+                "log": image_url(b, &r.log),
+                "ref_log": image_url(b, &r.ref_log),
+                "config": image_url(b, &r.config),
+                "ref_config": image_url(b, &r.ref_config),
+                "diff_log": image_url(b, &r.diff_log),
+                "run_failed": r.run_failed,
+                "diff_failed": r.diff_failed,
+            },
+            "position": pos + 1,
+            "total": runs.len(),
+            "prev": neighbour(pos.checked_sub(1)),
+            "next": neighbour(Some(pos + 1)),
+            "can_approve": owner && status.apply(RunEvent::Approve).is_ok(),
+            "can_reject": owner && status.apply(RunEvent::Reject).is_ok(),
+            "page": "run",
+        }),
+    )
+}
+
+/// `POST /run/verdict`: approve or reject a found diff (the core decides),
+/// then go on to the next run.
+pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (_, access, rel, runs) = release_and_runs(ui, req).await?;
+    let user = req
+        .session
+        .as_ref()
+        .map(|s| s.user.clone())
+        .ok_or_else(|| UiError::Forbidden("log in first".into()))?;
+    if access != Access::Owner {
+        return Err(UiError::Forbidden(
+            "only the build's owners may do this".into(),
+        ));
+    }
+    let event = match param(req, "action")? {
+        "approve" => RunEvent::Approve,
+        "reject" => RunEvent::Reject,
+        other => {
+            return Err(UiError::BadRequest(format!(
+                "action must be approve or reject, not {other:?}"
+            )));
+        }
+    };
+    let run_name = param(req, "run")?.to_string();
+    let pos = runs
+        .iter()
+        .position(|r| r.name == run_name)
+        .ok_or(UiError::NotFound)?;
+    let next = runs.get(pos + 1).map(|n| n.name.clone());
+    let release_id = rel.id;
+    ui.state
+        .store
+        .call(move |c| users::set_run_verdict(c, release_id, &run_name, &user, event))
+        .await?;
+    let b = rel.build_id;
+    Ok(redirect(&match next {
+        Some(n) if event == RunEvent::Approve => run_url(b, &rel.name, rel.number, &n),
+        _ => run_url(b, &rel.name, rel.number, param(req, "run")?),
+    }))
+}
+
+/// `GET /image?build_id=&id=`: an artifact of a build the requester may
+/// read. Images are served as images; everything else as plain text, so an
+/// uploaded file can never run as a page of this site.
+pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, _) = build_for(ui, req, "build_id").await?;
+    let id = ArtifactId::parse(param(req, "id")?).map_err(|_| UiError::NotFound)?;
+    let build = info.id;
+    let lookup = id.clone();
+    let art = ui
+        .state
+        .store
+        .call(move |c| storage::artifact_owned(c, build, &lookup))
+        .await?
+        .ok_or(UiError::NotFound)?;
+    let etag = format!("\"{id}\"");
+    let cache = if info.public {
+        "public, max-age=31536000, immutable"
+    } else {
+        "private, max-age=31536000, immutable"
+    };
+    let mut resp = if req
+        .headers
+        .get("if-none-match")
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        let mut r = Response::new(Default::default());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let path = ui.state.store.artifacts().path(&id);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))?;
+        let ct = match art.content_type.as_str() {
+            "image/png" | "image/jpeg" | "image/gif" | "image/webp" => art.content_type.clone(),
+            _ => "text/plain; charset=utf-8".to_string(),
+        };
+        let mut r = Response::new(bytes.into());
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_str(&ct)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        );
+        r
+    };
+    let h = resp.headers_mut();
+    h.insert("cache-control", HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert("etag", v);
+    }
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(resp)
+}
