@@ -6,10 +6,10 @@ use dpxdt_core::api::{
     ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse,
     RunsDoneRequest, RunsDoneResponse, SuccessResponse,
 };
-use dpxdt_core::{BuildId, ReleaseKey};
+use dpxdt_core::{BuildId, ReleaseKey, ReleaseStatus};
 use reqwest::Method;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -106,6 +106,39 @@ impl Client {
             async move { Ok(builder) }
         })
         .await
+    }
+
+    /// *New.* Records a person's verdict on a release (`POST update_release`):
+    /// `Good`, `Bad`, or back to `Reviewing`. Returns the release's new state.
+    /// A good release becomes the baseline of the next one.
+    pub async fn update_release(
+        &self,
+        release: &ReleaseKey,
+        status: ReleaseStatus,
+    ) -> Result<ReleaseStatus, ClientError> {
+        #[derive(Serialize)]
+        struct Verdict<'a> {
+            build_id: BuildId,
+            release_name: &'a str,
+            release_number: i64,
+            status: ReleaseStatus,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            status: ReleaseStatus,
+        }
+        let answer: Answer = self
+            .post_form(
+                "update_release",
+                &Verdict {
+                    build_id: release.build_id,
+                    release_name: &release.release_name,
+                    release_number: release.release_number,
+                    status,
+                },
+            )
+            .await?;
+        Ok(answer.status)
     }
 
     /// POSTs `form` url-encoded to `endpoint` and decodes the JSON answer.

@@ -1,0 +1,539 @@
+//! The four API tools end to end: the real server (`dpxdt_server::serve` on
+//! 127.0.0.1:0, with its capture and diff workers and real Chromium), real
+//! pages on loopback, the tools' real binaries, and the results checked
+//! through `dpxdt_client`.
+//!
+//! One server (and so one browser) serves every test of this binary; each
+//! test makes its own build, so tests do not see each other's releases.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dpxdt_client::Client;
+use dpxdt_core::api::ReleaseStatusResponse;
+use dpxdt_core::{BuildId, ReleaseKey, ReleaseStatus, RunStatus};
+use dpxdt_e2e::PageServer;
+
+const ADMIN_ID: &str = "tools-e2e-admin";
+const ADMIN_SECRET: &str = "tools-e2e-admin-secret";
+
+struct TestServer {
+    api: String,
+    _data: tempfile::TempDir,
+}
+
+/// The shared server, started on first use on a runtime of its own thread
+/// (so it outlives every test's runtime).
+fn server() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut config = dpxdt_server::Config::new(data.path());
+        config.admin_key = Some(dpxdt_server::storage::NewApiKey {
+            id: ADMIN_ID.into(),
+            secret: ADMIN_SECRET.into(),
+        });
+        config.worker.idle_pause = Duration::from_millis(50);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind 127.0.0.1:0");
+                tx.send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                dpxdt_server::serve(listener, config, std::future::pending())
+                    .await
+                    .expect("server runs");
+            });
+        });
+        let addr = rx.recv().expect("server started");
+        TestServer {
+            api: format!("http://{addr}/api"),
+            _data: data,
+        }
+    })
+}
+
+/// A build of its own with a key scoped to it.
+struct Build {
+    id: BuildId,
+    key_id: String,
+    secret: String,
+    client: Client,
+}
+
+async fn new_build(name: &str) -> Build {
+    let api = &server().api;
+    let admin = Client::builder(api)
+        .api_key(ADMIN_ID, ADMIN_SECRET)
+        .build()
+        .unwrap();
+    let build = admin.create_build(name).await.unwrap();
+    let key = admin
+        .create_api_key(build.build_id, Some("tools e2e"))
+        .await
+        .unwrap();
+    let client = Client::builder(api)
+        .api_key(&key.api_key, &key.api_secret)
+        .build()
+        .unwrap();
+    Build {
+        id: build.build_id,
+        key_id: key.api_key,
+        secret: key.api_secret,
+        client,
+    }
+}
+
+impl Build {
+    /// Runs a tool's binary against the server with this build's key
+    /// (given through the environment, as CI would).
+    async fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let exe = match tool {
+            "site_diff" => env!("CARGO_BIN_EXE_site_diff"),
+            "url_pair_diff" => env!("CARGO_BIN_EXE_url_pair_diff"),
+            "diff_my_images" => env!("CARGO_BIN_EXE_diff_my_images"),
+            "diff_my_urls" => env!("CARGO_BIN_EXE_diff_my_urls"),
+            other => panic!("no tool {other}"),
+        };
+        tokio::process::Command::new(exe)
+            .arg(format!("--release_server_prefix={}", server().api))
+            .arg(format!("--upload_build_id={}", self.id))
+            .args(["--poll_interval_ms", "100", "--wait_timeout", "300"])
+            .args(args)
+            .env("DPXDT_CLIENT_ID", &self.key_id)
+            .env("DPXDT_CLIENT_SECRET", &self.secret)
+            .output()
+            .await
+            .unwrap()
+    }
+
+    fn key(&self, name: &str, number: i64) -> ReleaseKey {
+        ReleaseKey {
+            build_id: self.id,
+            release_name: name.into(),
+            release_number: number,
+        }
+    }
+
+    async fn status(&self, name: &str, number: i64) -> ReleaseStatusResponse {
+        self.client
+            .release_status(&self.key(name, number))
+            .await
+            .unwrap()
+    }
+
+    async fn mark_good(&self, name: &str, number: i64) {
+        let status = self
+            .client
+            .update_release(&self.key(name, number), ReleaseStatus::Good)
+            .await
+            .unwrap();
+        assert_eq!(status, ReleaseStatus::Good);
+    }
+}
+
+fn count(status: &ReleaseStatusResponse, wanted: RunStatus) -> u64 {
+    status
+        .runs
+        .iter()
+        .filter(|c| c.status == wanted)
+        .map(|c| c.count)
+        .sum()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the exit code, and that stdout's first line is the release page.
+fn assert_exit(out: &Output, code: i32) -> Vec<String> {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Writes a PNG filled with one colour, with a block of another colour.
+fn write_png(path: &Path, block: [u8; 4]) {
+    let (w, h) = (64u32, 48u32);
+    let mut data = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let inside = (10..30).contains(&x) && (10..20).contains(&y);
+            data.extend_from_slice(if inside {
+                &block
+            } else {
+                &[240, 240, 240, 255]
+            });
+        }
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().unwrap();
+    writer.write_image_data(&data).unwrap();
+    writer.finish().unwrap();
+}
+
+fn write_json(dir: &Path, name: &str, value: serde_json::Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, value.to_string()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn diff_my_images_compares_with_the_last_good_release() {
+    let build = new_build("images").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (red, blue) = (dir.path().join("red.png"), dir.path().join("blue.png"));
+    write_png(&red, [200, 0, 0, 255]);
+    write_png(&blue, [0, 0, 200, 255]);
+    let log = dir.path().join("log.txt");
+    std::fs::write(&log, "captured by selenium\n").unwrap();
+
+    let first = write_json(
+        dir.path(),
+        "first.json",
+        serde_json::json!([
+            {"name": "home", "run_failed": false, "image_path": red, "log_path": log,
+             "url": "http://example.com/"},
+            {"name": "about", "run_failed": false, "image_path": red, "url": "http://example.com/about"}
+        ]),
+    );
+    let json_arg = format!("--tests_json_path={}", first.display());
+    let out = build
+        .run(
+            "diff_my_images",
+            &["--upload_release_name=nightly", &json_arg, "--wait"],
+        )
+        .await;
+    let lines = assert_exit(&out, 0);
+    assert!(lines[0].starts_with("http://"), "{lines:?}");
+    assert!(
+        lines[1].contains("reviewing (no differences); 2 runs: 2 no_diff_needed"),
+        "{lines:?}"
+    );
+    let status = build.status("nightly", 1).await;
+    assert_eq!(status.status, ReleaseStatus::Reviewing);
+    assert_eq!(count(&status, RunStatus::NoDiffNeeded), 2);
+    build.mark_good("nightly", 1).await;
+
+    // The baseline is now release 1: its "home" run has the red image and the log.
+    let baseline = build
+        .client
+        .find_run(build.id, "home")
+        .await
+        .unwrap()
+        .unwrap();
+    let red_bytes = std::fs::read(&red).unwrap();
+    let image = baseline.image.unwrap();
+    assert_eq!(
+        build.client.download(build.id, &image).await.unwrap(),
+        red_bytes
+    );
+    let log_id = baseline.log.unwrap();
+    assert_eq!(
+        build.client.download(build.id, &log_id).await.unwrap(),
+        b"captured by selenium\n"
+    );
+
+    let second = write_json(
+        dir.path(),
+        "second.json",
+        serde_json::json!([
+            {"name": "home", "image_path": red},
+            {"name": "about", "image_path": blue}
+        ]),
+    );
+    let json_arg = format!("--tests_json_path={}", second.display());
+    let out = build
+        .run(
+            "diff_my_images",
+            &["--upload_release_name=nightly", &json_arg, "--wait"],
+        )
+        .await;
+    let lines = assert_exit(&out, 1);
+    assert!(
+        lines[1].contains("#2: reviewing (differences to review)"),
+        "{lines:?}"
+    );
+    let status = build.status("nightly", 2).await;
+    assert_eq!(count(&status, RunStatus::DiffFound), 1, "{status:?}");
+    assert_eq!(count(&status, RunStatus::DiffNotFound), 1, "{status:?}");
+}
+
+#[tokio::test]
+async fn diff_my_images_reports_a_failed_run_and_exits_2_with_wait() {
+    let build = new_build("images-failed").await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = write_json(
+        dir.path(),
+        "t.json",
+        serde_json::json!([{"name": "broken", "run_failed": true, "url": "http://x/"}]),
+    );
+    let json_arg = format!("--tests_json_path={}", json.display());
+    let out = build
+        .run(
+            "diff_my_images",
+            &["--upload_release_name=r", &json_arg, "--wait"],
+        )
+        .await;
+    let lines = assert_exit(&out, 2);
+    assert!(lines[1].contains("(failed); 1 runs: 1 failed"), "{lines:?}");
+    assert_eq!(count(&build.status("r", 1).await, RunStatus::Failed), 1);
+}
+
+#[tokio::test]
+async fn bad_input_gives_one_clear_line_and_exit_2() {
+    let build = new_build("bad-input").await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing_image = write_json(
+        dir.path(),
+        "missing.json",
+        serde_json::json!([{"name": "a", "image_path": dir.path().join("nope.png")}]),
+    );
+    let malformed = dir.path().join("malformed.json");
+    std::fs::write(&malformed, "[{\"name\": ").unwrap();
+    let good_png = dir.path().join("ok.png");
+    write_png(&good_png, [1, 2, 3, 255]);
+    let good = write_json(
+        dir.path(),
+        "good.json",
+        serde_json::json!([{"name": "a", "image_path": good_png}]),
+    );
+
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![format!("--tests_json_path={}", missing_image.display())],
+            "nope.png",
+        ),
+        (
+            vec![format!("--tests_json_path={}", malformed.display())],
+            "is not a JSON list of tests",
+        ),
+        (
+            vec![format!(
+                "--tests_json_path={}",
+                dir.path().join("absent.json").display()
+            )],
+            "cannot read tests file",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = build.run("diff_my_images", &args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(want),
+            "{stderr}"
+        );
+    }
+
+    // Wrong credentials: the server's refusal, in one line.
+    let json_arg = format!("--tests_json_path={}", good.display());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_diff_my_images"))
+        .arg(format!("--release_server_prefix={}", server().api))
+        .arg(format!("--upload_build_id={}", build.id))
+        .args(["--release_client_id", &build.key_id])
+        .args(["--release_client_secret", "wrong"])
+        .arg(&json_arg)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot create release") && stderr.contains("401"),
+        "{stderr}"
+    );
+
+    // An unreachable server: named, after the retries.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_diff_my_images"))
+        .arg(format!(
+            "--release_server_prefix=http://127.0.0.1:{port}/api"
+        ))
+        .arg("--upload_build_id=1")
+        .arg(&json_arg)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the server at http://127.0.0.1:{port}/api/create_release"
+        )),
+        "{stderr}"
+    );
+}
+
+/// A three-page site under `/site/` whose about page can change.
+fn site(about_colour: &str) -> PageServer {
+    let pages = PageServer::start();
+    let page = |body: &str| {
+        format!("<html><body style='margin:0;font:16px sans-serif'>{body}</body></html>")
+    };
+    pages.set_html(
+        "/site/",
+        &page(r#"<h1>Home</h1><a href="about.html">about</a> <a href="news.html#top">news</a> <a href="/elsewhere">out</a>"#),
+    );
+    pages.set_html(
+        "/site/news.html",
+        &page(r#"<p>news</p><a href="/site/">home</a>"#),
+    );
+    set_about(&pages, about_colour);
+    pages
+}
+
+fn set_about(pages: &PageServer, colour: &str) {
+    pages.set_html(
+        "/site/about.html",
+        &format!(
+            "<html><body style='margin:0'><div style='width:200px;height:100px;background:{colour}'></div></body></html>"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn site_diff_captures_every_page_and_diffs_against_the_last_good_release() {
+    let build = new_build("site").await;
+    let pages = site("green");
+    let start = pages.url("/site/");
+    let out = build
+        .run(
+            "site_diff",
+            &["--upload_release_name=site", "--wait", &start],
+        )
+        .await;
+    let lines = assert_exit(&out, 0);
+    assert!(lines[1].contains("3 runs: 3 no_diff_needed"), "{lines:?}");
+    let status = build.status("site", 1).await;
+    assert_eq!(status.runs.iter().map(|c| c.count).sum::<u64>(), 3);
+    build.mark_good("site", 1).await;
+    for name in ["/site/", "/site/about.html", "/site/news.html"] {
+        let found = build.client.find_run(build.id, name).await.unwrap();
+        assert!(
+            found.and_then(|f| f.image).is_some(),
+            "{name} has a screenshot"
+        );
+    }
+
+    set_about(&pages, "red");
+    let out = build
+        .run(
+            "site_diff",
+            &["--upload_release_name=site", "--wait", &start],
+        )
+        .await;
+    let lines = assert_exit(&out, 1);
+    assert!(
+        lines[1].contains("3 runs: 1 diff_found, 2 diff_not_found"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn site_diff_stops_on_a_page_answering_500_before_creating_a_release() {
+    let build = new_build("site-500").await;
+    let pages = site("green");
+    pages.set(
+        "/site/news.html",
+        dpxdt_e2e::Page::html("boom").with_status(500),
+    );
+    let out = build
+        .run(
+            "site_diff",
+            &["--upload_release_name=broken", &pages.url("/site/")],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/site/news.html answered 500 Internal Server Error"),
+        "{stderr}"
+    );
+    let err = build
+        .client
+        .release_status(&build.key("broken", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
+}
+
+#[tokio::test]
+async fn url_pair_diff_and_diff_my_urls_capture_both_sides() {
+    let build = new_build("pairs").await;
+    let pages = site("green");
+    let other = site("red");
+    let (new, same, changed) = (
+        pages.url("/site/about.html"),
+        pages.url("/site/about.html"),
+        other.url("/site/about.html"),
+    );
+    let out = build
+        .run(
+            "url_pair_diff",
+            &["--upload_release_name=pair", "--wait", &new, &same],
+        )
+        .await;
+    let lines = assert_exit(&out, 0);
+    assert!(lines[1].contains("1 runs: 1 diff_not_found"), "{lines:?}");
+    let out = build
+        .run(
+            "url_pair_diff",
+            &["--upload_release_name=pair", "--wait", &new, &changed],
+        )
+        .await;
+    let lines = assert_exit(&out, 1);
+    assert!(lines[1].contains("pair\" #2"), "{lines:?}");
+    assert_eq!(
+        count(&build.status("pair", 2).await, RunStatus::DiffFound),
+        1
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = write_json(
+        dir.path(),
+        "urls.json",
+        serde_json::json!([
+            {"name": "same", "run_url": new, "run_config": {"viewportSize": {"width": 400, "height": 300}},
+             "ref_url": same, "ref_config": {"viewportSize": {"width": 400, "height": 300}}},
+            {"name": "css", "run_url": new, "run_config": {"injectCss": "div { background: blue !important; }"},
+             "ref_url": same, "ref_config": {}}
+        ]),
+    );
+    let json_arg = format!("--tests_json_path={}", json.display());
+    let out = build
+        .run(
+            "diff_my_urls",
+            &["--upload_release_name=urls", "--wait", &json_arg],
+        )
+        .await;
+    let lines = assert_exit(&out, 1);
+    assert!(
+        lines[1].contains("2 runs: 1 diff_found, 1 diff_not_found"),
+        "{lines:?}"
+    );
+}
