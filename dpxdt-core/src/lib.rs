@@ -10,6 +10,8 @@
 pub mod api;
 #[cfg(feature = "capture")]
 pub mod capture;
+#[cfg(feature = "capture")]
+pub mod check;
 pub mod config;
 pub mod diff;
 #[cfg(feature = "capture")]

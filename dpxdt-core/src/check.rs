@@ -1,0 +1,478 @@
+//! Screenshot checks inside `cargo test`, in the style of `insta`: compare
+//! an image (or a fresh screenshot of a URL) with a reference PNG kept in
+//! the repository.
+//!
+//! - The reference of `name` is `<dir>/<name>.png`; `dir` defaults to
+//!   `$DPXDT_REFERENCE_DIR`, else `$CARGO_MANIFEST_DIR/tests/screenshots`.
+//! - No reference yet: it is written and reported on stderr, and the check
+//!   passes — except under CI (`CI` set), where a missing reference fails.
+//! - A difference fails with the distortion and the paths of the triplet:
+//!   the reference, `<name>.new.png` and `<name>.diff.png` next to it.
+//! - `DPXDT_UPDATE=1` accepts the new image as the reference instead.
+//!
+//! ```
+//! use dpxdt_core::check::{Checker, CheckOutcome};
+//!
+//! # fn png(rgb: [u8; 3]) -> Vec<u8> {
+//! #     let img = image::RgbImage::from_pixel(8, 8, image::Rgb(rgb));
+//! #     let mut out = std::io::Cursor::new(Vec::new());
+//! #     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+//! #     out.into_inner()
+//! # }
+//! let dir = tempfile::tempdir().unwrap();
+//! let checker = Checker::new().dir(dir.path()).update(false).ci(false);
+//!
+//! // First run: the reference is written.
+//! assert!(matches!(checker.check_image("logo", &png([0, 0, 255])).unwrap(), CheckOutcome::NewReference { .. }));
+//! // Same image: passes.
+//! assert!(matches!(checker.check_image("logo", &png([0, 0, 255])).unwrap(), CheckOutcome::Matched { .. }));
+//! // A change fails, naming the triplet.
+//! let err = checker.check_image("logo", &png([255, 0, 0])).unwrap_err();
+//! assert!(err.to_string().contains("logo.diff.png"));
+//! ```
+//!
+//! In a test, the one-liners panic with that message:
+//! `dpxdt_core::check::assert_image("logo", &png_bytes)` and
+//! `dpxdt_core::check::assert_url("home", "http://127.0.0.1:8000/", &config).await`
+//! (the latter starts one shared headless Chromium for the test binary).
+
+use std::path::{Path, PathBuf};
+
+use crate::capture::{Browser, BrowserOptions, CaptureError};
+use crate::config::CaptureConfig;
+use crate::diff::{DiffError, DiffOptions, DiffReport, Region, diff_png_bytes};
+
+/// What a passing check found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckOutcome {
+    /// The image matches its reference.
+    Matched {
+        /// The reference file.
+        reference: PathBuf,
+        /// The comparison.
+        report: DiffReport,
+    },
+    /// There was no reference: it was written.
+    NewReference {
+        /// The file written.
+        reference: PathBuf,
+    },
+    /// `DPXDT_UPDATE=1`: the reference was replaced by the new image.
+    Updated {
+        /// The file written.
+        reference: PathBuf,
+        /// The difference that was accepted.
+        report: DiffReport,
+    },
+}
+
+/// Why a check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The image differs from its reference.
+    #[error(
+        "screenshot `{name}` differs from its reference: {:.7} distortion, {} of {} pixels changed ({:.3}%){}\n  Ref:  {}\n  Run:  {}\n  Diff: {}\nRun with DPXDT_UPDATE=1 to accept the new image.",
+        report.distortion,
+        report.changed_pixels,
+        report.total_pixels,
+        report.percentage,
+        if report.size_changed() { format!(", size {}x{} -> {}x{}", report.reference_width, report.reference_height, report.width, report.height) } else { String::new() },
+        reference.display(),
+        new.display(),
+        diff.display()
+    )]
+    Different {
+        /// The check's name.
+        name: String,
+        /// The comparison.
+        report: Box<DiffReport>,
+        /// The reference file.
+        reference: PathBuf,
+        /// The new image, written next to it.
+        new: PathBuf,
+        /// The diff image, written next to it.
+        diff: PathBuf,
+    },
+    /// Under CI there was no reference to compare with.
+    #[error(
+        "screenshot `{name}` has no reference at {} (not written because CI is set; run the test locally or with DPXDT_UPDATE=1)",
+        reference.display()
+    )]
+    MissingReference {
+        /// The check's name.
+        name: String,
+        /// Where the reference should be.
+        reference: PathBuf,
+    },
+    /// A name that is not a safe file name.
+    #[error("invalid check name {0:?}: use letters, digits, '-', '_', '.' and '/' between them")]
+    BadName(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The images could not be compared.
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+    /// The screenshot could not be taken.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+}
+
+/// Where references live and how strictly they are compared.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    dir: PathBuf,
+    update: bool,
+    ci: bool,
+    options: DiffOptions,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker::new()
+    }
+}
+
+impl Checker {
+    /// Settings from the environment (see the module docs).
+    pub fn new() -> Checker {
+        let dir = match std::env::var_os("DPXDT_REFERENCE_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => std::env::var_os("CARGO_MANIFEST_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join("tests")
+                .join("screenshots"),
+        };
+        let flag = |v: &str| {
+            std::env::var(v)
+                .map(|s| !s.is_empty() && s != "0" && s != "false")
+                .unwrap_or(false)
+        };
+        Checker {
+            dir,
+            update: flag("DPXDT_UPDATE"),
+            ci: flag("CI"),
+            options: DiffOptions::default(),
+        }
+    }
+
+    /// The directory of the references.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Checker {
+        self.dir = dir.into();
+        self
+    }
+
+    /// Accept differences (what `DPXDT_UPDATE=1` sets).
+    pub fn update(mut self, update: bool) -> Checker {
+        self.update = update;
+        self
+    }
+
+    /// Refuse to write missing references (what `CI` sets).
+    pub fn ci(mut self, ci: bool) -> Checker {
+        self.ci = ci;
+        self
+    }
+
+    /// Colour-distance threshold (0..1); default 0.1.
+    pub fn threshold(mut self, threshold: f64) -> Checker {
+        self.options.threshold = threshold;
+        self
+    }
+
+    /// A region never compared.
+    pub fn ignore(mut self, region: Region) -> Checker {
+        self.options.ignore.push(region);
+        self
+    }
+
+    /// The reference file of `name`.
+    pub fn reference_path(&self, name: &str) -> Result<PathBuf, CheckError> {
+        let ok = !name.is_empty()
+            && name.split('/').all(|part| {
+                !part.is_empty()
+                    && !part.starts_with('.')
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            });
+        if !ok {
+            return Err(CheckError::BadName(name.to_string()));
+        }
+        Ok(self.dir.join(format!("{name}.png")))
+    }
+
+    /// Compares PNG bytes with the reference of `name`.
+    pub fn check_image(&self, name: &str, png: &[u8]) -> Result<CheckOutcome, CheckError> {
+        let reference = self.reference_path(name)?;
+        let new = reference.with_extension("new.png");
+        let diff = reference.with_extension("diff.png");
+        let write = |path: &Path, bytes: &[u8]| -> Result<(), CheckError> {
+            let io = |source| CheckError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes).map_err(io)?;
+            std::fs::rename(&tmp, path).map_err(io)
+        };
+        let clean = || {
+            let _ = std::fs::remove_file(&new);
+            let _ = std::fs::remove_file(&diff);
+        };
+        let old = match std::fs::read(&reference) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.ci && !self.update {
+                    write(&new, png)?;
+                    return Err(CheckError::MissingReference {
+                        name: name.to_string(),
+                        reference,
+                    });
+                }
+                // Refuse bytes that are not an image before storing them.
+                crate::diff::decode_png(png, "new image", self.options.max_pixels)?;
+                write(&reference, png)?;
+                clean();
+                eprintln!("dpxdt: new reference {}", reference.display());
+                return Ok(CheckOutcome::NewReference { reference });
+            }
+            Err(source) => {
+                return Err(CheckError::Io {
+                    path: reference,
+                    source,
+                });
+            }
+        };
+        let outcome = diff_png_bytes(&old, png, &self.options)?;
+        match outcome.diff_png {
+            None => {
+                clean();
+                Ok(CheckOutcome::Matched {
+                    reference,
+                    report: outcome.report,
+                })
+            }
+            Some(_) if self.update => {
+                write(&reference, png)?;
+                clean();
+                eprintln!("dpxdt: updated reference {}", reference.display());
+                Ok(CheckOutcome::Updated {
+                    reference,
+                    report: outcome.report,
+                })
+            }
+            Some(diff_png) => {
+                write(&new, png)?;
+                write(&diff, &diff_png)?;
+                Err(CheckError::Different {
+                    name: name.to_string(),
+                    report: Box::new(outcome.report),
+                    reference,
+                    new,
+                    diff,
+                })
+            }
+        }
+    }
+
+    /// Compares a PNG file with the reference of `name`.
+    pub fn check_png_file(&self, name: &str, path: &Path) -> Result<CheckOutcome, CheckError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.check_image(name, &bytes)
+    }
+
+    /// Screenshots `url` (with the shared browser, see [`shared_browser`])
+    /// and compares it with the reference of `name`.
+    pub async fn check_url(
+        &self,
+        name: &str,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<CheckOutcome, CheckError> {
+        self.reference_path(name)?;
+        let shot = shared_browser().await?.capture(url, config).await?;
+        self.check_image(name, &shot.png)
+    }
+}
+
+/// One headless Chromium for the whole process (started on first use,
+/// killed when the process exits). Its work runs on its own thread, so each
+/// `#[tokio::test]` may use it from its own runtime.
+pub async fn shared_browser() -> Result<&'static Browser, CaptureError> {
+    static BROWSER: tokio::sync::OnceCell<Browser> = tokio::sync::OnceCell::const_new();
+    BROWSER
+        .get_or_try_init(|| async {
+            let sessions = std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1);
+            Browser::launch(BrowserOptions {
+                sessions,
+                ..BrowserOptions::default()
+            })
+            .await
+        })
+        .await
+}
+
+/// [`Checker::check_image`] with the environment's settings; panics with
+/// the failure message (for use in tests).
+#[track_caller]
+pub fn assert_image(name: &str, png: &[u8]) -> CheckOutcome {
+    match Checker::new().check_image(name, png) {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`Checker::check_png_file`] with the environment's settings; panics on failure.
+#[track_caller]
+pub fn assert_png_file(name: &str, path: &Path) -> CheckOutcome {
+    match Checker::new().check_png_file(name, path) {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`Checker::check_url`] with the environment's settings; panics on failure.
+pub async fn assert_url(name: &str, url: &str, config: &CaptureConfig) -> CheckOutcome {
+    match Checker::new().check_url(name, url, config).await {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    fn checker(dir: &Path) -> Checker {
+        Checker::new().dir(dir).update(false).ci(false)
+    }
+
+    #[test]
+    fn first_run_writes_then_matches_then_fails_with_triplet() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = checker(dir.path());
+        let blue = png(4, 4, [0, 0, 255]);
+        let o = c.check_image("nested/logo", &blue).unwrap();
+        let reference = dir.path().join("nested/logo.png");
+        assert_eq!(
+            o,
+            CheckOutcome::NewReference {
+                reference: reference.clone()
+            }
+        );
+        assert_eq!(std::fs::read(&reference).unwrap(), blue);
+        assert!(matches!(
+            c.check_image("nested/logo", &blue).unwrap(),
+            CheckOutcome::Matched { .. }
+        ));
+
+        let red = png(4, 4, [255, 0, 0]);
+        let err = c.check_image("nested/logo", &red).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("16 of 16 pixels changed"), "{msg}");
+        assert!(
+            msg.contains("logo.new.png") && msg.contains("logo.diff.png"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("nested/logo.new.png")).unwrap(),
+            red
+        );
+        assert!(dir.path().join("nested/logo.diff.png").exists());
+        // The reference is untouched.
+        assert_eq!(std::fs::read(&reference).unwrap(), blue);
+
+        // Accepting replaces it and removes the triplet's extra files.
+        let o = c
+            .clone()
+            .update(true)
+            .check_image("nested/logo", &red)
+            .unwrap();
+        assert!(matches!(o, CheckOutcome::Updated { .. }));
+        assert_eq!(std::fs::read(&reference).unwrap(), red);
+        assert!(!dir.path().join("nested/logo.new.png").exists());
+        assert!(!dir.path().join("nested/logo.diff.png").exists());
+    }
+
+    #[test]
+    fn size_change_is_a_difference_and_ci_refuses_new_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = checker(dir.path());
+        c.check_image("a", &png(4, 4, [0, 0, 0])).unwrap();
+        let err = c.check_image("a", &png(4, 5, [0, 0, 0])).unwrap_err();
+        assert!(err.to_string().contains("size 4x4 -> 4x5"), "{err}");
+
+        let err = c
+            .clone()
+            .ci(true)
+            .check_image("b", &png(2, 2, [0, 0, 0]))
+            .unwrap_err();
+        assert!(matches!(err, CheckError::MissingReference { .. }), "{err}");
+        assert!(!dir.path().join("b.png").exists());
+    }
+
+    #[test]
+    fn bad_names_and_bad_images_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = checker(dir.path());
+        for bad in ["", "../x", "a/../b", "/abs", "a b", ".hidden", "a//b"] {
+            assert!(
+                matches!(c.check_image(bad, b"x"), Err(CheckError::BadName(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            c.check_image("junk", b"not a png"),
+            Err(CheckError::Diff(_))
+        ));
+        assert!(!dir.path().join("junk.png").exists());
+    }
+
+    #[test]
+    fn threshold_and_ignore_regions_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = checker(dir.path());
+        c.check_image("t", &png(4, 4, [100, 100, 100])).unwrap();
+        // A faint change passes the default threshold, fails at 0.
+        assert!(c.check_image("t", &png(4, 4, [101, 100, 100])).is_ok());
+        assert!(
+            c.clone()
+                .threshold(0.0)
+                .check_image("t", &png(4, 4, [101, 100, 100]))
+                .is_err()
+        );
+        let everything = Region {
+            x1: 0,
+            y1: 0,
+            x2: 3,
+            y2: 3,
+        };
+        assert!(
+            c.ignore(everything)
+                .check_image("t", &png(4, 4, [0, 0, 0]))
+                .is_ok()
+        );
+    }
+}
