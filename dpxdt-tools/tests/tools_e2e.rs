@@ -9,91 +9,33 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use dpxdt_client::Client;
 use dpxdt_core::api::ReleaseStatusResponse;
-use dpxdt_core::{BuildId, ReleaseKey, ReleaseStatus, RunStatus};
+use dpxdt_core::{ReleaseKey, ReleaseStatus, RunStatus};
 use dpxdt_e2e::PageServer;
 
-const ADMIN_ID: &str = "tools-e2e-admin";
-const ADMIN_SECRET: &str = "tools-e2e-admin-secret";
+mod support;
 
-struct TestServer {
-    api: String,
-    _data: tempfile::TempDir,
-}
+use support::{Build, TestServer};
 
-/// The shared server, started on first use on a runtime of its own thread
-/// (so it outlives every test's runtime).
+/// The shared server of this test binary, with its workers (and so one browser).
 fn server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let data = tempfile::tempdir().expect("temp dir");
-        let mut config = dpxdt_server::Config::new(data.path());
-        config.admin_key = Some(dpxdt_server::storage::NewApiKey {
-            id: ADMIN_ID.into(),
-            secret: ADMIN_SECRET.into(),
-        });
-        config.worker.idle_pause = Duration::from_millis(50);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("server runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind 127.0.0.1:0");
-                tx.send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
-                dpxdt_server::serve(listener, config, std::future::pending())
-                    .await
-                    .expect("server runs");
-            });
-        });
-        let addr = rx.recv().expect("server started");
-        TestServer {
-            api: format!("http://{addr}/api"),
-            _data: data,
-        }
-    })
-}
-
-/// A build of its own with a key scoped to it.
-struct Build {
-    id: BuildId,
-    key_id: String,
-    secret: String,
-    client: Client,
+    SERVER.get_or_init(|| TestServer::start(true))
 }
 
 async fn new_build(name: &str) -> Build {
-    let api = &server().api;
-    let admin = Client::builder(api)
-        .api_key(ADMIN_ID, ADMIN_SECRET)
-        .build()
-        .unwrap();
-    let build = admin.create_build(name).await.unwrap();
-    let key = admin
-        .create_api_key(build.build_id, Some("tools e2e"))
-        .await
-        .unwrap();
-    let client = Client::builder(api)
-        .api_key(&key.api_key, &key.api_secret)
-        .build()
-        .unwrap();
-    Build {
-        id: build.build_id,
-        key_id: key.api_key,
-        secret: key.api_secret,
-        client,
-    }
+    server().new_build(name).await
 }
 
-impl Build {
+trait BuildExt {
+    async fn run(&self, tool: &str, args: &[&str]) -> Output;
+    fn key(&self, name: &str, number: i64) -> ReleaseKey;
+    async fn status(&self, name: &str, number: i64) -> ReleaseStatusResponse;
+    async fn mark_good(&self, name: &str, number: i64);
+}
+
+impl BuildExt for Build {
     /// Runs a tool's binary against the server with this build's key
     /// (given through the environment, as CI would).
     async fn run(&self, tool: &str, args: &[&str]) -> Output {
