@@ -1,0 +1,322 @@
+//! End-to-end tests of `dpxdt update DIR` / `dpxdt test DIR` through the
+//! real binary, real Chromium and pages served on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use dpxdt_e2e::PageServer;
+
+/// The `dpxdt` binary next to this test binary (`target/<profile>/dpxdt`).
+/// Under nextest, which builds only this package, it is (re)built first;
+/// `cargo test --workspace` has built it already.
+fn dpxdt() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/local_cli-<hash>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        let bin = profile_dir.join("dpxdt");
+        if std::env::var_os("NEXTEST").is_some() || !bin.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-q", "-p", "dpxdt-tools", "--bin", "dpxdt"]);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(
+                status.success(),
+                "cargo build -p dpxdt-tools --bin dpxdt failed"
+            );
+        }
+        assert!(bin.exists(), "{} is missing", bin.display());
+        bin
+    })
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(dpxdt())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run dpxdt");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn page(color: &str, text: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body style="margin:0;font:20px monospace">
+        <div style="width:200px;height:100px;background:{color}"></div><p>{text}</p></body></html>"#
+    )
+}
+
+#[test]
+fn update_then_test_then_a_change_fails_with_the_triplet() {
+    let server = PageServer::start();
+    server.set_html("/a", &page("blue", "alpha"));
+    server.set_html("/b", &page("green", "beta"));
+    server.set_html("/b-new", &page("green", "beta"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("site.yaml"),
+        format!(
+            r#"
+waitFor:
+  url: {a}
+  timeout_secs: 5
+small: &small
+  viewportSize: {{width: 400, height: 300}}
+  injectCss: "p {{ color: black; }}"
+tests:
+  - name: a
+    url: {a}
+    config: *small
+  - name: b
+    ref:
+      url: {b}
+      config: *small
+    run:
+      url: {bnew}
+      config:
+        <<: *small
+        viewportSize: {{width: 400, height: 300}}
+"#,
+            a = server.url("/a"),
+            b = server.url("/b"),
+            bnew = server.url("/b-new"),
+        ),
+    )
+    .unwrap();
+    let dir_s = d.to_str().unwrap();
+
+    let r = run(&["update", dir_s, "--jobs", "2"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "Request for {} succeeded, continuing with tests...",
+            server.url("/a")
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("a: Running webpage capture process"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("a: Updated {}", d.join("a.png").display())),
+        "{}",
+        r.stdout
+    );
+    let reference = image::open(d.join("a.png")).unwrap().to_rgb8();
+    assert_eq!(reference.dimensions(), (400, 300));
+    assert_eq!(reference.get_pixel(10, 10).0, [0, 0, 255]);
+    // `update` captured the `ref` arm.
+    assert!(server.requests_for("/b").len() == 1 && server.requests_for("/b-new").is_empty());
+
+    let r = run(&["test", dir_s]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("a passed (no diff)"), "{}", r.stdout);
+    assert!(r.stdout.contains("b passed (no diff)"), "{}", r.stdout);
+    assert!(r.stderr.contains("All tests passed!"), "{}", r.stderr);
+    // `test` captured the `run` arm.
+    assert_eq!(server.requests_for("/b-new").len(), 1);
+
+    server.set_html("/a", &page("red", "alpha"));
+    let junit = d.join("junit.xml");
+    let report = d.join("report");
+    let r = run(&[
+        "test",
+        dir_s,
+        "--junit",
+        junit.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("a failed\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("b passed (no diff)"), "{}", r.stdout);
+    assert!(r.stderr.contains("1 test(s) failed."), "{}", r.stderr);
+    let line = |label: &str| -> PathBuf {
+        let l = r
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line in {}", r.stdout));
+        PathBuf::from(l.trim_start()[label.len()..].trim())
+    };
+    let distortion: f64 = r
+        .stdout
+        .lines()
+        .find(|l| l.ends_with(" distortion"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a distortion line");
+    assert!(distortion > 0.0 && distortion < 1.0, "{distortion}");
+    let (ref_path, run_path, diff_path) = (line("Ref:"), line("Run:"), line("Diff:"));
+    assert_eq!(
+        image::open(&ref_path)
+            .unwrap()
+            .to_rgb8()
+            .get_pixel(10, 10)
+            .0,
+        [0, 0, 255]
+    );
+    assert_eq!(
+        image::open(&run_path)
+            .unwrap()
+            .to_rgb8()
+            .get_pixel(10, 10)
+            .0,
+        [255, 0, 0]
+    );
+    assert!(image::open(&diff_path).is_ok());
+    assert!(r.stdout.contains("(all): "), "{}", r.stdout);
+    // The reference itself is untouched by `test`.
+    assert_eq!(
+        image::open(d.join("a.png"))
+            .unwrap()
+            .to_rgb8()
+            .get_pixel(10, 10)
+            .0,
+        [0, 0, 255]
+    );
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"tests="2" failures="1" errors="0""#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"<testcase name="a""#), "{xml}");
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        html.contains("failed") && html.contains("images/t0-diff.png"),
+        "{html}"
+    );
+}
+
+#[test]
+fn setup_is_killed_filters_apply_and_a_missing_reference_says_run_update() {
+    let server = PageServer::start();
+    server.set_html("/x", &page("blue", "x"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pidfile = d.join("setup.pid");
+    std::fs::write(
+        d.join("one.yaml"),
+        format!(
+            r#"
+setup: |
+  echo $$ > {pid}
+  sleep 300 &
+  wait
+waitFor: |
+  while [ ! -s {pid} ]; do sleep 0.05; done
+tests:
+  - name: home
+    url: {x}
+  - name: home-mobile
+    url: {x}
+    config: {{viewportSize: {{width: 320, height: 480}}}}
+  - name: about
+    url: {x}
+"#,
+            pid = pidfile.display(),
+            x = server.url("/x"),
+        ),
+    )
+    .unwrap();
+    let dir_s = d.to_str().unwrap();
+
+    let r = run(&[
+        "test",
+        dir_s,
+        "--list_tests",
+        "--test-filter",
+        "home*-*mobile",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!("{}:\n  home\n", d.join("one.yaml").display())
+    );
+
+    let r = run(&["update", dir_s, "--test_filter", "home*-*mobile"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(d.join("home.png").exists());
+    assert!(!d.join("home-mobile.png").exists() && !d.join("about.png").exists());
+    // The setup script and its child were killed when the run ended.
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let alive = Command::new("kill")
+        .args(["-0", pid.trim()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(!alive, "setup (pid {}) is still running", pid.trim());
+    let group_alive = Command::new("pgrep")
+        .args(["-g", pid.trim()])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    assert!(!group_alive, "setup's children are still running");
+
+    let r = run(&["test", dir_s, "--test-filter", "about"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("does not exist; run `dpxdt update"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("1 test(s) failed."), "{}", r.stderr);
+}
+
+#[test]
+fn yaml_errors_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("bad.yaml"),
+        "tests:\n  - name: a\n    url: http://127.0.0.1:1/\n    config:\n      viewportsize: {width: 1, height: 1}\n",
+    )
+    .unwrap();
+    let r = run(&["test", d.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    let expected = format!(
+        "{}:5: tests[0] (a).config.viewportsize",
+        d.join("bad.yaml").display()
+    );
+    assert!(r.stderr.contains(&expected), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("viewportSize") && r.stderr.contains("injectCss"),
+        "lists the known fields: {}",
+        r.stderr
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let r = run(&["update", empty.path().to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no *.yaml files"), "{}", r.stderr);
+}
