@@ -1,0 +1,48 @@
+//! The cargo-test check API against a real page: `check_url` writes a new
+//! reference, matches it, and fails with the triplet when the page changes.
+
+use dpxdt_core::CaptureConfig;
+use dpxdt_core::check::{CheckError, CheckOutcome, Checker};
+use dpxdt_e2e::PageServer;
+
+#[tokio::test]
+async fn check_url_writes_matches_and_fails_on_change() {
+    let server = PageServer::start();
+    server.set_html(
+        "/card",
+        r#"<html><body style="margin:0"><div style="width:120px;height:60px;background:teal"></div></body></html>"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let checker = Checker::new().dir(dir.path()).update(false).ci(false);
+    let config =
+        CaptureConfig::from_json(r#"{"viewportSize": {"width": 300, "height": 200}}"#).unwrap();
+    let url = server.url("/card");
+
+    let first = checker.check_url("ui/card", &url, &config).await.unwrap();
+    assert!(
+        matches!(first, CheckOutcome::NewReference { .. }),
+        "{first:?}"
+    );
+    assert!(dir.path().join("ui/card.png").exists());
+
+    let again = checker.check_url("ui/card", &url, &config).await.unwrap();
+    assert!(matches!(again, CheckOutcome::Matched { .. }), "{again:?}");
+
+    server.set_html(
+        "/card",
+        r#"<html><body style="margin:0"><div style="width:120px;height:60px;background:orange"></div></body></html>"#,
+    );
+    let err = checker
+        .check_url("ui/card", &url, &config)
+        .await
+        .unwrap_err();
+    let CheckError::Different {
+        report, new, diff, ..
+    } = &err
+    else {
+        panic!("expected a difference, got {err}");
+    };
+    assert_eq!(report.changed_pixels, 120 * 60);
+    assert!(new.exists() && diff.exists());
+    assert!(err.to_string().contains("DPXDT_UPDATE=1"), "{err}");
+}
