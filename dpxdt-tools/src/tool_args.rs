@@ -247,6 +247,86 @@ fn utc_string(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        capture: CaptureArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+    }
+
+    #[test]
+    fn original_underscore_flags_and_dashed_flags_both_parse() {
+        let underscore = Flags::try_parse_from([
+            "tool",
+            "--release_server_prefix=http://h/api",
+            "--release_client_id=id",
+            "--release_client_secret=secret",
+            "--upload_build_id=7",
+            "--upload_release_name=nightly",
+            "--release_cut_url=http://ci/1",
+            "--http_username=u",
+            "--http_password=p",
+            "--inject_css=a{}",
+            "--inject_js=1",
+            "--wait_timeout=5",
+        ])
+        .unwrap();
+        let dashed = Flags::try_parse_from([
+            "tool",
+            "--release-server-prefix",
+            "http://h/api",
+            "--release-client-id",
+            "id",
+            "--release-client-secret",
+            "secret",
+            "--upload-build-id",
+            "7",
+            "--upload-release-name",
+            "nightly",
+            "--release-cut-url",
+            "http://ci/1",
+            "--http-username",
+            "u",
+            "--http-password",
+            "p",
+            "--inject-css",
+            "a{}",
+            "--inject-js",
+            "1",
+            "--wait-timeout",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(format!("{underscore:?}"), format!("{dashed:?}"));
+        assert_eq!(underscore.server.build_id().unwrap(), BuildId(7));
+        assert_eq!(underscore.server.release_name("x"), "nightly");
+        assert_eq!(
+            underscore.capture.config_json().unwrap(),
+            r#"{"httpUserName":"u","httpPassword":"p","injectCss":"a{}","injectJs":"1"}"#
+        );
+        assert_eq!(
+            underscore.capture.basic_auth().unwrap(),
+            Some(("u".to_string(), "p".to_string()))
+        );
+        assert!(underscore.server.client().is_ok());
+    }
+
+    #[test]
+    fn half_a_key_or_half_a_login_is_refused() {
+        let flags =
+            Flags::try_parse_from(["tool", "--release_client_id=id", "--http_password=p"]).unwrap();
+        let err = flags.server.client().unwrap_err().to_string();
+        assert!(err.contains("--release_client_secret"), "{err}");
+        let err = flags.capture.basic_auth().unwrap_err().to_string();
+        assert!(err.contains("--http_username"), "{err}");
+        let err = flags.server.build_id().unwrap_err().to_string();
+        assert!(err.contains("--upload_build_id"), "{err}");
+    }
 
     #[test]
     fn utc_strings_match_known_dates() {
