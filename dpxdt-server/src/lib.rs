@@ -10,6 +10,7 @@
 pub mod http;
 pub mod queue;
 pub mod storage;
+pub mod ui;
 pub mod workers;
 
 use std::future::Future;
@@ -129,7 +130,7 @@ pub async fn serve_store(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    warp::serve(http::routes(state))
+    warp::serve(ui::with_ui(state.clone(), http::routes(state)))
         .incoming(listener)
         .graceful(async move {
             let _ = stop_for_server.wait_for(|stop| *stop).await;

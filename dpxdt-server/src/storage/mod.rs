@@ -11,6 +11,8 @@ mod artifacts;
 mod auth;
 mod releases;
 mod schema;
+pub mod sessions;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -122,6 +122,8 @@ CREATE TABLE admin_log (
 );
 CREATE INDEX admin_log_build ON admin_log (build_id, id);
 "#,
+    // 2: the review UI's login sessions.
+    super::sessions::MIGRATION,
 ];
 
 /// The version a fully migrated database has.

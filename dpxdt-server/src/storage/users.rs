@@ -300,7 +300,9 @@ pub fn list_releases(
             .parse()
             .map_err(|e| StoreError::Invalid(format!("release {id}: {e}")))?;
         let mut per_state = Vec::new();
-        for c in counts.query_map([id.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        for c in counts.query_map([id.0], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
             let (s, n) = c?;
             let s: RunStatus = s
                 .parse()
@@ -385,7 +387,11 @@ fn log_in(
 }
 
 /// The newest `limit` entries of a build's activity log.
-pub fn list_log(conn: &Connection, build: BuildId, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+pub fn list_log(
+    conn: &Connection,
+    build: BuildId,
+    limit: u32,
+) -> Result<Vec<LogEntry>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT l.log_type, l.message, u.name, l.created FROM admin_log l
          LEFT JOIN user u ON u.id = l.user_id

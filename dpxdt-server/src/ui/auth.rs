@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
@@ -117,8 +117,7 @@ impl Limiter {
 /// Equal-time comparison of two tokens.
 fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -166,13 +165,12 @@ pub(crate) fn check_csrf(req: &Req) -> Result<(), UiError> {
 }
 
 /// The logged-in user, or a redirect to the login page.
-pub(crate) fn require_user(req: &Req) -> Result<&UserRow, Response> {
+pub(crate) fn require_user(req: &Req) -> Result<&UserRow, Box<Response>> {
     match &req.session {
         Some(s) => Ok(&s.user),
         None => {
-            let next: String =
-                url::form_urlencoded::byte_serialize(req.path.as_bytes()).collect();
-            Err(redirect(&format!("/login?next={next}")))
+            let next: String = url::form_urlencoded::byte_serialize(req.path.as_bytes()).collect();
+            Err(Box::new(redirect(&format!("/login?next={next}"))))
         }
     }
 }
@@ -180,9 +178,7 @@ pub(crate) fn require_user(req: &Req) -> Result<&UserRow, Response> {
 /// A local path to go to after logging in; anything else becomes `/`.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => {
-            n.to_string()
-        }
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
         _ => "/".to_string(),
     }
 }

@@ -224,6 +224,19 @@ pub fn routes(
         )
 }
 
+/// The UI's routes in front of `api` (which answers everything under `/api/`).
+pub fn with_ui(
+    state: AppState,
+    api: impl Filter<Extract = (Response,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    routes(state).or(api).unify()
+}
+
 /// Reads a urlencoded form body of at most [`FORM_LIMIT`] bytes.
 async fn read_form<S, B>(body: S) -> Result<HashMap<String, String>, UiError>
 where
@@ -272,7 +285,10 @@ fn page_headers(resp: &mut Response) {
              frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ),
     );
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
@@ -398,7 +414,10 @@ fn static_file(req: &Req, name: &str) -> Result<Response, UiError> {
     let h = resp.headers_mut();
     h.insert("content-type", HeaderValue::from_static(content_type));
     h.insert("cache-control", HeaderValue::from_static("no-cache"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(v) = HeaderValue::from_str(&tag) {
         h.insert("etag", v);
     }

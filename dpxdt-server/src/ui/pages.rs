@@ -129,7 +129,7 @@ pub(crate) async fn home(ui: &Ui, req: &Req) -> Result<Response, UiError> {
 /// `GET /new_build`.
 pub(crate) fn new_build_page(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     if let Err(r) = require_user(req) {
-        return Ok(r);
+        return Ok(*r);
     }
     ui.render(
         req,
@@ -143,7 +143,7 @@ pub(crate) fn new_build_page(ui: &Ui, req: &Req) -> Result<Response, UiError> {
 pub(crate) async fn new_build(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let user = match require_user(req) {
         Ok(u) => u.clone(),
-        Err(r) => return Ok(r),
+        Err(r) => return Ok(*r),
     };
     let name = param(req, "name")?.trim().to_string();
     let public = req.f("public") == Some("1");
@@ -494,7 +494,10 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert("etag", v);
     }
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         "content-security-policy",
         HeaderValue::from_static("sandbox; default-src 'none'"),

@@ -1,0 +1,696 @@
+//! The review UI over real HTTP: login, builds, API keys, review actions,
+//! escaping, CSRF, rate limiting and who may see what.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dpxdt_core::api::ReportRunRequest;
+use dpxdt_core::{BuildId, ReleaseKey};
+use dpxdt_server::Config;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+const XSS_RELEASE: &str = "<script>alert('release')</script>";
+const XSS_RUN: &str = "/<script>alert(\"run\")</script>?a=1&b=2";
+
+struct Server {
+    base: String,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// A server with workers off and users `alice` and `bob` (password `NAME-password`).
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.in_process_workers = false;
+        let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
+        for name in ["alice", "bob"] {
+            dpxdt_server::ui::create_user(&store, name, &format!("{name}-password"), false)
+                .unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            dpxdt_server::serve_store(listener, store, config, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            base,
+            _dir: dir,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(20), self.handle.take().unwrap())
+            .await
+            .expect("server stops")
+            .unwrap();
+    }
+
+    fn browser(&self) -> Browser {
+        Browser {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A minimal browser: keeps cookies, does not follow redirects.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+    extra: Vec<(&'static str, &'static str)>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of the first hidden input `name`.
+    fn input(&self, name: &str) -> String {
+        let needle = format!("name=\"{name}\" value=\"");
+        let start = self
+            .body
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no input {name} in {}", self.body))
+            + needle.len();
+        let end = self.body[start..].find('"').unwrap() + start;
+        self.body[start..end].to_string()
+    }
+
+    fn text_of(&self, id: &str) -> String {
+        let needle = format!("id=\"{id}\">");
+        let start = self
+            .body
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no element #{id} in {}", self.body))
+            + needle.len();
+        let end = self.body[start..].find('<').unwrap() + start;
+        self.body[start..end].to_string()
+    }
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let mut req = req.header("cookie", self.cookie_header());
+        for (k, v) in &self.extra {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        for sc in resp.headers().get_all("set-cookie") {
+            let sc = sc.to_str().unwrap();
+            let (kv, attrs) = sc.split_once(';').unwrap_or((sc, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap();
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    async fn login(&mut self, name: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.input("csrf");
+        self.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("name", name),
+                ("password", password),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+
+    /// The session's CSRF token, read from the home page's logout form.
+    async fn csrf(&mut self) -> String {
+        self.get("/").await.input("csrf")
+    }
+
+    /// Creates a build and returns its id.
+    async fn create_build(&mut self, name: &str, public: bool) -> i64 {
+        let csrf = self.csrf().await;
+        let mut form = vec![("csrf", csrf.as_str()), ("name", name)];
+        if public {
+            form.push(("public", "1"));
+        }
+        let page = self.post("/new_build", &form).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        page.location()
+            .strip_prefix("/build?id=")
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Creates an API key on the build page; returns (id, secret).
+    async fn create_key(&mut self, build: i64) -> (String, String) {
+        let csrf = self.csrf().await;
+        let page = self
+            .post(
+                "/build/api_key",
+                &[
+                    ("csrf", &csrf),
+                    ("build_id", &build.to_string()),
+                    ("purpose", "CI"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        (page.text_of("new-key-id"), page.text_of("new-key-secret"))
+    }
+}
+
+fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    let mut writer = enc.write_header().unwrap();
+    let data: Vec<u8> = (0..w * h).flat_map(|_| rgb).collect();
+    writer.write_image_data(&data).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// Uploads a release through the API with one run that has a diff and one
+/// that has none, and says runs_done. Returns the artifact id of the diff image.
+async fn upload_release(base: &str, build: i64, key: &(String, String), name: &str) -> String {
+    let client = dpxdt_client::Client::builder(base)
+        .api_key(&key.0, &key.1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let b = BuildId(build);
+    let rel = client
+        .create_release(b, name, "https://ci.example/1")
+        .await
+        .unwrap();
+    let reference = client
+        .upload_bytes(b, "ref.png", png(8, 8, [255, 255, 255]))
+        .await
+        .unwrap();
+    let new = client
+        .upload_bytes(b, "new.png", png(8, 8, [250, 0, 0]))
+        .await
+        .unwrap();
+    let diff = client
+        .upload_bytes(b, "diff.png", png(8, 8, [255, 0, 0]))
+        .await
+        .unwrap();
+    for (run, with_diff) in [(XSS_RUN, true), ("/same", false)] {
+        client
+            .report_run(&ReportRunRequest {
+                build_id: b,
+                release_name: name.into(),
+                release_number: rel.release_number,
+                run_name: run.into(),
+                url: Some(format!("https://site.example{run}")),
+                image: Some(if with_diff {
+                    new.sha1sum.clone()
+                } else {
+                    reference.sha1sum.clone()
+                }),
+                ref_image: Some(reference.sha1sum.clone()),
+                diff_image: with_diff.then(|| diff.sha1sum.clone()),
+                distortion: Some(if with_diff { 0.25 } else { 0.0 }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    client
+        .runs_done(&ReleaseKey {
+            build_id: b,
+            release_name: name.into(),
+            release_number: rel.release_number,
+        })
+        .await
+        .unwrap();
+    diff.sha1sum.to_string()
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn login_sets_a_hardened_session_cookie_and_logout_ends_it() {
+    let server = Server::start().await;
+    let mut b = server.browser();
+    let wrong = b.login("alice", "not-her-password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("Wrong user name or password"));
+    assert!(!b.cookies.contains_key("dpxdt_session"));
+
+    let ok = b.login("alice", "alice-password").await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let cookie = ok
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("dpxdt_session="))
+        .expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let home = b.get("/").await;
+    assert!(home.body.contains("alice"));
+
+    let csrf = b.csrf().await;
+    let out = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(!b.get("/").await.body.contains("Log out"));
+    // The old session cookie no longer works even when replayed.
+    let mut replay = server.browser();
+    replay
+        .cookies
+        .insert("dpxdt_session".into(), cookie[14..78].to_string());
+    assert_eq!(replay.get("/new_build").await.status, StatusCode::SEE_OTHER);
+
+    // Behind an HTTPS proxy the cookie is Secure.
+    let mut tls = server.browser();
+    tls.extra.push(("x-forwarded-proto", "https"));
+    let ok = tls.login("bob", "bob-password").await;
+    let cookie = ok
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("dpxdt_session="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited_per_user_name() {
+    let server = Server::start().await;
+    let mut b = server.browser();
+    for _ in 0..5 {
+        assert_eq!(
+            b.login("bob", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right password is refused while the limit holds.
+    let page = b.login("bob", "bob-password").await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(!b.cookies.contains_key("dpxdt_session"));
+    // Another user from the same address is not locked out.
+    assert_eq!(
+        b.login("alice", "alice-password").await.status,
+        StatusCode::SEE_OTHER
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn posts_without_a_valid_csrf_token_are_refused() {
+    let server = Server::start().await;
+    let mut b = server.browser();
+    b.login("alice", "alice-password").await;
+    for form in [
+        vec![("name", "no-token")],
+        vec![("name", "wrong-token"), ("csrf", "00ff")],
+    ] {
+        let page = b.post("/new_build", &form).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(page.body.contains("CSRF"));
+    }
+    let home = b.get("/").await;
+    assert!(!home.body.contains("no-token") && !home.body.contains("wrong-token"));
+    // Another session's token does not work either.
+    let mut other = server.browser();
+    other.login("bob", "bob-password").await;
+    let bobs = other.csrf().await;
+    let page = b
+        .post("/new_build", &[("name", "bobs-token"), ("csrf", &bobs)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    // The login form needs its own token too.
+    let mut fresh = server.browser();
+    let page = fresh
+        .post(
+            "/login",
+            &[("name", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn review_flow_with_escaped_names_keys_and_activity_log() {
+    let server = Server::start().await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("shop <b>desktop</b>", false).await;
+    let key = alice.create_key(build).await;
+    assert_eq!(key.1.len(), 64);
+    // The secret is shown once.
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(page.body.contains(&key.0));
+    assert!(!page.body.contains(&key.1));
+    assert!(page.body.contains("shop &lt;b&gt;desktop&lt;/b&gt;"));
+
+    let diff_id = upload_release(&server.base, build, &key, XSS_RELEASE).await;
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(page.body.contains("&lt;script&gt;alert("));
+    assert!(page.body.contains("Diff found: 1"));
+    assert!(page.body.contains("Same: 1"));
+
+    let release_path = format!(
+        "/release?build_id={build}&name={}&number=1",
+        enc(XSS_RELEASE)
+    );
+    let page = alice.get(&release_path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert_eq!(page.text_of("release-status"), "reviewing");
+    // Diffs come first.
+    assert!(
+        page.body.find("group-diff_found").unwrap()
+            < page.body.find("group-diff_not_found").unwrap()
+    );
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"));
+
+    let run_path = format!(
+        "{}&run={}",
+        release_path.replacen("/release", "/run", 1),
+        enc(XSS_RUN)
+    );
+    let page = alice.get(&run_path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("&lt;script&gt;alert(&quot;run&quot;)&lt;/script&gt;")
+    );
+    assert_eq!(page.text_of("distortion"), "25.0000%");
+    assert!(
+        page.body.contains(&format!("id&#x3D;{diff_id}")),
+        "{}",
+        page.body
+    );
+
+    // The image route serves the diff with cache headers and revalidates.
+    let img = alice
+        .get(&format!("/image?build_id={build}&id={diff_id}"))
+        .await;
+    assert_eq!(img.status, StatusCode::OK);
+    assert_eq!(img.headers["content-type"], "image/png");
+    assert!(
+        img.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("private, max-age=")
+    );
+    let etag = img.headers["etag"].to_str().unwrap().to_string();
+    let req = alice
+        .http
+        .get(format!(
+            "{}/image?build_id={build}&id={diff_id}",
+            server.base
+        ))
+        .header("if-none-match", etag);
+    assert_eq!(alice.send(req).await.status, StatusCode::NOT_MODIFIED);
+
+    // Approve the diff: the core moves it to diff_approved.
+    let csrf = page.input("csrf");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("build_id", &build.to_string()),
+        ("name", XSS_RELEASE),
+        ("number", "1"),
+        ("run", XSS_RUN),
+        ("action", "approve"),
+    ];
+    let done = alice.post("/run/verdict", &form).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let page = alice.get(&run_path).await;
+    assert_eq!(page.text_of("run-status"), "Approved");
+    assert!(page.body.contains("id=\"reject\""));
+    // Approving twice is refused by the state machine.
+    let again = alice.post("/run/verdict", &form).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    // Mark the release good, then back to reviewing.
+    for (status, expect) in [
+        ("good", "good"),
+        ("reviewing", "reviewing"),
+        ("good", "good"),
+    ] {
+        let page = alice
+            .post(
+                "/release/status",
+                &[
+                    ("csrf", &csrf),
+                    ("build_id", &build.to_string()),
+                    ("name", XSS_RELEASE),
+                    ("number", "1"),
+                    ("status", status),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(
+            alice.get(&release_path).await.text_of("release-status"),
+            expect
+        );
+    }
+
+    // Revoke the key: the API refuses it afterwards.
+    let page = alice
+        .post(
+            "/build/revoke_key",
+            &[
+                ("csrf", &csrf),
+                ("build_id", &build.to_string()),
+                ("key_id", &key.0),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let api = reqwest::Client::new()
+        .post(format!("{}/api/create_release", server.base))
+        .basic_auth(&key.0, Some(&key.1))
+        .form(&[
+            ("build_id", build.to_string().as_str()),
+            ("release_name", "x"),
+            ("url", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 401);
+
+    // Every action is in the activity log, with who did it.
+    let page = alice.get(&format!("/build?id={build}")).await;
+    for entry in [
+        "create_build",
+        "ui_create_api_key",
+        "run_approve",
+        "release_good",
+        "revoke_api_key",
+    ] {
+        assert!(
+            page.body.contains(&format!("<strong>{entry}</strong>")),
+            "{entry} missing"
+        );
+    }
+    assert!(page.body.contains("by alice"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn another_user_cannot_see_or_change_a_private_build() {
+    let server = Server::start().await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("alice-private", false).await;
+    let key = alice.create_key(build).await;
+    let diff_id = upload_release(&server.base, build, &key, "r1").await;
+    let bs = build.to_string();
+
+    let mut bob = server.browser();
+    bob.login("bob", "bob-password").await;
+    let mut anon = server.browser();
+    let pages = [
+        format!("/build?id={build}"),
+        format!("/release?build_id={build}&name=r1&number=1"),
+        format!("/run?build_id={build}&name=r1&number=1&run=%2Fsame"),
+        format!("/image?build_id={build}&id={diff_id}"),
+    ];
+    for who in [&mut bob, &mut anon] {
+        for p in &pages {
+            let page = who.get(p).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{p}");
+            assert!(!page.body.contains("alice-private"));
+        }
+        assert!(!who.get("/").await.body.contains("alice-private"));
+    }
+    // A missing build looks exactly the same as someone else's.
+    let missing = bob.get("/build?id=999999").await;
+    let theirs = bob.get(&pages[0]).await;
+    assert_eq!(missing.status, theirs.status);
+    assert_eq!(missing.body, theirs.body);
+
+    let csrf = bob.csrf().await;
+    let actions: [(&str, Vec<(&str, &str)>); 5] = [
+        (
+            "/build/api_key",
+            vec![("build_id", &bs), ("purpose", "steal")],
+        ),
+        (
+            "/build/revoke_key",
+            vec![("build_id", &bs), ("key_id", &key.0)],
+        ),
+        ("/build/settings", vec![("build_id", &bs), ("public", "1")]),
+        (
+            "/release/status",
+            vec![
+                ("build_id", &bs),
+                ("name", "r1"),
+                ("number", "1"),
+                ("status", "bad"),
+            ],
+        ),
+        (
+            "/run/verdict",
+            vec![
+                ("build_id", &bs),
+                ("name", "r1"),
+                ("number", "1"),
+                ("run", XSS_RUN),
+                ("action", "approve"),
+            ],
+        ),
+    ];
+    for (path, form) in &actions {
+        let mut form = form.clone();
+        form.push(("csrf", &csrf));
+        let page = bob.post(path, &form).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}: {}", page.body);
+    }
+    // Nothing changed for alice.
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(page.body.contains("private"));
+    assert!(!page.body.contains("steal"));
+    assert!(page.body.contains(">active<"));
+    let page = alice.get(&pages[1]).await;
+    assert_eq!(page.text_of("release-status"), "reviewing");
+
+    // Made public, bob may read it but still not change it or see its keys.
+    let acsrf = alice.csrf().await;
+    alice
+        .post(
+            "/build/settings",
+            &[("csrf", &acsrf), ("build_id", &bs), ("public", "1")],
+        )
+        .await;
+    let page = bob.get(&pages[0]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(&key.0), "keys are for owners");
+    assert!(!page.body.contains("id=\"mark-good\""));
+    assert_eq!(bob.get(&pages[3]).await.status, StatusCode::OK);
+    assert_eq!(anon.get(&pages[1]).await.status, StatusCode::OK);
+    let (path, form) = &actions[3];
+    let mut form = form.clone();
+    form.push(("csrf", &csrf));
+    assert_eq!(bob.post(path, &form).await.status, StatusCode::FORBIDDEN);
+    // An artifact of another build is not served through this build.
+    let other = alice.create_build("other", true).await;
+    let page = bob
+        .get(&format!("/image?build_id={other}&id={diff_id}"))
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn static_assets_and_unknown_pages() {
+    let server = Server::start().await;
+    let mut b = server.browser();
+    let css = b.get("/static/app.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let js = b.get("/static/app.js").await;
+    assert!(js.body.contains("keydown"));
+    assert_eq!(
+        b.get("/static/../Cargo.toml").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(b.get("/nope").await.status, StatusCode::NOT_FOUND);
+    // The API still answers under /api/.
+    let api = b.get("/api/nope").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert!(api.body.contains("\"success\":false") || api.body.contains("\"error\""));
+    // Pages that need a login send you to it.
+    let page = b.get("/new_build").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page.location().starts_with("/login?next="));
+    server.stop().await;
+}
