@@ -398,6 +398,8 @@ pub async fn run(
             }
         }
         let mut set = tokio::task::JoinSet::new();
+        // At most `jobs` tests in flight, so a test's time is its own.
+        let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
         for t in tests {
             let ctx = TestContext {
                 mode,
@@ -408,7 +410,11 @@ pub async fn run(
                 browser: Arc::clone(&browser),
                 reporter: Arc::clone(&reporter),
             };
-            set.spawn(ctx.run());
+            let slots = Arc::clone(&slots);
+            set.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                ctx.run().await
+            });
         }
         while let Some(done) = set.join_next().await {
             let result = done.map_err(|e| LocalError::Setup(format!("a test task failed: {e}")))?;
