@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     pub idle_pause: Duration,
     /// Run diff workers.
     pub diff: bool,
+    /// Diff workers running side by side (default: the number of CPUs).
+    pub diff_workers: usize,
     /// Run capture workers (needs Chromium and chromedriver).
     pub capture: bool,
     /// Parallel captures (browser sessions).
@@ -45,6 +47,7 @@ impl Default for WorkerConfig {
             capture_lease: Duration::from_secs(180),
             idle_pause: Duration::from_millis(500),
             diff: true,
+            diff_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             capture: true,
             capture_sessions: 1,
         }
@@ -127,11 +130,13 @@ pub fn spawn_all(
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     if config.diff {
-        let worker = DiffWorker::new(client.clone(), config.diff_lease);
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            run_loop("diff", || worker.run_once(), config.idle_pause, stop).await;
-        }));
+        for _ in 0..config.diff_workers.max(1) {
+            let worker = DiffWorker::new(client.clone(), config.diff_lease);
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                run_loop("diff", || worker.run_once(), config.idle_pause, stop).await;
+            }));
+        }
     }
     #[cfg(feature = "capture")]
     if config.capture {
