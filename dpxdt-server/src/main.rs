@@ -142,6 +142,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     config.data_dir.display()
                 );
             }
+            if let Some(password) = dpxdt_server::ui::ensure_admin_password(&store)? {
+                println!("Review UI: log in at http://{addr}/login as admin, password {password}");
+            }
             println!("dpxdt-server listening on http://{addr}/");
             dpxdt_server::serve_store(listener, store, config, shutdown_signal()).await?;
         }

@@ -694,3 +694,54 @@ async fn static_assets_and_unknown_pages() {
     assert!(page.location().starts_with("/login?next="));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn first_start_prints_an_admin_password_that_logs_in_once() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dpxdt-server"))
+            .args(["--listen", "127.0.0.1:0", "--no-workers", "--data-dir"])
+            .arg(dir.path())
+            .env("DPXDT_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut password = None;
+        let base = loop {
+            let line = lines.next().expect("server prints its address").unwrap();
+            if let Some(p) = line.split("as admin, password ").nth(1) {
+                password = Some(p.trim().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("dpxdt-server listening on ") {
+                break rest.trim_end_matches('/').to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        (child, base, password)
+    };
+    let (mut child, base, password) = start();
+    let password = password.expect("first start prints the admin password");
+    let mut b = Browser {
+        base,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        cookies: HashMap::new(),
+        extra: Vec::new(),
+    };
+    assert_eq!(
+        b.login("admin", &password).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(b.get("/").await.body.contains("admin"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The second start keeps the password and does not print it again.
+    let (mut child, _, again) = start();
+    assert_eq!(again, None);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
