@@ -63,6 +63,7 @@ pub async fn wait_for_release(
 ) -> anyhow::Result<ReleaseStatusResponse> {
     let deadline = Instant::now() + Duration::from_secs(wait.wait_timeout);
     let interval = Duration::from_millis(wait.poll_interval_ms.max(10));
+    let mut last_progress = String::new();
     loop {
         let status = client
             .release_status(key)
@@ -70,6 +71,12 @@ pub async fn wait_for_release(
             .with_context(|| format!("cannot read the status of release {}", describe(key)))?;
         if is_settled(status.status) {
             return Ok(status);
+        }
+        // Progress for people watching a CI log: one line whenever it changes.
+        let progress = format!("{}; {}", status.status, counts(&status));
+        if progress != last_progress {
+            eprintln!("waiting: release {} is {progress}", describe(key));
+            last_progress = progress;
         }
         if Instant::now() >= deadline {
             anyhow::bail!(
