@@ -86,6 +86,7 @@ const tick = () => {
 const finish = (abandoned) => {
   const nav = performance.getEntriesByType('navigation')[0];
   done({
+    href: location.href,
     waitedMs: Math.round(performance.now() - start),
     abandoned,
     status: nav && typeof nav.responseStatus === 'number' ? nav.responseStatus : 0,

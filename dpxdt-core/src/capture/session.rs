@@ -18,6 +18,9 @@ pub(crate) struct Session {
     /// Always `Some` until the session is quit or dropped.
     driver: Option<WebDriver>,
     default_user_agent: String,
+    /// Settings last sent to the browser, by CDP method: a capture only
+    /// sends what differs from the previous one (each call is a round trip).
+    applied: std::sync::Mutex<std::collections::HashMap<&'static str, Value>>,
 }
 
 impl Drop for Session {
@@ -85,6 +88,7 @@ impl Session {
         let mut session = Session {
             driver: Some(driver),
             default_user_agent: String::new(),
+            applied: Default::default(),
         };
         if let Err(e) = session.init().await {
             session.discard();
@@ -118,6 +122,17 @@ impl Session {
             .send_raw(method, params)
             .await
             .map_err(|e| CaptureError::Browser(format!("{method}: {e}")))
+    }
+
+    /// Sends a settings command unless the same one is already in effect.
+    async fn cdp_setting(&self, method: &'static str, params: Value) -> Result<(), CaptureError> {
+        if self.applied.lock().expect("applied").get(method) == Some(&params) {
+            return Ok(());
+        }
+        self.applied.lock().expect("applied").remove(method);
+        self.cdp(method, params.clone()).await?;
+        self.applied.lock().expect("applied").insert(method, params);
+        Ok(())
     }
 
     async fn script(&self, source: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
@@ -171,7 +186,7 @@ impl Session {
         // Reset what an earlier capture in this session may have set.
         self.cdp("Network.clearBrowserCookies", json!({})).await?;
         let blocked = blocked_patterns(config);
-        self.cdp("Network.setBlockedURLs", json!({ "urls": blocked }))
+        self.cdp_setting("Network.setBlockedURLs", json!({ "urls": blocked }))
             .await?;
         let mut headers = extra_headers(url, config);
         if let Some(user) = &config.http_user_name {
@@ -201,16 +216,16 @@ impl Session {
                 ),
             );
         }
-        self.cdp("Network.setExtraHTTPHeaders", json!({ "headers": headers }))
+        self.cdp_setting("Network.setExtraHTTPHeaders", json!({ "headers": headers }))
             .await?;
         let ua = config
             .user_agent
             .clone()
             .unwrap_or_else(|| self.default_user_agent.clone());
-        self.cdp("Network.setUserAgentOverride", json!({ "userAgent": ua }))
+        self.cdp_setting("Network.setUserAgentOverride", json!({ "userAgent": ua }))
             .await?;
         self.set_viewport(viewport.width, viewport.height).await?;
-        self.cdp(
+        self.cdp_setting(
             "Emulation.setDefaultBackgroundColorOverride",
             json!({ "color": { "r": 255, "g": 255, "b": 255, "a": 1 } }),
         )
@@ -247,22 +262,26 @@ impl Session {
         }
 
         // Load.
-        self.d()
-            .set_page_load_timeout(page_timeout)
-            .await
-            .map_err(browser_err)?;
-        self.d()
-            .set_script_timeout(page_timeout)
-            .await
-            .map_err(browser_err)?;
+        let timeouts = json!(page_timeout.as_millis() as u64);
+        if self.applied.lock().expect("applied").get("timeouts") != Some(&timeouts) {
+            self.d()
+                .set_page_load_timeout(page_timeout)
+                .await
+                .map_err(browser_err)?;
+            self.d()
+                .set_script_timeout(page_timeout)
+                .await
+                .map_err(browser_err)?;
+            self.applied
+                .lock()
+                .expect("applied")
+                .insert("timeouts", timeouts);
+        }
         if let Err(e) = self.d().goto(url).await {
             return Err(load_error(url, &e));
         }
-        let here = self
-            .script("return location.href;", Vec::new())
-            .await
-            .map_err(browser_err)?;
-        if here
+        let settled = self.settle(resource_timeout).await?;
+        if settled["href"]
             .as_str()
             .is_some_and(|h| h.starts_with("chrome-error://"))
         {
@@ -271,7 +290,6 @@ impl Session {
                 reason: "the browser showed an error page".into(),
             });
         }
-        let settled = self.settle(resource_timeout).await?;
         let status = settled["status"].as_u64().unwrap_or(0) as u16;
         step(
             &mut log,
@@ -418,19 +436,15 @@ impl Session {
                 );
             }
         }
-        if height != viewport.height {
-            self.set_viewport(viewport.width, viewport.height).await?;
-        }
         Ok(Capture { png, log })
     }
 
     async fn set_viewport(&self, width: u32, height: u32) -> Result<(), CaptureError> {
-        self.cdp(
+        self.cdp_setting(
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
         )
         .await
-        .map(|_| ())
     }
 
     async fn settle(&self, resource_timeout: Duration) -> Result<Value, CaptureError> {
