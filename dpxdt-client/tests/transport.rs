@@ -213,3 +213,42 @@ async fn bad_queue_names_are_refused_before_sending() {
     );
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_upload_is_retried_until_the_server_takes_it() {
+    let server = PageServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shot.png");
+    std::fs::write(&path, b"screenshot bytes").unwrap();
+    let id = ArtifactId::of_bytes(b"screenshot bytes");
+    server.set(
+        "/api/upload",
+        json(503, r#"{"success": false, "error": "disk busy"}"#),
+    );
+    let c = Client::builder(&server.url("/api"))
+        .retries(5)
+        .backoff(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let upload = tokio::spawn({
+        let c = c.clone();
+        let path = path.clone();
+        async move { c.upload_file(BuildId(1), &path).await }
+    });
+    // A second attempt proves the first one failed; then the server recovers.
+    while server.requests_for("/api/upload").len() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.set(
+        "/api/upload",
+        json(
+            200,
+            &format!(
+                r#"{{"success": true, "build_id": 1, "sha1sum": "{id}", "content_type": "image/png"}}"#
+            ),
+        ),
+    );
+    let uploaded = upload.await.unwrap().unwrap();
+    assert_eq!(uploaded.sha1sum, id);
+    assert!(server.requests_for("/api/upload").len() >= 2);
+}
