@@ -49,7 +49,7 @@ impl BuildExt for Build {
         tokio::process::Command::new(exe)
             .arg(format!("--release_server_prefix={}", server().api))
             .arg(format!("--upload_build_id={}", self.id))
-            .args(["--poll_interval_ms", "100", "--wait_timeout", "300"])
+            .args(["--poll_interval_ms", "100", "--wait_timeout", "120"])
             .args(args)
             .env("DPXDT_CLIENT_ID", &self.key_id)
             .env("DPXDT_CLIENT_SECRET", &self.secret)
