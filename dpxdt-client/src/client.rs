@@ -234,7 +234,7 @@ impl Client {
                         return Err(err);
                     }
                     let wait = self.backoff_for(attempt);
-                    tracing::warn!(endpoint, attempt = attempt + 1, ?wait, "retrying: {err}");
+                    tracing::info!(endpoint, attempt = attempt + 1, ?wait, "retrying: {err}");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }

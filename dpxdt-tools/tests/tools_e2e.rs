@@ -323,6 +323,7 @@ async fn bad_input_gives_one_clear_line_and_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains(&format!(
             "cannot reach the server at http://127.0.0.1:{port}/api/create_release"
