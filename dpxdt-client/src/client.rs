@@ -293,10 +293,21 @@ impl Client {
                 timeout: self.timeout,
             })
         } else if err.is_connect() {
+            let detail = root_cause(&err);
+            // Without a TLS backend compiled in, an https URL fails the same
+            // way every time: say so at once instead of retrying.
+            if detail.contains("scheme is not http") {
+                return Attempt::Final(ClientError::Unreachable {
+                    endpoint,
+                    url,
+                    detail: "this build of dpxdt-client has no TLS support; use an http:// URL"
+                        .into(),
+                });
+            }
             Attempt::Transient(ClientError::Unreachable {
                 endpoint,
                 url,
-                detail: root_cause(&err),
+                detail,
             })
         } else if err.is_builder() || err.is_redirect() {
             Attempt::Final(ClientError::Http {
