@@ -100,7 +100,7 @@ tick();
 /// transitions jump to their end, the caret is invisible, plus the
 /// `hideSelectors` (`arguments[1]`) and the user's `injectCss`
 /// (`arguments[2]`). Throws on an invalid selector. Then finishes every
-/// running Web Animation.
+/// running Web Animation. Returns the document height (as [`DOC_HEIGHT`]).
 pub(crate) const STABILIZE: &str = r#"
 const [baseCss, hide, userCss] = arguments;
 for (const sel of hide) {
@@ -120,6 +120,8 @@ if (document.getAnimations) {
   }
 }
 window.scrollTo(0, 0);
+const de = document.documentElement, bd = document.body;
+return Math.ceil(Math.max(de.scrollHeight, de.offsetHeight, bd ? bd.scrollHeight : 0, bd ? bd.offsetHeight : 0));
 "#;
 
 /// The stylesheet [`STABILIZE`] always adds.

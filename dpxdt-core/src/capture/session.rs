@@ -308,16 +308,17 @@ impl Session {
 
         // Freeze and decorate.
         let user_css = config.inject_css.clone().unwrap_or_default();
-        self.script(
-            js::STABILIZE,
-            vec![
-                json!(js::FREEZE_CSS),
-                json!(config.hide_selectors),
-                json!(user_css),
-            ],
-        )
-        .await
-        .map_err(|e| CaptureError::Selector(js_message(&e)))?;
+        let stabilized_height = self
+            .script(
+                js::STABILIZE,
+                vec![
+                    json!(js::FREEZE_CSS),
+                    json!(config.hide_selectors),
+                    json!(user_css),
+                ],
+            )
+            .await
+            .map_err(|e| CaptureError::Selector(js_message(&e)))?;
         if let Some(code) = &config.inject_js {
             self.script(code, Vec::new())
                 .await
@@ -351,12 +352,20 @@ impl Session {
                 }
             }
         }
-        if config.inject_js.is_some() || config.wait_for_selector.is_some() {
+        let page_changed = config.inject_js.is_some() || config.wait_for_selector.is_some();
+        if page_changed {
             self.settle(resource_timeout).await?;
         }
 
         // Size the shot.
-        let doc_height = self.doc_height().await?;
+        let doc_height = if page_changed {
+            self.doc_height().await?
+        } else {
+            stabilized_height
+                .as_u64()
+                .unwrap_or(0)
+                .min(u64::from(u32::MAX)) as u32
+        };
         let mut height = viewport.height;
         if config.full_page() && doc_height > height {
             height = doc_height.min(MAX_EDGE);
@@ -412,6 +421,7 @@ impl Session {
                 json!({
                     "format": "png",
                     "fromSurface": true,
+                    "optimizeForSpeed": true,
                     "captureBeyondViewport": false,
                     "clip": { "x": x, "y": y, "width": width, "height": shot_height, "scale": 1 },
                 }),
