@@ -480,3 +480,39 @@ async fn url_pair_diff_and_diff_my_urls_capture_both_sides() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn site_diff_passes_basic_auth_to_the_crawl_and_the_captures() {
+    let build = new_build("site-auth").await;
+    let pages = PageServer::start();
+    let locked = |html: &str| dpxdt_e2e::Page::html(html).with_basic_auth("ann", "pw");
+    pages.set(
+        "/auth/",
+        locked(r#"<h1>members</h1><a href="inner.html">inner</a>"#),
+    );
+    pages.set("/auth/inner.html", locked("<p>inner</p>"));
+    let out = build
+        .run(
+            "site_diff",
+            &[
+                "--upload_release_name=auth",
+                "--http_username=ann",
+                "--http_password=pw",
+                "--wait",
+                &pages.url("/auth/"),
+            ],
+        )
+        .await;
+    let lines = assert_exit(&out, 0);
+    assert!(lines[1].contains("2 runs: 2 no_diff_needed"), "{lines:?}");
+    let expected = format!("Basic {}", dpxdt_e2e::base64(b"ann:pw"));
+    for path in ["/auth/", "/auth/inner.html"] {
+        let seen = pages.requests_for(path);
+        let browser_authed = seen.iter().any(|r| {
+            r.header("user-agent")
+                .is_some_and(|ua| ua.contains("Chrome"))
+                && r.header("authorization") == Some(expected.as_str())
+        });
+        assert!(browser_authed, "Chromium sent the credentials for {path}");
+    }
+}
