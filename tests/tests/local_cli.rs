@@ -9,7 +9,8 @@ use dpxdt_e2e::PageServer;
 
 /// The `dpxdt` binary next to this test binary (`target/<profile>/dpxdt`).
 /// Under nextest, which builds only this package, it is (re)built first;
-/// `cargo test --workspace` has built it already.
+/// `cargo test --workspace` has built it already (and holds the build lock,
+/// so a nested `cargo build` there would wait forever).
 fn dpxdt() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -21,7 +22,7 @@ fn dpxdt() -> &'static Path {
             .expect("target/<profile>")
             .to_path_buf();
         let bin = profile_dir.join("dpxdt");
-        if std::env::var_os("NEXTEST").is_some() || !bin.exists() {
+        if std::env::var_os("NEXTEST").is_some() || std::env::var_os("NEXTEST_RUN_ID").is_some() {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut cmd = Command::new(cargo);
             cmd.args(["build", "-q", "-p", "dpxdt-tools", "--bin", "dpxdt"]);
@@ -34,7 +35,11 @@ fn dpxdt() -> &'static Path {
                 "cargo build -p dpxdt-tools --bin dpxdt failed"
             );
         }
-        assert!(bin.exists(), "{} is missing", bin.display());
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build -p dpxdt-tools --bin dpxdt` or `cargo test --workspace`",
+            bin.display()
+        );
         bin
     })
 }
