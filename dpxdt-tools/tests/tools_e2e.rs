@@ -482,7 +482,7 @@ async fn url_pair_diff_and_diff_my_urls_capture_both_sides() {
 }
 
 #[tokio::test]
-async fn site_diff_passes_basic_auth_to_the_crawl_and_the_captures() {
+async fn site_diff_passes_basic_auth_and_injected_css_js_to_the_captures() {
     let build = new_build("site-auth").await;
     let pages = PageServer::start();
     let locked = |html: &str| dpxdt_e2e::Page::html(html).with_basic_auth("ann", "pw");
@@ -515,4 +515,24 @@ async fn site_diff_passes_basic_auth_to_the_crawl_and_the_captures() {
         });
         assert!(browser_authed, "Chromium sent the credentials for {path}");
     }
+
+    // Injected CSS and JavaScript change what is captured: both pages differ
+    // from the now-good first release.
+    build.mark_good("auth", 1).await;
+    let out = build
+        .run(
+            "site_diff",
+            &[
+                "--upload_release_name=auth",
+                "--http_username=ann",
+                "--http_password=pw",
+                "--inject_css=p { font-size: 40px; }",
+                "--inject_js=document.querySelector('h1') && (document.querySelector('h1').textContent = 'changed');",
+                "--wait",
+                &pages.url("/auth/"),
+            ],
+        )
+        .await;
+    let lines = assert_exit(&out, 1);
+    assert!(lines[1].contains("2 runs: 2 diff_found"), "{lines:?}");
 }
