@@ -17,7 +17,7 @@ pub struct ServerArgs {
     /// API root of the Depicted server.
     #[arg(
         long = "release-server-prefix",
-        alias = "release_server_prefix",
+        visible_alias = "release_server_prefix",
         env = "DPXDT_SERVER_PREFIX",
         default_value = "http://localhost:5000/api",
         value_name = "URL"
@@ -27,7 +27,7 @@ pub struct ServerArgs {
     /// API key id.
     #[arg(
         long = "release-client-id",
-        alias = "release_client_id",
+        visible_alias = "release_client_id",
         env = "DPXDT_CLIENT_ID",
         hide_env_values = true,
         value_name = "ID"
@@ -37,7 +37,7 @@ pub struct ServerArgs {
     /// API key secret (prefer the environment variable to the flag).
     #[arg(
         long = "release-client-secret",
-        alias = "release_client_secret",
+        visible_alias = "release_client_secret",
         env = "DPXDT_CLIENT_SECRET",
         hide_env_values = true,
         value_name = "SECRET"
@@ -47,7 +47,7 @@ pub struct ServerArgs {
     /// Build to create the release in.
     #[arg(
         long = "upload-build-id",
-        alias = "upload_build_id",
+        visible_alias = "upload_build_id",
         env = "DPXDT_BUILD_ID",
         value_name = "ID"
     )]
@@ -56,7 +56,7 @@ pub struct ServerArgs {
     /// Release name (default: the tool's name and the current UTC time).
     #[arg(
         long = "upload-release-name",
-        alias = "upload_release_name",
+        visible_alias = "upload_release_name",
         value_name = "NAME"
     )]
     pub upload_release_name: Option<String>,
@@ -64,7 +64,7 @@ pub struct ServerArgs {
     /// Link for people to what this release is (a branch, a CI job).
     #[arg(
         long = "release-cut-url",
-        alias = "release_cut_url",
+        visible_alias = "release_cut_url",
         value_name = "URL"
     )]
     pub release_cut_url: Option<String>,
@@ -72,7 +72,7 @@ pub struct ServerArgs {
     /// Seconds before one API request is given up (it is retried a few times).
     #[arg(
         long = "request-timeout",
-        alias = "request_timeout",
+        visible_alias = "request_timeout",
         default_value_t = 60,
         value_name = "SECS"
     )]
@@ -126,7 +126,7 @@ pub struct WaitArgs {
     /// Give up waiting after this many seconds (exit 2).
     #[arg(
         long = "wait-timeout",
-        alias = "wait_timeout",
+        visible_alias = "wait_timeout",
         default_value_t = 3600,
         value_name = "SECS"
     )]
@@ -135,7 +135,7 @@ pub struct WaitArgs {
     /// How often to ask the server, in milliseconds.
     #[arg(
         long = "poll-interval-ms",
-        alias = "poll_interval_ms",
+        visible_alias = "poll_interval_ms",
         default_value_t = 1000,
         value_name = "MS"
     )]
@@ -146,13 +146,17 @@ pub struct WaitArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CaptureArgs {
     /// User name for HTTP basic auth on the captured site.
-    #[arg(long = "http-username", alias = "http_username", value_name = "USER")]
+    #[arg(
+        long = "http-username",
+        visible_alias = "http_username",
+        value_name = "USER"
+    )]
     pub http_username: Option<String>,
 
     /// Password for HTTP basic auth on the captured site.
     #[arg(
         long = "http-password",
-        alias = "http_password",
+        visible_alias = "http_password",
         env = "DPXDT_HTTP_PASSWORD",
         hide_env_values = true,
         value_name = "PASSWORD"
@@ -160,11 +164,11 @@ pub struct CaptureArgs {
     pub http_password: Option<String>,
 
     /// CSS added to every page before the screenshot.
-    #[arg(long = "inject-css", alias = "inject_css", value_name = "CSS")]
+    #[arg(long = "inject-css", visible_alias = "inject_css", value_name = "CSS")]
     pub inject_css: Option<String>,
 
     /// JavaScript run in every page before the screenshot.
-    #[arg(long = "inject-js", alias = "inject_js", value_name = "JS")]
+    #[arg(long = "inject-js", visible_alias = "inject_js", value_name = "JS")]
     pub inject_js: Option<String>,
 }
 

@@ -19,7 +19,7 @@ struct Args {
     /// JSON list of {name, run_failed, image_path, log_path, url}.
     #[arg(
         long = "tests-json-path",
-        alias = "tests_json_path",
+        visible_alias = "tests_json_path",
         value_name = "FILE"
     )]
     tests_json_path: PathBuf,

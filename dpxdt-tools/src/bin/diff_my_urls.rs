@@ -18,7 +18,7 @@ struct Args {
     /// JSON list of {name, run_url, run_config, ref_url, ref_config}.
     #[arg(
         long = "tests-json-path",
-        alias = "tests_json_path",
+        visible_alias = "tests_json_path",
         value_name = "FILE"
     )]
     tests_json_path: PathBuf,

@@ -23,7 +23,7 @@ struct Args {
     /// only, -1 = no limit).
     #[arg(
         long = "crawl-depth",
-        alias = "crawl_depth",
+        visible_alias = "crawl_depth",
         default_value_t = -1,
         allow_negative_numbers = true,
         value_name = "N"
@@ -34,7 +34,7 @@ struct Args {
     /// repeat the flag or separate with commas).
     #[arg(
         long = "ignore-prefixes",
-        alias = "ignore_prefixes",
+        visible_alias = "ignore_prefixes",
         value_delimiter = ',',
         value_name = "PREFIX"
     )]
@@ -43,14 +43,14 @@ struct Args {
     /// Stop with an error when the crawl finds more pages than this.
     #[arg(
         long = "max-pages",
-        alias = "max_pages",
+        visible_alias = "max_pages",
         default_value_t = 1000,
         value_name = "N"
     )]
     max_pages: usize,
 
     /// Print the pages the crawl finds, one per line, and stop (no server needed).
-    #[arg(long = "list-pages", alias = "list_pages")]
+    #[arg(long = "list-pages", visible_alias = "list_pages")]
     list_pages: bool,
 
     #[command(flatten)]
