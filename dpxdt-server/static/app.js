@@ -3,14 +3,18 @@
 (function () {
   "use strict";
 
+  // Set once a shortcut leaves the page, so a second key press cannot
+  // act on the page that is going away.
+  var leaving = false;
+
   function submit(id) {
     var b = document.getElementById(id);
-    if (b) { b.click(); }
+    if (b) { leaving = true; b.click(); }
   }
 
   function go(id) {
     var a = document.getElementById(id);
-    if (a && a.href) { window.location.href = a.href; }
+    if (a && a.href) { leaving = true; window.location.href = a.href; }
   }
 
   // Run page: the three views.
@@ -85,7 +89,8 @@
   });
 
   document.addEventListener("keydown", function (e) {
-    if (e.ctrlKey || e.metaKey || e.altKey) { return; }
+    // A held key repeats: never let one long press approve run after run.
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || leaving) { return; }
     var t = e.target;
     if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) { return; }
     var page = document.body.getAttribute("data-page");
@@ -108,6 +113,7 @@
       if (key === "j") { select(selected + 1); }
       else if (key === "k") { select(selected - 1); }
       else if (key === "Enter" && selected >= 0) {
+        leaving = true;
         window.location.href = items[selected].querySelector("a").href;
       } else { return; }
     } else { return; }

@@ -403,8 +403,8 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     )
 }
 
-/// `POST /run/verdict`: approve or reject a found diff (the core decides),
-/// then go on to the next run.
+/// `POST /run/verdict`: approve or reject a found diff (the core decides);
+/// an approval goes on to the next diff to review.
 pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (_, access, rel, runs) = release_and_runs(ui, req).await?;
     let user = req
@@ -431,15 +431,22 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
         .iter()
         .position(|r| r.name == run_name)
         .ok_or(UiError::NotFound)?;
-    let next = runs.get(pos + 1).map(|n| n.name.clone());
+    // After an approval, on to the next diff still to review (after this
+    // one, wrapping around); none left: back to the release.
+    let next = runs[pos + 1..]
+        .iter()
+        .chain(&runs[..pos])
+        .find(|r| r.status == Some(RunStatus::DiffFound))
+        .map(|n| n.name.clone());
     let release_id = rel.id;
     ui.state
         .store
         .call(move |c| users::set_run_verdict(c, release_id, &run_name, &user, event))
         .await?;
     let b = rel.build_id;
-    Ok(redirect(&match next {
-        Some(n) if event == RunEvent::Approve => run_url(b, &rel.name, rel.number, &n),
+    Ok(redirect(&match (event, next) {
+        (RunEvent::Approve, Some(n)) => run_url(b, &rel.name, rel.number, &n),
+        (RunEvent::Approve, None) => release_url(b, &rel.name, rel.number),
         _ => run_url(b, &rel.name, rel.number, param(req, "run")?),
     }))
 }
