@@ -56,6 +56,9 @@ use crate::config::{CaptureConfig, ConfigError};
 use process::DriverProcess;
 use session::Session;
 
+/// Longest wait for an idle session before a capture gives up.
+const SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// One screenshot and what happened while taking it.
 #[derive(Debug, Clone)]
 pub struct Capture {
@@ -407,15 +410,17 @@ impl Inner {
     ) -> Result<Capture, CaptureError> {
         let timeout = config.page_timeout();
         let session = {
+            // Waiting for a busy pool is queueing, not the page's fault:
+            // the capture's own timeout starts once it has a session.
             let mut rx = self.pool_rx.lock().await;
-            match tokio::time::timeout(timeout, rx.recv()).await {
+            match tokio::time::timeout(SESSION_WAIT, rx.recv()).await {
                 Ok(Some(s)) => s,
                 Ok(None) => return Err(CaptureError::Closed),
                 Err(_) => {
                     let why = self.last_start_error.lock().expect("error").clone();
                     return Err(CaptureError::Browser(format!(
-                        "no browser session became free within {} ms{}",
-                        timeout.as_millis(),
+                        "no browser session became free within {} s{}",
+                        SESSION_WAIT.as_secs(),
                         why.map(|w| format!(" (last session start failed: {w})"))
                             .unwrap_or_default()
                     )));
