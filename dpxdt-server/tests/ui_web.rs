@@ -27,9 +27,14 @@ impl Server {
         let mut config = Config::new(dir.path());
         config.in_process_workers = false;
         let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
-        for name in ["alice", "bob"] {
-            dpxdt_server::ui::create_user(&store, name, &format!("{name}-password"), false)
-                .unwrap();
+        for name in ["alice", "bob", "root"] {
+            dpxdt_server::ui::create_user(
+                &store,
+                name,
+                &format!("{name}-password"),
+                name == "root",
+            )
+            .unwrap();
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -594,7 +599,11 @@ async fn another_user_cannot_see_or_change_a_private_build() {
     assert_eq!(missing.body, theirs.body);
 
     let csrf = bob.csrf().await;
-    let actions: [(&str, Vec<(&str, &str)>); 5] = [
+    let actions: [(&str, Vec<(&str, &str)>); 6] = [
+        (
+            "/build/owners",
+            vec![("build_id", &bs), ("user", "bob"), ("action", "add")],
+        ),
         (
             "/build/api_key",
             vec![("build_id", &bs), ("purpose", "steal")],
@@ -652,7 +661,7 @@ async fn another_user_cannot_see_or_change_a_private_build() {
     assert!(!page.body.contains("id=\"mark-good\""));
     assert_eq!(bob.get(&pages[3]).await.status, StatusCode::OK);
     assert_eq!(anon.get(&pages[1]).await.status, StatusCode::OK);
-    let (path, form) = &actions[3];
+    let (path, form) = &actions[4];
     let mut form = form.clone();
     form.push(("csrf", &csrf));
     assert_eq!(bob.post(path, &form).await.status, StatusCode::FORBIDDEN);
@@ -744,4 +753,93 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
     assert_eq!(again, None);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn owners_invite_and_revoke_each_other_and_superusers_see_the_queue() {
+    let server = Server::start().await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("shared", false).await;
+    let bs = build.to_string();
+    let page = format!("/build?id={build}");
+    let mut bob = server.browser();
+    bob.login("bob", "bob-password").await;
+    assert_eq!(bob.get(&page).await.status, StatusCode::NOT_FOUND);
+
+    let csrf = alice.csrf().await;
+    let owners = |user: &'static str, action: &'static str| {
+        vec![
+            ("build_id", bs.clone()),
+            ("user", user.to_string()),
+            ("action", action.to_string()),
+        ]
+    };
+    let post = async |b: &mut Browser, csrf: &str, form: Vec<(&str, String)>| {
+        let mut form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.push(("csrf", csrf));
+        b.post("/build/owners", &form).await
+    };
+    // An unknown user cannot be invited; a known one can, once.
+    let r = post(&mut alice, &csrf, owners("nobody", "add")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("no user named"));
+    assert_eq!(
+        post(&mut alice, &csrf, owners("bob", "add")).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        post(&mut alice, &csrf, owners("bob", "add")).await.status,
+        StatusCode::CONFLICT
+    );
+    // Bob now owns it: he sees it, its keys, and may rename it.
+    let p = bob.get(&page).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.body.contains("id=\"api-keys\""));
+    let bcsrf = bob.csrf().await;
+    let r = bob
+        .post(
+            "/build/settings",
+            &[
+                ("csrf", &bcsrf),
+                ("build_id", &bs),
+                ("name", "renamed <i>x</i>"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        alice
+            .get(&page)
+            .await
+            .body
+            .contains("renamed &lt;i&gt;x&lt;/i&gt;")
+    );
+    // Bob revokes alice; she no longer sees the build. The last owner stays.
+    assert_eq!(
+        post(&mut bob, &bcsrf, owners("alice", "remove"))
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(alice.get(&page).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        post(&mut bob, &bcsrf, owners("bob", "remove")).await.status,
+        StatusCode::CONFLICT
+    );
+    let log = bob.get(&page).await.body;
+    assert!(log.contains("<strong>invite_admin</strong> bob"));
+    assert!(log.contains("<strong>revoke_admin</strong> alice"));
+
+    // The work queue page is for superusers only.
+    assert_eq!(bob.get("/queue").await.status, StatusCode::NOT_FOUND);
+    assert!(!bob.get("/").await.body.contains("href=\"/queue\""));
+    let mut root = server.browser();
+    root.login("root", "root-password").await;
+    let q = root.get("/queue").await;
+    assert_eq!(q.status, StatusCode::OK);
+    assert!(q.body.contains("id=\"queue-counts\""));
+    // A superuser may see every build.
+    assert_eq!(root.get(&page).await.status, StatusCode::OK);
+    server.stop().await;
 }

@@ -227,22 +227,145 @@ pub fn create_owned_build(
     Ok(id)
 }
 
-/// Sets whether a build is public.
-pub fn set_build_public(
+/// Sets a build's name and whether it is public.
+pub fn set_build_settings(
     conn: &mut Connection,
     build: BuildId,
     user: &UserRow,
+    name: &str,
     public: bool,
 ) -> Result<(), StoreError> {
+    dpxdt_core::model::validate_name("build name", name).map_err(StoreError::Invalid)?;
     let tx = write_tx(conn)?;
     tx.execute(
-        "UPDATE build SET public = ?1, modified = ?2 WHERE id = ?3",
-        params![public, now_ms(), build.0],
+        "UPDATE build SET name = ?1, public = ?2, modified = ?3 WHERE id = ?4",
+        params![name, public, now_ms(), build.0],
     )?;
-    let msg = if public { "public" } else { "private" };
-    log_in(&tx, build, Some(user.id), "settings", msg)?;
+    let msg = format!(
+        "name {name:?}, {}",
+        if public { "public" } else { "private" }
+    );
+    log_in(&tx, build, Some(user.id), "settings", &msg)?;
     tx.commit()?;
     Ok(())
+}
+
+/// The names of a build's owners, sorted.
+pub fn list_owners(conn: &Connection, build: BuildId) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT u.name FROM build_owner o JOIN user u ON u.id = o.user_id
+         WHERE o.build_id = ?1 ORDER BY u.name",
+    )?;
+    let rows = stmt.query_map([build.0], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Makes the user called `name` an owner of `build`.
+pub fn add_owner(
+    conn: &mut Connection,
+    build: BuildId,
+    by: &UserRow,
+    name: &str,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let user = find_user(&tx, name)?
+        .ok_or_else(|| StoreError::Invalid(format!("there is no user named {name:?}")))?;
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO build_owner (build_id, user_id) VALUES (?1, ?2)",
+        params![build.0, user.id],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Conflict(format!(
+            "{name} is already an owner of this build"
+        )));
+    }
+    log_in(&tx, build, Some(by.id), "invite_admin", name)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Removes owner `name` from `build`; the last owner cannot be removed.
+pub fn remove_owner(
+    conn: &mut Connection,
+    build: BuildId,
+    by: &UserRow,
+    name: &str,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let owners: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM build_owner WHERE build_id = ?1",
+        [build.0],
+        |r| r.get(0),
+    )?;
+    let n = tx.execute(
+        "DELETE FROM build_owner WHERE build_id = ?1
+         AND user_id = (SELECT id FROM user WHERE name = ?2)",
+        params![build.0, name],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Invalid(format!(
+            "{name:?} is not an owner of this build"
+        )));
+    }
+    if owners <= 1 {
+        return Err(StoreError::Conflict(
+            "the last owner of a build cannot be removed".into(),
+        ));
+    }
+    log_in(&tx, build, Some(by.id), "revoke_admin", name)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Task counts per queue and state, for the superusers' queue page.
+pub fn queue_counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT queue, status, COUNT(*) FROM task GROUP BY queue, status ORDER BY queue, status",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A task as the queue page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: i64,
+    /// Queue name.
+    pub queue: String,
+    /// live, done, error or canceled.
+    pub status: String,
+    /// Who holds the lease.
+    pub owner: Option<String>,
+    /// Leases taken so far.
+    pub attempts: i64,
+    /// The last heartbeat message.
+    pub heartbeat: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it may be leased next, ms since the epoch.
+    pub eta: i64,
+}
+
+/// The `limit` newest tasks that are live or failed.
+pub fn recent_tasks(conn: &Connection, limit: u32) -> Result<Vec<TaskInfo>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, queue, status, owner, lease_attempts, heartbeat, last_error, eta FROM task
+         WHERE status IN ('live', 'error') ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(TaskInfo {
+            id: r.get(0)?,
+            queue: r.get(1)?,
+            status: r.get(2)?,
+            owner: r.get(3)?,
+            attempts: r.get(4)?,
+            heartbeat: r.get(5)?,
+            last_error: r.get(6)?,
+            eta: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The builds `user` owns (all for a superuser), then the public ones, by name.

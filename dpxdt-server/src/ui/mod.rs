@@ -39,6 +39,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("release", include_str!("../../templates/release.hbs")),
     ("run", include_str!("../../templates/run.hbs")),
     ("error", include_str!("../../templates/error.hbs")),
+    ("queue", include_str!("../../templates/queue.hbs")),
 ];
 const STATIC: &[(&str, &str, &str)] = &[
     (
@@ -341,6 +342,8 @@ impl Ui {
             ("/build/api_key", _, true) => pages::create_key(self, req).await,
             ("/build/revoke_key", _, true) => pages::revoke_key(self, req).await,
             ("/build/settings", _, true) => pages::settings(self, req).await,
+            ("/build/owners", _, true) => pages::owners(self, req).await,
+            ("/queue", true, _) => pages::queue(self, req).await,
             ("/release", true, _) => pages::release(self, req).await,
             ("/release/status", _, true) => pages::release_verdict(self, req).await,
             ("/run", true, _) => pages::run(self, req).await,
@@ -363,6 +366,7 @@ impl Ui {
             if let Some(s) = &req.session {
                 obj.insert("user".into(), serde_json::json!(s.user.name));
                 obj.insert("csrf".into(), serde_json::json!(s.csrf));
+                obj.insert("superuser".into(), serde_json::json!(s.user.superuser));
             }
             obj.entry("title").or_insert(serde_json::json!("Depicted"));
         }

@@ -170,17 +170,21 @@ pub(crate) async fn build(
     let (info, access) = build_for(ui, req, field).await?;
     let owner = access == Access::Owner;
     let id = info.id;
-    let (releases, keys, log) = ui
+    let (releases, keys, log, owners) = ui
         .state
         .store
         .call(move |c| {
             let releases = users::list_releases(c, id, 100)?;
-            let (keys, log) = if owner {
-                (users::list_api_keys(c, id)?, users::list_log(c, id, 50)?)
+            let (keys, log, owners) = if owner {
+                (
+                    users::list_api_keys(c, id)?,
+                    users::list_log(c, id, 50)?,
+                    users::list_owners(c, id)?,
+                )
             } else {
-                (Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), Vec::new())
             };
-            Ok((releases, keys, log))
+            Ok((releases, keys, log, owners))
         })
         .await?;
     let releases: Vec<Value> = releases
@@ -214,6 +218,7 @@ pub(crate) async fn build(
             "releases": releases,
             "keys": keys,
             "log": log,
+            "owners": owners,
             "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
         }),
     )
@@ -253,16 +258,77 @@ pub(crate) async fn revoke_key(ui: &Ui, req: &Req) -> Result<Response, UiError> 
     Ok(redirect(&build_url(id)))
 }
 
-/// `POST /build/settings`: public or private.
+/// `POST /build/settings`: name, public or private.
 pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (info, user) = owned_build(ui, req, "build_id").await?;
     let public = req.f("public") == Some("1");
+    let name = req
+        .f("name")
+        .map_or(info.name.clone(), |n| n.trim().to_string());
     let id = info.id;
     ui.state
         .store
-        .call(move |c| users::set_build_public(c, id, &user, public))
+        .call(move |c| users::set_build_settings(c, id, &user, &name, public))
         .await?;
     Ok(redirect(&build_url(id)))
+}
+
+/// `POST /build/owners`: invite (`action=add`) or revoke (`action=remove`)
+/// an owner by user name.
+pub(crate) async fn owners(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let name = param(req, "user")?.trim().to_string();
+    let add = match param(req, "action")? {
+        "add" => true,
+        "remove" => false,
+        other => {
+            return Err(UiError::BadRequest(format!(
+                "action must be add or remove, not {other:?}"
+            )));
+        }
+    };
+    let id = info.id;
+    ui.state
+        .store
+        .call(move |c| {
+            if add {
+                users::add_owner(c, id, &user, &name)
+            } else {
+                users::remove_owner(c, id, &user, &name)
+            }
+        })
+        .await?;
+    Ok(redirect(&build_url(id)))
+}
+
+/// `GET /queue`: work-queue counts and live or failed tasks, for superusers
+/// only (a 404 for everybody else).
+pub(crate) async fn queue(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    if !req.session.as_ref().is_some_and(|s| s.user.superuser) {
+        return Err(UiError::NotFound);
+    }
+    let (counts, tasks) = ui
+        .state
+        .store
+        .call(|c| Ok((users::queue_counts(c)?, users::recent_tasks(c, 100)?)))
+        .await?;
+    let counts: Vec<Value> = counts
+        .into_iter()
+        .map(|(q, s, n)| json!({"queue": q, "status": s, "count": n}))
+        .collect();
+    let tasks: Vec<Value> = tasks
+        .into_iter()
+        .map(|t| {
+            json!({"id": t.id, "queue": t.queue, "status": t.status, "owner": t.owner,
+                   "attempts": t.attempts, "heartbeat": t.heartbeat, "error": t.last_error, "eta": t.eta})
+        })
+        .collect();
+    ui.render(
+        req,
+        "queue",
+        StatusCode::OK,
+        json!({"title": "Work queue", "counts": counts, "tasks": tasks}),
+    )
 }
 
 /// The release named by the request's parameters and its runs in display order.
