@@ -616,3 +616,57 @@ async fn concurrent_reports_to_one_release_lose_nothing_and_duplicate_nothing() 
     assert!(runs.iter().all(|r| r.image.is_some() && r.log.is_some()));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_work_queue_over_http() {
+    use dpxdt_core::api::HeartbeatRequest;
+    let s = TestServer::start(|_| {}).await;
+    let c = s.client(&admin());
+    let lease = Duration::from_secs(30);
+    let a = c.add_task("jobs", "{\"n\": 1}", Some(1)).await.unwrap();
+    let b = c.add_task("jobs", "{\"n\": 2}", None).await.unwrap();
+    let got = c.lease("jobs", "w1", 1, lease).await.unwrap();
+    assert_eq!((got[0].task_id, got[0].payload.as_str()), (a, "{\"n\": 1}"));
+    let hb = |index: i64, owner: &str| HeartbeatRequest {
+        task_id: a,
+        owner: owner.into(),
+        message: format!("step {index}"),
+        index,
+        timeout: None,
+    };
+    c.heartbeat("jobs", &hb(2, "w1")).await.unwrap();
+    c.heartbeat("jobs", &hb(1, "w1")).await.unwrap(); // late: ignored
+    let err = c.heartbeat("jobs", &hb(3, "w2")).await.unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let err = c.finish("jobs", a, "w2", None).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    // One attempt only: a failure gives the task up.
+    c.finish("jobs", a, "w1", Some("boom")).await.unwrap();
+    let got = c.lease("jobs", "w1", 5, lease).await.unwrap();
+    assert_eq!(got.iter().map(|t| t.task_id).collect::<Vec<_>>(), [b]);
+    c.cancel_task("jobs", b).await.unwrap();
+    assert_eq!(
+        c.cancel_task("jobs", b).await.unwrap_err().status(),
+        Some(409)
+    );
+    assert_eq!(
+        c.finish("jobs", b, "w1", None).await.unwrap_err().status(),
+        Some(409)
+    );
+    assert!(c.lease("jobs", "w1", 5, lease).await.unwrap().is_empty());
+    let (code, body) = s
+        .post(
+            Some(&admin()),
+            "work_queue/jobs/lease",
+            &[("owner", "w"), ("count", "1")],
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("timeout"),
+        "{body}"
+    );
+    let (code, _) = s.post(Some(&admin()), "work_queue/jobs/explode", &[]).await;
+    assert_eq!(code, 404);
+    s.stop().await;
+}
