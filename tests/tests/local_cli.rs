@@ -220,6 +220,18 @@ tests:
         html.contains("failed") && html.contains("images/t0-diff.png"),
         "{html}"
     );
+
+    // A per-test `ignore` region over the changed box makes it pass again.
+    let yaml = std::fs::read_to_string(d.join("site.yaml")).unwrap();
+    let yaml = yaml.replacen(
+        "    config: *small\n",
+        "    config: *small\n    ignore: [\"0:0-199:99\"]\n",
+        1,
+    );
+    std::fs::write(d.join("site.yaml"), yaml).unwrap();
+    let r = run(&["test", dir_s, "--test-filter", "a"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("a passed (no diff)"), "{}", r.stdout);
 }
 
 #[test]
