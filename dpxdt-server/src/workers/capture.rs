@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
-use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask, ReportRunRequest};
+use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, HeartbeatRequest, LeasedTask, ReportRunRequest};
 use dpxdt_core::capture::{Browser, BrowserOptions};
 use tokio::sync::OnceCell;
 
@@ -100,7 +100,33 @@ impl CaptureWorker {
         };
         if let Some(config) = config {
             let browser = self.browser().await?;
-            match browser.capture(&t.url, &config).await {
+            let shot = {
+                let capture = browser.capture(&t.url, &config);
+                tokio::pin!(capture);
+                // Keep the lease while a slow page loads.
+                let mut beat = tokio::time::interval(self.lease / 3);
+                beat.tick().await;
+                let mut index = 0;
+                loop {
+                    tokio::select! {
+                        result = &mut capture => break result,
+                        _ = beat.tick() => {
+                            index += 1;
+                            let hb = HeartbeatRequest {
+                                task_id: task.task_id,
+                                owner: self.owner.clone(),
+                                message: format!("capturing {}", t.url),
+                                index,
+                                timeout: None,
+                            };
+                            if let Err(e) = self.client.heartbeat(CAPTURE_QUEUE, &hb).await {
+                                tracing::warn!(task = %task.task_id, "heartbeat refused: {e}");
+                            }
+                        }
+                    }
+                }
+            };
+            match shot {
                 Ok(shot) => {
                     let image = self
                         .client
