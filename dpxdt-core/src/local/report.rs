@@ -125,7 +125,8 @@ h1{font-size:1.4em} .test{border:1px solid #ccc;border-radius:6px;margin:1em 0;p
 figure img{max-width:100%;border:1px solid #ddd} figcaption{font-size:.9em;color:#555}
 .slider{position:relative;display:inline-block;margin-top:.8em;max-width:100%}
 .slider img{display:block;max-width:100%} .slider .top{position:absolute;top:0;left:0;overflow:hidden;height:100%;border-right:2px solid #c33}
-.slider .top img{max-width:none} pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em}";
+.slider .top img{max-width:none} input[type=range]{display:block;width:100%;max-width:600px;margin:.4em 0}
+pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em}";
 
 const SCRIPT: &str = "document.querySelectorAll('.slider').forEach(function(s){
 var top=s.querySelector('.top'),inner=top.querySelector('img'),base=s.querySelector('.base'),r=s.nextElementSibling;
