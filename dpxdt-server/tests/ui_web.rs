@@ -478,6 +478,28 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
         .header("if-none-match", etag);
     assert_eq!(alice.send(req).await.status, StatusCode::NOT_MODIFIED);
 
+    // The release page shows thumbnails: the top of the image, made once
+    // and then served from the artifact cache.
+    let thumb = format!("/thumb?build_id={build}&id={diff_id}");
+    let first = alice.get(&thumb).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.headers["content-type"], "image/png");
+    let again = alice.get(&thumb).await;
+    assert_eq!(again.headers["etag"], first.headers["etag"]);
+    let bytes = alice
+        .http
+        .get(format!("{}{thumb}", server.base))
+        .header("cookie", alice.cookie_header())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
+    let info = decoder.read_info().unwrap();
+    assert_eq!((info.info().width, info.info().height), (8, 5));
+
     // Approve the diff: the core moves it to diff_approved.
     let csrf = page.input("csrf");
     let form = [
@@ -583,6 +605,7 @@ async fn another_user_cannot_see_or_change_a_private_build() {
         format!("/release?build_id={build}&name=r1&number=1"),
         format!("/run?build_id={build}&name=r1&number=1&run=%2Fsame"),
         format!("/image?build_id={build}&id={diff_id}"),
+        format!("/thumb?build_id={build}&id={diff_id}"),
     ];
     for who in [&mut bob, &mut anon] {
         for p in &pages {

@@ -124,6 +124,8 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
 "#,
     // 2: the review UI's login sessions.
     super::sessions::MIGRATION,
+    // 3: the review UI's thumbnail cache.
+    super::users::THUMBNAIL_MIGRATION,
 ];
 
 /// The version a fully migrated database has.

@@ -8,6 +8,7 @@
 
 mod auth;
 mod pages;
+mod thumbs;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -349,6 +350,7 @@ impl Ui {
             ("/run", true, _) => pages::run(self, req).await,
             ("/run/verdict", _, true) => pages::run_verdict(self, req).await,
             ("/image", true, _) => pages::image(self, req).await,
+            ("/thumb", true, _) => pages::thumb(self, req).await,
             (p, true, _) if p.starts_with("/static/") => static_file(req, &p["/static/".len()..]),
             _ => Err(UiError::NotFound),
         }

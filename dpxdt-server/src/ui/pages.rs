@@ -372,7 +372,8 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                         "name": r.name,
                         "url": run_url(b, &rel.name, rel.number, &r.name),
                         "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
-                        "thumb": image_url(b, &r.diff_image).or_else(|| image_url(b, &r.image)),
+                        "thumb": r.diff_image.as_ref().or(r.image.as_ref())
+                            .map(|id| format!("/thumb?build_id={b}&id={id}")),
                     })
                 })
                 .collect();
@@ -531,8 +532,71 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         .call(move |c| storage::artifact_owned(c, build, &lookup))
         .await?
         .ok_or(UiError::NotFound)?;
+    let ct = match art.content_type.as_str() {
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" => art.content_type.clone(),
+        _ => "text/plain; charset=utf-8".to_string(),
+    };
+    send_artifact(ui, req, &id, &ct, info.public).await
+}
+
+/// `GET /thumb?build_id=&id=`: a small PNG of the top of a screenshot the
+/// requester may read, made once and cached as an artifact.
+pub(crate) async fn thumb(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, _) = build_for(ui, req, "build_id").await?;
+    let id = ArtifactId::parse(param(req, "id")?).map_err(|_| UiError::NotFound)?;
+    let build = info.id;
+    let lookup = id.clone();
+    let art = ui
+        .state
+        .store
+        .call(move |c| storage::artifact_owned(c, build, &lookup))
+        .await?
+        .ok_or(UiError::NotFound)?;
+    if art.content_type != "image/png" {
+        return Err(UiError::NotFound);
+    }
+    let key = super::thumbs::key(&id);
+    let lookup = key.clone();
+    let cached = ui
+        .state
+        .store
+        .call(move |c| users::find_thumbnail(c, &lookup))
+        .await?
+        .and_then(|t| ArtifactId::parse(&t).ok());
+    let thumb = match cached {
+        Some(t) if ui.state.store.artifacts().path(&t).exists() => t,
+        _ => {
+            let store = ui.state.store.clone();
+            let source = store.artifacts().path(&id);
+            tokio::task::spawn_blocking(move || -> Result<ArtifactId, UiError> {
+                let bytes = std::fs::read(&source)
+                    .map_err(|e| UiError::Internal(format!("reading artifact: {e}")))?;
+                let png = super::thumbs::make_thumbnail(&bytes).map_err(UiError::BadRequest)?;
+                let t = store
+                    .artifacts()
+                    .write_bytes(&png)
+                    .map_err(|e| UiError::Internal(format!("storing a thumbnail: {e}")))?;
+                store.blocking(|c| users::save_thumbnail(c, &key, &t, png.len() as i64))?;
+                Ok(t)
+            })
+            .await
+            .map_err(|e| UiError::Internal(e.to_string()))??
+        }
+    };
+    send_artifact(ui, req, &thumb, "image/png", info.public).await
+}
+
+/// Sends artifact `id` (already authorized) with `content_type`, cached for
+/// a year (artifacts never change) and revalidated by its id.
+async fn send_artifact(
+    ui: &Ui,
+    req: &Req,
+    id: &ArtifactId,
+    content_type: &str,
+    public: bool,
+) -> Result<Response, UiError> {
     let etag = format!("\"{id}\"");
-    let cache = if info.public {
+    let cache = if public {
         "public, max-age=31536000, immutable"
     } else {
         "private, max-age=31536000, immutable"
@@ -546,18 +610,14 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let path = ui.state.store.artifacts().path(&id);
+        let path = ui.state.store.artifacts().path(id);
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))?;
-        let ct = match art.content_type.as_str() {
-            "image/png" | "image/jpeg" | "image/gif" | "image/webp" => art.content_type.clone(),
-            _ => "text/plain; charset=utf-8".to_string(),
-        };
         let mut r = Response::new(bytes.into());
         r.headers_mut().insert(
             "content-type",
-            HeaderValue::from_str(&ct)
+            HeaderValue::from_str(content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         );
         r
