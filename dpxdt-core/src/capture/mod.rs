@@ -138,6 +138,24 @@ impl CaptureError {
     }
 }
 
+/// The future a [`Capturer`] returns.
+pub type CaptureFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Capture, CaptureError>> + Send + 'a>>;
+
+/// Something that turns a URL and a config into a screenshot: the seam
+/// between the capture engine and its users (local mode, the server's
+/// capture worker, the check API). [`Browser`] is the implementation.
+pub trait Capturer: Send + Sync {
+    /// Captures `url` as `config` says.
+    fn capture<'a>(&'a self, url: &'a str, config: &'a CaptureConfig) -> CaptureFuture<'a>;
+}
+
+impl Capturer for Browser {
+    fn capture<'a>(&'a self, url: &'a str, config: &'a CaptureConfig) -> CaptureFuture<'a> {
+        Box::pin(Browser::capture(self, url, config))
+    }
+}
+
 /// How to start the browser.
 #[derive(Debug, Clone)]
 pub struct BrowserOptions {
