@@ -344,6 +344,35 @@ async fn login_sets_a_hardened_session_cookie_and_logout_ends_it() {
 }
 
 #[tokio::test]
+async fn login_redirects_only_to_local_paths() {
+    let server = Server::start().await;
+    for (next, expect) in [
+        ("/build?id=1", "/build?id=1"),
+        ("//evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("https://evil.example/", "/"),
+    ] {
+        let mut b = server.browser();
+        let csrf = b.get("/login").await.input("csrf");
+        let page = b
+            .post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("name", "alice"),
+                    ("password", "alice-password"),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.location(), expect, "next={next:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn logins_are_rate_limited_per_user_name() {
     let server = Server::start().await;
     let mut b = server.browser();

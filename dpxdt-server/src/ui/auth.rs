@@ -178,7 +178,15 @@ pub(crate) fn require_user(req: &Req) -> Result<&UserRow, Box<Response>> {
 /// A local path to go to after logging in; anything else becomes `/`.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        // Browsers drop tabs and newlines and read `\` as `/`: only plain
+        // printable ASCII, so `/\t/evil.example` cannot become `//evil.example`.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
