@@ -46,3 +46,28 @@ async fn check_url_writes_matches_and_fails_on_change() {
     assert!(new.exists() && diff.exists());
     assert!(err.to_string().contains("DPXDT_UPDATE=1"), "{err}");
 }
+
+/// The everyday form: a reference kept in the repository
+/// (`tests/screenshots/boxes.png`), checked with one call.
+#[tokio::test]
+async fn a_reference_kept_in_the_repo_matches() {
+    let server = PageServer::start();
+    // Only solid boxes, no text: the same pixels on every machine.
+    server.set_html(
+        "/boxes",
+        r#"<html><body style="margin:0">
+        <div style="width:200px;height:100px;background:#1e90ff"></div>
+        <div style="width:100px;height:50px;margin-left:50px;background:#ff8c00"></div>
+        </body></html>"#,
+    );
+    let config =
+        CaptureConfig::from_json(r#"{"viewportSize": {"width": 320, "height": 240}}"#).unwrap();
+    let outcome = dpxdt_core::check::assert_url("boxes", &server.url("/boxes"), &config).await;
+    assert!(
+        matches!(
+            outcome,
+            CheckOutcome::Matched { .. } | CheckOutcome::Updated { .. }
+        ),
+        "the reference is committed, so this is a comparison: {outcome:?}"
+    );
+}
