@@ -573,6 +573,20 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
         );
     }
 
+    // The release marked good in the UI is the next release's baseline.
+    let client = dpxdt_client::Client::builder(&server.base)
+        .api_key(&key.0, &key.1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let baseline = client
+        .find_run(BuildId(build), XSS_RUN)
+        .await
+        .unwrap()
+        .expect("a baseline run");
+    assert_eq!(baseline.release_name, XSS_RELEASE);
+    assert_eq!(baseline.release_number, 1);
+
     // Revoke the key: the API refuses it afterwards.
     let page = alice
         .post(
