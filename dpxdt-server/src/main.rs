@@ -60,6 +60,15 @@ enum Command {
         /// The build's name.
         name: String,
     },
+    /// Create a review UI user (or set a user's password); the password is
+    /// read from DPXDT_PASSWORD or else the first line of stdin.
+    CreateUser {
+        /// The user name.
+        name: String,
+        /// May see and change every build.
+        #[arg(long)]
+        superuser: bool,
+    },
     /// Run capture and diff workers against a server over HTTP.
     Worker {
         /// The server's root URL.
@@ -159,6 +168,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("build_id={build}");
             println!("api_key={}", key.id);
             println!("api_secret={}", key.secret);
+        }
+        Command::CreateUser { name, superuser } => {
+            let store = storage::Store::open_shared(&config.data_dir)
+                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+            let password = match std::env::var("DPXDT_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            dpxdt_server::ui::create_user(&store, &name, &password, superuser)?;
+            println!("user {name} can log in now");
         }
         Command::Worker { server, api_key } => {
             let (id, secret) = split_key(&api_key)?;

@@ -812,6 +812,37 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
         StatusCode::SEE_OTHER
     );
     assert!(b.get("/").await.body.contains("admin"));
+    // `create-user` works beside the running server: password from stdin,
+    // too short ones refused.
+    let create = |name: &str, password: &str| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dpxdt-server"))
+            .args(["create-user", name, "--data-dir"])
+            .arg(dir.path())
+            .env("DPXDT_LOG", "warn")
+            .env_remove("DPXDT_PASSWORD")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(c.stdin.take().unwrap(), "{password}").unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let short = create("carol", "short");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"));
+    assert!(create("carol", "carol-password").status.success());
+    let mut carol = Browser {
+        base: b.base.clone(),
+        http: b.http.clone(),
+        cookies: HashMap::new(),
+        extra: Vec::new(),
+    };
+    assert_eq!(
+        carol.login("carol", "carol-password").await.status,
+        StatusCode::SEE_OTHER
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The second start keeps the password and does not print it again.
