@@ -45,7 +45,7 @@ const quietMs = arguments[1];
 const done = arguments[arguments.length - 1];
 const start = performance.now();
 let quietSince = null;
-let lastEntries = -1;
+let lastEntries = performance.getEntriesByType('resource').length;
 const busy = () => {
   const why = [];
   if (document.readyState !== 'complete') why.push('document ' + document.readyState);
@@ -73,10 +73,8 @@ const tick = () => {
   const now = performance.now();
   if (why.length === 0) {
     if (quietSince === null) quietSince = now;
-    if (now - quietSince >= quietMs) {
-      requestAnimationFrame(() => requestAnimationFrame(() => finish([])));
-      return;
-    }
+    // No extra animation frames: the screenshot itself renders a new frame.
+    if (now - quietSince >= quietMs) { finish([]); return; }
   } else {
     quietSince = null;
     if (now - start > resourceTimeout) { finish(why.filter((w) => w !== 'new resources')); return; }
