@@ -125,6 +125,7 @@ pub async fn serve_store(
         config: Arc::new(config),
     };
     tracing::info!(%addr, "serving the API");
+    worker_tasks.push(ui::spawn_notifier(state.clone(), addr, stop_rx.clone()));
     let mut stop_for_server = stop_rx.clone();
     tokio::spawn(async move {
         shutdown.await;

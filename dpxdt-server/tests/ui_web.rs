@@ -940,3 +940,80 @@ async fn owners_invite_and_revoke_each_other_and_superusers_see_the_queue() {
     assert_eq!(root.get(&page).await.status, StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_release_ready_for_review_is_announced_to_the_webhook_with_retries() {
+    use std::sync::{Arc, Mutex};
+    use warp::Filter;
+    // A webhook receiver that fails the first call.
+    let calls: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let seen = calls.clone();
+    let hook = warp::post()
+        .and(warp::body::json())
+        .map(move |body: serde_json::Value| {
+            let mut calls = seen.lock().unwrap();
+            calls.push(body);
+            let status = if calls.len() == 1 { 500 } else { 200 };
+            warp::reply::with_status("ok", warp::http::StatusCode::from_u16(status).unwrap())
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(warp::serve(hook).incoming(listener).run());
+
+    let server = Server::start().await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("notified", false).await;
+    let bs = build.to_string();
+    let csrf = alice.csrf().await;
+    let bad = alice
+        .post(
+            "/build/settings",
+            &[
+                ("csrf", &csrf),
+                ("build_id", &bs),
+                ("webhook_url", "ftp://x.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let ok = alice
+        .post(
+            "/build/settings",
+            &[
+                ("csrf", &csrf),
+                ("build_id", &bs),
+                ("name", "notified"),
+                ("webhook_url", &hook_url),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let key = alice.create_key(build).await;
+    upload_release(&server.base, build, &key, "r1").await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while calls.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "webhook not retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = calls.lock().unwrap()[1].clone();
+    assert_eq!(body["diffs"], 1);
+    assert_eq!(body["runs"], 2);
+    assert_eq!(body["release_name"], "r1");
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("1 diff(s)"), "{text}");
+    assert!(
+        body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/release?build_id={build}&name=r1&number=1"))
+    );
+    // Once delivered it is not sent again; both tries are in the activity log.
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(page.body.contains("<strong>notify_retry</strong>"));
+    assert!(page.body.contains("<strong>notify_webhook</strong>"));
+    assert_eq!(calls.lock().unwrap().len(), 2);
+    server.stop().await;
+    receiver.abort();
+}

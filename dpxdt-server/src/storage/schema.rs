@@ -126,6 +126,8 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
     super::sessions::MIGRATION,
     // 3: the review UI's thumbnail cache.
     super::users::THUMBNAIL_MIGRATION,
+    // 4: the review UI's webhook notifications.
+    super::users::NOTIFY_MIGRATION,
 ];
 
 /// The version a fully migrated database has.

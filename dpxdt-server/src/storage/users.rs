@@ -616,3 +616,173 @@ pub fn set_run_verdict(
     tx.commit()?;
     Ok(next)
 }
+
+/// The UI's notification tables, appended to [`MIGRATIONS`](super::MIGRATIONS):
+/// a build's webhook URL and one row per release that reached review.
+/// Releases already past review when this runs are not announced.
+pub const NOTIFY_MIGRATION: &str = r#"
+ALTER TABLE build ADD COLUMN webhook_url TEXT;
+CREATE TABLE notification (
+    release_id INTEGER PRIMARY KEY REFERENCES release(id),
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try INTEGER NOT NULL,
+    last_error TEXT,
+    created INTEGER NOT NULL
+);
+CREATE INDEX notification_due ON notification (status, next_try);
+INSERT INTO notification (release_id, status, next_try, created)
+    SELECT id, 'skipped', 0, 0 FROM release WHERE status IN ('reviewing', 'good', 'bad');
+"#;
+
+/// A webhook call that is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueNotification {
+    /// The release.
+    pub release_id: ReleaseId,
+    /// Its build.
+    pub build_id: BuildId,
+    /// The build's name.
+    pub build_name: String,
+    /// Release name.
+    pub name: String,
+    /// Attempt number.
+    pub number: i64,
+    /// Where to POST.
+    pub webhook_url: String,
+    /// Failed tries so far.
+    pub attempts: i64,
+    /// Run counts per state.
+    pub counts: Vec<(RunStatus, u64)>,
+}
+
+/// The webhook URL of a build, if it has one.
+pub fn webhook_url(conn: &Connection, build: BuildId) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT webhook_url FROM build WHERE id = ?1",
+            [build.0],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten()
+        .filter(|u| !u.is_empty()))
+}
+
+/// Sets (or with `""` clears) a build's webhook URL; only http and https.
+pub fn set_webhook_url(
+    conn: &mut Connection,
+    build: BuildId,
+    user: &UserRow,
+    url: &str,
+) -> Result<(), StoreError> {
+    if !url.is_empty() {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| StoreError::Invalid(format!("webhook URL {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(StoreError::Invalid(format!(
+                "webhook URL {url:?} must be http or https"
+            )));
+        }
+    }
+    let tx = write_tx(conn)?;
+    tx.execute(
+        "UPDATE build SET webhook_url = ?1, modified = ?2 WHERE id = ?3",
+        params![(!url.is_empty()).then_some(url), now_ms(), build.0],
+    )?;
+    log_in(
+        &tx,
+        build,
+        Some(user.id),
+        "settings",
+        &format!("webhook {url:?}"),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Queues a notification for every release that reached review and has
+/// none yet (skipped when its build has no webhook), then returns those due.
+pub fn due_notifications(conn: &mut Connection) -> Result<Vec<DueNotification>, StoreError> {
+    let now = now_ms();
+    let tx = write_tx(conn)?;
+    tx.execute(
+        "INSERT INTO notification (release_id, status, next_try, created)
+         SELECT r.id,
+                CASE WHEN b.webhook_url IS NULL OR b.webhook_url = '' THEN 'skipped' ELSE 'pending' END,
+                ?1, ?1
+         FROM release r JOIN build b ON b.id = r.build_id
+         WHERE r.status = 'reviewing'
+           AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.release_id = r.id)",
+        [now],
+    )?;
+    tx.commit()?;
+    let mut stmt = conn.prepare(
+        "SELECT r.id, b.id, b.name, r.name, r.number, b.webhook_url, n.attempts
+         FROM notification n JOIN release r ON r.id = n.release_id JOIN build b ON b.id = r.build_id
+         WHERE n.status = 'pending' AND n.next_try <= ?1 AND b.webhook_url IS NOT NULL
+         ORDER BY n.next_try LIMIT 20",
+    )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok(DueNotification {
+            release_id: ReleaseId(r.get(0)?),
+            build_id: BuildId(r.get(1)?),
+            build_name: r.get(2)?,
+            name: r.get(3)?,
+            number: r.get(4)?,
+            webhook_url: r.get(5)?,
+            attempts: r.get(6)?,
+            counts: Vec::new(),
+        })
+    })?;
+    let mut due: Vec<DueNotification> = rows.collect::<Result<_, _>>()?;
+    let mut counts =
+        conn.prepare("SELECT status, COUNT(*) FROM run WHERE release_id = ?1 GROUP BY status")?;
+    for d in &mut due {
+        for c in counts.query_map([d.release_id.0], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (s, n) = c?;
+            if let Ok(s) = s.parse::<RunStatus>() {
+                d.counts.push((s, n as u64));
+            }
+        }
+    }
+    Ok(due)
+}
+
+/// Records the outcome of a webhook call: sent, retried at `retry_at`, or
+/// given up (`retry_at` = `None` with an error).
+pub fn notification_done(
+    conn: &mut Connection,
+    d: &DueNotification,
+    error: Option<&str>,
+    retry_at: Option<i64>,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let (status, log_type) = match (error, retry_at) {
+        (None, _) => ("sent", "notify_webhook"),
+        (Some(_), Some(_)) => ("pending", "notify_retry"),
+        (Some(_), None) => ("failed", "notify_failed"),
+    };
+    tx.execute(
+        "UPDATE notification SET status = ?1, attempts = attempts + ?2, next_try = ?3, last_error = ?4
+         WHERE release_id = ?5",
+        params![
+            status,
+            i64::from(error.is_some()),
+            retry_at.unwrap_or(0),
+            error,
+            d.release_id.0
+        ],
+    )?;
+    let msg = format!(
+        "{} #{}{}",
+        d.name,
+        d.number,
+        error.map(|e| format!(": {e}")).unwrap_or_default()
+    );
+    log_in(&tx, d.build_id, None, log_type, &msg)?;
+    tx.commit()?;
+    Ok(())
+}

@@ -7,6 +7,7 @@
 //! machines), store, render or redirect.
 
 mod auth;
+mod notify;
 mod pages;
 mod thumbs;
 
@@ -22,6 +23,7 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection};
 
 pub use auth::{create_user, ensure_admin_password, hash_password};
+pub use notify::spawn_notifier;
 
 use crate::http::AppState;
 use crate::storage::StoreError;

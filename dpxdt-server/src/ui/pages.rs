@@ -170,21 +170,22 @@ pub(crate) async fn build(
     let (info, access) = build_for(ui, req, field).await?;
     let owner = access == Access::Owner;
     let id = info.id;
-    let (releases, keys, log, owners) = ui
+    let (releases, keys, log, owners, webhook) = ui
         .state
         .store
         .call(move |c| {
             let releases = users::list_releases(c, id, 100)?;
-            let (keys, log, owners) = if owner {
+            let (keys, log, owners, webhook) = if owner {
                 (
                     users::list_api_keys(c, id)?,
                     users::list_log(c, id, 50)?,
                     users::list_owners(c, id)?,
+                    users::webhook_url(c, id)?,
                 )
             } else {
-                (Vec::new(), Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), Vec::new(), None)
             };
-            Ok((releases, keys, log, owners))
+            Ok((releases, keys, log, owners, webhook))
         })
         .await?;
     let releases: Vec<Value> = releases
@@ -219,6 +220,7 @@ pub(crate) async fn build(
             "keys": keys,
             "log": log,
             "owners": owners,
+            "webhook_url": webhook,
             "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
         }),
     )
@@ -265,10 +267,19 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let name = req
         .f("name")
         .map_or(info.name.clone(), |n| n.trim().to_string());
+    let webhook = req.f("webhook_url").map(|u| u.trim().to_string());
     let id = info.id;
     ui.state
         .store
-        .call(move |c| users::set_build_settings(c, id, &user, &name, public))
+        .call(move |c| {
+            users::set_build_settings(c, id, &user, &name, public)?;
+            match webhook {
+                Some(url) if users::webhook_url(c, id)?.unwrap_or_default() != url => {
+                    users::set_webhook_url(c, id, &user, &url)
+                }
+                _ => Ok(()),
+            }
+        })
         .await?;
     Ok(redirect(&build_url(id)))
 }
