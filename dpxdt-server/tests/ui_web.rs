@@ -257,6 +257,18 @@ async fn upload_release(base: &str, build: i64, key: &(String, String), name: &s
         .upload_bytes(b, "diff.png", png(8, 8, [255, 0, 0]))
         .await
         .unwrap();
+    // The diff log is the core's report, as the diff worker writes it.
+    let report = dpxdt_core::diff::diff_png_bytes(
+        &png(8, 8, [255, 255, 255]),
+        &png(8, 8, [250, 0, 0]),
+        &Default::default(),
+    )
+    .unwrap()
+    .report;
+    let diff_log = client
+        .upload_bytes(b, "diff.json", serde_json::to_vec(&report).unwrap())
+        .await
+        .unwrap();
     for (run, with_diff) in [(XSS_RUN, true), ("/same", false)] {
         client
             .report_run(&ReportRunRequest {
@@ -272,6 +284,7 @@ async fn upload_release(base: &str, build: i64, key: &(String, String), name: &s
                 }),
                 ref_image: Some(reference.sha1sum.clone()),
                 diff_image: with_diff.then(|| diff.sha1sum.clone()),
+                diff_log: with_diff.then(|| diff_log.sha1sum.clone()),
                 distortion: Some(if with_diff { 0.25 } else { 0.0 }),
                 ..Default::default()
             })
@@ -479,6 +492,13 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
             .contains("&lt;script&gt;alert(&quot;run&quot;)&lt;/script&gt;")
     );
     assert_eq!(page.text_of("distortion"), "25.0000%");
+    assert!(
+        page.text_of("diff-report")
+            .starts_with("64 of 64 pixels changed (100.000%)"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<code>0:0-7:7</code>"), "{}", page.body);
     assert!(
         page.body.contains(&format!("id&#x3D;{diff_id}")),
         "{}",

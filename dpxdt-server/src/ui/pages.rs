@@ -444,6 +444,7 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             .map(|n| run_url(b, &rel.name, rel.number, &n.name))
     };
     let owner = access == Access::Owner;
+    let report = diff_report(ui, b, r.diff_log.as_deref()).await;
     ui.render(
         req,
         "run",
@@ -470,6 +471,7 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                 "run_failed": r.run_failed,
                 "diff_failed": r.diff_failed,
             },
+            "report": report,
             "position": pos + 1,
             "total": runs.len(),
             "prev": neighbour(pos.checked_sub(1)),
@@ -479,6 +481,39 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "page": "run",
         }),
     )
+}
+
+/// The diff worker's report (the run's diff log, JSON) as the run page shows
+/// it: changed pixels, sizes and the first regions. `None` when there is no
+/// such log or it is not a report (e.g. a client reported its own log).
+async fn diff_report(ui: &Ui, build: BuildId, log: Option<&str>) -> Option<Value> {
+    const MAX_LOG: i64 = 1 << 20;
+    let id = ArtifactId::parse(log?).ok()?;
+    let lookup = id.clone();
+    let info = ui
+        .state
+        .store
+        .call(move |c| storage::artifact_owned(c, build, &lookup))
+        .await
+        .ok()??;
+    if info.size > MAX_LOG {
+        return None;
+    }
+    let bytes = tokio::fs::read(ui.state.store.artifacts().path(&id))
+        .await
+        .ok()?;
+    let r: dpxdt_core::diff::DiffReport = serde_json::from_slice(&bytes).ok()?;
+    let regions: Vec<String> = r.regions.iter().take(20).map(|g| g.to_string()).collect();
+    Some(json!({
+        "changed": r.changed_pixels,
+        "total": r.total_pixels,
+        "percentage": format!("{:.3}%", r.percentage),
+        "size": format!("{}×{}", r.width, r.height),
+        "reference_size": format!("{}×{}", r.reference_width, r.reference_height),
+        "size_changed": r.size_changed(),
+        "regions": regions,
+        "more_regions": r.regions.len().saturating_sub(20),
+    }))
 }
 
 /// `POST /run/verdict`: approve or reject a found diff (the core decides);
