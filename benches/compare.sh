@@ -136,7 +136,15 @@ pooled() {
           else "\((.[$l / 2 - 1] + .[$l / 2]) / 2) \($l)" end' "$OUT/$1".r*.json
 }
 
+# Mean CPU time (user + system, seconds) of TOOL over the rounds: less
+# sensitive than wall time to other work on the machine.
+cpu() {
+    jq -s -r --arg n "$2" '[.[].results[] | select(.command == $n) | .user + .system]
+        | if length == 0 then "nan" else add / length end' "$OUT/$1".r*.json
+}
+
 rows=()
+cpus=()
 checks=()
 for name in $PAIRS; do
     ref="$pairs_dir/$name/ref.png"
@@ -149,6 +157,13 @@ for name in $PAIRS; do
             row="$row$(awk -v m="$m" -v d="$d" 'BEGIN { printf " %9.1f ms (%5.2fx)", m * 1000, m / d }')"
         done
         rows+=("$row")
+        c="$(cpu "$name-$variant" dpxdt)"
+        row="$(printf '%-10s %-8s %-11s' "$name" "$variant" "$(dims "$ref")")"
+        for tool in dpxdt odiff pixelmatch compare; do
+            m="$(cpu "$name-$variant" "$tool")"
+            row="$row$(awk -v m="$m" -v d="$c" 'BEGIN { printf " %9.1f ms (%5.2fx)", m * 1000, m / d }')"
+        done
+        cpus+=("$row")
 
         # Agreement: dpxdt's distortion vs ImageMagick's normalized RMSE, and
         # the changed-pixel counts of the three perceptual tools.
@@ -194,6 +209,10 @@ fi
     echo "median wall time, whole process, over $ROUNDS rounds (ratio = tool / dpxdt; > 1 means dpxdt is faster)"
     printf '%-10s %-8s %-11s %4s %-22s %-22s %-22s %-22s\n' pair new size runs dpxdt odiff pixelmatch compare
     printf '%s\n' "${rows[@]}"
+    echo
+    echo "mean CPU time (user + system), whole process (ratio = tool / dpxdt)"
+    printf '%-10s %-8s %-11s %-22s %-22s %-22s %-22s\n' pair new size dpxdt odiff pixelmatch compare
+    printf '%s\n' "${cpus[@]}"
     echo
     echo "distortion: dpxdt vs ImageMagick compare -metric RMSE (normalized), tolerance 0.001; changed pixels at threshold 0.1"
     printf '%-18s %-12s %-12s %-10s %-5s %9s %9s %9s\n' pair dpxdt imagemagick "|diff|" ok dpxdt odiff pixelmatch
