@@ -96,7 +96,8 @@ for name in $PAIRS; do
     [ -s "$pairs_dir/$name/same.png" ] || { bash "$here/make_pairs.sh"; break; }
 done
 
-dims() { file -b "$1" | cut -d, -f2 | tr -d ' '; }
+# WIDTHxHEIGHT of a PNG, from its IHDR chunk (bytes 16..24, big-endian).
+dims() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", (($1 * 256 + $2) * 256 + $3) * 256 + $4, (($5 * 256 + $6) * 256 + $7) * 256 + $8 }'; }
 
 # ---- timing ----------------------------------------------------------------
 # hyperfine runs one command's runs back to back. To spread the machine's
