@@ -26,7 +26,7 @@ fn write_png(path: &Path, w: u32, h: u32, paint: impl Fn(u32, u32) -> [u8; 4]) {
 /// A deterministic, busy picture (gradients and stripes), like a page.
 fn page(x: u32, y: u32) -> [u8; 4] {
     let v = ((x * 7 + y * 3) % 256) as u8;
-    if (y / 10) % 3 == 0 {
+    if (y / 10).is_multiple_of(3) {
         [v, 255 - v, (x % 256) as u8, 255]
     } else {
         [250, 250, 250, 255]

@@ -181,7 +181,11 @@ impl PageServer {
 
     /// Stops serving `path` (it answers 404 again).
     pub fn remove(&self, path: &str) {
-        self.shared.routes.write().expect("routes lock").remove(path);
+        self.shared
+            .routes
+            .write()
+            .expect("routes lock")
+            .remove(path);
     }
 
     /// Every request received so far, oldest first.
@@ -265,7 +269,10 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     if let Some((user, password)) = &page.basic_auth {
         let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
         if request.header("authorization") != Some(expected.as_str()) {
-            let challenge = [("WWW-Authenticate".to_string(), "Basic realm=\"test\"".to_string())];
+            let challenge = [(
+                "WWW-Authenticate".to_string(),
+                "Basic realm=\"test\"".to_string(),
+            )];
             return respond(&mut stream, 401, "text/plain", b"unauthorized", &challenge);
         }
     }
@@ -343,7 +350,11 @@ mod tests {
         let auth = auth
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nX-Probe: 1\r\n{auth}\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Probe: 1\r\n{auth}\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -360,7 +371,11 @@ mod tests {
 
         server.set("/secret", Page::html("s").with_basic_auth("u", "p"));
         assert!(get(&server, "/secret", None).starts_with("HTTP/1.1 401"));
-        let ok = get(&server, "/secret", Some(&format!("Basic {}", base64(b"u:p"))));
+        let ok = get(
+            &server,
+            "/secret",
+            Some(&format!("Basic {}", base64(b"u:p"))),
+        );
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 
         let seen = server.requests_for("/a");
@@ -375,6 +390,9 @@ mod tests {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
     }
 }

@@ -33,7 +33,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_rust_file_starts_with_a_module_doc_line() {
     let root = workspace_root();
     let mut files = Vec::new();
-    for krate in ["dpxdt-core", "dpxdt-client", "dpxdt-server", "dpxdt-tools", "benches", "tests"] {
+    for krate in [
+        "dpxdt-core",
+        "dpxdt-client",
+        "dpxdt-server",
+        "dpxdt-tools",
+        "benches",
+        "tests",
+    ] {
         rust_files(&root.join(krate), &mut files);
     }
     assert!(files.len() > 10, "found only {} files", files.len());
@@ -83,7 +90,14 @@ fn dependencies(package: &str, features: &[&str]) -> Vec<String> {
 fn the_pure_core_has_no_async_browser_or_http_dependencies() {
     let deps = dependencies("dpxdt-core", &["--no-default-features"]);
     assert!(deps.iter().any(|d| d == "image"), "sanity: {deps:?}");
-    for forbidden in ["tokio", "thirtyfour", "reqwest", "warp", "rusqlite", "hyper"] {
+    for forbidden in [
+        "tokio",
+        "thirtyfour",
+        "reqwest",
+        "warp",
+        "rusqlite",
+        "hyper",
+    ] {
         assert!(
             !deps.iter().any(|d| d == forbidden),
             "dpxdt-core without `capture` must not depend on {forbidden}"
@@ -95,7 +109,13 @@ fn the_pure_core_has_no_async_browser_or_http_dependencies() {
 fn the_client_depends_on_the_pure_core_only() {
     let deps = dependencies("dpxdt-client", &[]);
     assert!(deps.iter().any(|d| d == "reqwest"), "sanity: {deps:?}");
-    for forbidden in ["dpxdt-server", "warp", "rusqlite", "thirtyfour", "handlebars"] {
+    for forbidden in [
+        "dpxdt-server",
+        "warp",
+        "rusqlite",
+        "thirtyfour",
+        "handlebars",
+    ] {
         assert!(
             !deps.iter().any(|d| d == forbidden),
             "dpxdt-client must not depend on {forbidden}"
