@@ -40,6 +40,8 @@ pub struct Config {
     pub admin_key: Option<NewApiKey>,
     /// Worker settings for the in-process workers.
     pub worker: workers::WorkerConfig,
+    /// SMTP server and sender for e-mail notifications (none: no e-mail).
+    pub mail: Option<ui::MailConfig>,
 }
 
 impl Config {
@@ -52,6 +54,7 @@ impl Config {
             in_process_workers: true,
             admin_key: None,
             worker: workers::WorkerConfig::default(),
+            mail: None,
         }
     }
 }

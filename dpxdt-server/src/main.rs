@@ -47,6 +47,14 @@ struct Args {
     /// Lease length of tasks, in seconds (default 60 for diffs, 180 for captures).
     #[arg(long, env = "DPXDT_LEASE_SECS")]
     lease_secs: Option<u64>,
+    /// SMTP server for e-mail notifications, `smtp://[user:password@]host[:port]`
+    /// (plain SMTP: TLS is not built in, relay through a local mail server).
+    /// Without it no e-mail is sent.
+    #[arg(long, env = "DPXDT_SMTP_URL", requires = "mail_from")]
+    smtp_url: Option<String>,
+    /// Sender of notification e-mails, `name@domain` or `"Name <name@domain>"`.
+    #[arg(long, env = "DPXDT_MAIL_FROM")]
+    mail_from: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -68,6 +76,9 @@ enum Command {
         /// May see and change every build.
         #[arg(long)]
         superuser: bool,
+        /// The user's e-mail address (for notifications and invitations).
+        #[arg(long)]
+        email: Option<String>,
     },
     /// Run capture and diff workers against a server over HTTP.
     Worker {
@@ -98,6 +109,10 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     if let Some(secs) = args.lease_secs {
         config.worker.diff_lease = Duration::from_secs(secs);
         config.worker.capture_lease = Duration::from_secs(secs);
+    }
+    if let Some(url) = &args.smtp_url {
+        let from = args.mail_from.as_deref().unwrap_or_default();
+        config.mail = Some(dpxdt_server::ui::MailConfig::new(url, from)?);
     }
     if let Some(raw) = &args.admin_key {
         let (id, secret) = split_key(raw)?;
@@ -169,7 +184,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("api_key={}", key.id);
             println!("api_secret={}", key.secret);
         }
-        Command::CreateUser { name, superuser } => {
+        Command::CreateUser {
+            name,
+            superuser,
+            email,
+        } => {
             let store = storage::Store::open_shared(&config.data_dir)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let password = match std::env::var("DPXDT_PASSWORD") {
@@ -180,7 +199,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
+            if let Some(email) = &email {
+                // Checked before the account is made or changed.
+                storage::users::validate_email(email.trim())?;
+            }
             dpxdt_server::ui::create_user(&store, &name, &password, superuser)?;
+            if let Some(email) = &email {
+                dpxdt_server::ui::set_user_email(&store, &name, email)?;
+            }
             println!("user {name} can log in now");
         }
         Command::Worker { server, api_key } => {

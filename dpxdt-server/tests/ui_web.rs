@@ -647,6 +647,16 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
         );
     }
     assert!(page.body.contains("by alice"));
+    // Release verdicts from the UI name the person too.
+    let verdicts: Vec<&str> = page
+        .body
+        .split("<li>")
+        .filter(|li| li.contains("<strong>release_good</strong>"))
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{}", page.body);
+    for li in verdicts {
+        assert!(li.contains("<span class=\"who\">by alice</span>"), "{li}");
+    }
     server.stop().await;
 }
 
@@ -834,11 +844,12 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
     assert!(b.get("/").await.body.contains("admin"));
     // `create-user` works beside the running server: password from stdin,
     // too short ones refused.
-    let create = |name: &str, password: &str| {
+    let create = |name: &str, password: &str, extra: &[&str]| {
         use std::io::Write;
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dpxdt-server"))
             .args(["create-user", name, "--data-dir"])
             .arg(dir.path())
+            .args(extra)
             .env("DPXDT_LOG", "warn")
             .env_remove("DPXDT_PASSWORD")
             .stdin(std::process::Stdio::piped())
@@ -849,10 +860,18 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
         writeln!(c.stdin.take().unwrap(), "{password}").unwrap();
         c.wait_with_output().unwrap()
     };
-    let short = create("carol", "short");
+    let short = create("carol", "short", &[]);
     assert_eq!(short.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"));
-    assert!(create("carol", "carol-password").status.success());
+    let bad = create("carol", "carol-password", &["--email", "carol"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("\"carol\" is not an e-mail address"));
+    let made = create(
+        "carol",
+        "carol-password",
+        &["--email", "carol@example.test"],
+    );
+    assert!(made.status.success());
     let mut carol = Browser {
         base: b.base.clone(),
         http: b.http.clone(),
@@ -863,6 +882,12 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
         carol.login("carol", "carol-password").await.status,
         StatusCode::SEE_OTHER
     );
+    let account = carol.get("/account").await;
+    assert!(
+        account.body.contains("value=\"carol@example.test\""),
+        "{}",
+        account.body
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The second start keeps the password and does not print it again.
@@ -870,6 +895,32 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
     assert_eq!(again, None);
     child.kill().unwrap();
     child.wait().unwrap();
+    // Bad SMTP settings stop the server before it starts, saying why.
+    for (args, why) in [
+        (
+            &[
+                "--smtp-url",
+                "smtps://u:pw@relay:465",
+                "--mail-from",
+                "d@example.test",
+            ][..],
+            "TLS is not built into this server",
+        ),
+        (&["--smtp-url", "smtp://relay"][..], "--mail-from"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dpxdt-server"))
+            .args(["--listen", "127.0.0.1:0", "--no-workers", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env_remove("DPXDT_SMTP_URL")
+            .env_remove("DPXDT_MAIL_FROM")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!stderr.contains(":pw@"), "{stderr}");
+    }
 }
 
 #[tokio::test]

@@ -700,6 +700,18 @@ pub fn set_release_verdict(
     number: i64,
     verdict: &str,
 ) -> Result<ReleaseStatus, StoreError> {
+    set_release_verdict_as(conn, build, name, number, verdict, None)
+}
+
+/// [`set_release_verdict`] by a person: `user` is logged with the entry.
+pub(crate) fn set_release_verdict_as(
+    conn: &mut Connection,
+    build: BuildId,
+    name: &str,
+    number: i64,
+    verdict: &str,
+    user: Option<i64>,
+) -> Result<ReleaseStatus, StoreError> {
     let event = match verdict {
         "good" => ReleaseEvent::MarkGood,
         "bad" => ReleaseEvent::MarkBad,
@@ -717,9 +729,11 @@ pub fn set_release_verdict(
         queue::cancel_for_release(&tx, release.id)?;
     }
     tx.execute(
-        "INSERT INTO admin_log (build_id, log_type, message, created) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO admin_log (build_id, user_id, log_type, message, created)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             build.0,
+            user,
             format!("release_{verdict}"),
             format!("{name} #{number}"),
             now_ms()

@@ -128,6 +128,8 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
     super::users::THUMBNAIL_MIGRATION,
     // 4: the review UI's webhook notifications.
     super::users::NOTIFY_MIGRATION,
+    // 5: users' e-mail addresses and the e-mail notifications.
+    super::users::MAIL_MIGRATION,
 ];
 
 /// The version a fully migrated database has.

@@ -292,17 +292,21 @@ pub fn set_build_settings(
     Ok(())
 }
 
-/// The names of a build's owners, sorted.
-pub fn list_owners(conn: &Connection, build: BuildId) -> Result<Vec<String>, StoreError> {
+/// The names and e-mail addresses of a build's owners, sorted by name.
+pub fn list_owners(
+    conn: &Connection,
+    build: BuildId,
+) -> Result<Vec<(String, Option<String>)>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT u.name FROM build_owner o JOIN user u ON u.id = o.user_id
+        "SELECT u.name, u.email FROM build_owner o JOIN user u ON u.id = o.user_id
          WHERE o.build_id = ?1 ORDER BY u.name",
     )?;
-    let rows = stmt.query_map([build.0], |r| r.get(0))?;
+    let rows = stmt.query_map([build.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Makes the user called `name` an owner of `build`.
+/// Makes the user called `name` (or, failing that, the user whose e-mail
+/// address is `name`) an owner of `build`.
 pub fn add_owner(
     conn: &mut Connection,
     build: BuildId,
@@ -310,18 +314,25 @@ pub fn add_owner(
     name: &str,
 ) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
-    let user = find_user(&tx, name)?
-        .ok_or_else(|| StoreError::Invalid(format!("there is no user named {name:?}")))?;
+    let user = match find_user(&tx, name)? {
+        Some(u) => u,
+        None => find_user_by_email(&tx, name)?.ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "there is no user named {name:?} or with that e-mail address"
+            ))
+        })?,
+    };
     let n = tx.execute(
         "INSERT OR IGNORE INTO build_owner (build_id, user_id) VALUES (?1, ?2)",
         params![build.0, user.id],
     )?;
     if n == 0 {
         return Err(StoreError::Conflict(format!(
-            "{name} is already an owner of this build"
+            "{} is already an owner of this build",
+            user.name
         )));
     }
-    log_in(&tx, build, Some(by.id), "invite_admin", name)?;
+    log_in(&tx, build, Some(by.id), "invite_admin", &user.name)?;
     tx.commit()?;
     Ok(())
 }
@@ -635,7 +646,16 @@ INSERT INTO notification (release_id, status, next_try, created)
     SELECT id, 'skipped', 0, 0 FROM release WHERE status IN ('reviewing', 'good', 'bad');
 "#;
 
-/// A webhook call that is due.
+/// Where one notification goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// A JSON POST to the build's webhook URL.
+    Webhook(String),
+    /// An e-mail to one owner's address.
+    Mail(String),
+}
+
+/// A notification (one channel of one release) that is due.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueNotification {
     /// The release.
@@ -648,8 +668,8 @@ pub struct DueNotification {
     pub name: String,
     /// Attempt number.
     pub number: i64,
-    /// Where to POST.
-    pub webhook_url: String,
+    /// Where it goes.
+    pub channel: Channel,
     /// Failed tries so far.
     pub attempts: i64,
     /// Run counts per state.
@@ -701,11 +721,30 @@ pub fn set_webhook_url(
     Ok(())
 }
 
-/// Queues a notification for every release that reached review and has
-/// none yet (skipped when its build has no webhook), then returns those due.
-pub fn due_notifications(conn: &mut Connection) -> Result<Vec<DueNotification>, StoreError> {
+/// Queues the notifications of every release that reached review and has
+/// none yet, then returns those due (at most 20 per channel kind).
+///
+/// A release gets one `notification` row (the webhook's; `skipped` when its
+/// build has none) and, when `mail` is on (the server has SMTP), one
+/// `mail_notification` row per owner with an e-mail address. Each row is
+/// sent, retried and given up on its own.
+pub fn due_notifications(
+    conn: &mut Connection,
+    mail: bool,
+) -> Result<Vec<DueNotification>, StoreError> {
     let now = now_ms();
     let tx = write_tx(conn)?;
+    if mail {
+        // Before the webhook rows: those mark a release as announced.
+        tx.execute(
+            "INSERT OR IGNORE INTO mail_notification (release_id, address, status, next_try, created)
+             SELECT r.id, u.email, 'pending', ?1, ?1
+             FROM release r JOIN build_owner o ON o.build_id = r.build_id JOIN user u ON u.id = o.user_id
+             WHERE r.status = 'reviewing' AND u.email IS NOT NULL AND u.email != ''
+               AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.release_id = r.id)",
+            [now],
+        )?;
+    }
     tx.execute(
         "INSERT INTO notification (release_id, status, next_try, created)
          SELECT r.id,
@@ -717,25 +756,39 @@ pub fn due_notifications(conn: &mut Connection) -> Result<Vec<DueNotification>, 
         [now],
     )?;
     tx.commit()?;
-    let mut stmt = conn.prepare(
-        "SELECT r.id, b.id, b.name, r.name, r.number, b.webhook_url, n.attempts
-         FROM notification n JOIN release r ON r.id = n.release_id JOIN build b ON b.id = r.build_id
-         WHERE n.status = 'pending' AND n.next_try <= ?1 AND b.webhook_url IS NOT NULL
-         ORDER BY n.next_try LIMIT 20",
-    )?;
-    let rows = stmt.query_map([now], |r| {
+    let mut due = Vec::new();
+    let row = |r: &rusqlite::Row<'_>, channel: fn(String) -> Channel| {
         Ok(DueNotification {
             release_id: ReleaseId(r.get(0)?),
             build_id: BuildId(r.get(1)?),
             build_name: r.get(2)?,
             name: r.get(3)?,
             number: r.get(4)?,
-            webhook_url: r.get(5)?,
+            channel: channel(r.get(5)?),
             attempts: r.get(6)?,
             counts: Vec::new(),
         })
-    })?;
-    let mut due: Vec<DueNotification> = rows.collect::<Result<_, _>>()?;
+    };
+    let mut stmt = conn.prepare(
+        "SELECT r.id, b.id, b.name, r.name, r.number, b.webhook_url, n.attempts
+         FROM notification n JOIN release r ON r.id = n.release_id JOIN build b ON b.id = r.build_id
+         WHERE n.status = 'pending' AND n.next_try <= ?1 AND b.webhook_url IS NOT NULL
+         ORDER BY n.next_try LIMIT 20",
+    )?;
+    for d in stmt.query_map([now], |r| row(r, Channel::Webhook))? {
+        due.push(d?);
+    }
+    if mail {
+        let mut stmt = conn.prepare(
+            "SELECT r.id, b.id, b.name, r.name, r.number, m.address, m.attempts
+             FROM mail_notification m JOIN release r ON r.id = m.release_id JOIN build b ON b.id = r.build_id
+             WHERE m.status = 'pending' AND m.next_try <= ?1
+             ORDER BY m.next_try LIMIT 20",
+        )?;
+        for d in stmt.query_map([now], |r| row(r, Channel::Mail))? {
+            due.push(d?);
+        }
+    }
     let mut counts =
         conn.prepare("SELECT status, COUNT(*) FROM run WHERE release_id = ?1 GROUP BY status")?;
     for d in &mut due {
@@ -751,8 +804,10 @@ pub fn due_notifications(conn: &mut Connection) -> Result<Vec<DueNotification>, 
     Ok(due)
 }
 
-/// Records the outcome of a webhook call: sent, retried at `retry_at`, or
-/// given up (`retry_at` = `None` with an error).
+/// Records the outcome of one notification (webhook call or e-mail): sent,
+/// retried at `retry_at`, or given up (`retry_at` = `None` with an error).
+/// Each outcome is in the build's activity log (`notify_webhook` or
+/// `notify_mail`, `notify_retry`, `notify_failed`).
 pub fn notification_done(
     conn: &mut Connection,
     d: &DueNotification,
@@ -760,24 +815,34 @@ pub fn notification_done(
     retry_at: Option<i64>,
 ) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
-    let (status, log_type) = match (error, retry_at) {
-        (None, _) => ("sent", "notify_webhook"),
-        (Some(_), Some(_)) => ("pending", "notify_retry"),
-        (Some(_), None) => ("failed", "notify_failed"),
+    let (status, log_type) = match (error, retry_at, &d.channel) {
+        (None, _, Channel::Webhook(_)) => ("sent", "notify_webhook"),
+        (None, _, Channel::Mail(_)) => ("sent", "notify_mail"),
+        (Some(_), Some(_), _) => ("pending", "notify_retry"),
+        (Some(_), None, _) => ("failed", "notify_failed"),
     };
-    tx.execute(
-        "UPDATE notification SET status = ?1, attempts = attempts + ?2, next_try = ?3, last_error = ?4
-         WHERE release_id = ?5",
-        params![
-            status,
-            i64::from(error.is_some()),
-            retry_at.unwrap_or(0),
-            error,
-            d.release_id.0
-        ],
-    )?;
+    let attempts = i64::from(error.is_some());
+    let next_try = retry_at.unwrap_or(0);
+    let to = match &d.channel {
+        Channel::Webhook(_) => {
+            tx.execute(
+                "UPDATE notification SET status = ?1, attempts = attempts + ?2, next_try = ?3,
+                 last_error = ?4 WHERE release_id = ?5",
+                params![status, attempts, next_try, error, d.release_id.0],
+            )?;
+            String::new()
+        }
+        Channel::Mail(address) => {
+            tx.execute(
+                "UPDATE mail_notification SET status = ?1, attempts = attempts + ?2, next_try = ?3,
+                 last_error = ?4 WHERE release_id = ?5 AND address = ?6",
+                params![status, attempts, next_try, error, d.release_id.0, address],
+            )?;
+            format!(" to {address}")
+        }
+    };
     let msg = format!(
-        "{} #{}{}",
+        "{} #{}{to}{}",
         d.name,
         d.number,
         error.map(|e| format!(": {e}")).unwrap_or_default()
@@ -785,4 +850,97 @@ pub fn notification_done(
     log_in(&tx, d.build_id, None, log_type, &msg)?;
     tx.commit()?;
     Ok(())
+}
+
+/// The e-mail side of notifications, appended to
+/// [`MIGRATIONS`](super::MIGRATIONS): users get an optional e-mail address
+/// (unique regardless of case) and each release that reached review gets
+/// one row per owner address, sent and retried on its own.
+pub const MAIL_MIGRATION: &str = r#"
+ALTER TABLE user ADD COLUMN email TEXT;
+CREATE UNIQUE INDEX user_email ON user (email COLLATE NOCASE);
+CREATE TABLE mail_notification (
+    release_id INTEGER NOT NULL REFERENCES release(id),
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try INTEGER NOT NULL,
+    last_error TEXT,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (release_id, address)
+) WITHOUT ROWID;
+CREATE INDEX mail_notification_due ON mail_notification (status, next_try);
+"#;
+
+/// Checks an e-mail address (at most 254 characters, as SMTP allows).
+pub fn validate_email(email: &str) -> Result<(), StoreError> {
+    if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+        return Err(StoreError::Invalid(format!(
+            "{email:?} is not an e-mail address (name@domain)"
+        )));
+    }
+    Ok(())
+}
+
+/// The e-mail address of user `user`, if it has one.
+pub fn user_email(conn: &Connection, user: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT email FROM user WHERE id = ?1", [user], |r| {
+            r.get::<_, Option<String>>(0)
+        })
+        .optional()?
+        .flatten())
+}
+
+/// The user whose e-mail address is `email` (case does not matter).
+pub fn find_user_by_email(conn: &Connection, email: &str) -> Result<Option<UserRow>, StoreError> {
+    if email.is_empty() {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT id, name, password_hash, superuser FROM user WHERE email = ?1 COLLATE NOCASE",
+            [email],
+            user_from_row,
+        )
+        .optional()?)
+}
+
+/// Sets (or with `""` clears) the e-mail address of the user called `name`.
+/// An address belongs to one user at most.
+pub fn set_user_email(conn: &mut Connection, name: &str, email: &str) -> Result<(), StoreError> {
+    let email = email.trim();
+    if !email.is_empty() {
+        validate_email(email)?;
+    }
+    let tx = write_tx(conn)?;
+    let user = find_user(&tx, name)?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no user named {name:?}")))?;
+    if let Some(other) = find_user_by_email(&tx, email)?
+        && other.id != user.id
+    {
+        return Err(StoreError::Conflict(format!(
+            "the e-mail address {email:?} belongs to another user"
+        )));
+    }
+    tx.execute(
+        "UPDATE user SET email = ?1 WHERE id = ?2",
+        params![(!email.is_empty()).then_some(email), user.id],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A person's release verdict (`good`, `bad` or `reviewing`) through the
+/// server's [`set_release_verdict`](super::set_release_verdict), with the
+/// person in the activity log entry.
+pub fn set_release_verdict(
+    conn: &mut Connection,
+    build: BuildId,
+    name: &str,
+    number: i64,
+    verdict: &str,
+    user: &UserRow,
+) -> Result<ReleaseStatus, StoreError> {
+    super::releases::set_release_verdict_as(conn, build, name, number, verdict, Some(user.id))
 }

@@ -67,6 +67,12 @@ pub fn create_user(
     Ok(())
 }
 
+/// Sets (or with `""` clears) the e-mail address of the user called `name`,
+/// where notifications of the builds it owns go.
+pub fn set_user_email(store: &Store, name: &str, email: &str) -> Result<(), StoreError> {
+    store.blocking(|c| users::set_user_email(c, name, email))
+}
+
 /// Gives the `admin` account made at first start a random password if it
 /// has none yet, returning it once so the caller can show it.
 pub fn ensure_admin_password(store: &Store) -> Result<Option<String>, StoreError> {

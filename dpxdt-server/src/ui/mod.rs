@@ -7,6 +7,7 @@
 //! machines), store, render or redirect.
 
 mod auth;
+mod mail;
 mod notify;
 mod pages;
 mod thumbs;
@@ -22,7 +23,8 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Buf, Filter, Rejection};
 
-pub use auth::{create_user, ensure_admin_password, hash_password};
+pub use auth::{create_user, ensure_admin_password, hash_password, set_user_email};
+pub use mail::{MailConfig, MailConfigError};
 pub use notify::spawn_notifier;
 
 use crate::http::AppState;
@@ -43,6 +45,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run", include_str!("../../templates/run.hbs")),
     ("error", include_str!("../../templates/error.hbs")),
     ("queue", include_str!("../../templates/queue.hbs")),
+    ("account", include_str!("../../templates/account.hbs")),
 ];
 const STATIC: &[(&str, &str, &str)] = &[
     (
@@ -346,6 +349,11 @@ impl Ui {
             ("/build/revoke_key", _, true) => pages::revoke_key(self, req).await,
             ("/build/settings", _, true) => pages::settings(self, req).await,
             ("/build/owners", _, true) => pages::owners(self, req).await,
+            ("/account", true, _) => {
+                let saved = req.q("saved").is_some().then_some("Saved.");
+                pages::account(self, req, saved).await
+            }
+            ("/account", _, true) => pages::set_account(self, req).await,
             ("/queue", true, _) => pages::queue(self, req).await,
             ("/release", true, _) => pages::release(self, req).await,
             ("/release/status", _, true) => pages::release_verdict(self, req).await,

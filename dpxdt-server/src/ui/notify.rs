@@ -1,33 +1,62 @@
 //! Notifications: when a release reaches review, its build's webhook gets a
-//! Slack-compatible JSON POST with the run counts and the release link.
+//! Slack-compatible JSON POST, and (when the server has SMTP) each owner
+//! with an e-mail address gets a message, all with the run counts and the
+//! release link.
 //!
 //! A background task polls the database, so no release transition waits on
-//! a remote server; a failed call is logged and retried with backoff.
+//! a remote server. Every channel (the webhook, each address) is a row of
+//! its own: sent concurrently, and on failure logged and retried with
+//! backoff independently of the others.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use dpxdt_core::RunStatus;
 
+use super::mail::Mailer;
 use crate::http::AppState;
-use crate::storage::users::{self, DueNotification};
+use crate::storage::users::{self, Channel, DueNotification};
 
 /// How often the notifier looks for releases that reached review.
 const POLL: Duration = Duration::from_millis(500);
 /// Tries per notification before it is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
 
+/// The counts a notification tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Runs with a diff found.
+    pub diffs: u64,
+    /// Runs that failed.
+    pub failed: u64,
+    /// All runs.
+    pub runs: u64,
+}
+
+impl Counts {
+    /// The counts of `d`'s release.
+    pub fn of(d: &DueNotification) -> Counts {
+        let count = |s: RunStatus| {
+            d.counts
+                .iter()
+                .find(|(x, _)| *x == s)
+                .map_or(0, |(_, n)| *n)
+        };
+        Counts {
+            diffs: count(RunStatus::DiffFound),
+            failed: count(RunStatus::Failed),
+            runs: d.counts.iter().map(|(_, n)| n).sum(),
+        }
+    }
+}
+
 /// The JSON body: Slack's `text`, plus the same facts as fields.
 pub fn body(d: &DueNotification, link: &str) -> serde_json::Value {
-    let count = |s: RunStatus| {
-        d.counts
-            .iter()
-            .find(|(x, _)| *x == s)
-            .map_or(0, |(_, n)| *n)
-    };
-    let diffs = count(RunStatus::DiffFound);
-    let failed = count(RunStatus::Failed);
-    let total: u64 = d.counts.iter().map(|(_, n)| n).sum();
+    let Counts {
+        diffs,
+        failed,
+        runs: total,
+    } = Counts::of(d);
     serde_json::json!({
         "text": format!(
             "Release {} #{} of {} is ready for review: {diffs} diff(s), {failed} failed, {total} run(s). {link}",
@@ -67,8 +96,12 @@ pub fn spawn_notifier(
                 return;
             }
         };
+        let mailer = state.config.mail.as_ref().map(Mailer::new);
+        if let Some(m) = &state.config.mail {
+            tracing::info!(smtp = ?m, "e-mail notifications on");
+        }
         loop {
-            if let Err(e) = run_once(&state, &http, &base).await {
+            if let Err(e) = run_once(&state, &http, mailer.as_ref(), &base).await {
                 tracing::warn!(error = %e, "notifier");
             }
             tokio::select! {
@@ -79,41 +112,75 @@ pub fn spawn_notifier(
     })
 }
 
-/// Sends every due notification once; returns how many were tried.
-pub async fn run_once(
+/// Sends every due notification once, all channels concurrently; returns
+/// how many were tried. Without a mailer no e-mail is queued or sent.
+pub(crate) async fn run_once(
     state: &AppState,
     http: &reqwest::Client,
+    mailer: Option<&Mailer>,
     base: &str,
 ) -> Result<usize, crate::storage::StoreError> {
-    let due = state.store.call(users::due_notifications).await?;
-    for d in &due {
-        let link = format!(
-            "{base}{}",
-            crate::storage::results_url_path(d.build_id, &d.name, d.number)
-        );
-        let result = http.post(&d.webhook_url).json(&body(d, &link)).send().await;
-        let error = match result {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("webhook answered {}", r.status())),
-            Err(e) => Some(format!("webhook failed: {e}")),
-        };
-        let retry_at = match &error {
-            Some(e) if d.attempts + 1 < MAX_ATTEMPTS => {
-                tracing::warn!(release = %d.release_id, error = %e, "notification failed; will retry");
-                let backoff = 1000i64 << d.attempts.clamp(0, 8);
-                Some(crate::storage::now_ms() + backoff)
-            }
-            Some(e) => {
-                tracing::error!(release = %d.release_id, error = %e, "notification given up");
-                None
-            }
-            None => None,
-        };
-        let d = d.clone();
-        state
-            .store
-            .call(move |c| users::notification_done(c, &d, error.as_deref(), retry_at))
-            .await?;
+    let mail = mailer.is_some();
+    let due = state
+        .store
+        .call(move |c| users::due_notifications(c, mail))
+        .await?;
+    let n = due.len();
+    let sends = due
+        .into_iter()
+        .map(|d| send_one(state, http, mailer, base, d));
+    for result in futures_util::future::join_all(sends).await {
+        result?;
     }
-    Ok(due.len())
+    Ok(n)
+}
+
+/// Sends one notification and records the outcome.
+async fn send_one(
+    state: &AppState,
+    http: &reqwest::Client,
+    mailer: Option<&Mailer>,
+    base: &str,
+    d: DueNotification,
+) -> Result<(), crate::storage::StoreError> {
+    let link = format!(
+        "{base}{}",
+        crate::storage::results_url_path(d.build_id, &d.name, d.number)
+    );
+    // (error, permanent)
+    let error = match (&d.channel, mailer) {
+        (Channel::Webhook(url), _) => match http.post(url).json(&body(&d, &link)).send().await {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some((format!("webhook answered {}", r.status()), false)),
+            Err(e) => Some((format!("webhook failed: {e}"), false)),
+        },
+        (Channel::Mail(to), Some(mailer)) => match mailer.send(&d, to, &link).await {
+            Ok(()) => None,
+            Err(e) => Some((e.message, e.permanent)),
+        },
+        // Not queued without a mailer.
+        (Channel::Mail(_), None) => return Ok(()),
+    };
+    let channel = match &d.channel {
+        // A webhook URL is often a secret: not in the log.
+        Channel::Webhook(_) => "webhook".to_string(),
+        Channel::Mail(to) => format!("mail to {to}"),
+    };
+    let retry_at = match &error {
+        Some((e, false)) if d.attempts + 1 < MAX_ATTEMPTS => {
+            tracing::warn!(release = %d.release_id, %channel, error = %e, "notification failed; will retry");
+            let backoff = 1000i64 << d.attempts.clamp(0, 8);
+            Some(crate::storage::now_ms() + backoff)
+        }
+        Some((e, _)) => {
+            tracing::error!(release = %d.release_id, %channel, error = %e, "notification given up");
+            None
+        }
+        None => None,
+    };
+    let error = error.map(|(e, _)| e);
+    state
+        .store
+        .call(move |c| users::notification_done(c, &d, error.as_deref(), retry_at))
+        .await
 }

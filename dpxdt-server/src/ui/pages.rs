@@ -219,7 +219,7 @@ pub(crate) async fn build(
             "releases": releases,
             "keys": keys,
             "log": log,
-            "owners": owners,
+            "owners": owners.into_iter().map(|(name, email)| json!({"name": name, "email": email})).collect::<Vec<_>>(),
             "webhook_url": webhook,
             "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
         }),
@@ -284,8 +284,8 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     Ok(redirect(&build_url(id)))
 }
 
-/// `POST /build/owners`: invite (`action=add`) or revoke (`action=remove`)
-/// an owner by user name.
+/// `POST /build/owners`: invite (`action=add`, by user name or e-mail
+/// address) or revoke (`action=remove`, by user name) an owner.
 pub(crate) async fn owners(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (info, user) = owned_build(ui, req, "build_id").await?;
     let name = param(req, "user")?.trim().to_string();
@@ -310,6 +310,47 @@ pub(crate) async fn owners(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         })
         .await?;
     Ok(redirect(&build_url(id)))
+}
+
+/// `GET /account`: the logged-in user's e-mail address (for notifications).
+pub(crate) async fn account(ui: &Ui, req: &Req, notice: Option<&str>) -> Result<Response, UiError> {
+    let user = match require_user(req) {
+        Ok(u) => u.clone(),
+        Err(r) => return Ok(*r),
+    };
+    let id = user.id;
+    let email = ui
+        .state
+        .store
+        .call(move |c| users::user_email(c, id))
+        .await?;
+    ui.render(
+        req,
+        "account",
+        StatusCode::OK,
+        json!({
+            "title": "Account",
+            "name": user.name,
+            "email": email,
+            "notice": notice,
+            "mail_on": ui.state.config.mail.is_some(),
+        }),
+    )
+}
+
+/// `POST /account`: sets (or with an empty field clears) the user's own
+/// e-mail address.
+pub(crate) async fn set_account(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let user = match require_user(req) {
+        Ok(u) => u.clone(),
+        Err(r) => return Ok(*r),
+    };
+    let email = param(req, "email")?.trim().to_string();
+    ui.state
+        .store
+        .call(move |c| users::set_user_email(c, &user.name, &email))
+        .await?;
+    Ok(redirect("/account?saved=1"))
 }
 
 /// `GET /queue`: work-queue counts and live or failed tasks, for superusers
@@ -415,7 +456,7 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
 
 /// `POST /release/status`: Good, Bad or back to Reviewing (the core decides).
 pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    let (info, _user) = owned_build(ui, req, "build_id").await?;
+    let (info, user) = owned_build(ui, req, "build_id").await?;
     let name = param(req, "name")?.to_string();
     let number = int_param(req, "number")?;
     let verdict = param(req, "status")?.to_string();
@@ -423,7 +464,7 @@ pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiEr
     let back = release_url(id, &name, number);
     ui.state
         .store
-        .call(move |c| storage::set_release_verdict(c, id, &name, number, &verdict))
+        .call(move |c| users::set_release_verdict(c, id, &name, number, &verdict, &user))
         .await?;
     Ok(redirect(&back))
 }

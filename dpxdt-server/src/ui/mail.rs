@@ -1,0 +1,246 @@
+//! E-mail notifications over SMTP (lettre): the server's SMTP settings and
+//! the plain-text message each owner gets when a release reaches review.
+//!
+//! TLS is not built in (it would add a TLS stack to every build): the server
+//! speaks plain SMTP, with AUTH PLAIN or LOGIN when the URL carries a user
+//! and password, to a relay it trusts (a local MTA such as Postfix or an
+//! SMTP sidecar on the same host or private network), which delivers onward.
+
+use std::fmt;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::storage::users::DueNotification;
+
+/// How long one SMTP conversation may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and as whom the server sends e-mail: `smtp://[user:password@]host[:port]`
+/// (port 25 unless given) and the `From` mailbox.
+#[derive(Clone)]
+pub struct MailConfig {
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+    from: Mailbox,
+}
+
+impl fmt::Debug for MailConfig {
+    // Never prints the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("from", &self.from.to_string())
+            .finish()
+    }
+}
+
+/// Why the SMTP settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MailConfigError {
+    /// The SMTP URL does not parse or lacks a host.
+    #[error("SMTP URL {url:?}: {why}")]
+    Url {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The sender is not a mailbox.
+    #[error(
+        "mail sender {from:?} is not an e-mail address (name@domain or \"Name <name@domain>\")"
+    )]
+    From {
+        /// What was given.
+        from: String,
+    },
+}
+
+impl MailConfig {
+    /// Reads `smtp://[user:password@]host[:port]` (user and password
+    /// percent-encoded) and the sender mailbox.
+    pub fn new(smtp_url: &str, from: &str) -> Result<MailConfig, MailConfigError> {
+        let err = |why: &str| {
+            let shown = url::Url::parse(smtp_url)
+                .map(|mut u| {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    u.to_string()
+                })
+                .unwrap_or_else(|_| "(unparsable)".into());
+            MailConfigError::Url {
+                url: shown,
+                why: why.into(),
+            }
+        };
+        let url = url::Url::parse(smtp_url).map_err(|e| err(&e.to_string()))?;
+        match url.scheme() {
+            "smtp" => {}
+            "smtps" | "smtp+starttls" | "submissions" => {
+                return Err(err(
+                    "TLS is not built into this server; relay through a local SMTP server \
+                     with smtp://host:port",
+                ));
+            }
+            other => return Err(err(&format!("the scheme must be smtp, not {other:?}"))),
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| err("it names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if url.path() != "" && url.path() != "/" || url.query().is_some() {
+            return Err(err("it may have no path or query"));
+        }
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| err("the user or password is not valid UTF-8"))
+        };
+        let credentials = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, password) => Some((decode(user)?, decode(password.unwrap_or(""))?)),
+        };
+        let from = from.trim();
+        let from: Mailbox = from.parse().map_err(|_| MailConfigError::From {
+            from: from.to_string(),
+        })?;
+        Ok(MailConfig {
+            host,
+            port: url.port().unwrap_or(25),
+            credentials,
+            from,
+        })
+    }
+
+    /// The sender mailbox.
+    pub fn sender(&self) -> &Mailbox {
+        &self.from
+    }
+}
+
+/// Decodes `%XX` escapes (user and password in a URL).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Why one e-mail was not accepted.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    /// What went wrong, for the activity log.
+    pub message: String,
+    /// The server refused for good (5xx, a bad address): retrying cannot help.
+    pub permanent: bool,
+}
+
+/// Sends notification e-mails through the configured SMTP server, one SMTP
+/// conversation per message.
+pub(crate) struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// A mailer for `config`; connects only when sending.
+    pub(crate) fn new(config: &MailConfig) -> Mailer {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            .port(config.port)
+            .timeout(Some(SMTP_TIMEOUT));
+        if let Some((user, password)) = &config.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Mailer {
+            transport: builder.build(),
+            from: config.from.clone(),
+        }
+    }
+
+    /// Sends the notification of `d` to `to`.
+    pub(crate) async fn send(
+        &self,
+        d: &DueNotification,
+        to: &str,
+        link: &str,
+    ) -> Result<(), SendError> {
+        let message = message(&self.from, to, d, link).map_err(|e| SendError {
+            message: e,
+            permanent: true,
+        })?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| SendError {
+                message: format!("mail failed: {e}"),
+                permanent: e.is_permanent(),
+            })
+    }
+}
+
+/// The message: a subject naming the build and release, and a plain-text
+/// body with the counts and the absolute release link.
+pub fn message(
+    from: &Mailbox,
+    to: &str,
+    d: &DueNotification,
+    link: &str,
+) -> Result<Message, String> {
+    let to: Mailbox = to
+        .parse()
+        .map_err(|_| format!("{to:?} is not an e-mail address"))?;
+    let c = super::notify::Counts::of(d);
+    let subject = format!(
+        "[Depicted] {}: release {} #{} is ready for review ({} diff{})",
+        d.build_name,
+        d.name,
+        d.number,
+        c.diffs,
+        if c.diffs == 1 { "" } else { "s" }
+    );
+    let body = format!(
+        "Release {} #{} of build {} is ready for review.\n\
+         \n\
+         Diffs found: {}\n\
+         Failed runs: {}\n\
+         Runs:        {}\n\
+         \n\
+         Review it at:\n\
+         {link}\n\
+         \n\
+         -- \n\
+         Depicted: you get this as an owner of build {}.\n",
+        d.name, d.number, d.build_name, c.diffs, c.failed, c.runs, d.build_name
+    );
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| format!("building the message: {e}"))
+}

@@ -1,0 +1,786 @@
+//! E-mail notifications over a real SMTP conversation: a tiny SMTP
+//! receiver on `127.0.0.1:0` records what the server sends when a release
+//! reported through the API reaches review, refuses on demand (451 once,
+//! 550 for good) to prove retries and that each channel goes on its own.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use dpxdt_core::api::ReportRunRequest;
+use dpxdt_core::{BuildId, ReleaseKey};
+use dpxdt_server::Config;
+use reqwest::StatusCode;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One message the receiver accepted.
+#[derive(Debug, Clone, Default)]
+struct Mail {
+    from: String,
+    to: Vec<String>,
+    data: String,
+}
+
+/// What the receiver saw.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    connections: usize,
+    mails: Vec<Mail>,
+    /// Decoded AUTH PLAIN payloads.
+    auth: Vec<String>,
+    /// Recipients refused, with the code.
+    refused: Vec<(String, u16)>,
+}
+
+/// How the receiver answers.
+#[derive(Debug, Default)]
+struct Rules {
+    /// Refuse this many RCPT commands with 451 (try again later) first.
+    temp_failures: usize,
+    /// Addresses refused with 550 (no such mailbox) every time.
+    reject: Vec<String>,
+}
+
+/// A minimal SMTP server (RFC 5321: greeting, EHLO/HELO, AUTH PLAIN, MAIL,
+/// RCPT, DATA with dot-stuffing, RSET, NOOP, QUIT).
+struct SmtpReceiver {
+    port: u16,
+    seen: Arc<Mutex<Seen>>,
+    changed: watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SmtpReceiver {
+    async fn start(rules: Rules) -> SmtpReceiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let rules = Arc::new(Mutex::new(rules));
+        let (tx, changed) = watch::channel(0usize);
+        let tx = Arc::new(tx);
+        let state = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (seen, rules, tx) = (state.clone(), rules.clone(), tx.clone());
+                tokio::spawn(async move {
+                    seen.lock().unwrap().connections += 1;
+                    tx.send_modify(|n| *n += 1);
+                    let _ = converse(stream, &seen, &rules, &tx).await;
+                });
+            }
+        });
+        SmtpReceiver {
+            port,
+            seen,
+            changed,
+            task,
+        }
+    }
+
+    /// A copy of what the receiver saw so far.
+    fn seen(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `cond` holds for what the receiver saw.
+    async fn until(&self, what: &str, cond: impl Fn(&Seen) -> bool) {
+        let mut rx = self.changed.clone();
+        let waited = tokio::time::timeout(WAIT, async {
+            loop {
+                rx.borrow_and_update();
+                if cond(&self.seen.lock().unwrap()) {
+                    return;
+                }
+                rx.changed().await.unwrap();
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "timed out waiting for {what}: {:?}",
+            self.seen.lock().unwrap()
+        );
+    }
+}
+
+impl Drop for SmtpReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn converse(
+    stream: tokio::net::TcpStream,
+    seen: &Mutex<Seen>,
+    rules: &Mutex<Rules>,
+    tx: &watch::Sender<usize>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write.write_all(b"220 mail.test ESMTP ready\r\n").await?;
+    let mut mail = Mail::default();
+    while let Some(line) = lines.next_line().await? {
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            "250-mail.test\r\n250-8BITMIME\r\n250 AUTH PLAIN".into()
+        } else if upper.starts_with("HELO") {
+            "250 mail.test".into()
+        } else if upper.starts_with("AUTH PLAIN") {
+            let mut payload = line[10..].trim().to_string();
+            if payload.is_empty() {
+                write.write_all(b"334 \r\n").await?;
+                payload = lines.next_line().await?.unwrap_or_default();
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(payload.trim())
+                .unwrap_or_default();
+            seen.lock()
+                .unwrap()
+                .auth
+                .push(String::from_utf8_lossy(&decoded).into_owned());
+            "235 2.7.0 authenticated".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            mail = Mail {
+                from: angle(&line),
+                ..Mail::default()
+            };
+            "250 2.1.0 ok".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let to = angle(&line);
+            let code = {
+                let mut rules = rules.lock().unwrap();
+                if rules.reject.contains(&to) {
+                    550
+                } else if rules.temp_failures > 0 {
+                    rules.temp_failures -= 1;
+                    451
+                } else {
+                    250
+                }
+            };
+            if code == 250 {
+                mail.to.push(to);
+                "250 2.1.5 ok".into()
+            } else {
+                seen.lock().unwrap().refused.push((to, code));
+                tx.send_modify(|n| *n += 1);
+                if code == 451 {
+                    "451 4.3.0 try again later".into()
+                } else {
+                    "550 5.1.1 no such mailbox".into()
+                }
+            }
+        } else if upper == "DATA" {
+            if mail.to.is_empty() {
+                "503 5.5.1 no recipients".into()
+            } else {
+                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                let mut data = String::new();
+                while let Some(l) = lines.next_line().await? {
+                    if l == "." {
+                        break;
+                    }
+                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                    data.push('\n');
+                }
+                mail.data = data;
+                seen.lock().unwrap().mails.push(std::mem::take(&mut mail));
+                tx.send_modify(|n| *n += 1);
+                "250 2.0.0 queued".into()
+            }
+        } else if upper == "RSET" {
+            mail = Mail::default();
+            "250 ok".into()
+        } else if upper == "NOOP" {
+            "250 ok".into()
+        } else if upper == "QUIT" {
+            write.write_all(b"221 2.0.0 bye\r\n").await?;
+            return Ok(());
+        } else {
+            "502 5.5.2 not implemented".into()
+        };
+        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+    }
+    Ok(())
+}
+
+/// The address between `<` and `>` of a MAIL or RCPT command.
+fn angle(line: &str) -> String {
+    let start = line.find('<').map_or(0, |i| i + 1);
+    let end = line[start..].find('>').map_or(line.len(), |i| i + start);
+    line[start..end].to_string()
+}
+
+/// A webhook receiver that accepts every call.
+struct Webhook {
+    url: String,
+    calls: Arc<Mutex<Vec<serde_json::Value>>>,
+    changed: watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    async fn start() -> Webhook {
+        use warp::Filter;
+        let calls: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let (tx, changed) = watch::channel(0usize);
+        let tx = Arc::new(tx);
+        let seen = calls.clone();
+        let hook = warp::post()
+            .and(warp::body::json())
+            .map(move |body: serde_json::Value| {
+                seen.lock().unwrap().push(body);
+                tx.send_modify(|n| *n += 1);
+                "ok"
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let task = tokio::spawn(warp::serve(hook).incoming(listener).run());
+        Webhook {
+            url,
+            calls,
+            changed,
+            task,
+        }
+    }
+
+    async fn until_calls(&self, n: usize) {
+        let mut rx = self.changed.clone();
+        let waited = tokio::time::timeout(WAIT, rx.wait_for(|c| *c >= n)).await;
+        assert!(waited.is_ok(), "webhook not called {n} time(s)");
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A server with workers off and users `alice`, `bob`, `carol` (password
+/// `NAME-password`); `tweak` adjusts the config.
+struct Server {
+    base: String,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start(emails: &[(&str, &str)], tweak: impl FnOnce(&mut Config)) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.in_process_workers = false;
+        tweak(&mut config);
+        let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
+        for name in ["alice", "bob", "carol"] {
+            dpxdt_server::ui::create_user(&store, name, &format!("{name}-password"), false)
+                .unwrap();
+        }
+        for (name, email) in emails {
+            dpxdt_server::ui::set_user_email(&store, name, email).unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            dpxdt_server::serve_store(listener, store, config, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            base,
+            _dir: dir,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, self.handle.take().unwrap())
+            .await
+            .expect("server stops")
+            .unwrap();
+    }
+
+    /// A logged-in UI session.
+    async fn login(&self, name: &str) -> Session {
+        let mut s = Session {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+            location: String::new(),
+        };
+        let (_, form) = s.get("/login").await;
+        let csrf = input(&form, "csrf");
+        let password = format!("{name}-password");
+        let (status, _) = s
+            .post(
+                "/login",
+                &[("csrf", &csrf), ("name", name), ("password", &password)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        s
+    }
+}
+
+/// A UI session: keeps cookies, does not follow redirects.
+struct Session {
+    base: String,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+    /// The `Location` of the last answer.
+    location: String,
+}
+
+impl Session {
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> (StatusCode, String) {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let resp = req.header("cookie", cookie).send().await.unwrap();
+        self.location = resp
+            .headers()
+            .get("location")
+            .map_or(String::new(), |v| v.to_str().unwrap().to_string());
+        for sc in resp.headers().get_all("set-cookie") {
+            let kv = sc.to_str().unwrap().split(';').next().unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            self.cookies.insert(k.to_string(), v.to_string());
+        }
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String) {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// POSTs a form with the session's CSRF token added.
+    async fn act(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let csrf = input(&self.get("/").await.1, "csrf");
+        let mut form = form.to_vec();
+        form.push(("csrf", &csrf));
+        self.post(path, &form).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let req = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    async fn create_build(&mut self, name: &str) -> i64 {
+        let (status, _) = self.act("/new_build", &[("name", name)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        self.location
+            .strip_prefix("/build?id=")
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    async fn create_key(&mut self, build: i64) -> common::Key {
+        let (status, page) = self
+            .act("/build/api_key", &[("build_id", &build.to_string())])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        common::Key(
+            text_of(&page, "new-key-id"),
+            text_of(&page, "new-key-secret"),
+        )
+    }
+
+    /// Waits until the build's activity log contains `needle`.
+    async fn until_logged(&mut self, build: i64, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, page) = self.get(&format!("/build?id={build}")).await;
+            if page.contains(needle) {
+                return page;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{needle} not in the activity log: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn input(page: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no input {name} in {page}"))
+        + needle.len();
+    let end = page[start..].find('"').unwrap() + start;
+    page[start..end].to_string()
+}
+
+fn text_of(page: &str, id: &str) -> String {
+    let needle = format!("id=\"{id}\">");
+    let start = page
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no #{id} in {page}"))
+        + needle.len();
+    let end = page[start..].find('<').unwrap() + start;
+    page[start..end].to_string()
+}
+
+/// Entries of type `log_type` in a build page's activity log.
+fn log_entries(page: &str, log_type: &str) -> Vec<String> {
+    let needle = format!("<strong>{log_type}</strong>");
+    page.split("<li>")
+        .filter(|li| li.contains(&needle))
+        .map(|li| li.split("</li>").next().unwrap().to_string())
+        .collect()
+}
+
+/// Reports release `r1` through the API: one run with a diff, one failed,
+/// one the same as its reference, then runs_done (so it reaches review).
+async fn report_release(base: &str, build: i64, key: &common::Key) {
+    let client = dpxdt_client::Client::builder(base)
+        .api_key(&key.0, &key.1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let b = BuildId(build);
+    let rel = client
+        .create_release(b, "r1", "https://ci.example/1")
+        .await
+        .unwrap();
+    let white = client
+        .upload_bytes(b, "ref.png", common::png(4, 4, [255; 4], None))
+        .await
+        .unwrap();
+    let red = client
+        .upload_bytes(b, "new.png", common::png(4, 4, [255, 0, 0, 255], None))
+        .await
+        .unwrap();
+    let runs = [
+        ("/diff", Some(red.sha1sum.clone()), None),
+        ("/broken", None, Some("page did not load".to_string())),
+        ("/same", Some(white.sha1sum.clone()), None),
+    ];
+    for (run, image, failed) in runs {
+        let diff = run == "/diff";
+        client
+            .report_run(&ReportRunRequest {
+                build_id: b,
+                release_name: "r1".into(),
+                release_number: rel.release_number,
+                run_name: run.into(),
+                url: Some(format!("https://site.example{run}")),
+                image,
+                ref_image: Some(white.sha1sum.clone()),
+                diff_image: diff.then(|| red.sha1sum.clone()),
+                distortion: failed.is_none().then_some(if diff { 1.0 } else { 0.0 }),
+                run_failed: failed,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    client
+        .runs_done(&ReleaseKey {
+            build_id: b,
+            release_name: "r1".into(),
+            release_number: rel.release_number,
+        })
+        .await
+        .unwrap();
+}
+
+fn mail_config(port: u16) -> dpxdt_server::ui::MailConfig {
+    dpxdt_server::ui::MailConfig::new(
+        &format!("smtp://dpxdt:p%40ss%3Aw0rd@127.0.0.1:{port}"),
+        "Depicted <dpxdt@example.test>",
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_owner_is_mailed_the_counts_and_link_after_one_refused_attempt() {
+    let smtp = SmtpReceiver::start(Rules {
+        temp_failures: 1,
+        ..Rules::default()
+    })
+    .await;
+    let server = Server::start(&[], |c| {
+        c.mail = Some(mail_config(smtp.port));
+        c.public_url = Some("https://review.example.test/".into());
+    })
+    .await;
+    let mut alice = server.login("alice").await;
+
+    // Alice gives her address on her account page (CSRF-checked, validated).
+    let (status, page) = alice.get("/account").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("no SMTP configured"), "{page}");
+    let (status, _) = alice
+        .post("/account", &[("email", "alice@example.test")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let (status, _) = alice.act("/account", &[("email", "not an address")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = alice
+        .act("/account", &[("email", "Alice@Example.test")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = alice.get("/account?saved=1").await;
+    assert!(page.contains("value=\"Alice@Example.test\""), "{page}");
+    // An address belongs to one user only (whatever its case).
+    let mut bob = server.login("bob").await;
+    let (status, _) = bob
+        .act("/account", &[("email", "alice@example.TEST")])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Logged out, the account page asks to log in.
+    let anon = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = anon
+        .get(format!("{}/account", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let build = alice.create_build("shop").await;
+    let key = alice.create_key(build).await;
+    report_release(&server.base, build, &key).await;
+
+    smtp.until("the mail", |s| !s.mails.is_empty()).await;
+    let seen = smtp.seen();
+    // The first try was refused with 451, the second delivered.
+    assert_eq!(seen.refused, vec![("Alice@Example.test".to_string(), 451)]);
+    assert_eq!(seen.connections, 2);
+    assert_eq!(seen.auth[0], "\0dpxdt\0p@ss:w0rd");
+    assert_eq!(seen.mails.len(), 1);
+    let mail = &seen.mails[0];
+    assert_eq!(mail.from, "dpxdt@example.test");
+    assert_eq!(mail.to, vec!["Alice@Example.test".to_string()]);
+    let data = &mail.data;
+    assert!(
+        data.contains("Subject: [Depicted] shop: release r1 #1 is ready for review (1 diff)"),
+        "{data}"
+    );
+    assert!(
+        data.contains("From: Depicted <dpxdt@example.test>"),
+        "{data}"
+    );
+    assert!(data.contains("To: Alice@Example.test"), "{data}");
+    assert!(data.contains("Content-Type: text/plain"), "{data}");
+    assert!(data.contains("Diffs found: 1\n"), "{data}");
+    assert!(data.contains("Failed runs: 1\n"), "{data}");
+    assert!(data.contains("Runs:        3\n"), "{data}");
+    assert!(
+        data.contains(&format!(
+            "\nhttps://review.example.test/release?build_id={build}&name=r1&number=1\n"
+        )),
+        "{data}"
+    );
+
+    // Both tries are in the activity log, with the address.
+    let page = alice
+        .until_logged(build, "<strong>notify_mail</strong>")
+        .await;
+    let retries = log_entries(&page, "notify_retry");
+    assert_eq!(retries.len(), 1, "{page}");
+    assert!(retries[0].contains("r1 #1 to Alice@Example.test: mail failed"));
+    assert!(retries[0].contains("451"), "{}", retries[0]);
+    let sent = log_entries(&page, "notify_mail");
+    assert_eq!(sent.len(), 1, "{page}");
+    assert!(
+        sent[0].ends_with("<strong>notify_mail</strong> r1 #1 to Alice@Example.test"),
+        "{}",
+        sent[0]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor_the_others() {
+    let smtp = SmtpReceiver::start(Rules {
+        reject: vec!["bounce@example.test".into()],
+        ..Rules::default()
+    })
+    .await;
+    let hook = Webhook::start().await;
+    let server = Server::start(
+        &[
+            ("alice", "alice@example.test"),
+            ("carol", "bounce@example.test"),
+        ],
+        |c| c.mail = Some(mail_config(smtp.port)),
+    )
+    .await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("shared").await;
+    let bs = build.to_string();
+    // Bob (no address) is invited by name, Carol by her e-mail address.
+    for user in ["bob", "BOUNCE@example.test"] {
+        let (status, page) = alice
+            .act(
+                "/build/owners",
+                &[("build_id", &bs), ("user", user), ("action", "add")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    }
+    let (status, page) = alice
+        .act(
+            "/build/owners",
+            &[
+                ("build_id", &bs),
+                ("user", "nobody@example.test"),
+                ("action", "add"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    let (_, page) = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        page.contains("<strong>invite_admin</strong> carol"),
+        "{page}"
+    );
+    assert!(page.contains("carol <span class=\"who\">&lt;bounce@example.test&gt;</span>"));
+    let (status, _) = alice
+        .act(
+            "/build/settings",
+            &[
+                ("build_id", &bs),
+                ("name", "shared"),
+                ("webhook_url", &hook.url),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let key = alice.create_key(build).await;
+    report_release(&server.base, build, &key).await;
+
+    hook.until_calls(1).await;
+    smtp.until("alice's mail and carol's refusal", |s| {
+        !s.mails.is_empty() && !s.refused.is_empty()
+    })
+    .await;
+    let body = hook.calls.lock().unwrap()[0].clone();
+    assert_eq!(
+        (body["diffs"].as_u64(), body["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // A permanent refusal (550) is given up at once, not retried.
+    let page = alice
+        .until_logged(build, "<strong>notify_failed</strong>")
+        .await;
+    let failed = log_entries(&page, "notify_failed");
+    assert_eq!(failed.len(), 1, "{page}");
+    assert!(
+        failed[0].contains("to bounce@example.test: mail failed"),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0].contains("550"), "{}", failed[0]);
+    assert!(log_entries(&page, "notify_retry").is_empty(), "{page}");
+    assert_eq!(log_entries(&page, "notify_webhook").len(), 1, "{page}");
+    let page = alice
+        .until_logged(build, "<strong>notify_mail</strong>")
+        .await;
+    let sent = log_entries(&page, "notify_mail");
+    assert_eq!(sent.len(), 1, "{page}");
+    assert!(sent[0].contains("to alice@example.test"));
+    let seen = smtp.seen();
+    assert_eq!(seen.refused, vec![("bounce@example.test".to_string(), 550)]);
+    assert_eq!(seen.mails.len(), 1);
+    assert_eq!(seen.mails[0].to, vec!["alice@example.test".to_string()]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_smtp_the_webhook_is_still_called_and_no_mail_is_sent() {
+    let smtp = SmtpReceiver::start(Rules::default()).await;
+    let hook = Webhook::start().await;
+    let server = Server::start(&[("alice", "alice@example.test")], |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let (_, page) = alice.get("/account").await;
+    assert!(page.contains("value=\"alice@example.test\""), "{page}");
+    assert!(page.contains("no SMTP configured"), "{page}");
+    let build = alice.create_build("quiet").await;
+    let bs = build.to_string();
+    let (status, _) = alice
+        .act(
+            "/build/settings",
+            &[
+                ("build_id", &bs),
+                ("name", "quiet"),
+                ("webhook_url", &hook.url),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let key = alice.create_key(build).await;
+    report_release(&server.base, build, &key).await;
+    hook.until_calls(1).await;
+    let page = alice
+        .until_logged(build, "<strong>notify_webhook</strong>")
+        .await;
+    assert_eq!(hook.calls.lock().unwrap()[0]["runs"], 3);
+    for absent in ["notify_mail", "notify_retry", "notify_failed"] {
+        assert!(log_entries(&page, absent).is_empty(), "{absent}: {page}");
+    }
+    assert_eq!(smtp.seen.lock().unwrap().connections, 0);
+    server.stop().await;
+}
+
+#[test]
+fn smtp_settings_are_checked_and_the_password_is_never_shown() {
+    use dpxdt_server::ui::MailConfig;
+    let c = MailConfig::new("smtp://relay.internal", "dpxdt@example.test").unwrap();
+    let shown = format!("{c:?}");
+    assert!(
+        shown.contains("relay.internal") && shown.contains("port: 25"),
+        "{shown}"
+    );
+    let c = MailConfig::new("smtp://u:s%65cret@relay:2525", "D <d@example.test>").unwrap();
+    let shown = format!("{c:?}");
+    assert!(shown.contains("2525") && !shown.contains("secret") && !shown.contains("s%65"));
+    for (url, why) in [
+        ("smtps://relay:465", "TLS is not built into this server"),
+        ("http://relay", "scheme must be smtp"),
+        ("smtp://relay/path", "no path"),
+        ("not a url", "SMTP URL"),
+    ] {
+        let e = MailConfig::new(url, "d@example.test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{url}: {e}");
+    }
+    let e = MailConfig::new("smtps://u:hunter2@relay", "d@example.test")
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = MailConfig::new("smtp://relay", "nobody")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"nobody\" is not an e-mail address"), "{e}");
+}
