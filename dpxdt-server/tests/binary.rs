@@ -1,6 +1,6 @@
 //! The real `dpxdt-server` binary: first start, `create-build`, the release
-//! flow with in-process workers, a remote worker killed mid-task, and the
-//! server killed during uploads.
+//! flow with in-process workers, remote workers killed mid-diff and
+//! mid-capture (real Chromium), and the server killed during uploads.
 
 mod common;
 
@@ -229,12 +229,18 @@ async fn first_start_prints_a_superuser_key_and_in_process_workers_diff() {
 }
 
 fn task_row(data: &Path) -> (String, Option<String>, i64) {
+    let (status, owner, attempts, _) = task_in(data, "run-pdiff");
+    (status, owner, attempts)
+}
+
+/// Status, owner, lease attempts and heartbeat index of the one task of `queue`.
+fn task_in(data: &Path, queue: &str) -> (String, Option<String>, i64, i64) {
     let conn = rusqlite::Connection::open(data.join("dpxdt.sqlite3")).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     conn.query_row(
-        "SELECT status, owner, lease_attempts FROM task WHERE queue = 'run-pdiff'",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        "SELECT status, owner, lease_attempts, heartbeat_index FROM task WHERE queue = ?1",
+        [queue],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
     .unwrap()
 }
@@ -424,4 +430,257 @@ fn a_second_server_on_the_same_data_dir_is_refused_but_create_build_works_beside
     let (build, id, _) = create_build(dir.path(), "beside");
     assert_eq!(build, BuildId(1));
     assert_eq!(id.len(), 32);
+}
+
+/// A remote capture worker SIGKILLed while Chromium loads a page (needs
+/// the `capture` feature: real chromedriver and Chromium).
+#[cfg(feature = "capture")]
+mod capture_kill {
+    use super::*;
+    use dpxdt_core::api::RequestRunRequest;
+    use dpxdt_e2e::{Page, PageServer};
+
+    /// A process as seen in `/proc/<pid>/stat`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct ProcInfo {
+        pid: u32,
+        comm: String,
+        state: char,
+        ppid: u32,
+        pgrp: u32,
+        /// Start time in clock ticks since boot: tells a reused pid apart.
+        start: u64,
+    }
+
+    fn proc_info(pid: u32) -> Option<ProcInfo> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(ProcInfo {
+            pid,
+            comm,
+            state: f.first()?.chars().next()?,
+            ppid: f.get(1)?.parse().ok()?,
+            pgrp: f.get(2)?.parse().ok()?,
+            start: f.get(19)?.parse().ok()?,
+        })
+    }
+
+    fn all_procs() -> Vec<ProcInfo> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter_map(proc_info)
+            .collect()
+    }
+
+    /// Every process descended from `root`, plus every member of their process
+    /// groups (Chromium's helpers stay in chromedriver's group).
+    fn browser_tree(root: u32) -> Vec<ProcInfo> {
+        let procs = all_procs();
+        let mut tree: Vec<ProcInfo> = Vec::new();
+        let mut frontier = vec![root];
+        while let Some(parent) = frontier.pop() {
+            for p in procs.iter().filter(|p| p.ppid == parent) {
+                frontier.push(p.pid);
+                tree.push(p.clone());
+            }
+        }
+        // Never our own group (the test runner's), only groups the tree made.
+        let ours = proc_info(std::process::id()).map_or(0, |p| p.pgrp);
+        let groups: Vec<u32> = tree
+            .iter()
+            .map(|p| p.pgrp)
+            .filter(|g| *g != ours && *g != 0)
+            .collect();
+        for p in &procs {
+            if groups.contains(&p.pgrp) && !tree.iter().any(|t| t.pid == p.pid) {
+                tree.push(p.clone());
+            }
+        }
+        tree
+    }
+
+    /// Every process whose command line mentions `path` (Chromium's helpers,
+    /// including the crash handler that detaches into its own session, name
+    /// their profile directory).
+    fn procs_mentioning(path: &Path) -> Vec<ProcInfo> {
+        let needle = path.to_string_lossy().into_owned();
+        all_procs()
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+            })
+            .collect()
+    }
+
+    /// Still running: the same process/// Still running: the same process (same start time) and not a zombie.
+    fn still_running(p: &ProcInfo) -> bool {
+        proc_info(p.pid).is_some_and(|now| now.start == p.start && !matches!(now.state, 'Z' | 'X'))
+    }
+
+    /// A remote `dpxdt-server worker` with the capture worker, its temp dir
+    /// (where the browser profiles go) set to `tmp`.
+    fn capture_worker(base: &str, admin_arg: &str, lease: &str, tmp: &Path) -> KillOnDrop {
+        KillOnDrop(
+            Command::new(BIN)
+                .args(["--lease-secs", lease, "worker", "--server", base])
+                .args(["--api-key", admin_arg])
+                .env("DPXDT_LOG", "warn")
+                .env("TMPDIR", tmp)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn profile_dirs(tmp: &Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("dpxdt-browser-")
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Polls `cond` every 10 ms until it holds; panics with `what` after `secs`.
+    async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_killed_mid_capture_takes_its_browser_along_and_is_replaced_after_its_lease() {
+        let pages = PageServer::start();
+        // The page never answers until the test replaces it.
+        pages.set("/slow", Page::html("").hanging());
+        let dir = tempfile::tempdir().unwrap();
+        let (build, key_id, key_secret) = create_build(dir.path(), "site");
+        let admin_arg = "admin-test:admin-test-secret-0123456789";
+        let server = Proc::start(dir.path(), &["--no-workers", "--admin-key", admin_arg]);
+        let client = server.client(&key_id, &key_secret);
+        let r = client.create_release(build, "main", "u").await.unwrap();
+        let release = ReleaseKey {
+            build_id: build,
+            release_name: "main".into(),
+            release_number: r.release_number,
+        };
+        client
+            .request_run(&RequestRunRequest {
+                build_id: build,
+                release_name: release.release_name.clone(),
+                release_number: release.release_number,
+                run_name: "/slow".into(),
+                url: pages.url("/slow"),
+                config: r#"{"viewportSize": {"width": 320, "height": 200}}"#.into(),
+                ref_url: None,
+                ref_config: None,
+            })
+            .await
+            .unwrap();
+        client.runs_done(&release).await.unwrap();
+
+        let tmp1 = tempfile::tempdir().unwrap();
+        let mut first = capture_worker(&server.base, admin_arg, "2", tmp1.path());
+        let first_pid = first.0.id();
+        // In progress, seen from both ends: Chromium asked for the page, and the
+        // server says this worker holds the lease and has heartbeated it.
+        let tag = format!("-{first_pid}-");
+        wait_until(60, "the first worker capturing the page", || {
+            let (_, owner, _, beats) = task_in(dir.path(), "capture");
+            !pages.requests_for("/slow").is_empty()
+                && owner.is_some_and(|o| o.starts_with("capture-") && o.contains(&tag))
+                && beats >= 1
+        })
+        .await;
+        let browser = browser_tree(first_pid);
+        let ours = proc_info(std::process::id()).unwrap().pgrp;
+        let groups: Vec<u32> = browser
+            .iter()
+            .map(|p| p.pgrp)
+            .filter(|g| *g != ours)
+            .collect();
+        let names: Vec<&str> = browser.iter().map(|p| p.comm.as_str()).collect();
+        assert!(names.contains(&"chromedriver"), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("chrom") && *n != "chromedriver"),
+            "{names:?}"
+        );
+        assert_eq!(profile_dirs(tmp1.path()).len(), 1);
+
+        first.0.kill().unwrap(); // SIGKILL
+        first.0.wait().unwrap();
+        let (status, _, attempts, _) = task_in(dir.path(), "capture");
+        assert_eq!(
+            (status.as_str(), attempts),
+            ("live", 1),
+            "the kill came too late to test anything"
+        );
+        // The watchdog takes chromedriver, Chromium and the profiles along.
+        // Checked again by group and by profile path, for helpers started after
+        // the snapshot above.
+        wait_until(20, "the killed worker's browser to die", || {
+            browser.iter().all(|p| !still_running(p))
+                && !all_procs()
+                    .iter()
+                    .any(|p| groups.contains(&p.pgrp) && still_running(p))
+                && !procs_mentioning(tmp1.path()).iter().any(still_running)
+                && profile_dirs(tmp1.path()).is_empty()
+        })
+        .await;
+        assert_eq!(
+            client
+                .release_status(&release)
+                .await
+                .unwrap()
+                .status
+                .as_str(),
+            "processing"
+        );
+
+        // The page answers now; a new worker gets the task once the lease expires.
+        pages.set(
+            "/slow",
+            Page::html("<html><body style='background:#fff'><h1>Ready</h1></body></html>"),
+        );
+        let tmp2 = tempfile::tempdir().unwrap();
+        let second = capture_worker(&server.base, admin_arg, "30", tmp2.path());
+        wait_for_status(&client, &release, "reviewing").await;
+        let st = client.release_status(&release).await.unwrap();
+        assert_eq!(st.runs.len(), 1, "{st:?}");
+        assert_eq!(st.runs[0].status.as_str(), "no_diff_needed", "{st:?}");
+        let (status, owner, attempts, _) = task_in(dir.path(), "capture");
+        assert_eq!((status.as_str(), attempts), ("done", 2));
+        assert!(
+            owner.is_some_and(|o| o.contains(&format!("-{}-", second.0.id()))),
+            "finished by the second worker"
+        );
+        // The screenshot is the released page at the configured width.
+        let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
+        let image: String = conn
+            .query_row("SELECT image FROM run WHERE name = '/slow'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let png = client
+            .download(build, &ArtifactId::parse(&image).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 320);
+        assert!(pages.requests_for("/slow").len() >= 2);
+    }
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
-use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, HeartbeatRequest, LeasedTask, ReportRunRequest};
+use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask, ReportRunRequest};
 use dpxdt_core::capture::{Browser, BrowserOptions};
 use tokio::sync::OnceCell;
 
-use super::{WorkerError, is_moot, owner_name};
+use super::{Lease, WorkerError, is_moot, keep_lease, owner_name};
 
 /// Leases and does capture tasks. The browser is started on the first task
 /// (or given by the caller) and shared by every step.
@@ -70,7 +70,20 @@ impl CaptureWorker {
             return Ok(false);
         };
         let id = task.task_id;
-        let result = self.work(&task).await;
+        let lease = Lease {
+            client: &self.client,
+            queue: CAPTURE_QUEUE,
+            task: id,
+            owner: &self.owner,
+            length: self.lease,
+        };
+        let result = match keep_lease(lease, "capturing", self.work(&task)).await {
+            Ok(result) => result,
+            Err(lost) => {
+                tracing::warn!(task = %id, "lease lost, capture abandoned: {lost}");
+                return Ok(true);
+            }
+        };
         let error = result.as_ref().err().map(|e| e.to_string());
         if let Some(e) = &error {
             tracing::warn!(task = %id, attempt = task.lease_attempts, "capture failed: {e}");
@@ -100,32 +113,7 @@ impl CaptureWorker {
         };
         if let Some(config) = config {
             let browser = self.browser().await?;
-            let shot = {
-                let capture = browser.capture(&t.url, &config);
-                tokio::pin!(capture);
-                // Keep the lease while a slow page loads.
-                let mut beat = tokio::time::interval(self.lease / 3);
-                beat.tick().await;
-                let mut index = 0;
-                loop {
-                    tokio::select! {
-                        result = &mut capture => break result,
-                        _ = beat.tick() => {
-                            index += 1;
-                            let hb = HeartbeatRequest {
-                                task_id: task.task_id,
-                                owner: self.owner.clone(),
-                                message: format!("capturing {}", t.url),
-                                index,
-                                timeout: None,
-                            };
-                            if let Err(e) = self.client.heartbeat(CAPTURE_QUEUE, &hb).await {
-                                tracing::warn!(task = %task.task_id, "heartbeat refused: {e}");
-                            }
-                        }
-                    }
-                }
-            };
+            let shot = browser.capture(&t.url, &config).await;
             match shot {
                 Ok(shot) => {
                     let image = self

@@ -7,7 +7,7 @@ use dpxdt_client::Client;
 use dpxdt_core::api::{DIFF_QUEUE, DiffTask, LeasedTask, ReportRunRequest};
 use dpxdt_core::diff::{DiffOptions, diff_png_bytes};
 
-use super::{WorkerError, is_moot, owner_name};
+use super::{Lease, WorkerError, is_moot, keep_lease, owner_name};
 
 /// Leases and does diff tasks.
 pub struct DiffWorker {
@@ -38,7 +38,20 @@ impl DiffWorker {
             return Ok(false);
         };
         let id = task.task_id;
-        let result = self.work(&task).await;
+        let lease = Lease {
+            client: &self.client,
+            queue: DIFF_QUEUE,
+            task: id,
+            owner: &self.owner,
+            length: self.lease,
+        };
+        let result = match keep_lease(lease, "diffing", self.work(&task)).await {
+            Ok(result) => result,
+            Err(lost) => {
+                tracing::warn!(task = %id, "lease lost, diff abandoned: {lost}");
+                return Ok(true);
+            }
+        };
         let error = result.as_ref().err().map(|e| e.to_string());
         if let Some(e) = &error {
             tracing::warn!(task = %id, attempt = task.lease_attempts, "diff failed: {e}");

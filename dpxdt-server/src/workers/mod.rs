@@ -14,6 +14,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use dpxdt_client::{Client, ClientError};
+use dpxdt_core::TaskId;
+use dpxdt_core::api::HeartbeatRequest;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -158,6 +160,53 @@ pub fn spawn_all(
         tracing::warn!("built without the `capture` feature: no capture worker runs");
     }
     tasks
+}
+
+/// The task a worker leased, for [`keep_lease`].
+pub(crate) struct Lease<'a> {
+    pub client: &'a Client,
+    pub queue: &'a str,
+    pub task: TaskId,
+    pub owner: &'a str,
+    pub length: Duration,
+}
+
+/// Runs `work` while heartbeating the lease every third of its length, from
+/// the moment the task is leased until the work ends (a browser launch or a
+/// big download counts too). If the server refuses a heartbeat because the
+/// lease is not ours any more (it expired, or the task was canceled), the
+/// work is dropped and that refusal returned: the queue hands the task to
+/// someone else, and we must not finish it. Other heartbeat failures
+/// (the client already retried them) are logged and the work goes on.
+pub(crate) async fn keep_lease<T>(
+    lease: Lease<'_>,
+    message: &str,
+    work: impl Future<Output = T>,
+) -> Result<T, ClientError> {
+    let beats = async {
+        let period = (lease.length / 3).max(Duration::from_millis(100));
+        let mut index = 0;
+        loop {
+            tokio::time::sleep(period).await;
+            index += 1;
+            let hb = HeartbeatRequest {
+                task_id: lease.task,
+                owner: lease.owner.to_string(),
+                message: message.to_string(),
+                index,
+                timeout: None,
+            };
+            match lease.client.heartbeat(lease.queue, &hb).await {
+                Ok(()) => {}
+                Err(e) if is_moot(&e) => return e,
+                Err(e) => tracing::warn!(task = %lease.task, "heartbeat failed: {e}"),
+            }
+        }
+    };
+    tokio::select! {
+        out = work => Ok(out),
+        lost = beats => Err(lost),
+    }
 }
 
 /// Whether a client error means the report is moot (the release moved on,
