@@ -412,6 +412,29 @@ pub struct CreateApiKeyResponse {
     pub api_secret: String,
 }
 
+/// *New.* `POST /api/revoke_api_key`: revokes one API key of a build. Allowed
+/// to a superuser key or to any key of that same build (a key may revoke
+/// itself or a sibling, e.g. one that leaked); superuser keys are not
+/// revoked here. A revoked key is refused (401) on every endpoint at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevokeApiKeyRequest {
+    /// The build the key belongs to.
+    pub build_id: BuildId,
+    /// The id of the key to revoke (its HTTP Basic user name).
+    pub api_key: String,
+}
+
+/// Reply to `revoke_api_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevokeApiKeyResponse {
+    /// Always true.
+    pub success: bool,
+    /// The build the key belonged to.
+    pub build_id: BuildId,
+    /// The id of the key now revoked.
+    pub api_key: String,
+}
+
 /// `POST /api/work_queue/<queue>/cancel`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelTaskRequest {

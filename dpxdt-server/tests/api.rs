@@ -670,3 +670,211 @@ async fn the_work_queue_over_http() {
     assert_eq!(code, 404);
     s.stop().await;
 }
+
+/// Every endpoint, each with parameters that would pass for `build`'s key.
+fn every_endpoint(build: &str) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    let b = || ("build_id", build.to_string());
+    let rel = |extra: &[(&'static str, &str)]| {
+        let mut v = vec![
+            b(),
+            ("release_name", "r".to_string()),
+            ("release_number", "1".to_string()),
+        ];
+        v.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        v
+    };
+    vec![
+        (
+            "create_release",
+            vec![
+                b(),
+                ("release_name", "r".into()),
+                ("url", "http://ci/".into()),
+            ],
+        ),
+        ("find_run", vec![b(), ("run_name", "/".into())]),
+        (
+            "request_run",
+            rel(&[("run_name", "/"), ("url", "http://x/"), ("config", "{}")]),
+        ),
+        ("report_run", rel(&[("run_name", "/")])),
+        ("runs_done", rel(&[])),
+        ("update_release", rel(&[("status", "bad")])),
+        ("create_build", vec![("name", "other".into())]),
+        ("create_api_key", vec![b()]),
+        ("revoke_api_key", vec![b(), ("api_key", "x".into())]),
+        (
+            "work_queue/capture/lease",
+            vec![
+                ("owner", "w".into()),
+                ("count", "1".into()),
+                ("timeout", "5".into()),
+            ],
+        ),
+    ]
+}
+
+/// Asserts that `key` is refused with 401 on every endpoint, upload and GETs included.
+async fn assert_refused_everywhere(s: &TestServer, key: &Key, build: &str, image: &str) {
+    for (endpoint, form) in every_endpoint(build) {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, body) = s.post(Some(key), endpoint, &form).await;
+        assert_eq!(code, 401, "{endpoint}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("revoked"),
+            "{body}"
+        );
+    }
+    let rel = release_form(build, "r", "1");
+    assert_eq!(s.get(Some(key), "release_status", &rel).await.0, 401);
+    let dl = [("sha1sum", image), ("build_id", build)];
+    assert_eq!(s.get(Some(key), "download", &dl).await.0, 401);
+    let (code, _) = s
+        .upload(key, build, "x.png", png(1, 1, [9, 9, 9, 255], None))
+        .await;
+    assert_eq!(code, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_revoked_over_the_api_by_their_build_or_a_superuser() {
+    let s = TestServer::start(|_| {}).await;
+    let (a, key_a) = s.build_with_key("a").await;
+    let (b, key_b) = s.build_with_key("b").await;
+    let admin_client = s.client(&admin());
+    let build_a = dpxdt_core::BuildId(a.parse().unwrap());
+    let new_key = |purpose: &'static str| {
+        let c = admin_client.clone();
+        async move {
+            let k = c.create_api_key(build_a, Some(purpose)).await.unwrap();
+            Key(k.api_key, k.api_secret)
+        }
+    };
+    let (second, third) = (new_key("second").await, new_key("third").await);
+    s.post(
+        Some(&key_a),
+        "create_release",
+        &[("build_id", &a), ("release_name", "r"), ("url", "u")],
+    )
+    .await;
+    let (_, up) = s
+        .upload(&key_a, &a, "a.png", png(2, 2, [0, 9, 0, 255], None))
+        .await;
+    let image = up["sha1sum"].as_str().unwrap().to_string();
+    let revoke = |key: &Key, build: &str, target: &str| {
+        let (key, build, target) = (key.clone(), build.to_string(), target.to_string());
+        let s = &s;
+        async move {
+            s.post(
+                Some(&key),
+                "revoke_api_key",
+                &[("build_id", &build), ("api_key", &target)],
+            )
+            .await
+        }
+    };
+
+    // Refusals: no key, a missing field, another build (403), a key outside
+    // the named build or a superuser key (404: nothing said about them).
+    assert_eq!(
+        s.post(
+            None,
+            "revoke_api_key",
+            &[("build_id", &a), ("api_key", &second.0)]
+        )
+        .await
+        .0,
+        401
+    );
+    let (code, body) = s
+        .post(Some(&key_a), "revoke_api_key", &[("build_id", &a)])
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("api_key"),
+        "{body}"
+    );
+    let (code, body) = revoke(&key_a, &b, &key_b.0).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["success"], false);
+    let (code, body) = revoke(&key_a, &a, &key_b.0).await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(revoke(&admin(), &a, &key_b.0).await.0, 404);
+    assert_eq!(revoke(&admin(), &a, common::ADMIN_ID).await.0, 404);
+    assert_eq!(revoke(&key_a, &a, common::ADMIN_ID).await.0, 404);
+    assert_eq!(revoke(&key_a, &a, "no-such-key").await.0, 404);
+    // None of that revoked anything.
+    for key in [&second, &admin()] {
+        let rel = release_form(&a, "r", "1");
+        assert_eq!(s.get(Some(key), "release_status", &rel).await.0, 200);
+    }
+    let create_b = [
+        ("build_id", b.as_str()),
+        ("release_name", "r"),
+        ("url", "u"),
+    ];
+    assert_eq!(
+        s.post(Some(&key_b), "create_release", &create_b).await.0,
+        200
+    );
+
+    // A key of the build revokes a sibling: refused everywhere at once.
+    let (code, body) = revoke(&key_a, &a, &second.0).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (
+            &body["success"],
+            &body["api_key"],
+            body["build_id"].to_string()
+        ),
+        (
+            &Value::Bool(true),
+            &Value::String(second.0.clone()),
+            a.clone()
+        )
+    );
+    assert_refused_everywhere(&s, &second, &a, &image).await;
+    assert_eq!(revoke(&key_a, &a, &second.0).await.0, 404, "only once");
+
+    // A superuser revokes through dpxdt-client; the typed client sees 401 after.
+    let done = admin_client
+        .revoke_api_key(build_a, &third.0)
+        .await
+        .unwrap();
+    assert_eq!((done.build_id, done.api_key.as_str()), (build_a, &*third.0));
+    let err = s
+        .client(&third)
+        .create_release(build_a, "r", "u")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err}");
+    let err = s
+        .client(&key_a)
+        .revoke_api_key(dpxdt_core::BuildId(b.parse().unwrap()), &key_b.0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+
+    // A key may revoke itself (e.g. after it leaked).
+    assert_eq!(revoke(&key_a, &a, &key_a.0).await.0, 200);
+    assert_refused_everywhere(&s, &key_a, &a, &image).await;
+    // Build B's key was never touched; the revocations are in the build's log.
+    assert_eq!(
+        s.get(Some(&key_b), "release_status", &release_form(&b, "r", "1"))
+            .await
+            .0,
+        200
+    );
+    let conn = rusqlite::Connection::open(s.dir.path().join("dpxdt.sqlite3")).unwrap();
+    let logged: Vec<String> = conn
+        .prepare(
+            "SELECT message FROM admin_log WHERE log_type = 'revoke_api_key' AND build_id = ?1
+             ORDER BY id",
+        )
+        .unwrap()
+        .query_map([a.parse::<i64>().unwrap()], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(logged, [second.0, third.0, key_a.0.clone()]);
+    s.stop().await;
+}

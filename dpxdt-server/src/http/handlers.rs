@@ -5,7 +5,7 @@ use dpxdt_core::api::{
     CreateBuildRequest, CreateBuildResponse, CreateReleaseRequest, CreateReleaseResponse,
     FindRunRequest, FindRunResponse, FinishRequest, HeartbeatRequest, LeaseRequest, LeaseResponse,
     ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse,
-    RunsDoneRequest, RunsDoneResponse, SuccessResponse,
+    RevokeApiKeyRequest, RevokeApiKeyResponse, RunsDoneRequest, RunsDoneResponse, SuccessResponse,
 };
 use dpxdt_core::{ArtifactId, BuildId, CaptureConfig};
 use serde::Deserialize;
@@ -379,6 +379,27 @@ pub async fn create_api_key(
         build_id: build,
         api_key: key.id,
         api_secret: key.secret,
+    })
+}
+
+/// `revoke_api_key`: a superuser key, or any key of the same build.
+pub async fn revoke_api_key(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: RevokeApiKeyRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    let (build, key) = (req.build_id, req.api_key.clone());
+    state
+        .store
+        .call(move |c| storage::revoke_build_api_key(c, build, &key))
+        .await?;
+    tracing::info!(build = %req.build_id, api_key = %req.api_key, "API key revoked over the API");
+    json(&RevokeApiKeyResponse {
+        success: true,
+        build_id: req.build_id,
+        api_key: req.api_key,
     })
 }
 

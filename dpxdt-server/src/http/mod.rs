@@ -105,6 +105,7 @@ async fn dispatch(
         "update_release",
         "create_build",
         "create_api_key",
+        "revoke_api_key",
     ];
     let path = path.trim_end_matches('/');
     let queue_route = path
@@ -144,6 +145,7 @@ async fn dispatch(
         "update_release" => handlers::update_release(state, scope, &p).await?,
         "create_build" => handlers::create_build(state, scope, &p).await?,
         "create_api_key" => handlers::create_api_key(state, scope, &p).await?,
+        "revoke_api_key" => handlers::revoke_api_key(state, scope, &p).await?,
         _ => match queue_route {
             Some((queue, action)) => handlers::work_queue(state, scope, queue, action, &p).await?,
             None => return Err(ApiError::NotFound(format!("no API endpoint /api/{path}"))),

@@ -146,6 +146,37 @@ pub fn replace_internal_key(conn: &mut Connection) -> Result<NewApiKey, StoreErr
     Ok(key)
 }
 
+/// Revokes the active API key `key` of `build` (for the API's
+/// `revoke_api_key`). A key of another build, a superuser key, an unknown or
+/// an already revoked key is "not found", so the answer tells nothing about
+/// keys outside the build. Authentication reads `active` on every request,
+/// so the key is refused from the next request on.
+pub fn revoke_build_api_key(
+    conn: &mut Connection,
+    build: BuildId,
+    key: &str,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let n = tx.execute(
+        "UPDATE api_key SET active = 0, revoked = ?1
+         WHERE id = ?2 AND build_id = ?3 AND superuser = 0 AND active = 1",
+        params![now, key, build.0],
+    )?;
+    if n != 1 {
+        return Err(StoreError::NotFound(format!(
+            "no active API key {key:?} in build {build}"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO admin_log (build_id, api_key_id, log_type, message, created)
+         VALUES (?1, ?2, 'revoke_api_key', ?2, ?3)",
+        params![build.0, key, now],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// The scope of the key `id` if `secret` matches and it is active.
 pub fn check_api_key(
     conn: &Connection,
