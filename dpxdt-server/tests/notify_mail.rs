@@ -764,8 +764,26 @@ fn smtp_settings_are_checked_and_the_password_is_never_shown() {
     let c = MailConfig::new("smtp://u:s%65cret@relay:2525", "D <d@example.test>").unwrap();
     let shown = format!("{c:?}");
     assert!(shown.contains("2525") && !shown.contains("secret") && !shown.contains("s%65"));
+    #[cfg(not(feature = "mail-tls"))]
+    {
+        let e = MailConfig::new("smtps://u:hunter2@relay", "d@example.test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TLS is not built into this server"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+    #[cfg(feature = "mail-tls")]
+    for (url, shown) in [
+        ("smtps://relay.example", "port: 465, security: \"tls\""),
+        (
+            "smtp+starttls://relay.example",
+            "port: 587, security: \"starttls\"",
+        ),
+    ] {
+        let c = MailConfig::new(url, "d@example.test").unwrap();
+        assert!(format!("{c:?}").contains(shown), "{c:?}");
+    }
     for (url, why) in [
-        ("smtps://relay:465", "TLS is not built into this server"),
         ("http://relay", "scheme must be smtp"),
         ("smtp://relay/path", "no path"),
         ("not a url", "SMTP URL"),
@@ -775,7 +793,7 @@ fn smtp_settings_are_checked_and_the_password_is_never_shown() {
             .to_string();
         assert!(e.contains(why), "{url}: {e}");
     }
-    let e = MailConfig::new("smtps://u:hunter2@relay", "d@example.test")
+    let e = MailConfig::new("smtp://u:hunter2@relay/x", "d@example.test")
         .unwrap_err()
         .to_string();
     assert!(!e.contains("hunter2"), "{e}");

@@ -1,10 +1,13 @@
 //! E-mail notifications over SMTP (lettre): the server's SMTP settings and
 //! the plain-text message each owner gets when a release reaches review.
 //!
-//! TLS is not built in (it would add a TLS stack to every build): the server
-//! speaks plain SMTP, with AUTH PLAIN or LOGIN when the URL carries a user
-//! and password, to a relay it trusts (a local MTA such as Postfix or an
-//! SMTP sidecar on the same host or private network), which delivers onward.
+//! By default TLS is not built in (it would add a TLS stack to every
+//! build): the server speaks plain SMTP, with AUTH PLAIN or LOGIN when the
+//! URL carries a user and password, to a relay it trusts (a local MTA such
+//! as Postfix or an SMTP sidecar on the same host or private network), which
+//! delivers onward. The `mail-tls` cargo feature adds rustls for `smtps://`
+//! (TLS from the start, port 465) and `smtp+starttls://` (STARTTLS
+//! required, port 587).
 
 use std::fmt;
 use std::time::Duration;
@@ -24,8 +27,34 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct MailConfig {
     host: String,
     port: u16,
+    security: Security,
     credentials: Option<(String, String)>,
     from: Mailbox,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone)]
+enum Security {
+    /// Plain SMTP (to a trusted relay).
+    Plain,
+    /// TLS from the first byte (`smtps://`).
+    #[cfg(feature = "mail-tls")]
+    Wrapper(lettre::transport::smtp::client::TlsParameters),
+    /// Plain, then STARTTLS, which the server must offer (`smtp+starttls://`).
+    #[cfg(feature = "mail-tls")]
+    StartTls(lettre::transport::smtp::client::TlsParameters),
+}
+
+impl Security {
+    fn label(&self) -> &'static str {
+        match self {
+            Security::Plain => "plain",
+            #[cfg(feature = "mail-tls")]
+            Security::Wrapper(_) => "tls",
+            #[cfg(feature = "mail-tls")]
+            Security::StartTls(_) => "starttls",
+        }
+    }
 }
 
 impl fmt::Debug for MailConfig {
@@ -34,6 +63,7 @@ impl fmt::Debug for MailConfig {
         f.debug_struct("MailConfig")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("security", &self.security.label())
             .field("user", &self.credentials.as_ref().map(|(u, _)| u))
             .field("from", &self.from.to_string())
             .finish()
@@ -80,16 +110,12 @@ impl MailConfig {
             }
         };
         let url = url::Url::parse(smtp_url).map_err(|e| err(&e.to_string()))?;
-        match url.scheme() {
-            "smtp" => {}
-            "smtps" | "smtp+starttls" | "submissions" => {
-                return Err(err(
-                    "TLS is not built into this server; relay through a local SMTP server \
-                     with smtp://host:port",
-                ));
-            }
-            other => return Err(err(&format!("the scheme must be smtp, not {other:?}"))),
-        }
+        #[cfg(feature = "mail-tls")]
+        let tls = |host: &str| {
+            lettre::transport::smtp::client::TlsParameters::new(host.to_string())
+                .map_err(|e| err(&format!("TLS: {e}")))
+        };
+        let scheme = url.scheme().to_string();
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -97,6 +123,30 @@ impl MailConfig {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        let (security, default_port) = match scheme.as_str() {
+            "smtp" => (Security::Plain, 25),
+            #[cfg(feature = "mail-tls")]
+            "smtps" => (Security::Wrapper(tls(&host)?), 465),
+            #[cfg(feature = "mail-tls")]
+            "smtp+starttls" => (Security::StartTls(tls(&host)?), 587),
+            #[cfg(not(feature = "mail-tls"))]
+            "smtps" | "smtp+starttls" => {
+                return Err(err(
+                    "TLS is not built into this server (cargo feature mail-tls); relay \
+                     through a local SMTP server with smtp://host:port",
+                ));
+            }
+            other => {
+                return Err(err(&format!(
+                    "the scheme must be smtp{}, not {other:?}",
+                    if cfg!(feature = "mail-tls") {
+                        ", smtps or smtp+starttls"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        };
         if url.path() != "" && url.path() != "/" || url.query().is_some() {
             return Err(err("it may have no path or query"));
         }
@@ -113,7 +163,8 @@ impl MailConfig {
         })?;
         Ok(MailConfig {
             host,
-            port: url.port().unwrap_or(25),
+            port: url.port().unwrap_or(default_port),
+            security,
             credentials,
             from,
         })
@@ -171,6 +222,17 @@ impl Mailer {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
             .port(config.port)
             .timeout(Some(SMTP_TIMEOUT));
+        match &config.security {
+            Security::Plain => {}
+            #[cfg(feature = "mail-tls")]
+            Security::Wrapper(p) => {
+                builder = builder.tls(lettre::transport::smtp::client::Tls::Wrapper(p.clone()));
+            }
+            #[cfg(feature = "mail-tls")]
+            Security::StartTls(p) => {
+                builder = builder.tls(lettre::transport::smtp::client::Tls::Required(p.clone()));
+            }
+        }
         if let Some((user, password)) = &config.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
