@@ -48,8 +48,8 @@ struct Args {
     #[arg(long, env = "DPXDT_LEASE_SECS")]
     lease_secs: Option<u64>,
     /// SMTP server for e-mail notifications, `smtp://[user:password@]host[:port]`
-    /// (plain SMTP: TLS is not built in, relay through a local mail server).
-    /// Without it no e-mail is sent.
+    /// (plain SMTP to a trusted relay; `smtps://` and `smtp+starttls://` need
+    /// the `mail-tls` cargo feature). Without it no e-mail is sent.
     #[arg(long, env = "DPXDT_SMTP_URL", requires = "mail_from")]
     smtp_url: Option<String>,
     /// Sender of notification e-mails, `name@domain` or `"Name <name@domain>"`.
