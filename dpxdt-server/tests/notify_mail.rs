@@ -802,3 +802,59 @@ fn smtp_settings_are_checked_and_the_password_is_never_shown() {
         .to_string();
     assert!(e.contains("\"nobody\" is not an e-mail address"), "{e}");
 }
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_does_not_hold_the_mail_back() {
+    let smtp = SmtpReceiver::start(Rules::default()).await;
+    // A webhook that accepts the connection and then says nothing.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", hang.local_addr().unwrap());
+    let (conn_tx, conn_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(async move {
+        let (stream, _) = hang.accept().await.unwrap();
+        let _ = conn_tx.send(stream);
+    });
+    let server = Server::start(&[("alice", "alice@example.test")], |c| {
+        c.mail = Some(mail_config(smtp.port));
+    })
+    .await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("slow-hook").await;
+    let bs = build.to_string();
+    let (status, _) = alice
+        .act(
+            "/build/settings",
+            &[
+                ("build_id", &bs),
+                ("name", "slow-hook"),
+                ("webhook_url", &hook_url),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let key = alice.create_key(build).await;
+    report_release(&server.base, build, &key).await;
+
+    // The mail arrives while the webhook call is still waiting for an answer.
+    smtp.until("the mail", |s| !s.mails.is_empty()).await;
+    let stream = tokio::time::timeout(WAIT, conn_rx)
+        .await
+        .expect("the webhook is called")
+        .unwrap();
+    let page = alice
+        .until_logged(build, "<strong>notify_mail</strong>")
+        .await;
+    assert!(log_entries(&page, "notify_webhook").is_empty(), "{page}");
+    assert!(log_entries(&page, "notify_retry").is_empty(), "{page}");
+    // Hanging up fails the call, which is then retried later.
+    drop(stream);
+    let page = alice
+        .until_logged(build, "<strong>notify_retry</strong>")
+        .await;
+    assert!(
+        log_entries(&page, "notify_retry")[0].contains("webhook failed"),
+        "{page}"
+    );
+    holder.await.unwrap();
+    server.stop().await;
+}
