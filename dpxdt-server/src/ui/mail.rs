@@ -306,3 +306,41 @@ pub fn message(
         .body(body)
         .map_err(|e| format!("building the message: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use dpxdt_core::{BuildId, ReleaseId, RunStatus};
+
+    use super::*;
+    use crate::storage::users::Channel;
+
+    #[test]
+    fn names_outside_ascii_are_encoded_and_the_counts_are_in_the_body() {
+        let d = DueNotification {
+            release_id: ReleaseId(1),
+            build_id: BuildId(7),
+            build_name: "Café <b>".into(),
+            name: "été".into(),
+            number: 2,
+            channel: Channel::Mail("a@example.test".into()),
+            attempts: 0,
+            counts: vec![(RunStatus::DiffFound, 2), (RunStatus::DiffNotFound, 5)],
+        };
+        let from: Mailbox = "Depicted <d@example.test>".parse().unwrap();
+        let m = message(&from, "a@example.test", &d, "https://x.test/release?n=1").unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        // 7-bit clean: encoded words in the subject, quoted-printable body.
+        assert!(raw.is_ascii(), "{raw}");
+        assert!(
+            raw.contains("Subject: [Depicted] =?utf-8?b?Q2Fmw6k=?= <b>"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("Content-Transfer-Encoding: quoted-printable"),
+            "{raw}"
+        );
+        assert!(raw.contains("Diffs found: 2"), "{raw}");
+        assert!(raw.contains("Runs:        7"), "{raw}");
+        assert!(message(&from, "not an address", &d, "x").is_err());
+    }
+}
