@@ -878,3 +878,185 @@ async fn api_keys_are_revoked_over_the_api_by_their_build_or_a_superuser() {
     assert_eq!(logged, [second.0, third.0, key_a.0.clone()]);
     s.stop().await;
 }
+
+/// POSTs a form with a raw `Authorization` header value.
+async fn post_with_auth(s: &TestServer, auth: &str, path: &str) -> (u16, Value) {
+    let resp = s
+        .http
+        .post(s.url(path))
+        .header("authorization", auth)
+        .form(&[("name", "x")])
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remaining_refusals_of_every_endpoint() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("site").await;
+    let adm = admin();
+
+    // Malformed credentials are 401 with a JSON error, never a 500.
+    let no_colon = format!("Basic {}", dpxdt_e2e::base64(b"just-an-id"));
+    for auth in [
+        "Bearer abc",
+        "Basic !!!not-base64",
+        no_colon.as_str(),
+        "Basic",
+    ] {
+        let (code, body) = post_with_auth(&s, auth, "create_build").await;
+        assert_eq!(code, 401, "{auth}: {body}");
+        assert_eq!(body["success"], false, "{auth}");
+    }
+    // Methods: GET-only and POST-only endpoints refuse the other one.
+    let resp = s
+        .http
+        .post(s.url("download"))
+        .basic_auth(&key.0, Some(&key.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let resp = s
+        .http
+        .put(s.url("create_release"))
+        .basic_auth(&key.0, Some(&key.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+
+    // Superuser-only: every work-queue action, not just lease.
+    for action in ["add", "heartbeat", "finish", "cancel"] {
+        let (code, body) = s
+            .post(
+                Some(&key),
+                &format!("work_queue/capture/{action}"),
+                &[("payload", "{}"), ("task_id", "1"), ("owner", "w")],
+            )
+            .await;
+        assert_eq!(code, 403, "{action}: {body}");
+    }
+    let (code, body) = s
+        .post(Some(&adm), "work_queue/No Such!/add", &[("payload", "{}")])
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("queue name"),
+        "{body}"
+    );
+    let (code, body) = s
+        .post(
+            Some(&adm),
+            "work_queue/jobs/heartbeat",
+            &[
+                ("task_id", "999"),
+                ("owner", "w"),
+                ("message", "m"),
+                ("index", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 404, "{body}");
+
+    // Things that do not exist are 404, named in the error.
+    let (code, body) = s
+        .post(
+            Some(&adm),
+            "create_release",
+            &[("build_id", "999"), ("release_name", "r"), ("url", "u")],
+        )
+        .await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(
+        s.post(Some(&adm), "create_api_key", &[("build_id", "999")])
+            .await
+            .0,
+        404
+    );
+    let missing = release_form(&build, "nope", "1");
+    let (code, _) = s.get(Some(&key), "release_status", &missing).await;
+    assert_eq!(code, 404);
+    assert_eq!(s.post(Some(&key), "runs_done", &missing).await.0, 404);
+    let mut verdict = missing.clone();
+    verdict.push(("status", "good"));
+    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 404);
+    let mut rr = missing.clone();
+    rr.extend([("run_name", "/"), ("url", "http://x/"), ("config", "{}")]);
+    assert_eq!(s.post(Some(&key), "request_run", &rr).await.0, 404);
+
+    // Bad values are 400 and name the field.
+    let (code, body) = s.post(Some(&adm), "create_build", &[("name", " ")]).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s
+        .get(
+            Some(&key),
+            "release_status",
+            &[
+                ("build_id", &build),
+                ("release_name", "r"),
+                ("release_number", "one"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("release_number"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (code, _) = s
+        .get(Some(&key), "download", &[("build_id", build.as_str())])
+        .await;
+    assert_eq!(code, 400);
+
+    // Transitions the state machine refuses are 409.
+    s.post(
+        Some(&key),
+        "create_release",
+        &[("build_id", &build), ("release_name", "r"), ("url", "u")],
+    )
+    .await;
+    let rel = release_form(&build, "r", "1");
+    let mut good = rel.clone();
+    good.push(("status", "good"));
+    let (code, body) = s.post(Some(&key), "update_release", &good).await;
+    assert_eq!(code, 409, "receiving cannot be good: {body}");
+    let mut back = rel.clone();
+    back.push(("status", "reviewing"));
+    assert_eq!(s.post(Some(&key), "update_release", &back).await.0, 409);
+    let mut with_ref = rel.clone();
+    with_ref.extend([
+        ("run_name", "/"),
+        ("url", "http://x/"),
+        ("config", "{}"),
+        ("ref_config", "{}"),
+    ]);
+    let (code, body) = s.post(Some(&key), "request_run", &with_ref).await;
+    assert_eq!(code, 400, "ref_config without ref_url: {body}");
+    with_ref.push(("ref_url", "file:///etc/passwd"));
+    let (code, body) = s.post(Some(&key), "request_run", &with_ref).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("ref_url"),
+        "{body}"
+    );
+    assert_eq!(s.post(Some(&key), "runs_done", &rel).await.0, 200);
+    let mut late = rel.clone();
+    late.extend([
+        ("run_name", "/late"),
+        ("url", "http://x/"),
+        ("config", "{}"),
+    ]);
+    assert_eq!(s.post(Some(&key), "request_run", &late).await.0, 409);
+    // Bad twice is refused; good after bad is allowed.
+    let mut bad = rel.clone();
+    bad.push(("status", "bad"));
+    assert_eq!(s.post(Some(&key), "update_release", &bad).await.0, 200);
+    assert_eq!(s.post(Some(&key), "update_release", &bad).await.0, 409);
+    assert_eq!(s.post(Some(&key), "update_release", &good).await.0, 200);
+    s.stop().await;
+}

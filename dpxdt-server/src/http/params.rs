@@ -101,12 +101,39 @@ pub fn multipart_error(e: multer::Error) -> ApiError {
 
 /// Decodes parameters into a wire type. Empty values count as absent (HTML
 /// forms and `curl -F x=` send them for optional fields).
+///
+/// A value that does not parse is named in the error: serde's message
+/// ("invalid digit found in string") does not say which field it was, so on
+/// that error path each field is left out in turn, and the one whose absence
+/// turns the error into "missing field" (or makes the rest decode) is it.
 pub fn decode<T: DeserializeOwned>(pairs: &[(String, String)]) -> Result<T, ApiError> {
-    let present: Vec<_> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
-    let encoded = serde_urlencoded::to_string(&present)
-        .map_err(|e| ApiError::BadRequest(format!("invalid parameters: {e}")))?;
-    serde_urlencoded::from_str(&encoded)
-        .map_err(|e| ApiError::BadRequest(format!("invalid parameters: {e}")))
+    let present: Vec<&(String, String)> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let err = match decode_present::<T>(&present) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    if err.contains("missing field") {
+        return Err(ApiError::BadRequest(format!("invalid parameters: {err}")));
+    }
+    for (key, _) in &present {
+        let without: Vec<&(String, String)> =
+            present.iter().copied().filter(|(k, _)| k != key).collect();
+        let culprit = match decode_present::<T>(&without) {
+            Ok(_) => true,
+            Err(e) => e.contains(&format!("missing field `{key}`")),
+        };
+        if culprit {
+            return Err(ApiError::BadRequest(format!(
+                "invalid parameter {key}: {err}"
+            )));
+        }
+    }
+    Err(ApiError::BadRequest(format!("invalid parameters: {err}")))
+}
+
+fn decode_present<T: DeserializeOwned>(present: &[&(String, String)]) -> Result<T, String> {
+    let encoded = serde_urlencoded::to_string(present).map_err(|e| e.to_string())?;
+    serde_urlencoded::from_str(&encoded).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -145,6 +172,25 @@ mod tests {
     fn decode_names_the_bad_parameter() {
         let err = decode::<ReportRunRequest>(&pairs(&[("build_id", "x")])).unwrap_err();
         assert!(matches!(err, ApiError::BadRequest(_)));
+        assert!(err.to_string().contains("build_id"), "{err}");
+        let err = decode::<ReportRunRequest>(&pairs(&[
+            ("build_id", "1"),
+            ("release_name", "r"),
+            ("release_number", "one"),
+            ("run_name", "/"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("release_number"), "{err}");
+        // An optional field that does not parse is named too.
+        let err = decode::<ReportRunRequest>(&pairs(&[
+            ("build_id", "1"),
+            ("release_name", "r"),
+            ("release_number", "1"),
+            ("run_name", "/"),
+            ("distortion", "lots"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("distortion"), "{err}");
         let err = decode::<ReportRunRequest>(&pairs(&[
             ("build_id", "1"),
             ("release_name", "r"),
