@@ -1,6 +1,7 @@
 //! The HTTP API over real HTTP on 127.0.0.1:0: every endpoint's success and
-//! refusals, cross-build denial, upload limits, the report_run → diff →
-//! reviewing flow and concurrent reports.
+//! refusals, cross-build denial, API key revocation, upload limits, the
+//! report_run → diff → reviewing flow, concurrent reports, and a capture
+//! worker that drops a task whose lease it lost.
 
 mod common;
 
@@ -1058,5 +1059,93 @@ async fn the_remaining_refusals_of_every_endpoint() {
     assert_eq!(s.post(Some(&key), "update_release", &bad).await.0, 200);
     assert_eq!(s.post(Some(&key), "update_release", &bad).await.0, 409);
     assert_eq!(s.post(Some(&key), "update_release", &good).await.0, 200);
+    s.stop().await;
+}
+
+#[cfg(feature = "capture")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_whose_release_is_marked_bad_is_dropped_at_the_next_heartbeat() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use dpxdt_core::api::RequestRunRequest;
+    use dpxdt_core::capture::{Browser, BrowserOptions};
+    use dpxdt_core::{BuildId, ReleaseKey, ReleaseStatus};
+    use dpxdt_e2e::{Page, PageServer};
+    use dpxdt_server::workers::CaptureWorker;
+
+    let pages = PageServer::start();
+    pages.set("/never", Page::html("").hanging());
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("site").await;
+    let build = BuildId(build.parse().unwrap());
+    let client = s.client(&key);
+    let r = client.create_release(build, "main", "u").await.unwrap();
+    let release = ReleaseKey {
+        build_id: build,
+        release_name: "main".into(),
+        release_number: r.release_number,
+    };
+    client
+        .request_run(&RequestRunRequest {
+            build_id: build,
+            release_name: "main".into(),
+            release_number: release.release_number,
+            run_name: "/never".into(),
+            url: pages.url("/never"),
+            config: "{}".into(),
+            ref_url: None,
+            ref_config: None,
+        })
+        .await
+        .unwrap();
+    client.runs_done(&release).await.unwrap();
+    let browser = Arc::new(Browser::launch(BrowserOptions::default()).await.unwrap());
+    let lease = Duration::from_secs(1);
+    let worker = Arc::new(CaptureWorker::with_browser(
+        s.client(&admin()),
+        lease,
+        browser.clone(),
+    ));
+    let step = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run_once().await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pages.requests_for("/never").is_empty() {
+        assert!(Instant::now() < deadline, "the page was never requested");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A person gives up on the release: its tasks are canceled, and the
+    // worker stops at its next heartbeat instead of waiting out the page
+    // timeout (30 s) and reporting into a decided release.
+    let marked = Instant::now();
+    assert_eq!(
+        client
+            .update_release(&release, ReleaseStatus::Bad)
+            .await
+            .unwrap(),
+        ReleaseStatus::Bad
+    );
+    let did_work = tokio::time::timeout(Duration::from_secs(10), step)
+        .await
+        .expect("the worker kept capturing a canceled task")
+        .unwrap()
+        .unwrap();
+    assert!(did_work);
+    assert!(marked.elapsed() < lease * 3, "{:?}", marked.elapsed());
+    let conn = rusqlite::Connection::open(s.dir.path().join("dpxdt.sqlite3")).unwrap();
+    let (status, error): (String, Option<String>) = conn
+        .query_row(
+            "SELECT status, last_error FROM task WHERE queue = 'capture'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), error), ("canceled", None));
+    drop(worker);
+    if let Ok(browser) = Arc::try_unwrap(browser) {
+        browser.shutdown().await;
+    }
     s.stop().await;
 }
