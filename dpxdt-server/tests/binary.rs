@@ -206,11 +206,45 @@ async fn first_start_prints_a_superuser_key_and_in_process_workers_diff() {
     let client = server.client(&key.api_key, &key.api_secret);
     let a = png(64, 64, [255, 255, 255, 255], None);
     let b = png(64, 64, [255, 255, 255, 255], Some([0, 0, 0, 255]));
-    let release = release_needing_diff(&client, build.build_id, b, a).await;
+    let release = release_needing_diff(&client, build.build_id, b.clone(), a).await;
     wait_for_status(&client, &release, "reviewing").await;
     let st = client.release_status(&release).await.unwrap();
     assert_eq!(st.runs.len(), 1);
     assert_eq!(st.runs[0].status.as_str(), "diff_found");
+    // The verdict makes it the baseline find_run answers with; its image downloads.
+    assert_eq!(
+        client
+            .update_release(&release, dpxdt_core::ReleaseStatus::Good)
+            .await
+            .unwrap(),
+        dpxdt_core::ReleaseStatus::Good
+    );
+    let found = client
+        .find_run(build.build_id, "/")
+        .await
+        .unwrap()
+        .expect("the good release's run");
+    assert_eq!(found.release_number, release.release_number);
+    let image = client
+        .download(build.build_id, &found.image.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(image, b);
+    // A spare key revoked over the API is refused from then on.
+    let spare = admin
+        .create_api_key(build.build_id, Some("spare"))
+        .await
+        .unwrap();
+    client
+        .revoke_api_key(build.build_id, &spare.api_key)
+        .await
+        .unwrap();
+    let err = server
+        .client(&spare.api_key, &spare.api_secret)
+        .release_status(&release)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err}");
     assert!(server.terminate().success());
 
     // A second start on the same directory creates no new key and keeps the data.
@@ -224,8 +258,15 @@ async fn first_start_prints_a_superuser_key_and_in_process_workers_diff() {
             .unwrap()
             .status
             .as_str(),
-        "reviewing"
+        "good"
     );
+    // The revocation survived the restart.
+    let err = again
+        .client(&spare.api_key, &spare.api_secret)
+        .release_status(&release)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err}");
 }
 
 fn task_row(data: &Path) -> (String, Option<String>, i64) {
@@ -432,10 +473,11 @@ fn a_second_server_on_the_same_data_dir_is_refused_but_create_build_works_beside
     assert_eq!(id.len(), 32);
 }
 
-/// A remote capture worker SIGKILLed while Chromium loads a page (needs
-/// the `capture` feature: real chromedriver and Chromium).
+/// With real chromedriver and Chromium (the `capture` feature): the default
+/// server capturing in-process, and a remote capture worker SIGKILLed while
+/// Chromium loads a page.
 #[cfg(feature = "capture")]
-mod capture_kill {
+mod with_chromium {
     use super::*;
     use dpxdt_core::api::RequestRunRequest;
     use dpxdt_e2e::{Page, PageServer};
@@ -687,5 +729,92 @@ mod capture_kill {
         assert_eq!(&png[1..4], b"PNG");
         assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 320);
         assert!(pages.requests_for("/slow").len() >= 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_default_server_captures_and_diffs_in_process_then_stops_its_browser() {
+        let pages = PageServer::start();
+        let page = |text: &str| {
+            format!("<html><body style='background:#fff'><h1>{text}</h1></body></html>")
+        };
+        pages.set_html("/old", &page("Hello"));
+        pages.set_html("/new", &page("Hello, world"));
+        let dir = tempfile::tempdir().unwrap();
+        let (build, key_id, key_secret) = create_build(dir.path(), "site");
+        // No flags: in-process capture and diff workers, as people run it.
+        let server = Proc::start(dir.path(), &[]);
+        let client = server.client(&key_id, &key_secret);
+        let config = r#"{"viewportSize": {"width": 320, "height": 200}}"#;
+        let release = |number: i64| ReleaseKey {
+            build_id: build,
+            release_name: "main".into(),
+            release_number: number,
+        };
+        let request = |key: &ReleaseKey, ref_url: Option<String>| RequestRunRequest {
+            build_id: build,
+            release_name: key.release_name.clone(),
+            release_number: key.release_number,
+            run_name: "/page".into(),
+            url: pages.url("/new"),
+            config: config.into(),
+            ref_config: ref_url.as_ref().map(|_| config.to_string()),
+            ref_url,
+        };
+        // With a ref_url: both pages captured, they differ.
+        let first = release(
+            client
+                .create_release(build, "main", "u")
+                .await
+                .unwrap()
+                .release_number,
+        );
+        client
+            .request_run(&request(&first, Some(pages.url("/old"))))
+            .await
+            .unwrap();
+        client.runs_done(&first).await.unwrap();
+        wait_for_status(&client, &first, "reviewing").await;
+        let st = client.release_status(&first).await.unwrap();
+        assert_eq!(st.runs.len(), 1, "{st:?}");
+        assert_eq!(st.runs[0].status.as_str(), "diff_found", "{st:?}");
+        client
+            .update_release(&first, dpxdt_core::ReleaseStatus::Good)
+            .await
+            .unwrap();
+        let (old_loads, new_loads) = (
+            pages.requests_for("/old").len(),
+            pages.requests_for("/new").len(),
+        );
+        // Without: the good release's capture is the reference; same page, no diff.
+        let second = release(
+            client
+                .create_release(build, "main", "u")
+                .await
+                .unwrap()
+                .release_number,
+        );
+        client.request_run(&request(&second, None)).await.unwrap();
+        client.runs_done(&second).await.unwrap();
+        wait_for_status(&client, &second, "reviewing").await;
+        let st = client.release_status(&second).await.unwrap();
+        assert_eq!(st.runs[0].status.as_str(), "diff_not_found", "{st:?}");
+        assert_eq!(
+            pages.requests_for("/old").len(),
+            old_loads,
+            "not captured again"
+        );
+        assert!(pages.requests_for("/new").len() > new_loads);
+
+        // A polite stop takes the in-process browser along.
+        let browser = browser_tree(server.child.id());
+        assert!(
+            browser.iter().any(|p| p.comm == "chromedriver"),
+            "{browser:?}"
+        );
+        assert!(server.terminate().success());
+        wait_until(20, "the server's browser to stop", || {
+            browser.iter().all(|p| !still_running(p))
+        })
+        .await;
     }
 }
