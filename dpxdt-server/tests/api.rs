@@ -1149,3 +1149,82 @@ async fn a_capture_whose_release_is_marked_bad_is_dropped_at_the_next_heartbeat(
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_attempt_of_a_processing_release_cancels_the_old_attempts_tasks() {
+    use dpxdt_core::api::{CaptureTask, RequestRunRequest};
+    use dpxdt_core::{BuildId, ReleaseKey};
+
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("site").await;
+    let build = BuildId(build.parse().unwrap());
+    let client = s.client(&key);
+    let worker = s.client(&admin());
+    let request = |number: i64, url: &str| RequestRunRequest {
+        build_id: build,
+        release_name: "main".into(),
+        release_number: number,
+        run_name: "/".into(),
+        url: url.into(),
+        config: "{}".into(),
+        ref_url: Some("http://127.0.0.1:9/ref".into()),
+        ref_config: None,
+    };
+    let key_of = |number: i64| ReleaseKey {
+        build_id: build,
+        release_name: "main".into(),
+        release_number: number,
+    };
+    let first = client.create_release(build, "main", "u").await.unwrap();
+    let first = key_of(first.release_number);
+    client
+        .request_run(&request(first.release_number, "http://127.0.0.1:9/one"))
+        .await
+        .unwrap();
+    client.runs_done(&first).await.unwrap();
+    let st = client.release_status(&first).await.unwrap();
+    assert_eq!(st.status.as_str(), "processing");
+    // One of the two captures is leased (in flight), the other still queued.
+    let leased = worker
+        .lease("capture", "w1", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+
+    // The next attempt supersedes it: bad, and both of its tasks canceled.
+    let second = client.create_release(build, "main", "u").await.unwrap();
+    let second = key_of(second.release_number);
+    assert_eq!(second.release_number, first.release_number + 1);
+    let st = client.release_status(&first).await.unwrap();
+    assert_eq!(st.status.as_str(), "bad");
+    let err = worker
+        .finish("capture", leased[0].task_id, "w1", None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(409),
+        "the leased task was canceled: {err}"
+    );
+    client
+        .request_run(&request(second.release_number, "http://127.0.0.1:9/two"))
+        .await
+        .unwrap();
+    let tasks = worker
+        .lease("capture", "w2", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let urls: Vec<(String, i64)> = tasks
+        .iter()
+        .map(|t| {
+            let t: CaptureTask = serde_json::from_str(&t.payload).unwrap();
+            (t.url, t.release_number)
+        })
+        .collect();
+    assert_eq!(urls.len(), 2, "{urls:?}");
+    assert!(
+        urls.iter().all(|(_, n)| *n == second.release_number),
+        "only the new attempt's captures are handed out: {urls:?}"
+    );
+    s.stop().await;
+}
