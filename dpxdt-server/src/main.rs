@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 use dpxdt_server::{Config, storage, workers};
 
@@ -35,11 +36,12 @@ struct Args {
     /// Base URL people reach the server at (for links in replies).
     #[arg(long, env = "DPXDT_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Do not run capture and diff workers in the server process.
-    #[arg(long, env = "DPXDT_NO_WORKERS")]
+    /// Do not run capture and diff workers in the server process (the
+    /// variable takes 1/0, true/false, yes/no, on/off).
+    #[arg(long, env = "DPXDT_NO_WORKERS", value_parser = BoolishValueParser::new())]
     no_workers: bool,
     /// Do not run the capture worker (no browser needed).
-    #[arg(long, env = "DPXDT_NO_CAPTURE")]
+    #[arg(long, env = "DPXDT_NO_CAPTURE", value_parser = BoolishValueParser::new())]
     no_capture: bool,
     /// A superuser API key `ID:SECRET` to make sure exists (e.g. for remote workers).
     #[arg(long, env = "DPXDT_ADMIN_KEY")]

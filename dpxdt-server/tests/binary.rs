@@ -24,10 +24,15 @@ struct Proc {
 
 impl Proc {
     fn start(data: &Path, extra: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
-            .args(extra)
+            .args(extra);
+        Proc::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
             .env("DPXDT_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -454,6 +459,52 @@ async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_ru
             .unwrap_or_else(|e| panic!("run {run} lost: {e}"));
         assert_eq!(&log, id.as_str());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_comes_from_environment_variables_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env("DPXDT_DATA_DIR", dir.path())
+        .env("DPXDT_LISTEN", "127.0.0.1:0")
+        .env("DPXDT_NO_WORKERS", "1")
+        .env("DPXDT_ADMIN_KEY", "envadmin:envadmin-secret-0123456789")
+        .env("DPXDT_UPLOAD_LIMIT", "1000")
+        .env("DPXDT_PUBLIC_URL", "https://dpxdt.example.com/");
+    let server = Proc::spawn(cmd);
+    let admin = server.client("envadmin", "envadmin-secret-0123456789");
+    let build = admin.create_build("site").await.unwrap().build_id;
+    let err = admin
+        .upload_bytes(build, "big.bin", vec![7u8; 2000])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(413), "{err}");
+    admin
+        .upload_bytes(build, "small.bin", vec![7u8; 500])
+        .await
+        .unwrap();
+    let r = admin.create_release(build, "main", "u").await.unwrap();
+    let key = ReleaseKey {
+        build_id: build,
+        release_name: "main".into(),
+        release_number: r.release_number,
+    };
+    let done = admin.runs_done(&key).await.unwrap();
+    assert!(
+        done.results_url.starts_with("https://dpxdt.example.com/"),
+        "{}",
+        done.results_url
+    );
+    // DPXDT_NO_WORKERS=1: no in-process worker key was minted.
+    let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
+    let internal: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM api_key WHERE purpose = 'in-process workers'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(internal, 0);
 }
 
 #[test]
