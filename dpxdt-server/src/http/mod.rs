@@ -56,13 +56,15 @@ pub fn routes(
                     let started = Instant::now();
                     let result = dispatch(&state, &method, &path, &headers, &query, body).await;
                     let response = result.unwrap_or_else(ApiError::into_response);
-                    tracing::info!(
-                        %method,
-                        path = %format!("/api/{path}"),
-                        status = response.status().as_u16(),
-                        ms = started.elapsed().as_millis() as u64,
-                        "request"
-                    );
+                    let status = response.status().as_u16();
+                    let ms = started.elapsed().as_millis() as u64;
+                    // Workers poll the queue twice a second: only its
+                    // failures belong in the default log.
+                    if path.starts_with("work_queue/") && status < 400 {
+                        tracing::debug!(%method, path = %format!("/api/{path}"), status, ms, "request");
+                    } else {
+                        tracing::info!(%method, path = %format!("/api/{path}"), status, ms, "request");
+                    }
                     response
                 }
             },
