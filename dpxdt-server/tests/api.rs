@@ -978,6 +978,11 @@ async fn the_remaining_refusals_of_every_endpoint() {
             .0,
         404
     );
+    let (code, body) = s
+        .upload(&adm, "999", "a.png", png(1, 1, [1, 1, 1, 255], None))
+        .await;
+    assert_eq!(code, 404, "{body}");
+    assert!(s.artifact_files().is_empty(), "nothing stored for no build");
     let missing = release_form(&build, "nope", "1");
     let (code, _) = s.get(Some(&key), "release_status", &missing).await;
     assert_eq!(code, 404);
