@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, value_parser};
 use dpxdt_server::{Config, storage, workers};
 
 #[derive(Parser)]
@@ -46,9 +46,18 @@ struct Args {
     /// A superuser API key `ID:SECRET` to make sure exists (e.g. for remote workers).
     #[arg(long, env = "DPXDT_ADMIN_KEY")]
     admin_key: Option<String>,
-    /// Lease length of tasks, in seconds (default 60 for diffs, 180 for captures).
-    #[arg(long, env = "DPXDT_LEASE_SECS")]
+    /// Lease length of tasks, in seconds (default 60 for diffs, 180 for
+    /// captures); workers heartbeat every third of it.
+    #[arg(long, env = "DPXDT_LEASE_SECS", value_parser = value_parser!(u64).range(1..=86_400))]
     lease_secs: Option<u64>,
+    /// Diff workers side by side, in the server or in `worker` (default: one
+    /// per CPU; 0 runs none, e.g. on a capture-only machine).
+    #[arg(long, env = "DPXDT_DIFF_WORKERS")]
+    diff_workers: Option<usize>,
+    /// Pages the capture worker loads at once (browser sessions).
+    #[arg(long, env = "DPXDT_CAPTURE_SESSIONS", default_value_t = 1,
+          value_parser = value_parser!(u64).range(1..=32))]
+    capture_sessions: u64,
     /// SMTP server for e-mail notifications, `smtp://[user:password@]host[:port]`
     /// (plain SMTP to a trusted relay; `smtps://` and `smtp+starttls://` need
     /// the `mail-tls` cargo feature). Without it no e-mail is sent.
@@ -108,6 +117,11 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     config.public_url = args.public_url.clone();
     config.in_process_workers = !args.no_workers;
     config.worker.capture = !args.no_capture;
+    if let Some(n) = args.diff_workers {
+        config.worker.diff = n > 0;
+        config.worker.diff_workers = n;
+    }
+    config.worker.capture_sessions = args.capture_sessions as usize;
     if let Some(secs) = args.lease_secs {
         config.worker.diff_lease = Duration::from_secs(secs);
         config.worker.capture_lease = Duration::from_secs(secs);

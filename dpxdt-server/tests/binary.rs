@@ -165,10 +165,21 @@ async fn release_needing_diff(
     image: Vec<u8>,
     reference: Vec<u8>,
 ) -> ReleaseKey {
-    let r = client.create_release(build, "main", "u").await.unwrap();
+    named_release_needing_diff(client, build, "main", image, reference).await
+}
+
+/// [`release_needing_diff`] with a release name of one's own.
+async fn named_release_needing_diff(
+    client: &dpxdt_client::Client,
+    build: BuildId,
+    name: &str,
+    image: Vec<u8>,
+    reference: Vec<u8>,
+) -> ReleaseKey {
+    let r = client.create_release(build, name, "u").await.unwrap();
     let key = ReleaseKey {
         build_id: build,
-        release_name: "main".into(),
+        release_name: name.into(),
         release_number: r.release_number,
     };
     let image = client
@@ -365,6 +376,61 @@ async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(task_row(dir.path()).2, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_as_many_diffs_at_once_as_diff_workers_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (build, key_id, key_secret) = create_build(dir.path(), "site");
+    let admin_arg = "admin-test:admin-test-secret-0123456789";
+    let server = Proc::start(dir.path(), &["--no-workers", "--admin-key", admin_arg]);
+    let client = server.client(&key_id, &key_secret);
+    let a = png(2000, 2000, [200, 200, 200, 255], None);
+    let b = png(2000, 2000, [200, 200, 200, 255], Some([0, 0, 0, 255]));
+    let mut releases = Vec::new();
+    for name in ["one", "two", "three"] {
+        releases.push(named_release_needing_diff(&client, build, name, b.clone(), a.clone()).await);
+    }
+    // More than this 2-core box's default of one per CPU.
+    let worker = KillOnDrop(
+        Command::new(BIN)
+            .args(["--no-capture", "--diff-workers", "3", "worker"])
+            .args(["--server", &server.base, "--api-key", admin_arg])
+            .env("DPXDT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let tag = format!("-{}-", worker.0.id());
+    let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let owners = || -> Vec<String> {
+        conn.prepare("SELECT owner FROM task WHERE queue = 'run-pdiff' AND status = 'live' AND owner IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut now = owners();
+        now.sort();
+        now.dedup();
+        if now.len() == 3 {
+            assert!(
+                now.iter()
+                    .all(|o| o.starts_with("diff-") && o.contains(&tag)),
+                "{now:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never 3 diffs at once: {now:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for release in &releases {
+        wait_for_status(&client, release, "reviewing").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
