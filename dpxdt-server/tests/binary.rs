@@ -682,12 +682,13 @@ mod with_chromium {
         proc_info(p.pid).is_some_and(|now| now.start == p.start && !matches!(now.state, 'Z' | 'X'))
     }
 
-    /// A remote `dpxdt-server worker` with the capture worker, its temp dir
+    /// A remote `dpxdt-server worker` with only the capture worker, its temp dir
     /// (where the browser profiles go) set to `tmp`.
     fn capture_worker(base: &str, admin_arg: &str, lease: &str, tmp: &Path) -> KillOnDrop {
         KillOnDrop(
             Command::new(BIN)
-                .args(["--lease-secs", lease, "worker", "--server", base])
+                .args(["--lease-secs", lease, "--diff-workers", "0"])
+                .args(["worker", "--server", base])
                 .args(["--api-key", admin_arg])
                 .env("DPXDT_LOG", "warn")
                 .env("TMPDIR", tmp)
