@@ -663,9 +663,8 @@ mod with_chromium {
         tree
     }
 
-    /// Every process whose command line mentions `path` (Chromium's helpers,
-    /// including the crash handler that detaches into its own session, name
-    /// their profile directory).
+    /// Every process whose command line mentions `path` (Chromium's browser
+    /// process names its profile directory there, wherever it was reparented).
     fn procs_mentioning(path: &Path) -> Vec<ProcInfo> {
         let needle = path.to_string_lossy().into_owned();
         all_procs()
@@ -677,7 +676,7 @@ mod with_chromium {
             .collect()
     }
 
-    /// Still running: the same process/// Still running: the same process (same start time) and not a zombie.
+    /// Still running: the same process (same start time) and not a zombie.
     fn still_running(p: &ProcInfo) -> bool {
         proc_info(p.pid).is_some_and(|now| now.start == p.start && !matches!(now.state, 'Z' | 'X'))
     }
