@@ -788,18 +788,6 @@ mod with_chromium {
             ("live", 1),
             "the kill came too late to test anything"
         );
-        // The watchdog takes chromedriver, Chromium and the profiles along.
-        // Checked again by group and by profile path, for helpers started after
-        // the snapshot above.
-        wait_until(20, "the killed worker's browser to die", || {
-            browser.iter().all(|p| !still_running(p))
-                && !all_procs()
-                    .iter()
-                    .any(|p| groups.contains(&p.pgrp) && still_running(p))
-                && !procs_mentioning(tmp1.path()).iter().any(still_running)
-                && profile_dirs(tmp1.path()).is_empty()
-        })
-        .await;
         assert_eq!(
             client
                 .release_status(&release)
@@ -809,14 +797,50 @@ mod with_chromium {
                 .as_str(),
             "processing"
         );
+        let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
+        let lease_end: i64 = conn
+            .query_row("SELECT eta FROM task WHERE queue = 'capture'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
 
-        // The page answers now; a new worker gets the task once the lease expires.
+        // The page answers now; a new worker starts at once but gets the
+        // task only when the dead worker's lease has run out.
         pages.set(
             "/slow",
             Page::html("<html><body style='background:#fff'><h1>Ready</h1></body></html>"),
         );
         let tmp2 = tempfile::tempdir().unwrap();
         let second = capture_worker(&server.base, admin_arg, "30", tmp2.path());
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let mut leased_again_by = None;
+        // Meanwhile the watchdog takes chromedriver, Chromium and the
+        // profiles along; checked again by group and by profile path, for
+        // helpers started after the snapshot above.
+        wait_until(30, "the killed worker's browser to die", || {
+            if leased_again_by.is_none() && task_in(dir.path(), "capture").2 == 2 {
+                leased_again_by = Some(now_ms());
+            }
+            leased_again_by.is_some()
+                && browser.iter().all(|p| !still_running(p))
+                && !all_procs()
+                    .iter()
+                    .any(|p| groups.contains(&p.pgrp) && still_running(p))
+                && !procs_mentioning(tmp1.path()).iter().any(still_running)
+                && profile_dirs(tmp1.path()).is_empty()
+        })
+        .await;
+        let leased_again_by = leased_again_by.unwrap();
+        assert!(
+            leased_again_by >= lease_end,
+            "leased again {} ms before the lease ended",
+            lease_end - leased_again_by
+        );
         wait_for_status(&client, &release, "reviewing").await;
         let st = client.release_status(&release).await.unwrap();
         assert_eq!(st.runs.len(), 1, "{st:?}");
