@@ -286,20 +286,29 @@ async fn first_start_prints_a_superuser_key_and_in_process_workers_diff() {
 }
 
 fn task_row(data: &Path) -> (String, Option<String>, i64) {
-    let (status, owner, attempts, _) = task_in(data, "run-pdiff");
+    let (status, owner, attempts, _, _) = task_in(data, "run-pdiff");
     (status, owner, attempts)
 }
 
-/// Status, owner, lease attempts and heartbeat index of the one task of `queue`.
-fn task_in(data: &Path, queue: &str) -> (String, Option<String>, i64, i64) {
+/// Status, owner, lease attempts, heartbeat index and lease end (`eta`, ms
+/// since the epoch) of the one task of `queue`.
+fn task_in(data: &Path, queue: &str) -> (String, Option<String>, i64, i64, i64) {
     let conn = rusqlite::Connection::open(data.join("dpxdt.sqlite3")).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     conn.query_row(
-        "SELECT status, owner, lease_attempts, heartbeat_index FROM task WHERE queue = ?1",
+        "SELECT status, owner, lease_attempts, heartbeat_index, eta FROM task WHERE queue = ?1",
         [queue],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )
     .unwrap()
+}
+
+/// Now in milliseconds since the epoch (the server's clock: same machine).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,7 +372,20 @@ async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
             .as_str(),
         "processing"
     );
+    let lease_end = task_in(dir.path(), "run-pdiff").4;
     let _second = worker("30");
+    // Started at once, it gets the task only when the dead one's lease ended.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task_row(dir.path()).2 < 2 {
+        assert!(Instant::now() < deadline, "the task was never leased again");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let leased_again_by = unix_ms();
+    assert!(
+        leased_again_by >= lease_end,
+        "leased again {} ms before the lease ended",
+        lease_end - leased_again_by
+    );
     wait_for_status(&client, &release, "reviewing").await;
     // The worker finishes its task right after reporting the result.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -757,7 +779,7 @@ mod with_chromium {
         // server says this worker holds the lease and has heartbeated it.
         let tag = format!("-{first_pid}-");
         wait_until(60, "the first worker capturing the page", || {
-            let (_, owner, _, beats) = task_in(dir.path(), "capture");
+            let (_, owner, _, beats, _) = task_in(dir.path(), "capture");
             !pages.requests_for("/slow").is_empty()
                 && owner.is_some_and(|o| o.starts_with("capture-") && o.contains(&tag))
                 && beats >= 1
@@ -782,7 +804,7 @@ mod with_chromium {
 
         first.0.kill().unwrap(); // SIGKILL
         first.0.wait().unwrap();
-        let (status, _, attempts, _) = task_in(dir.path(), "capture");
+        let (status, _, attempts, _, _) = task_in(dir.path(), "capture");
         assert_eq!(
             (status.as_str(), attempts),
             ("live", 1),
@@ -797,12 +819,7 @@ mod with_chromium {
                 .as_str(),
             "processing"
         );
-        let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
-        let lease_end: i64 = conn
-            .query_row("SELECT eta FROM task WHERE queue = 'capture'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let lease_end = task_in(dir.path(), "capture").4;
 
         // The page answers now; a new worker starts at once but gets the
         // task only when the dead worker's lease has run out.
@@ -812,19 +829,13 @@ mod with_chromium {
         );
         let tmp2 = tempfile::tempdir().unwrap();
         let second = capture_worker(&server.base, admin_arg, "30", tmp2.path());
-        let now_ms = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as i64
-        };
         let mut leased_again_by = None;
         // Meanwhile the watchdog takes chromedriver, Chromium and the
         // profiles along; checked again by group and by profile path, for
         // helpers started after the snapshot above.
         wait_until(30, "the killed worker's browser to die", || {
             if leased_again_by.is_none() && task_in(dir.path(), "capture").2 == 2 {
-                leased_again_by = Some(now_ms());
+                leased_again_by = Some(unix_ms());
             }
             leased_again_by.is_some()
                 && browser.iter().all(|p| !still_running(p))
@@ -850,7 +861,7 @@ mod with_chromium {
             task_in(dir.path(), "capture").0 == "done"
         })
         .await;
-        let (_, owner, attempts, _) = task_in(dir.path(), "capture");
+        let (_, owner, attempts, _, _) = task_in(dir.path(), "capture");
         assert_eq!(attempts, 2);
         assert!(
             owner.is_some_and(|o| o.contains(&format!("-{}-", second.0.id()))),
