@@ -455,6 +455,76 @@ async fn a_worker_runs_as_many_diffs_at_once_as_diff_workers_says() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_worker_rides_out_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (build, key_id, key_secret) = create_build(dir.path(), "site");
+    let admin_arg = "admin-test:admin-test-secret-0123456789";
+    // A fixed port, so the restarted server is where the worker looks.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .args(["--no-workers", "--admin-key", admin_arg]);
+        Proc::spawn(cmd)
+    };
+    let mut server = start();
+    let mut worker = KillOnDrop(
+        Command::new(BIN)
+            .args(["--no-capture", "--diff-workers", "1", "worker"])
+            .args(["--server", &server.base, "--api-key", admin_arg])
+            .env("DPXDT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = worker.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    server.kill();
+    // The worker notices (its client gave up retrying) and keeps polling.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("the worker noticed the outage");
+        if line.contains("worker step failed") {
+            break;
+        }
+    }
+    assert!(worker.0.try_wait().unwrap().is_none(), "the worker gave up");
+    let server = start();
+    let client = server.client(&key_id, &key_secret);
+    let a = png(64, 64, [255, 255, 255, 255], None);
+    let b = png(64, 64, [255, 255, 255, 255], Some([0, 0, 0, 255]));
+    let release = release_needing_diff(&client, build, b, a).await;
+    wait_for_status(&client, &release, "reviewing").await;
+    // The worker finishes its task right after reporting the result.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task_row(dir.path()).0 != "done" {
+        assert!(Instant::now() < deadline, "{:?}", task_row(dir.path()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, owner, _) = task_row(dir.path());
+    assert!(
+        owner.is_some_and(|o| o.contains(&format!("-{}-", worker.0.id()))),
+        "diffed by the worker that saw the outage"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_run() {
     let dir = tempfile::tempdir().unwrap();
