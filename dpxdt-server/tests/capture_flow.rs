@@ -1,6 +1,7 @@
 //! The server-side capture flow with real Chromium: `request_run` with a
 //! `ref_url`, `request_run` against the last good release, and a page that
 //! fails to load — capture and diff workers driven to idle with `run_once`.
+#![cfg(feature = "capture")]
 
 mod common;
 

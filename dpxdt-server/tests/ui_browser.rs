@@ -3,6 +3,7 @@
 //! mark the release good; screenshots of the main pages are checked against
 //! the UI's own references with `dpxdt_core::check` (the project tests
 //! itself with itself).
+#![cfg(feature = "capture")]
 
 use std::future::Future;
 use std::net::TcpListener;
