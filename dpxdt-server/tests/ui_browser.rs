@@ -1,8 +1,10 @@
 //! The review UI driven in real headless Chromium (thirtyfour): log in,
 //! open a release with diffs, step through runs with the keyboard, approve,
-//! mark the release good; screenshots of the main pages are checked against
-//! the UI's own references with `dpxdt_core::check` (the project tests
-//! itself with itself).
+//! mark the release good; then create a build and an API key in the UI,
+//! upload releases with that key, watch the diff worker bring them to
+//! review, approve, mark good and see the next release diffed against it.
+//! Screenshots of the main pages are checked against the UI's own
+//! references with `dpxdt_core::check` (the project tests itself with itself).
 #![cfg(feature = "capture")]
 
 use std::future::Future;
@@ -133,7 +135,10 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
     // The server, with a user, a build and a release uploaded through the API.
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
-    config.in_process_workers = false;
+    // The diff workers run (phase two needs them); no browser in the server.
+    config.in_process_workers = true;
+    config.worker.capture = false;
+    config.worker.idle_pause = Duration::from_millis(100);
     let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
     dpxdt_server::ui::create_user(&store, "alice", "alice-password", false).unwrap();
     let alice = store
@@ -185,9 +190,12 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
     let driver = WebDriver::new(chromedriver.url.clone(), caps)
         .await
         .unwrap();
-    let result = AssertUnwindSafe(drive(&driver, &base, build))
-        .catch_unwind()
-        .await;
+    let result = AssertUnwindSafe(async {
+        drive(&driver, &base, build).await;
+        new_build_and_baseline(&driver, &base).await;
+    })
+    .catch_unwind()
+    .await;
     let _ = driver.quit().await;
     drop(chromedriver);
     let _ = stop.send(());
@@ -411,4 +419,236 @@ async fn drive(driver: &WebDriver, base: &str, build: BuildId) {
     .await;
     let url = driver.current_url().await.unwrap();
     assert!(url.as_str().contains(&format!("build_id={build}")));
+}
+
+/// Opens `url` in the browser and reloads until `cond` holds (at most 20 s).
+async fn reload_until<F, Fut>(driver: &WebDriver, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        driver.refresh().await.unwrap();
+    }
+}
+
+/// Phase two, in the browser of the logged-in owner: a build and its API key
+/// made in the UI, two releases uploaded with that key and diffed by the
+/// server's diff worker; the first approved and marked good in the UI is the
+/// baseline of the second.
+async fn new_build_and_baseline(driver: &WebDriver, base: &str) {
+    // A new build from the header's link.
+    driver
+        .find(By::LinkText("New build"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let name = driver.find(By::Id("build-name")).await.unwrap();
+    name.send_keys("shop mobile").await.unwrap();
+    driver
+        .find(By::Id("create-build"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until("the new build's page", || async {
+        driver.find(By::Id("create-key")).await.is_ok()
+    })
+    .await;
+    let url = driver.current_url().await.unwrap();
+    let build: i64 = url
+        .query_pairs()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("the build page names its build");
+    let build = BuildId(build);
+
+    // An API key, its secret shown once.
+    driver
+        .find(By::Id("create-key"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until("the new key", || async {
+        driver.find(By::Id("new-key-secret")).await.is_ok()
+    })
+    .await;
+    let key_id = text(driver, "new-key-id").await;
+    let secret = text(driver, "new-key-secret").await;
+    assert_eq!(key_id.len(), 32, "key id {key_id:?}");
+    assert_eq!(secret.len(), 64, "secret {secret:?}");
+    // Back on the build page (a GET, not the form's answer): the key is
+    // listed, its secret gone.
+    driver.goto(url.as_str()).await.unwrap();
+    let keys = driver.find(By::Id("api-keys")).await.unwrap();
+    assert!(keys.text().await.unwrap().contains(&key_id));
+    assert!(
+        driver.find(By::Id("new-key-secret")).await.is_err(),
+        "the secret is shown only once"
+    );
+
+    // Release one, through the API with that key: /home changed against a
+    // given reference (the diff worker finds it), /about without one.
+    let client = dpxdt_client::Client::builder(base)
+        .api_key(&key_id, &secret)
+        .retries(0)
+        .build()
+        .unwrap();
+    let page = |band: [u8; 3]| {
+        png(200, 120, move |x, y| {
+            if (30..60).contains(&y) && x > 10 {
+                band
+            } else {
+                [250, 250, 250]
+            }
+        })
+    };
+    let grey = client
+        .upload_bytes(build, "grey.png", page([200, 200, 200]))
+        .await
+        .unwrap()
+        .sha1sum;
+    let blue = client
+        .upload_bytes(build, "blue.png", page([40, 80, 200]))
+        .await
+        .unwrap()
+        .sha1sum;
+    let report = |release: &dpxdt_core::api::CreateReleaseResponse,
+                  run: &str,
+                  image: &dpxdt_core::ArtifactId,
+                  reference: Option<dpxdt_core::ArtifactId>| ReportRunRequest {
+        build_id: build,
+        release_name: release.release_name.clone(),
+        release_number: release.release_number,
+        run_name: run.into(),
+        image: Some(image.clone()),
+        ref_image: reference,
+        ..Default::default()
+    };
+    let one = client
+        .create_release(build, "m1", "https://ci.example/m1")
+        .await
+        .unwrap();
+    client
+        .report_run(&report(&one, "/home", &blue, Some(grey.clone())))
+        .await
+        .unwrap();
+    client
+        .report_run(&report(&one, "/about", &grey, None))
+        .await
+        .unwrap();
+    client
+        .runs_done(&ReleaseKey {
+            build_id: build,
+            release_name: one.release_name.clone(),
+            release_number: one.release_number,
+        })
+        .await
+        .unwrap();
+
+    // The build page lists it; the release page shows it reach review once
+    // the diff worker has found the change.
+    driver.goto(url.as_str()).await.unwrap();
+    driver
+        .find(By::LinkText("m1"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    reload_until(driver, "m1 reviewing", || async {
+        text(driver, "release-status").await == "reviewing"
+    })
+    .await;
+    assert!(driver.find(By::Id("group-diff_found")).await.is_ok());
+    press(driver, "j").await;
+    press(driver, "\u{E007}").await;
+    wait_until("the /home run", || async {
+        text(driver, "run-name").await == "/home"
+    })
+    .await;
+    assert!(
+        driver.find(By::Id("diff-image")).await.is_ok(),
+        "the worker's diff image is shown"
+    );
+    press(driver, "a").await;
+    wait_until("back on the release, approved", || async {
+        driver.find(By::Id("group-diff_approved")).await.is_ok()
+    })
+    .await;
+    driver
+        .find(By::Id("mark-good"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until("m1 good", || async {
+        text(driver, "release-status").await == "good"
+    })
+    .await;
+
+    // Release two: as a tool does, each run's reference is the run of the
+    // same name in the last good release, which is now m1.
+    let two = client
+        .create_release(build, "m2", "https://ci.example/m2")
+        .await
+        .unwrap();
+    for (run, image) in [("/home", &blue), ("/about", &blue)] {
+        let baseline = client
+            .find_run(build, run)
+            .await
+            .unwrap()
+            .expect("m1 is good: its runs are the baseline");
+        assert_eq!(baseline.release_name, "m1");
+        client
+            .report_run(&report(&two, run, image, baseline.image))
+            .await
+            .unwrap();
+    }
+    client
+        .runs_done(&ReleaseKey {
+            build_id: build,
+            release_name: two.release_name.clone(),
+            release_number: two.release_number,
+        })
+        .await
+        .unwrap();
+    driver
+        .goto(format!(
+            "{base}/release?build_id={}&name=m2&number={}",
+            build.0, two.release_number
+        ))
+        .await
+        .unwrap();
+    reload_until(driver, "m2 reviewing", || async {
+        text(driver, "release-status").await == "reviewing"
+    })
+    .await;
+    // /home is unchanged against m1 (blue both times); /about changed
+    // (grey in m1, blue now) and shows m1's grey image as its reference.
+    let same = driver.find(By::Id("group-diff_not_found")).await.unwrap();
+    assert!(same.text().await.unwrap().contains("/home"));
+    let found = driver.find(By::Id("group-diff_found")).await.unwrap();
+    assert!(found.text().await.unwrap().contains("/about"));
+    press(driver, "j").await;
+    press(driver, "\u{E007}").await;
+    wait_until("the /about run of m2", || async {
+        text(driver, "run-name").await == "/about"
+    })
+    .await;
+    let reference = driver.find(By::Id("ref-image")).await.unwrap();
+    let src = reference.attr("src").await.unwrap().unwrap_or_default();
+    assert!(
+        src.contains(grey.as_str()),
+        "the reference is m1's /about image ({grey}), got {src}"
+    );
 }
