@@ -403,8 +403,9 @@ impl Inner {
             };
             match Session::start(&self.driver_url, &self.options, &profile).await {
                 Ok(s) => {
+                    // A closed pool means the browser is shutting down.
                     if let Err(mpsc::error::SendError(s)) = self.pool_tx.send(s) {
-                        s.discard();
+                        s.abandon();
                     }
                     return;
                 }

@@ -33,6 +33,17 @@ impl Drop for Session {
     }
 }
 
+/// Forgets a WebDriver handle when dropped (a no-op after a clean quit).
+struct ForgetOnDrop(Option<WebDriver>);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = d.leak();
+        }
+    }
+}
+
 impl Session {
     /// Starts a headless Chromium session with a fresh profile.
     pub(crate) async fn start(
@@ -157,7 +168,12 @@ impl Session {
         let Some(driver) = self.driver.take() else {
             return;
         };
+        // Whether the quit succeeds, fails (chromedriver is gone) or is cut
+        // off by the runtime shutting down, the handle is then forgotten
+        // quietly instead of thirtyfour's blocking fallback on drop.
+        let forget = ForgetOnDrop(Some(driver.clone()));
         tokio::spawn(async move {
+            let _forget = forget;
             let _ = tokio::time::timeout(Duration::from_secs(5), driver.quit()).await;
         });
     }
