@@ -285,6 +285,7 @@ pub async fn update_release(
                 &req.release_name,
                 req.release_number,
                 &req.status,
+                None,
             )
         })
         .await?;
@@ -393,7 +394,7 @@ pub async fn revoke_api_key(
     let (build, key) = (req.build_id, req.api_key.clone());
     state
         .store
-        .call(move |c| storage::revoke_build_api_key(c, build, &key))
+        .call(move |c| storage::revoke_build_api_key(c, build, &key, None))
         .await?;
     tracing::info!(build = %req.build_id, api_key = %req.api_key, "API key revoked over the API");
     json(&RevokeApiKeyResponse {

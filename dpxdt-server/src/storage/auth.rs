@@ -146,15 +146,17 @@ pub fn replace_internal_key(conn: &mut Connection) -> Result<NewApiKey, StoreErr
     Ok(key)
 }
 
-/// Revokes the active API key `key` of `build` (for the API's
-/// `revoke_api_key`). A key of another build, a superuser key, an unknown or
-/// an already revoked key is "not found", so the answer tells nothing about
+/// Revokes the active API key `key` of `build`, for the API's
+/// `revoke_api_key` and the build page (`user` = the person, logged with
+/// the entry). A key of another build, a superuser key, an unknown or an
+/// already revoked key is "not found", so the answer tells nothing about
 /// keys outside the build. Authentication reads `active` on every request,
 /// so the key is refused from the next request on.
 pub fn revoke_build_api_key(
     conn: &mut Connection,
     build: BuildId,
     key: &str,
+    user: Option<i64>,
 ) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     let now = now_ms();
@@ -169,9 +171,9 @@ pub fn revoke_build_api_key(
         )));
     }
     tx.execute(
-        "INSERT INTO admin_log (build_id, api_key_id, log_type, message, created)
-         VALUES (?1, ?2, 'revoke_api_key', ?2, ?3)",
-        params![build.0, key, now],
+        "INSERT INTO admin_log (build_id, user_id, api_key_id, log_type, message, created)
+         VALUES (?1, ?2, ?3, 'revoke_api_key', ?3, ?4)",
+        params![build.0, user, key, now],
     )?;
     tx.commit()?;
     Ok(())

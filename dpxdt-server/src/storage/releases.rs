@@ -692,19 +692,9 @@ pub fn release_status(
     Ok((release, counts))
 }
 
-/// A person's verdict on a release (`good`, `bad`, or back to `reviewing`).
+/// A verdict on a release (`good`, `bad`, or back to `reviewing`), by the
+/// person `user` (logged with the entry) or over the API (`None`).
 pub fn set_release_verdict(
-    conn: &mut Connection,
-    build: BuildId,
-    name: &str,
-    number: i64,
-    verdict: &str,
-) -> Result<ReleaseStatus, StoreError> {
-    set_release_verdict_as(conn, build, name, number, verdict, None)
-}
-
-/// [`set_release_verdict`] by a person: `user` is logged with the entry.
-pub(crate) fn set_release_verdict_as(
     conn: &mut Connection,
     build: BuildId,
     name: &str,

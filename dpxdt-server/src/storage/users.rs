@@ -515,28 +515,6 @@ pub fn list_api_keys(conn: &Connection, build: BuildId) -> Result<Vec<ApiKeyInfo
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Revokes key `key` of `build` (a key of another build is "not found").
-pub fn revoke_api_key(
-    conn: &mut Connection,
-    build: BuildId,
-    user: &UserRow,
-    key: &str,
-) -> Result<(), StoreError> {
-    let tx = write_tx(conn)?;
-    let n = tx.execute(
-        "UPDATE api_key SET active = 0, revoked = ?1 WHERE id = ?2 AND build_id = ?3 AND active = 1",
-        params![now_ms(), key, build.0],
-    )?;
-    if n != 1 {
-        return Err(StoreError::NotFound(format!(
-            "no active API key {key:?} in this build"
-        )));
-    }
-    log_in(&tx, build, Some(user.id), "revoke_api_key", key)?;
-    tx.commit()?;
-    Ok(())
-}
-
 /// Logs that `user` did something to `build` (e.g. created an API key).
 pub fn log_action(
     conn: &mut Connection,
@@ -929,18 +907,4 @@ pub fn set_user_email(conn: &mut Connection, name: &str, email: &str) -> Result<
     )?;
     tx.commit()?;
     Ok(())
-}
-
-/// A person's release verdict (`good`, `bad` or `reviewing`) through the
-/// server's [`set_release_verdict`](super::set_release_verdict), with the
-/// person in the activity log entry.
-pub fn set_release_verdict(
-    conn: &mut Connection,
-    build: BuildId,
-    name: &str,
-    number: i64,
-    verdict: &str,
-    user: &UserRow,
-) -> Result<ReleaseStatus, StoreError> {
-    super::releases::set_release_verdict_as(conn, build, name, number, verdict, Some(user.id))
 }

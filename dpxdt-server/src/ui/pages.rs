@@ -255,7 +255,7 @@ pub(crate) async fn revoke_key(ui: &Ui, req: &Req) -> Result<Response, UiError> 
     let id = info.id;
     ui.state
         .store
-        .call(move |c| users::revoke_api_key(c, id, &user, &key))
+        .call(move |c| storage::revoke_build_api_key(c, id, &key, Some(user.id)))
         .await?;
     Ok(redirect(&build_url(id)))
 }
@@ -464,7 +464,7 @@ pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiEr
     let back = release_url(id, &name, number);
     ui.state
         .store
-        .call(move |c| users::set_release_verdict(c, id, &name, number, &verdict, &user))
+        .call(move |c| storage::set_release_verdict(c, id, &name, number, &verdict, Some(user.id)))
         .await?;
     Ok(redirect(&back))
 }
