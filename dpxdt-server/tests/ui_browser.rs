@@ -96,6 +96,10 @@ async fn text(driver: &WebDriver, id: &str) -> String {
     }
 }
 
+async fn click(driver: &WebDriver, by: By) {
+    driver.find(by).await.unwrap().click().await.unwrap();
+}
+
 async fn press(driver: &WebDriver, key: &str) {
     // Typed into the page's body, as a person on the page would.
     driver
@@ -311,37 +315,19 @@ async fn drive(driver: &WebDriver, base: &str, build: BuildId) {
         .send_keys("alice-password")
         .await
         .unwrap();
-    driver
-        .find(By::Id("login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::Id("login-submit")).await;
     wait_until("home page", || async {
         driver.find(By::Id("my-builds")).await.is_ok()
     })
     .await;
     check_screen(driver, "home").await;
 
-    driver
-        .find(By::LinkText("shop desktop"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::LinkText("shop desktop")).await;
     wait_until("build page", || async {
         driver.find(By::Id("releases")).await.is_ok()
     })
     .await;
-    driver
-        .find(By::LinkText("2026-11-25-r01"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::LinkText("2026-11-25-r01")).await;
     wait_until("release page", || async {
         text(driver, "release-status").await == "reviewing"
     })
@@ -406,13 +392,7 @@ async fn drive(driver: &WebDriver, base: &str, build: BuildId) {
         driver.find(By::Id("mark-good")).await.is_ok()
     })
     .await;
-    driver
-        .find(By::Id("mark-good"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::Id("mark-good")).await;
     wait_until("release good", || async {
         text(driver, "release-status").await == "good"
     })
@@ -421,18 +401,20 @@ async fn drive(driver: &WebDriver, base: &str, build: BuildId) {
     assert!(url.as_str().contains(&format!("build_id={build}")));
 }
 
-/// Opens `url` in the browser and reloads until `cond` holds (at most 20 s).
+/// Reloads the page until `cond` holds (at most 20 s, as [`wait_until`]).
 async fn reload_until<F, Fut>(driver: &WebDriver, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        driver.refresh().await.unwrap();
-    }
+    wait_until(what, || {
+        let holds = cond();
+        async move {
+            driver.refresh().await.unwrap();
+            holds.await
+        }
+    })
+    .await;
 }
 
 /// Phase two, in the browser of the logged-in owner: a build and its API key
@@ -441,22 +423,10 @@ where
 /// baseline of the second.
 async fn new_build_and_baseline(driver: &WebDriver, base: &str) {
     // A new build from the header's link.
-    driver
-        .find(By::LinkText("New build"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::LinkText("New build")).await;
     let name = driver.find(By::Id("build-name")).await.unwrap();
     name.send_keys("shop mobile").await.unwrap();
-    driver
-        .find(By::Id("create-build"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::Id("create-build")).await;
     wait_until("the new build's page", || async {
         driver.find(By::Id("create-key")).await.is_ok()
     })
@@ -470,13 +440,7 @@ async fn new_build_and_baseline(driver: &WebDriver, base: &str) {
     let build = BuildId(build);
 
     // An API key, its secret shown once.
-    driver
-        .find(By::Id("create-key"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::Id("create-key")).await;
     wait_until("the new key", || async {
         driver.find(By::Id("new-key-secret")).await.is_ok()
     })
@@ -557,13 +521,7 @@ async fn new_build_and_baseline(driver: &WebDriver, base: &str) {
     // The build page lists it; the release page shows it reach review once
     // the diff worker has found the change.
     driver.goto(url.as_str()).await.unwrap();
-    driver
-        .find(By::LinkText("m1"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::LinkText("m1")).await;
     reload_until(driver, "m1 reviewing", || async {
         text(driver, "release-status").await == "reviewing"
     })
@@ -584,13 +542,7 @@ async fn new_build_and_baseline(driver: &WebDriver, base: &str) {
         driver.find(By::Id("group-diff_approved")).await.is_ok()
     })
     .await;
-    driver
-        .find(By::Id("mark-good"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::Id("mark-good")).await;
     wait_until("m1 good", || async {
         text(driver, "release-status").await == "good"
     })
