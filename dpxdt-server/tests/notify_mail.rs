@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use common::ui::{Browser, Page, UiServer};
 use dpxdt_core::api::ReportRunRequest;
 use dpxdt_core::{BuildId, ReleaseKey};
 use dpxdt_server::Config;
@@ -267,183 +267,30 @@ impl Drop for Webhook {
 }
 
 /// A server with workers off and users `alice`, `bob`, `carol` (password
-/// `NAME-password`); `tweak` adjusts the config.
-struct Server {
-    base: String,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<()>>,
+/// `NAME-password`), with the given e-mail addresses; `tweak` adjusts the config.
+async fn start(emails: &[(&str, &str)], tweak: impl FnOnce(&mut Config)) -> UiServer {
+    let users = [("alice", false), ("bob", false), ("carol", false)];
+    let server = UiServer::start(&users, tweak).await;
+    for (name, email) in emails {
+        dpxdt_server::ui::set_user_email(&server.store, name, email).unwrap();
+    }
+    server
 }
 
-impl Server {
-    async fn start(emails: &[(&str, &str)], tweak: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::new(dir.path());
-        config.in_process_workers = false;
-        tweak(&mut config);
-        let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
-        for name in ["alice", "bob", "carol"] {
-            dpxdt_server::ui::create_user(&store, name, &format!("{name}-password"), false)
-                .unwrap();
+/// Waits until the build's activity log contains `needle`; returns the page.
+async fn until_logged(b: &mut Browser, build: i64, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = b.get(&format!("/build?id={build}")).await.body;
+        if page.contains(needle) {
+            return page;
         }
-        for (name, email) in emails {
-            dpxdt_server::ui::set_user_email(&store, name, email).unwrap();
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            dpxdt_server::serve_store(listener, store, config, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Server {
-            base,
-            _dir: dir,
-            stop: Some(tx),
-            handle: Some(handle),
-        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{needle} not in the activity log: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, self.handle.take().unwrap())
-            .await
-            .expect("server stops")
-            .unwrap();
-    }
-
-    /// A logged-in UI session.
-    async fn login(&self, name: &str) -> Session {
-        let mut s = Session {
-            base: self.base.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
-            location: String::new(),
-        };
-        let (_, form) = s.get("/login").await;
-        let csrf = input(&form, "csrf");
-        let password = format!("{name}-password");
-        let (status, _) = s
-            .post(
-                "/login",
-                &[("csrf", &csrf), ("name", name), ("password", &password)],
-            )
-            .await;
-        assert_eq!(status, StatusCode::SEE_OTHER);
-        s
-    }
-}
-
-/// A UI session: keeps cookies, does not follow redirects.
-struct Session {
-    base: String,
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-    /// The `Location` of the last answer.
-    location: String,
-}
-
-impl Session {
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> (StatusCode, String) {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let resp = req.header("cookie", cookie).send().await.unwrap();
-        self.location = resp
-            .headers()
-            .get("location")
-            .map_or(String::new(), |v| v.to_str().unwrap().to_string());
-        for sc in resp.headers().get_all("set-cookie") {
-            let kv = sc.to_str().unwrap().split(';').next().unwrap();
-            let (k, v) = kv.split_once('=').unwrap();
-            self.cookies.insert(k.to_string(), v.to_string());
-        }
-        (resp.status(), resp.text().await.unwrap())
-    }
-
-    async fn get(&mut self, path: &str) -> (StatusCode, String) {
-        let req = self.http.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    /// POSTs a form with the session's CSRF token added.
-    async fn act(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-        let csrf = input(&self.get("/").await.1, "csrf");
-        let mut form = form.to_vec();
-        form.push(("csrf", &csrf));
-        self.post(path, &form).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-        let req = self.http.post(format!("{}{path}", self.base)).form(form);
-        self.send(req).await
-    }
-
-    async fn create_build(&mut self, name: &str) -> i64 {
-        let (status, _) = self.act("/new_build", &[("name", name)]).await;
-        assert_eq!(status, StatusCode::SEE_OTHER);
-        self.location
-            .strip_prefix("/build?id=")
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    async fn create_key(&mut self, build: i64) -> common::Key {
-        let (status, page) = self
-            .act("/build/api_key", &[("build_id", &build.to_string())])
-            .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        common::Key(
-            text_of(&page, "new-key-id"),
-            text_of(&page, "new-key-secret"),
-        )
-    }
-
-    /// Waits until the build's activity log contains `needle`.
-    async fn until_logged(&mut self, build: i64, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (_, page) = self.get(&format!("/build?id={build}")).await;
-            if page.contains(needle) {
-                return page;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{needle} not in the activity log: {page}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn input(page: &str, name: &str) -> String {
-    let needle = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no input {name} in {page}"))
-        + needle.len();
-    let end = page[start..].find('"').unwrap() + start;
-    page[start..end].to_string()
-}
-
-fn text_of(page: &str, id: &str) -> String {
-    let needle = format!("id=\"{id}\">");
-    let start = page
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no #{id} in {page}"))
-        + needle.len();
-    let end = page[start..].find('<').unwrap() + start;
-    page[start..end].to_string()
 }
 
 /// Entries of type `log_type` in a build page's activity log.
@@ -457,7 +304,7 @@ fn log_entries(page: &str, log_type: &str) -> Vec<String> {
 
 /// Reports release `r1` through the API: one run with a diff, one failed,
 /// one the same as its reference, then runs_done (so it reaches review).
-async fn report_release(base: &str, build: i64, key: &common::Key) {
+async fn report_release(base: &str, build: i64, key: &(String, String)) {
     let client = dpxdt_client::Client::builder(base)
         .api_key(&key.0, &key.1)
         .retries(0)
@@ -525,7 +372,7 @@ async fn an_owner_is_mailed_the_counts_and_link_after_one_refused_attempt() {
         ..Rules::default()
     })
     .await;
-    let server = Server::start(&[], |c| {
+    let server = start(&[], |c| {
         c.mail = Some(mail_config(smtp.port));
         c.public_url = Some("https://review.example.test/".into());
     })
@@ -533,24 +380,26 @@ async fn an_owner_is_mailed_the_counts_and_link_after_one_refused_attempt() {
     let mut alice = server.login("alice").await;
 
     // Alice gives her address on her account page (CSRF-checked, validated).
-    let (status, page) = alice.get("/account").await;
+    let Page {
+        status, body: page, ..
+    } = alice.get("/account").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!page.contains("no SMTP configured"), "{page}");
-    let (status, _) = alice
+    let Page { status, .. } = alice
         .post("/account", &[("email", "alice@example.test")])
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
-    let (status, _) = alice.act("/account", &[("email", "not an address")]).await;
+    let Page { status, .. } = alice.act("/account", &[("email", "not an address")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = alice
+    let Page { status, .. } = alice
         .act("/account", &[("email", "Alice@Example.test")])
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let (_, page) = alice.get("/account?saved=1").await;
+    let Page { body: page, .. } = alice.get("/account?saved=1").await;
     assert!(page.contains("value=\"Alice@Example.test\""), "{page}");
     // An address belongs to one user only (whatever its case).
     let mut bob = server.login("bob").await;
-    let (status, _) = bob
+    let Page { status, .. } = bob
         .act("/account", &[("email", "alice@example.TEST")])
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -566,7 +415,7 @@ async fn an_owner_is_mailed_the_counts_and_link_after_one_refused_attempt() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
-    let build = alice.create_build("shop").await;
+    let build = alice.create_build("shop", false).await;
     let key = alice.create_key(build).await;
     report_release(&server.base, build, &key).await;
 
@@ -602,9 +451,7 @@ async fn an_owner_is_mailed_the_counts_and_link_after_one_refused_attempt() {
     );
 
     // Both tries are in the activity log, with the address.
-    let page = alice
-        .until_logged(build, "<strong>notify_mail</strong>")
-        .await;
+    let page = until_logged(&mut alice, build, "<strong>notify_mail</strong>").await;
     let retries = log_entries(&page, "notify_retry");
     assert_eq!(retries.len(), 1, "{page}");
     assert!(retries[0].contains("r1 #1 to Alice@Example.test: mail failed"));
@@ -627,7 +474,7 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
     })
     .await;
     let hook = Webhook::start().await;
-    let server = Server::start(
+    let server = start(
         &[
             ("alice", "alice@example.test"),
             ("carol", "bounce@example.test"),
@@ -636,11 +483,13 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
     )
     .await;
     let mut alice = server.login("alice").await;
-    let build = alice.create_build("shared").await;
+    let build = alice.create_build("shared", false).await;
     let bs = build.to_string();
     // Bob (no address) is invited by name, Carol by her e-mail address.
     for user in ["bob", "BOUNCE@example.test"] {
-        let (status, page) = alice
+        let Page {
+            status, body: page, ..
+        } = alice
             .act(
                 "/build/owners",
                 &[("build_id", &bs), ("user", user), ("action", "add")],
@@ -648,7 +497,9 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
             .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
     }
-    let (status, page) = alice
+    let Page {
+        status, body: page, ..
+    } = alice
         .act(
             "/build/owners",
             &[
@@ -659,13 +510,13 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
-    let (_, page) = alice.get(&format!("/build?id={build}")).await;
+    let Page { body: page, .. } = alice.get(&format!("/build?id={build}")).await;
     assert!(
         page.contains("<strong>invite_admin</strong> carol"),
         "{page}"
     );
     assert!(page.contains("carol <span class=\"who\">&lt;bounce@example.test&gt;</span>"));
-    let (status, _) = alice
+    let Page { status, .. } = alice
         .act(
             "/build/settings",
             &[
@@ -690,9 +541,7 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
         (Some(1), Some(1))
     );
     // A permanent refusal (550) is given up at once, not retried.
-    let page = alice
-        .until_logged(build, "<strong>notify_failed</strong>")
-        .await;
+    let page = until_logged(&mut alice, build, "<strong>notify_failed</strong>").await;
     let failed = log_entries(&page, "notify_failed");
     assert_eq!(failed.len(), 1, "{page}");
     assert!(
@@ -703,9 +552,7 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
     assert!(failed[0].contains("550"), "{}", failed[0]);
     assert!(log_entries(&page, "notify_retry").is_empty(), "{page}");
     assert_eq!(log_entries(&page, "notify_webhook").len(), 1, "{page}");
-    let page = alice
-        .until_logged(build, "<strong>notify_mail</strong>")
-        .await;
+    let page = until_logged(&mut alice, build, "<strong>notify_mail</strong>").await;
     let sent = log_entries(&page, "notify_mail");
     assert_eq!(sent.len(), 1, "{page}");
     assert!(sent[0].contains("to alice@example.test"));
@@ -720,14 +567,14 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
 async fn without_smtp_the_webhook_is_still_called_and_no_mail_is_sent() {
     let smtp = SmtpReceiver::start(Rules::default()).await;
     let hook = Webhook::start().await;
-    let server = Server::start(&[("alice", "alice@example.test")], |_| {}).await;
+    let server = start(&[("alice", "alice@example.test")], |_| {}).await;
     let mut alice = server.login("alice").await;
-    let (_, page) = alice.get("/account").await;
+    let Page { body: page, .. } = alice.get("/account").await;
     assert!(page.contains("value=\"alice@example.test\""), "{page}");
     assert!(page.contains("no SMTP configured"), "{page}");
-    let build = alice.create_build("quiet").await;
+    let build = alice.create_build("quiet", false).await;
     let bs = build.to_string();
-    let (status, _) = alice
+    let Page { status, .. } = alice
         .act(
             "/build/settings",
             &[
@@ -741,9 +588,7 @@ async fn without_smtp_the_webhook_is_still_called_and_no_mail_is_sent() {
     let key = alice.create_key(build).await;
     report_release(&server.base, build, &key).await;
     hook.until_calls(1).await;
-    let page = alice
-        .until_logged(build, "<strong>notify_webhook</strong>")
-        .await;
+    let page = until_logged(&mut alice, build, "<strong>notify_webhook</strong>").await;
     assert_eq!(hook.calls.lock().unwrap()[0]["runs"], 3);
     for absent in ["notify_mail", "notify_retry", "notify_failed"] {
         assert!(log_entries(&page, absent).is_empty(), "{absent}: {page}");
@@ -814,14 +659,14 @@ async fn a_webhook_that_never_answers_does_not_hold_the_mail_back() {
         let (stream, _) = hang.accept().await.unwrap();
         let _ = conn_tx.send(stream);
     });
-    let server = Server::start(&[("alice", "alice@example.test")], |c| {
+    let server = start(&[("alice", "alice@example.test")], |c| {
         c.mail = Some(mail_config(smtp.port));
     })
     .await;
     let mut alice = server.login("alice").await;
-    let build = alice.create_build("slow-hook").await;
+    let build = alice.create_build("slow-hook", false).await;
     let bs = build.to_string();
-    let (status, _) = alice
+    let Page { status, .. } = alice
         .act(
             "/build/settings",
             &[
@@ -841,16 +686,12 @@ async fn a_webhook_that_never_answers_does_not_hold_the_mail_back() {
         .await
         .expect("the webhook is called")
         .unwrap();
-    let page = alice
-        .until_logged(build, "<strong>notify_mail</strong>")
-        .await;
+    let page = until_logged(&mut alice, build, "<strong>notify_mail</strong>").await;
     assert!(log_entries(&page, "notify_webhook").is_empty(), "{page}");
     assert!(log_entries(&page, "notify_retry").is_empty(), "{page}");
     // Hanging up fails the call, which is then retried later.
     drop(stream);
-    let page = alice
-        .until_logged(build, "<strong>notify_retry</strong>")
-        .await;
+    let page = until_logged(&mut alice, build, "<strong>notify_retry</strong>").await;
     assert!(
         log_entries(&page, "notify_retry")[0].contains("webhook failed"),
         "{page}"

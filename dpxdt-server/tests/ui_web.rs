@@ -1,225 +1,19 @@
 //! The review UI over real HTTP: login, builds, API keys, review actions,
 //! escaping, CSRF, rate limiting and who may see what.
 
-use std::collections::HashMap;
+mod common;
+
 use std::time::Duration;
 
+use common::ui::{Browser, UiServer};
 use dpxdt_core::api::ReportRunRequest;
 use dpxdt_core::{BuildId, ReleaseKey};
-use dpxdt_server::Config;
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
 
+/// Users `alice` and `bob`, and the superuser `root`.
+const USERS: &[(&str, bool)] = &[("alice", false), ("bob", false), ("root", true)];
 const XSS_RELEASE: &str = "<script>alert('release')</script>";
 const XSS_RUN: &str = "/<script>alert(\"run\")</script>?a=1&b=2";
-
-struct Server {
-    base: String,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Server {
-    /// A server with workers off and users `alice` and `bob` (password `NAME-password`).
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::new(dir.path());
-        config.in_process_workers = false;
-        let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
-        for name in ["alice", "bob", "root"] {
-            dpxdt_server::ui::create_user(
-                &store,
-                name,
-                &format!("{name}-password"),
-                name == "root",
-            )
-            .unwrap();
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            dpxdt_server::serve_store(listener, store, config, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Server {
-            base,
-            _dir: dir,
-            stop: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(20), self.handle.take().unwrap())
-            .await
-            .expect("server stops")
-            .unwrap();
-    }
-
-    fn browser(&self) -> Browser {
-        Browser {
-            base: self.base.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
-            extra: Vec::new(),
-        }
-    }
-}
-
-/// A minimal browser: keeps cookies, does not follow redirects.
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-    extra: Vec<(&'static str, &'static str)>,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// The value of the first hidden input `name`.
-    fn input(&self, name: &str) -> String {
-        let needle = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&needle)
-            .unwrap_or_else(|| panic!("no input {name} in {}", self.body))
-            + needle.len();
-        let end = self.body[start..].find('"').unwrap() + start;
-        self.body[start..end].to_string()
-    }
-
-    fn text_of(&self, id: &str) -> String {
-        let needle = format!("id=\"{id}\">");
-        let start = self
-            .body
-            .find(&needle)
-            .unwrap_or_else(|| panic!("no element #{id} in {}", self.body))
-            + needle.len();
-        let end = self.body[start..].find('<').unwrap() + start;
-        self.body[start..end].to_string()
-    }
-}
-
-impl Browser {
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let mut req = req.header("cookie", self.cookie_header());
-        for (k, v) in &self.extra {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.unwrap();
-        for sc in resp.headers().get_all("set-cookie") {
-            let sc = sc.to_str().unwrap();
-            let (kv, attrs) = sc.split_once(';').unwrap_or((sc, ""));
-            let (k, v) = kv.split_once('=').unwrap();
-            if attrs.contains("Max-Age=0") {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_string(), v.to_string());
-            }
-        }
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap();
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.http.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let req = self.http.post(format!("{}{path}", self.base)).form(form);
-        self.send(req).await
-    }
-
-    async fn login(&mut self, name: &str, password: &str) -> Page {
-        let form = self.get("/login").await;
-        assert_eq!(form.status, StatusCode::OK);
-        let csrf = form.input("csrf");
-        self.post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("name", name),
-                ("password", password),
-                ("next", "/"),
-            ],
-        )
-        .await
-    }
-
-    /// The session's CSRF token, read from the home page's logout form.
-    async fn csrf(&mut self) -> String {
-        self.get("/").await.input("csrf")
-    }
-
-    /// Creates a build and returns its id.
-    async fn create_build(&mut self, name: &str, public: bool) -> i64 {
-        let csrf = self.csrf().await;
-        let mut form = vec![("csrf", csrf.as_str()), ("name", name)];
-        if public {
-            form.push(("public", "1"));
-        }
-        let page = self.post("/new_build", &form).await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-        page.location()
-            .strip_prefix("/build?id=")
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    /// Creates an API key on the build page; returns (id, secret).
-    async fn create_key(&mut self, build: i64) -> (String, String) {
-        let csrf = self.csrf().await;
-        let page = self
-            .post(
-                "/build/api_key",
-                &[
-                    ("csrf", &csrf),
-                    ("build_id", &build.to_string()),
-                    ("purpose", "CI"),
-                ],
-            )
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        (page.text_of("new-key-id"), page.text_of("new-key-secret"))
-    }
-}
 
 fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -308,7 +102,7 @@ fn enc(s: &str) -> String {
 
 #[tokio::test]
 async fn login_sets_a_hardened_session_cookie_and_logout_ends_it() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut b = server.browser();
     let wrong = b.login("alice", "not-her-password").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
@@ -358,7 +152,7 @@ async fn login_sets_a_hardened_session_cookie_and_logout_ends_it() {
 
 #[tokio::test]
 async fn login_redirects_only_to_local_paths() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     for (next, expect) in [
         ("/build?id=1", "/build?id=1"),
         ("//evil.example/", "/"),
@@ -387,7 +181,7 @@ async fn login_redirects_only_to_local_paths() {
 
 #[tokio::test]
 async fn logins_are_rate_limited_per_user_name() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut b = server.browser();
     for _ in 0..5 {
         assert_eq!(
@@ -409,7 +203,7 @@ async fn logins_are_rate_limited_per_user_name() {
 
 #[tokio::test]
 async fn posts_without_a_valid_csrf_token_are_refused() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut b = server.browser();
     b.login("alice", "alice-password").await;
     for form in [
@@ -444,7 +238,7 @@ async fn posts_without_a_valid_csrf_token_are_refused() {
 
 #[tokio::test]
 async fn review_flow_with_escaped_names_keys_and_activity_log() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut alice = server.browser();
     alice.login("alice", "alice-password").await;
     let build = alice.create_build("shop <b>desktop</b>", false).await;
@@ -662,7 +456,7 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
 
 #[tokio::test]
 async fn another_user_cannot_see_or_change_a_private_build() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut alice = server.browser();
     alice.login("alice", "alice-password").await;
     let build = alice.create_build("alice-private", false).await;
@@ -772,7 +566,7 @@ async fn another_user_cannot_see_or_change_a_private_build() {
 
 #[tokio::test]
 async fn static_assets_and_unknown_pages() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut b = server.browser();
     let css = b.get("/static/app.css").await;
     assert_eq!(css.status, StatusCode::OK);
@@ -828,15 +622,7 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
     };
     let (mut child, base, password) = start();
     let password = password.expect("first start prints the admin password");
-    let mut b = Browser {
-        base,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        cookies: HashMap::new(),
-        extra: Vec::new(),
-    };
+    let mut b = Browser::new(&base);
     assert_eq!(
         b.login("admin", &password).await.status,
         StatusCode::SEE_OTHER
@@ -872,12 +658,7 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
         &["--email", "carol@example.test"],
     );
     assert!(made.status.success());
-    let mut carol = Browser {
-        base: b.base.clone(),
-        http: b.http.clone(),
-        cookies: HashMap::new(),
-        extra: Vec::new(),
-    };
+    let mut carol = Browser::new(&b.base);
     assert_eq!(
         carol.login("carol", "carol-password").await.status,
         StatusCode::SEE_OTHER
@@ -925,7 +706,7 @@ async fn first_start_prints_an_admin_password_that_logs_in_once() {
 
 #[tokio::test]
 async fn owners_invite_and_revoke_each_other_and_superusers_see_the_queue() {
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut alice = server.browser();
     alice.login("alice", "alice-password").await;
     let build = alice.create_build("shared", false).await;
@@ -1031,7 +812,7 @@ async fn a_release_ready_for_review_is_announced_to_the_webhook_with_retries() {
     let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
     let receiver = tokio::spawn(warp::serve(hook).incoming(listener).run());
 
-    let server = Server::start().await;
+    let server = UiServer::start(USERS, |_| {}).await;
     let mut alice = server.browser();
     alice.login("alice", "alice-password").await;
     let build = alice.create_build("notified", false).await;

@@ -2,6 +2,8 @@
 //! `127.0.0.1:0` with a temp data dir, raw HTTP calls, and test images.
 #![allow(dead_code)]
 
+pub mod ui;
+
 use std::time::Duration;
 
 use dpxdt_server::Config;
