@@ -303,6 +303,26 @@ fn task_in(data: &Path, queue: &str) -> (String, Option<String>, i64, i64, i64) 
     .unwrap()
 }
 
+/// Checks that a worker killed mid-task died while the task was still its
+/// (live, leased once) and the release still `processing`; returns the dead
+/// worker's lease end.
+async fn killed_in_time(
+    data: &Path,
+    queue: &str,
+    client: &dpxdt_client::Client,
+    release: &ReleaseKey,
+) -> i64 {
+    let (status, _, attempts, _, lease_end) = task_in(data, queue);
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("live", 1),
+        "the kill came too late to test anything"
+    );
+    let now = client.release_status(release).await.unwrap().status;
+    assert_eq!(now.as_str(), "processing");
+    lease_end
+}
+
 /// Now in milliseconds since the epoch (the server's clock: same machine).
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
@@ -357,22 +377,7 @@ async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
     }
     first.0.kill().unwrap();
     first.0.wait().unwrap();
-    let (status, _, attempts) = task_row(dir.path());
-    assert_eq!(
-        (status.as_str(), attempts),
-        ("live", 1),
-        "the kill came too late to test anything"
-    );
-    assert_eq!(
-        client
-            .release_status(&release)
-            .await
-            .unwrap()
-            .status
-            .as_str(),
-        "processing"
-    );
-    let lease_end = task_in(dir.path(), "run-pdiff").4;
+    let lease_end = killed_in_time(dir.path(), "run-pdiff", &client, &release).await;
     let _second = worker("30");
     // Started at once, it gets the task only when the dead one's lease ended.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -874,22 +879,7 @@ mod with_chromium {
 
         first.0.kill().unwrap(); // SIGKILL
         first.0.wait().unwrap();
-        let (status, _, attempts, _, _) = task_in(dir.path(), "capture");
-        assert_eq!(
-            (status.as_str(), attempts),
-            ("live", 1),
-            "the kill came too late to test anything"
-        );
-        assert_eq!(
-            client
-                .release_status(&release)
-                .await
-                .unwrap()
-                .status
-                .as_str(),
-            "processing"
-        );
-        let lease_end = task_in(dir.path(), "capture").4;
+        let lease_end = super::killed_in_time(dir.path(), "capture", &client, &release).await;
 
         // The page answers now; a new worker starts at once but gets the
         // task only when the dead worker's lease has run out.
