@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Depicted needs at run time and is missing: Chromium, its
-# WebDriver (chromedriver) and the fonts screenshots are rendered with.
+# WebDriver (chromedriver), Chromium's headless shell (the faster capture
+# engine, used when installed) and the fonts screenshots are rendered with.
 # With --test it also installs what the test suite compares against
 # (ImageMagick's `compare`, the reference for the distortion metric).
 # Safe to run again: it does nothing when everything is there.
@@ -22,6 +23,17 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq >&2
     $sudo apt-get install -y -qq "${need[@]}" >&2
+fi
+
+# The headless shell is optional: without it captures use `chromium`.
+if ! command -v chromium-headless-shell >/dev/null 2>&1; then
+    echo "deps: installing chromium-headless-shell" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    { $sudo apt-get install -y -qq chromium-headless-shell >&2 ||
+        { $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq chromium-headless-shell >&2; }; } ||
+        echo "deps: chromium-headless-shell is not available here; captures use chromium" >&2
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

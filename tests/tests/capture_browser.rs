@@ -171,9 +171,57 @@ async fn inject_css_and_inject_js() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, CaptureError::Script(m) if m.contains("boom")),
+        matches!(&err, CaptureError::Script(m) if m == "boom"),
         "{err}"
     );
+    // injectJs is a function body: `return` ends it early.
+    let img = shoot(
+        &url,
+        r#"{"injectJs": "return; document.getElementById('box').style.background = 'blue';"}"#,
+    )
+    .await;
+    assert_eq!(px(&img, 10, 10), RED);
+    let err = browser()
+        .await
+        .capture(&url, &config(r#"{"injectJs": "let x = ;"}"#))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CaptureError::Script(m) if m.starts_with("SyntaxError")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dialogs_are_dismissed_and_logged() {
+    let server = PageServer::start();
+    // Unanswered, `alert` would block the page and the capture with it.
+    server.set_html(
+        "/d",
+        &probe_page("(alert('hello'), confirm('sure?') === false && prompt('name?') === null)"),
+    );
+    let shot = browser()
+        .await
+        .capture(&server.url("/d"), &CaptureConfig::default())
+        .await
+        .expect("a page with dialogs is captured");
+    let img = image::load_from_memory(&shot.png).unwrap().to_rgba8();
+    assert_eq!(
+        px(&img, 10, 10),
+        GREEN,
+        "confirm is dismissed, prompt gives null"
+    );
+    for d in [
+        r#"alert("hello")"#,
+        r#"confirm("sure?")"#,
+        r#"prompt("name?")"#,
+    ] {
+        assert!(
+            shot.log.contains(&format!("dismissed dialog: {d}")),
+            "{d} not in the log:\n{}",
+            shot.log
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,13 +1,26 @@
 //! JavaScript run inside the captured page: request tracking installed
 //! before any page script, the wait for a settled page, the stability
 //! stylesheet, masks and measurements.
+//!
+//! Apart from [`PRELUDE`], each script is a function expression; the
+//! session calls it with JSON arguments through CDP `Runtime.evaluate` and
+//! awaits the promise it may return (one round trip, no WebDriver script
+//! wrapper).
 
 /// Installed with `Page.addScriptToEvaluateOnNewDocument`: counts pending
-/// `fetch` and XHR requests (the browser's load event does not) and records
-/// uncaught errors for the capture log.
+/// `fetch` and XHR requests (the browser's load event does not), records
+/// uncaught errors for the capture log, and answers `alert`, `confirm`
+/// and `prompt` at once (dismissed, as a person who is not there would),
+/// so a dialog cannot block the capture.
 pub(crate) const PRELUDE: &str = r#"(() => {
   if (window.__dpxdt) return;
-  const s = window.__dpxdt = { pending: new Map(), next: 0, errors: [] };
+  const s = window.__dpxdt = { pending: new Map(), next: 0, errors: [], dialogs: [] };
+  for (const kind of ['alert', 'confirm', 'prompt']) {
+    window[kind] = function (message) {
+      if (s.dialogs.length < 20) s.dialogs.push(kind + '(' + JSON.stringify(String(message === undefined ? '' : message)) + ')');
+      return kind === 'confirm' ? false : (kind === 'prompt' ? null : undefined);
+    };
+  }
   const track = () => {
     const id = s.next++;
     s.pending.set(id, performance.now());
@@ -34,15 +47,12 @@ pub(crate) const PRELUDE: &str = r#"(() => {
   });
 })();"#;
 
-/// Async script: waits until the document is complete, no tracked request
-/// is pending, every image in the viewport is decoded and web fonts are
-/// loaded, and all of that stayed true for a short quiet period. Gives up on
-/// stragglers after `arguments[0]` ms (the resource timeout) and reports
-/// what it abandoned. Returns `{waitedMs, abandoned: [..], status, errors}`.
-pub(crate) const SETTLE: &str = r#"
-const resourceTimeout = arguments[0];
-const quietMs = arguments[1];
-const done = arguments[arguments.length - 1];
+/// `(resourceTimeout, quietMs)`: waits until the document is complete, no
+/// tracked request is pending, every image in the viewport is decoded and
+/// web fonts are loaded, and all of that stayed true for `quietMs`. Gives up
+/// on stragglers after `resourceTimeout` ms and reports what it abandoned.
+/// Resolves to `{href, waitedMs, abandoned: [..], status, errors, dialogs}`.
+pub(crate) const SETTLE: &str = r#"function (resourceTimeout, quietMs) { return new Promise((done) => {
 const start = performance.now();
 let quietSince = null;
 let lastEntries = performance.getEntriesByType('resource').length;
@@ -89,18 +99,18 @@ const finish = (abandoned) => {
     abandoned,
     status: nav && typeof nav.responseStatus === 'number' ? nav.responseStatus : 0,
     errors: window.__dpxdt ? window.__dpxdt.errors.slice(0, 20) : [],
+    dialogs: window.__dpxdt ? window.__dpxdt.dialogs.slice() : [],
   });
 };
 tick();
-"#;
+}); }"#;
 
-/// Adds a stylesheet (`arguments[0]`) that freezes the page: animations and
-/// transitions jump to their end, the caret is invisible, plus the
-/// `hideSelectors` (`arguments[1]`) and the user's `injectCss`
-/// (`arguments[2]`). Throws on an invalid selector. Then finishes every
+/// `(baseCss, hide, userCss)`: adds a stylesheet that freezes the page
+/// (`baseCss`, e.g. [`FREEZE_CSS`]: animations and transitions jump to their
+/// end, the caret is invisible), hides the `hideSelectors` and adds the
+/// user's `injectCss`. Throws on an invalid selector. Then finishes every
 /// running Web Animation. Returns the document height (as [`DOC_HEIGHT`]).
-pub(crate) const STABILIZE: &str = r#"
-const [baseCss, hide, userCss] = arguments;
+pub(crate) const STABILIZE: &str = r#"function (baseCss, hide, userCss) {
 for (const sel of hide) {
   try { document.querySelector(sel); } catch (e) { throw new Error('invalid hideSelectors entry ' + JSON.stringify(sel)); }
 }
@@ -120,9 +130,24 @@ if (document.getAnimations) {
 window.scrollTo(0, 0);
 const de = document.documentElement, bd = document.body;
 return Math.ceil(Math.max(de.scrollHeight, de.offsetHeight, bd ? bd.scrollHeight : 0, bd ? bd.offsetHeight : 0));
-"#;
+}"#;
 
-/// The stylesheet [`STABILIZE`] always adds.
+/// `(resourceTimeout, quietMs, baseCss, hide, userCss)`: [`SETTLE`], then
+/// [`STABILIZE`] in the same call. Resolves to what `SETTLE` does plus the
+/// document `height`, or `stabilizeError` (an invalid `hideSelectors` entry).
+pub(crate) static SETTLE_THEN_STABILIZE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        format!(
+            "async function (resourceTimeout, quietMs, baseCss, hide, userCss) {{
+const settled = await ({SETTLE})(resourceTimeout, quietMs);
+try {{ settled.height = ({STABILIZE})(baseCss, hide, userCss); }}
+catch (e) {{ settled.stabilizeError = String(e && e.message !== undefined ? e.message : e); }}
+return settled;
+}}"
+        )
+    });
+
+/// The stylesheet the capture's [`STABILIZE`] adds.
 pub(crate) const FREEZE_CSS: &str = "*, *::before, *::after {
   animation-delay: 0s !important;
   animation-duration: 0s !important;
@@ -133,11 +158,9 @@ pub(crate) const FREEZE_CSS: &str = "*, *::before, *::after {
   scroll-behavior: auto !important;
 }";
 
-/// Async script: waits until `arguments[0]` matches an element, for at most
-/// `arguments[1]` ms. Returns true when found.
-pub(crate) const WAIT_FOR_SELECTOR: &str = r#"
-const [sel, timeout] = arguments;
-const done = arguments[arguments.length - 1];
+/// `(sel, timeout)`: waits until `sel` matches an element, for at most
+/// `timeout` ms. Resolves to `"found"`, `"invalid"` or `"timeout"`.
+pub(crate) const WAIT_FOR_SELECTOR: &str = r#"function (sel, timeout) { return new Promise((done) => {
 const start = performance.now();
 const tick = () => {
   let found;
@@ -147,13 +170,12 @@ const tick = () => {
   setTimeout(tick, 10);
 };
 tick();
-"#;
+}); }"#;
 
-/// Paints a solid box (`arguments[1]` colour) over every element matching
-/// one of the selectors in `arguments[0]`. Returns the selectors that
-/// matched nothing; throws on an invalid selector.
-pub(crate) const MASK: &str = r#"
-const [sels, color] = arguments;
+/// `(sels, color)`: paints a solid box of `color` over every element
+/// matching one of the selectors. Returns the selectors that matched
+/// nothing; throws on an invalid selector.
+pub(crate) const MASK: &str = r#"function (sels, color) {
 const unmatched = [];
 for (const sel of sels) {
   let els;
@@ -171,10 +193,13 @@ for (const sel of sels) {
   }
 }
 return unmatched;
-"#;
+}"#;
 
-/// Returns the document's full height in CSS pixels.
-pub(crate) const DOC_HEIGHT: &str = r#"
+/// `()`: the document's full height in CSS pixels.
+pub(crate) const DOC_HEIGHT: &str = r#"function () {
 const d = document.documentElement, b = document.body;
 return Math.ceil(Math.max(d.scrollHeight, d.offsetHeight, b ? b.scrollHeight : 0, b ? b.offsetHeight : 0));
-"#;
+}"#;
+
+/// `()`: the browser's own user agent.
+pub(crate) const USER_AGENT: &str = "function () { return navigator.userAgent; }";

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,6 @@ pub(crate) struct DriverProcess {
     killer: GroupKiller,
     /// `http://127.0.0.1:<port>`.
     pub(crate) url: String,
-    /// Directory holding the browser profiles; removed on kill.
-    pub(crate) profiles: PathBuf,
 }
 
 impl DriverProcess {
@@ -55,6 +53,10 @@ impl DriverProcess {
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .arg("--log-level=OFF")
+            // chromedriver makes each session's profile under $TMPDIR (and
+            // passes the browser a start page only when it picks the
+            // profile itself, which the headless shell needs).
+            .env("TMPDIR", &profiles)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,7 +76,6 @@ impl DriverProcess {
             child,
             killer,
             url: format!("http://127.0.0.1:{port}"),
-            profiles,
         };
         process.wait_ready().await?;
         Ok(process)
@@ -105,11 +106,6 @@ impl DriverProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// A fresh profile directory for one browser session.
-    pub(crate) fn new_profile(&self, n: usize) -> PathBuf {
-        self.profiles.join(format!("profile-{n}"))
     }
 
     /// Kills chromedriver and the browsers it started, and waits for it.

@@ -49,10 +49,8 @@ impl Session {
     pub(crate) async fn start(
         driver_url: &str,
         options: &BrowserOptions,
-        profile: &Path,
     ) -> Result<Session, CaptureError> {
         let mut args: Vec<String> = [
-            "--headless=new",
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--no-first-run",
@@ -77,10 +75,13 @@ impl Session {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !is_headless_shell(&options.chromium) {
+            // The full browser; the headless shell is headless only.
+            args.push("--headless=new".into());
+        }
         if needs_no_sandbox() {
             args.push("--no-sandbox".into());
         }
-        args.push(format!("--user-data-dir={}", profile.display()));
         args.extend(options.extra_args.iter().cloned());
         let caps = json!({
             "browserName": "chrome",
@@ -119,11 +120,10 @@ impl Session {
         self.cdp("Network.setCacheDisabled", json!({ "cacheDisabled": true }))
             .await?;
         let ua = self
-            .d()
-            .execute("return navigator.userAgent;", Vec::new())
-            .await
-            .map_err(browser_err)?;
-        self.default_user_agent = ua.json().as_str().unwrap_or_default().to_string();
+            .call(js::USER_AGENT, &[])
+            .await?
+            .map_err(CaptureError::Browser)?;
+        self.default_user_agent = ua.as_str().unwrap_or_default().to_string();
         Ok(())
     }
 
@@ -146,12 +146,32 @@ impl Session {
         Ok(())
     }
 
-    async fn script(&self, source: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
-        Ok(self.d().execute(source, args).await?.json().clone())
-    }
-
-    async fn script_async(&self, source: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
-        Ok(self.d().execute_async(source, args).await?.json().clone())
+    /// Calls the JavaScript function expression `function` with `args` in
+    /// the page and awaits the promise it may return. The inner error is
+    /// what the script threw.
+    async fn call(
+        &self,
+        function: &str,
+        args: &[Value],
+    ) -> Result<Result<Value, String>, CaptureError> {
+        let args = Value::Array(args.to_vec());
+        let reply = self
+            .cdp(
+                "Runtime.evaluate",
+                json!({
+                    "expression": format!("({function}).apply(null, {args})"),
+                    "awaitPromise": true,
+                    "returnByValue": true,
+                }),
+            )
+            .await?;
+        if let Some(details) = reply.get("exceptionDetails") {
+            return Ok(Err(exception_message(details)));
+        }
+        Ok(Ok(reply["result"]
+            .get("value")
+            .cloned()
+            .unwrap_or(Value::Null)))
     }
 
     /// Leaves the current page so the next capture starts clean.
@@ -284,10 +304,6 @@ impl Session {
                 .set_page_load_timeout(page_timeout)
                 .await
                 .map_err(browser_err)?;
-            self.d()
-                .set_script_timeout(page_timeout)
-                .await
-                .map_err(browser_err)?;
             self.applied
                 .lock()
                 .expect("applied")
@@ -296,7 +312,21 @@ impl Session {
         if let Err(e) = self.d().goto(url).await {
             return Err(load_error(url, &e));
         }
-        let settled = self.settle(resource_timeout).await?;
+        // Settle, then freeze and decorate: one call.
+        let user_css = config.inject_css.clone().unwrap_or_default();
+        let settled = self
+            .call(
+                &js::SETTLE_THEN_STABILIZE,
+                &[
+                    json!(resource_timeout.as_millis() as u64),
+                    json!(QUIET_MS),
+                    json!(js::FREEZE_CSS),
+                    json!(config.hide_selectors),
+                    json!(user_css),
+                ],
+            )
+            .await?
+            .map_err(CaptureError::Browser)?;
         if settled["href"]
             .as_str()
             .is_some_and(|h| h.starts_with("chrome-error://"))
@@ -321,24 +351,24 @@ impl Session {
             });
         }
         log_abandoned(&mut log, &settled, &mut step);
+        if let Some(dialogs) = settled["dialogs"].as_array().filter(|d| !d.is_empty()) {
+            for d in dialogs {
+                step(
+                    &mut log,
+                    &format!("dismissed dialog: {}", d.as_str().unwrap_or("?")),
+                );
+            }
+        }
+        if let Some(e) = settled["stabilizeError"].as_str() {
+            return Err(CaptureError::Selector(e.to_string()));
+        }
+        let stabilized_height = settled["height"].clone();
 
-        // Freeze and decorate.
-        let user_css = config.inject_css.clone().unwrap_or_default();
-        let stabilized_height = self
-            .script(
-                js::STABILIZE,
-                vec![
-                    json!(js::FREEZE_CSS),
-                    json!(config.hide_selectors),
-                    json!(user_css),
-                ],
-            )
-            .await
-            .map_err(|e| CaptureError::Selector(js_message(&e)))?;
         if let Some(code) = &config.inject_js {
-            self.script(code, Vec::new())
-                .await
-                .map_err(|e| CaptureError::Script(js_message(&e)))?;
+            // The code is a function body, as in the original (`return` works).
+            self.call(&format!("function () {{\n{code}\n}}"), &[])
+                .await?
+                .map_err(CaptureError::Script)?;
             step(&mut log, "ran injectJs");
         }
         if let Some(sel) = &config.wait_for_selector {
@@ -347,12 +377,12 @@ impl Session {
                 .saturating_sub(start.elapsed())
                 .saturating_sub(Duration::from_millis(500));
             let found = self
-                .script_async(
+                .call(
                     js::WAIT_FOR_SELECTOR,
-                    vec![json!(sel), json!(remaining.as_millis() as u64)],
+                    &[json!(sel), json!(remaining.as_millis() as u64)],
                 )
-                .await
-                .map_err(browser_err)?;
+                .await?
+                .map_err(CaptureError::Browser)?;
             match found.as_str() {
                 Some("found") => step(&mut log, &format!("waitForSelector {sel:?} matched")),
                 Some("invalid") => {
@@ -404,9 +434,9 @@ impl Session {
             self.settle(resource_timeout).await?;
             // Growing the viewport can change layout (e.g. `vh` units):
             // freeze what that started.
-            self.script(js::STABILIZE, vec![json!(""), json!([]), json!("")])
-                .await
-                .map_err(browser_err)?;
+            self.call(js::STABILIZE, &[json!(""), json!([]), json!("")])
+                .await?
+                .map_err(CaptureError::Browser)?;
         }
         let shot_height = match config.clip_rect {
             Some(c) => c.height,
@@ -416,9 +446,9 @@ impl Session {
         if !config.mask_selectors.is_empty() {
             let color = config.mask_color.as_deref().unwrap_or(DEFAULT_MASK_COLOR);
             let unmatched = self
-                .script(js::MASK, vec![json!(config.mask_selectors), json!(color)])
-                .await
-                .map_err(|e| CaptureError::Selector(js_message(&e)))?;
+                .call(js::MASK, &[json!(config.mask_selectors), json!(color)])
+                .await?
+                .map_err(CaptureError::Selector)?;
             if let Some(list) = unmatched.as_array().filter(|l| !l.is_empty()) {
                 step(
                     &mut log,
@@ -474,19 +504,19 @@ impl Session {
     }
 
     async fn settle(&self, resource_timeout: Duration) -> Result<Value, CaptureError> {
-        self.script_async(
+        self.call(
             js::SETTLE,
-            vec![json!(resource_timeout.as_millis() as u64), json!(QUIET_MS)],
+            &[json!(resource_timeout.as_millis() as u64), json!(QUIET_MS)],
         )
-        .await
-        .map_err(browser_err)
+        .await?
+        .map_err(CaptureError::Browser)
     }
 
     async fn doc_height(&self) -> Result<u32, CaptureError> {
         let v = self
-            .script(js::DOC_HEIGHT, Vec::new())
-            .await
-            .map_err(browser_err)?;
+            .call(js::DOC_HEIGHT, &[])
+            .await?
+            .map_err(CaptureError::Browser)?;
         Ok(v.as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32)
     }
 }
@@ -502,6 +532,14 @@ fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut S
             ),
         );
     }
+}
+
+/// Whether `chromium` is Chromium's headless shell (`chrome-headless-shell`,
+/// Debian's `chromium-headless-shell`) rather than the full browser.
+pub(crate) fn is_headless_shell(chromium: &Path) -> bool {
+    chromium
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
 }
 
 /// Chromium's sandbox does not work as root (e.g. in containers).
@@ -578,16 +616,21 @@ fn browser_err(e: WebDriverError) -> CaptureError {
     CaptureError::Browser(e.to_string())
 }
 
-/// The JavaScript error message inside a WebDriver error.
-fn js_message(e: &WebDriverError) -> String {
-    let text = e.to_string();
-    match text.find("javascript error: ") {
-        Some(i) => text[i + "javascript error: ".len()..]
-            .lines()
-            .next()
-            .unwrap_or("")
+/// What a script threw, from CDP's `exceptionDetails`: the message of an
+/// `Error` (its first line, without the `Error: ` prefix), or the thrown value.
+fn exception_message(details: &Value) -> String {
+    let ex = &details["exception"];
+    if let Some(desc) = ex["description"].as_str() {
+        let first = desc.lines().next().unwrap_or_default();
+        return first.strip_prefix("Error: ").unwrap_or(first).to_string();
+    }
+    match ex.get("value") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) if !v.is_null() => v.to_string(),
+        _ => details["text"]
+            .as_str()
+            .unwrap_or("the script failed")
             .to_string(),
-        None => text,
     }
 }
 
