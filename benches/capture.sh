@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Capture benchmark: median time per page with a warm browser session
 # (`dpxdt update`, per-test times from --junit) and pages per minute with
-# 1 and 2 jobs, against a bare `chromium --headless --screenshot` per page.
+# 1 and 2 jobs, against a bare `chromium --headless --screenshot` per page
+# (and a bare `chromium-headless-shell --screenshot` when it is installed).
+# dpxdt uses the headless shell when installed; DPXDT_CHROMIUM picks another.
 #
-# Usage: benches/capture.sh [PAGES]   (default 30; needs python3, chromium)
+# With taskset it also runs 1 job pinned to one core: 2 jobs on 2 cores
+# against that shows how throughput grows with cores.
+#
+# Usage: benches/capture.sh [PAGES]   (default 60; needs python3, chromium)
 # Build first: cargo build --release -p dpxdt-tools --bin dpxdt
 set -euo pipefail
-PAGES=${1:-30}
+PAGES=${1:-60}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DPXDT=${DPXDT:-$ROOT/target/release/dpxdt}
 [ -x "$DPXDT" ] || DPXDT=$ROOT/target/debug/dpxdt
-CHROMIUM=${DPXDT_CHROMIUM:-/usr/bin/chromium}
 WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -36,32 +40,47 @@ make_suite() { # DIR N
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 now() { date +%s.%N; }
 
-make_suite "$WORK/one" 1
+# Pages per minute come from the difference between a short and a long run
+# (browser start-up and shutdown cancel out); both follow a discarded
+# warm-up run, so a cold page cache does not count.
+SHORT=$(( PAGES / 3 > 0 ? PAGES / 3 : 1 ))
+make_suite "$WORK/warm" 1
+make_suite "$WORK/short" "$SHORT"
 make_suite "$WORK/all" "$PAGES"
+"$DPXDT" update "$WORK/warm" --jobs 1 >/dev/null 2>&1
+wall() { # DIR JOBS [--pin | extra dpxdt args]
+  local t0 t1 pin=()
+  if [ "${3:-}" = "--pin" ]; then pin=(taskset -c 0); set -- "$1" "$2"; fi
+  t0=$(now); "${pin[@]}" "$DPXDT" update "$1" --jobs "$2" "${@:3}" >/dev/null 2>&1; t1=$(now)
+  echo "$t1 - $t0" | bc -l
+}
 
-t0=$(now); "$DPXDT" update "$WORK/one" --jobs 1 >/dev/null 2>&1; t1=$(now)
-STARTUP=$(echo "$t1 - $t0" | bc -l)
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+  W_SHORT=$(wall "$WORK/short" 1 --pin)
+  W_ALL=$(wall "$WORK/all" 1 --pin)
+  printf 'dpxdt jobs=1 pinned to 1 core: %.0f pages/min\n' "$(echo "($PAGES - $SHORT) * 60 / ($W_ALL - $W_SHORT)" | bc -l)"
+fi
 
 for JOBS in 1 2; do
-  t0=$(now)
-  "$DPXDT" update "$WORK/all" --jobs "$JOBS" --junit "$WORK/junit$JOBS.xml" >/dev/null 2>&1
-  t1=$(now)
-  WALL=$(echo "$t1 - $t0" | bc -l)
+  W_SHORT=$(wall "$WORK/short" "$JOBS")
+  W_ALL=$(wall "$WORK/all" "$JOBS" --junit "$WORK/junit$JOBS.xml")
   MED=$(grep -o '<testcase name="p[0-9]*" classname="bench" time="[0-9.]*"' "$WORK/junit$JOBS.xml" \
         | sed 's/.*time="//; s/"//' | median)
-  # Pages per minute once the browser is up: the run minus a 1-page run.
-  PPM=$(echo "($PAGES - 1) * 60 / ($WALL - $STARTUP)" | bc -l)
-  printf 'dpxdt jobs=%d: median %.0f ms per page (warm session), %.0f pages/min, wall %.2f s for %d pages (1-page run %.2f s)\n' \
-    "$JOBS" "$(echo "$MED * 1000" | bc -l)" "$PPM" "$WALL" "$PAGES" "$STARTUP"
+  PPM=$(echo "($PAGES - $SHORT) * 60 / ($W_ALL - $W_SHORT)" | bc -l)
+  printf 'dpxdt jobs=%d: median %.0f ms per page (warm session), %.0f pages/min (wall %.2f s for %d pages, %.2f s for %d)\n' \
+    "$JOBS" "$(echo "$MED * 1000" | bc -l)" "$PPM" "$W_ALL" "$PAGES" "$W_SHORT" "$SHORT"
 done
 
 # Bare Chromium: one process per page, as a script without a warm session would.
 N=$(( PAGES < 10 ? PAGES : 10 ))
-for i in $(seq 1 "$N"); do
-  t0=$(now)
-  "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
-    --hide-scrollbars --window-size=1280,800 --user-data-dir="$WORK/prof$i" \
-    --screenshot="$WORK/bare$i.png" "http://127.0.0.1:$PORT/p$i.html" >/dev/null 2>&1
-  t1=$(now)
-  echo "$t1 - $t0" | bc -l
-done | median | awk '{printf "bare chromium --headless --screenshot: median %.0f ms per page (%d runs)\n", $1*1000, '"$N"'}'
+for BARE in /usr/bin/chromium /usr/bin/chromium-headless-shell; do
+  [ -x "$BARE" ] || continue
+  for i in $(seq 1 "$N"); do
+    t0=$(now)
+    "$BARE" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
+      --hide-scrollbars --window-size=1280,800 --user-data-dir="$WORK/prof-$(basename "$BARE")-$i" \
+      --screenshot="$WORK/bare$i.png" "http://127.0.0.1:$PORT/p$i.html" >/dev/null 2>&1
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l
+  done | median | awk '{printf "bare %s --headless --screenshot: median %.0f ms per page (%d runs)\n", "'"$(basename "$BARE")"'", $1*1000, '"$N"'}'
+done
