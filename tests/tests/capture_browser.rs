@@ -225,6 +225,53 @@ async fn dialogs_are_dismissed_and_logged() {
 }
 
 #[tokio::test]
+async fn pages_that_redirect_themselves_are_captured_at_the_target() {
+    let server = PageServer::start();
+    server.set_html("/target", &probe_page("true"));
+    let redirects = [
+        ("/js-now", "<script>location.replace('/target')</script>"),
+        (
+            "/js-load",
+            "<script>addEventListener('load', () => location.href = '/target')</script>",
+        ),
+        (
+            "/js-later",
+            "<p>moving</p><script>setTimeout(() => location.href = '/target', 20)</script>",
+        ),
+        (
+            "/meta",
+            r#"<meta http-equiv="refresh" content="0;url=/target"><p>moving</p>"#,
+        ),
+    ];
+    for (path, html) in redirects {
+        server.set_html(path, html);
+        let img = shoot(&server.url(path), "{}").await;
+        assert_eq!(px(&img, 10, 10), GREEN, "{path} is captured at its target");
+    }
+    // A page that moves on after it has settled is taken as it was then
+    // or at its target, but the capture never hangs (a navigation during
+    // the screenshot used to leave it unanswered until the timeout).
+    for round in 0..2 {
+        for delay in [40, 50, 60, 70, 80] {
+            let path = format!("/late-{round}-{delay}");
+            server.set_html(
+                &path,
+                &format!(
+                    "<p>moving</p><script>setTimeout(() => location.href = '/target', {delay})</script>"
+                ),
+            );
+            let start = Instant::now();
+            browser()
+                .await
+                .capture(&server.url(&path), &config(r#"{"timeoutMs": 5000}"#))
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(start.elapsed() < Duration::from_secs(4), "{path}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn resources_to_ignore_are_blocked() {
     let server = PageServer::start();
     server.set_html(

@@ -261,6 +261,7 @@ impl Session {
         self.cdp_setting("Network.setUserAgentOverride", json!({ "userAgent": ua }))
             .await?;
         self.set_viewport(viewport.width, viewport.height).await?;
+        self.set_scripts_enabled(true).await?;
         self.cdp_setting(
             "Emulation.setDefaultBackgroundColorOverride",
             json!({ "color": { "r": 255, "g": 255, "b": 255, "a": 1 } }),
@@ -461,6 +462,11 @@ impl Session {
             step(&mut log, &format!("waited delayMs {ms}"));
         }
 
+        // The page is settled and decorated: stop its scripts so nothing
+        // changes it during the screenshot. A page that navigates itself
+        // (a timer setting `location`) while Chromium takes the screenshot
+        // would leave `Page.captureScreenshot` unanswered for good.
+        self.set_scripts_enabled(false).await?;
         let shot = self
             .cdp(
                 "Page.captureScreenshot",
@@ -499,6 +505,15 @@ impl Session {
         self.cdp_setting(
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        )
+        .await
+    }
+
+    /// Lets the page's scripts run, or stops them (CDP evaluation still works).
+    async fn set_scripts_enabled(&self, enabled: bool) -> Result<(), CaptureError> {
+        self.cdp_setting(
+            "Emulation.setScriptExecutionDisabled",
+            json!({ "value": !enabled }),
         )
         .await
     }
