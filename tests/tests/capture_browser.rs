@@ -504,3 +504,34 @@ async fn dropping_the_browser_kills_chromedriver() {
         "chromedriver still answers on {addr}"
     );
 }
+
+/// The default browser is the headless shell when installed (scripts/deps.sh
+/// installs it); the full browser, the fallback, captures the same pixels.
+#[tokio::test]
+async fn the_full_browser_captures_the_same_pixels() {
+    let full = std::path::PathBuf::from("/usr/bin/chromium");
+    let server = PageServer::start();
+    server.set_html(
+        "/p",
+        r#"<html><body style="margin:0;font:16px sans-serif"><h1>Same pixels</h1>
+        <div style="width:120px;height:40px;background:#369"></div></body></html>"#,
+    );
+    let b = Browser::launch(BrowserOptions {
+        chromium: full,
+        attempts: 1,
+        ..BrowserOptions::default()
+    })
+    .await
+    .expect("chromium --headless=new through chromedriver");
+    let from_full = b
+        .capture(&server.url("/p"), &CaptureConfig::default())
+        .await
+        .expect("capture with the full browser");
+    drop(b);
+    let from_default = shoot(&server.url("/p"), "{}").await;
+    assert_eq!(
+        image::load_from_memory(&from_full.png).unwrap().to_rgba8(),
+        from_default,
+        "the full browser and the default one differ"
+    );
+}
