@@ -535,3 +535,38 @@ async fn the_full_browser_captures_the_same_pixels() {
         "the full browser and the default one differ"
     );
 }
+
+/// A caller that gives up on a capture (as a worker whose lease ran out
+/// does) frees the browser at once instead of leaving its only session busy
+/// with the page until the capture's timeout.
+#[tokio::test]
+async fn a_dropped_capture_frees_its_session() {
+    let server = PageServer::start();
+    server.set("/hang", Page::html("x").hanging());
+    server.set_html("/ok", &probe_page("true"));
+    let b = Browser::launch(BrowserOptions {
+        sessions: 1,
+        attempts: 1,
+        ..BrowserOptions::default()
+    })
+    .await
+    .unwrap();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        b.capture(&server.url("/hang"), &config(r#"{"timeoutMs": 60000}"#)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the hanging page was captured");
+    let start = Instant::now();
+    let shot = b
+        .capture(&server.url("/ok"), &CaptureConfig::default())
+        .await
+        .expect("the next capture gets a fresh session");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "the next capture waited {:?} for the session",
+        start.elapsed()
+    );
+    let img = image::load_from_memory(&shot.png).unwrap().to_rgba8();
+    assert_eq!(px(&img, 10, 10), GREEN);
+}

@@ -337,9 +337,13 @@ impl Browser {
         let inner = Arc::clone(&self.inner);
         let url = url.to_string();
         let config = config.clone();
-        self.runtime
-            .spawn(async move { inner.capture_with_retries(&url, &config).await })
-            .await
+        let task = self
+            .runtime
+            .spawn(async move { inner.capture_with_retries(&url, &config).await });
+        // A caller that gives up (a worker whose lease ran out, a timeout
+        // around this call) cancels the capture, which frees its session.
+        let _cancel = AbortOnDrop(task.abort_handle());
+        task.await
             .map_err(|e| CaptureError::Browser(format!("capture task failed: {e}")))?
     }
 
@@ -349,6 +353,55 @@ impl Browser {
     /// a polite quit takes seconds.
     pub async fn shutdown(self) {
         drop(self);
+    }
+}
+
+/// Aborts a task when dropped (a no-op once it has finished).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A session taken from the pool for one capture. Given back or replaced
+/// explicitly; dropped without either (the capture was cancelled halfway),
+/// it is replaced, since the browser may still be busy with the page.
+struct Borrowed<'a> {
+    inner: &'a Arc<Inner>,
+    session: Option<Session>,
+}
+
+impl Borrowed<'_> {
+    fn get(&self) -> &Session {
+        self.session
+            .as_ref()
+            .expect("a borrowed session until returned")
+    }
+
+    /// Puts the session back into the pool.
+    fn give_back(mut self) {
+        if let Some(s) = self.session.take()
+            && let Err(mpsc::error::SendError(s)) = self.inner.pool_tx.send(s)
+        {
+            s.abandon();
+        }
+    }
+
+    /// Quits the session and starts another in its place.
+    fn replace(mut self) {
+        if let Some(s) = self.session.take() {
+            self.inner.replace(s);
+        }
+    }
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.inner.replace(s);
+        }
     }
 }
 
@@ -400,6 +453,17 @@ impl Inner {
         }
     }
 
+    /// Quits `session` in the background and starts another into the pool
+    /// (only forgets it when the browser is shutting down).
+    fn replace(self: &Arc<Self>, session: Session) {
+        if self.pool_tx.is_closed() || tokio::runtime::Handle::try_current().is_err() {
+            session.abandon();
+            return;
+        }
+        session.discard();
+        tokio::spawn(Arc::clone(self).add_session());
+    }
+
     /// Starts one more session into the pool (retrying a little).
     async fn add_session(self: Arc<Self>) {
         for attempt in 0..3 {
@@ -438,7 +502,10 @@ impl Inner {
             // the capture's own timeout starts once it has a session.
             let mut rx = self.pool_rx.lock().await;
             match tokio::time::timeout(SESSION_WAIT, rx.recv()).await {
-                Ok(Some(s)) => s,
+                Ok(Some(s)) => Borrowed {
+                    inner: self,
+                    session: Some(s),
+                },
                 Ok(None) => return Err(CaptureError::Closed),
                 Err(_) => {
                     let why = self.last_start_error.lock().expect("error").clone();
@@ -451,21 +518,18 @@ impl Inner {
                 }
             }
         };
-        let result = tokio::time::timeout(timeout, session.capture(url, config)).await;
+        let result = tokio::time::timeout(timeout, session.get().capture(url, config)).await;
         let keep = match &result {
             Ok(Ok(_)) => true,
             // A page-level failure leaves a usable session; anything else
             // may have broken it, so it is replaced.
-            Ok(Err(e)) => e.keeps_session() && session.reset().await.is_ok(),
+            Ok(Err(e)) => e.keeps_session() && session.get().reset().await.is_ok(),
             Err(_) => false,
         };
         if keep {
-            if let Err(mpsc::error::SendError(s)) = self.pool_tx.send(session) {
-                s.abandon();
-            }
+            session.give_back();
         } else {
-            session.discard();
-            tokio::spawn(Arc::clone(self).add_session());
+            session.replace();
         }
         match result {
             Ok(r) => r,

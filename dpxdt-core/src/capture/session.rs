@@ -191,10 +191,13 @@ impl Session {
         // Whether the quit succeeds, fails (chromedriver is gone) or is cut
         // off by the runtime shutting down, the handle is then forgotten
         // quietly instead of thirtyfour's blocking fallback on drop.
+        // chromedriver runs a session's commands one at a time, so the quit
+        // waits for a navigation still in progress (up to the page timeout,
+        // at most 600 s): give it that long.
         let forget = ForgetOnDrop(Some(driver.clone()));
         tokio::spawn(async move {
             let _forget = forget;
-            let _ = tokio::time::timeout(Duration::from_secs(5), driver.quit()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(660), driver.quit()).await;
         });
     }
 
