@@ -3,7 +3,8 @@
 # WebDriver (chromedriver), Chromium's headless shell (the faster capture
 # engine, used when installed) and the fonts screenshots are rendered with.
 # With --test it also installs what the test suite compares against
-# (ImageMagick's `compare`, the reference for the distortion metric).
+# (ImageMagick's `compare`, the reference for the distortion metric, and
+# `openssl`, which makes the TLS tests' certificates).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 if [ "${1:-}" = "--test" ]; then
     command -v compare >/dev/null 2>&1 || need+=(imagemagick)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -45,6 +45,8 @@ pub struct ClientBuilder {
     retries: u32,
     backoff: Duration,
     user_agent: String,
+    /// Extra trusted CA certificates (PEM), besides the system's.
+    ca_pem: Vec<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -60,6 +62,7 @@ impl ClientBuilder {
             retries: DEFAULT_RETRIES,
             backoff: DEFAULT_BACKOFF,
             user_agent: concat!("dpxdt-client/", env!("CARGO_PKG_VERSION")).to_string(),
+            ca_pem: Vec::new(),
         }
     }
 
@@ -95,13 +98,33 @@ impl ClientBuilder {
         self
     }
 
+    /// Also trusts the CA certificates in this PEM bundle for `https://`
+    /// servers (e.g. a company CA), besides the system's trusted roots
+    /// (which `SSL_CERT_FILE` replaces). Checked by [`ClientBuilder::build`].
+    pub fn ca_certificates_pem(&mut self, pem: &[u8]) -> &mut Self {
+        self.ca_pem.push(pem.to_vec());
+        self
+    }
+
     /// Builds the client.
     pub fn build(&self) -> Result<Client, ClientError> {
         let base_url = parse_base_url(&self.base_url)?;
+        let mut extra_roots = Vec::new();
+        for pem in &self.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| ClientError::InvalidArgument {
+                    what: "CA certificates",
+                    reason: "not a PEM bundle of X.509 certificates".into(),
+                })?;
+            extra_roots.extend(certs);
+        }
         let http = reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+            .tls_certs_merge(extra_roots)
             .build()
             .map_err(|e| ClientError::InvalidBaseUrl {
                 url: self.base_url.clone(),
@@ -286,6 +309,21 @@ impl Client {
     fn transport_error(&self, endpoint: &str, url: &Url, err: reqwest::Error) -> Attempt {
         let endpoint = endpoint.to_string();
         let url = url.to_string();
+        // TLS fails the same way every time: say why at once, no retries.
+        if let Some(tls) = tls_error(&err) {
+            let advice = match tls {
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                    "trust the server's CA with --ca-cert FILE (tools), \
+                     ClientBuilder::ca_certificates_pem, or SSL_CERT_FILE"
+                }
+                _ => "does the server speak https on this port?",
+            };
+            return Attempt::Final(ClientError::Unreachable {
+                endpoint,
+                url,
+                detail: format!("TLS: {tls} ({advice})"),
+            });
+        }
         if err.is_timeout() {
             Attempt::Transient(ClientError::Timeout {
                 endpoint,
@@ -294,16 +332,6 @@ impl Client {
             })
         } else if err.is_connect() {
             let detail = root_cause(&err);
-            // Without a TLS backend compiled in, an https URL fails the same
-            // way every time: say so at once instead of retrying.
-            if detail.contains("scheme is not http") {
-                return Attempt::Final(ClientError::Unreachable {
-                    endpoint,
-                    url,
-                    detail: "this build of dpxdt-client has no TLS support; use an http:// URL"
-                        .into(),
-                });
-            }
             Attempt::Transient(ClientError::Unreachable {
                 endpoint,
                 url,
@@ -333,6 +361,25 @@ enum Attempt {
 }
 
 /// The innermost message of an error chain ("Connection refused (os error 111)").
+/// The rustls error behind a failed request, if it failed in TLS. rustls
+/// reports through `io::Error`s (nested, here), whose `source` skips the
+/// error they wrap, so those are opened with `get_ref`.
+fn tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {

@@ -252,20 +252,3 @@ async fn a_failed_upload_is_retried_until_the_server_takes_it() {
     assert_eq!(uploaded.sha1sum, id);
     assert!(server.requests_for("/api/upload").len() >= 2);
 }
-
-#[tokio::test]
-async fn an_https_url_without_tls_support_fails_at_once_with_a_clear_message() {
-    let c = Client::builder("https://127.0.0.1:9/api")
-        .retries(3)
-        .backoff(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let err = c.find_run(BuildId(1), "/").await.unwrap_err();
-    assert!(err.to_string().contains("no TLS support"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "not retried: {:?}",
-        started.elapsed()
-    );
-}

@@ -77,6 +77,16 @@ pub struct ServerArgs {
         value_name = "SECS"
     )]
     pub request_timeout: u64,
+
+    /// PEM file of CA certificates to trust for an https:// server, besides
+    /// the system's (SSL_CERT_FILE replaces the system's).
+    #[arg(
+        long = "ca-cert",
+        visible_alias = "ca_cert",
+        env = "DPXDT_CA_CERT",
+        value_name = "FILE"
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl ServerArgs {
@@ -95,6 +105,11 @@ impl ServerArgs {
             (None, Some(_)) => anyhow::bail!(
                 "--release_client_secret is set but --release_client_id (or DPXDT_CLIENT_ID) is not"
             ),
+        }
+        if let Some(path) = &self.ca_cert {
+            let pem =
+                std::fs::read(path).with_context(|| format!("--ca-cert {}", path.display()))?;
+            builder.ca_certificates_pem(&pem);
         }
         builder.build().context("--release_server_prefix")
     }
