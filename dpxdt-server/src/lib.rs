@@ -42,6 +42,10 @@ pub struct Config {
     pub worker: workers::WorkerConfig,
     /// SMTP server and sender for e-mail notifications (none: no e-mail).
     pub mail: Option<ui::MailConfig>,
+    /// Let webhooks call loopback, private-network and link-local
+    /// addresses. Off by default: webhook URLs come from build owners, who
+    /// could otherwise make the server call services only it can reach.
+    pub allow_private_webhooks: bool,
 }
 
 impl Config {
@@ -55,6 +59,7 @@ impl Config {
             admin_key: None,
             worker: workers::WorkerConfig::default(),
             mail: None,
+            allow_private_webhooks: false,
         }
     }
 }

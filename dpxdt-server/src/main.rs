@@ -40,6 +40,10 @@ struct Args {
     /// variable takes 1/0, true/false, yes/no, on/off).
     #[arg(long, env = "DPXDT_NO_WORKERS", value_parser = BoolishValueParser::new())]
     no_workers: bool,
+    /// Let build webhooks call loopback, private-network and link-local
+    /// addresses (off: only public ones; the variable takes 1/0, true/false…).
+    #[arg(long, env = "DPXDT_ALLOW_PRIVATE_WEBHOOKS", value_parser = BoolishValueParser::new())]
+    allow_private_webhooks: bool,
     /// Do not run the capture worker (no browser needed).
     #[arg(long, env = "DPXDT_NO_CAPTURE", value_parser = BoolishValueParser::new())]
     no_capture: bool,
@@ -116,6 +120,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     config.upload_limit = args.upload_limit;
     config.public_url = args.public_url.clone();
     config.in_process_workers = !args.no_workers;
+    config.allow_private_webhooks = args.allow_private_webhooks;
     config.worker.capture = !args.no_capture;
     if let Some(n) = args.diff_workers {
         config.worker.diff = n > 0;

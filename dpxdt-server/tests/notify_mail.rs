@@ -563,6 +563,44 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
     server.stop().await;
 }
 
+/// By default the server calls only public addresses: a build owner must
+/// not be able to point it at services only it can reach.
+#[tokio::test]
+async fn a_webhook_at_an_internal_address_is_refused_unless_allowed() {
+    let hook = Webhook::start().await; // on 127.0.0.1
+    let server = start(&[], |c| c.allow_private_webhooks = false).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("guarded", false).await;
+    let bs = build.to_string();
+    let Page { status, .. } = alice
+        .act(
+            "/build/settings",
+            &[
+                ("build_id", &bs),
+                ("name", "guarded"),
+                ("webhook_url", &hook.url),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let key = alice.create_key(build).await;
+    report_release(&server.base, build, &key).await;
+    let page = until_logged(&mut alice, build, "<strong>notify_failed</strong>").await;
+    let failed = log_entries(&page, "notify_failed");
+    assert_eq!(failed.len(), 1, "{page}");
+    assert!(
+        failed[0].contains("127.0.0.1") && failed[0].contains("--allow-private-webhooks"),
+        "{}",
+        failed[0]
+    );
+    assert!(log_entries(&page, "notify_retry").is_empty(), "{page}");
+    assert!(
+        hook.calls.lock().unwrap().is_empty(),
+        "the webhook was called"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn without_smtp_the_webhook_is_still_called_and_no_mail_is_sent() {
     let smtp = SmtpReceiver::start(Rules::default()).await;

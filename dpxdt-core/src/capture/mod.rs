@@ -389,11 +389,9 @@ impl Borrowed<'_> {
         }
     }
 
-    /// Quits the session and starts another in its place.
-    fn replace(mut self) {
-        if let Some(s) = self.session.take() {
-            self.inner.replace(s);
-        }
+    /// Quits the session and starts another in its place (as dropping does).
+    fn replace(self) {
+        drop(self);
     }
 }
 

@@ -7,8 +7,15 @@
 //! a remote server. Every channel (the webhook, each address) is a row of
 //! its own: sent concurrently, and on failure logged and retried with
 //! backoff independently of the others.
+//!
+//! Webhook URLs are set by build owners, so the server only calls public
+//! addresses unless `Config::allow_private_webhooks` is on: otherwise an
+//! owner could make it call services only it can reach (loopback, the
+//! private network, a cloud metadata address). The host is resolved and
+//! checked first, and the call is pinned to the checked addresses, so a
+//! second DNS answer cannot send it elsewhere; redirects are not followed.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use dpxdt_core::RunStatus;
@@ -85,23 +92,12 @@ pub fn spawn_notifier(
         .unwrap_or_else(|| format!("http://{addr}"));
     let base = base.trim_end_matches('/').to_string();
     tokio::spawn(async move {
-        let http = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "notifier: no HTTP client");
-                return;
-            }
-        };
         let mailer = state.config.mail.as_ref().map(Mailer::new);
         if let Some(m) = &state.config.mail {
             tracing::info!(smtp = ?m, "e-mail notifications on");
         }
         loop {
-            if let Err(e) = run_once(&state, &http, mailer.as_ref(), &base).await {
+            if let Err(e) = run_once(&state, mailer.as_ref(), &base).await {
                 tracing::warn!(error = %e, "notifier");
             }
             tokio::select! {
@@ -116,7 +112,6 @@ pub fn spawn_notifier(
 /// how many were tried. Without a mailer no e-mail is queued or sent.
 pub(crate) async fn run_once(
     state: &AppState,
-    http: &reqwest::Client,
     mailer: Option<&Mailer>,
     base: &str,
 ) -> Result<usize, crate::storage::StoreError> {
@@ -126,9 +121,7 @@ pub(crate) async fn run_once(
         .call(move |c| users::due_notifications(c, mail))
         .await?;
     let n = due.len();
-    let sends = due
-        .into_iter()
-        .map(|d| send_one(state, http, mailer, base, d));
+    let sends = due.into_iter().map(|d| send_one(state, mailer, base, d));
     for result in futures_util::future::join_all(sends).await {
         result?;
     }
@@ -138,7 +131,6 @@ pub(crate) async fn run_once(
 /// Sends one notification and records the outcome.
 async fn send_one(
     state: &AppState,
-    http: &reqwest::Client,
     mailer: Option<&Mailer>,
     base: &str,
     d: DueNotification,
@@ -149,11 +141,16 @@ async fn send_one(
     );
     // (error, permanent)
     let error = match (&d.channel, mailer) {
-        (Channel::Webhook(url), _) => match http.post(url).json(&body(&d, &link)).send().await {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some((format!("webhook answered {}", r.status()), false)),
-            Err(e) => Some((format!("webhook failed: {e}"), false)),
-        },
+        (Channel::Webhook(url), _) => {
+            match webhook_client(url, state.config.allow_private_webhooks).await {
+                Err(refused) => Some(refused),
+                Ok(http) => match http.post(url).json(&body(&d, &link)).send().await {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => Some((format!("webhook answered {}", r.status()), false)),
+                    Err(e) => Some((format!("webhook failed: {e}"), false)),
+                },
+            }
+        }
         (Channel::Mail(to), Some(mailer)) => match mailer.send(&d, to, &link).await {
             Ok(()) => None,
             Err(e) => Some((e.message, e.permanent)),
@@ -183,4 +180,137 @@ async fn send_one(
         .store
         .call(move |c| users::notification_done(c, &d, error.as_deref(), retry_at))
         .await
+}
+
+/// A client for one call to the webhook at `url`, pinned to the addresses
+/// its host resolves to now, after checking they are public (unless
+/// `allow_private`). The error says why not and whether that is permanent.
+async fn webhook_client(url: &str, allow_private: bool) -> Result<reqwest::Client, (String, bool)> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| (format!("webhook URL is invalid: {e}"), true))?;
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| ("webhook URL has no port".to_string(), true))?;
+    let (name, addrs): (String, Vec<SocketAddr>) = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Ipv6(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Domain(domain)) => {
+            let found = tokio::net::lookup_host((domain, port))
+                .await
+                .map_err(|e| (format!("webhook host {domain} not found: {e}"), false))?;
+            (domain.to_string(), found.collect())
+        }
+        None => return Err(("webhook URL has no host".to_string(), true)),
+    };
+    if !allow_private && let Some(a) = addrs.iter().find(|a| is_internal(a.ip())) {
+        return Err((
+            format!(
+                "webhook host {name} is at {}, an internal address (loopback, private or \
+                 link-local network); the server calls only public addresses unless \
+                 started with --allow-private-webhooks",
+                a.ip()
+            ),
+            true,
+        ));
+    }
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(url::Host::Domain(domain)) = parsed.host() {
+        builder = builder.resolve_to_addrs(domain, &addrs);
+    }
+    builder
+        .build()
+        .map_err(|e| (format!("webhook client: {e}"), false))
+}
+
+/// Whether `ip` is an address a server should not be made to call on a
+/// build owner's word: loopback, unspecified, private, shared (CGNAT),
+/// link-local (cloud metadata lives there), multicast or broadcast.
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_told_from_public_ones() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip} is internal");
+        }
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_url_naming_an_internal_host_is_refused_before_any_call() {
+        for url in [
+            "http://127.0.0.1:9/x",
+            "http://[::1]:9/x",
+            "http://localhost:9/x",
+            "http://169.254.169.254/latest",
+        ] {
+            let Err((why, permanent)) = webhook_client(url, false).await else {
+                panic!("{url} was allowed");
+            };
+            assert!(
+                permanent && why.contains("internal address"),
+                "{url}: {why}"
+            );
+            assert!(
+                webhook_client(url, true).await.is_ok(),
+                "{url} with private allowed"
+            );
+        }
+    }
 }

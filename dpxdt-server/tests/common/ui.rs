@@ -9,8 +9,8 @@ use dpxdt_server::storage::Store;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-/// A server running in this process with workers off and UI users whose
-/// password is `NAME-password`.
+/// A server running in this process with workers off, webhooks allowed to
+/// call loopback, and UI users whose password is `NAME-password`.
 pub struct UiServer {
     pub base: String,
     /// Its store, e.g. to set users' e-mail addresses.
@@ -26,6 +26,8 @@ impl UiServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(dir.path());
         config.in_process_workers = false;
+        // The tests' webhook receivers listen on loopback.
+        config.allow_private_webhooks = true;
         tweak(&mut config);
         let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
         for &(name, superuser) in users {
