@@ -360,7 +360,6 @@ enum Attempt {
     Final(ClientError),
 }
 
-/// The innermost message of an error chain ("Connection refused (os error 111)").
 /// The rustls error behind a failed request, if it failed in TLS. rustls
 /// reports through `io::Error`s (nested, here), whose `source` skips the
 /// error they wrap, so those are opened with `get_ref`.
@@ -380,6 +379,7 @@ fn tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustl
     None
 }
 
+/// The innermost message of an error chain ("Connection refused (os error 111)").
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {

@@ -130,7 +130,7 @@ async fn tls_proxy(certs: &Certs, backend: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// The plain server's address and an https API root in front of it.
+/// An https API root: a TLS proxy in front of the plain test server.
 async fn https_api(certs: &Certs) -> String {
     let backend: SocketAddr = server()
         .api

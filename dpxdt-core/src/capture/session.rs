@@ -355,13 +355,11 @@ impl Session {
             });
         }
         log_abandoned(&mut log, &settled, &mut step);
-        if let Some(dialogs) = settled["dialogs"].as_array().filter(|d| !d.is_empty()) {
-            for d in dialogs {
-                step(
-                    &mut log,
-                    &format!("dismissed dialog: {}", d.as_str().unwrap_or("?")),
-                );
-            }
+        for d in settled["dialogs"].as_array().into_iter().flatten() {
+            step(
+                &mut log,
+                &format!("dismissed dialog: {}", d.as_str().unwrap_or("?")),
+            );
         }
         if let Some(e) = settled["stabilizeError"].as_str() {
             return Err(CaptureError::Selector(e.to_string()));
@@ -554,7 +552,7 @@ fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut S
 
 /// Whether `chromium` is Chromium's headless shell (`chrome-headless-shell`,
 /// Debian's `chromium-headless-shell`) rather than the full browser.
-pub(crate) fn is_headless_shell(chromium: &Path) -> bool {
+fn is_headless_shell(chromium: &Path) -> bool {
     chromium
         .file_name()
         .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))

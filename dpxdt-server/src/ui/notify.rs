@@ -227,7 +227,7 @@ async fn webhook_client(url: &str, allow_private: bool) -> Result<reqwest::Clien
 /// Whether `ip` is an address a server should not be made to call on a
 /// build owner's word: loopback, unspecified, private, shared (CGNAT),
 /// link-local (cloud metadata lives there), multicast or broadcast.
-pub(crate) fn is_internal(ip: IpAddr) -> bool {
+fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();

@@ -102,25 +102,27 @@ impl Page {
 
     /// The value of the first hidden input `name`.
     pub fn input(&self, name: &str) -> String {
-        let needle = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&needle)
-            .unwrap_or_else(|| panic!("no input {name} in {}", self.body))
-            + needle.len();
-        let end = self.body[start..].find('"').unwrap() + start;
-        self.body[start..end].to_string()
+        self.after(
+            &format!("name=\"{name}\" value=\""),
+            '"',
+            &format!("input {name}"),
+        )
     }
 
+    /// The text of the element with id `id` (up to its first tag).
     pub fn text_of(&self, id: &str) -> String {
-        let needle = format!("id=\"{id}\">");
+        self.after(&format!("id=\"{id}\">"), '<', &format!("element #{id}"))
+    }
+
+    /// The body's text between the first `needle` and the next `end`.
+    fn after(&self, needle: &str, end: char, what: &str) -> String {
         let start = self
             .body
-            .find(&needle)
-            .unwrap_or_else(|| panic!("no element #{id} in {}", self.body))
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {what} in {}", self.body))
             + needle.len();
-        let end = self.body[start..].find('<').unwrap() + start;
-        self.body[start..end].to_string()
+        let len = self.body[start..].find(end).unwrap();
+        self.body[start..start + len].to_string()
     }
 }
 
