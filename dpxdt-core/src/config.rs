@@ -22,6 +22,10 @@ pub const DEFAULT_PAGE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MASK_COLOR: &str = "#ff00ff";
 /// Largest accepted viewport or clip edge, in CSS pixels.
 pub const MAX_EDGE: u32 = 16_384;
+/// The instant the page's clock stands still at when `clock` is not set.
+pub const DEFAULT_CLOCK: &str = "2024-01-01T12:00:00Z";
+/// `clock` value that lets the page see the real, running clock.
+pub const REAL_CLOCK: &str = "real";
 /// Hosts whose requests are always blocked: analytics never belongs in a screenshot.
 pub const ALWAYS_IGNORED_HOSTS: &[&str] = &[
     "www.google-analytics.com",
@@ -155,6 +159,14 @@ pub struct CaptureConfig {
     /// *New.* Whole-capture timeout in milliseconds; default [`DEFAULT_PAGE_TIMEOUT_MS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// *New.* The instant the page's clock stands still at, in RFC 3339 UTC
+    /// form (`2024-05-01T09:30:00Z`), or `"real"` for the running clock;
+    /// default [`DEFAULT_CLOCK`]. See the capture module for what it freezes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
+    /// *New.* Seed of the page's `Math.random` (0 to 4294967295); default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_seed: Option<i64>,
 }
 
 /// A config that cannot be used.
@@ -235,7 +247,38 @@ impl CaptureConfig {
                 return Err(invalid("cookies", "a cookie has an empty name"));
             }
         }
+        if let Some(clock) = &self.clock
+            && clock != REAL_CLOCK
+        {
+            parse_instant_ms(clock).map_err(|reason| invalid("clock", reason))?;
+        }
+        if let Some(seed) = self.random_seed
+            && !(0..=i64::from(u32::MAX)).contains(&seed)
+        {
+            return Err(invalid(
+                "randomSeed",
+                format!("{seed} is outside 0..={}", u32::MAX),
+            ));
+        }
         Ok(())
+    }
+
+    /// The instant the page's clock stands still at, in milliseconds since
+    /// the Unix epoch, or `None` for the real clock (`"clock": "real"`).
+    /// Call on a validated config: an invalid `clock` counts as the default.
+    pub fn frozen_clock_ms(&self) -> Option<i64> {
+        match self.clock.as_deref() {
+            Some(REAL_CLOCK) => None,
+            Some(instant) => parse_instant_ms(instant).ok(),
+            None => parse_instant_ms(DEFAULT_CLOCK).ok(),
+        }
+    }
+
+    /// The seed of the page's `Math.random`.
+    pub fn random_seed(&self) -> u32 {
+        self.random_seed
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(0)
     }
 
     /// The viewport to use.
@@ -275,6 +318,18 @@ impl CaptureConfig {
             .iter()
             .any(|s| !s.is_empty() && url.contains(s.as_str()))
     }
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 instant in UTC.
+fn parse_instant_ms(text: &str) -> Result<i64, String> {
+    let time = humantime::parse_rfc3339(text).map_err(|e| {
+        format!("{text:?} is not an instant like \"2024-05-01T09:30:00Z\" or \"real\" ({e})")
+    })?;
+    let ms = match time.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    };
+    Ok(ms)
 }
 
 #[cfg(test)]
@@ -355,6 +410,10 @@ mod tests {
             ),
             (r#"{"delayMs": 1000000}"#, "delayMs"),
             (r#"{"cookies": [{"name": "", "value": "x"}]}"#, "cookies"),
+            (r#"{"clock": "yesterday"}"#, "clock"),
+            (r#"{"clock": "2024-13-01T00:00:00Z"}"#, "clock"),
+            (r#"{"randomSeed": -1}"#, "randomSeed"),
+            (r#"{"randomSeed": 4294967296}"#, "randomSeed"),
         ] {
             let err = CaptureConfig::from_json(json).unwrap_err().to_string();
             assert!(err.contains(field), "{json}: {err}");
@@ -363,6 +422,19 @@ mod tests {
             CaptureConfig::from_json(r#"{"viewportSize": {"width": -1, "height": 1}}"#).is_err()
         );
         assert!(CaptureConfig::from_json("[1]").is_err());
+    }
+
+    #[test]
+    fn the_clock_is_frozen_unless_real() {
+        let c = CaptureConfig::from_json("{}").unwrap();
+        assert_eq!(c.frozen_clock_ms(), Some(1_704_110_400_000));
+        assert_eq!(c.random_seed(), 0);
+        let c = CaptureConfig::from_json(r#"{"clock": "1970-01-01T00:00:01.5Z", "randomSeed": 7}"#)
+            .unwrap();
+        assert_eq!(c.frozen_clock_ms(), Some(1500));
+        assert_eq!(c.random_seed(), 7);
+        let c = CaptureConfig::from_json(r#"{"clock": "real"}"#).unwrap();
+        assert_eq!(c.frozen_clock_ms(), None);
     }
 
     #[test]

@@ -10,6 +10,9 @@ use dpxdt_e2e::{Page, PageServer};
 use image::{Rgba, RgbaImage};
 use tokio::sync::OnceCell;
 
+#[path = "capture_browser/fidelity.rs"]
+mod fidelity;
+
 /// One browser for the whole test binary, with two sessions so tests run in parallel.
 async fn browser() -> &'static Browser {
     static BROWSER: OnceCell<Browser> = OnceCell::const_new();

@@ -7,14 +7,58 @@
 //! awaits the promise it may return (one round trip, no WebDriver script
 //! wrapper).
 
-/// Installed with `Page.addScriptToEvaluateOnNewDocument`: counts pending
-/// `fetch` and XHR requests (the browser's load event does not), records
-/// uncaught errors for the capture log, and answers `alert`, `confirm`
-/// and `prompt` at once (dismissed, as a person who is not there would),
-/// so a dialog cannot block the capture.
-pub(crate) const PRELUDE: &str = r#"(() => {
+/// Most animation frames a document gets while the clock is frozen; later
+/// `requestAnimationFrame` callbacks are held, so a loop that draws one step
+/// per frame stops at the same step every time.
+pub(crate) const FRAME_BUDGET: u32 = 100;
+
+/// Longest wait for animated images and videos to show their first frame.
+const FREEZE_TIMEOUT_MS: u64 = 3000;
+
+/// What `performance.now()` answers while the clock is frozen: a page that
+/// has been open for one second.
+const FROZEN_PERFORMANCE_NOW: f64 = 1000.0;
+
+/// The script installed with `Page.addScriptToEvaluateOnNewDocument`, which
+/// runs in every frame (iframes included) before the frame's own scripts.
+///
+/// In every frame it:
+/// - counts pending `fetch` and XHR requests (the browser's load event does
+///   not) and records uncaught errors for the capture log;
+/// - answers `alert`, `confirm` and `prompt` at once (dismissed, as a person
+///   who is not there would), so a dialog cannot block the capture;
+/// - replaces `Math.random` with a generator seeded with `seed`;
+/// - with a frozen clock (`clock_ms` is `Some`): `Date`, `Date.now()`,
+///   `performance.now()` and `performance.timeOrigin` stand still at that
+///   instant, `requestAnimationFrame` callbacks get that instant as their
+///   timestamp and run for at most [`FRAME_BUDGET`] frames;
+/// - adds the freeze stylesheet (`freeze_css`) once the document exists;
+/// - offers `__dpxdt.freeze()`, which finishes Web Animations, shows the
+///   first frame of animated images and of videos, and resolves when done.
+///
+/// The page's scripts see the replaced functions; the capture's own scripts
+/// use the real ones kept in `__dpxdt` (`now`, `setTimeout`).
+pub(crate) fn prelude(clock_ms: Option<i64>, seed: u32, freeze_css: &str) -> String {
+    let params = serde_json::json!({
+        "clock": clock_ms,
+        "seed": seed,
+        "perfNow": FROZEN_PERFORMANCE_NOW,
+        "frameBudget": FRAME_BUDGET,
+        "freezeCss": freeze_css,
+        "freezeTimeout": FREEZE_TIMEOUT_MS,
+    });
+    PRELUDE_TEMPLATE.replace("__PARAMS__", &params.to_string())
+}
+
+const PRELUDE_TEMPLATE: &str = r#"(() => {
   if (window.__dpxdt) return;
-  const s = window.__dpxdt = { pending: new Map(), next: 0, errors: [], dialogs: [] };
+  const P = __PARAMS__;
+  const realNow = performance.now.bind(performance);
+  const realSetTimeout = window.setTimeout.bind(window);
+  const s = window.__dpxdt = {
+    pending: new Map(), next: 0, errors: [], dialogs: [],
+    now: realNow, setTimeout: realSetTimeout, frames: 0, queued: 0, budget: P.frameBudget,
+  };
   for (const kind of ['alert', 'confirm', 'prompt']) {
     window[kind] = function (message) {
       if (s.dialogs.length < 20) s.dialogs.push(kind + '(' + JSON.stringify(String(message === undefined ? '' : message)) + ')');
@@ -23,7 +67,7 @@ pub(crate) const PRELUDE: &str = r#"(() => {
   }
   const track = () => {
     const id = s.next++;
-    s.pending.set(id, performance.now());
+    s.pending.set(id, realNow());
     return () => s.pending.delete(id);
   };
   const origFetch = window.fetch;
@@ -40,47 +84,212 @@ pub(crate) const PRELUDE: &str = r#"(() => {
     return origSend.apply(this, args);
   };
   window.addEventListener('error', (e) => {
-    if (e instanceof ErrorEvent) s.errors.push(String(e.message));
+    if (e instanceof ErrorEvent && s.errors.length < 100) s.errors.push(String(e.message));
   }, true);
   window.addEventListener('unhandledrejection', (e) => {
-    s.errors.push('unhandled rejection: ' + String(e.reason));
+    if (s.errors.length < 100) s.errors.push('unhandled rejection: ' + String(e.reason));
+  });
+
+  // A seeded Math.random (mulberry32): the same numbers in every capture.
+  let state = P.seed >>> 0;
+  Math.random = function random() {
+    state = (state + 0x6D2B79F5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+
+  if (P.clock !== null) {
+    const T = P.clock;
+    const RealDate = Date;
+    const FrozenDate = function Date(...args) {
+      if (!new.target) return new RealDate(T).toString();
+      return Reflect.construct(RealDate, args.length ? args : [T], new.target);
+    };
+    Object.setPrototypeOf(FrozenDate, RealDate);
+    FrozenDate.prototype = RealDate.prototype;
+    FrozenDate.now = () => T;
+    window.Date = FrozenDate;
+    Object.defineProperty(performance, 'now', { value: () => P.perfNow, configurable: true, writable: true });
+    Object.defineProperty(performance, 'timeOrigin', { get: () => T - P.perfNow, configurable: true });
+    // Animation frames: callbacks see the frozen instant and run as tasks
+    // (no real frame to wait for), for a bounded number of frames.
+    const callbacks = new Map();
+    let nextFrameId = 1;
+    let scheduled = false;
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      scheduled = false;
+      if (s.frames >= P.frameBudget) return;
+      s.frames++;
+      const batch = Array.from(callbacks.values());
+      callbacks.clear();
+      for (const cb of batch) {
+        try { cb(P.perfNow); } catch (e) { if (s.errors.length < 100) s.errors.push(String(e && e.message || e)); }
+      }
+      s.queued = callbacks.size;
+      if (callbacks.size && s.frames < P.frameBudget) schedule();
+    };
+    const schedule = () => {
+      if (!scheduled) { scheduled = true; channel.port2.postMessage(0); }
+    };
+    window.requestAnimationFrame = function requestAnimationFrame(cb) {
+      const id = nextFrameId++;
+      callbacks.set(id, cb);
+      s.queued = callbacks.size;
+      if (s.frames < P.frameBudget) schedule();
+      return id;
+    };
+    window.cancelAnimationFrame = function cancelAnimationFrame(id) {
+      callbacks.delete(id);
+      s.queued = callbacks.size;
+    };
+  }
+
+  // CSS animations and transitions off from the start, in this frame too.
+  const addFreezeCss = () => {
+    const root = document.documentElement;
+    if (!root || root.querySelector('style[data-dpxdt-freeze]')) return !!root;
+    const style = document.createElement('style');
+    style.setAttribute('data-dpxdt-freeze', '');
+    style.textContent = P.freezeCss;
+    (document.head || root).appendChild(style);
+    return true;
+  };
+  if (!addFreezeCss()) document.addEventListener('readystatechange', addFreezeCss, { once: true });
+  document.addEventListener('DOMContentLoaded', addFreezeCss);
+
+  // The first frame of an animated image, as a still image, or null.
+  const firstFrame = async (img) => {
+    if (typeof ImageDecoder !== 'function') return null;
+    const src = img.currentSrc || img.src;
+    if (!src || src.startsWith('blob:')) return null;
+    if (!/^(data:image\/(gif|png|apng|webp|avif)|https?:)/i.test(src)) return null;
+    if (/^https?:/i.test(src) && /\.(jpe?g|svg|bmp|ico)([?#]|$)/i.test(src)) return null;
+    const response = await origFetch.call(window, src);
+    const type = (response.headers.get('content-type') || '').split(';')[0].trim();
+    if (!/^image\/(gif|png|apng|webp|avif)$/.test(type)) return null;
+    const decoder = new ImageDecoder({ data: response.body, type });
+    try {
+      await decoder.tracks.ready;
+      const track = decoder.tracks.selectedTrack;
+      if (!track || !track.animated) return null;
+      const { image } = await decoder.decode({ frameIndex: 0 });
+      const canvas = new OffscreenCanvas(image.displayWidth, image.displayHeight);
+      canvas.getContext('2d').drawImage(image, 0, 0);
+      image.close();
+      return URL.createObjectURL(await canvas.convertToBlob({ type: 'image/png' }));
+    } finally {
+      decoder.close();
+    }
+  };
+  const stillImage = async (img) => {
+    // An image that never loaded is not animating.
+    if (!img.complete || img.naturalWidth === 0) return;
+    try {
+      const still = await firstFrame(img);
+      if (!still) return;
+      if (!img.hasAttribute('width') && img.width) img.setAttribute('width', img.width);
+      if (!img.hasAttribute('height') && img.height) img.setAttribute('height', img.height);
+      img.removeAttribute('srcset');
+      img.src = still;
+      await img.decode().catch(() => {});
+    } catch (e) {
+      if (s.errors.length < 100) s.errors.push('cannot show the first frame of ' + (img.currentSrc || img.src) + ': ' + (e && e.message || e));
+    }
+  };
+  const firstVideoFrame = (video) => new Promise((done) => {
+    video.autoplay = false;
+    video.pause();
+    const settle = () => done();
+    if (video.currentTime !== 0) {
+      video.addEventListener('seeked', settle, { once: true });
+      video.currentTime = 0;
+    } else if (video.readyState < 2 && video.preload !== 'none' && !video.poster && video.currentSrc) {
+      video.addEventListener('loadeddata', settle, { once: true });
+      video.addEventListener('error', settle, { once: true });
+    } else {
+      done();
+    }
+    realSetTimeout(settle, P.freezeTimeout);
+  });
+  HTMLMediaElement.prototype.play = function play() { this.autoplay = false; return Promise.resolve(); };
+  s.freeze = () => {
+    if (document.getAnimations) {
+      for (const a of document.getAnimations()) {
+        try { a.finish(); } catch (e) { a.cancel(); }
+      }
+    }
+    const work = [];
+    for (const img of document.images) work.push(stillImage(img));
+    for (const video of document.querySelectorAll('video')) work.push(firstVideoFrame(video));
+    // A straggler (an image that answers slowly) does not hold the capture.
+    return Promise.race([Promise.all(work), new Promise((done) => realSetTimeout(done, P.freezeTimeout))]);
+  };
+  window.addEventListener('message', (e) => {
+    if (e.data === '__dpxdt_freeze') s.freeze();
   });
 })();"#;
 
-/// `(resourceTimeout, quietMs)`: waits until the document is complete, no
-/// tracked request is pending, every image in the viewport is decoded and
-/// web fonts are loaded, and all of that stayed true for `quietMs`. Gives up
-/// on stragglers after `resourceTimeout` ms and reports what it abandoned.
-/// Resolves to `{href, waitedMs, abandoned: [..], status, errors, dialogs}`.
-pub(crate) const SETTLE: &str = r#"function (resourceTimeout, quietMs) { return new Promise((done) => {
-const start = performance.now();
+/// Shared by the scripts below: the real clock and timer (the page's may be
+/// frozen), and a walk over this document and every same-origin frame in it.
+const HELPERS: &str = r#"const __real = window.__dpxdt || { now: performance.now.bind(performance), setTimeout: setTimeout.bind(window) };
+const __documents = () => {
+  const out = [];
+  const walk = (win) => {
+    let doc;
+    try { doc = win.document; void doc.readyState; } catch (e) { return; }
+    out.push([win, doc]);
+    for (let i = 0; i < win.frames.length; i++) walk(win.frames[i]);
+  };
+  walk(window);
+  return out;
+};"#;
+
+/// `(resourceTimeout, quietMs)`: waits until every document (the page and
+/// its same-origin frames) is complete, has no tracked request pending, no
+/// undecoded image in view, its web fonts loaded and no animation frame
+/// due, and all of that stayed true for `quietMs`. Gives up on stragglers
+/// after `resourceTimeout` ms and reports what it abandoned. Resolves to
+/// `{href, waitedMs, abandoned: [..], status, errors, dialogs}`.
+pub(crate) static SETTLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("function (resourceTimeout, quietMs) {{ {HELPERS}\n{SETTLE_BODY} }}")
+});
+
+const SETTLE_BODY: &str = r#"return new Promise((done) => {
+const start = __real.now();
 let quietSince = null;
 let lastEntries = performance.getEntriesByType('resource').length;
 const busy = () => {
   const why = [];
-  if (document.readyState !== 'complete') why.push('document ' + document.readyState);
-  const s = window.__dpxdt;
-  if (s) {
-    const now = performance.now();
-    for (const t of s.pending.values()) {
-      if (now - t < resourceTimeout) { why.push('pending fetch/XHR'); break; }
+  const now = __real.now();
+  for (const [win, doc] of __documents()) {
+    const where = win === window ? '' : ' in frame ' + doc.URL;
+    if (doc.readyState !== 'complete') why.push('document ' + doc.readyState + where);
+    const s = win.__dpxdt;
+    if (s) {
+      for (const t of s.pending.values()) {
+        if (now - t < resourceTimeout) { why.push('pending fetch/XHR' + where); break; }
+      }
+      if (s.queued > 0 && s.frames < s.budget) why.push('animation frames' + where);
     }
+    const h = win.innerHeight;
+    for (const img of doc.images) {
+      if (img.complete) continue;
+      const r = img.getBoundingClientRect();
+      if (img.loading === 'lazy' && (r.top > h || r.bottom < 0)) continue;
+      why.push('image ' + (img.currentSrc || img.src));
+    }
+    if (doc.fonts && doc.fonts.status !== 'loaded') why.push('web fonts' + where);
   }
-  const h = window.innerHeight;
-  for (const img of document.images) {
-    if (img.complete) continue;
-    const r = img.getBoundingClientRect();
-    if (img.loading === 'lazy' && (r.top > h || r.bottom < 0)) continue;
-    why.push('image ' + (img.currentSrc || img.src));
-  }
-  if (document.fonts && document.fonts.status !== 'loaded') why.push('web fonts');
   const entries = performance.getEntriesByType('resource').length;
   if (entries !== lastEntries) { lastEntries = entries; why.push('new resources'); }
   return why;
 };
 const tick = () => {
   const why = busy();
-  const now = performance.now();
+  const now = __real.now();
   if (why.length === 0) {
     if (quietSince === null) quietSince = now;
     // No extra animation frames: the screenshot itself renders a new frame.
@@ -89,13 +298,13 @@ const tick = () => {
     quietSince = null;
     if (now - start > resourceTimeout) { finish(why.filter((w) => w !== 'new resources')); return; }
   }
-  setTimeout(tick, 5);
+  __real.setTimeout(tick, 5);
 };
 const finish = (abandoned) => {
   const nav = performance.getEntriesByType('navigation')[0];
   done({
     href: location.href,
-    waitedMs: Math.round(performance.now() - start),
+    waitedMs: Math.round(__real.now() - start),
     abandoned,
     status: nav && typeof nav.responseStatus === 'number' ? nav.responseStatus : 0,
     errors: window.__dpxdt ? window.__dpxdt.errors.slice(0, 20) : [],
@@ -103,34 +312,52 @@ const finish = (abandoned) => {
   });
 };
 tick();
-}); }"#;
+});"#;
 
 /// `(baseCss, hide, userCss)`: adds a stylesheet that freezes the page
 /// (`baseCss`, e.g. [`FREEZE_CSS`]: animations and transitions jump to their
 /// end, the caret is invisible), hides the `hideSelectors` and adds the
-/// user's `injectCss`. Throws on an invalid selector. Then finishes every
-/// running Web Animation. Returns the document height (as [`DOC_HEIGHT`]).
-pub(crate) const STABILIZE: &str = r#"function (baseCss, hide, userCss) {
+/// user's `injectCss`. Throws on an invalid selector. Then, in every frame,
+/// finishes running Web Animations and shows the first frame of animated
+/// images and videos (the prelude's `freeze`; cross-origin frames are asked
+/// by message). Resolves to the document height (as [`DOC_HEIGHT`]).
+pub(crate) static STABILIZE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("async function (baseCss, hide, userCss) {{ {HELPERS}\n{STABILIZE_BODY} }}")
+});
+
+const STABILIZE_BODY: &str = r#"
 for (const sel of hide) {
   try { document.querySelector(sel); } catch (e) { throw new Error('invalid hideSelectors entry ' + JSON.stringify(sel)); }
 }
 let css = baseCss;
 if (hide.length) css += '\n' + hide.join(',\n') + ' { visibility: hidden !important; }';
 if (userCss) css += '\n' + userCss;
-const style = document.createElement('style');
-style.setAttribute('data-dpxdt', '');
-style.textContent = css;
-(document.head || document.documentElement).appendChild(style);
-if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
-if (document.getAnimations) {
-  for (const a of document.getAnimations()) {
-    try { a.finish(); } catch (e) { a.cancel(); }
-  }
+if (css) {
+  const style = document.createElement('style');
+  style.setAttribute('data-dpxdt', '');
+  style.textContent = css;
+  (document.head || document.documentElement).appendChild(style);
 }
+if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
+const work = [];
+const reached = new Set();
+for (const [win] of __documents()) {
+  reached.add(win);
+  if (win.__dpxdt && win.__dpxdt.freeze) work.push(win.__dpxdt.freeze());
+}
+const ask = (win) => {
+  for (let i = 0; i < win.frames.length; i++) {
+    const child = win.frames[i];
+    if (!reached.has(child)) { try { child.postMessage('__dpxdt_freeze', '*'); } catch (e) {} }
+    try { ask(child); } catch (e) {}
+  }
+};
+ask(window);
+await Promise.all(work);
 window.scrollTo(0, 0);
 const de = document.documentElement, bd = document.body;
 return Math.ceil(Math.max(de.scrollHeight, de.offsetHeight, bd ? bd.scrollHeight : 0, bd ? bd.offsetHeight : 0));
-}"#;
+"#;
 
 /// `(resourceTimeout, quietMs, baseCss, hide, userCss)`: [`SETTLE`], then
 /// [`STABILIZE`] in the same call. Resolves to what `SETTLE` does plus the
@@ -139,11 +366,13 @@ pub(crate) static SETTLE_THEN_STABILIZE: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| {
         format!(
             "async function (resourceTimeout, quietMs, baseCss, hide, userCss) {{
-const settled = await ({SETTLE})(resourceTimeout, quietMs);
-try {{ settled.height = ({STABILIZE})(baseCss, hide, userCss); }}
+const settled = await ({settle})(resourceTimeout, quietMs);
+try {{ settled.height = await ({stabilize})(baseCss, hide, userCss); }}
 catch (e) {{ settled.stabilizeError = String(e && e.message !== undefined ? e.message : e); }}
 return settled;
-}}"
+}}",
+            settle = *SETTLE,
+            stabilize = *STABILIZE,
         )
     });
 
@@ -161,13 +390,14 @@ pub(crate) const FREEZE_CSS: &str = "*, *::before, *::after {
 /// `(sel, timeout)`: waits until `sel` matches an element, for at most
 /// `timeout` ms. Resolves to `"found"`, `"invalid"` or `"timeout"`.
 pub(crate) const WAIT_FOR_SELECTOR: &str = r#"function (sel, timeout) { return new Promise((done) => {
-const start = performance.now();
+const real = window.__dpxdt || { now: performance.now.bind(performance), setTimeout: setTimeout.bind(window) };
+const start = real.now();
 const tick = () => {
   let found;
   try { found = document.querySelector(sel); } catch (e) { done('invalid'); return; }
   if (found) { done('found'); return; }
-  if (performance.now() - start > timeout) { done('timeout'); return; }
-  setTimeout(tick, 10);
+  if (real.now() - start > timeout) { done('timeout'); return; }
+  real.setTimeout(tick, 10);
 };
 tick();
 }); }"#;
@@ -203,3 +433,73 @@ return Math.ceil(Math.max(d.scrollHeight, d.offsetHeight, b ? b.scrollHeight : 0
 
 /// `()`: the browser's own user agent.
 pub(crate) const USER_AGENT: &str = "function () { return navigator.userAgent; }";
+
+/// `(regions)`: for each `[x1, y1, x2, y2]` rectangle (page pixels, corners
+/// inclusive), a CSS selector of the smallest element whose box covers it
+/// (the deepest one among equals), or `null` when no single element does.
+pub(crate) const LOCATE: &str = r#"function (regions) {
+const unique = (sel) => { try { return document.querySelectorAll(sel).length === 1; } catch (e) { return false; } };
+const path = (el) => {
+  const parts = [];
+  for (; el && el.nodeType === 1; el = el.parentElement) {
+    if (el.id && unique('#' + CSS.escape(el.id))) { parts.unshift('#' + CSS.escape(el.id)); break; }
+    if (el === document.body || el === document.documentElement) { parts.unshift(el.localName); break; }
+    let part = el.localName;
+    const classes = Array.from(el.classList).slice(0, 2);
+    if (classes.length) part += '.' + classes.map((c) => CSS.escape(c)).join('.');
+    const parent = el.parentElement;
+    if (parent && Array.from(parent.children).filter((c) => c !== el && c.matches(part)).length > 0) {
+      part += ':nth-child(' + (Array.prototype.indexOf.call(parent.children, el) + 1) + ')';
+    }
+    parts.unshift(part);
+  }
+  return parts.join(' > ');
+};
+const all = Array.from(document.querySelectorAll('body *'))
+  .filter((el) => !el.hasAttribute('data-dpxdt-mask'))
+  .map((el) => [el, el.getBoundingClientRect()])
+  .filter(([, r]) => r.width > 0 && r.height > 0);
+const sx = window.scrollX, sy = window.scrollY;
+return regions.map(([x1, y1, x2, y2]) => {
+  let best = null, bestArea = Infinity;
+  for (const [el, r] of all) {
+    const left = r.left + sx, top = r.top + sy;
+    if (left <= x1 && top <= y1 && left + r.width >= x2 + 1 && top + r.height >= y2 + 1) {
+      const area = r.width * r.height;
+      if (area <= bestArea) { best = el; bestArea = area; }
+    }
+  }
+  return best ? path(best) : null;
+});
+}"#;
+
+/// `()`: the absolute http(s) URLs the rendered page links to, fragments
+/// dropped, each once: `<a>`/`<area>` hrefs and `<iframe>`/`<frame>`
+/// sources in the page and its same-origin frames, and those inside
+/// `<noscript>` (resolved against each document's `<base href>`).
+pub(crate) static LINKS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("function () {{ {HELPERS}\n{LINKS_BODY} }}"));
+
+const LINKS_BODY: &str = r#"
+const out = new Set();
+const add = (href, base) => {
+  if (href === null) return;
+  try {
+    const u = new URL(href.trim(), base);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return;
+    u.hash = '';
+    out.add(u.href);
+  } catch (e) {}
+};
+const visit = (root, base) => {
+  for (const a of root.querySelectorAll('a[href], area[href]')) add(a.getAttribute('href'), base);
+  for (const f of root.querySelectorAll('iframe[src], frame[src]')) add(f.getAttribute('src'), base);
+};
+for (const [, doc] of __documents()) {
+  visit(doc, doc.baseURI);
+  for (const n of doc.querySelectorAll('noscript')) {
+    visit(new DOMParser().parseFromString(n.textContent, 'text/html'), doc.baseURI);
+  }
+}
+return Array.from(out);
+"#;

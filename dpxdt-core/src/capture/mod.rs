@@ -18,14 +18,48 @@
 //! ```
 //!
 //! What a capture does, in order: reset the session (cookies, blocked URLs,
-//! extra headers, user agent, viewport, white background), set the config's
-//! cookies, load the page, wait until it is settled (document complete, no
-//! pending fetch/XHR, images in view decoded, web fonts loaded, quiet for a
-//! moment; stragglers are abandoned after `resourceTimeoutMs`), freeze
-//! animations/transitions/caret and apply `hideSelectors` and `injectCss`,
-//! run `injectJs`, wait for `waitForSelector`, grow the viewport to the
-//! document height for a full-page shot and settle again, paint
-//! `maskSelectors`, wait `delayMs`, and take the screenshot.
+//! extra headers, user agent, viewport, white background), install the
+//! prelude for the config's clock and random seed, set the config's cookies,
+//! load the page, wait until it is settled (in the page and its same-origin
+//! frames: document complete, no pending fetch/XHR, images in view decoded,
+//! web fonts loaded, no animation frame due, quiet for a moment; stragglers
+//! are abandoned after `resourceTimeoutMs`), freeze it (below) and apply
+//! `hideSelectors` and `injectCss`, run `injectJs`, wait for
+//! `waitForSelector`, paint `maskSelectors`, wait `delayMs`, stop the
+//! page's scripts and take the screenshot.
+//!
+//! Full-page shots keep the viewport at its configured size, so `100vh`,
+//! `position: fixed` and `sticky` lay out as in a browser window scrolled
+//! to the top; the screenshot reaches below the viewport. Shots taller than
+//! 8,192 px are taken in tiles and stitched (pixel-exact: each tile is a
+//! clip of the same rendered page). A shot is cut at 100 megapixels.
+//!
+//! # Determinism
+//! Frozen by default, in every frame (iframes included, before any page
+//! script runs):
+//! - the clock: `Date`, `new Date()`, `Date.now()` stand at the config's
+//!   `clock` (default [`DEFAULT_CLOCK`](crate::config::DEFAULT_CLOCK));
+//!   `performance.now()` answers 1000 and `performance.timeOrigin` the
+//!   instant before it; `requestAnimationFrame` callbacks get that
+//!   timestamp, and a document gets at most 100 animation frames, so a
+//!   loop that draws a step per frame stops at the same step;
+//! - `Math.random`, a generator seeded with `randomSeed` (default 0);
+//! - CSS animations and transitions (they jump to their end), running Web
+//!   Animations (finished), the text caret (invisible);
+//! - animated GIF, APNG, WebP and AVIF `<img>`s show their first frame
+//!   (decoded with `ImageDecoder`; needs the image to be readable by the
+//!   page, i.e. same-origin or CORS-enabled), `<video>`s are paused on
+//!   their first frame or poster and never autoplay;
+//! - web fonts, images in view and requests are awaited in the page and in
+//!   its same-origin frames.
+//!
+//! Not frozen: timers still fire in real time (a `setInterval` counter
+//! still counts), `event.timeStamp`, `crypto.getRandomValues` and
+//! `crypto.randomUUID`, CSS background images that animate, canvas or
+//! WebGL content drawn from timers, and the content of cross-origin
+//! frames beyond the prelude (they are asked to freeze, not awaited).
+//! `"clock": "real"` gives the page the real clock and animation frames
+//! back. `dpxdt stability URL` shows what still changes on a given page.
 //!
 //! Defaults: viewport 1280x800, full page, white background, resource
 //! timeout 10 s, whole-capture timeout 30 s. Each capture is tried up to
@@ -52,6 +86,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{CaptureConfig, ConfigError};
+use crate::diff::Region;
 use process::DriverProcess;
 use session::Session;
 
@@ -66,6 +101,26 @@ pub struct Capture {
     /// A human-readable log: steps with timings, the HTTP status, blocked
     /// patterns, abandoned resources, page errors.
     pub log: String,
+    /// A CSS selector per region of [`Probe::locate`]: the smallest
+    /// element covering it, `None` where no single element does.
+    pub located: Vec<Option<String>>,
+    /// With [`Probe::links`]: the absolute http(s) URLs the rendered page
+    /// links to (fragments dropped), in its frames and `<noscript>` too.
+    pub links: Vec<String>,
+}
+
+/// What [`Browser::capture_with`] reads from the page besides the
+/// screenshot, just before it would be taken.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    /// Regions (page pixels) whose covering element to name in
+    /// [`Capture::located`]: how `dpxdt stability` says what changed.
+    pub locate: Vec<Region>,
+    /// Collect the page's links into [`Capture::links`]: how `site_diff`
+    /// crawls what the browser sees.
+    pub links: bool,
+    /// Take no screenshot ([`Capture::png`] is left empty).
+    pub no_screenshot: bool,
 }
 
 /// Why a capture or the browser failed.
@@ -323,6 +378,16 @@ impl Browser {
         url: &str,
         config: &CaptureConfig,
     ) -> Result<Capture, CaptureError> {
+        self.capture_with(url, config, &Probe::default()).await
+    }
+
+    /// [`Browser::capture`], reading what `probe` asks for from the page.
+    pub async fn capture_with(
+        &self,
+        url: &str,
+        config: &CaptureConfig,
+        probe: &Probe,
+    ) -> Result<Capture, CaptureError> {
         config.validate()?;
         let parsed = url::Url::parse(url).map_err(|e| CaptureError::Url {
             url: url.to_string(),
@@ -337,9 +402,10 @@ impl Browser {
         let inner = Arc::clone(&self.inner);
         let url = url.to_string();
         let config = config.clone();
+        let probe = probe.clone();
         let task = self
             .runtime
-            .spawn(async move { inner.capture_with_retries(&url, &config).await });
+            .spawn(async move { inner.capture_with_retries(&url, &config, &probe).await });
         // A caller that gives up (a worker whose lease ran out, a timeout
         // around this call) cancels the capture, which frees its session.
         let _cancel = AbortOnDrop(task.abort_handle());
@@ -429,12 +495,13 @@ impl Inner {
         self: &Arc<Self>,
         url: &str,
         config: &CaptureConfig,
+        probe: &Probe,
     ) -> Result<Capture, CaptureError> {
         let attempts = self.options.attempts.max(1);
         let mut earlier = String::new();
         let mut attempt = 1;
         loop {
-            match self.capture_once(url, config).await {
+            match self.capture_once(url, config, probe).await {
                 Ok(mut c) => {
                     if !earlier.is_empty() {
                         c.log = format!("{earlier}{}", c.log);
@@ -493,6 +560,7 @@ impl Inner {
         self: &Arc<Self>,
         url: &str,
         config: &CaptureConfig,
+        probe: &Probe,
     ) -> Result<Capture, CaptureError> {
         let timeout = config.page_timeout();
         let session = {
@@ -516,7 +584,7 @@ impl Inner {
                 }
             }
         };
-        let result = tokio::time::timeout(timeout, session.get().capture(url, config)).await;
+        let result = tokio::time::timeout(timeout, session.get().capture(url, config, probe)).await;
         let keep = match &result {
             Ok(Ok(_)) => true,
             // A page-level failure leaves a usable session; anything else

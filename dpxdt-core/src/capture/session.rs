@@ -7,11 +7,31 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use thirtyfour::prelude::*;
 
-use super::{BrowserOptions, Capture, CaptureError, js};
-use crate::config::{ALWAYS_IGNORED_HOSTS, CaptureConfig, DEFAULT_MASK_COLOR, MAX_EDGE};
+use super::{BrowserOptions, Capture, CaptureError, Probe, js};
+use crate::config::{ALWAYS_IGNORED_HOSTS, CaptureConfig, DEFAULT_MASK_COLOR};
+use crate::diff::{DEFAULT_MAX_PIXELS, Image, decode_png, encode_rgba_png};
 
 /// How long the page must stay settled before the screenshot.
 const QUIET_MS: u64 = 30;
+
+/// Tallest piece taken in one screenshot; taller shots are stitched from
+/// tiles (GPU-backed Chromium cannot capture much more than 16,384 px).
+pub(crate) const TILE_HEIGHT: u32 = 8192;
+
+/// A rectangle of the page, in CSS pixels from its top-left corner.
+#[derive(Debug, Clone, Copy)]
+struct Clip {
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+}
+
+/// The tallest full-page shot of a page `width` pixels wide: at most
+/// [`DEFAULT_MAX_PIXELS`], what the diff accepts by default.
+fn max_shot_height(width: u32) -> u32 {
+    (DEFAULT_MAX_PIXELS / u64::from(width.max(1))).min(u64::from(u32::MAX)) as u32
+}
 
 /// A Chromium session with our request-tracking prelude installed.
 pub(crate) struct Session {
@@ -21,6 +41,8 @@ pub(crate) struct Session {
     /// Settings last sent to the browser, by CDP method: a capture only
     /// sends what differs from the previous one (each call is a round trip).
     applied: std::sync::Mutex<std::collections::HashMap<&'static str, Value>>,
+    /// The prelude installed for new documents: its source and identifier.
+    prelude: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl Drop for Session {
@@ -71,6 +93,12 @@ impl Session {
             "--force-color-profile=srgb",
             "--font-render-hinting=none",
             "--window-size=1280,800",
+            // Every frame in the page's own renderer, so the prelude
+            // (frozen clock, seeded random) runs in cross-site iframes too.
+            "--disable-site-isolation-trials",
+            "--disable-features=IsolateOrigins,site-per-process",
+            // Videos start paused on their first frame or poster.
+            "--autoplay-policy=user-gesture-required",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -101,6 +129,7 @@ impl Session {
             driver: Some(driver),
             default_user_agent: String::new(),
             applied: Default::default(),
+            prelude: Default::default(),
         };
         if let Err(e) = session.init().await {
             session.discard();
@@ -112,11 +141,6 @@ impl Session {
     async fn init(&mut self) -> Result<(), CaptureError> {
         self.cdp("Page.enable", json!({})).await?;
         self.cdp("Network.enable", json!({})).await?;
-        self.cdp(
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": js::PRELUDE }),
-        )
-        .await?;
         self.cdp("Network.setCacheDisabled", json!({ "cacheDisabled": true }))
             .await?;
         let ua = self
@@ -143,6 +167,44 @@ impl Session {
         self.applied.lock().expect("applied").remove(method);
         self.cdp(method, params.clone()).await?;
         self.applied.lock().expect("applied").insert(method, params);
+        Ok(())
+    }
+
+    /// Installs the prelude for `config` (its clock and random seed) for the
+    /// documents loaded from now on, replacing another one.
+    async fn install_prelude(&self, config: &CaptureConfig) -> Result<(), CaptureError> {
+        let source = js::prelude(
+            config.frozen_clock_ms(),
+            config.random_seed(),
+            js::FREEZE_CSS,
+        );
+        let old = {
+            let current = self.prelude.lock().expect("prelude");
+            match &*current {
+                Some((installed, _)) if *installed == source => return Ok(()),
+                Some((_, id)) => Some(id.clone()),
+                None => None,
+            }
+        };
+        if let Some(id) = old {
+            self.cdp(
+                "Page.removeScriptToEvaluateOnNewDocument",
+                json!({ "identifier": id }),
+            )
+            .await?;
+            *self.prelude.lock().expect("prelude") = None;
+        }
+        let reply = self
+            .cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": source }),
+            )
+            .await?;
+        let id = reply["identifier"]
+            .as_str()
+            .ok_or_else(|| CaptureError::Browser("no identifier for the prelude".into()))?
+            .to_string();
+        *self.prelude.lock().expect("prelude") = Some((source, id));
         Ok(())
     }
 
@@ -206,11 +268,13 @@ impl Session {
         drop(self);
     }
 
-    /// Takes one screenshot of `url` as `config` says.
+    /// Takes one screenshot of `url` as `config` says, and reads what
+    /// `probe` asks for just before it.
     pub(crate) async fn capture(
         &self,
         url: &str,
         config: &CaptureConfig,
+        probe: &Probe,
     ) -> Result<Capture, CaptureError> {
         let start = Instant::now();
         let mut log = String::new();
@@ -265,6 +329,7 @@ impl Session {
             .await?;
         self.set_viewport(viewport.width, viewport.height).await?;
         self.set_scripts_enabled(true).await?;
+        self.install_prelude(config).await?;
         self.cdp_setting(
             "Emulation.setDefaultBackgroundColorOverride",
             json!({ "color": { "r": 255, "g": 255, "b": 255, "a": 1 } }),
@@ -405,7 +470,9 @@ impl Session {
             self.settle(resource_timeout).await?;
         }
 
-        // Size the shot.
+        // Size the shot. The viewport keeps its size, so `100vh` and fixed
+        // elements lay out as in a browser window; the screenshot reaches
+        // beyond it.
         let doc_height = if page_changed {
             self.doc_height().await?
         } else {
@@ -414,35 +481,24 @@ impl Session {
                 .unwrap_or(0)
                 .min(u64::from(u32::MAX)) as u32
         };
-        let mut height = viewport.height;
-        if config.full_page() && doc_height > height {
-            height = doc_height.min(MAX_EDGE);
-            if doc_height > MAX_EDGE {
-                step(
-                    &mut log,
-                    &format!("page is {doc_height}px high; cut at {MAX_EDGE}px"),
-                );
+        let (x, y, width, shot_height) = match config.clip_rect {
+            Some(c) => (c.left, c.top, c.width, c.height),
+            None => {
+                let mut height = viewport.height;
+                let max = max_shot_height(viewport.width);
+                if config.full_page() && doc_height > height {
+                    height = doc_height.min(max);
+                    if doc_height > max {
+                        step(
+                            &mut log,
+                            &format!(
+                                "page is {doc_height}px high; cut at {max}px ({DEFAULT_MAX_PIXELS} pixels at most)"
+                            ),
+                        );
+                    }
+                }
+                (0, 0, viewport.width, height)
             }
-        }
-        let (x, y, width) = match config.clip_rect {
-            Some(c) => {
-                height = height.max(c.top.saturating_add(c.height).min(MAX_EDGE));
-                (c.left, c.top, c.width)
-            }
-            None => (0, 0, viewport.width),
-        };
-        if height != viewport.height {
-            self.set_viewport(viewport.width, height).await?;
-            self.settle(resource_timeout).await?;
-            // Growing the viewport can change layout (e.g. `vh` units):
-            // freeze what that started.
-            self.call(js::STABILIZE, &[json!(""), json!([]), json!("")])
-                .await?
-                .map_err(CaptureError::Browser)?;
-        }
-        let shot_height = match config.clip_rect {
-            Some(c) => c.height,
-            None => height,
         };
 
         if !config.mask_selectors.is_empty() {
@@ -463,30 +519,72 @@ impl Session {
             step(&mut log, &format!("waited delayMs {ms}"));
         }
 
+        let located = if probe.locate.is_empty() {
+            Vec::new()
+        } else {
+            let boxes: Vec<[u32; 4]> = probe
+                .locate
+                .iter()
+                .map(|r| [r.x1, r.y1, r.x2, r.y2])
+                .collect();
+            let found = self
+                .call(js::LOCATE, &[json!(boxes)])
+                .await?
+                .map_err(CaptureError::Browser)?;
+            found
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+
+        let links = if probe.links {
+            let found = self
+                .call(&js::LINKS, &[])
+                .await?
+                .map_err(CaptureError::Browser)?;
+            found
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if probe.no_screenshot {
+            step(&mut log, "no screenshot asked for");
+            return Ok(Capture {
+                png: Vec::new(),
+                log,
+                located,
+                links,
+            });
+        }
+
         // The page is settled and decorated: stop its scripts so nothing
         // changes it during the screenshot. A page that navigates itself
         // (a timer setting `location`) while Chromium takes the screenshot
         // would leave `Page.captureScreenshot` unanswered for good.
         self.set_scripts_enabled(false).await?;
-        let shot = self
-            .cdp(
-                "Page.captureScreenshot",
-                json!({
-                    "format": "png",
-                    "fromSurface": true,
-                    "optimizeForSpeed": true,
-                    "captureBeyondViewport": false,
-                    "clip": { "x": x, "y": y, "width": width, "height": shot_height, "scale": 1 },
-                }),
+        let beyond = x.saturating_add(width) > viewport.width
+            || y.saturating_add(shot_height) > viewport.height;
+        let png = self
+            .screenshot(
+                Clip {
+                    x,
+                    y,
+                    width,
+                    height: shot_height,
+                },
+                beyond,
             )
             .await?;
-        let data = shot["data"]
-            .as_str()
-            .ok_or_else(|| CaptureError::Browser("screenshot without data".into()))?;
-        use base64::Engine as _;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| CaptureError::Browser(format!("screenshot is not base64: {e}")))?;
         step(
             &mut log,
             &format!("screenshot {width}x{shot_height} ({} bytes)", png.len()),
@@ -499,7 +597,72 @@ impl Session {
                 );
             }
         }
-        Ok(Capture { png, log })
+        Ok(Capture {
+            png,
+            log,
+            located,
+            links,
+        })
+    }
+
+    /// Takes the screenshot of `clip` (page coordinates). A clip taller
+    /// than [`TILE_HEIGHT`] is taken in tiles and stitched; `beyond` lets
+    /// the clip reach past the viewport without resizing it.
+    async fn screenshot(&self, clip: Clip, beyond: bool) -> Result<Vec<u8>, CaptureError> {
+        if clip.height <= TILE_HEIGHT {
+            return self.screenshot_tile(clip, beyond).await;
+        }
+        let stride = clip.width as usize * 4;
+        let mut rgba = Vec::with_capacity(stride * clip.height as usize);
+        let mut top = 0;
+        while top < clip.height {
+            let height = TILE_HEIGHT.min(clip.height - top);
+            let tile = Clip {
+                y: clip.y + top,
+                height,
+                ..clip
+            };
+            let png = self.screenshot_tile(tile, true).await?;
+            let image = decode_png(&png, "screenshot tile", DEFAULT_MAX_PIXELS)
+                .map_err(|e| CaptureError::Browser(e.to_string()))?;
+            if image.width() != clip.width || image.height() != height {
+                return Err(CaptureError::Browser(format!(
+                    "a screenshot tile came back {}x{}, not {}x{height}",
+                    image.width(),
+                    image.height(),
+                    clip.width
+                )));
+            }
+            rgba.extend_from_slice(image.as_rgba());
+            top += height;
+        }
+        let image =
+            Image::from_rgba(clip.width, clip.height, rgba).expect("tiles add up to the clip");
+        let mut png = Vec::new();
+        encode_rgba_png(&image, &mut png).map_err(|e| CaptureError::Browser(e.to_string()))?;
+        Ok(png)
+    }
+
+    async fn screenshot_tile(&self, clip: Clip, beyond: bool) -> Result<Vec<u8>, CaptureError> {
+        let shot = self
+            .cdp(
+                "Page.captureScreenshot",
+                json!({
+                    "format": "png",
+                    "fromSurface": true,
+                    "optimizeForSpeed": true,
+                    "captureBeyondViewport": beyond,
+                    "clip": { "x": clip.x, "y": clip.y, "width": clip.width, "height": clip.height, "scale": 1 },
+                }),
+            )
+            .await?;
+        let data = shot["data"]
+            .as_str()
+            .ok_or_else(|| CaptureError::Browser("screenshot without data".into()))?;
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| CaptureError::Browser(format!("screenshot is not base64: {e}")))
     }
 
     async fn set_viewport(&self, width: u32, height: u32) -> Result<(), CaptureError> {
@@ -521,7 +684,7 @@ impl Session {
 
     async fn settle(&self, resource_timeout: Duration) -> Result<Value, CaptureError> {
         self.call(
-            js::SETTLE,
+            &js::SETTLE,
             &[json!(resource_timeout.as_millis() as u64), json!(QUIET_MS)],
         )
         .await?

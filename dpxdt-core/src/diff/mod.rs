@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::image::Image;
 pub use kernel::{DiffImage, diff_images, render_diff_image};
-pub use png_io::{decode_png, encode_diff_png, load_png};
+pub use png_io::{decode_png, encode_diff_png, encode_rgba_png, load_png};
 pub use reference::reference_diff;
 
 /// The default pixel limit of a decoded image (100 megapixels). An image whose

@@ -183,6 +183,20 @@ pub fn encode_diff_png(image: &DiffImage, out: &mut impl Write) -> Result<(), Di
     writer.finish().map_err(encode)
 }
 
+/// Encodes an RGBA image as an 8-bit RGBA PNG with the fast deflate
+/// setting (screenshots stitched from tiles).
+pub fn encode_rgba_png(image: &Image, out: &mut impl Write) -> Result<(), DiffError> {
+    let encode = |e: png::EncodingError| DiffError::Encode(e.to_string());
+    let mut encoder = png::Encoder::new(out, image.width(), image.height());
+    encoder.set_color(ColorType::Rgba);
+    encoder.set_depth(BitDepth::Eight);
+    encoder.set_compression(Compression::Fast);
+    encoder.set_filter(Filter::Adaptive);
+    let mut writer = encoder.write_header().map_err(encode)?;
+    writer.write_image_data(image.as_rgba()).map_err(encode)?;
+    writer.finish().map_err(encode)
+}
+
 /// Writes the diff image to `path` through a temporary file in the same
 /// directory and a rename, so readers never see a partial file.
 pub(crate) fn write_png_atomically(image: &DiffImage, path: &Path) -> Result<(), DiffError> {

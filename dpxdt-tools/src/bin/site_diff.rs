@@ -3,14 +3,18 @@
 //! the same page in the last good release.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use dpxdt_core::CaptureConfig;
 use dpxdt_core::api::RequestRunRequest;
+use dpxdt_core::capture::{Browser, BrowserOptions};
 use dpxdt_tools::crawl::{self, CrawlOptions};
 use dpxdt_tools::release;
 use dpxdt_tools::tool_args::{CaptureArgs, ServerArgs, WaitArgs};
+use url::Url;
 
 /// Crawl a site and diff every page against the last good release.
 #[derive(Debug, Parser)]
@@ -40,7 +44,7 @@ struct Args {
     )]
     ignore_prefixes: Vec<String>,
 
-    /// Stop with an error when the crawl finds more pages than this.
+    /// Crawl at most this many pages (it says so when it stops there).
     #[arg(
         long = "max-pages",
         visible_alias = "max_pages",
@@ -52,6 +56,20 @@ struct Args {
     /// Print the pages the crawl finds, one per line, and stop (no server needed).
     #[arg(long = "list-pages", visible_alias = "list_pages")]
     list_pages: bool,
+
+    /// Also crawl the pages this sitemap lists (repeatable; `/sitemap.xml`
+    /// of the start URL's site is read anyway when it exists).
+    #[arg(long = "sitemap", value_name = "URL")]
+    sitemaps: Vec<String>,
+
+    /// Follow only the links in each page's HTML; do not render pages in
+    /// Chromium to find the links their scripts add.
+    #[arg(long = "no-render", visible_alias = "no_render")]
+    no_render: bool,
+
+    /// Stop at the first broken link instead of listing broken links at the end.
+    #[arg(long)]
+    strict: bool,
 
     #[command(flatten)]
     capture: CaptureArgs,
@@ -70,14 +88,14 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start = crawl::parse_start_url(&args.start_url)?;
-    let options = CrawlOptions {
-        max_depth: u32::try_from(args.crawl_depth).ok(),
-        ignore_prefixes: args.ignore_prefixes.clone(),
-        basic_auth: args.capture.basic_auth()?,
-        max_pages: args.max_pages,
-        concurrency: 4,
-        timeout: Duration::from_secs(30),
-    };
+    let mut sitemaps = Vec::new();
+    for raw in &args.sitemaps {
+        let url = Url::parse(raw.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .with_context(|| format!("--sitemap {raw:?} is not an absolute http(s) URL"))?;
+        sitemaps.push(url);
+    }
     // Check the flags that need no network before crawling.
     let config = args.capture.config_json()?;
     let client = if args.list_pages {
@@ -86,23 +104,73 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.server.build_id()?;
         Some(args.server.client()?)
     };
+    let render_config = CaptureConfig::from_json(&config).context("capture flags")?;
+    let browser = if args.no_render {
+        None
+    } else {
+        let options = BrowserOptions {
+            sessions: 2,
+            ..BrowserOptions::default()
+        };
+        let browser = Browser::launch(options).await.context(
+            "cannot start Chromium to render pages for links (install it, or pass --no-render to follow only the links in each page's HTML)",
+        )?;
+        Some(Arc::new(browser))
+    };
+    let options = CrawlOptions {
+        max_depth: u32::try_from(args.crawl_depth).ok(),
+        ignore_prefixes: args.ignore_prefixes.clone(),
+        basic_auth: args.capture.basic_auth()?,
+        max_pages: args.max_pages,
+        concurrency: 4,
+        timeout: Duration::from_secs(30),
+        sitemaps,
+        browser: browser.clone(),
+        render_config,
+        strict: args.strict,
+    };
 
-    let found = crawl::crawl(&start, &options)
-        .await
-        .context("crawl failed")?;
+    eprintln!("site_diff: crawling {start}");
+    let crawled = crawl::crawl(&start, &options).await;
+    if let Some(browser) = browser.and_then(|b| Arc::into_inner(b)) {
+        browser.shutdown().await;
+    }
+    let found = crawled.context("crawl failed")?;
+    for warning in &found.warnings {
+        eprintln!("site_diff: warning: {warning}");
+    }
     for (url, reason) in &found.skipped {
         eprintln!("site_diff: skipped {url}: {reason}");
     }
+    if found.not_visited > 0 {
+        eprintln!(
+            "site_diff: stopped at --max-pages {}: {} more linked pages were not crawled",
+            args.max_pages, found.not_visited
+        );
+    }
+    eprintln!(
+        "site_diff: found {} pages under {start}{}",
+        found.pages.len(),
+        match found.broken.len() {
+            0 => String::new(),
+            n => format!(" and {n} broken links"),
+        }
+    );
+    let report_broken = || {
+        for broken in &found.broken {
+            eprintln!("site_diff: broken link: {broken}");
+        }
+    };
     let Some(client) = client else {
         for page in &found.pages {
             println!("{page}");
         }
+        report_broken();
         return Ok(ExitCode::SUCCESS);
     };
     if found.pages.is_empty() {
         anyhow::bail!("the crawl from {start} found no pages");
     }
-    eprintln!("site_diff: found {} pages under {start}", found.pages.len());
 
     let key = release::create_release(&client, &args.server, "site_diff", start.as_str()).await?;
     for page in &found.pages {
@@ -122,5 +190,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot request a run for {page}"))?;
     }
-    release::finish(&client, &key, &args.wait).await
+    let code = release::finish(&client, &key, &args.wait).await;
+    report_broken();
+    code
 }
