@@ -92,7 +92,9 @@ pub struct RequestRunRequest {
     pub run_name: String,
     /// URL of the new page.
     pub url: String,
-    /// Capture config JSON of the new page.
+    /// Capture config JSON of the new page; `{}` when not given, as in the
+    /// original.
+    #[serde(default = "empty_config")]
     pub config: String,
     /// URL of the baseline page; without it the last good run is the reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +102,10 @@ pub struct RequestRunRequest {
     /// Capture config JSON of the baseline page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ref_config: Option<String>,
+}
+
+fn empty_config() -> String {
+    "{}".into()
 }
 
 /// Reply to `request_run`.

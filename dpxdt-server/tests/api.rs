@@ -288,6 +288,16 @@ async fn endpoints_succeed_and_refuse_with_json_errors() {
             .unwrap()
             .is_empty()
     );
+    // Without a config the run uses {}, as the original did.
+    let mut no_config = release_form(&build, "r", &n3);
+    no_config.extend([("run_name", "/q"), ("url", "http://127.0.0.1:9/q")]);
+    let (code, body) = s.post(Some(&key), "request_run", &no_config).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["config"].as_str(),
+        Some("bf21a9e8fbc5a3846fb05b4fa0859e0917b2202f"),
+        "the sha1 of {{}}: {body}"
+    );
     s.stop().await;
 }
 

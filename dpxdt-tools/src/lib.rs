@@ -5,6 +5,7 @@
 
 pub mod crawl;
 pub mod release;
+pub mod stability;
 pub mod tests_json;
 pub mod tool_args;
 

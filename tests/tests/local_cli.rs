@@ -337,3 +337,77 @@ fn yaml_errors_name_file_line_and_key() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no *.yaml files"), "{}", r.stderr);
 }
+
+#[test]
+fn stability_names_the_element_that_changes_and_passes_a_frozen_page() {
+    let server = PageServer::start();
+    server.set_html(
+        "/flaky",
+        r#"<!doctype html><html><body style="margin:0;font:20px monospace">
+        <h1 style="margin:0;height:40px">Title</h1>
+        <p class="token" style="margin:0;width:400px">token <span id="token"></span></p>
+        <p style="margin:0">now <span>0</span></p>
+        <script>
+          // Not frozen: the crypto generator.
+          document.getElementById('token').textContent = crypto.getRandomValues(new Uint32Array(1))[0];
+          document.querySelectorAll('span')[1].textContent = Date.now() + ' ' + Math.random();
+        </script></body></html>"#,
+    );
+    let out = run(&["stability", &server.url("/flaky"), "--repeat", "3"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("unstable: 1 region(s) changed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("changed in 2 of 2: #token"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("capture 3/3"),
+        "progress on stderr: {}",
+        out.stderr
+    );
+
+    // The same page with the token's fixed-width line masked is stable.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, r#"{"maskSelectors": [".token"]}"#).unwrap();
+    let out = run(&[
+        "stability",
+        &server.url("/flaky"),
+        "--repeat",
+        "3",
+        "--config",
+        config.to_str().unwrap(),
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("stable: every capture is pixel-identical"),
+        "{}",
+        out.stdout
+    );
+    for n in 1..=3 {
+        assert!(dir.path().join(format!("capture-{n}.png")).is_file());
+    }
+
+    // A bad config names the file and the field.
+    std::fs::write(&config, r#"{"clock": "noon"}"#).unwrap();
+    let out = run(&[
+        "stability",
+        &server.url("/flaky"),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("config.json") && out.stderr.contains("clock"),
+        "{}",
+        out.stderr
+    );
+}

@@ -132,9 +132,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     eprintln!("site_diff: crawling {start}");
     let crawled = crawl::crawl(&start, &options).await;
-    if let Some(browser) = browser.and_then(|b| Arc::into_inner(b)) {
-        browser.shutdown().await;
-    }
+    // Chromium is not needed past the crawl: dropping it kills it.
+    drop(options);
+    drop(browser);
     let found = crawled.context("crawl failed")?;
     for warning in &found.warnings {
         eprintln!("site_diff: warning: {warning}");

@@ -3,6 +3,7 @@
 
 mod diff;
 mod local;
+mod stability;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum Command {
     Update(local::LocalArgs),
     /// Capture every test in DIR's YAML files and compare them with the saved references.
     Test(local::LocalArgs),
+    /// Capture a page several times and show the regions that change between captures.
+    Stability(stability::StabilityArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,5 +49,6 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff::run(args),
         Command::Update(args) => local::run(local::Mode::Update, args),
         Command::Test(args) => local::run(local::Mode::Test, args),
+        Command::Stability(args) => stability::run(args),
     }
 }
