@@ -742,6 +742,60 @@ mod tests {
     }
 
     #[test]
+    fn iframes_and_noscript_links_count_once() {
+        let html = r#"<a href="a.html">a</a><iframe src="frame.html"></iframe>
+            <noscript><a href="plain.html">no js</a><a href="a.html">a</a></noscript>"#;
+        let links = extract_links(&u("http://h/d/"), html);
+        let links: Vec<_> = links.iter().map(Url::as_str).collect();
+        assert_eq!(
+            links,
+            [
+                "http://h/d/a.html",
+                "http://h/d/frame.html",
+                "http://h/d/plain.html"
+            ]
+        );
+    }
+
+    #[test]
+    fn page_keys_join_index_html_and_trailing_slashes() {
+        let key = |s: &str| page_key(&u(s));
+        assert_eq!(key("http://h/d/"), key("http://h/d/index.html"));
+        assert_eq!(key("http://h/d/"), key("http://h/d"));
+        assert_eq!(key("http://h/d/#x"), key("http://h/d/index.htm"));
+        assert_eq!(key("http://h/"), key("http://h/index.html"));
+        assert_ne!(key("http://h/d/?p=2"), key("http://h/d/"));
+        assert_ne!(key("http://h/d/a.html"), key("http://h/d/"));
+    }
+
+    #[test]
+    fn sitemaps_and_sitemap_indexes_parse() {
+        let (pages, nested) = parse_sitemap(
+            r#"<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+            <url><loc> http://h/a </loc><lastmod>2024-01-01</lastmod></url><url><loc>http://h/b</loc></url></urlset>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (pages, nested.len()),
+            (vec!["http://h/a".to_string(), "http://h/b".into()], 0)
+        );
+        let (pages, nested) = parse_sitemap(
+            "<sitemapindex><sitemap><loc>http://h/s1.xml</loc></sitemap></sitemapindex>",
+        )
+        .unwrap();
+        assert_eq!(
+            (pages.len(), nested),
+            (0, vec!["http://h/s1.xml".to_string()])
+        );
+        assert!(
+            parse_sitemap("<html><p>x</html>")
+                .unwrap_err()
+                .contains("not XML")
+        );
+        assert!(parse_sitemap("<feed/>").unwrap_err().contains("<feed>"));
+    }
+
+    #[test]
     fn run_names_are_path_and_query() {
         assert_eq!(run_name(&u("http://h/a/b?x=1&y=2")), "/a/b?x=1&y=2");
         assert_eq!(run_name(&u("http://h")), "/");

@@ -29,6 +29,8 @@ pub struct StabilityReport {
     pub other_sizes: Vec<(usize, (u32, u32))>,
     /// The regions that changed, top to bottom.
     pub flakes: Vec<Flake>,
+    /// How many captures after the first differed from it (in size or pixels).
+    pub differing: usize,
 }
 
 impl StabilityReport {
@@ -73,6 +75,7 @@ pub async fn check(
     };
     let mut first: Option<Image> = None;
     let mut other_sizes = Vec::new();
+    let mut differing = 0;
     // (region, captures it changed in)
     let mut changed: Vec<(Region, usize)> = Vec::new();
     for number in 1..=repeat {
@@ -88,9 +91,13 @@ pub async fn check(
         };
         if (image.width(), image.height()) != (reference.width(), reference.height()) {
             other_sizes.push((number, (image.width(), image.height())));
+            differing += 1;
             continue;
         }
         let report = diff_images(reference, &image, &exact);
+        if report.is_different() {
+            differing += 1;
+        }
         for region in merge(report.regions) {
             add_region(&mut changed, region);
         }
@@ -128,6 +135,7 @@ pub async fn check(
         size: (first.width(), first.height()),
         other_sizes,
         flakes,
+        differing,
     })
 }
 

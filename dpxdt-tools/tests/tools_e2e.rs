@@ -398,7 +398,7 @@ async fn site_diff_captures_every_page_and_diffs_against_the_last_good_release()
 }
 
 #[tokio::test]
-async fn site_diff_stops_on_a_page_answering_500_before_creating_a_release() {
+async fn site_diff_strict_stops_on_a_page_answering_500_before_creating_a_release() {
     let build = new_build("site-500").await;
     let pages = site("green");
     pages.set(
@@ -408,7 +408,11 @@ async fn site_diff_stops_on_a_page_answering_500_before_creating_a_release() {
     let out = build
         .run(
             "site_diff",
-            &["--upload_release_name=broken", &pages.url("/site/")],
+            &[
+                "--upload_release_name=broken",
+                "--strict",
+                &pages.url("/site/"),
+            ],
         )
         .await;
     assert_eq!(out.status.code(), Some(2));

@@ -356,7 +356,8 @@ fn stability_names_the_element_that_changes_and_passes_a_frozen_page() {
     let out = run(&["stability", &server.url("/flaky"), "--repeat", "3"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.contains("unstable: 1 region(s) changed"),
+        out.stdout
+            .contains("unstable: 2 of 2 captures differed from the first; 1 region(s) changed"),
         "{}",
         out.stdout
     );

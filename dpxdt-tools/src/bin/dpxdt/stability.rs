@@ -79,12 +79,16 @@ fn run_inner(args: StabilityArgs) -> anyhow::Result<u8> {
         println!("capture {n} came back {w2}x{h2} instead of {w}x{h}");
     }
     if report.is_stable() {
-        println!("stable: every capture is pixel-identical to the first");
+        println!(
+            "stable: every capture is pixel-identical to the first (0 of {} differed)",
+            report.captures - 1
+        );
         return Ok(dpxdt_tools::EXIT_OK);
     }
     let others = report.captures - 1;
     println!(
-        "unstable: {} region(s) changed between captures",
+        "unstable: {} of {others} captures differed from the first; {} region(s) changed",
+        report.differing,
         report.flakes.len()
     );
     for flake in &report.flakes {
