@@ -2,6 +2,8 @@
 //! changes between the captures (the flakes), with the element covering
 //! each changed region, so a person learns what to hide, mask or fix.
 
+use std::collections::BTreeSet;
+
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::capture::{Browser, CaptureError, Probe};
 use dpxdt_core::diff::{DiffError, DiffOptions, Image, Region, decode_png, diff_images};
@@ -76,8 +78,7 @@ pub async fn check(
     let mut first: Option<Image> = None;
     let mut other_sizes = Vec::new();
     let mut differing = 0;
-    // (region, captures it changed in)
-    let mut changed: Vec<(Region, usize)> = Vec::new();
+    let mut changed: Seen = Vec::new();
     for number in 1..=repeat {
         let shot = browser
             .capture(url, config)
@@ -98,12 +99,15 @@ pub async fn check(
         if report.is_different() {
             differing += 1;
         }
-        for region in merge(report.regions) {
-            add_region(&mut changed, region);
+        for region in report.regions {
+            add_region(&mut changed, region, number);
         }
     }
     let first = first.expect("at least one capture");
-    let mut regions = changed;
+    let mut regions: Vec<(Region, usize)> = changed
+        .into_iter()
+        .map(|(region, captures)| (region, captures.len()))
+        .collect();
     regions.sort_by_key(|(r, _)| (r.y1, r.x1));
     let selectors = if regions.is_empty() {
         Vec::new()
@@ -139,48 +143,20 @@ pub async fn check(
     })
 }
 
-/// Adds the regions of one capture: a region that overlaps or touches one
-/// seen before grows it (and counts once more), else it is new.
-fn add_region(seen: &mut Vec<(Region, usize)>, region: Region) {
-    match seen.iter_mut().find(|(r, _)| touches(r, &region)) {
-        Some((r, count)) => {
-            *r = union(r, &region);
-            *count += 1;
-        }
-        None => seen.push((region, 1)),
-    }
-    // A grown region may now touch another one.
-    let mut i = 0;
-    while i < seen.len() {
-        let mut j = i + 1;
-        let mut merged = false;
-        while j < seen.len() {
-            if touches(&seen[i].0, &seen[j].0) {
-                let (other, count) = seen.remove(j);
-                seen[i].0 = union(&seen[i].0, &other);
-                seen[i].1 = seen[i].1.max(count);
-                merged = true;
-            } else {
-                j += 1;
-            }
-        }
-        if !merged {
-            i += 1;
-        }
-    }
-}
+/// A changed region and the captures (by number) it changed in.
+type Seen = Vec<(Region, BTreeSet<usize>)>;
 
-/// The regions of one diff with the ones that touch merged.
-fn merge(regions: Vec<Region>) -> Vec<Region> {
-    let mut out: Vec<Region> = Vec::new();
-    for region in regions {
-        let mut region = region;
-        while let Some(i) = out.iter().position(|r| touches(r, &region)) {
-            region = union(&out.swap_remove(i), &region);
-        }
-        out.push(region);
+/// Adds a region that changed in capture `number`: one that overlaps or
+/// touches a region seen before joins it, and regions it bridges become one.
+fn add_region(seen: &mut Seen, region: Region, number: usize) {
+    let mut region = region;
+    let mut captures = BTreeSet::from([number]);
+    while let Some(i) = seen.iter().position(|(r, _)| touches(r, &region)) {
+        let (other, others) = seen.swap_remove(i);
+        region = union(&other, &region);
+        captures.extend(others);
     }
-    out
+    seen.push((region, captures));
 }
 
 fn touches(a: &Region, b: &Region) -> bool {
@@ -208,21 +184,25 @@ mod tests {
     }
 
     #[test]
-    fn regions_of_several_captures_are_merged_and_counted() {
+    fn regions_of_several_captures_are_merged_and_counted_once_per_capture() {
         let mut seen = Vec::new();
-        add_region(&mut seen, r(0, 0, 9, 9));
-        add_region(&mut seen, r(100, 100, 109, 109));
-        add_region(&mut seen, r(5, 5, 20, 20));
-        assert_eq!(seen, [(r(0, 0, 20, 20), 2), (r(100, 100, 109, 109), 1)]);
+        add_region(&mut seen, r(0, 0, 9, 9), 2);
+        add_region(&mut seen, r(100, 100, 109, 109), 2);
+        add_region(&mut seen, r(5, 5, 20, 20), 3);
+        // Two regions of one capture touching one seen region count once.
+        add_region(&mut seen, r(0, 0, 1, 1), 4);
+        add_region(&mut seen, r(19, 19, 20, 20), 4);
+        let counted = |seen: &Seen| {
+            let mut out: Vec<_> = seen.iter().map(|(r, c)| (*r, c.len())).collect();
+            out.sort_by_key(|(r, _)| (r.y1, r.x1));
+            out
+        };
+        assert_eq!(
+            counted(&seen),
+            [(r(0, 0, 20, 20), 3), (r(100, 100, 109, 109), 1)]
+        );
         // A region bridging the two joins them.
-        add_region(&mut seen, r(21, 21, 99, 99));
-        assert_eq!(seen, [(r(0, 0, 109, 109), 3)]);
-    }
-
-    #[test]
-    fn touching_regions_of_one_diff_become_one() {
-        let merged = merge(vec![r(0, 0, 4, 4), r(5, 0, 9, 4), r(50, 50, 60, 60)]);
-        assert_eq!(merged.len(), 2);
-        assert!(merged.contains(&r(0, 0, 9, 4)));
+        add_region(&mut seen, r(21, 21, 99, 99), 5);
+        assert_eq!(counted(&seen), [(r(0, 0, 109, 109), 4)]);
     }
 }
