@@ -1243,3 +1243,52 @@ async fn a_new_attempt_of_a_processing_release_cancels_the_old_attempts_tasks() 
     );
     s.stop().await;
 }
+
+/// Regression: a form of 10,000 pairs with one bad value used to take
+/// seconds of CPU (each field was left out in turn to find the bad one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_of_thousands_of_pairs_is_refused_before_it_is_decoded() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("many").await;
+    let many: Vec<(String, String)> = (0..10_000)
+        .map(|i| (format!("f{i}"), "x".to_string()))
+        .chain([("release_number".to_string(), "not a number".to_string())])
+        .collect();
+    let form: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Without a key: refused before the body is read at all.
+    assert_eq!(s.post(None, "report_run", &form).await.0, 401);
+    let (code, body) = s.post(Some(&key), "report_run", &form).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"], "more than 100 parameters", "{body}");
+    let long = "n".repeat(65);
+    let (code, body) = s
+        .post(Some(&key), "report_run", &[(long.as_str(), "1")])
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 64 bytes"),
+        "{body}"
+    );
+
+    // A bad value among unknown fields is still named, in one pass.
+    let mut some: Vec<(&str, &str)> = form[..50].to_vec();
+    some.extend([
+        ("build_id", build.as_str()),
+        ("release_name", "r"),
+        ("release_number", "seven"),
+        ("run_name", "/"),
+    ]);
+    let (code, body) = s.post(Some(&key), "report_run", &some).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter release_number"),
+        "{body}"
+    );
+    s.stop().await;
+}

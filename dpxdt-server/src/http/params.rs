@@ -11,6 +11,11 @@ use crate::storage::{ApiKeyScope, Store, check_api_key};
 
 /// Most bytes of a non-upload request body.
 pub const MAX_FORM_BYTES: usize = 4 << 20;
+/// Most parameters of one request: the largest API request has about a
+/// dozen, so this only refuses abuse.
+pub const MAX_PARAMS: usize = 100;
+/// Longest parameter name, in bytes.
+pub const MAX_PARAM_NAME: usize = 64;
 
 /// The scope of the API key in the `Authorization` header.
 pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<ApiKeyScope, ApiError> {
@@ -64,9 +69,11 @@ pub async fn read_params(
     query: &str,
     body: BodyStream,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        check_param(pairs.len(), &name)?;
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -79,14 +86,36 @@ pub async fn read_params(
         let mut form = multer::Multipart::with_constraints(body, boundary, constraints);
         while let Some(field) = form.next_field().await.map_err(multipart_error)? {
             let name = field.name().unwrap_or("").to_string();
+            check_param(pairs.len(), &name)?;
             let value = field.text().await.map_err(multipart_error)?;
             pairs.push((name, value));
         }
     } else {
         let bytes = read_body(body).await?;
-        pairs.extend(url::form_urlencoded::parse(&bytes).into_owned());
+        for (name, value) in url::form_urlencoded::parse(&bytes) {
+            check_param(pairs.len(), &name)?;
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
     }
     Ok(pairs)
+}
+
+/// Refuses the parameter after `count` others when there are too many, or
+/// when its name is too long: checked as each one is read, so an abusive
+/// body costs no more than reading it.
+fn check_param(count: usize, name: &str) -> Result<(), ApiError> {
+    if count >= MAX_PARAMS {
+        return Err(ApiError::BadRequest(format!(
+            "more than {MAX_PARAMS} parameters"
+        )));
+    }
+    if name.len() > MAX_PARAM_NAME {
+        let shown: String = name.chars().take(20).collect();
+        return Err(ApiError::BadRequest(format!(
+            "parameter name {shown:?}... is longer than {MAX_PARAM_NAME} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Maps a multipart parse failure to 413 (over a limit) or 400.
@@ -100,40 +129,25 @@ pub fn multipart_error(e: multer::Error) -> ApiError {
 }
 
 /// Decodes parameters into a wire type. Empty values count as absent (HTML
-/// forms and `curl -F x=` send them for optional fields).
-///
-/// A value that does not parse is named in the error: serde's message
-/// ("invalid digit found in string") does not say which field it was, so on
-/// that error path each field is left out in turn, and the one whose absence
-/// turns the error into "missing field" (or makes the rest decode) is it.
+/// forms and `curl -F x=` send them for optional fields). A value that does
+/// not parse is named in the error (serde's own message, "invalid digit
+/// found in string", does not say which field it was); one pass, linear in
+/// the size of the parameters.
 pub fn decode<T: DeserializeOwned>(pairs: &[(String, String)]) -> Result<T, ApiError> {
     let present: Vec<&(String, String)> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
-    let err = match decode_present::<T>(&present) {
-        Ok(v) => return Ok(v),
-        Err(e) => e,
-    };
-    if err.contains("missing field") {
-        return Err(ApiError::BadRequest(format!("invalid parameters: {err}")));
-    }
-    for (key, _) in &present {
-        let without: Vec<&(String, String)> =
-            present.iter().copied().filter(|(k, _)| k != key).collect();
-        let culprit = match decode_present::<T>(&without) {
-            Ok(_) => true,
-            Err(e) => e.contains(&format!("missing field `{key}`")),
-        };
-        if culprit {
-            return Err(ApiError::BadRequest(format!(
-                "invalid parameter {key}: {err}"
-            )));
+    let encoded = serde_urlencoded::to_string(&present)
+        .map_err(|e| ApiError::BadRequest(format!("invalid parameters: {e}")))?;
+    let deserializer =
+        serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(encoded.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let err = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::BadRequest(format!("invalid parameters: {err}"))
+        } else {
+            ApiError::BadRequest(format!("invalid parameter {path}: {err}"))
         }
-    }
-    Err(ApiError::BadRequest(format!("invalid parameters: {err}")))
-}
-
-fn decode_present<T: DeserializeOwned>(present: &[&(String, String)]) -> Result<T, String> {
-    let encoded = serde_urlencoded::to_string(present).map_err(|e| e.to_string())?;
-    serde_urlencoded::from_str(&encoded).map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -166,6 +180,15 @@ mod tests {
             r.log.unwrap().as_str(),
             "906d3259c103f6fcba4e8164a4dc3ae0d1a685d9"
         );
+    }
+
+    #[test]
+    fn too_many_or_too_long_parameters_are_refused() {
+        assert!(check_param(MAX_PARAMS - 1, "build_id").is_ok());
+        let err = check_param(MAX_PARAMS, "x").unwrap_err().to_string();
+        assert!(err.contains("more than 100 parameters"), "{err}");
+        let err = check_param(0, &"k".repeat(65)).unwrap_err().to_string();
+        assert!(err.contains("longer than 64 bytes"), "{err}");
     }
 
     #[test]
