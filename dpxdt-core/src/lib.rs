@@ -17,6 +17,7 @@ pub mod diff;
 #[cfg(feature = "capture")]
 pub mod local;
 pub mod model;
+pub mod netpolicy;
 pub mod release;
 pub mod run;
 

@@ -12,6 +12,8 @@ use tokio::sync::OnceCell;
 
 #[path = "capture_browser/fidelity.rs"]
 mod fidelity;
+#[path = "capture_browser/network.rs"]
+mod network;
 
 /// One browser for the whole test binary, with two sessions so tests run in parallel.
 async fn browser() -> &'static Browser {

@@ -70,6 +70,12 @@
 //! browser's work runs on its own thread, so a `Browser` can be shared by
 //! tests that each run their own tokio runtime (e.g. in a `static`).
 //!
+//! Every request of the page (documents, redirects, subresources, fetch,
+//! XHR, WebSockets, iframes) goes through a filtering proxy that enforces
+//! [`BrowserOptions::network`]; refusals are named in the log, and a
+//! refused page fails with [`CaptureError::Refused`]. chromedriver's port
+//! is never reachable from a page.
+//!
 //! Limitations: `injectHeaders` for the page's host are sent with every
 //! request of the page (Chromium's `Network.setExtraHTTPHeaders` is not
 //! per host); headers for other hosts are not sent. `httpUserName` /
@@ -78,6 +84,7 @@
 
 mod js;
 pub(crate) mod process;
+mod proxy;
 mod session;
 
 use std::path::PathBuf;
@@ -87,6 +94,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{CaptureConfig, ConfigError};
 use crate::diff::Region;
+use crate::netpolicy::NetworkPolicy;
 use process::DriverProcess;
 use session::Session;
 
@@ -146,6 +154,15 @@ pub enum CaptureError {
         /// The URL captured.
         url: String,
         /// The browser's reason, e.g. `net::ERR_CONNECTION_REFUSED`.
+        reason: String,
+    },
+    /// The capture network policy refused the page (or the page it
+    /// redirected to).
+    #[error("page {url} was refused by the capture network policy: {reason}")]
+    Refused {
+        /// The URL captured.
+        url: String,
+        /// Why, e.g. "127.0.0.1 is 127.0.0.1: this machine (loopback; ...)".
         reason: String,
     },
     /// The server answered with an HTTP error status.
@@ -227,6 +244,10 @@ pub struct BrowserOptions {
     pub attempts: u32,
     /// Extra Chromium command-line flags.
     pub extra_args: Vec<String>,
+    /// Which addresses pages may reach; default [`NetworkPolicy::local`]
+    /// (a server uses [`NetworkPolicy::server`]). chromedriver's port is
+    /// refused whatever this says.
+    pub network: NetworkPolicy,
 }
 
 impl Default for BrowserOptions {
@@ -243,6 +264,7 @@ impl Default for BrowserOptions {
             sessions: 1,
             attempts: 2,
             extra_args: Vec::new(),
+            network: NetworkPolicy::local(),
         }
     }
 }
@@ -612,6 +634,7 @@ impl CaptureError {
         matches!(
             self,
             CaptureError::Load { .. }
+                | CaptureError::Refused { .. }
                 | CaptureError::HttpStatus { .. }
                 | CaptureError::Selector(_)
                 | CaptureError::Script(_)

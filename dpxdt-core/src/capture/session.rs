@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use thirtyfour::prelude::*;
 
+use super::proxy::FilterProxy;
 use super::{BrowserOptions, Capture, CaptureError, Probe, js};
 use crate::config::{ALWAYS_IGNORED_HOSTS, CaptureConfig, DEFAULT_MASK_COLOR};
 use crate::diff::{DEFAULT_MAX_PIXELS, Image, decode_png, encode_rgba_png};
@@ -43,6 +44,8 @@ pub(crate) struct Session {
     applied: std::sync::Mutex<std::collections::HashMap<&'static str, Value>>,
     /// The prelude installed for new documents: its source and identifier.
     prelude: std::sync::Mutex<Option<(String, String)>>,
+    /// The proxy all of this browser's traffic goes through.
+    proxy: FilterProxy,
 }
 
 impl Drop for Session {
@@ -110,6 +113,18 @@ impl Session {
         if needs_no_sandbox() {
             args.push("--no-sandbox".into());
         }
+        // All traffic through the filtering proxy, loopback included; no
+        // WebRTC path around it; chromedriver never reachable.
+        let mut policy = options.network.clone();
+        if let Some(port) = url::Url::parse(driver_url).ok().and_then(|u| u.port()) {
+            policy.denied_loopback_ports.push(port);
+        }
+        let proxy = FilterProxy::start(&policy)
+            .await
+            .map_err(|e| CaptureError::Launch(format!("cannot start the filtering proxy: {e}")))?;
+        args.push(format!("--proxy-server=http://127.0.0.1:{}", proxy.port()));
+        args.push("--proxy-bypass-list=<-loopback>".into());
+        args.push("--force-webrtc-ip-handling-policy=disable_non_proxied_udp".into());
         args.extend(options.extra_args.iter().cloned());
         let caps = json!({
             "browserName": "chrome",
@@ -130,6 +145,7 @@ impl Session {
             default_user_agent: String::new(),
             applied: Default::default(),
             prelude: Default::default(),
+            proxy,
         };
         if let Err(e) = session.init().await {
             session.discard();
@@ -287,6 +303,7 @@ impl Session {
         let resource_timeout = config.resource_timeout();
 
         // Reset what an earlier capture in this session may have set.
+        self.proxy.take_refusals();
         self.cdp("Network.clearBrowserCookies", json!({})).await?;
         let blocked = blocked_patterns(config);
         self.cdp_setting("Network.setBlockedURLs", json!({ "urls": blocked }))
@@ -396,6 +413,19 @@ impl Session {
             )
             .await?
             .map_err(CaptureError::Browser)?;
+        let mut refused = self.proxy.take_refusals();
+        let page = [Some(url), settled["href"].as_str()].map(|u| u.and_then(authority));
+        if let Some(r) = refused
+            .iter()
+            .find(|r| page.iter().flatten().any(|a| *a == r.authority))
+        {
+            let (url, reason) = (url.to_string(), r.reason.clone());
+            return Err(if r.by_policy {
+                CaptureError::Refused { url, reason }
+            } else {
+                CaptureError::Load { url, reason }
+            });
+        }
         if settled["href"]
             .as_str()
             .is_some_and(|h| h.starts_with("chrome-error://"))
@@ -589,6 +619,15 @@ impl Session {
             &mut log,
             &format!("screenshot {width}x{shot_height} ({} bytes)", png.len()),
         );
+        refused.extend(self.proxy.take_refusals());
+        for r in &refused {
+            let what = if r.by_policy {
+                "refused by the network policy"
+            } else {
+                "failed to load"
+            };
+            step(&mut log, &format!("{what}: {} ({})", r.target, r.reason));
+        }
         if let Some(errors) = settled["errors"].as_array().filter(|e| !e.is_empty()) {
             for e in errors {
                 step(
@@ -789,6 +828,17 @@ fn load_error(url: &str, e: &WebDriverError) -> CaptureError {
         url: url.to_string(),
         reason,
     }
+}
+
+/// `host:port` of a URL (no brackets around IPv6 hosts), as the proxy
+/// records its refusals.
+fn authority(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    Some(format!(
+        "{}:{}",
+        u.host_str()?.trim_matches(['[', ']']),
+        u.port_or_known_default()?
+    ))
 }
 
 fn browser_err(e: WebDriverError) -> CaptureError {

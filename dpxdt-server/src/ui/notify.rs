@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use dpxdt_core::RunStatus;
+use dpxdt_core::netpolicy::{AddressClass, classify};
 
 use super::mail::Mailer;
 use crate::http::AppState;
@@ -225,33 +226,11 @@ async fn webhook_client(url: &str, allow_private: bool) -> Result<reqwest::Clien
 }
 
 /// Whether `ip` is an address a server should not be made to call on a
-/// build owner's word: loopback, unspecified, private, shared (CGNAT),
-/// link-local (cloud metadata lives there), multicast or broadcast.
+/// build owner's word: anything but a public address (loopback, private,
+/// shared, link-local where cloud metadata lives, reserved; IPv4 addresses
+/// inside IPv6 by the address they carry).
 fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_unspecified()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
+    classify(ip) != AddressClass::Public
 }
 
 #[cfg(test)]
@@ -277,6 +256,11 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "::127.0.0.1",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip} is internal");
         }

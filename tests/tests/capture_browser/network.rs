@@ -1,0 +1,125 @@
+//! The capture network policy: every way a page can make a request
+//! (document, redirect, subresource, fetch, WebSocket, iframe) goes through
+//! the filtering proxy, and what the policy refuses is refused and logged.
+
+use dpxdt_core::netpolicy::{NetworkPolicy, Rule};
+
+use super::*;
+
+/// A browser whose pages may reach 127.0.0.1 (the "staging host" serving
+/// the test pages) and nothing else of this machine.
+async fn server_policy_browser(deny_private: bool) -> Browser {
+    let network = NetworkPolicy {
+        allow: vec!["127.0.0.1/32".parse::<Rule>().unwrap()],
+        allow_private: !deny_private,
+        ..NetworkPolicy::server()
+    };
+    Browser::launch(BrowserOptions {
+        attempts: 1,
+        network,
+        ..BrowserOptions::default()
+    })
+    .await
+    .expect("launch")
+}
+
+#[tokio::test]
+async fn every_request_of_a_page_goes_through_the_policy() {
+    let server = PageServer::start();
+    let browser = server_policy_browser(true).await;
+    let driver_port = browser.driver_url().rsplit(':').next().unwrap().to_string();
+    let port = server.addr().port();
+    server.set_html(
+        "/attack",
+        &format!(
+            r#"<!doctype html><html><body style="margin:0">
+            <div id="box" style="width:100px;height:100px;background:green"></div>
+            <img src="http://169.254.169.254/latest/meta-data/" width="1" height="1">
+            <iframe src="http://10.255.255.1/admin" width="10" height="10"></iframe>
+            <script>
+              fetch('http://127.0.0.2:{port}/secret').catch(() => {{}});
+              try {{ new WebSocket('ws://127.0.0.1:{driver_port}/session'); }} catch (e) {{}}
+            </script></body></html>"#
+        ),
+    );
+    let shot = browser
+        .capture(&server.url("/attack"), &config("{}"))
+        .await
+        .expect("the allowed staging host is captured");
+    let img = image::load_from_memory(&shot.png).unwrap().to_rgba8();
+    assert_eq!(px(&img, 10, 10), GREEN);
+    for (target, why) in [
+        ("169.254.169.254", "link-local"),
+        ("10.255.255.1", "--capture-deny-private"),
+        ("127.0.0.2", "this machine"),
+        (
+            &*format!("127.0.0.1:{driver_port}"),
+            "belongs to the capture browser",
+        ),
+    ] {
+        let line = shot
+            .log
+            .lines()
+            .find(|l| l.contains("refused by the network policy") && l.contains(target));
+        let line = line.unwrap_or_else(|| panic!("no refusal of {target} in:\n{}", shot.log));
+        assert!(line.contains(why), "{line}");
+    }
+    assert!(
+        server.requests_for("/secret").is_empty(),
+        "the fetch never reached a server"
+    );
+
+    // The page itself, directly or through a redirect, fails the capture.
+    for (path, target) in [
+        ("/to-loopback", format!("http://127.0.0.2:{port}/x")),
+        ("/to-metadata", "http://169.254.169.254/".to_string()),
+    ] {
+        server.set(
+            path,
+            Page::html("")
+                .with_status(302)
+                .with_header("Location", &target),
+        );
+        let err = browser
+            .capture(&server.url(path), &config("{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CaptureError::Refused { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+    }
+    let err = browser
+        .capture(&format!("http://127.0.0.2:{port}/attack"), &config("{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("refused by the capture network policy"),
+        "{err}"
+    );
+    browser.shutdown().await;
+}
+
+#[tokio::test]
+async fn local_captures_reach_loopback_but_never_chromedriver() {
+    let server = PageServer::start();
+    let b = browser().await;
+    let driver = b.driver_url().to_string();
+    server.set_html(
+        "/probe",
+        &format!(
+            r#"<!doctype html><body style="margin:0"><div id="box" style="width:100px;height:100px;background:red"></div>
+            <script>fetch('{driver}/status').then((r) => {{ if (r.ok) document.getElementById('box').style.background = 'green'; }}, () => {{}});</script></body>"#
+        ),
+    );
+    let shot = b
+        .capture(&server.url("/probe"), &config("{}"))
+        .await
+        .unwrap();
+    assert!(
+        shot.log.contains("refused by the network policy"),
+        "{}",
+        shot.log
+    );
+    let img = image::load_from_memory(&shot.png).unwrap().to_rgba8();
+    assert_eq!(px(&img, 10, 10), RED, "chromedriver answered the page");
+}
