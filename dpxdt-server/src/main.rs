@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand, value_parser};
+use dpxdt_core::netpolicy::{NetworkPolicy, Rule};
 use dpxdt_server::{Config, storage, workers};
 
 #[derive(Parser)]
@@ -62,6 +63,30 @@ struct Args {
     #[arg(long, env = "DPXDT_CAPTURE_SESSIONS", default_value_t = 1,
           value_parser = value_parser!(u64).range(1..=32))]
     capture_sessions: u64,
+    /// Refuse captured pages' requests to private networks (10/8,
+    /// 172.16/12, 192.168/16, 100.64/10, fc00::/7) too; by default they are
+    /// allowed (staging servers), and this machine and link-local addresses
+    /// (cloud metadata) are refused.
+    #[arg(long, env = "DPXDT_CAPTURE_DENY_PRIVATE", value_parser = BoolishValueParser::new())]
+    capture_deny_private: bool,
+    /// Let captured pages reach these address blocks or hosts (CIDR or host
+    /// name, comma-separated or repeated), e.g. `127.0.0.1` for pages served
+    /// on this machine. The server's own port stays refused.
+    #[arg(
+        long,
+        env = "DPXDT_CAPTURE_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR|HOST"
+    )]
+    capture_allow: Vec<Rule>,
+    /// Never let captured pages reach these address blocks or hosts.
+    #[arg(
+        long,
+        env = "DPXDT_CAPTURE_DENY",
+        value_delimiter = ',',
+        value_name = "CIDR|HOST"
+    )]
+    capture_deny: Vec<Rule>,
     /// SMTP server for e-mail notifications, `smtp://[user:password@]host[:port]`
     /// (plain SMTP to a trusted relay; `smtps://` and `smtp+starttls://` need
     /// the `mail-tls` cargo feature). Without it no e-mail is sent.
@@ -127,6 +152,13 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         config.worker.diff_workers = n;
     }
     config.worker.capture_sessions = args.capture_sessions as usize;
+    config.worker.capture_network = NetworkPolicy {
+        allow_private: !args.capture_deny_private,
+        allow: args.capture_allow.clone(),
+        deny: args.capture_deny.clone(),
+        denied_loopback_ports: vec![args.listen.port()],
+        ..NetworkPolicy::server()
+    };
     if let Some(secs) = args.lease_secs {
         config.worker.diff_lease = Duration::from_secs(secs);
         config.worker.capture_lease = Duration::from_secs(secs);
@@ -164,7 +196,7 @@ async fn shutdown_signal() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config = config(&args)?;
+    let mut config = config(&args)?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let (store, first) = dpxdt_server::init_data_dir(&config)
@@ -173,6 +205,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {}", args.listen))?;
             let addr = listener.local_addr()?;
+            // Pages never reach the server itself (`--listen ...:0` picks the port here).
+            config
+                .worker
+                .capture_network
+                .denied_loopback_ports
+                .push(addr.port());
             if let Some(key) = first {
                 println!("First start: created the admin account and a superuser API key.");
                 println!("  API key id:     {}", key.id);

@@ -784,6 +784,7 @@ mod with_chromium {
         KillOnDrop(
             Command::new(BIN)
                 .args(["--lease-secs", lease, "--diff-workers", "0"])
+                .args(["--capture-allow", "127.0.0.1"])
                 .args(["worker", "--server", base])
                 .args(["--api-key", admin_arg])
                 .env("DPXDT_LOG", "warn")
@@ -953,8 +954,9 @@ mod with_chromium {
         pages.set_html("/new", &page("Hello, world"));
         let dir = tempfile::tempdir().unwrap();
         let (build, key_id, key_secret) = create_build(dir.path(), "site");
-        // No flags: in-process capture and diff workers, as people run it.
-        let server = Proc::start(dir.path(), &[]);
+        // In-process capture and diff workers, as people run it; the pages
+        // are on this machine, which captures may reach only when allowed.
+        let server = Proc::start(dir.path(), &["--capture-allow", "127.0.0.1"]);
         let client = server.client(&key_id, &key_secret);
         let config = r#"{"viewportSize": {"width": 320, "height": 200}}"#;
         let release = |number: i64| ReleaseKey {
@@ -1016,6 +1018,25 @@ mod with_chromium {
             "not captured again"
         );
         assert!(pages.requests_for("/new").len() > new_loads);
+
+        // The server's own pages stay out of reach, allowed loopback or not:
+        // the run fails, naming the policy.
+        let third = release(
+            client
+                .create_release(build, "main", "u")
+                .await
+                .unwrap()
+                .release_number,
+        );
+        let own = RequestRunRequest {
+            url: format!("{}/login", server.base),
+            ..request(&third, None)
+        };
+        client.request_run(&own).await.unwrap();
+        client.runs_done(&third).await.unwrap();
+        wait_for_status(&client, &third, "reviewing").await;
+        let st = client.release_status(&third).await.unwrap();
+        assert_eq!(st.runs[0].status.as_str(), "failed", "{st:?}");
 
         // A polite stop takes the in-process browser along.
         let browser = browser_tree(server.child.id());

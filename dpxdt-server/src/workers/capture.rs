@@ -8,6 +8,7 @@ use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask, ReportRunRequest};
 use dpxdt_core::capture::{Browser, BrowserOptions};
+use dpxdt_core::netpolicy::NetworkPolicy;
 use tokio::sync::OnceCell;
 
 use super::{Lease, WorkerError, is_moot, keep_lease, owner_name};
@@ -19,17 +20,25 @@ pub struct CaptureWorker {
     owner: String,
     lease: Duration,
     sessions: usize,
+    network: NetworkPolicy,
     browser: OnceCell<Arc<Browser>>,
 }
 
 impl CaptureWorker {
-    /// A capture worker that launches its own browser when first needed.
-    pub fn new(client: Client, lease: Duration, sessions: usize) -> CaptureWorker {
+    /// A capture worker that launches its own browser, whose pages may
+    /// reach what `network` allows, when first needed.
+    pub fn new(
+        client: Client,
+        lease: Duration,
+        sessions: usize,
+        network: NetworkPolicy,
+    ) -> CaptureWorker {
         CaptureWorker {
             client,
             owner: owner_name("capture"),
             lease,
             sessions: sessions.max(1),
+            network,
             browser: OnceCell::new(),
         }
     }
@@ -41,6 +50,7 @@ impl CaptureWorker {
             owner: owner_name("capture"),
             lease,
             sessions: 1,
+            network: NetworkPolicy::server(),
             browser: OnceCell::new_with(Some(browser)),
         }
     }
@@ -50,6 +60,7 @@ impl CaptureWorker {
             .get_or_try_init(|| async {
                 let options = BrowserOptions {
                     sessions: self.sessions,
+                    network: self.network.clone(),
                     ..BrowserOptions::default()
                 };
                 Browser::launch(options)

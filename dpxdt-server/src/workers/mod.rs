@@ -10,6 +10,7 @@
 mod capture;
 mod diff;
 
+use dpxdt_core::netpolicy::NetworkPolicy;
 use std::future::Future;
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub struct WorkerConfig {
     pub capture: bool,
     /// Parallel captures (browser sessions).
     pub capture_sessions: usize,
+    /// What captured pages may reach; default [`NetworkPolicy::server`]:
+    /// not this machine, not link-local (cloud metadata).
+    pub capture_network: NetworkPolicy,
 }
 
 impl Default for WorkerConfig {
@@ -52,6 +56,7 @@ impl Default for WorkerConfig {
             diff_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             capture: true,
             capture_sessions: 1,
+            capture_network: NetworkPolicy::server(),
         }
     }
 }
@@ -146,6 +151,7 @@ pub fn spawn_all(
             client.clone(),
             config.capture_lease,
             config.capture_sessions,
+            config.capture_network.clone(),
         ));
         for _ in 0..config.capture_sessions.max(1) {
             let worker = worker.clone();

@@ -31,6 +31,11 @@ impl TestServer {
             secret: ADMIN_SECRET.into(),
         });
         config.in_process_workers = workers;
+        // The test pages are served on this machine.
+        config.worker.capture_network = dpxdt_core::netpolicy::NetworkPolicy {
+            allow: vec!["127.0.0.1".parse().expect("a CIDR")],
+            ..dpxdt_core::netpolicy::NetworkPolicy::server()
+        };
         config.worker.idle_pause = Duration::from_millis(50);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
