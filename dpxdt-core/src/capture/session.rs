@@ -252,6 +252,26 @@ impl Session {
             .unwrap_or(Value::Null)))
     }
 
+    /// Calls a script that returns an array of strings (or nulls).
+    async fn call_strings(
+        &self,
+        function: &str,
+        args: &[Value],
+    ) -> Result<Vec<Option<String>>, CaptureError> {
+        let found = self
+            .call(function, args)
+            .await?
+            .map_err(CaptureError::Browser)?;
+        Ok(found
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Leaves the current page so the next capture starts clean.
     pub(crate) async fn reset(&self) -> Result<(), CaptureError> {
         self.d().goto("about:blank").await.map_err(browser_err)
@@ -557,33 +577,11 @@ impl Session {
                 .iter()
                 .map(|r| [r.x1, r.y1, r.x2, r.y2])
                 .collect();
-            let found = self
-                .call(js::LOCATE, &[json!(boxes)])
-                .await?
-                .map_err(CaptureError::Browser)?;
-            found
-                .as_array()
-                .map(|list| {
-                    list.iter()
-                        .map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
+            self.call_strings(js::LOCATE, &[json!(boxes)]).await?
         };
-
         let links = if probe.links {
-            let found = self
-                .call(&js::LINKS, &[])
-                .await?
-                .map_err(CaptureError::Browser)?;
-            found
-                .as_array()
-                .map(|list| {
-                    list.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
+            let found = self.call_strings(&js::LINKS, &[]).await?;
+            found.into_iter().flatten().collect()
         } else {
             Vec::new()
         };
