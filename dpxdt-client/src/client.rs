@@ -40,7 +40,7 @@ const MAX_MESSAGE_LEN: usize = 300;
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     base_url: String,
-    api_key: Option<(String, String)>,
+    api_key: Option<Credentials>,
     timeout: Duration,
     retries: u32,
     backoff: Duration,
@@ -68,7 +68,10 @@ impl ClientBuilder {
 
     /// Authenticates every request with this API key (HTTP Basic: id and secret).
     pub fn api_key(&mut self, id: &str, secret: &str) -> &mut Self {
-        self.api_key = Some((id.to_string(), secret.to_string()));
+        self.api_key = Some(Credentials {
+            id: id.to_string(),
+            secret: secret.to_string(),
+        });
         self
     }
 
@@ -164,6 +167,23 @@ fn parse_base_url(raw: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
+/// An API key; its `Debug` leaves the secret out, so a logged client or
+/// builder never shows it.
+#[derive(Clone)]
+struct Credentials {
+    id: String,
+    secret: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
 /// An async client for one Depicted server.
 ///
 /// Cheap to clone (clones share one connection pool). Every method is one
@@ -172,7 +192,7 @@ fn parse_base_url(raw: &str) -> Result<Url, ClientError> {
 pub struct Client {
     http: reqwest::Client,
     base_url: Url,
-    api_key: Option<(String, String)>,
+    api_key: Option<Credentials>,
     timeout: Duration,
     retries: u32,
     backoff: Duration,
@@ -206,7 +226,7 @@ impl Client {
     pub(crate) fn request(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
         let builder = self.http.request(method, url);
         match &self.api_key {
-            Some((id, secret)) => builder.basic_auth(id, Some(secret)),
+            Some(Credentials { id, secret }) => builder.basic_auth(id, Some(secret)),
             None => builder,
         }
     }
@@ -442,6 +462,18 @@ mod tests {
         }
         for bad in ["ftp://h/api", "not a url", "h:5000/api"] {
             assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Regression: `Debug` of the builder and the client printed the secret.
+    #[test]
+    fn debug_output_leaves_the_secret_out() {
+        let mut builder = ClientBuilder::new("http://h/api");
+        builder.api_key("key-id", "very-secret");
+        let client = builder.build().unwrap();
+        for shown in [format!("{builder:?}"), format!("{client:?}")] {
+            assert!(shown.contains("key-id"), "{shown}");
+            assert!(!shown.contains("very-secret"), "{shown}");
         }
     }
 

@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, env = "DPXDT_NO_CAPTURE", value_parser = BoolishValueParser::new())]
     no_capture: bool,
     /// A superuser API key `ID:SECRET` to make sure exists (e.g. for remote workers).
-    #[arg(long, env = "DPXDT_ADMIN_KEY")]
+    #[arg(long, env = "DPXDT_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
     /// Lease length of tasks, in seconds (default 60 for diffs, 180 for
     /// captures); workers heartbeat every third of it.
@@ -90,7 +90,12 @@ struct Args {
     /// SMTP server for e-mail notifications, `smtp://[user:password@]host[:port]`
     /// (plain SMTP to a trusted relay; `smtps://` and `smtp+starttls://` need
     /// the `mail-tls` cargo feature). Without it no e-mail is sent.
-    #[arg(long, env = "DPXDT_SMTP_URL", requires = "mail_from")]
+    #[arg(
+        long,
+        env = "DPXDT_SMTP_URL",
+        requires = "mail_from",
+        hide_env_values = true
+    )]
     smtp_url: Option<String>,
     /// Sender of notification e-mails, `name@domain` or `"Name <name@domain>"`.
     #[arg(long, env = "DPXDT_MAIL_FROM")]
@@ -126,7 +131,7 @@ enum Command {
         #[arg(long, env = "DPXDT_SERVER")]
         server: String,
         /// A superuser API key, `ID:SECRET`.
-        #[arg(long, env = "DPXDT_API_KEY")]
+        #[arg(long, env = "DPXDT_API_KEY", hide_env_values = true)]
         api_key: String,
     },
 }

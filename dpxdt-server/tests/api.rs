@@ -1292,3 +1292,65 @@ async fn a_form_of_thousands_of_pairs_is_refused_before_it_is_decoded() {
     );
     s.stop().await;
 }
+
+/// Regression: `javascript:` and `data:` links were stored and shown on the
+/// review pages as release and run links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_links_are_refused_and_free_text_is_kept() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("links").await;
+    for url in [
+        "javascript:alert(1)",
+        " JavaScript:alert(1)",
+        "data:text/html,<script>x</script>",
+    ] {
+        let (code, body) = s
+            .post(
+                Some(&key),
+                "create_release",
+                &[("build_id", &build), ("release_name", "r"), ("url", url)],
+            )
+            .await;
+        assert_eq!(code, 400, "{url}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("url: scheme"),
+            "{body}"
+        );
+    }
+    let (code, body) = s
+        .post(
+            Some(&key),
+            "create_release",
+            &[
+                ("build_id", &build),
+                ("release_name", "r"),
+                ("url", "CI job 42"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let n = body["release_number"].to_string();
+    let (code, body) = s
+        .post(
+            Some(&key),
+            "report_run",
+            &[
+                ("build_id", build.as_str()),
+                ("release_name", "r"),
+                ("release_number", &n),
+                ("run_name", "/a"),
+                ("url", "http://example.com/a"),
+                ("ref_url", "javascript:alert(document.cookie)"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("ref_url: scheme"),
+        "{body}"
+    );
+    s.stop().await;
+}

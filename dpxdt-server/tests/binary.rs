@@ -1051,3 +1051,22 @@ mod with_chromium {
         .await;
     }
 }
+
+/// Regression: `--help` printed the secret values of the environment
+/// variables behind `--admin-key`, `--smtp-url` and `worker --api-key`.
+#[test]
+fn help_never_shows_secrets_from_the_environment() {
+    for args in [&["--help"][..], &["worker", "--help"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("DPXDT_ADMIN_KEY", "admin:SECRET-ADMIN")
+            .env("DPXDT_SMTP_URL", "smtp://user:SECRET-SMTP@relay")
+            .env("DPXDT_API_KEY", "worker:SECRET-WORKER")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("DPXDT_"), "{help}");
+        assert!(!help.contains("SECRET-"), "{help}");
+    }
+}

@@ -12,6 +12,8 @@ use tokio::sync::OnceCell;
 
 #[path = "capture_browser/fidelity.rs"]
 mod fidelity;
+#[path = "capture_browser/isolation.rs"]
+mod isolation;
 #[path = "capture_browser/network.rs"]
 mod network;
 

@@ -11,6 +11,7 @@
 //! [`CaptureError::Refused`](super::CaptureError::Refused) when it was the
 //! page itself.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -40,10 +41,19 @@ pub(crate) struct Refusal {
 /// Longest wait for a connection to the target.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// What the proxy saw since it was last asked.
+#[derive(Debug, Default)]
+struct Journal {
+    refusals: Vec<Refusal>,
+    /// Origins the page reached (`http://h:8000`, `https://h`): the ones
+    /// whose storage the next capture clears.
+    origins: BTreeSet<String>,
+}
+
 /// A running filtering proxy; stopped (with its connections) when dropped.
 pub(crate) struct FilterProxy {
     port: u16,
-    refusals: Arc<Mutex<Vec<Refusal>>>,
+    journal: Arc<Mutex<Journal>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,8 +72,8 @@ impl FilterProxy {
         let mut policy = policy.clone();
         policy.denied_loopback_ports.push(port);
         let policy = Arc::new(policy);
-        let refusals: Arc<Mutex<Vec<Refusal>>> = Arc::default();
-        let log = Arc::clone(&refusals);
+        let journal: Arc<Mutex<Journal>> = Arc::default();
+        let log = Arc::clone(&journal);
         let task = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) ends every connection.
             let mut connections = JoinSet::new();
@@ -83,7 +93,7 @@ impl FilterProxy {
         });
         Ok(FilterProxy {
             port,
-            refusals,
+            journal,
             task,
         })
     }
@@ -95,7 +105,12 @@ impl FilterProxy {
 
     /// The refusals since the last call.
     pub(crate) fn take_refusals(&self) -> Vec<Refusal> {
-        std::mem::take(&mut *self.refusals.lock().expect("refusals"))
+        std::mem::take(&mut self.journal.lock().expect("journal").refusals)
+    }
+
+    /// The origins pages reached since the last call.
+    pub(crate) fn take_origins(&self) -> BTreeSet<String> {
+        std::mem::take(&mut self.journal.lock().expect("journal").origins)
     }
 }
 
@@ -103,7 +118,7 @@ impl FilterProxy {
 async fn serve(
     mut client: TcpStream,
     policy: &NetworkPolicy,
-    log: &Mutex<Vec<Refusal>>,
+    log: &Mutex<Journal>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let head_end = loop {
@@ -162,7 +177,7 @@ async fn serve(
         (host, port, Some(format!("{method} {path} {version}\r\n")))
     };
     let record = |reason: String, by_policy: bool| {
-        log.lock().expect("refusals").push(Refusal {
+        log.lock().expect("journal").refusals.push(Refusal {
             target: target.to_string(),
             authority: format!("{host}:{port}"),
             reason,
@@ -185,6 +200,21 @@ async fn serve(
             return answer(&mut client, "403 Forbidden", &body).await;
         }
     };
+    let scheme = if forward_line.is_some() {
+        "http"
+    } else {
+        "https"
+    };
+    let shown = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let origin = match (scheme, port) {
+        ("http", 80) | ("https", 443) => format!("{scheme}://{shown}"),
+        _ => format!("{scheme}://{shown}:{port}"),
+    };
+    log.lock().expect("journal").origins.insert(origin);
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
     let mut server = match connected {
         Ok(Ok(s)) => s,

@@ -322,8 +322,18 @@ impl Session {
         let page_timeout = config.page_timeout();
         let resource_timeout = config.resource_timeout();
 
-        // Reset what an earlier capture in this session may have set.
+        // Reset what an earlier capture in this session may have set: the
+        // storage of every origin its pages reached (local and session
+        // storage, IndexedDB, Cache Storage, service workers, cookies), so
+        // nothing passes from one build's page to another's.
         self.proxy.take_refusals();
+        for origin in self.proxy.take_origins() {
+            self.cdp(
+                "Storage.clearDataForOrigin",
+                json!({ "origin": origin, "storageTypes": "all" }),
+            )
+            .await?;
+        }
         self.cdp("Network.clearBrowserCookies", json!({})).await?;
         let blocked = blocked_patterns(config);
         self.cdp_setting("Network.setBlockedURLs", json!({ "urls": blocked }))

@@ -45,6 +45,16 @@ fn check_superuser(scope: &ApiKeyScope) -> Result<(), ApiError> {
     }
 }
 
+/// A link shown to people (a release's or a run's `url`): free text is
+/// kept as it is, but a URL must be http(s), so that no `javascript:` or
+/// `data:` link ends up on a review page.
+fn check_link(field: &str, raw: &str) -> Result<(), ApiError> {
+    match url::Url::parse(raw) {
+        Ok(_) => check_url(field, raw),
+        Err(_) => Ok(()),
+    }
+}
+
 fn check_url(field: &str, raw: &str) -> Result<(), ApiError> {
     match url::Url::parse(raw) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
@@ -81,6 +91,7 @@ pub async fn create_release(
 ) -> Result<Value, ApiError> {
     let req: CreateReleaseRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
+    check_link("url", &req.url)?;
     let (build, name, url) = (req.build_id, req.release_name.clone(), req.url.clone());
     let number = state
         .store
@@ -199,6 +210,11 @@ pub async fn report_run(
 ) -> Result<Value, ApiError> {
     let req: ReportRunRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
+    for (field, link) in [("url", &req.url), ("ref_url", &req.ref_url)] {
+        if let Some(link) = link {
+            check_link(field, link)?;
+        }
+    }
     state
         .store
         .call(move |c| storage::report_run(c, &req))

@@ -69,7 +69,12 @@ impl ArtifactDir {
             return Ok(());
         }
         let dir = dest.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            // A new shard directory must itself survive a crash: fsync
+            // the directory that holds it.
+            File::open(dir.parent().unwrap_or(&self.root))?.sync_all()?;
+        }
         std::fs::rename(temp, &dest)?;
         // Make the rename itself durable before a row refers to it.
         File::open(dir)?.sync_all()?;

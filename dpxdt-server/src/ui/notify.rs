@@ -68,7 +68,7 @@ pub fn body(d: &DueNotification, link: &str) -> serde_json::Value {
     serde_json::json!({
         "text": format!(
             "Release {} #{} of {} is ready for review: {diffs} diff(s), {failed} failed, {total} run(s). {link}",
-            d.name, d.number, d.build_name
+            slack_escape(&d.name), d.number, slack_escape(&d.build_name)
         ),
         "build": d.build_name,
         "release_name": d.name,
@@ -78,6 +78,15 @@ pub fn body(d: &DueNotification, link: &str) -> serde_json::Value {
         "runs": total,
         "url": link,
     })
+}
+
+/// Text from a build owner, made inert in Slack's markup: `<!channel>`,
+/// `<@user>` and `<url|label>` links need `<` and `>`, which Slack wants
+/// escaped as entities (and so `&`).
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Starts the notifier; it stops when `stop` turns true.
@@ -236,6 +245,14 @@ fn is_internal(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_markup_in_names_is_inert() {
+        assert_eq!(
+            slack_escape("<!channel> & <http://x|y>"),
+            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
+        );
+    }
 
     #[test]
     fn internal_addresses_are_told_from_public_ones() {
