@@ -168,7 +168,8 @@ impl Rule {
         }
     }
 
-    fn matches_ip(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is in this address block (a host rule matches no address).
+    pub fn matches_ip(&self, ip: IpAddr) -> bool {
         let Rule::Net(net, prefix) = self else {
             return false;
         };

@@ -46,6 +46,9 @@ pub struct Config {
     /// addresses. Off by default: webhook URLs come from build owners, who
     /// could otherwise make the server call services only it can reach.
     pub allow_private_webhooks: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the
+    /// login rate limits); requests from anywhere else are taken as they come.
+    pub trusted_proxies: Vec<dpxdt_core::netpolicy::Rule>,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
             worker: workers::WorkerConfig::default(),
             mail: None,
             allow_private_webhooks: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

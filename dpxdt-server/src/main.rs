@@ -79,6 +79,15 @@ struct Args {
         value_name = "CIDR|HOST"
     )]
     capture_allow: Vec<Rule>,
+    /// Reverse proxies (CIDR, repeatable or comma-separated) whose
+    /// `X-Forwarded-For` header names the client for the login rate limits.
+    #[arg(
+        long,
+        env = "DPXDT_TRUSTED_PROXY",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    trusted_proxy: Vec<Rule>,
     /// Never let captured pages reach these address blocks or hosts.
     #[arg(
         long,
@@ -151,6 +160,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     config.public_url = args.public_url.clone();
     config.in_process_workers = !args.no_workers;
     config.allow_private_webhooks = args.allow_private_webhooks;
+    config.trusted_proxies = args.trusted_proxy.clone();
     config.worker.capture = !args.no_capture;
     if let Some(n) = args.diff_workers {
         config.worker.diff = n > 0;

@@ -179,6 +179,33 @@ async fn login_redirects_only_to_local_paths() {
     server.stop().await;
 }
 
+/// Regression: the limit was checked before and counted after the slow
+/// password check, so a parallel burst got as many guesses as requests.
+#[tokio::test]
+async fn a_parallel_burst_of_guesses_gets_no_more_than_the_limit() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut guessers = Vec::new();
+    for _ in 0..30 {
+        let mut b = server.browser();
+        guessers.push(tokio::spawn(async move {
+            b.login("alice", "guess").await.status
+        }));
+    }
+    let mut wrong = 0;
+    for g in guessers {
+        match g.await.unwrap() {
+            StatusCode::UNAUTHORIZED => wrong += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(wrong, 5, "guesses checked");
+    // A name too long to be anyone's is refused without a check.
+    let mut b = server.browser();
+    let long = "a".repeat(65);
+    assert_eq!(b.login(&long, "x").await.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn logins_are_rate_limited_per_user_name() {
     let server = UiServer::start(USERS, |_| {}).await;

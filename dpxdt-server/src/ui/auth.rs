@@ -87,37 +87,141 @@ pub fn ensure_admin_password(store: &Store) -> Result<Option<String>, StoreError
     }
 }
 
-/// Counts failed logins per key (user name or address) in a fixed window.
-#[derive(Default)]
+/// Longest user name a login looks up.
+pub const MAX_NAME_LEN: usize = 64;
+/// Password checks (argon2, 19 MiB each) running at once; more wait.
+const CONCURRENT_PASSWORD_CHECKS: usize = 4;
+/// The wait after [`MAX_FAILURES_PER_USER`] failures; it doubles with each
+/// further failure.
+const FIRST_DELAY: Duration = Duration::from_secs(5);
+/// Longest wait a user name's failures impose between attempts.
+const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// Login attempts, counted before the password check (so a parallel burst
+/// gets no more guesses than a sequential one):
+/// - per client address, at most [`MAX_FAILURES_PER_IP`] failures in
+///   [`WINDOW`];
+/// - per user name *from one address*, after [`MAX_FAILURES_PER_USER`]
+///   failures each further attempt waits a delay that doubles up to
+///   [`MAX_DELAY`], and only one attempt is in flight. Keyed by address so
+///   that nobody can lock a user (say `admin`) out from elsewhere.
 pub(crate) struct Limiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    entries: Mutex<HashMap<String, Entry>>,
+    checks: tokio::sync::Semaphore,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter {
+            entries: Mutex::default(),
+            checks: tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    in_flight: u32,
+    since: Instant,
+    next_allowed: Instant,
+}
+
+/// An attempt counted by [`Limiter::begin`]; [`Limiter::end`] settles it.
+pub(crate) struct Attempt {
+    user: String,
+    ip: String,
 }
 
 impl Limiter {
-    fn blocked(&self, key: &str, max: u32) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .is_some_and(|(n, since)| *n >= max && since.elapsed() < WINDOW)
-    }
-
-    fn fail(&self, key: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    /// Counts an attempt of `user` from `ip` at `now`, or says how long to
+    /// wait when one of their limits holds.
+    fn begin(&self, user: &str, ip: &str, now: Instant) -> Result<Attempt, Duration> {
+        let user = format!("user:{}|{ip}", user.to_lowercase());
+        let ip = format!("ip:{ip}");
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
-            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+            map.retain(|_, e| e.in_flight > 0 || now.duration_since(e.since) < WINDOW);
         }
-        let entry = map.entry(key.to_string()).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= WINDOW {
-            *entry = (0, Instant::now());
+        let fresh = Entry {
+            failures: 0,
+            in_flight: 0,
+            since: now,
+            next_allowed: now,
+        };
+        for key in [&user, &ip] {
+            let e = map.entry(key.clone()).or_insert(fresh);
+            if e.in_flight == 0 && now.duration_since(e.since) >= WINDOW {
+                *e = fresh;
+            }
         }
-        entry.0 += 1;
+        let ip_entry = map[&ip];
+        if ip_entry.failures + ip_entry.in_flight >= MAX_FAILURES_PER_IP {
+            return Err(WINDOW.saturating_sub(now.duration_since(ip_entry.since)));
+        }
+        let user_entry = map[&user];
+        if user_entry.failures + user_entry.in_flight >= MAX_FAILURES_PER_USER
+            && (user_entry.in_flight > 0 || now < user_entry.next_allowed)
+        {
+            return Err(user_entry
+                .next_allowed
+                .saturating_duration_since(now)
+                .max(Duration::from_secs(1)));
+        }
+        for key in [&user, &ip] {
+            map.get_mut(key).expect("inserted above").in_flight += 1;
+        }
+        Ok(Attempt { user, ip })
     }
 
-    fn clear(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    /// Settles an attempt: a success forgets the user name's failures, a
+    /// failure counts (and may start or double the delay).
+    fn end(&self, attempt: Attempt, success: bool, now: Instant) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for key in [&attempt.user, &attempt.ip] {
+            if let Some(e) = map.get_mut(key) {
+                e.in_flight = e.in_flight.saturating_sub(1);
+                if !success {
+                    e.failures += 1;
+                    if let Some(over) = e.failures.checked_sub(MAX_FAILURES_PER_USER) {
+                        let delay = (FIRST_DELAY * (1u32 << over.min(8))).min(MAX_DELAY);
+                        e.next_allowed = now + delay;
+                    }
+                }
+            }
+        }
+        if success {
+            map.remove(&attempt.user);
+        }
     }
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy,
+/// the last address in `X-Forwarded-For` that is not a trusted proxy.
+fn client_ip(req: &Req, trusted: &[dpxdt_core::netpolicy::Rule]) -> String {
+    let Some(peer) = req.remote.map(|a| a.ip()) else {
+        return String::new();
+    };
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|r| r.matches_ip(ip));
+    if !is_trusted(peer) {
+        return peer.to_string();
+    }
+    let forwarded = req
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return ip.to_string(),
+            Err(_) => break,
+        }
+    }
+    peer.to_string()
 }
 
 /// Equal-time comparison of two tokens.
@@ -228,6 +332,36 @@ pub(crate) fn login_page(
     Ok(resp)
 }
 
+/// Looks `name` up and checks `password`, one of a few password checks at
+/// a time. `None`: no such user or a wrong password.
+async fn check_login(ui: &Ui, name: &str, password: String) -> Result<Option<UserRow>, UiError> {
+    let lookup = name.to_string();
+    let user = ui
+        .state
+        .store
+        .call(move |c| users::find_user(c, &lookup))
+        .await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let _permit = ui
+        .limiter
+        .checks
+        .acquire()
+        .await
+        .map_err(|e| UiError::Internal(e.to_string()))?;
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => verify_password(&password, &h),
+        None => {
+            // Spend the same time as a real check so timing does not tell
+            // which user names exist.
+            let _ = hash_password(&password);
+            false
+        }
+    })
+    .await
+    .map_err(|e| UiError::Internal(e.to_string()))?;
+    Ok(user.filter(|_| ok))
+}
+
 /// `POST /login`: checks the login CSRF token, the rate limits and the password.
 pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let expected = req.cookie(LOGIN_COOKIE).unwrap_or_default();
@@ -241,40 +375,30 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     }
     let name = req.f("name").unwrap_or("").trim().to_string();
     let password = req.f("password").unwrap_or("").to_string();
-    let user_key = format!("user:{}", name.to_lowercase());
-    let ip_key = format!(
-        "ip:{}",
-        req.remote.map(|a| a.ip().to_string()).unwrap_or_default()
-    );
-    if ui.limiter.blocked(&user_key, MAX_FAILURES_PER_USER)
-        || ui.limiter.blocked(&ip_key, MAX_FAILURES_PER_IP)
-    {
-        return Err(UiError::TooManyRequests(
-            "too many failed logins; wait 15 minutes and try again".into(),
-        ));
+    if name.len() > MAX_NAME_LEN {
+        return login_page(
+            ui,
+            req,
+            Some("Wrong user name or password."),
+            StatusCode::UNAUTHORIZED,
+        );
     }
-    let lookup = name.clone();
-    let user = ui
-        .state
-        .store
-        .call(move |c| users::find_user(c, &lookup))
-        .await?;
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => verify_password(&password, &h),
-        None => {
-            // Spend the same time as a real check so timing does not tell
-            // which user names exist.
-            let _ = hash_password(&password);
-            false
-        }
-    })
-    .await
-    .map_err(|e| UiError::Internal(e.to_string()))?;
-    let Some(user) = user.filter(|_| ok) else {
-        ui.limiter.fail(&user_key);
-        ui.limiter.fail(&ip_key);
-        tracing::warn!(user = %name, ip = %ip_key, "failed login");
+    let ip = client_ip(req, &ui.state.config.trusted_proxies);
+    let attempt = ui
+        .limiter
+        .begin(&name, &ip, Instant::now())
+        .map_err(|wait| {
+            UiError::TooManyRequests(format!(
+                "too many failed logins; try again in {} seconds",
+                wait.as_secs().max(1)
+            ))
+        })?;
+    let checked = check_login(ui, &name, password).await;
+    let ok = matches!(checked, Ok(Some(_)));
+    ui.limiter.end(attempt, ok, Instant::now());
+    let user = checked?;
+    let Some(user) = user else {
+        tracing::warn!(user = %name, %ip, "failed login");
         return login_page(
             ui,
             req,
@@ -282,7 +406,6 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             StatusCode::UNAUTHORIZED,
         );
     };
-    ui.limiter.clear(&user_key);
     let token = ui
         .state
         .store
@@ -318,4 +441,85 @@ pub(crate) async fn logout(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         cookie(SESSION_COOKIE, "", 0, req.secure(&ui.state)),
     );
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_counted_before_the_check_and_delays_grow() {
+        let limiter = Limiter::default();
+        let t0 = Instant::now();
+        // A burst: only as many attempts start as failures are allowed.
+        let started: Vec<_> = (0..20)
+            .filter_map(|_| limiter.begin("Admin", "10.0.0.1", t0).ok())
+            .collect();
+        assert_eq!(started.len(), MAX_FAILURES_PER_USER as usize);
+        for a in started {
+            limiter.end(a, false, t0);
+        }
+        // Then one attempt per delay: 5 s, 10 s, 20 s, ... up to 60 s.
+        let mut now = t0;
+        for delay in [5, 10, 20, 40, 60, 60] {
+            let wait = limiter.begin("admin", "10.0.0.1", now).err().unwrap();
+            assert_eq!(wait, Duration::from_secs(delay));
+            now += wait;
+            let attempt = limiter.begin("admin", "10.0.0.1", now).unwrap();
+            assert!(
+                limiter.begin("admin", "10.0.0.1", now).is_err(),
+                "one in flight"
+            );
+            limiter.end(attempt, false, now);
+        }
+        // The same name from elsewhere is not held up: no lockout by others.
+        let other = limiter.begin("admin", "10.0.0.2", now).unwrap();
+        limiter.end(other, true, now);
+        // Nor is it after a success from there.
+        assert!(limiter.begin("admin", "10.0.0.2", now).is_ok());
+    }
+
+    #[test]
+    fn an_address_gets_a_bounded_number_of_failures() {
+        let limiter = Limiter::default();
+        let now = Instant::now();
+        for i in 0..MAX_FAILURES_PER_IP {
+            let a = limiter.begin(&format!("user{i}"), "10.0.0.9", now).unwrap();
+            limiter.end(a, false, now);
+        }
+        let wait = limiter.begin("someone", "10.0.0.9", now).err().unwrap();
+        assert_eq!(wait, WINDOW);
+        // After the window it may try again.
+        assert!(limiter.begin("someone", "10.0.0.9", now + WINDOW).is_ok());
+    }
+
+    fn req_from(peer: &str, forwarded: &[&str]) -> Req {
+        let mut headers = warp::http::HeaderMap::new();
+        for f in forwarded {
+            headers.append("x-forwarded-for", f.parse().unwrap());
+        }
+        Req {
+            method: warp::http::Method::POST,
+            path: "/login".into(),
+            query: HashMap::new(),
+            form: HashMap::new(),
+            headers,
+            remote: Some(peer.parse().unwrap()),
+            session: None,
+        }
+    }
+
+    #[test]
+    fn x_forwarded_for_counts_only_from_trusted_proxies() {
+        let trusted: Vec<dpxdt_core::netpolicy::Rule> = vec!["10.0.0.0/8".parse().unwrap()];
+        // Straight from a client: the header is the client's own words.
+        let r = req_from("203.0.113.5:1000", &["198.51.100.1"]);
+        assert_eq!(client_ip(&r, &trusted), "203.0.113.5");
+        // Through the proxy: the last address the proxies did not add.
+        let r = req_from("10.0.0.2:1000", &["198.51.100.1, 203.0.113.7", "10.0.0.3"]);
+        assert_eq!(client_ip(&r, &trusted), "203.0.113.7");
+        let r = req_from("10.0.0.2:1000", &[]);
+        assert_eq!(client_ip(&r, &trusted), "10.0.0.2");
+        assert_eq!(client_ip(&r, &[]), "10.0.0.2");
+    }
 }
