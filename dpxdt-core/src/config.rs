@@ -24,6 +24,8 @@ pub const DEFAULT_MASK_COLOR: &str = "#ff00ff";
 pub const MAX_EDGE: u32 = 16_384;
 /// The instant the page's clock stands still at when `clock` is not set.
 pub const DEFAULT_CLOCK: &str = "2024-01-01T12:00:00Z";
+/// What [`CaptureConfig::redacted`] puts in place of a secret.
+pub const REDACTED: &str = "(hidden)";
 /// `clock` value that lets the page see the real, running clock.
 pub const REAL_CLOCK: &str = "real";
 /// Hosts whose requests are always blocked: analytics never belongs in a screenshot.
@@ -281,6 +283,25 @@ impl CaptureConfig {
             .unwrap_or(0)
     }
 
+    /// This config with its secrets replaced by [`REDACTED`]: cookie values,
+    /// `httpPassword` and `injectHeaders` values. What people who cannot
+    /// edit a build are shown of its captures.
+    pub fn redacted(&self) -> CaptureConfig {
+        let mut out = self.clone();
+        for cookie in &mut out.cookies {
+            cookie.value = REDACTED.into();
+        }
+        if out.http_password.is_some() {
+            out.http_password = Some(REDACTED.into());
+        }
+        for headers in out.inject_headers.values_mut() {
+            for value in headers.values_mut() {
+                *value = REDACTED.into();
+            }
+        }
+        out
+    }
+
     /// The viewport to use.
     pub fn viewport(&self) -> ViewportSize {
         self.viewport_size.unwrap_or(DEFAULT_VIEWPORT)
@@ -422,6 +443,22 @@ mod tests {
             CaptureConfig::from_json(r#"{"viewportSize": {"width": -1, "height": 1}}"#).is_err()
         );
         assert!(CaptureConfig::from_json("[1]").is_err());
+    }
+
+    #[test]
+    fn redaction_hides_cookies_passwords_and_headers() {
+        let c = CaptureConfig::from_json(ORIGINAL_EXAMPLE)
+            .unwrap()
+            .redacted();
+        let json = c.to_json();
+        for secret in ["my-cookie-value", "my-password", "\"1\""] {
+            assert!(!json.contains(secret), "{secret} in {json}");
+        }
+        assert!(
+            json.contains("my-cookie-name") && json.contains("X-Test"),
+            "{json}"
+        );
+        assert_eq!(c.http_password.as_deref(), Some(REDACTED));
     }
 
     #[test]

@@ -896,3 +896,59 @@ async fn a_release_ready_for_review_is_announced_to_the_webhook_with_retries() {
     server.stop().await;
     receiver.abort();
 }
+
+/// Regression: a public build showed its capture configs (cookies,
+/// passwords, headers) to anyone.
+#[tokio::test]
+async fn capture_config_secrets_are_for_owners_only() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("public-site", true).await;
+    let key = alice.create_key(build).await;
+    let client = dpxdt_client::Client::builder(&server.base)
+        .api_key(&key.0, &key.1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let rel = client
+        .create_release(BuildId(build), "r", "https://ci.example/1")
+        .await
+        .unwrap();
+    let config = r#"{"cookies": [{"name": "session", "value": "COOKIE-SECRET"}],
+        "httpUserName": "ci", "httpPassword": "PASSWORD-SECRET",
+        "injectHeaders": {"staging.example": {"X-Token": "HEADER-SECRET"}}}"#;
+    let run = client
+        .request_run(&dpxdt_core::api::RequestRunRequest {
+            build_id: BuildId(build),
+            release_name: rel.release_name.clone(),
+            release_number: rel.release_number,
+            run_name: "/".into(),
+            url: "https://staging.example/".into(),
+            config: config.into(),
+            ref_url: None,
+            ref_config: None,
+        })
+        .await
+        .unwrap();
+    let path = format!("/image?build_id={build}&id={}", run.config);
+    let mut anon = server.browser();
+    let mut bob = server.login("bob").await;
+    for (who, page) in [
+        ("anonymous", anon.get(&path).await),
+        ("bob", bob.get(&path).await),
+    ] {
+        assert_eq!(page.status, StatusCode::OK, "{who}");
+        assert!(!page.body.contains("SECRET"), "{who} sees: {}", page.body);
+        assert!(
+            page.body.contains("session") && page.body.contains("X-Token"),
+            "{}",
+            page.body
+        );
+        assert_eq!(page.headers["cache-control"], "private, no-store");
+    }
+    let page = alice.get(&path).await;
+    for secret in ["COOKIE-SECRET", "PASSWORD-SECRET", "HEADER-SECRET"] {
+        assert!(page.body.contains(secret), "the owner sees {secret}");
+    }
+    server.stop().await;
+}

@@ -1,7 +1,7 @@
 //! The page and action handlers: home, builds, API keys, releases, runs
 //! and the authorized image route.
 
-use dpxdt_core::{ArtifactId, BuildId, RunEvent, RunStatus};
+use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, RunEvent, RunStatus};
 use serde_json::{Value, json};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -609,7 +609,7 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
 /// read. Images are served as images; everything else as plain text, so an
 /// uploaded file can never run as a page of this site.
 pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    let (info, _) = build_for(ui, req, "build_id").await?;
+    let (info, access) = build_for(ui, req, "build_id").await?;
     let id = ArtifactId::parse(param(req, "id")?).map_err(|_| UiError::NotFound)?;
     let build = info.id;
     let lookup = id.clone();
@@ -623,7 +623,51 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         "image/png" | "image/jpeg" | "image/gif" | "image/webp" => art.content_type.clone(),
         _ => "text/plain; charset=utf-8".to_string(),
     };
+    if !ct.starts_with("image/")
+        && let Some(config) = read_capture_config(ui, &id).await
+    {
+        // A capture config may hold passwords, cookies and headers: only
+        // owners see them, and no shared cache keeps either version.
+        let shown = if access == Access::Owner {
+            config
+        } else {
+            config.redacted()
+        };
+        let json =
+            serde_json::to_string_pretty(&shown).map_err(|e| UiError::Internal(e.to_string()))?;
+        let mut resp = Response::new(json.into());
+        let h = resp.headers_mut();
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("private, no-store"),
+        );
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        return Ok(resp);
+    }
     send_artifact(ui, req, &id, &ct, info.public).await
+}
+
+/// The artifact as a capture config, when it is one (a small JSON object
+/// that parses as a config).
+async fn read_capture_config(ui: &Ui, id: &ArtifactId) -> Option<CaptureConfig> {
+    let path = ui.state.store.artifacts().path(id);
+    let size = tokio::fs::metadata(&path).await.ok()?.len();
+    if size > 256 * 1024 {
+        return None;
+    }
+    let bytes = tokio::fs::read(&path).await.ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    CaptureConfig::from_json(text).ok()
 }
 
 /// `GET /thumb?build_id=&id=`: a small PNG of the top of a screenshot the
