@@ -320,7 +320,6 @@ pub async fn download(
     scope: ApiKeyScope,
     p: &Pairs,
 ) -> Result<warp::reply::Response, ApiError> {
-    use warp::Reply;
     let req: DownloadQuery = super::params::decode(p)?;
     let id = ArtifactId::parse(&req.sha1sum)
         .map_err(|e| ApiError::BadRequest(format!("sha1sum: {e}")))?;
@@ -333,10 +332,9 @@ pub async fn download(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("build {build} has no artifact {id}")))?;
     let path = state.store.artifacts().path(&id);
-    let bytes = tokio::fs::read(&path)
+    let mut resp = super::file_response(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
-    let mut resp = bytes.into_response();
     let h = resp.headers_mut();
     let ct = warp::http::HeaderValue::from_str(&info.content_type).unwrap_or(
         warp::http::HeaderValue::from_static("application/octet-stream"),

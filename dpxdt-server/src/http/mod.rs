@@ -22,6 +22,25 @@ pub use error::ApiError;
 use crate::Config;
 use crate::storage::Store;
 
+/// The file at `path` as a response body streamed in 64 KiB chunks as the
+/// client takes them, never read whole into memory; with its length.
+pub(crate) async fn file_response(path: &std::path::Path) -> std::io::Result<Response> {
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), file)))
+    });
+    let mut resp = warp::reply::stream(chunks).into_response();
+    resp.headers_mut().insert("content-length", len.into());
+    Ok(resp)
+}
+
 /// A request body as a stream of chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 

@@ -164,6 +164,7 @@ pub(crate) struct Ui {
     state: AppState,
     hb: Handlebars<'static>,
     limiter: auth::Limiter,
+    renders: thumbs::Renders,
 }
 
 /// The UI's routes: every path outside `/api/`. Requests under `/api/` are
@@ -327,6 +328,7 @@ impl Ui {
             state,
             hb,
             limiter: auth::Limiter::default(),
+            renders: thumbs::Renders::default(),
         }
     }
 

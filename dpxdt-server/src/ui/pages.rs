@@ -687,34 +687,53 @@ pub(crate) async fn thumb(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         return Err(UiError::NotFound);
     }
     let key = super::thumbs::key(&id);
-    let lookup = key.clone();
+    let thumb = match cached_thumbnail(ui, &key).await? {
+        Some(t) => t,
+        None => {
+            // One render per screenshot: a burst of requests for it waits
+            // for the first and then finds the thumbnail cached.
+            let _mine = ui.renders.one_at_a_time(&key).await;
+            match cached_thumbnail(ui, &key).await? {
+                Some(t) => t,
+                None => {
+                    let _slot = ui.renders.slot().await;
+                    render_thumbnail(ui, &id, key).await?
+                }
+            }
+        }
+    };
+    send_artifact(ui, req, &thumb, "image/png", info.public).await
+}
+
+/// The cached thumbnail under `key`, when it is still on disk.
+async fn cached_thumbnail(ui: &Ui, key: &str) -> Result<Option<ArtifactId>, UiError> {
+    let lookup = key.to_string();
     let cached = ui
         .state
         .store
         .call(move |c| users::find_thumbnail(c, &lookup))
         .await?
         .and_then(|t| ArtifactId::parse(&t).ok());
-    let thumb = match cached {
-        Some(t) if ui.state.store.artifacts().path(&t).exists() => t,
-        _ => {
-            let store = ui.state.store.clone();
-            let source = store.artifacts().path(&id);
-            tokio::task::spawn_blocking(move || -> Result<ArtifactId, UiError> {
-                let bytes = std::fs::read(&source)
-                    .map_err(|e| UiError::Internal(format!("reading artifact: {e}")))?;
-                let png = super::thumbs::make_thumbnail(&bytes).map_err(UiError::BadRequest)?;
-                let t = store
-                    .artifacts()
-                    .write_bytes(&png)
-                    .map_err(|e| UiError::Internal(format!("storing a thumbnail: {e}")))?;
-                store.blocking(|c| users::save_thumbnail(c, &key, &t, png.len() as i64))?;
-                Ok(t)
-            })
-            .await
-            .map_err(|e| UiError::Internal(e.to_string()))??
-        }
-    };
-    send_artifact(ui, req, &thumb, "image/png", info.public).await
+    Ok(cached.filter(|t| ui.state.store.artifacts().path(t).exists()))
+}
+
+/// Makes the thumbnail of screenshot `id` and caches it under `key`.
+async fn render_thumbnail(ui: &Ui, id: &ArtifactId, key: String) -> Result<ArtifactId, UiError> {
+    let store = ui.state.store.clone();
+    let source = store.artifacts().path(id);
+    tokio::task::spawn_blocking(move || -> Result<ArtifactId, UiError> {
+        let bytes = std::fs::read(&source)
+            .map_err(|e| UiError::Internal(format!("reading artifact: {e}")))?;
+        let png = super::thumbs::make_thumbnail(&bytes).map_err(UiError::BadRequest)?;
+        let t = store
+            .artifacts()
+            .write_bytes(&png)
+            .map_err(|e| UiError::Internal(format!("storing a thumbnail: {e}")))?;
+        store.blocking(|c| users::save_thumbnail(c, &key, &t, png.len() as i64))?;
+        Ok(t)
+    })
+    .await
+    .map_err(|e| UiError::Internal(e.to_string()))?
 }
 
 /// Sends artifact `id` (already authorized) with `content_type`, cached for
@@ -742,10 +761,9 @@ async fn send_artifact(
         r
     } else {
         let path = ui.state.store.artifacts().path(id);
-        let bytes = tokio::fs::read(&path)
+        let mut r = crate::http::file_response(&path)
             .await
             .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))?;
-        let mut r = Response::new(bytes.into());
         r.headers_mut().insert(
             "content-type",
             HeaderValue::from_str(content_type)

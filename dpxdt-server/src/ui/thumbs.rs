@@ -1,6 +1,9 @@
 //! Thumbnails for the release page: the top of a screenshot, scaled down
 //! with `fast_image_resize`, made on first request and kept as an artifact.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
 use dpxdt_core::ArtifactId;
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -11,6 +14,53 @@ pub const THUMB_WIDTH: u32 = 440;
 pub const THUMB_HEIGHT: u32 = 300;
 /// Largest screenshot a thumbnail is made of.
 const MAX_PIXELS: u64 = 100_000_000;
+
+/// Screenshots decoded for thumbnails at once (each up to 400 MB of RGBA).
+const CONCURRENT_RENDERS: usize = 2;
+
+/// Who is making which thumbnail: one render per artifact at a time (the
+/// others wait for it and then find it cached), and at most
+/// [`CONCURRENT_RENDERS`] renders in all.
+pub(crate) struct Renders {
+    by_key: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    slots: tokio::sync::Semaphore,
+}
+
+impl Default for Renders {
+    fn default() -> Self {
+        Renders {
+            by_key: Mutex::default(),
+            slots: tokio::sync::Semaphore::new(CONCURRENT_RENDERS),
+        }
+    }
+}
+
+impl Renders {
+    /// Waits until nobody else renders `key`; hold the guard while rendering.
+    pub(crate) async fn one_at_a_time(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, w| w.strong_count() > 0);
+            match map.get(key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.to_string(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+
+    /// Waits for one of the render slots.
+    pub(crate) async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
 
 /// Scales the top of a PNG screenshot down to at most
 /// [`THUMB_WIDTH`]x[`THUMB_HEIGHT`] (never up), as PNG bytes.
@@ -63,6 +113,35 @@ pub fn key(id: &ArtifactId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_for_one_screenshot_renders_it_once() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let renders = Arc::new(Renders::default());
+        let cached = Arc::new(AtomicBool::new(false));
+        let made = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (renders, cached, made) = (renders.clone(), cached.clone(), made.clone());
+                tokio::spawn(async move {
+                    let _mine = renders.one_at_a_time("screenshot").await;
+                    if !cached.load(Ordering::SeqCst) {
+                        let _slot = renders.slot().await;
+                        tokio::task::yield_now().await;
+                        made.fetch_add(1, Ordering::SeqCst);
+                        cached.store(true, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        // Another screenshot is not held up by a finished one.
+        let _other = renders.one_at_a_time("another").await;
+        assert_eq!(renders.slots.available_permits(), CONCURRENT_RENDERS);
+    }
 
     fn png(w: u32, h: u32) -> Vec<u8> {
         let mut out = Vec::new();
