@@ -18,6 +18,8 @@ pub mod diff;
 pub mod local;
 pub mod model;
 pub mod netpolicy;
+#[cfg(all(test, feature = "capture"))]
+mod proptests;
 pub mod release;
 pub mod run;
 

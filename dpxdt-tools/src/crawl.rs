@@ -795,6 +795,26 @@ mod tests {
         assert!(parse_sitemap("<feed/>").unwrap_err().contains("<feed>"));
     }
 
+    proptest::proptest! {
+        /// Any HTML yields absolute http(s) links without fragments; any
+        /// text is a sitemap or a clean error; page keys are stable.
+        #[test]
+        fn links_sitemaps_and_keys_never_panic(
+            html in "(<a href=\"|<iframe src=\"|<base href=\"|<noscript>|</noscript>|\">|[a-z/:#?.&=<> ]){0,60}",
+            text in ".{0,200}",
+        ) {
+            let base = u("http://h/docs/");
+            for link in extract_links(&base, &html) {
+                proptest::prop_assert!(matches!(link.scheme(), "http" | "https"));
+                proptest::prop_assert!(link.fragment().is_none());
+                let key = page_key(&link);
+                proptest::prop_assert_eq!(page_key(&Url::parse(&key).unwrap()), key);
+            }
+            let _ = parse_sitemap(&text);
+            let _ = parse_sitemap(&html);
+        }
+    }
+
     #[test]
     fn run_names_are_path_and_query() {
         assert_eq!(run_name(&u("http://h/a/b?x=1&y=2")), "/a/b?x=1&y=2");

@@ -182,6 +182,40 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any form decodes or is refused with a 400 naming the problem,
+        /// never a panic (the long run: `PROPTEST_CASES=100000`).
+        #[test]
+        fn any_form_decodes_or_is_refused(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            pairs in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("build_id".to_string()),
+                        proptest::strategy::Just("release_number".to_string()),
+                        proptest::strategy::Just("run_name".to_string()),
+                        proptest::strategy::Just("distortion".to_string()),
+                        "[a-z_]{1,12}",
+                    ],
+                    ".{0,12}",
+                ),
+                0..12,
+            ),
+        ) {
+            let from_body: Vec<(String, String)> =
+                url::form_urlencoded::parse(&body).into_owned().collect();
+            for form in [from_body, pairs] {
+                match decode::<ReportRunRequest>(&form) {
+                    Ok(_) => {}
+                    Err(ApiError::BadRequest(message)) => {
+                        proptest::prop_assert!(message.starts_with("invalid parameter"), "{}", message);
+                    }
+                    Err(other) => proptest::prop_assert!(false, "{other}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn too_many_or_too_long_parameters_are_refused() {
         assert!(check_param(MAX_PARAMS - 1, "build_id").is_ok());
