@@ -94,8 +94,12 @@ pub fn init_data_dir(config: &Config) -> Result<(Store, Option<NewApiKey>), Stor
     Ok((store, first))
 }
 
+/// How long requests in flight may go on after a stop before they are cut off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Serves the API on `listener` until `shutdown` completes, then stops the
-/// in-process workers and returns.
+/// in-process workers and returns (requests still running
+/// [`SHUTDOWN_GRACE`] after the stop are cut off).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: Config,
@@ -143,13 +147,25 @@ pub async fn serve_store(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    warp::serve(ui::with_ui(state.clone(), http::routes(state)))
+    let mut stop_for_grace = stop_rx.clone();
+    let server = warp::serve(ui::with_ui(state.clone(), http::routes(state)))
         .incoming(listener)
         .graceful(async move {
             let _ = stop_for_server.wait_for(|stop| *stop).await;
         })
-        .run()
-        .await;
+        .run();
+    tokio::select! {
+        () = server => {}
+        () = async {
+            let _ = stop_for_grace.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(
+                "requests still running {} s after the stop; cut off",
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
+    }
     for task in worker_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }

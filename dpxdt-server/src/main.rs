@@ -314,7 +314,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // Whatever is still running (a request, a blocking task) gets a
+    // bounded time to end; the process does not wait on it forever.
+    runtime.shutdown_timeout(dpxdt_server::SHUTDOWN_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dpxdt-server: {e:#}");

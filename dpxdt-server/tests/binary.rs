@@ -1070,3 +1070,35 @@ fn help_never_shows_secrets_from_the_environment() {
         assert!(!help.contains("SECRET-"), "{help}");
     }
 }
+
+/// Regression: a stop waited for every request in flight, so one client
+/// that never finished sending its body kept the server from stopping.
+#[test]
+fn a_stop_cuts_off_a_request_that_never_finishes() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (build, key_id, key_secret) = create_build(dir.path(), "stalled");
+    let server = Proc::start(dir.path(), &["--no-workers"]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    let auth = dpxdt_e2e::base64(format!("{key_id}:{key_secret}").as_bytes());
+    write!(
+        stalled,
+        "POST /api/upload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\
+         Expect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    // The server asks for the body once the upload handler reads it: the
+    // request is in flight. Send a little of it, then nothing more.
+    let mut reader = BufReader::new(stalled.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 100"), "{status}");
+    write!(
+        stalled,
+        "--b\r\nContent-Disposition: form-data; name=\"build_id\"\r\n\r\n{build}\r\n--b\r\n"
+    )
+    .unwrap();
+    assert!(server.terminate().success());
+}
