@@ -45,13 +45,19 @@ fn check_superuser(scope: &ApiKeyScope) -> Result<(), ApiError> {
     }
 }
 
-/// A link shown to people (a release's or a run's `url`): free text is
-/// kept as it is, but a URL must be http(s), so that no `javascript:` or
-/// `data:` link ends up on a review page.
+/// A link shown to people (a release's or a run's `url`: often http(s),
+/// `file://` from the tools, or free text): anything but a scheme that runs
+/// script when followed, so that no `javascript:` or `data:` link ends up
+/// on a review page.
 fn check_link(field: &str, raw: &str) -> Result<(), ApiError> {
     match url::Url::parse(raw) {
-        Ok(_) => check_url(field, raw),
-        Err(_) => Ok(()),
+        Ok(u) if matches!(u.scheme(), "javascript" | "vbscript" | "data" | "blob") => {
+            Err(ApiError::BadRequest(format!(
+                "{field}: scheme {:?} may not be used in a link",
+                u.scheme()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
