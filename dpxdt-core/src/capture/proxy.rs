@@ -120,6 +120,9 @@ async fn serve(
     policy: &NetworkPolicy,
     log: &Mutex<Journal>,
 ) -> std::io::Result<()> {
+    // Pieces of a response are passed on as they come: without this, Nagle's
+    // algorithm holds a small second piece until the first is acknowledged.
+    client.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(4096);
     let head_end = loop {
         let mut chunk = [0u8; 4096];
@@ -232,6 +235,7 @@ async fn serve(
             return answer(&mut client, "504 Gateway Timeout", "connection timed out").await;
         }
     };
+    server.set_nodelay(true)?;
     match forward_line {
         None => {
             client

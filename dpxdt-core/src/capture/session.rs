@@ -15,6 +15,12 @@ use crate::diff::{DEFAULT_MAX_PIXELS, Image, decode_png, encode_rgba_png};
 /// How long the page must stay settled before the screenshot.
 const QUIET_MS: u64 = 30;
 
+/// What a capture clears of the origins the previous one reached. Not
+/// `"all"`: that also drops Chromium's shader cache and costs about 9 ms a
+/// call instead of 1.
+const CLEARED_STORAGE: &str =
+    "cookies,local_storage,indexeddb,cache_storage,service_workers,file_systems";
+
 /// Tallest piece taken in one screenshot; taller shots are stitched from
 /// tiles (GPU-backed Chromium cannot capture much more than 16,384 px).
 pub(crate) const TILE_HEIGHT: u32 = 8192;
@@ -330,7 +336,7 @@ impl Session {
         for origin in self.proxy.take_origins() {
             self.cdp(
                 "Storage.clearDataForOrigin",
-                json!({ "origin": origin, "storageTypes": "all" }),
+                json!({ "origin": origin, "storageTypes": CLEARED_STORAGE }),
             )
             .await?;
         }
