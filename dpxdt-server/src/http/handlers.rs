@@ -341,22 +341,10 @@ pub async fn download(
     let mut resp = super::file_response(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
-    let h = resp.headers_mut();
-    let ct = warp::http::HeaderValue::from_str(&info.content_type).unwrap_or(
-        warp::http::HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert("content-type", ct);
-    h.insert(
-        "cache-control",
-        warp::http::HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    h.insert(
-        "x-content-type-options",
-        warp::http::HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        "content-security-policy",
-        warp::http::HeaderValue::from_static("sandbox; default-src 'none'"),
+    super::artifact_headers(
+        &mut resp,
+        &info.content_type,
+        "private, max-age=31536000, immutable",
     );
     Ok(resp)
 }

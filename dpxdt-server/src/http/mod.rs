@@ -22,6 +22,28 @@ pub use error::ApiError;
 use crate::Config;
 use crate::storage::Store;
 
+/// The headers every served artifact carries: its content type, `cache`
+/// as `Cache-Control`, and what keeps an uploaded file from ever running as
+/// a page of this site (`nosniff`, a sandboxing CSP).
+pub(crate) fn artifact_headers(resp: &mut Response, content_type: &str, cache: &'static str) {
+    use warp::http::HeaderValue;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_str(content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert("cache-control", HeaderValue::from_static(cache));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+}
+
 /// The file at `path` as a response body streamed in 64 KiB chunks as the
 /// client takes them, never read whole into memory; with its length.
 pub(crate) async fn file_response(path: &std::path::Path) -> std::io::Result<Response> {

@@ -636,19 +636,7 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         let json =
             serde_json::to_string_pretty(&shown).map_err(|e| UiError::Internal(e.to_string()))?;
         let mut resp = Response::new(json.into());
-        let h = resp.headers_mut();
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        h.insert(
-            "cache-control",
-            HeaderValue::from_static("private, no-store"),
-        );
-        h.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
+        crate::http::artifact_headers(&mut resp, "text/plain; charset=utf-8", "private, no-store");
         return Ok(resp);
     }
     send_artifact(ui, req, &id, &ct, info.public).await
@@ -761,28 +749,13 @@ async fn send_artifact(
         r
     } else {
         let path = ui.state.store.artifacts().path(id);
-        let mut r = crate::http::file_response(&path)
+        crate::http::file_response(&path)
             .await
-            .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))?;
-        r.headers_mut().insert(
-            "content-type",
-            HeaderValue::from_str(content_type)
-                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-        );
-        r
+            .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))?
     };
-    let h = resp.headers_mut();
-    h.insert("cache-control", HeaderValue::from_static(cache));
+    crate::http::artifact_headers(&mut resp, content_type, cache);
     if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert("etag", v);
+        resp.headers_mut().insert("etag", v);
     }
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static("sandbox; default-src 'none'"),
-    );
     Ok(resp)
 }
