@@ -79,6 +79,12 @@ struct Args {
         value_name = "CIDR|HOST"
     )]
     capture_allow: Vec<Rule>,
+    /// When the server runs as root, run the capture browser as root too,
+    /// without Chromium's sandbox. By default it runs as the unprivileged
+    /// user `nobody` with the sandbox on, and captures fail with an
+    /// explanation where the sandbox cannot start.
+    #[arg(long, env = "DPXDT_ALLOW_ROOT_CAPTURE", value_parser = BoolishValueParser::new())]
+    allow_root_capture: bool,
     /// Reverse proxies (CIDR, repeatable or comma-separated) whose
     /// `X-Forwarded-For` header names the client for the login rate limits.
     #[arg(
@@ -174,6 +180,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         denied_loopback_ports: vec![args.listen.port()],
         ..NetworkPolicy::server()
     };
+    config.worker.capture_allow_root = args.allow_root_capture;
     if let Some(secs) = args.lease_secs {
         config.worker.diff_lease = Duration::from_secs(secs);
         config.worker.capture_lease = Duration::from_secs(secs);

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use dpxdt_core::CaptureConfig;
-use dpxdt_core::capture::{Browser, BrowserOptions, CaptureError};
+use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions, CaptureError};
 use dpxdt_e2e::{Page, PageServer};
 use image::{Rgba, RgbaImage};
 use tokio::sync::OnceCell;

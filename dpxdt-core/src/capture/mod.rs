@@ -95,7 +95,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{CaptureConfig, ConfigError};
 use crate::diff::Region;
 use crate::netpolicy::NetworkPolicy;
-use process::DriverProcess;
+use process::{DriverProcess, is_root};
 use session::Session;
 
 /// Longest wait for an idle session before a capture gives up.
@@ -248,6 +248,25 @@ pub struct BrowserOptions {
     /// (a server uses [`NetworkPolicy::server`]). chromedriver's port is
     /// refused whatever this says.
     pub network: NetworkPolicy,
+    /// How to run the browser when this process runs as root, where
+    /// Chromium's sandbox cannot start; default [`AsRoot::NoSandbox`] (a
+    /// server uses [`AsRoot::Unprivileged`]). Ignored for other users.
+    pub as_root: AsRoot,
+}
+
+/// How the browser runs when this process runs as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AsRoot {
+    /// chromedriver and Chromium run as the unprivileged user `nobody`,
+    /// with Chromium's sandbox on. A page that escaped its renderer would
+    /// still be `nobody` in a sandbox. Needs unprivileged user namespaces
+    /// (Chromium's sandbox); without them the browser does not start and
+    /// the error says so.
+    Unprivileged,
+    /// Chromium runs as root with its sandbox off: for pages one trusts,
+    /// as in local mode and `cargo test`.
+    #[default]
+    NoSandbox,
 }
 
 impl Default for BrowserOptions {
@@ -265,6 +284,7 @@ impl Default for BrowserOptions {
             attempts: 2,
             extra_args: Vec::new(),
             network: NetworkPolicy::local(),
+            as_root: AsRoot::default(),
         }
     }
 }
@@ -344,7 +364,9 @@ impl Browser {
         let opts = options.clone();
         let started = runtime
             .spawn(async move {
-                let process = DriverProcess::start(&opts.chromedriver).await?;
+                let user =
+                    (is_root() && opts.as_root == AsRoot::Unprivileged).then(process::User::nobody);
+                let process = DriverProcess::start(&opts.chromedriver, user.as_ref()).await?;
                 let first = Session::start(&process.url, &opts).await;
                 match first {
                     Ok(s) => Ok((process, s)),

@@ -33,10 +33,14 @@ pub(crate) struct DriverProcess {
 impl DriverProcess {
     /// Starts chromedriver and waits until it answers, retrying on another
     /// port if the one picked was taken in the meantime.
-    pub(crate) async fn start(chromedriver: &Path) -> Result<Self, CaptureError> {
+    /// With `user`, chromedriver (and so Chromium) runs as that user.
+    pub(crate) async fn start(
+        chromedriver: &Path,
+        user: Option<&User>,
+    ) -> Result<Self, CaptureError> {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::start_once(chromedriver).await {
+            match Self::start_once(chromedriver, user).await {
                 Ok(p) => return Ok(p),
                 Err(e) => last = e,
             }
@@ -44,13 +48,14 @@ impl DriverProcess {
         Err(CaptureError::Launch(last))
     }
 
-    async fn start_once(chromedriver: &Path) -> Result<Self, String> {
+    async fn start_once(chromedriver: &Path, user: Option<&User>) -> Result<Self, String> {
         let port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
         let profiles =
             std::env::temp_dir().join(format!("dpxdt-browser-{}-{}", std::process::id(), port));
         std::fs::create_dir_all(&profiles)
             .map_err(|e| format!("cannot create {}: {e}", profiles.display()))?;
-        let child = Command::new(chromedriver)
+        let mut command = Command::new(chromedriver);
+        command
             .arg(format!("--port={port}"))
             .arg("--log-level=OFF")
             // chromedriver makes each session's profile under $TMPDIR (and
@@ -60,7 +65,20 @@ impl DriverProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
+            .process_group(0);
+        if let Some(user) = user {
+            // The profiles directory is the only place the browser writes
+            // (its caches included); it is removed as root afterwards.
+            std::os::unix::fs::chown(&profiles, Some(user.uid), Some(user.gid))
+                .map_err(|e| format!("cannot give {} to {}: {e}", profiles.display(), user.name))?;
+            command
+                .uid(user.uid)
+                .gid(user.gid)
+                .env("HOME", &profiles)
+                .env("XDG_CACHE_HOME", profiles.join(".cache"))
+                .env("XDG_CONFIG_HOME", profiles.join(".config"));
+        }
+        let child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
         let killer = match GroupKiller::new(child.id(), false, Some(&profiles)) {
@@ -178,7 +196,69 @@ impl Drop for GroupKiller {
     }
 }
 
+/// An unprivileged account the browser runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct User {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+impl User {
+    /// `nobody` from `/etc/passwd`, else the usual 65534:65534.
+    pub(crate) fn nobody() -> User {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        passwd
+            .lines()
+            .find_map(|line| parse_passwd_line(line).filter(|u| u.name == "nobody"))
+            .unwrap_or(User {
+                name: "nobody".into(),
+                uid: 65534,
+                gid: 65534,
+            })
+    }
+}
+
+/// `name:x:uid:gid:...` from one `/etc/passwd` line.
+fn parse_passwd_line(line: &str) -> Option<User> {
+    let mut fields = line.split(':');
+    let name = fields.next()?;
+    let _password = fields.next()?;
+    let uid = fields.next()?.parse().ok()?;
+    let gid = fields.next()?.parse().ok()?;
+    Some(User {
+        name: name.to_string(),
+        uid,
+        gid,
+    })
+}
+
+/// Whether this process runs as root.
+pub(crate) fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lines() {
+        assert_eq!(
+            parse_passwd_line("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin"),
+            Some(User {
+                name: "nobody".into(),
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert_eq!(parse_passwd_line("broken:x:abc:1"), None);
+        assert_eq!(parse_passwd_line(""), None);
+    }
 }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use thirtyfour::prelude::*;
 
+use super::process::is_root;
 use super::proxy::FilterProxy;
-use super::{BrowserOptions, Capture, CaptureError, Probe, js};
+use super::{AsRoot, BrowserOptions, Capture, CaptureError, Probe, js};
 use crate::config::{ALWAYS_IGNORED_HOSTS, CaptureConfig, DEFAULT_MASK_COLOR};
 use crate::diff::{DEFAULT_MAX_PIXELS, Image, decode_png, encode_rgba_png};
 
@@ -116,7 +117,10 @@ impl Session {
             // The full browser; the headless shell is headless only.
             args.push("--headless=new".into());
         }
-        if needs_no_sandbox() {
+        let unprivileged = is_root() && options.as_root == AsRoot::Unprivileged;
+        if std::env::var_os("DPXDT_NO_SANDBOX").is_some()
+            || (is_root() && options.as_root == AsRoot::NoSandbox)
+        {
             args.push("--no-sandbox".into());
         }
         // All traffic through the filtering proxy, loopback included; no
@@ -145,7 +149,20 @@ impl Session {
         };
         let driver = WebDriver::new(driver_url, Capabilities::from(map))
             .await
-            .map_err(|e| CaptureError::Launch(format!("cannot start Chromium: {e}")))?;
+            .map_err(|e| {
+                CaptureError::Launch(if unprivileged {
+                    format!(
+                        "cannot start Chromium as user nobody with its sandbox on: {e}. \
+                         The sandbox needs unprivileged user namespaces \
+                         (sysctl kernel.unprivileged_userns_clone=1, or a container \
+                         allowed to create them); otherwise run the server as a \
+                         non-root user, or pass --allow-root-capture to run the \
+                         browser as root without its sandbox"
+                    )
+                } else {
+                    format!("cannot start Chromium: {e}")
+                })
+            })?;
         let mut session = Session {
             driver: Some(driver),
             default_user_agent: String::new(),
@@ -772,15 +789,6 @@ fn is_headless_shell(chromium: &Path) -> bool {
     chromium
         .file_name()
         .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
-}
-
-/// Chromium's sandbox does not work as root (e.g. in containers).
-fn needs_no_sandbox() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::env::var_os("DPXDT_NO_SANDBOX").is_some()
-        || std::fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false)
 }
 
 /// `Network.setBlockedURLs` wildcard patterns for the config's ignored

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask, ReportRunRequest};
-use dpxdt_core::capture::{Browser, BrowserOptions};
+use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions};
 use dpxdt_core::netpolicy::NetworkPolicy;
 use tokio::sync::OnceCell;
 
@@ -21,17 +21,20 @@ pub struct CaptureWorker {
     lease: Duration,
     sessions: usize,
     network: NetworkPolicy,
+    as_root: AsRoot,
     browser: OnceCell<Arc<Browser>>,
 }
 
 impl CaptureWorker {
     /// A capture worker that launches its own browser, whose pages may
-    /// reach what `network` allows, when first needed.
+    /// reach what `network` allows, when first needed (run as `as_root`
+    /// says when this process runs as root).
     pub fn new(
         client: Client,
         lease: Duration,
         sessions: usize,
         network: NetworkPolicy,
+        as_root: AsRoot,
     ) -> CaptureWorker {
         CaptureWorker {
             client,
@@ -39,6 +42,7 @@ impl CaptureWorker {
             lease,
             sessions: sessions.max(1),
             network,
+            as_root,
             browser: OnceCell::new(),
         }
     }
@@ -51,6 +55,7 @@ impl CaptureWorker {
             lease,
             sessions: 1,
             network: NetworkPolicy::server(),
+            as_root: AsRoot::Unprivileged,
             browser: OnceCell::new_with(Some(browser)),
         }
     }
@@ -61,6 +66,7 @@ impl CaptureWorker {
                 let options = BrowserOptions {
                     sessions: self.sessions,
                     network: self.network.clone(),
+                    as_root: self.as_root,
                     ..BrowserOptions::default()
                 };
                 Browser::launch(options)

@@ -44,6 +44,10 @@ pub struct WorkerConfig {
     /// What captured pages may reach; default [`NetworkPolicy::server`]:
     /// not this machine, not link-local (cloud metadata).
     pub capture_network: NetworkPolicy,
+    /// When the server runs as root, run the browser as root without
+    /// Chromium's sandbox; by default (false) it runs as `nobody` with the
+    /// sandbox on.
+    pub capture_allow_root: bool,
 }
 
 impl Default for WorkerConfig {
@@ -57,6 +61,7 @@ impl Default for WorkerConfig {
             capture: true,
             capture_sessions: 1,
             capture_network: NetworkPolicy::server(),
+            capture_allow_root: false,
         }
     }
 }
@@ -152,6 +157,11 @@ pub fn spawn_all(
             config.capture_lease,
             config.capture_sessions,
             config.capture_network.clone(),
+            if config.capture_allow_root {
+                dpxdt_core::capture::AsRoot::NoSandbox
+            } else {
+                dpxdt_core::capture::AsRoot::Unprivileged
+            },
         ));
         for _ in 0..config.capture_sessions.max(1) {
             let worker = worker.clone();

@@ -78,3 +78,108 @@ async fn storage_left_by_one_capture_is_gone_in_the_next() {
     assert_eq!(px(&img, 10, 10), GREEN, "{}", read.log);
     b.shutdown().await;
 }
+
+/// The processes of the browser behind `browser`: chromedriver (found by
+/// its port) and everything in its process group, as (uid, command line).
+fn browser_processes(browser: &Browser) -> Vec<(u32, String)> {
+    let port = browser.driver_url().rsplit(':').next().expect("port");
+    let port_arg = format!("--port={port}");
+    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let pgrp: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(2)?
+                .parse()
+                .ok()?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let uid: u32 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            Some((pid, pgrp, format!("{uid} {cmdline}")))
+        })
+        .collect();
+    let driver = procs
+        .iter()
+        .find(|(_, _, c)| c.contains("chromedriver") && c.contains(&port_arg))
+        .map(|(pid, _, _)| *pid)
+        .expect("chromedriver process");
+    procs
+        .into_iter()
+        .filter(|(_, pgrp, _)| *pgrp == driver)
+        .map(|(_, _, c)| {
+            let (uid, cmd) = c.split_once(' ').expect("uid");
+            (uid.parse().expect("uid"), cmd.to_string())
+        })
+        .collect()
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = std::process::Command::new("id")
+        .args(["-u", user])
+        .output()
+        .expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a uid")
+}
+
+#[tokio::test]
+async fn a_server_browser_never_runs_as_root_or_unsandboxed() {
+    // What a server launches: as root, chromedriver and Chromium become
+    // `nobody` with Chromium's sandbox on.
+    let server_browser = Browser::launch(BrowserOptions {
+        sessions: 1,
+        attempts: 1,
+        as_root: AsRoot::Unprivileged,
+        ..BrowserOptions::default()
+    })
+    .await
+    .expect("the browser starts as nobody in its sandbox");
+    let pages = PageServer::start();
+    pages.set_html("/p", &probe_page("true"));
+    let shot = server_browser
+        .capture(&pages.url("/p"), &config("{}"))
+        .await
+        .expect("capture as nobody");
+    let img = image::load_from_memory(&shot.png).expect("png").to_rgba8();
+    assert_eq!(px(&img, 50, 50), GREEN, "the page rendered and ran");
+
+    let me = uid_of(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .expect("/proc/self");
+    let expected = if as_root { uid_of("nobody") } else { me };
+    let procs = browser_processes(&server_browser);
+    assert!(
+        procs.iter().any(|(_, c)| c.contains("--type=renderer")),
+        "a renderer among {procs:?}"
+    );
+    for (uid, cmd) in &procs {
+        assert_eq!(*uid, expected, "runs as uid {expected}: {cmd}");
+        assert!(!cmd.contains("--no-sandbox"), "sandboxed: {cmd}");
+    }
+
+    // The default for one's own pages (local mode, `cargo test`) keeps
+    // today's behaviour, which the same check tells apart.
+    if as_root {
+        let local = browser_processes(browser().await);
+        assert!(
+            local
+                .iter()
+                .any(|(uid, c)| *uid == 0 && c.contains("--no-sandbox")),
+            "the local-mode browser runs as root without its sandbox: {local:?}"
+        );
+    }
+}
