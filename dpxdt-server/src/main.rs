@@ -128,6 +128,14 @@ enum Command {
         /// The build's name.
         name: String,
     },
+    /// Create an API key for remote workers (`dpxdt-server worker`): it may
+    /// lease, heartbeat and finish work-queue tasks, and upload, download
+    /// and report only for the tasks it holds. Prints it as ID:SECRET.
+    CreateWorkerKey {
+        /// What the key is for (shown in the activity log).
+        #[arg(long, default_value = "remote worker")]
+        purpose: String,
+    },
     /// Create a review UI user (or set a user's password); the password is
     /// read from DPXDT_PASSWORD or else the first line of stdin.
     CreateUser {
@@ -145,7 +153,7 @@ enum Command {
         /// The server's root URL.
         #[arg(long, env = "DPXDT_SERVER")]
         server: String,
-        /// A superuser API key, `ID:SECRET`.
+        /// A worker key (`create-worker-key`) or a superuser key, `ID:SECRET`.
         #[arg(long, env = "DPXDT_API_KEY", hide_env_values = true)]
         api_key: String,
     },
@@ -264,6 +272,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("build_id={build}");
             println!("api_key={}", key.id);
             println!("api_secret={}", key.secret);
+        }
+        Command::CreateWorkerKey { purpose } => {
+            // Shared: works beside a running server on the same directory.
+            let store = storage::Store::open_shared(&config.data_dir)
+                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+            let key = store.blocking(|c| storage::create_worker_key(c, &purpose))?;
+            println!("{}:{}", key.id, key.secret);
         }
         Command::CreateUser {
             name,

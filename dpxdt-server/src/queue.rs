@@ -194,6 +194,41 @@ pub fn lease(
     Ok(leased)
 }
 
+/// Whether the worker key `key_id` holds an unexpired lease on a task of
+/// `build` and, given `run` (release name, release number, run name), on
+/// that run: what a worker key needs to upload, download or report.
+pub fn worker_holds(
+    conn: &Connection,
+    key_id: &str,
+    build: BuildId,
+    run: Option<(&str, i64, &str)>,
+) -> Result<bool, StoreError> {
+    let prefix = format!("{key_id}/");
+    let (release_name, release_number, run_name) = run.unwrap_or_default();
+    let found = conn
+        .query_row(
+            "SELECT 1 FROM task t
+             LEFT JOIN release r ON r.id = t.release_id
+             LEFT JOIN run u ON u.id = t.run_id
+             WHERE t.status = 'live' AND t.eta > ?1 AND t.build_id = ?2
+               AND substr(t.owner, 1, length(?3)) = ?3
+               AND (?4 = 0 OR (r.name = ?5 AND r.number = ?6 AND u.name = ?7))
+             LIMIT 1",
+            params![
+                now_ms(),
+                build.0,
+                prefix,
+                run.is_some(),
+                release_name,
+                release_number,
+                run_name
+            ],
+            |_| Ok(()),
+        )
+        .optional()?;
+    Ok(found.is_some())
+}
+
 struct Held {
     status: String,
     owner: Option<String>,

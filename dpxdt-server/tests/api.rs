@@ -1354,3 +1354,186 @@ async fn script_links_are_refused_and_free_text_is_kept() {
     );
     s.stop().await;
 }
+
+/// A worker key made the way `dpxdt-server create-worker-key` makes one.
+fn worker_key(s: &TestServer) -> Key {
+    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+    let k = store
+        .blocking(|c| dpxdt_server::storage::create_worker_key(c, "test worker"))
+        .unwrap();
+    Key(k.id, k.secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_key_works_only_on_the_tasks_it_holds() {
+    use dpxdt_core::api::{HeartbeatRequest, ReportRunRequest};
+    use dpxdt_core::{ArtifactId, BuildId};
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("site").await;
+    let (other, other_key) = s.build_with_key("other").await;
+    let (wk, wk2) = (worker_key(&s), worker_key(&s));
+    let (w, w2) = (s.client(&wk), s.client(&wk2));
+    let bid = BuildId(build.parse().unwrap());
+    let other_id = BuildId(other.parse().unwrap());
+    for (b, k) in [(&build, &key), (&other, &other_key)] {
+        assert_eq!(
+            s.post(
+                Some(k),
+                "create_release",
+                &[
+                    ("build_id", b.as_str()),
+                    ("release_name", "r"),
+                    ("url", "u")
+                ]
+            )
+            .await
+            .0,
+            200
+        );
+        let mut rr = release_form(b, "r", "1");
+        rr.extend([
+            ("run_name", "/a"),
+            ("url", "http://staging.invalid/a"),
+            ("config", "{}"),
+        ]);
+        assert_eq!(s.post(Some(k), "request_run", &rr).await.0, 200);
+    }
+    let other_png = s
+        .upload(
+            &other_key,
+            &other,
+            "x.png",
+            png(2, 2, [0, 0, 255, 255], None),
+        )
+        .await;
+    assert_eq!(other_png.0, 200);
+    let other_png = ArtifactId::parse(other_png.1["sha1sum"].as_str().unwrap()).unwrap();
+    let report = |b: BuildId, run: &str| ReportRunRequest {
+        build_id: b,
+        release_name: "r".into(),
+        release_number: 1,
+        run_name: run.into(),
+        run_failed: Some("the page was down".into()),
+        ..Default::default()
+    };
+    let status = |e: dpxdt_client::ClientError| e.status();
+
+    // Nothing outside the queue's lease, heartbeat and finish, and
+    // nothing for a build before it holds a task of it.
+    for (path, form) in every_endpoint(&build) {
+        if path.starts_with("work_queue/") {
+            continue;
+        }
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let code = if path == "download" || path == "release_status" {
+            s.get(Some(&wk), path, &form).await.0
+        } else {
+            s.post(Some(&wk), path, &form).await.0
+        };
+        assert!(matches!(code, 403 | 400), "{path}: {code}");
+    }
+    let (code, body) = s
+        .post(Some(&wk), "work_queue/capture/add", &[("payload", "{}")])
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("worker key may not add"),
+        "{body}"
+    );
+    assert_eq!(
+        status(w.report_run(&report(bid, "/a")).await.unwrap_err()),
+        Some(403)
+    );
+    let png_bytes = png(2, 2, [255, 0, 0, 255], None);
+    assert_eq!(
+        status(
+            w.upload_bytes(bid, "a.png", png_bytes.clone())
+                .await
+                .unwrap_err()
+        ),
+        Some(403)
+    );
+
+    // It leases one task (of whichever build); it may then work on that
+    // run only.
+    let leased = w
+        .lease("capture", "w", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let task: dpxdt_core::api::CaptureTask = serde_json::from_str(&leased[0].payload).unwrap();
+    let (mine, theirs) = if task.build_id == bid {
+        (bid, other_id)
+    } else {
+        (other_id, bid)
+    };
+    assert_eq!(
+        status(w.report_run(&report(mine, "/b")).await.unwrap_err()),
+        Some(403)
+    );
+    assert_eq!(
+        status(w.report_run(&report(theirs, "/a")).await.unwrap_err()),
+        Some(403)
+    );
+    assert_eq!(
+        status(
+            w.upload_bytes(theirs, "a.png", png_bytes.clone())
+                .await
+                .unwrap_err()
+        ),
+        Some(403)
+    );
+    if theirs == other_id {
+        assert_eq!(
+            status(w.download(other_id, &other_png).await.unwrap_err()),
+            Some(403)
+        );
+    } else {
+        assert!(!w.download(other_id, &other_png).await.unwrap().is_empty());
+    }
+    w.upload_bytes(mine, "a.png", png_bytes.clone())
+        .await
+        .unwrap();
+    // Another worker key cannot heartbeat or finish it, even under the same owner name.
+    let hb = HeartbeatRequest {
+        task_id: leased[0].task_id,
+        owner: "w".into(),
+        message: "capturing".into(),
+        index: 1,
+        timeout: None,
+    };
+    assert_eq!(
+        status(w2.heartbeat("capture", &hb).await.unwrap_err()),
+        Some(409)
+    );
+    assert_eq!(
+        status(
+            w2.finish("capture", leased[0].task_id, "w", None)
+                .await
+                .unwrap_err()
+        ),
+        Some(409)
+    );
+    w.heartbeat("capture", &hb).await.unwrap();
+    w.report_run(&report(mine, "/a")).await.unwrap();
+    w.finish("capture", leased[0].task_id, "w", None)
+        .await
+        .unwrap();
+    // Finished: the lease is gone and so is the permission.
+    assert_eq!(
+        status(w.upload_bytes(mine, "a.png", png_bytes).await.unwrap_err()),
+        Some(403)
+    );
+    // A build key cannot use the queue at all.
+    let (code, body) = s
+        .post(
+            Some(&key),
+            "work_queue/capture/lease",
+            &[("owner", "x"), ("count", "1"), ("timeout", "10")],
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    s.stop().await;
+}

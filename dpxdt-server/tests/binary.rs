@@ -106,6 +106,28 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A worker key from `dpxdt-server create-worker-key`, as `ID:SECRET`.
+fn create_worker_key(data: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["create-worker-key", "--purpose", "test worker"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        line.split_once(':')
+            .is_some_and(|(id, secret)| id.len() == 32 && secret.len() == 64),
+        "{line}"
+    );
+    line
+}
+
 fn create_build(data: &Path, name: &str) -> (BuildId, String, String) {
     let out = Command::new(BIN)
         .arg("--data-dir")
@@ -335,9 +357,9 @@ fn unix_ms() -> i64 {
 async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
     let dir = tempfile::tempdir().unwrap();
     let (build, key_id, key_secret) = create_build(dir.path(), "site");
-    let admin = ("admin-test", "admin-test-secret-0123456789");
-    let admin_arg = format!("{}:{}", admin.0, admin.1);
-    let server = Proc::start(dir.path(), &["--no-workers", "--admin-key", &admin_arg]);
+    // Remote workers need only a worker key.
+    let worker_key = create_worker_key(dir.path());
+    let server = Proc::start(dir.path(), &["--no-workers"]);
     let client = server.client(&key_id, &key_secret);
     // Big images, so the diff takes a while.
     let a = png(2500, 2500, [200, 200, 200, 255], None);
@@ -354,7 +376,7 @@ async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
                     "--server",
                     &server.base,
                 ])
-                .args(["--api-key", &admin_arg])
+                .args(["--api-key", &worker_key])
                 .env("DPXDT_LOG", "warn")
                 .stdout(Stdio::null())
                 .spawn()
@@ -780,13 +802,13 @@ mod with_chromium {
 
     /// A remote `dpxdt-server worker` with only the capture worker, its temp dir
     /// (where the browser profiles go) set to `tmp`.
-    fn capture_worker(base: &str, admin_arg: &str, lease: &str, tmp: &Path) -> KillOnDrop {
+    fn capture_worker(base: &str, key_arg: &str, lease: &str, tmp: &Path) -> KillOnDrop {
         KillOnDrop(
             Command::new(BIN)
                 .args(["--lease-secs", lease, "--diff-workers", "0"])
                 .args(["--capture-allow", "127.0.0.1"])
                 .args(["worker", "--server", base])
-                .args(["--api-key", admin_arg])
+                .args(["--api-key", key_arg])
                 .env("DPXDT_LOG", "warn")
                 .env("TMPDIR", tmp)
                 .stdout(Stdio::null())
@@ -824,8 +846,8 @@ mod with_chromium {
         pages.set("/slow", Page::html("").hanging());
         let dir = tempfile::tempdir().unwrap();
         let (build, key_id, key_secret) = create_build(dir.path(), "site");
-        let admin_arg = "admin-test:admin-test-secret-0123456789";
-        let server = Proc::start(dir.path(), &["--no-workers", "--admin-key", admin_arg]);
+        let worker_key = super::create_worker_key(dir.path());
+        let server = Proc::start(dir.path(), &["--no-workers"]);
         let client = server.client(&key_id, &key_secret);
         let r = client.create_release(build, "main", "u").await.unwrap();
         let release = ReleaseKey {
@@ -849,7 +871,7 @@ mod with_chromium {
         client.runs_done(&release).await.unwrap();
 
         let tmp1 = tempfile::tempdir().unwrap();
-        let mut first = capture_worker(&server.base, admin_arg, "2", tmp1.path());
+        let mut first = capture_worker(&server.base, &worker_key, "2", tmp1.path());
         let first_pid = first.0.id();
         // In progress, seen from both ends: Chromium asked for the page, and the
         // server says this worker holds the lease and has heartbeated it.
@@ -857,7 +879,11 @@ mod with_chromium {
         wait_until(60, "the first worker capturing the page", || {
             let (_, owner, _, beats, _) = task_in(dir.path(), "capture");
             !pages.requests_for("/slow").is_empty()
-                && owner.is_some_and(|o| o.starts_with("capture-") && o.contains(&tag))
+                // A worker key's leases carry its id: `<key id>/capture-...`.
+                && owner.is_some_and(|o| {
+                    o.split_once('/')
+                        .is_some_and(|(key, o)| worker_key.starts_with(&format!("{key}:")) && o.starts_with("capture-") && o.contains(&tag))
+                })
                 && beats >= 1
         })
         .await;
@@ -889,7 +915,7 @@ mod with_chromium {
             Page::html("<html><body style='background:#fff'><h1>Ready</h1></body></html>"),
         );
         let tmp2 = tempfile::tempdir().unwrap();
-        let second = capture_worker(&server.base, admin_arg, "30", tmp2.path());
+        let second = capture_worker(&server.base, &worker_key, "30", tmp2.path());
         let mut leased_again_by = None;
         // Meanwhile the watchdog takes chromedriver, Chromium and the
         // profiles along; checked again by group and by profile path, for

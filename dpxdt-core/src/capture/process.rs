@@ -67,6 +67,7 @@ impl DriverProcess {
             .stderr(Stdio::null())
             .process_group(0);
         if let Some(user) = user {
+            check_traversable(&profiles, user)?;
             // The profiles directory is the only place the browser writes
             // (its caches included); it is removed as root afterwards.
             std::os::unix::fs::chown(&profiles, Some(user.uid), Some(user.gid))
@@ -233,6 +234,30 @@ fn parse_passwd_line(line: &str) -> Option<User> {
     })
 }
 
+/// Refuses a profiles directory that `user` could not reach because a
+/// parent directory is closed to others (e.g. `TMPDIR` under `/root`).
+fn check_traversable(dir: &Path, user: &User) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for parent in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(parent) else {
+            continue;
+        };
+        let open = meta.mode() & 0o001 != 0
+            || (meta.uid() == user.uid && meta.mode() & 0o100 != 0)
+            || (meta.gid() == user.gid && meta.mode() & 0o010 != 0);
+        if !open {
+            return Err(format!(
+                "the browser runs as user {} and cannot enter {} (mode {:o}); \
+                 set TMPDIR to a directory others may enter, such as /tmp",
+                user.name,
+                parent.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether this process runs as root.
 pub(crate) fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -260,5 +285,24 @@ mod tests {
         );
         assert_eq!(parse_passwd_line("broken:x:abc:1"), None);
         assert_eq!(parse_passwd_line(""), None);
+    }
+
+    #[test]
+    fn a_profiles_dir_behind_a_closed_parent_is_refused_with_its_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let nobody = User {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+        };
+        let outer = tempfile::tempdir().unwrap();
+        let closed = outer.path().join("closed");
+        std::fs::create_dir(&closed).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = check_traversable(&closed.join("profiles"), &nobody).unwrap_err();
+        assert!(err.contains(&closed.display().to_string()), "{err}");
+        assert!(err.contains("TMPDIR"), "{err}");
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
+        check_traversable(&closed.join("profiles"), &nobody).unwrap();
     }
 }

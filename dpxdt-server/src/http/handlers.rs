@@ -35,6 +35,38 @@ pub fn check_build(scope: &ApiKeyScope, build: BuildId) -> Result<(), ApiError> 
     }
 }
 
+/// Refuses a key that may not act on `build`, or, for a worker key, holds
+/// no lease on a task of `build` (and of `run`, when given).
+pub async fn check_build_or_lease(
+    state: &AppState,
+    scope: &ApiKeyScope,
+    build: BuildId,
+    run: Option<(String, i64, String)>,
+) -> Result<(), ApiError> {
+    if !scope.worker {
+        return check_build(scope, build);
+    }
+    let key = scope.key_id.clone();
+    let what = match &run {
+        Some((release, number, run)) => format!("run {run:?} of release {release:?} {number}"),
+        None => format!("build {build}"),
+    };
+    let holds = state
+        .store
+        .call(move |c| {
+            let run = run.as_ref().map(|(r, n, u)| (r.as_str(), *n, u.as_str()));
+            queue::worker_holds(c, &key, build, run)
+        })
+        .await?;
+    if holds {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this worker key holds no lease on a task of {what}"
+        )))
+    }
+}
+
 fn check_superuser(scope: &ApiKeyScope) -> Result<(), ApiError> {
     if scope.superuser {
         Ok(())
@@ -215,7 +247,12 @@ pub async fn report_run(
     p: &Pairs,
 ) -> Result<Value, ApiError> {
     let req: ReportRunRequest = super::params::decode(p)?;
-    check_build(&scope, req.build_id)?;
+    let run = (
+        req.release_name.clone(),
+        req.release_number,
+        req.run_name.clone(),
+    );
+    check_build_or_lease(state, &scope, req.build_id, Some(run)).await?;
     for (field, link) in [("url", &req.url), ("ref_url", &req.ref_url)] {
         if let Some(link) = link {
             check_link(field, link)?;
@@ -329,7 +366,7 @@ pub async fn download(
     let req: DownloadQuery = super::params::decode(p)?;
     let id = ArtifactId::parse(&req.sha1sum)
         .map_err(|e| ApiError::BadRequest(format!("sha1sum: {e}")))?;
-    check_build(&scope, req.build_id)?;
+    check_build_or_lease(state, &scope, req.build_id, None).await?;
     let build = req.build_id;
     let lookup = id.clone();
     let info = state
@@ -412,7 +449,8 @@ pub async fn revoke_api_key(
     })
 }
 
-/// `work_queue/<queue>/<action>` (superuser).
+/// `work_queue/<queue>/<action>`: a superuser key, or a worker key for
+/// `lease`, `heartbeat` and `finish` (its leases are its own).
 pub async fn work_queue(
     state: &AppState,
     scope: ApiKeyScope,
@@ -420,7 +458,16 @@ pub async fn work_queue(
     action: &str,
     p: &Pairs,
 ) -> Result<Value, ApiError> {
-    check_superuser(&scope)?;
+    let worker_action = matches!(action, "lease" | "heartbeat" | "finish");
+    if !(scope.worker && worker_action) {
+        check_superuser(&scope).map_err(|_| {
+            ApiError::Forbidden(if scope.worker {
+                format!("a worker key may not {action} tasks (lease, heartbeat, finish only)")
+            } else {
+                "the work queue needs a worker or superuser API key".into()
+            })
+        })?;
+    }
     queue::validate_queue_name(queue_name)?;
     let q = queue_name.to_string();
     match action {
@@ -440,7 +487,15 @@ pub async fn work_queue(
             let req: LeaseRequest = super::params::decode(p)?;
             let tasks = state
                 .store
-                .call(move |c| queue::lease(c, &q, &req.owner, req.count, req.timeout))
+                .call(move |c| {
+                    queue::lease(
+                        c,
+                        &q,
+                        &scope.lease_owner(&req.owner),
+                        req.count,
+                        req.timeout,
+                    )
+                })
                 .await?;
             json(&LeaseResponse {
                 success: true,
@@ -456,7 +511,7 @@ pub async fn work_queue(
                         c,
                         &q,
                         req.task_id,
-                        &req.owner,
+                        &scope.lease_owner(&req.owner),
                         &req.message,
                         req.index,
                         req.timeout,
@@ -469,7 +524,10 @@ pub async fn work_queue(
             let req: FinishRequest = super::params::decode(p)?;
             state
                 .store
-                .call(move |c| queue::finish(c, &q, req.task_id, &req.owner, req.error.as_deref()))
+                .call(move |c| {
+                    let owner = scope.lease_owner(&req.owner);
+                    queue::finish(c, &q, req.task_id, &owner, req.error.as_deref())
+                })
                 .await?;
             json(&SUCCESS)
         }

@@ -156,7 +156,7 @@ pub async fn upload(
         .ok_or_else(|| ApiError::BadRequest("invalid parameters: missing field `build_id`".into()))?
         .parse()
         .map_err(|_| ApiError::BadRequest("invalid parameters: build_id is not a number".into()))?;
-    super::handlers::check_build(&scope, build)?;
+    super::handlers::check_build_or_lease(state, &scope, build, None).await?;
     let mut received =
         file.ok_or_else(|| ApiError::BadRequest("upload must contain a file".into()))?;
     if !state.store.call(move |c| build_exists(c, build)).await? {

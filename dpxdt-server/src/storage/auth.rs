@@ -22,19 +22,40 @@ pub struct NewApiKey {
     pub secret: String,
 }
 
+/// `api_key.worker`: keys for capture and diff workers (migration 6).
+pub(super) const WORKER_KEY_MIGRATION: &str = r#"
+ALTER TABLE api_key ADD COLUMN worker INTEGER NOT NULL DEFAULT 0;
+"#;
+
 /// What an authenticated key may touch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyScope {
+    /// The key's id.
+    pub key_id: String,
     /// The one build a normal key is scoped to.
     pub build_id: Option<BuildId>,
     /// A superuser key may touch every build and the work queue.
     pub superuser: bool,
+    /// A worker key may lease, heartbeat and finish work-queue tasks, and
+    /// upload, download and report only for the tasks it holds a lease on.
+    pub worker: bool,
 }
 
 impl ApiKeyScope {
-    /// Whether this key may act on `build`.
+    /// Whether this key may act on `build` as a whole.
     pub fn may_access(&self, build: BuildId) -> bool {
         self.superuser || self.build_id == Some(build)
+    }
+
+    /// The lease owner recorded for `owner` as named by this key: a worker
+    /// key's leases carry its id, so no other key can heartbeat, finish or
+    /// report for them.
+    pub fn lease_owner(&self, owner: &str) -> String {
+        if self.worker {
+            format!("{}/{owner}", self.key_id)
+        } else {
+            owner.to_string()
+        }
     }
 }
 
@@ -90,7 +111,11 @@ pub fn create_api_key(
         id: random_hex(16),
         secret: random_hex(32),
     };
-    insert_key(&tx, &key, build, purpose)?;
+    let role = match build {
+        Some(b) => Role::Build(b),
+        None => Role::Superuser,
+    };
+    insert_key(&tx, &key, role, purpose)?;
     tx.execute(
         "INSERT INTO admin_log (build_id, api_key_id, log_type, message, created)
          VALUES (?1, ?2, 'create_api_key', ?3, ?4)",
@@ -100,21 +125,52 @@ pub fn create_api_key(
     Ok(key)
 }
 
+/// Creates a worker key: work-queue leases, and uploads, downloads and
+/// reports only for the tasks it holds (for `dpxdt-server worker`).
+pub fn create_worker_key(conn: &mut Connection, purpose: &str) -> Result<NewApiKey, StoreError> {
+    let tx = write_tx(conn)?;
+    let key = NewApiKey {
+        id: random_hex(16),
+        secret: random_hex(32),
+    };
+    insert_key(&tx, &key, Role::Worker, purpose)?;
+    tx.execute(
+        "INSERT INTO admin_log (api_key_id, log_type, message, created)
+         VALUES (?1, 'create_worker_key', ?2, ?3)",
+        params![key.id, purpose, now_ms()],
+    )?;
+    tx.commit()?;
+    Ok(key)
+}
+
+/// What a new key may do.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Build(BuildId),
+    Worker,
+    Superuser,
+}
+
 fn insert_key(
     conn: &Connection,
     key: &NewApiKey,
-    build: Option<BuildId>,
+    role: Role,
     purpose: &str,
 ) -> Result<(), StoreError> {
+    let build = match role {
+        Role::Build(b) => Some(b.0),
+        _ => None,
+    };
     conn.execute(
-        "INSERT INTO api_key (id, secret_sha256, purpose, build_id, superuser, active, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+        "INSERT INTO api_key (id, secret_sha256, purpose, build_id, superuser, worker, active, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
         params![
             key.id,
             hash_secret(&key.secret),
             purpose,
-            build.map(|b| b.0),
-            build.is_none(),
+            build,
+            matches!(role, Role::Superuser),
+            matches!(role, Role::Worker),
             now_ms()
         ],
     )?;
@@ -126,12 +182,12 @@ fn insert_key(
 pub fn ensure_api_key(conn: &mut Connection, key: &NewApiKey) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     tx.execute("DELETE FROM api_key WHERE id = ?1", [&key.id])?;
-    insert_key(&tx, key, None, "configured superuser key")?;
+    insert_key(&tx, key, Role::Superuser, "configured superuser key")?;
     tx.commit()?;
     Ok(())
 }
 
-/// Replaces the superuser key of the in-process workers with a fresh one
+/// Replaces the worker key of the in-process workers with a fresh one
 /// (each start makes a new one; the old one is dropped).
 pub fn replace_internal_key(conn: &mut Connection) -> Result<NewApiKey, StoreError> {
     const PURPOSE: &str = "in-process workers";
@@ -141,7 +197,7 @@ pub fn replace_internal_key(conn: &mut Connection) -> Result<NewApiKey, StoreErr
         id: random_hex(16),
         secret: random_hex(32),
     };
-    insert_key(&tx, &key, None, PURPOSE)?;
+    insert_key(&tx, &key, Role::Worker, PURPOSE)?;
     tx.commit()?;
     Ok(key)
 }
@@ -185,18 +241,23 @@ pub fn check_api_key(
     id: &str,
     secret: &str,
 ) -> Result<Option<ApiKeyScope>, StoreError> {
-    let row: Option<(String, Option<i64>, bool)> = conn
+    let row: Option<(String, Option<i64>, bool, bool)> = conn
         .query_row(
-            "SELECT secret_sha256, build_id, superuser FROM api_key WHERE id = ?1 AND active = 1",
+            "SELECT secret_sha256, build_id, superuser, worker FROM api_key
+             WHERE id = ?1 AND active = 1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
     Ok(match row {
-        Some((hash, build, superuser)) if hash == hash_secret(secret) => Some(ApiKeyScope {
-            build_id: build.map(BuildId),
-            superuser,
-        }),
+        Some((hash, build, superuser, worker)) if hash == hash_secret(secret) => {
+            Some(ApiKeyScope {
+                key_id: id.to_string(),
+                build_id: build.map(BuildId),
+                superuser,
+                worker,
+            })
+        }
         _ => None,
     })
 }
@@ -218,7 +279,7 @@ pub fn bootstrap(conn: &mut Connection) -> Result<Option<NewApiKey>, StoreError>
         id: random_hex(16),
         secret: random_hex(32),
     };
-    insert_key(&tx, &key, None, "admin (created at first start)")?;
+    insert_key(&tx, &key, Role::Superuser, "admin (created at first start)")?;
     tx.commit()?;
     Ok(Some(key))
 }

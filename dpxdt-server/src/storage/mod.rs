@@ -172,8 +172,8 @@ pub(crate) fn write_tx(conn: &mut Connection) -> Result<rusqlite::Transaction<'_
 
 pub use artifacts::{artifact_owned, record_artifact};
 pub use auth::{
-    bootstrap, build_exists, check_api_key, create_api_key, create_build, ensure_api_key,
-    replace_internal_key, revoke_build_api_key,
+    bootstrap, build_exists, check_api_key, create_api_key, create_build, create_worker_key,
+    ensure_api_key, replace_internal_key, revoke_build_api_key,
 };
 pub use releases::{
     create_release, fail_run_for_task, find_run, get_release, get_release_by_id, get_run,

@@ -130,6 +130,8 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
     super::users::NOTIFY_MIGRATION,
     // 5: users' e-mail addresses and the e-mail notifications.
     super::users::MAIL_MIGRATION,
+    // 6: worker keys.
+    super::auth::WORKER_KEY_MIGRATION,
 ];
 
 /// The version a fully migrated database has.
