@@ -952,3 +952,33 @@ async fn capture_config_secrets_are_for_owners_only() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_logs_every_browser_of_that_user_out() {
+    let server = UiServer::start(&[("alice", false), ("bob", false)], |_| {}).await;
+    let mut laptop = server.login("alice").await;
+    let mut phone = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    for b in [&mut laptop, &mut phone, &mut bob] {
+        assert_eq!(b.get("/new_build").await.status, StatusCode::OK);
+    }
+    // What `dpxdt-server create-user alice` does with a new password.
+    dpxdt_server::ui::create_user(&server.store, "alice", "a-new-password", false).unwrap();
+    for b in [&mut laptop, &mut phone] {
+        let page = b.get("/new_build").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "logged out");
+        assert!(page.location().starts_with("/login"), "{}", page.location());
+    }
+    assert_eq!(
+        bob.get("/new_build").await.status,
+        StatusCode::OK,
+        "others stay"
+    );
+    let mut again = server.browser();
+    assert_eq!(
+        again.login("alice", "a-new-password").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(again.get("/new_build").await.status, StatusCode::OK);
+    server.stop().await;
+}

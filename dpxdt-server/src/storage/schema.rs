@@ -132,6 +132,8 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
     super::users::MAIL_MIGRATION,
     // 6: worker keys.
     super::auth::WORKER_KEY_MIGRATION,
+    // 7: the review UI's session idle expiry.
+    super::sessions::IDLE_MIGRATION,
 ];
 
 /// The version a fully migrated database has.

@@ -24,8 +24,20 @@ CREATE TABLE session (
 CREATE INDEX session_expires ON session (expires);
 "#;
 
-/// How long a session lives: 14 days.
+/// `session.last_seen`, for the idle expiry (migration 7). Sessions from
+/// before it count as seen when they were created.
+pub const IDLE_MIGRATION: &str = r#"
+ALTER TABLE session ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+UPDATE session SET last_seen = created;
+"#;
+
+/// How long a session lives at most: 14 days.
 pub const SESSION_LIFETIME_MS: i64 = 14 * 24 * 3600 * 1000;
+/// A session unused this long ends: 24 hours.
+pub const SESSION_IDLE_MS: i64 = 24 * 3600 * 1000;
+/// `last_seen` is written at most this often per session, so that reading
+/// pages does not mean a database write per request.
+const LAST_SEEN_STEP_MS: i64 = 60 * 1000;
 
 /// A random hex token of `bytes` random bytes.
 pub fn random_token(bytes: usize) -> String {
@@ -52,9 +64,13 @@ pub struct Session {
 pub fn create_session(conn: &mut Connection, user: i64) -> Result<String, StoreError> {
     let token = random_token(32);
     let now = now_ms();
-    conn.execute("DELETE FROM session WHERE expires < ?1", [now])?;
     conn.execute(
-        "INSERT INTO session (token_sha256, user_id, csrf, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "DELETE FROM session WHERE expires < ?1 OR last_seen < ?2",
+        params![now, now - SESSION_IDLE_MS],
+    )?;
+    conn.execute(
+        "INSERT INTO session (token_sha256, user_id, csrf, created, expires, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
         params![
             hash_token(&token),
             user,
@@ -66,27 +82,55 @@ pub fn create_session(conn: &mut Connection, user: i64) -> Result<String, StoreE
     Ok(token)
 }
 
-/// The live session of cookie `token`, if any.
-pub fn find_session(conn: &Connection, token: &str) -> Result<Option<Session>, StoreError> {
-    Ok(conn
+/// The live session of cookie `token`, if any: not past its lifetime and
+/// used within [`SESSION_IDLE_MS`]. Finding it counts as using it.
+pub fn find_session(conn: &mut Connection, token: &str) -> Result<Option<Session>, StoreError> {
+    find_session_at(conn, token, now_ms())
+}
+
+fn find_session_at(
+    conn: &mut Connection,
+    token: &str,
+    now: i64,
+) -> Result<Option<Session>, StoreError> {
+    let hash = hash_token(token);
+    let found = conn
         .query_row(
-            "SELECT u.id, u.name, u.password_hash, u.superuser, s.csrf FROM session s
+            "SELECT u.id, u.name, u.password_hash, u.superuser, s.csrf, s.last_seen FROM session s
              JOIN user u ON u.id = s.user_id
-             WHERE s.token_sha256 = ?1 AND s.expires > ?2",
-            params![hash_token(token), now_ms()],
+             WHERE s.token_sha256 = ?1 AND s.expires > ?2 AND s.last_seen > ?3",
+            params![hash, now, now - SESSION_IDLE_MS],
             |r| {
-                Ok(Session {
-                    user: UserRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
-                        superuser: r.get(3)?,
+                Ok((
+                    Session {
+                        user: UserRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                            superuser: r.get(3)?,
+                        },
+                        csrf: r.get(4)?,
                     },
-                    csrf: r.get(4)?,
-                })
+                    r.get::<_, i64>(5)?,
+                ))
             },
         )
-        .optional()?)
+        .optional()?;
+    let Some((session, last_seen)) = found else {
+        return Ok(None);
+    };
+    if now - last_seen >= LAST_SEEN_STEP_MS {
+        conn.execute(
+            "UPDATE session SET last_seen = ?1 WHERE token_sha256 = ?2",
+            params![now, hash],
+        )?;
+    }
+    Ok(Some(session))
+}
+
+/// Ends every session of `user` (after a password change).
+pub fn delete_user_sessions(conn: &Connection, user: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM session WHERE user_id = ?1", [user])?)
 }
 
 /// Ends the session of cookie `token`.
@@ -96,4 +140,55 @@ pub fn delete_session(conn: &mut Connection, token: &str) -> Result<(), StoreErr
         [hash_token(token)],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::storage::schema::migrate(&mut c).unwrap();
+        c.execute(
+            "INSERT INTO user (name, password_hash, superuser, created) VALUES ('ann', 'x', 0, 0)",
+            [],
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn a_session_ends_after_a_day_unused_but_not_while_used() {
+        let mut c = db();
+        let token = create_session(&mut c, 1).unwrap();
+        let t0 = now_ms();
+        // Used every 20 hours, it lives on past the idle limit.
+        for step in 1..=3 {
+            let at = t0 + step * 20 * 3600 * 1000;
+            assert!(
+                find_session_at(&mut c, &token, at).unwrap().is_some(),
+                "step {step}"
+            );
+        }
+        // Then a day and a minute without use: gone.
+        let later = t0 + 60 * 3600 * 1000 + SESSION_IDLE_MS + 60_000;
+        assert!(find_session_at(&mut c, &token, later).unwrap().is_none());
+        // The lifetime still bounds a session in constant use.
+        let token = create_session(&mut c, 1).unwrap();
+        let t0 = now_ms();
+        let mut at = t0;
+        while at < t0 + SESSION_LIFETIME_MS - 3600 * 1000 {
+            at += 12 * 3600 * 1000;
+            assert!(
+                find_session_at(&mut c, &token, at.min(t0 + SESSION_LIFETIME_MS - 1))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        assert!(
+            find_session_at(&mut c, &token, t0 + SESSION_LIFETIME_MS + 1)
+                .unwrap()
+                .is_none()
+        );
+    }
 }

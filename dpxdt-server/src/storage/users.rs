@@ -182,6 +182,8 @@ pub fn upsert_user(
                 "UPDATE user SET password_hash = ?1, superuser = (superuser OR ?2) WHERE id = ?3",
                 params![password_hash, superuser, u.id],
             )?;
+            // A new password logs every browser out (it may be why it changed).
+            super::sessions::delete_user_sessions(&tx, u.id)?;
             u.id
         }
         None => {
