@@ -127,6 +127,11 @@ enum Command {
     CreateBuild {
         /// The build's name.
         name: String,
+        /// Let the build's API keys mark its releases good or bad (e.g. a
+        /// CI job that accepts its own screenshots); by default only people
+        /// give verdicts.
+        #[arg(long)]
+        key_verdicts: bool,
     },
     /// Create an API key for remote workers (`dpxdt-server worker`): it may
     /// lease, heartbeat and finish work-queue tasks, and upload, download
@@ -261,11 +266,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("dpxdt-server listening on http://{addr}/");
             dpxdt_server::serve_store(listener, store, config, shutdown_signal()).await?;
         }
-        Command::CreateBuild { name } => {
+        Command::CreateBuild { name, key_verdicts } => {
             // Shared: works beside a running server on the same directory.
             let store = storage::Store::open_shared(&config.data_dir)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let build = store.blocking(|c| storage::create_build(c, &name))?;
+            if key_verdicts {
+                store.blocking(|c| storage::users::set_key_verdicts(c, build, true))?;
+            }
             let key = store.blocking(|c| {
                 storage::create_api_key(c, Some(build), "created on the command line")
             })?;

@@ -64,6 +64,7 @@ async fn endpoints_succeed_and_refuse_with_json_errors() {
     assert_eq!(s.get(Some(&admin()), "report_run", &[]).await.0, 405);
 
     let (build, key) = s.build_with_key("site").await;
+    s.allow_key_verdicts(&build);
     // Only superusers create builds and keys, or touch the work queue.
     assert_eq!(
         s.post(Some(&key), "create_build", &[("name", "x")]).await.0,
@@ -470,6 +471,7 @@ async fn oversized_or_malformed_upload_is_refused_and_stores_nothing() {
 async fn reported_images_are_diffed_and_the_release_reaches_reviewing() {
     let s = TestServer::start(|_| {}).await;
     let (build, key) = s.build_with_key("flow").await;
+    s.allow_key_verdicts(&build);
     let client = s.client(&key);
     let base_png = png(32, 16, [250, 250, 250, 255], None);
     let changed_png = png(32, 16, [250, 250, 250, 255], Some([255, 0, 0, 255]));
@@ -908,6 +910,7 @@ async fn post_with_auth(s: &TestServer, auth: &str, path: &str) -> (u16, Value) 
 async fn the_remaining_refusals_of_every_endpoint() {
     let s = TestServer::start(|_| {}).await;
     let (build, key) = s.build_with_key("site").await;
+    s.allow_key_verdicts(&build);
     let adm = admin();
 
     // Malformed credentials are 401 with a JSON error, never a 500.
@@ -1093,6 +1096,7 @@ async fn a_capture_whose_release_is_marked_bad_is_dropped_at_the_next_heartbeat(
     pages.set("/never", Page::html("").hanging());
     let s = TestServer::start(|_| {}).await;
     let (build, key) = s.build_with_key("site").await;
+    s.allow_key_verdicts(&build);
     let build = BuildId(build.parse().unwrap());
     let client = s.client(&key);
     let r = client.create_release(build, "main", "u").await.unwrap();
@@ -1535,5 +1539,44 @@ async fn a_worker_key_works_only_on_the_tasks_it_holds() {
         )
         .await;
     assert_eq!(code, 403, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_people_give_verdicts_unless_the_build_lets_its_keys() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("site").await;
+    let mut release = vec![
+        ("build_id", build.as_str()),
+        ("release_name", "r"),
+        ("url", "u"),
+    ];
+    assert_eq!(s.post(Some(&key), "create_release", &release).await.0, 200);
+    release.pop();
+    release.push(("release_number", "1"));
+    assert_eq!(s.post(Some(&key), "runs_done", &release).await.0, 200);
+    let mut good = release.clone();
+    good.push(("status", "good"));
+    let (code, body) = s.post(Some(&key), "update_release", &good).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("people only"),
+        "{body}"
+    );
+    assert_eq!(
+        status_of(&s, &key, &build, "r", "1").await["status"],
+        "reviewing"
+    );
+    // A superuser (a person's tool) may; the build's keys once it says so.
+    s.allow_key_verdicts(&build);
+    let (code, body) = s.post(Some(&key), "update_release", &good).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        status_of(&s, &key, &build, "r", "1").await["status"],
+        "good"
+    );
+    let mut bad = release.clone();
+    bad.push(("status", "bad"));
+    assert_eq!(s.post(Some(&admin()), "update_release", &bad).await.0, 200);
     s.stop().await;
 }

@@ -41,6 +41,7 @@ async fn requested_runs_are_captured_diffed_and_reviewed() {
 
     let s = TestServer::start(|_| {}).await;
     let (build, key) = s.build_with_key("captures").await;
+    s.allow_key_verdicts(&build);
     let build = BuildId(build.parse().unwrap());
     let client = s.client(&key);
     let browser = Arc::new(Browser::launch(BrowserOptions::default()).await.unwrap());

@@ -982,3 +982,54 @@ async fn a_password_change_logs_every_browser_of_that_user_out() {
     assert_eq!(again.get("/new_build").await.status, StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_lets_the_builds_keys_give_verdicts_in_its_settings() {
+    let server = UiServer::start(&[("alice", false)], |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("site", false).await;
+    let key = alice.create_key(build).await;
+    upload_release(&server.base, build, &key, "r1").await;
+    let client = dpxdt_client::Client::builder(&server.base)
+        .api_key(&key.0, &key.1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let release = dpxdt_core::ReleaseKey {
+        build_id: BuildId(build),
+        release_name: "r1".into(),
+        release_number: 1,
+    };
+    let err = client
+        .update_release(&release, dpxdt_core::ReleaseStatus::Good)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    let bs = build.to_string();
+    let page = alice.get(&format!("/build?id={bs}")).await;
+    assert!(
+        page.body.contains("name=\"key_verdicts\" value=\"1\">"),
+        "unchecked by default"
+    );
+    let r = alice
+        .act(
+            "/build/settings",
+            &[("build_id", &bs), ("name", "site"), ("key_verdicts", "1")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = alice.get(&format!("/build?id={bs}")).await;
+    assert!(
+        page.body
+            .contains("name=\"key_verdicts\" value=\"1\" checked>")
+    );
+    assert!(page.body.contains("API keys may give verdicts"), "logged");
+    assert_eq!(
+        client
+            .update_release(&release, dpxdt_core::ReleaseStatus::Good)
+            .await
+            .unwrap(),
+        dpxdt_core::ReleaseStatus::Good
+    );
+    server.stop().await;
+}

@@ -335,6 +335,20 @@ pub async fn update_release(
 ) -> Result<Value, ApiError> {
     let req: VerdictRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
+    if !scope.superuser {
+        let build = req.build_id;
+        let info = state
+            .store
+            .call(move |c| storage::users::build_info(c, build))
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("build {build} does not exist")))?;
+        if !info.key_verdicts {
+            return Err(ApiError::Forbidden(format!(
+                "build {build} takes verdicts from people only; an owner can let its API keys \
+                 mark releases good or bad in the build's settings"
+            )));
+        }
+    }
     let status = state
         .store
         .call(move |c| {

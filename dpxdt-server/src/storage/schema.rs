@@ -134,6 +134,8 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
     super::auth::WORKER_KEY_MIGRATION,
     // 7: the review UI's session idle expiry.
     super::sessions::IDLE_MIGRATION,
+    // 8: whether a build's API keys may give verdicts.
+    super::users::KEY_VERDICT_MIGRATION,
 ];
 
 /// The version a fully migrated database has.

@@ -43,6 +43,9 @@ pub struct BuildInfo {
     pub name: String,
     /// Readable by anyone.
     pub public: bool,
+    /// The build's API keys may mark its releases good or bad (off by
+    /// default: a verdict is a person's).
+    pub key_verdicts: bool,
 }
 
 /// A release with how many of its runs are in each state.
@@ -205,7 +208,7 @@ pub fn build_access(
     build: BuildId,
     user: Option<&UserRow>,
 ) -> Result<(Option<BuildInfo>, Access), StoreError> {
-    let Some(info) = get_build(conn, build)? else {
+    let Some(info) = build_info(conn, build)? else {
         return Ok((None, Access::None));
     };
     let access = match user {
@@ -231,16 +234,18 @@ fn is_owner(conn: &Connection, build: BuildId, user: i64) -> Result<bool, StoreE
         .is_some())
 }
 
-fn get_build(conn: &Connection, build: BuildId) -> Result<Option<BuildInfo>, StoreError> {
+/// Build `build`, if it exists.
+pub fn build_info(conn: &Connection, build: BuildId) -> Result<Option<BuildInfo>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT id, name, public FROM build WHERE id = ?1",
+            "SELECT id, name, public, key_verdicts FROM build WHERE id = ?1",
             [build.0],
             |r| {
                 Ok(BuildInfo {
                     id: BuildId(r.get(0)?),
                     name: r.get(1)?,
                     public: r.get(2)?,
+                    key_verdicts: r.get(3)?,
                 })
             },
         )
@@ -271,25 +276,73 @@ pub fn create_owned_build(
     Ok(id)
 }
 
-/// Sets a build's name and whether it is public.
+/// A build's settings as its owners edit them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSettings {
+    /// Its name.
+    pub name: String,
+    /// Readable by anyone.
+    pub public: bool,
+    /// Its API keys may give verdicts.
+    pub key_verdicts: bool,
+}
+
+/// Sets a build's name, whether it is public and whether its API keys may
+/// give verdicts.
 pub fn set_build_settings(
     conn: &mut Connection,
     build: BuildId,
     user: &UserRow,
-    name: &str,
-    public: bool,
+    settings: &BuildSettings,
 ) -> Result<(), StoreError> {
+    let BuildSettings {
+        name,
+        public,
+        key_verdicts,
+    } = settings;
     dpxdt_core::model::validate_name("build name", name).map_err(StoreError::Invalid)?;
     let tx = write_tx(conn)?;
     tx.execute(
-        "UPDATE build SET name = ?1, public = ?2, modified = ?3 WHERE id = ?4",
-        params![name, public, now_ms(), build.0],
+        "UPDATE build SET name = ?1, public = ?2, key_verdicts = ?3, modified = ?4 WHERE id = ?5",
+        params![name, public, key_verdicts, now_ms(), build.0],
     )?;
     let msg = format!(
-        "name {name:?}, {}",
-        if public { "public" } else { "private" }
+        "name {name:?}, {}, {}",
+        if *public { "public" } else { "private" },
+        if *key_verdicts {
+            "API keys may give verdicts"
+        } else {
+            "only people give verdicts"
+        }
     );
     log_in(&tx, build, Some(user.id), "settings", &msg)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Lets build `build`'s API keys give verdicts, or stops them (for
+/// `dpxdt-server create-build --key-verdicts`); logged without a person.
+pub fn set_key_verdicts(
+    conn: &mut Connection,
+    build: BuildId,
+    allow: bool,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let n = tx.execute(
+        "UPDATE build SET key_verdicts = ?1, modified = ?2 WHERE id = ?3",
+        params![allow, now_ms(), build.0],
+    )?;
+    if n != 1 {
+        return Err(StoreError::NotFound(format!(
+            "build {build} does not exist"
+        )));
+    }
+    let msg = if allow {
+        "API keys may give verdicts"
+    } else {
+        "only people give verdicts"
+    };
+    log_in(&tx, build, None, "settings", msg)?;
     tx.commit()?;
     Ok(())
 }
@@ -431,7 +484,7 @@ pub fn list_builds(
 ) -> Result<Vec<(BuildInfo, bool)>, StoreError> {
     let (uid, superuser) = user.map_or((-1, false), |u| (u.id, u.superuser));
     let mut stmt = conn.prepare(
-        "SELECT b.id, b.name, b.public,
+        "SELECT b.id, b.name, b.public, b.key_verdicts,
                 (?2 OR EXISTS (SELECT 1 FROM build_owner o WHERE o.build_id = b.id AND o.user_id = ?1)) AS owned
          FROM build b
          WHERE owned OR b.public
@@ -443,8 +496,9 @@ pub fn list_builds(
                 id: BuildId(r.get(0)?),
                 name: r.get(1)?,
                 public: r.get(2)?,
+                key_verdicts: r.get(3)?,
             },
-            r.get::<_, bool>(3)?,
+            r.get::<_, bool>(4)?,
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -831,6 +885,11 @@ pub fn notification_done(
     tx.commit()?;
     Ok(())
 }
+
+/// `build.key_verdicts` (migration 8): off for every build, new or old.
+pub const KEY_VERDICT_MIGRATION: &str = r#"
+ALTER TABLE build ADD COLUMN key_verdicts INTEGER NOT NULL DEFAULT 0;
+"#;
 
 /// The e-mail side of notifications, appended to
 /// [`MIGRATIONS`](super::MIGRATIONS): users get an optional e-mail address

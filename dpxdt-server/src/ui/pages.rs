@@ -214,7 +214,7 @@ pub(crate) async fn build(
         StatusCode::OK,
         json!({
             "title": info.name,
-            "build": {"id": id.0, "name": info.name, "public": info.public, "url": build_url(id)},
+            "build": {"id": id.0, "name": info.name, "public": info.public, "key_verdicts": info.key_verdicts, "url": build_url(id)},
             "owner": owner,
             "releases": releases,
             "keys": keys,
@@ -260,19 +260,22 @@ pub(crate) async fn revoke_key(ui: &Ui, req: &Req) -> Result<Response, UiError> 
     Ok(redirect(&build_url(id)))
 }
 
-/// `POST /build/settings`: name, public or private.
+/// `POST /build/settings`: name, public or private, key verdicts.
 pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (info, user) = owned_build(ui, req, "build_id").await?;
-    let public = req.f("public") == Some("1");
-    let name = req
-        .f("name")
-        .map_or(info.name.clone(), |n| n.trim().to_string());
+    let settings = users::BuildSettings {
+        name: req
+            .f("name")
+            .map_or(info.name.clone(), |n| n.trim().to_string()),
+        public: req.f("public") == Some("1"),
+        key_verdicts: req.f("key_verdicts") == Some("1"),
+    };
     let webhook = req.f("webhook_url").map(|u| u.trim().to_string());
     let id = info.id;
     ui.state
         .store
         .call(move |c| {
-            users::set_build_settings(c, id, &user, &name, public)?;
+            users::set_build_settings(c, id, &user, &settings)?;
             match webhook {
                 Some(url) if users::webhook_url(c, id)?.unwrap_or_default() != url => {
                     users::set_webhook_url(c, id, &user, &url)

@@ -145,6 +145,15 @@ impl TestServer {
         (build, key)
     }
 
+    /// Lets `build`'s API keys give verdicts (`create-build --key-verdicts`).
+    pub fn allow_key_verdicts(&self, build: &str) {
+        let store = dpxdt_server::storage::Store::open_shared(self.dir.path()).unwrap();
+        let id = dpxdt_core::BuildId(build.parse().unwrap());
+        store
+            .blocking(|c| dpxdt_server::storage::users::set_key_verdicts(c, id, true))
+            .unwrap();
+    }
+
     /// Files under the artifact directory.
     pub fn artifact_files(&self) -> Vec<std::path::PathBuf> {
         let mut out = Vec::new();

@@ -78,6 +78,13 @@ impl TestServer {
             .create_api_key(build.build_id, Some("tools tests"))
             .await
             .unwrap();
+        // The tests mark releases good with the build's key, as a CI job
+        // of a build created with `create-build --key-verdicts` would.
+        let id = build.build_id;
+        dpxdt_server::storage::Store::open_shared(self._data.path())
+            .unwrap()
+            .blocking(|c| dpxdt_server::storage::users::set_key_verdicts(c, id, true))
+            .unwrap();
         let client = Client::builder(&self.api)
             .api_key(&key.api_key, &key.api_secret)
             .build()
