@@ -756,18 +756,70 @@ async fn owners_invite_and_revoke_each_other_and_superusers_see_the_queue() {
         form.push(("csrf", csrf));
         b.post("/build/owners", &form).await
     };
-    // An unknown user cannot be invited; a known one can, once.
-    let r = post(&mut alice, &csrf, owners("nobody", "add")).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("no user named"));
+    // Inviting says the same for a name that exists and one that does
+    // not, so it tells nobody which names exist.
+    let unknown = post(&mut alice, &csrf, owners("nobody", "add")).await;
+    let known = post(&mut alice, &csrf, owners("bob", "add")).await;
     assert_eq!(
-        post(&mut alice, &csrf, owners("bob", "add")).await.status,
-        StatusCode::SEE_OTHER
+        (unknown.status, known.status),
+        (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER)
     );
+    assert_eq!(unknown.location(), known.location());
+    let listed = alice.get(&page).await.body;
+    assert!(listed.contains("id=\"invited\""), "{listed}");
+    assert!(
+        listed.contains("<strong>invite_owner</strong> nobody"),
+        "{listed}"
+    );
+    // Until bob accepts, he does not own it; no one else can accept for him.
+    assert_eq!(bob.get(&page).await.status, StatusCode::NOT_FOUND);
+    let mut root = server.browser();
+    root.login("root", "root-password").await;
+    let r = root
+        .act(
+            "/account/invite",
+            &[("build_id", &bs), ("answer", "accept")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let account = bob.get("/account").await;
+    assert!(
+        account.body.contains("Own <strong>shared</strong>"),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.body.contains("invited by alice"),
+        "{}",
+        account.body
+    );
+    let r = bob
+        .act(
+            "/account/invite",
+            &[("build_id", &bs), ("answer", "accept")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), page);
+    assert!(
+        !bob.get("/account")
+            .await
+            .body
+            .contains("id=\"invitations\"")
+    );
+    // Owners are listed, so inviting one again is refused; the unanswered
+    // invitation of "nobody" can be withdrawn.
     assert_eq!(
         post(&mut alice, &csrf, owners("bob", "add")).await.status,
         StatusCode::CONFLICT
     );
+    assert_eq!(
+        post(&mut alice, &csrf, owners("nobody", "cancel"))
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(!alice.get(&page).await.body.contains("id=\"invited\""));
     // Bob now owns it: he sees it, its keys, and may rename it.
     let p = bob.get(&page).await;
     assert_eq!(p.status, StatusCode::OK);
@@ -804,7 +856,8 @@ async fn owners_invite_and_revoke_each_other_and_superusers_see_the_queue() {
         StatusCode::CONFLICT
     );
     let log = bob.get(&page).await.body;
-    assert!(log.contains("<strong>invite_admin</strong> bob"));
+    assert!(log.contains("<strong>invite_owner</strong> bob"));
+    assert!(log.contains("<strong>accept_invite</strong> bob"));
     assert!(log.contains("<strong>revoke_admin</strong> alice"));
 
     // The work queue page is for superusers only.

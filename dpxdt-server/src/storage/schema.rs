@@ -136,6 +136,8 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
     super::sessions::IDLE_MIGRATION,
     // 8: whether a build's API keys may give verdicts.
     super::users::KEY_VERDICT_MIGRATION,
+    // 9: owner invitations by user name; e-mail addresses no longer unique.
+    super::users::INVITE_MIGRATION,
 ];
 
 /// The version a fully migrated database has.

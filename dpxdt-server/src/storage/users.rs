@@ -360,34 +360,145 @@ pub fn list_owners(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Makes the user called `name` (or, failing that, the user whose e-mail
-/// address is `name`) an owner of `build`.
-pub fn add_owner(
+/// Pending owner invitations (migration 9), by user name: the invited
+/// person accepts or declines on their account page. An invitation names
+/// a user whether or not one exists, so inviting tells nobody which names
+/// exist; e-mail addresses play no part.
+pub const INVITE_MIGRATION: &str = r#"
+CREATE TABLE owner_invite (
+    build_id INTEGER NOT NULL REFERENCES build(id),
+    user_name TEXT NOT NULL,
+    invited_by INTEGER REFERENCES user(id),
+    created INTEGER NOT NULL,
+    PRIMARY KEY (build_id, user_name)
+) WITHOUT ROWID;
+CREATE INDEX owner_invite_user ON owner_invite (user_name);
+DROP INDEX user_email;
+CREATE INDEX user_email ON user (email COLLATE NOCASE);
+"#;
+
+/// Invites the user called `name` to own `build`. The invitation waits
+/// until that person accepts it; it is the same whether or not such a user
+/// exists.
+pub fn invite_owner(
+    conn: &mut Connection,
+    build: BuildId,
+    by: &UserRow,
+    name: &str,
+) -> Result<(), StoreError> {
+    validate_user_name(name)?;
+    let tx = write_tx(conn)?;
+    let owner: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM build_owner o JOIN user u ON u.id = o.user_id
+                        WHERE o.build_id = ?1 AND u.name = ?2)",
+        params![build.0, name],
+        |r| r.get(0),
+    )?;
+    if owner {
+        // The build page lists its owners already: this tells nothing new.
+        return Err(StoreError::Conflict(format!(
+            "{name} is already an owner of this build"
+        )));
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO owner_invite (build_id, user_name, invited_by, created)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![build.0, name, by.id, now_ms()],
+    )?;
+    log_in(&tx, build, Some(by.id), "invite_owner", name)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Withdraws the invitation of `name` to `build`.
+pub fn cancel_invite(
     conn: &mut Connection,
     build: BuildId,
     by: &UserRow,
     name: &str,
 ) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
-    let user = match find_user(&tx, name)? {
-        Some(u) => u,
-        None => find_user_by_email(&tx, name)?.ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "there is no user named {name:?} or with that e-mail address"
-            ))
-        })?,
-    };
     let n = tx.execute(
-        "INSERT OR IGNORE INTO build_owner (build_id, user_id) VALUES (?1, ?2)",
-        params![build.0, user.id],
+        "DELETE FROM owner_invite WHERE build_id = ?1 AND user_name = ?2",
+        params![build.0, name],
     )?;
     if n == 0 {
-        return Err(StoreError::Conflict(format!(
-            "{} is already an owner of this build",
-            user.name
+        return Err(StoreError::Invalid(format!(
+            "{name:?} has no pending invitation to this build"
         )));
     }
-    log_in(&tx, build, Some(by.id), "invite_admin", &user.name)?;
+    log_in(&tx, build, Some(by.id), "cancel_invite", name)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The user names invited to `build` and not yet answered, sorted.
+pub fn list_invites(conn: &Connection, build: BuildId) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT user_name FROM owner_invite WHERE build_id = ?1 ORDER BY user_name")?;
+    let rows = stmt.query_map([build.0], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// An invitation waiting for its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    /// The build.
+    pub build: BuildId,
+    /// Its name.
+    pub build_name: String,
+    /// Who invited (`None` if that account is gone).
+    pub invited_by: Option<String>,
+}
+
+/// The invitations waiting for `user`, oldest first.
+pub fn invitations_for(conn: &Connection, user: &UserRow) -> Result<Vec<Invitation>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT i.build_id, b.name, u.name FROM owner_invite i
+         JOIN build b ON b.id = i.build_id
+         LEFT JOIN user u ON u.id = i.invited_by
+         WHERE i.user_name = ?1 ORDER BY i.created, i.build_id",
+    )?;
+    let rows = stmt.query_map([&user.name], |r| {
+        Ok(Invitation {
+            build: BuildId(r.get(0)?),
+            build_name: r.get(1)?,
+            invited_by: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Accepts (the user becomes an owner) or declines `user`'s invitation to
+/// `build`.
+pub fn answer_invite(
+    conn: &mut Connection,
+    build: BuildId,
+    user: &UserRow,
+    accept: bool,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let n = tx.execute(
+        "DELETE FROM owner_invite WHERE build_id = ?1 AND user_name = ?2",
+        params![build.0, user.name],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "you have no invitation to build {build}"
+        )));
+    }
+    if accept {
+        tx.execute(
+            "INSERT OR IGNORE INTO build_owner (build_id, user_id) VALUES (?1, ?2)",
+            params![build.0, user.id],
+        )?;
+    }
+    let what = if accept {
+        "accept_invite"
+    } else {
+        "decline_invite"
+    };
+    log_in(&tx, build, Some(user.id), what, &user.name)?;
     tx.commit()?;
     Ok(())
 }
@@ -931,22 +1042,10 @@ pub fn user_email(conn: &Connection, user: i64) -> Result<Option<String>, StoreE
         .flatten())
 }
 
-/// The user whose e-mail address is `email` (case does not matter).
-pub fn find_user_by_email(conn: &Connection, email: &str) -> Result<Option<UserRow>, StoreError> {
-    if email.is_empty() {
-        return Ok(None);
-    }
-    Ok(conn
-        .query_row(
-            "SELECT id, name, password_hash, superuser FROM user WHERE email = ?1 COLLATE NOCASE",
-            [email],
-            user_from_row,
-        )
-        .optional()?)
-}
-
 /// Sets (or with `""` clears) the e-mail address of the user called `name`.
-/// An address belongs to one user at most.
+/// Addresses are only where notifications go: they grant nothing, so two
+/// accounts may share one, and setting one never says whether another
+/// account has it.
 pub fn set_user_email(conn: &mut Connection, name: &str, email: &str) -> Result<(), StoreError> {
     let email = email.trim();
     if !email.is_empty() {
@@ -955,13 +1054,6 @@ pub fn set_user_email(conn: &mut Connection, name: &str, email: &str) -> Result<
     let tx = write_tx(conn)?;
     let user = find_user(&tx, name)?
         .ok_or_else(|| StoreError::NotFound(format!("there is no user named {name:?}")))?;
-    if let Some(other) = find_user_by_email(&tx, email)?
-        && other.id != user.id
-    {
-        return Err(StoreError::Conflict(format!(
-            "the e-mail address {email:?} belongs to another user"
-        )));
-    }
     tx.execute(
         "UPDATE user SET email = ?1 WHERE id = ?2",
         params![(!email.is_empty()).then_some(email), user.id],

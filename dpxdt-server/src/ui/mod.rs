@@ -356,6 +356,7 @@ impl Ui {
                 pages::account(self, req, saved).await
             }
             ("/account", _, true) => pages::set_account(self, req).await,
+            ("/account/invite", _, true) => pages::answer_invite(self, req).await,
             ("/queue", true, _) => pages::queue(self, req).await,
             ("/release", true, _) => pages::release(self, req).await,
             ("/release/status", _, true) => pages::release_verdict(self, req).await,

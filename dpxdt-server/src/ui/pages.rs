@@ -170,7 +170,7 @@ pub(crate) async fn build(
     let (info, access) = build_for(ui, req, field).await?;
     let owner = access == Access::Owner;
     let id = info.id;
-    let (releases, keys, log, owners, webhook) = ui
+    let (releases, keys, log, (owners, invited), webhook) = ui
         .state
         .store
         .call(move |c| {
@@ -179,11 +179,11 @@ pub(crate) async fn build(
                 (
                     users::list_api_keys(c, id)?,
                     users::list_log(c, id, 50)?,
-                    users::list_owners(c, id)?,
+                    (users::list_owners(c, id)?, users::list_invites(c, id)?),
                     users::webhook_url(c, id)?,
                 )
             } else {
-                (Vec::new(), Vec::new(), Vec::new(), None)
+                (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), None)
             };
             Ok((releases, keys, log, owners, webhook))
         })
@@ -220,6 +220,7 @@ pub(crate) async fn build(
             "keys": keys,
             "log": log,
             "owners": owners.into_iter().map(|(name, email)| json!({"name": name, "email": email})).collect::<Vec<_>>(),
+            "invited": invited,
             "webhook_url": webhook,
             "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
         }),
@@ -287,32 +288,59 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     Ok(redirect(&build_url(id)))
 }
 
-/// `POST /build/owners`: invite (`action=add`, by user name or e-mail
-/// address) or revoke (`action=remove`, by user name) an owner.
+/// `POST /build/owners`: invite (`action=add`, by user name; the person
+/// accepts on their account page), withdraw an invitation
+/// (`action=cancel`) or revoke (`action=remove`) an owner.
 pub(crate) async fn owners(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (info, user) = owned_build(ui, req, "build_id").await?;
     let name = param(req, "user")?.trim().to_string();
-    let add = match param(req, "action")? {
-        "add" => true,
-        "remove" => false,
-        other => {
-            return Err(UiError::BadRequest(format!(
-                "action must be add or remove, not {other:?}"
-            )));
-        }
-    };
+    let action = param(req, "action")?.to_string();
+    if !matches!(action.as_str(), "add" | "cancel" | "remove") {
+        return Err(UiError::BadRequest(format!(
+            "action must be add, cancel or remove, not {action:?}"
+        )));
+    }
     let id = info.id;
     ui.state
         .store
-        .call(move |c| {
-            if add {
-                users::add_owner(c, id, &user, &name)
-            } else {
-                users::remove_owner(c, id, &user, &name)
-            }
+        .call(move |c| match action.as_str() {
+            "add" => users::invite_owner(c, id, &user, &name),
+            "cancel" => users::cancel_invite(c, id, &user, &name),
+            _ => users::remove_owner(c, id, &user, &name),
         })
         .await?;
     Ok(redirect(&build_url(id)))
+}
+
+/// `POST /account/invite`: the logged-in user accepts (`answer=accept`) or
+/// declines (`answer=decline`) an invitation to own `build_id`.
+pub(crate) async fn answer_invite(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let user = match require_user(req) {
+        Ok(u) => u.clone(),
+        Err(r) => return Ok(*r),
+    };
+    let build: BuildId = param(req, "build_id")?
+        .parse()
+        .map_err(|_| UiError::BadRequest("build_id must be a number".into()))?;
+    let accept = match param(req, "answer")? {
+        "accept" => true,
+        "decline" => false,
+        other => {
+            return Err(UiError::BadRequest(format!(
+                "answer must be accept or decline, not {other:?}"
+            )));
+        }
+    };
+    ui.state
+        .store
+        .call(move |c| users::answer_invite(c, build, &user, accept))
+        .await?;
+    let to = if accept {
+        build_url(build)
+    } else {
+        "/account".to_string()
+    };
+    Ok(redirect(&to))
 }
 
 /// `GET /account`: the logged-in user's e-mail address (for notifications).
@@ -322,11 +350,16 @@ pub(crate) async fn account(ui: &Ui, req: &Req, notice: Option<&str>) -> Result<
         Err(r) => return Ok(*r),
     };
     let id = user.id;
-    let email = ui
+    let me = user.clone();
+    let (email, invitations) = ui
         .state
         .store
-        .call(move |c| users::user_email(c, id))
+        .call(move |c| Ok((users::user_email(c, id)?, users::invitations_for(c, &me)?)))
         .await?;
+    let invitations: Vec<Value> = invitations
+        .into_iter()
+        .map(|i| json!({"build_id": i.build.0, "build_name": i.build_name, "invited_by": i.invited_by}))
+        .collect();
     ui.render(
         req,
         "account",
@@ -335,6 +368,7 @@ pub(crate) async fn account(ui: &Ui, req: &Req, notice: Option<&str>) -> Result<
             "title": "Account",
             "name": user.name,
             "email": email,
+            "invitations": invitations,
             "notice": notice,
             "mail_on": ui.state.config.mail.is_some(),
         }),
