@@ -93,6 +93,70 @@ pub fn add_task(
     Ok(id)
 }
 
+/// `queue_turn` (migration 10): which build each queue served last, so
+/// that one build's backlog cannot starve the others.
+pub(crate) const FAIR_MIGRATION: &str = r#"
+CREATE TABLE queue_turn (
+    queue TEXT NOT NULL,
+    build_id INTEGER NOT NULL,
+    turn INTEGER NOT NULL,
+    PRIMARY KEY (queue, build_id)
+) WITHOUT ROWID;
+CREATE INDEX task_build_ready ON task (queue, status, build_id, eta);
+CREATE INDEX release_build_created ON release (build_id, created);
+"#;
+
+/// The next task to lease in `queue`: from the build (tasks without one
+/// form group 0) with the fewest tasks leased right now, then the one
+/// served longest ago, then the one waiting longest; within it, its oldest
+/// ready task. A build that queues a thousand captures gets one worker
+/// after another only while no other build is waiting.
+fn next_fair(
+    tx: &Transaction<'_>,
+    queue: &str,
+    now: i64,
+) -> Result<Option<(i64, TaskRow)>, StoreError> {
+    let group: Option<i64> = tx
+        .query_row(
+            "WITH ready AS (
+                 SELECT COALESCE(build_id, 0) AS b, MIN(eta) AS first FROM task
+                 WHERE queue = ?1 AND status = 'live' AND eta <= ?2 GROUP BY b
+             ), busy AS (
+                 SELECT COALESCE(build_id, 0) AS b, COUNT(*) AS n FROM task
+                 WHERE queue = ?1 AND status = 'live' AND eta > ?2 AND owner IS NOT NULL
+                 GROUP BY b
+             )
+             SELECT ready.b FROM ready
+             LEFT JOIN busy ON busy.b = ready.b
+             LEFT JOIN queue_turn t ON t.queue = ?1 AND t.build_id = ready.b
+             ORDER BY COALESCE(busy.n, 0), COALESCE(t.turn, 0), ready.first, ready.b
+             LIMIT 1",
+            params![queue, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(group) = group else {
+        return Ok(None);
+    };
+    let task = tx.query_row(
+        "SELECT id, payload, lease_attempts, max_attempts, run_id, last_error FROM task
+         WHERE queue = ?1 AND status = 'live' AND eta <= ?2 AND COALESCE(build_id, 0) = ?3
+         ORDER BY eta, id LIMIT 1",
+        params![queue, now, group],
+        |r| {
+            Ok(TaskRow {
+                id: TaskId(r.get(0)?),
+                payload: r.get(1)?,
+                lease_attempts: r.get(2)?,
+                max_attempts: r.get(3)?,
+                run: r.get::<_, Option<i64>>(4)?.map(RunId),
+                last_error: r.get(5)?,
+            })
+        },
+    )?;
+    Ok(Some((group, task)))
+}
+
 struct TaskRow {
     id: TaskId,
     payload: String,
@@ -115,7 +179,8 @@ fn give_up(tx: &Transaction<'_>, queue: &str, task: &TaskRow, why: &str) -> Resu
     Ok(())
 }
 
-/// Leases up to `count` live tasks of `queue` whose eta has passed, oldest first.
+/// Leases up to `count` live tasks of `queue` whose eta has passed, fairly
+/// across builds (see [`next_fair`]).
 pub fn lease(
     conn: &mut Connection,
     queue: &str,
@@ -137,58 +202,42 @@ pub fn lease(
     let now = now_ms();
     let lease_ms = (timeout_secs * 1000) as i64;
     let mut leased = Vec::new();
-    loop {
-        let candidates: Vec<TaskRow> = {
-            let mut stmt = tx.prepare(
-                "SELECT id, payload, lease_attempts, max_attempts, run_id, last_error FROM task
-                 WHERE queue = ?1 AND status = 'live' AND eta <= ?2 ORDER BY eta, id LIMIT ?3",
-            )?;
-            stmt.query_map(params![queue, now, count - leased.len() as u32], |r| {
-                Ok(TaskRow {
-                    id: TaskId(r.get(0)?),
-                    payload: r.get(1)?,
-                    lease_attempts: r.get(2)?,
-                    max_attempts: r.get(3)?,
-                    run: r.get::<_, Option<i64>>(4)?.map(RunId),
-                    last_error: r.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?
+    while (leased.len() as u32) < count {
+        let Some((group, task)) = next_fair(&tx, queue, now)? else {
+            break;
         };
-        if candidates.is_empty() {
-            break;
+        if task.lease_attempts >= task.max_attempts {
+            let why = match &task.last_error {
+                Some(e) => format!("gave up after {} attempts: {e}", task.lease_attempts),
+                None => format!(
+                    "gave up after {} attempts (lease expired)",
+                    task.lease_attempts
+                ),
+            };
+            give_up(&tx, queue, &task, &why)?;
+            continue;
         }
-        for task in candidates {
-            if task.lease_attempts >= task.max_attempts {
-                let why = match &task.last_error {
-                    Some(e) => format!("gave up after {} attempts: {e}", task.lease_attempts),
-                    None => format!(
-                        "gave up after {} attempts (lease expired)",
-                        task.lease_attempts
-                    ),
-                };
-                give_up(&tx, queue, &task, &why)?;
-                continue;
-            }
-            let attempts = task.lease_attempts + 1;
-            let eta = now + lease_ms;
-            tx.execute(
-                "UPDATE task SET owner = ?1, eta = ?2, lease_ms = ?3, lease_attempts = ?4,
-                     heartbeat = NULL, heartbeat_index = -1, modified = ?5
-                 WHERE id = ?6 AND status = 'live'",
-                params![owner, eta, lease_ms, attempts, now, task.id.0],
-            )?;
-            leased.push(LeasedTask {
-                task_id: task.id,
-                queue_name: queue.to_string(),
-                payload: task.payload,
-                lease_attempts: attempts,
-                eta: eta / 1000,
-            });
-        }
-        if leased.len() as u32 >= count {
-            break;
-        }
+        let attempts = task.lease_attempts + 1;
+        let eta = now + lease_ms;
+        tx.execute(
+            "UPDATE task SET owner = ?1, eta = ?2, lease_ms = ?3, lease_attempts = ?4,
+                 heartbeat = NULL, heartbeat_index = -1, modified = ?5
+             WHERE id = ?6 AND status = 'live'",
+            params![owner, eta, lease_ms, attempts, now, task.id.0],
+        )?;
+        tx.execute(
+            "INSERT INTO queue_turn (queue, build_id, turn)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(turn), 0) + 1 FROM queue_turn WHERE queue = ?1))
+             ON CONFLICT (queue, build_id) DO UPDATE SET turn = excluded.turn",
+            params![queue, group],
+        )?;
+        leased.push(LeasedTask {
+            task_id: task.id,
+            queue_name: queue.to_string(),
+            payload: task.payload,
+            lease_attempts: attempts,
+            eta: eta / 1000,
+        });
     }
     tx.commit()?;
     Ok(leased)
@@ -427,6 +476,58 @@ mod tests {
     fn expire(conn: &Connection, task: TaskId) {
         conn.execute("UPDATE task SET eta = 0 WHERE id = ?1", [task.0])
             .unwrap();
+    }
+
+    #[test]
+    fn one_builds_backlog_does_not_starve_another() {
+        let (_d, s) = store();
+        s.blocking(|c| {
+            c.execute_batch(
+                "INSERT INTO build (id, name, public, created, modified) VALUES
+                 (1, 'big', 0, 0, 0), (2, 'small', 0, 0, 0)",
+            )?;
+            let add_for = |c: &mut Connection, build: i64, payload: &str| {
+                let tx = write_tx(c)?;
+                let links = Links {
+                    build: Some(BuildId(build)),
+                    ..Links::default()
+                };
+                add(&tx, "capture", payload, 3, links)?;
+                tx.commit()?;
+                Ok::<_, StoreError>(())
+            };
+            for i in 0..6 {
+                add_for(c, 1, &format!("big {i}"))?;
+            }
+            add_for(c, 2, "small 0")?;
+            add_for(c, 2, "small 1")?;
+            // One worker, one task at a time: the builds take turns while
+            // both wait, although all of "big" was queued first.
+            let mut order = Vec::new();
+            while let Some(t) = lease(c, "capture", "w", 1, 60)?.pop() {
+                order.push(t.payload.clone());
+                finish(c, "capture", t.task_id, "w", None)?;
+            }
+            assert_eq!(
+                order,
+                [
+                    "big 0", "small 0", "big 1", "small 1", "big 2", "big 3", "big 4", "big 5"
+                ]
+            );
+            // Several at once: "small" was served longest ago, then the
+            // build with fewer tasks running goes first.
+            for i in 0..4 {
+                add_for(c, 1, &format!("big again {i}"))?;
+            }
+            add_for(c, 2, "small again")?;
+            let batch: Vec<String> = lease(c, "capture", "w", 3, 60)?
+                .into_iter()
+                .map(|t| t.payload)
+                .collect();
+            assert_eq!(batch, ["small again", "big again 0", "big again 1"]);
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]
