@@ -49,6 +49,9 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the
     /// login rate limits); requests from anywhere else are taken as they come.
     pub trusted_proxies: Vec<dpxdt_core::netpolicy::Rule>,
+    /// What each build may store and do (runs per release, releases per
+    /// hour, stored bytes, queued captures).
+    pub limits: storage::Limits,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             mail: None,
             allow_private_webhooks: false,
             trusted_proxies: Vec::new(),
+            limits: storage::Limits::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand, value_parser};
 use dpxdt_core::netpolicy::{NetworkPolicy, Rule};
+use dpxdt_server::storage::Limits;
 use dpxdt_server::{Config, storage, workers};
 
 #[derive(Parser)]
@@ -34,6 +35,26 @@ struct Args {
     /// Most bytes of one upload.
     #[arg(long, env = "DPXDT_UPLOAD_LIMIT", default_value_t = dpxdt_server::DEFAULT_UPLOAD_LIMIT)]
     upload_limit: u64,
+    /// Most runs in one release, per build (413 beyond).
+    #[arg(long, env = "DPXDT_MAX_RUNS_PER_RELEASE",
+          default_value_t = Limits::default().runs_per_release,
+          value_parser = value_parser!(u32).range(1..))]
+    max_runs_per_release: u32,
+    /// Most releases one build may create in an hour (429 beyond).
+    #[arg(long, env = "DPXDT_MAX_RELEASES_PER_HOUR",
+          default_value_t = Limits::default().releases_per_hour,
+          value_parser = value_parser!(u32).range(1..))]
+    max_releases_per_hour: u32,
+    /// Most bytes of artifacts one build may store (413 beyond).
+    #[arg(long, env = "DPXDT_MAX_BUILD_BYTES",
+          default_value_t = Limits::default().build_bytes,
+          value_parser = value_parser!(u64).range(1..))]
+    max_build_bytes: u64,
+    /// Most captures of one build waiting or running at once (429 beyond).
+    #[arg(long, env = "DPXDT_MAX_QUEUED_CAPTURES",
+          default_value_t = Limits::default().queued_captures,
+          value_parser = value_parser!(u32).range(1..))]
+    max_queued_captures: u32,
     /// Base URL people reach the server at (for links in replies).
     #[arg(long, env = "DPXDT_PUBLIC_URL")]
     public_url: Option<String>,
@@ -176,6 +197,12 @@ fn split_key(raw: &str) -> anyhow::Result<(String, String)> {
 fn config(args: &Args) -> anyhow::Result<Config> {
     let mut config = Config::new(&args.data_dir);
     config.upload_limit = args.upload_limit;
+    config.limits = Limits {
+        runs_per_release: args.max_runs_per_release,
+        releases_per_hour: args.max_releases_per_hour,
+        build_bytes: args.max_build_bytes,
+        queued_captures: args.max_queued_captures,
+    };
     config.public_url = args.public_url.clone();
     config.in_process_workers = !args.no_workers;
     config.allow_private_webhooks = args.allow_private_webhooks;

@@ -1580,3 +1580,163 @@ async fn only_people_give_verdicts_unless_the_build_lets_its_keys() {
     assert_eq!(s.post(Some(&admin()), "update_release", &bad).await.0, 200);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_build_limit_is_refused_with_a_clear_status_and_changes_nothing() {
+    let s = TestServer::start(|c| {
+        c.limits = dpxdt_server::storage::Limits {
+            runs_per_release: 2,
+            releases_per_hour: 3,
+            build_bytes: 1000,
+            queued_captures: 3,
+        }
+    })
+    .await;
+    let (build, key) = s.build_with_key("busy").await;
+    let (other, other_key) = s.build_with_key("quiet").await;
+    let release = |b: &str, name: &str| {
+        vec![
+            ("build_id", b.to_string()),
+            ("release_name", name.to_string()),
+            ("url", "u".to_string()),
+        ]
+    };
+    let form = |v: &[(&'static str, String)]| -> Vec<(&'static str, String)> { v.to_vec() };
+    let post = async |k: &Key, path: &str, v: Vec<(&str, String)>| {
+        let v: Vec<(&str, &str)> = v.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        s.post(Some(k), path, &v).await
+    };
+    for name in ["r1", "r2", "r3"] {
+        assert_eq!(
+            post(&key, "create_release", release(&build, name)).await.0,
+            200
+        );
+    }
+    // The fourth release in an hour: 429 with Retry-After; another build is not affected.
+    let resp = s
+        .http
+        .post(s.url("create_release"))
+        .basic_auth(&key.0, Some(&key.1))
+        .form(&release(&build, "r4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3000..=3600).contains(&wait), "{wait}");
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-releases-per-hour 3"),
+        "{body}"
+    );
+    assert_eq!(
+        post(&other_key, "create_release", release(&other, "r1"))
+            .await
+            .0,
+        200
+    );
+    let missing = s
+        .get(
+            Some(&key),
+            "release_status",
+            &release_form(&build, "r4", "1"),
+        )
+        .await;
+    assert_eq!(missing.0, 404, "r4 was not made");
+
+    // Two runs per release; a third is 413, reporting an existing one again is fine.
+    let run = |rel: &str, name: &str| {
+        form(&[
+            ("build_id", build.clone()),
+            ("release_name", rel.to_string()),
+            ("release_number", "1".to_string()),
+            ("run_name", name.to_string()),
+            ("url", "http://x/".to_string()),
+        ])
+    };
+    assert_eq!(post(&key, "report_run", run("r1", "/a")).await.0, 200);
+    assert_eq!(post(&key, "report_run", run("r1", "/b")).await.0, 200);
+    let (code, body) = post(&key, "report_run", run("r1", "/c")).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-runs-per-release 2"),
+        "{body}"
+    );
+    assert_eq!(post(&key, "report_run", run("r1", "/a")).await.0, 200);
+    let st = status_of(&s, &key, &build, "r1", "1").await;
+    let counted: u64 = st["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 2, "{st}");
+
+    // Three captures waiting at once: a run with a reference queues two.
+    let capture = |rel: &str, name: &str, with_ref: bool| {
+        let mut v = run(rel, name);
+        v.push(("config", "{}".to_string()));
+        if with_ref {
+            v.push(("ref_url", "http://x/old".to_string()));
+        }
+        v
+    };
+    assert_eq!(
+        post(&key, "request_run", capture("r2", "/x", true)).await.0,
+        200
+    );
+    assert_eq!(
+        post(&key, "request_run", capture("r2", "/y", false))
+            .await
+            .0,
+        200
+    );
+    let (code, body) = post(&key, "request_run", capture("r3", "/z", false)).await;
+    assert_eq!(code, 429, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("3 captures waiting"),
+        "{body}"
+    );
+    let st = status_of(&s, &key, &build, "r3", "1").await;
+    assert!(
+        st["runs"].as_array().unwrap().is_empty(),
+        "nothing half-made: {st}"
+    );
+
+    // 1000 stored bytes per build: a small image fits, a big file does not,
+    // and uploading what the build already owns costs nothing.
+    let small = png(2, 2, [0, 0, 0, 255], None);
+    assert_eq!(s.upload(&key, &build, "a.png", small.clone()).await.0, 200);
+    let files_before = s.artifact_files().len();
+    let (code, body) = s.upload(&key, &build, "big.bin", vec![7u8; 2000]).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-build-bytes"),
+        "{body}"
+    );
+    assert_eq!(s.artifact_files().len(), files_before, "nothing stored");
+    assert_eq!(s.upload(&key, &build, "a.png", small).await.0, 200);
+    assert_eq!(
+        s.upload(&other_key, &other, "big.bin", vec![7u8; 900])
+            .await
+            .0,
+        200
+    );
+    s.stop().await;
+}

@@ -29,9 +29,17 @@ pub enum ApiError {
     /// The request conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
-    /// The upload is over the size limit (413).
+    /// The upload, or what the build stores, is over a limit (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The build did this too often lately (429, with `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What hit which limit.
+        message: String,
+        /// Seconds until it may be tried again.
+        retry_after_secs: u64,
+    },
     /// A fault of the server (500); the details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,6 +56,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,6 +64,12 @@ impl ApiError {
     /// The JSON response for this error.
     pub fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let message = match &self {
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -67,6 +82,10 @@ impl ApiError {
             error: message,
         };
         let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert("retry-after", warp::http::HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 "www-authenticate",
@@ -84,6 +103,14 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             StoreError::Forbidden(m) => ApiError::Forbidden(m),
+            StoreError::OverLimit(m) => ApiError::TooLarge(m),
+            StoreError::RateLimited {
+                message,
+                retry_after_secs,
+            } => ApiError::TooManyRequests {
+                message,
+                retry_after_secs,
+            },
             e @ (StoreError::Db(_) | StoreError::Io(_)) => ApiError::Internal(e.to_string()),
         }
     }

@@ -131,9 +131,10 @@ pub async fn create_release(
     check_build(&scope, req.build_id)?;
     check_link("url", &req.url)?;
     let (build, name, url) = (req.build_id, req.release_name.clone(), req.url.clone());
+    let limits = state.config.limits;
     let number = state
         .store
-        .call(move |c| storage::create_release(c, build, &name, &url))
+        .call(move |c| storage::create_release(c, build, &name, &url, &limits))
         .await?;
     json(&CreateReleaseResponse {
         success: true,
@@ -213,6 +214,7 @@ pub async fn request_run(
         }
         None => None,
     };
+    let limits = state.config.limits;
     let input = RequestRunInput {
         build_id: req.build_id,
         release_name: req.release_name.clone(),
@@ -225,7 +227,7 @@ pub async fn request_run(
     };
     state
         .store
-        .call(move |c| storage::request_run(c, &input))
+        .call(move |c| storage::request_run(c, &input, &limits))
         .await?;
     json(&RequestRunResponse {
         success: true,
@@ -258,9 +260,10 @@ pub async fn report_run(
             check_link(field, link)?;
         }
     }
+    let limits = state.config.limits;
     state
         .store
-        .call(move |c| storage::report_run(c, &req))
+        .call(move |c| storage::report_run(c, &req, &limits))
         .await?;
     json(&SUCCESS)
 }

@@ -162,6 +162,13 @@ pub async fn upload(
     if !state.store.call(move |c| build_exists(c, build)).await? {
         return Err(ApiError::NotFound(format!("build {build} does not exist")));
     }
+    // Within the build's byte limit (checked before the bytes are put in
+    // place; uploads racing each other may pass it by one upload each).
+    let (id, size, limits) = (received.id.clone(), received.size, state.config.limits);
+    state
+        .store
+        .call(move |c| crate::storage::quotas::check_build_bytes(c, build, &id, size, &limits))
+        .await?;
     // Bytes first (fsynced and renamed into place), then the row that points at them.
     let temp_path = received.temp.0.clone().unwrap_or_default();
     let artifacts = state.store.artifacts().clone();

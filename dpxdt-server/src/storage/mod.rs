@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod auth;
+pub mod quotas;
 mod releases;
 mod schema;
 pub mod sessions;
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use artifacts::{ArtifactDir, ArtifactInfo};
 pub use auth::{ApiKeyScope, NewApiKey};
+pub use quotas::Limits;
 pub use releases::{ReleaseRow, ReportOutcome, RequestRunInput, RunRow, TASK_MAX_ATTEMPTS};
 pub use schema::{MIGRATIONS, latest_version};
 
@@ -46,6 +48,17 @@ pub enum StoreError {
     /// The caller may not touch this.
     #[error("{0}")]
     Forbidden(String),
+    /// The build would go over one of its size limits.
+    #[error("{0}")]
+    OverLimit(String),
+    /// The build has done this too often lately; it may again later.
+    #[error("{message}")]
+    RateLimited {
+        /// What was refused and which limit it hit.
+        message: String,
+        /// When to try again.
+        retry_after_secs: u64,
+    },
 }
 
 /// Handle to the database and the artifact directory; cheap to clone.

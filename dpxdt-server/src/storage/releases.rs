@@ -15,6 +15,7 @@ use dpxdt_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::quotas::{self, Limits};
 use super::{StoreError, now_ms, write_tx};
 use crate::queue;
 
@@ -274,6 +275,7 @@ pub fn create_release(
     build: BuildId,
     name: &str,
     url: &str,
+    limits: &Limits,
 ) -> Result<i64, StoreError> {
     dpxdt_core::model::validate_name("release_name", name).map_err(StoreError::Invalid)?;
     let tx = write_tx(conn)?;
@@ -282,6 +284,7 @@ pub fn create_release(
             "build {build} does not exist"
         )));
     }
+    quotas::check_release_rate(&tx, build, limits)?;
     let last: Option<i64> = tx.query_row(
         "SELECT MAX(number) FROM release WHERE build_id = ?1 AND name = ?2",
         params![build.0, name],
@@ -500,6 +503,7 @@ fn release_accepting(
 pub fn report_run(
     conn: &mut Connection,
     req: &ReportRunRequest,
+    limits: &Limits,
 ) -> Result<ReportOutcome, StoreError> {
     dpxdt_core::model::validate_name("run_name", &req.run_name).map_err(StoreError::Invalid)?;
     if let Some(d) = req.distortion
@@ -523,6 +527,9 @@ pub fn report_run(
         ("diff_log", &req.diff_log),
     ] {
         check_owned(&tx, build, field, id)?;
+    }
+    if get_run(&tx, release.id, &req.run_name)?.is_none() {
+        quotas::check_new_run(&tx, release.id, limits)?;
     }
     let old = insert_run(&tx, release.id, &req.run_name)?;
     let mut merged = old.clone();
@@ -565,7 +572,11 @@ pub fn report_run(
 /// Creates a run to be captured by the server (and its reference, with
 /// `ref_url`, or else the baseline run as reference) and queues its captures.
 /// Repeating the same request is accepted and queues nothing new.
-pub fn request_run(conn: &mut Connection, input: &RequestRunInput) -> Result<bool, StoreError> {
+pub fn request_run(
+    conn: &mut Connection,
+    input: &RequestRunInput,
+    limits: &Limits,
+) -> Result<bool, StoreError> {
     dpxdt_core::model::validate_name("run_name", &input.run_name).map_err(StoreError::Invalid)?;
     let build = input.build_id;
     let tx = write_tx(conn)?;
@@ -591,6 +602,8 @@ pub fn request_run(conn: &mut Connection, input: &RequestRunInput) -> Result<boo
             input.run_name, input.release_name, input.release_number
         )));
     }
+    quotas::check_new_run(&tx, release.id, limits)?;
+    quotas::check_queued_captures(&tx, build, 1 + u32::from(input.reference.is_some()), limits)?;
     let mut run = insert_run(&tx, release.id, &input.run_name)?;
     let old = run.clone();
     run.url = Some(input.url.clone());
@@ -791,7 +804,7 @@ mod tests {
             let build = create_build(c, "site")?;
             super::super::record_artifact(c, build, &a, "image/png", 7)?;
             super::super::record_artifact(c, build, &b, "image/png", 7)?;
-            assert_eq!(create_release(c, build, "r", "u")?, 1);
+            assert_eq!(create_release(c, build, "r", "u", &Limits::default())?, 1);
             // First release: an image and no reference needs no diff.
             let out = report_run(
                 c,
@@ -799,6 +812,7 @@ mod tests {
                     image: Some(a.clone()),
                     ..report(build, 1, "/")
                 },
+                &Limits::default(),
             )?;
             assert_eq!(out.status, RunStatus::NoDiffNeeded);
             // A repeated report is accepted and changes nothing.
@@ -808,12 +822,13 @@ mod tests {
                     image: Some(a.clone()),
                     ..report(build, 1, "/")
                 },
+                &Limits::default(),
             )?;
             assert_eq!(again.status, RunStatus::NoDiffNeeded);
             assert_eq!(runs_done(c, build, "r", 1)?, ReleaseStatus::Reviewing);
             // Reviewing releases take no more runs.
             assert!(matches!(
-                report_run(c, &report(build, 1, "/x")),
+                report_run(c, &report(build, 1, "/x"), &Limits::default()),
                 Err(StoreError::Conflict(_))
             ));
             c.execute("UPDATE release SET status = 'good'", [])?;
@@ -821,7 +836,7 @@ mod tests {
             assert_eq!((good.number, run.image.as_deref()), (1, Some(a.as_str())));
 
             // Second attempt: a new image against the baseline queues a diff.
-            assert_eq!(create_release(c, build, "r", "u")?, 2);
+            assert_eq!(create_release(c, build, "r", "u", &Limits::default())?, 2);
             let out = report_run(
                 c,
                 &ReportRunRequest {
@@ -829,6 +844,7 @@ mod tests {
                     ref_image: Some(a.clone()),
                     ..report(build, 2, "/")
                 },
+                &Limits::default(),
             )?;
             assert_eq!(
                 out,
@@ -842,13 +858,13 @@ mod tests {
             let other = create_build(c, "other")?;
             let mut foreign = report(other, 1, "/");
             foreign.image = Some(a.clone());
-            create_release(c, other, "r", "u")?;
+            create_release(c, other, "r", "u", &Limits::default())?;
             assert!(matches!(
-                report_run(c, &foreign),
+                report_run(c, &foreign, &Limits::default()),
                 Err(StoreError::Invalid(_))
             ));
             // A third attempt supersedes the processing one and cancels its diff.
-            assert_eq!(create_release(c, build, "r", "u")?, 3);
+            assert_eq!(create_release(c, build, "r", "u", &Limits::default())?, 3);
             assert_eq!(get_release(c, build, "r", 2)?.status, ReleaseStatus::Bad);
             let live: i64 =
                 c.query_row("SELECT COUNT(*) FROM task WHERE status = 'live'", [], |r| {
@@ -856,7 +872,7 @@ mod tests {
                 })?;
             assert_eq!(live, 0);
             // The diff result finishes the run and the release.
-            create_release(c, build, "r2", "u")?;
+            create_release(c, build, "r2", "u", &Limits::default())?;
             let key = |n: &str| ReportRunRequest {
                 release_name: "r2".into(),
                 ..report(build, 1, n)
@@ -868,6 +884,7 @@ mod tests {
                     ref_image: Some(a.clone()),
                     ..key("/")
                 },
+                &Limits::default(),
             )?;
             assert_eq!(runs_done(c, build, "r2", 1)?, ReleaseStatus::Processing);
             let out = report_run(
@@ -876,6 +893,7 @@ mod tests {
                     distortion: Some(0.0),
                     ..key("/")
                 },
+                &Limits::default(),
             )?;
             assert_eq!(out.status, RunStatus::DiffNotFound);
             assert_eq!(

@@ -90,6 +90,8 @@ impl From<StoreError> for UiError {
             StoreError::Conflict(m) => UiError::Conflict(m),
             StoreError::Invalid(m) => UiError::BadRequest(m),
             StoreError::Forbidden(m) => UiError::Forbidden(m),
+            StoreError::OverLimit(m) => UiError::BadRequest(m),
+            StoreError::RateLimited { message, .. } => UiError::TooManyRequests(message),
             other => UiError::Internal(other.to_string()),
         }
     }
