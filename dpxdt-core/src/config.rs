@@ -137,9 +137,16 @@ pub struct CaptureConfig {
     /// User-Agent header and `navigator.userAgent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
-    /// Extra request headers by host: `{host: {header: value}}`.
+    /// Extra request headers by host: `{host: {header: value}}`, sent
+    /// with requests to that host (`host` or `host:port`); `"*"` means the
+    /// captured page's own host.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inject_headers: BTreeMap<String, BTreeMap<String, String>>,
+    /// *New.* Send the page host's `injectHeaders` and the basic-auth
+    /// credentials with every request of the page, third-party hosts
+    /// included (default false: only to the page's own host).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inject_headers_all_hosts: bool,
     /// *New.* Capture the whole document height (default true) or only the viewport.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_page: Option<bool>,

@@ -76,12 +76,15 @@
 //! refused page fails with [`CaptureError::Refused`]. chromedriver's port
 //! is never reachable from a page.
 //!
-//! Limitations: `injectHeaders` for the page's host are sent with every
-//! request of the page (Chromium's `Network.setExtraHTTPHeaders` is not
-//! per host); headers for other hosts are not sent. `httpUserName` /
-//! `httpPassword` are sent up front as an `Authorization: Basic` header
-//! with the page's requests, for the same reason.
+//! `injectHeaders` go only with requests to the host they name (`"*"`:
+//! the page's own host), and `httpUserName` / `httpPassword` only to the
+//! page's own host, up front as `Authorization: Basic`: the requests that
+//! need them are paused through a DevTools connection of our own (CDP
+//! `Fetch`) and continued with the headers added, so a third-party script
+//! or image host never sees them. `injectHeadersAllHosts: true` sends the
+//! page host's headers and the credentials with every request instead.
 
+mod headers;
 mod js;
 pub(crate) mod process;
 mod proxy;

@@ -4,9 +4,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
+use thirtyfour::cdp::CdpSession;
 use thirtyfour::prelude::*;
 
+use super::headers::HeaderRules;
 use super::process::is_root;
 use super::proxy::FilterProxy;
 use super::{AsRoot, BrowserOptions, Capture, CaptureError, Probe, js};
@@ -53,6 +57,87 @@ pub(crate) struct Session {
     prelude: std::sync::Mutex<Option<(String, String)>>,
     /// The proxy all of this browser's traffic goes through.
     proxy: FilterProxy,
+    /// Where the current capture's extra headers go.
+    header_rules: Arc<std::sync::Mutex<HeaderRules>>,
+    /// The DevTools connection that adds them, opened when first needed.
+    fetch: tokio::sync::Mutex<Option<FetchHook>>,
+}
+
+/// A DevTools connection of our own to the session's page, which pauses
+/// the requests that need extra headers and continues them with the
+/// headers added.
+struct FetchHook {
+    cdp: CdpSession,
+    /// `Fetch.enable` patterns in effect (empty: disabled).
+    patterns: Vec<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FetchHook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FetchHook {
+    async fn open(
+        driver: &WebDriver,
+        rules: Arc<std::sync::Mutex<HeaderRules>>,
+    ) -> Result<FetchHook, CaptureError> {
+        let cdp = driver.cdp().connect().await.map_err(|e| {
+            CaptureError::Browser(format!(
+                "cannot open a DevTools connection for extra headers: {e}"
+            ))
+        })?;
+        let mut events = cdp.subscribe_connection();
+        let session = cdp.session_id().cloned();
+        let conn = cdp.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                if event.session_id != session || event.method != "Fetch.requestPaused" {
+                    continue;
+                }
+                let params = event.params;
+                let Some(id) = params["requestId"].as_str().map(str::to_string) else {
+                    continue;
+                };
+                let url = params["request"]["url"].as_str().unwrap_or_default();
+                let extra = rules.lock().expect("header rules").for_url(url);
+                let mut continued = json!({ "requestId": id });
+                if !extra.is_empty() {
+                    let mut headers: Vec<Value> = params["request"]["headers"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(name, _)| !extra.keys().any(|k| k.eq_ignore_ascii_case(name)))
+                        .map(|(name, value)| json!({ "name": name, "value": value }))
+                        .collect();
+                    headers.extend(
+                        extra
+                            .iter()
+                            .map(|(name, value)| json!({ "name": name, "value": value })),
+                    );
+                    continued["headers"] = json!(headers);
+                }
+                let conn = conn.clone();
+                // Each on its own, so one slow answer holds up no other request;
+                // a request the page dropped meanwhile cannot be continued.
+                tokio::spawn(async move {
+                    let _ = conn.send_raw("Fetch.continueRequest", continued).await;
+                });
+            }
+        });
+        Ok(FetchHook {
+            cdp,
+            patterns: Vec::new(),
+            task,
+        })
+    }
 }
 
 impl Drop for Session {
@@ -169,6 +254,8 @@ impl Session {
             applied: Default::default(),
             prelude: Default::default(),
             proxy,
+            header_rules: Default::default(),
+            fetch: Default::default(),
         };
         if let Err(e) = session.init().await {
             session.discard();
@@ -300,6 +387,41 @@ impl Session {
         self.d().goto("about:blank").await.map_err(browser_err)
     }
 
+    /// Pauses requests matching `patterns` and adds what `rules` says
+    /// (no patterns: no request is paused).
+    async fn route_headers(
+        &self,
+        rules: HeaderRules,
+        patterns: Vec<String>,
+    ) -> Result<(), CaptureError> {
+        *self.header_rules.lock().expect("header rules") = rules;
+        let mut fetch = self.fetch.lock().await;
+        if patterns.is_empty() && fetch.as_ref().is_none_or(|f| f.patterns.is_empty()) {
+            return Ok(());
+        }
+        if fetch.is_none() {
+            *fetch = Some(FetchHook::open(self.d(), Arc::clone(&self.header_rules)).await?);
+        }
+        let hook = fetch.as_mut().expect("opened above");
+        if hook.patterns == patterns {
+            return Ok(());
+        }
+        let sent = if patterns.is_empty() {
+            hook.cdp.send_raw("Fetch.disable", json!({})).await
+        } else {
+            let list: Vec<Value> = patterns
+                .iter()
+                .map(|p| json!({ "urlPattern": p, "requestStage": "Request" }))
+                .collect();
+            hook.cdp
+                .send_raw("Fetch.enable", json!({ "patterns": list }))
+                .await
+        };
+        sent.map_err(|e| CaptureError::Browser(format!("Fetch.enable: {e}")))?;
+        hook.patterns = patterns;
+        Ok(())
+    }
+
     fn d(&self) -> &WebDriver {
         self.driver.as_ref().expect("a live session has a driver")
     }
@@ -361,36 +483,34 @@ impl Session {
         let blocked = blocked_patterns(config);
         self.cdp_setting("Network.setBlockedURLs", json!({ "urls": blocked }))
             .await?;
-        let mut headers = extra_headers(url, config);
-        if let Some(user) = &config.http_user_name {
-            // Chromium ignores credentials in the URL and cannot answer a
-            // challenge without an event stream, so send them up front.
-            use base64::Engine as _;
-            let pair = format!("{user}:{}", config.http_password.as_deref().unwrap_or(""));
-            headers.insert(
-                "Authorization".into(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ),
-            );
+        // Extra headers and credentials go only where they belong (the
+        // host they name; credentials to the page's own host), unless the
+        // config asks for the old everywhere behaviour.
+        let rules = HeaderRules::new(url, config);
+        let everywhere = if config.inject_headers_all_hosts {
+            rules.for_url(url)
+        } else {
+            Default::default()
+        };
+        let patterns = if config.inject_headers_all_hosts {
+            Vec::new()
+        } else {
+            rules.patterns()
+        };
+        if !rules.is_empty() {
+            let where_to = if config.inject_headers_all_hosts {
+                "every host (injectHeadersAllHosts)".to_string()
+            } else {
+                patterns.join(" ")
+            };
+            step(&mut log, &format!("extra headers for {where_to}"));
         }
-        if !headers.is_empty() {
-            step(
-                &mut log,
-                &format!(
-                    "extra headers: {}",
-                    headers
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                        .replace("Authorization", "Authorization (httpUserName)")
-                ),
-            );
-        }
-        self.cdp_setting("Network.setExtraHTTPHeaders", json!({ "headers": headers }))
-            .await?;
+        self.cdp_setting(
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": everywhere }),
+        )
+        .await?;
+        self.route_headers(rules, patterns).await?;
         let ua = config
             .user_agent
             .clone()
@@ -808,31 +928,6 @@ pub(crate) fn blocked_patterns(config: &CaptureConfig) -> Vec<String> {
     out
 }
 
-/// The `injectHeaders` for the page's host (see the module docs).
-pub(crate) fn extra_headers(
-    url: &str,
-    config: &CaptureConfig,
-) -> std::collections::BTreeMap<String, String> {
-    let host = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
-    let host_port = url::Url::parse(url)
-        .ok()
-        .map(|u| match u.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.clone(),
-        })
-        .unwrap_or_default();
-    let mut out = std::collections::BTreeMap::new();
-    for (h, headers) in &config.inject_headers {
-        if h == "*" || *h == host || *h == host_port {
-            out.extend(headers.clone());
-        }
-    }
-    out
-}
-
 fn load_error(url: &str, e: &WebDriverError) -> CaptureError {
     let text = e.to_string();
     if text.contains("timeout") || text.contains("Timed out") {
@@ -896,17 +991,5 @@ mod tests {
         assert!(p.contains(&"*/slow.js*".to_string()));
         assert!(p.contains(&"*://www.google-analytics.com/*".to_string()));
         assert_eq!(p.len(), ALWAYS_IGNORED_HOSTS.len() + 1);
-    }
-
-    #[test]
-    fn headers_only_for_the_page_host() {
-        let c = CaptureConfig::from_json(
-            r#"{"injectHeaders": {"127.0.0.1": {"X-A": "1"}, "127.0.0.1:9": {"X-B": "2"}, "cdn.example": {"X-C": "3"}}}"#,
-        )
-        .unwrap();
-        let h = extra_headers("http://127.0.0.1:9/x", &c);
-        assert_eq!(h.get("X-A").map(String::as_str), Some("1"));
-        assert_eq!(h.get("X-B").map(String::as_str), Some("2"));
-        assert!(!h.contains_key("X-C"));
     }
 }

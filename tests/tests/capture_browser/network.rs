@@ -123,3 +123,106 @@ async fn local_captures_reach_loopback_but_never_chromedriver() {
     let img = image::load_from_memory(&shot.png).unwrap().to_rgba8();
     assert_eq!(px(&img, 10, 10), RED, "chromedriver answered the page");
 }
+
+/// A page on 127.0.0.1 that loads a stylesheet from itself and an image
+/// and a fetch from a "CDN" on `localhost` (another host, same machine).
+fn page_with_a_cdn() -> (PageServer, PageServer, String) {
+    let page = PageServer::start();
+    let cdn = PageServer::start();
+    let cdn_base = format!("http://localhost:{}", cdn.addr().port());
+    cdn.set(
+        "/pixel.png",
+        Page::new("image/png", png_of([0, 0, 255], 4, 4)),
+    );
+    cdn.set("/data.json", Page::new("application/json", "{}"));
+    page.set("/app.css", Page::new("text/css", "body { margin: 0 }"));
+    page.set_html(
+        "/app",
+        &format!(
+            r#"<!doctype html><link rel="stylesheet" href="/app.css">
+            <img src="{cdn_base}/pixel.png"><script>fetch("{cdn_base}/data.json").catch(() => {{}});</script>"#
+        ),
+    );
+    let url = page.url("/app");
+    (page, cdn, url)
+}
+
+#[tokio::test]
+async fn extra_headers_and_credentials_reach_only_the_hosts_they_name() {
+    let (page, cdn, url) = page_with_a_cdn();
+    shoot(
+        &url,
+        r#"{"injectHeaders": {"*": {"X-Secret": "s"}, "localhost": {"X-Cdn": "c"}},
+            "httpUserName": "u", "httpPassword": "p",
+            "cookies": [{"name": "sid", "value": "1"}]}"#,
+    )
+    .await;
+    for path in ["/app", "/app.css"] {
+        let r = page
+            .requests_for(path)
+            .pop()
+            .unwrap_or_else(|| panic!("{path} loaded"));
+        assert_eq!(r.header("x-secret"), Some("s"), "{path}");
+        assert_eq!(r.header("authorization"), Some("Basic dTpw"), "{path}");
+        assert_eq!(r.header("x-cdn"), None, "{path}");
+        // Adding headers keeps the page's own cookies.
+        assert!(
+            r.header("cookie").is_some_and(|c| c.contains("sid=1")),
+            "{path}: {r:?}"
+        );
+    }
+    for path in ["/pixel.png", "/data.json"] {
+        let r = cdn
+            .requests_for(path)
+            .pop()
+            .unwrap_or_else(|| panic!("{path} loaded"));
+        assert_eq!(r.header("x-cdn"), Some("c"), "{path}");
+        assert_eq!(
+            r.header("x-secret"),
+            None,
+            "{path}: the page's headers stay on its host"
+        );
+        assert_eq!(
+            r.header("authorization"),
+            None,
+            "{path}: so do its credentials"
+        );
+    }
+
+    // The old behaviour on request: the page host's headers go everywhere.
+    let (page, cdn, url) = page_with_a_cdn();
+    shoot(
+        &url,
+        r#"{"injectHeaders": {"*": {"X-Secret": "s"}}, "httpUserName": "u",
+            "httpPassword": "p", "injectHeadersAllHosts": true}"#,
+    )
+    .await;
+    assert_eq!(
+        page.requests_for("/app").pop().unwrap().header("x-secret"),
+        Some("s")
+    );
+    // (Chromium also preflights the image with OPTIONS then: extra headers
+    // on a cross-site request make it a CORS request.)
+    let r = cdn
+        .requests_for("/pixel.png")
+        .into_iter()
+        .find(|r| r.method == "GET")
+        .expect("pixel loaded");
+    assert_eq!(r.header("x-secret"), Some("s"));
+    assert_eq!(r.header("authorization"), Some("Basic dTpw"));
+
+    // And nothing sticks to the session for the next capture.
+    let (page, cdn, url) = page_with_a_cdn();
+    shoot(&url, "{}").await;
+    assert_eq!(
+        page.requests_for("/app").pop().unwrap().header("x-secret"),
+        None
+    );
+    assert_eq!(
+        cdn.requests_for("/pixel.png")
+            .pop()
+            .unwrap()
+            .header("authorization"),
+        None
+    );
+}
