@@ -250,20 +250,28 @@ pub fn extract_links(page_url: &Url, html: &str) -> Vec<Url> {
         .and_then(|href| page_url.join(href.trim()).ok())
         .unwrap_or_else(|| page_url.clone());
     let mut links = Vec::new();
-    collect_links(&document, &base, &mut links);
+    let mut seen = std::collections::HashSet::new();
+    collect_links(&document, &base, &mut links, &mut seen);
     // Without scripting, <noscript> holds markup; as parsed here it may be
     // text, so parse its text as a fragment too.
     let noscript = Selector::parse("noscript").expect("a valid selector");
     for element in document.select(&noscript) {
         let inner: String = element.text().collect();
         if inner.contains('<') {
-            collect_links(&Html::parse_fragment(&inner), &base, &mut links);
+            collect_links(&Html::parse_fragment(&inner), &base, &mut links, &mut seen);
         }
     }
     links
 }
 
-fn collect_links(document: &Html, base: &Url, links: &mut Vec<Url>) {
+/// Appends the links of `document` not in `seen` yet (a set, so a page of
+/// many links costs time linear in its size).
+fn collect_links(
+    document: &Html,
+    base: &Url,
+    links: &mut Vec<Url>,
+    seen: &mut std::collections::HashSet<String>,
+) {
     let link_selector =
         Selector::parse("a[href], area[href], iframe[src], frame[src]").expect("a valid selector");
     for element in document.select(&link_selector) {
@@ -278,7 +286,7 @@ fn collect_links(document: &Html, base: &Url, links: &mut Vec<Url>) {
             continue;
         }
         url.set_fragment(None);
-        if !links.contains(&url) {
+        if seen.insert(url.as_str().to_string()) {
             links.push(url);
         }
     }

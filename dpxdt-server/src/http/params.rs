@@ -216,6 +216,74 @@ mod tests {
         }
     }
 
+    /// Reads `body` as a multipart form with boundary `B` on a fresh runtime.
+    fn read_multipart(body: Vec<u8>) -> Result<Vec<(String, String)>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            warp::http::HeaderValue::from_static("multipart/form-data; boundary=B"),
+        );
+        let stream: BodyStream = Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
+            warp::hyper::body::Bytes::from(body),
+        )]));
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(read_params(&headers, "", stream))
+    }
+
+    proptest::proptest! {
+        /// Any multipart body, random or built from random parts, is read
+        /// or refused with a 400 or 413, never a panic; what is read then
+        /// decodes or is refused like any form.
+        #[test]
+        fn any_multipart_body_is_read_or_refused(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            parts in proptest::collection::vec(("[a-z_]{0,10}", ".{0,20}", proptest::prelude::any::<bool>()), 0..8),
+            cut in 0usize..400,
+        ) {
+            let mut built = Vec::new();
+            for (name, value, quoted) in &parts {
+                let disposition = if *quoted {
+                    format!("form-data; name=\"{name}\"")
+                } else {
+                    format!("form-data; name={name}")
+                };
+                built.extend_from_slice(
+                    format!("--B\r\nContent-Disposition: {disposition}\r\n\r\n{value}\r\n").as_bytes(),
+                );
+            }
+            built.extend_from_slice(b"--B--\r\n");
+            let truncated = built[..cut.min(built.len())].to_vec();
+            for body in [noise, built, truncated] {
+                match read_multipart(body) {
+                    Ok(pairs) => {
+                        proptest::prop_assert!(pairs.len() <= MAX_PARAMS);
+                        let _ = decode::<ReportRunRequest>(&pairs);
+                    }
+                    Err(ApiError::BadRequest(_) | ApiError::TooLarge(_)) => {}
+                    Err(other) => proptest::prop_assert!(false, "{other}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_multipart_form_reads_its_fields_and_a_cut_one_is_refused() {
+        let body = b"--B\r\nContent-Disposition: form-data; name=\"build_id\"\r\n\r\n7\r\n\
+--B\r\nContent-Disposition: form-data; name=\"run_name\"\r\n\r\n/a b\r\n--B--\r\n";
+        let pairs = read_multipart(body.to_vec()).unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("build_id".to_string(), "7".to_string()),
+                ("run_name".to_string(), "/a b".to_string())
+            ]
+        );
+        let err = read_multipart(body[..60].to_vec()).unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest(_)), "{err}");
+    }
+
     #[test]
     fn too_many_or_too_long_parameters_are_refused() {
         assert!(check_param(MAX_PARAMS - 1, "build_id").is_ok());
