@@ -4,11 +4,15 @@
 //!
 //! - The reference of `name` is `<dir>/<name>.png`; `dir` defaults to
 //!   `$DPXDT_REFERENCE_DIR`, else `$CARGO_MANIFEST_DIR/tests/screenshots`.
-//! - No reference yet: it is written and reported on stderr, and the check
-//!   passes — except under CI (`CI` set), where a missing reference fails.
+//! - No reference yet: the check fails and writes the image as
+//!   `<name>.new.png`, to be looked at and accepted. A reference is only
+//!   ever written on purpose.
 //! - A difference fails with the distortion and the paths of the triplet:
 //!   the reference, `<name>.new.png` and `<name>.diff.png` next to it.
-//! - `DPXDT_UPDATE=1` accepts the new image as the reference instead.
+//! - Accepting: `dpxdt accept [DIR]` promotes the `.new.png` files to
+//!   references (all of them with `--all`, or the names given), or run the
+//!   tests again with `DPXDT_UPDATE=1`, which writes references instead of
+//!   failing.
 //!
 //! ```
 //! use dpxdt_core::check::{Checker, CheckOutcome};
@@ -20,10 +24,14 @@
 //! #     out.into_inner()
 //! # }
 //! let dir = tempfile::tempdir().unwrap();
-//! let checker = Checker::new().dir(dir.path()).update(false).ci(false);
+//! let checker = Checker::new().dir(dir.path()).update(false);
 //!
-//! // First run: the reference is written.
-//! assert!(matches!(checker.check_image("logo", &png([0, 0, 255])).unwrap(), CheckOutcome::NewReference { .. }));
+//! // No reference: the check fails and leaves `logo.new.png` to accept.
+//! let err = checker.check_image("logo", &png([0, 0, 255])).unwrap_err();
+//! assert!(err.to_string().contains("logo.new.png"));
+//! // Accepting it (what `DPXDT_UPDATE=1` does) writes the reference.
+//! let accept = checker.clone().update(true);
+//! assert!(matches!(accept.check_image("logo", &png([0, 0, 255])).unwrap(), CheckOutcome::NewReference { .. }));
 //! // Same image: passes.
 //! assert!(matches!(checker.check_image("logo", &png([0, 0, 255])).unwrap(), CheckOutcome::Matched { .. }));
 //! // A change fails, naming the triplet.
@@ -52,7 +60,7 @@ pub enum CheckOutcome {
         /// The comparison.
         report: DiffReport,
     },
-    /// There was no reference: it was written.
+    /// `DPXDT_UPDATE=1` and there was no reference: it was written.
     NewReference {
         /// The file written.
         reference: PathBuf,
@@ -71,7 +79,7 @@ pub enum CheckOutcome {
 pub enum CheckError {
     /// The image differs from its reference.
     #[error(
-        "screenshot `{name}` differs from its reference: {:.7} distortion, {} of {} pixels changed ({:.3}%){}\n  Ref:  {}\n  Run:  {}\n  Diff: {}\nRun with DPXDT_UPDATE=1 to accept the new image.",
+        "screenshot `{name}` differs from its reference: {:.7} distortion, {} of {} pixels changed ({:.3}%){}\n  Ref:  {}\n  Run:  {}\n  Diff: {}\nIf the change is intended, accept it with `dpxdt accept {} {name}` or run with DPXDT_UPDATE=1.",
         report.distortion,
         report.changed_pixels,
         report.total_pixels,
@@ -79,7 +87,8 @@ pub enum CheckError {
         if report.size_changed() { format!(", size {}x{} -> {}x{}", report.reference_width, report.reference_height, report.width, report.height) } else { String::new() },
         reference.display(),
         new.display(),
-        diff.display()
+        diff.display(),
+        accept_dir(reference, name).display()
     )]
     Different {
         /// The check's name.
@@ -93,16 +102,21 @@ pub enum CheckError {
         /// The diff image, written next to it.
         diff: PathBuf,
     },
-    /// Under CI there was no reference to compare with.
+    /// There was no reference to compare with; the image was written next
+    /// to where the reference belongs, to be looked at and accepted.
     #[error(
-        "screenshot `{name}` has no reference at {} (not written because CI is set; run the test locally or with DPXDT_UPDATE=1)",
-        reference.display()
+        "screenshot `{name}` has no reference yet ({}).\n  New:  {}\nLook at it, then accept it with `dpxdt accept {} {name}` or run with DPXDT_UPDATE=1.",
+        reference.display(),
+        new.display(),
+        accept_dir(reference, name).display()
     )]
     MissingReference {
         /// The check's name.
         name: String,
-        /// Where the reference should be.
+        /// Where the reference belongs.
         reference: PathBuf,
+        /// The new image, written as `<name>.new.png`.
+        new: PathBuf,
     },
     /// A name that is not a safe file name.
     #[error("invalid check name {0:?}: use letters, digits, '-', '_', '.' and '/' between them")]
@@ -123,12 +137,21 @@ pub enum CheckError {
     Capture(#[from] CaptureError),
 }
 
+/// The references directory, from a reference path and its name
+/// (`dir/nested/logo.png` and `nested/logo` give `dir`).
+fn accept_dir(reference: &Path, name: &str) -> PathBuf {
+    let mut dir = reference.to_path_buf();
+    for _ in name.split('/') {
+        dir.pop();
+    }
+    dir
+}
+
 /// Where references live and how strictly they are compared.
 #[derive(Debug, Clone)]
 pub struct Checker {
     dir: PathBuf,
     update: bool,
-    ci: bool,
     options: DiffOptions,
 }
 
@@ -157,7 +180,6 @@ impl Checker {
         Checker {
             dir,
             update: flag("DPXDT_UPDATE"),
-            ci: flag("CI"),
             options: DiffOptions::default(),
         }
     }
@@ -168,15 +190,10 @@ impl Checker {
         self
     }
 
-    /// Accept differences (what `DPXDT_UPDATE=1` sets).
+    /// Write references instead of failing: a missing one is created and a
+    /// different one replaced (what `DPXDT_UPDATE=1` sets).
     pub fn update(mut self, update: bool) -> Checker {
         self.update = update;
-        self
-    }
-
-    /// Refuse to write missing references (what `CI` sets).
-    pub fn ci(mut self, ci: bool) -> Checker {
-        self.ci = ci;
         self
     }
 
@@ -221,9 +238,7 @@ impl Checker {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(io)?;
             }
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes).map_err(io)?;
-            std::fs::rename(&tmp, path).map_err(io)
+            crate::atomic::write(path, bytes).map_err(io)
         };
         let clean = || {
             let _ = std::fs::remove_file(&new);
@@ -232,15 +247,17 @@ impl Checker {
         let old = match std::fs::read(&reference) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if self.ci && !self.update {
+                // Refuse bytes that are not an image before storing them.
+                crate::diff::decode_png(png, "new image", self.options.max_pixels)?;
+                if !self.update {
+                    let _ = std::fs::remove_file(&diff);
                     write(&new, png)?;
                     return Err(CheckError::MissingReference {
                         name: name.to_string(),
                         reference,
+                        new,
                     });
                 }
-                // Refuse bytes that are not an image before storing them.
-                crate::diff::decode_png(png, "new image", self.options.max_pixels)?;
                 write(&reference, png)?;
                 clean();
                 eprintln!("dpxdt: new reference {}", reference.display());
@@ -366,16 +383,42 @@ mod tests {
     }
 
     fn checker(dir: &Path) -> Checker {
-        Checker::new().dir(dir).update(false).ci(false)
+        Checker::new().dir(dir).update(false)
+    }
+
+    /// Writes the reference of `name` as `DPXDT_UPDATE=1` would.
+    fn accept(c: &Checker, name: &str, png: &[u8]) {
+        let o = c.clone().update(true).check_image(name, png).unwrap();
+        assert!(matches!(o, CheckOutcome::NewReference { .. }), "{o:?}");
     }
 
     #[test]
-    fn first_run_writes_then_matches_then_fails_with_triplet() {
+    fn a_missing_reference_fails_until_accepted_then_matches_then_fails_with_triplet() {
         let dir = tempfile::tempdir().unwrap();
         let c = checker(dir.path());
         let blue = png(4, 4, [0, 0, 255]);
-        let o = c.check_image("nested/logo", &blue).unwrap();
         let reference = dir.path().join("nested/logo.png");
+        let err = c.check_image("nested/logo", &blue).unwrap_err();
+        assert!(matches!(err, CheckError::MissingReference { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("logo.new.png") && msg.contains("dpxdt accept"),
+            "{msg}"
+        );
+        assert!(
+            !reference.exists(),
+            "a failing check never writes a reference"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("nested/logo.new.png")).unwrap(),
+            blue
+        );
+
+        let o = c
+            .clone()
+            .update(true)
+            .check_image("nested/logo", &blue)
+            .unwrap();
         assert_eq!(
             o,
             CheckOutcome::NewReference {
@@ -383,6 +426,7 @@ mod tests {
             }
         );
         assert_eq!(std::fs::read(&reference).unwrap(), blue);
+        assert!(!dir.path().join("nested/logo.new.png").exists());
         assert!(matches!(
             c.check_image("nested/logo", &blue).unwrap(),
             CheckOutcome::Matched { .. }
@@ -417,20 +461,12 @@ mod tests {
     }
 
     #[test]
-    fn size_change_is_a_difference_and_ci_refuses_new_references() {
+    fn a_size_change_is_a_difference() {
         let dir = tempfile::tempdir().unwrap();
         let c = checker(dir.path());
-        c.check_image("a", &png(4, 4, [0, 0, 0])).unwrap();
+        accept(&c, "a", &png(4, 4, [0, 0, 0]));
         let err = c.check_image("a", &png(4, 5, [0, 0, 0])).unwrap_err();
         assert!(err.to_string().contains("size 4x4 -> 4x5"), "{err}");
-
-        let err = c
-            .clone()
-            .ci(true)
-            .check_image("b", &png(2, 2, [0, 0, 0]))
-            .unwrap_err();
-        assert!(matches!(err, CheckError::MissingReference { .. }), "{err}");
-        assert!(!dir.path().join("b.png").exists());
     }
 
     #[test]
@@ -448,13 +484,14 @@ mod tests {
             Err(CheckError::Diff(_))
         ));
         assert!(!dir.path().join("junk.png").exists());
+        assert!(!dir.path().join("junk.new.png").exists());
     }
 
     #[test]
     fn threshold_and_ignore_regions_apply() {
         let dir = tempfile::tempdir().unwrap();
         let c = checker(dir.path());
-        c.check_image("t", &png(4, 4, [100, 100, 100])).unwrap();
+        accept(&c, "t", &png(4, 4, [100, 100, 100]));
         // A faint change passes the default threshold, fails at 0.
         assert!(c.check_image("t", &png(4, 4, [101, 100, 100])).is_ok());
         assert!(

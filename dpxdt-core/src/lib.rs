@@ -1,6 +1,7 @@
 //! The core of Depicted: the domain model, the release and run state
 //! machines, the capture config, the image diff and (with the `capture`
-//! feature) real-browser capture and the local YAML runner.
+//! feature, off by default) real-browser capture and the `cargo test`
+//! API ([`check`]).
 //!
 //! Everything here is plain library code: no HTTP, no SQL. The server
 //! persists what these types decide; the tools and the client speak the
@@ -8,17 +9,16 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod atomic;
 #[cfg(feature = "capture")]
 pub mod capture;
 #[cfg(feature = "capture")]
 pub mod check;
 pub mod config;
 pub mod diff;
-#[cfg(feature = "capture")]
-pub mod local;
 pub mod model;
 pub mod netpolicy;
-#[cfg(all(test, feature = "capture"))]
+#[cfg(test)]
 mod proptests;
 pub mod release;
 pub mod run;

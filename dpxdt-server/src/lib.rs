@@ -8,7 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod http;
-pub mod queue;
+pub mod notify;
 pub mod storage;
 pub mod ui;
 pub mod workers;
@@ -19,6 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use storage::{NewApiKey, Store, StoreError};
+
+/// What every handler, page and background task can reach: the store and
+/// the configuration, both cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database and artifacts.
+    pub store: Store,
+    /// The server's configuration.
+    pub config: Arc<Config>,
+}
 
 /// Default most bytes of one upload: 50 MiB.
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 50 << 20;
@@ -41,7 +51,7 @@ pub struct Config {
     /// Worker settings for the in-process workers.
     pub worker: workers::WorkerConfig,
     /// SMTP server and sender for e-mail notifications (none: no e-mail).
-    pub mail: Option<ui::MailConfig>,
+    pub mail: Option<notify::MailConfig>,
     /// Let webhooks call loopback, private-network and link-local
     /// addresses. Off by default: webhook URLs come from build owners, who
     /// could otherwise make the server call services only it can reach.
@@ -140,12 +150,12 @@ pub async fn serve_store(
             .map_err(|e| ServeError::Workers(e.to_string()))?;
         worker_tasks = workers::spawn_all(client, config.worker.clone(), stop_rx.clone());
     }
-    let state = http::AppState {
+    let state = AppState {
         store,
         config: Arc::new(config),
     };
     tracing::info!(%addr, "serving the API");
-    worker_tasks.push(ui::spawn_notifier(state.clone(), addr, stop_rx.clone()));
+    worker_tasks.push(notify::spawn_notifier(state.clone(), addr, stop_rx.clone()));
     let mut stop_for_server = stop_rx.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -170,8 +180,6 @@ pub async fn serve_store(
             );
         }
     }
-    for task in worker_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-    }
+    workers::join_all(worker_tasks, Duration::from_secs(10)).await;
     Ok(())
 }

@@ -227,7 +227,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(url) = &args.smtp_url {
         let from = args.mail_from.as_deref().unwrap_or_default();
-        config.mail = Some(dpxdt_server::ui::MailConfig::new(url, from)?);
+        config.mail = Some(dpxdt_server::notify::MailConfig::new(url, from)?);
     }
     if let Some(raw) = &args.admin_key {
         let (id, secret) = split_key(raw)?;
@@ -347,9 +347,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let tasks = workers::spawn_all(client, config.worker.clone(), stop_rx);
             shutdown_signal().await;
             let _ = stop_tx.send(true);
-            for t in tasks {
-                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-            }
+            workers::join_all(tasks, Duration::from_secs(10)).await;
         }
     }
     Ok(())

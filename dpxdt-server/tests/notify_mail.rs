@@ -357,8 +357,8 @@ async fn report_release(base: &str, build: i64, key: &(String, String)) {
         .unwrap();
 }
 
-fn mail_config(port: u16) -> dpxdt_server::ui::MailConfig {
-    dpxdt_server::ui::MailConfig::new(
+fn mail_config(port: u16) -> dpxdt_server::notify::MailConfig {
+    dpxdt_server::notify::MailConfig::new(
         &format!("smtp://dpxdt:p%40ss%3Aw0rd@127.0.0.1:{port}"),
         "Depicted <dpxdt@example.test>",
     )
@@ -633,7 +633,7 @@ async fn without_smtp_the_webhook_is_still_called_and_no_mail_is_sent() {
 
 #[test]
 fn smtp_settings_are_checked_and_the_password_is_never_shown() {
-    use dpxdt_server::ui::MailConfig;
+    use dpxdt_server::notify::MailConfig;
     let c = MailConfig::new("smtp://relay.internal", "dpxdt@example.test").unwrap();
     let shown = format!("{c:?}");
     assert!(

@@ -3,7 +3,9 @@
 //! failure, 2 error). The tools themselves live in `src/bin/`.
 #![deny(missing_docs)]
 
+pub mod accept;
 pub mod crawl;
+pub mod local;
 pub mod release;
 pub mod stability;
 pub mod tests_json;

@@ -1,5 +1,6 @@
 //! `dpxdt diff` through the real binary: verdicts and exit codes, JSON,
-//! flags, every bad input, and agreement with ImageMagick's RMSE.
+//! flags, every bad input, and agreement with ImageMagick's RMSE; and
+//! `dpxdt accept` after failing screenshot checks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -66,6 +67,11 @@ impl Fixture {
             .output()
             .unwrap()
     }
+}
+
+/// `dpxdt ARGS...` (any subcommand).
+fn dpxdt(args: &[&str]) -> Output {
+    Command::new(DPXDT).args(args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -326,4 +332,67 @@ fn distortion_agrees_with_imagemagick_compare() {
             "{reference} vs {new}: dpxdt {ours}, ImageMagick {im_value}"
         );
     }
+}
+
+/// A failing screenshot check leaves `NAME.new.png`; `dpxdt accept` lists
+/// it, refuses an unknown name without touching anything, and promotes it
+/// so the next check passes.
+#[test]
+fn accept_promotes_what_a_failing_check_left_behind() {
+    use dpxdt_core::check::{CheckError, CheckOutcome, Checker};
+    let f = Fixture::new();
+    let refs = f.path("refs");
+    std::fs::create_dir(&refs).unwrap();
+    let checker = Checker::new().dir(&refs).update(false);
+    let changed = std::fs::read(f.path("changed.png")).unwrap();
+    let err = checker.check_image("ui/home", &changed).unwrap_err();
+    assert!(matches!(err, CheckError::MissingReference { .. }), "{err}");
+    let dir = refs.to_str().unwrap();
+    assert!(
+        err.to_string()
+            .contains(&format!("dpxdt accept {dir} ui/home")),
+        "{err}"
+    );
+
+    let listed = dpxdt(&["accept", dir]);
+    assert_eq!(listed.status.code(), Some(1), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).contains("pending ui/home"),
+        "{}",
+        stdout(&listed)
+    );
+
+    let unknown = dpxdt(&["accept", dir, "ui/nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("\"ui/nope\""),
+        "{}",
+        stderr(&unknown)
+    );
+    assert!(refs.join("ui/home.new.png").exists());
+
+    let accepted = dpxdt(&["accept", dir, "--all"]);
+    assert_eq!(accepted.status.code(), Some(0), "{}", stderr(&accepted));
+    assert!(
+        stdout(&accepted).contains("accepted ui/home (new reference"),
+        "{}",
+        stdout(&accepted)
+    );
+    assert!(matches!(
+        checker.check_image("ui/home", &changed).unwrap(),
+        CheckOutcome::Matched { .. }
+    ));
+
+    // A change now fails against the accepted reference, and accepting by
+    // name replaces it and removes the diff image.
+    let same = std::fs::read(f.path("same.png")).unwrap();
+    assert!(checker.check_image("ui/home", &same).is_err());
+    assert!(refs.join("ui/home.diff.png").exists());
+    let by_name = dpxdt(&["accept", dir, "ui/home"]);
+    assert_eq!(by_name.status.code(), Some(0), "{}", stderr(&by_name));
+    assert!(stdout(&by_name).contains("replaced reference"));
+    assert!(!refs.join("ui/home.diff.png").exists());
+    let nothing = dpxdt(&["accept", dir]);
+    assert_eq!(nothing.status.code(), Some(0));
+    assert!(stdout(&nothing).contains("nothing to accept"));
 }

@@ -1,5 +1,6 @@
-//! The cargo-test check API against a real page: `check_url` writes a new
-//! reference, matches it, and fails with the triplet when the page changes.
+//! The cargo-test check API against a real page: `check_url` fails without
+//! a reference (leaving the screenshot to accept), matches once it is
+//! accepted, and fails with the triplet when the page changes.
 
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::check::{CheckError, CheckOutcome, Checker};
@@ -13,17 +14,38 @@ async fn check_url_writes_matches_and_fails_on_change() {
         r#"<html><body style="margin:0"><div style="width:120px;height:60px;background:teal"></div></body></html>"#,
     );
     let dir = tempfile::tempdir().unwrap();
-    let checker = Checker::new().dir(dir.path()).update(false).ci(false);
+    let checker = Checker::new().dir(dir.path()).update(false);
     let config =
         CaptureConfig::from_json(r#"{"viewportSize": {"width": 300, "height": 200}}"#).unwrap();
     let url = server.url("/card");
 
-    let first = checker.check_url("ui/card", &url, &config).await.unwrap();
+    // No reference: the check fails and leaves the screenshot to accept.
+    let first = checker
+        .check_url("ui/card", &url, &config)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(first, CheckOutcome::NewReference { .. }),
-        "{first:?}"
+        matches!(first, CheckError::MissingReference { .. }),
+        "{first}"
+    );
+    assert!(!dir.path().join("ui/card.png").exists());
+    let pending = dir.path().join("ui/card.new.png");
+    let shot =
+        dpxdt_core::diff::decode_png(&std::fs::read(&pending).unwrap(), "new", u64::MAX).unwrap();
+    assert_eq!((shot.width(), shot.height()), (300, 200));
+
+    let accepted = checker
+        .clone()
+        .update(true)
+        .check_url("ui/card", &url, &config)
+        .await
+        .unwrap();
+    assert!(
+        matches!(accepted, CheckOutcome::NewReference { .. }),
+        "{accepted:?}"
     );
     assert!(dir.path().join("ui/card.png").exists());
+    assert!(!pending.exists());
 
     let again = checker.check_url("ui/card", &url, &config).await.unwrap();
     assert!(matches!(again, CheckOutcome::Matched { .. }), "{again:?}");

@@ -88,8 +88,9 @@ fn dependencies(package: &str, features: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_pure_core_has_no_async_browser_or_http_dependencies() {
-    let deps = dependencies("dpxdt-core", &["--no-default-features"]);
-    assert!(deps.iter().any(|d| d == "image"), "sanity: {deps:?}");
+    // Default features: what every crate that names dpxdt-core gets.
+    let deps = dependencies("dpxdt-core", &[]);
+    assert!(deps.iter().any(|d| d == "png"), "sanity: {deps:?}");
     for forbidden in [
         "tokio",
         "thirtyfour",
@@ -97,10 +98,13 @@ fn the_pure_core_has_no_async_browser_or_http_dependencies() {
         "warp",
         "rusqlite",
         "hyper",
+        "image",
+        "indicatif",
+        "serde_norway",
     ] {
         assert!(
             !deps.iter().any(|d| d == forbidden),
-            "dpxdt-core without `capture` must not depend on {forbidden}"
+            "dpxdt-core with default features must not depend on {forbidden}"
         );
     }
 }
@@ -121,4 +125,89 @@ fn the_client_depends_on_the_pure_core_only() {
             "dpxdt-client must not depend on {forbidden}"
         );
     }
+}
+
+/// SECURITY.md names, for each finding, the files and tests that show the
+/// defence works; a renamed or deleted test must not leave it pointing at
+/// nothing. In each table row, a backticked `*.rs` path names a file and
+/// every backticked snake_case name after it a test in that file.
+#[test]
+fn every_test_security_md_names_exists() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("SECURITY.md")).expect("SECURITY.md");
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    let findings = text
+        .split_once("## One test per finding")
+        .expect("SECURITY.md has the section \"One test per finding\"")
+        .1;
+    for row in findings.lines().filter(|l| l.starts_with("| ")) {
+        let mut file: Option<(String, String)> = None;
+        for (i, token) in row.split('`').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            if token.ends_with(".rs") {
+                match std::fs::read_to_string(root.join(token)) {
+                    Ok(source) => file = Some((token.to_string(), source)),
+                    Err(_) => missing.push(format!("file {token}")),
+                }
+            } else if token.contains('_')
+                && token
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                let Some((path, source)) = &file else {
+                    missing.push(format!("{token} names no file before it"));
+                    continue;
+                };
+                checked += 1;
+                if !source.contains(&format!("fn {token}(")) {
+                    missing.push(format!("{path}: fn {token}"));
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} tests named in SECURITY.md");
+    assert!(
+        missing.is_empty(),
+        "SECURITY.md names what is not there: {missing:#?}"
+    );
+}
+
+/// ARCHITECTURE.md is the map a newcomer reads first: short, and every
+/// path it names (in backticks, from the repository root) is there.
+#[test]
+fn architecture_md_is_short_and_every_path_it_names_exists() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let words = text.split_whitespace().count();
+    assert!(
+        words <= 2000,
+        "ARCHITECTURE.md has {words} words; keep it to 2,000"
+    );
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for (i, token) in text.split('`').enumerate() {
+        let is_path = i % 2 == 1
+            && token.contains('/')
+            && !token.contains(char::is_whitespace)
+            && token.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && !token.contains("://");
+        if !is_path {
+            continue;
+        }
+        checked += 1;
+        if !root.join(token.trim_end_matches('/')).exists() {
+            missing.push(token.to_string());
+        }
+    }
+    assert!(
+        checked >= 40,
+        "only {checked} paths found in ARCHITECTURE.md"
+    );
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:#?}"
+    );
 }

@@ -90,6 +90,8 @@ pub(crate) mod process;
 mod proxy;
 mod session;
 
+pub use process::GroupKiller;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

@@ -143,7 +143,7 @@ impl Drop for DriverProcess {
 
 /// Kills a process group when fired, when dropped, or when this process
 /// dies: a watchdog shell blocks reading a pipe that only we hold.
-pub(crate) struct GroupKiller {
+pub struct GroupKiller {
     watchdog: Child,
     /// Held open: closing it tells the watchdog to act.
     pipe: Option<ChildStdin>,
@@ -153,11 +153,7 @@ impl GroupKiller {
     /// Watches process group `pgid`. With `term_first` the group gets
     /// SIGTERM and up to two seconds to exit before SIGKILL; `cleanup` is a
     /// directory removed afterwards.
-    pub(crate) fn new(
-        pgid: u32,
-        term_first: bool,
-        cleanup: Option<&Path>,
-    ) -> std::io::Result<Self> {
+    pub fn new(pgid: u32, term_first: bool, cleanup: Option<&Path>) -> std::io::Result<Self> {
         // `env kill`: dash's builtin kill cannot signal a process group.
         let script = if term_first {
             r#"read _ignored; env kill -TERM -- "-$1" 2>/dev/null
@@ -182,7 +178,7 @@ env kill -KILL -- "-$1" 2>/dev/null; [ -n "$2" ] && rm -rf -- "$2"; exit 0"#
     }
 
     /// Kills the group now and waits until it is done.
-    pub(crate) fn fire(&mut self) {
+    pub fn fire(&mut self) {
         if let Some(mut pipe) = self.pipe.take() {
             let _ = pipe.write_all(b"\n");
             drop(pipe);

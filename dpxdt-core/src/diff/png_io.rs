@@ -197,33 +197,14 @@ pub fn encode_rgba_png(image: &Image, out: &mut impl Write) -> Result<(), DiffEr
     writer.finish().map_err(encode)
 }
 
-/// Writes the diff image to `path` through a temporary file in the same
-/// directory and a rename, so readers never see a partial file.
+/// Writes the diff image to `path` atomically ([`crate::atomic`]), so
+/// readers never see a partial file.
 pub(crate) fn write_png_atomically(image: &DiffImage, path: &Path) -> Result<(), DiffError> {
-    let write_err = |source| DiffError::Write {
+    crate::atomic::write_with(path, |out| {
+        encode_diff_png(image, out).map_err(std::io::Error::other)
+    })
+    .map_err(|source| DiffError::Write {
         path: path.to_owned(),
         source,
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| write_err(std::io::Error::other("not a file name")))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(write_err)?;
-        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-        encode_diff_png(image, &mut buffered)?;
-        let file = buffered
-            .into_inner()
-            .map_err(|e| write_err(e.into_error()))?;
-        file.sync_all().map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }

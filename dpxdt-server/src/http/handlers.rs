@@ -13,7 +13,7 @@ use serde_json::Value;
 use warp::http::HeaderMap;
 
 use super::{ApiError, AppState};
-use crate::queue;
+use crate::storage::queue;
 use crate::storage::{self, ApiKeyScope, RequestRunInput, TASK_MAX_ATTEMPTS};
 
 type Pairs = [(String, String)];

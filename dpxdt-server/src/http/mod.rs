@@ -3,12 +3,11 @@
 
 mod error;
 mod handlers;
-mod params;
+pub mod params;
 mod upload;
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{Stream, StreamExt};
@@ -19,8 +18,7 @@ use warp::{Buf, Filter, Reply};
 
 pub use error::ApiError;
 
-use crate::Config;
-use crate::storage::Store;
+use crate::AppState;
 
 /// The headers every served artifact carries: its content type, `cache`
 /// as `Cache-Control`, and what keeps an uploaded file from ever running as
@@ -65,15 +63,6 @@ pub(crate) async fn file_response(path: &std::path::Path) -> std::io::Result<Res
 
 /// A request body as a stream of chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database and artifacts.
-    pub store: Store,
-    /// The server's configuration.
-    pub config: Arc<Config>,
-}
 
 /// Every route of the server.
 pub fn routes(
@@ -195,4 +184,60 @@ async fn dispatch(
         },
     };
     Ok(ok(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use warp::hyper::body::{Body, Bytes};
+
+    /// The next data chunk of a response body, `None` at its end.
+    async fn next_chunk<B>(body: &mut B) -> Option<Bytes>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Debug,
+    {
+        loop {
+            let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx))
+                .await?
+                .expect("read");
+            if let Ok(data) = frame.into_data() {
+                return Some(data);
+            }
+        }
+    }
+
+    /// A large artifact leaves the handler as 64 KiB chunks read as the
+    /// client takes them: the first chunk arrives while the rest of the file
+    /// is still on disk, and changing the file afterwards shows in the body.
+    #[tokio::test]
+    async fn an_artifact_is_streamed_in_chunks_not_read_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        std::fs::write(&path, vec![b'a'; 1 << 20]).expect("write");
+        let resp = super::file_response(&path).await.expect("response");
+        assert_eq!(resp.headers()["content-length"], "1048576");
+        let mut body = resp.into_body();
+        let first = next_chunk(&mut body).await.expect("a chunk");
+        assert_eq!(first.len(), 64 * 1024, "the first chunk is 64 KiB");
+        // Had the file been read whole, this write could not change the body.
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            f.seek(SeekFrom::Start(1 << 19)).expect("seek");
+            f.write_all(&vec![b'b'; 1 << 19]).expect("overwrite");
+        }
+        let mut rest = Vec::new();
+        while let Some(chunk) = next_chunk(&mut body).await {
+            rest.extend_from_slice(&chunk);
+        }
+        assert_eq!(rest.len(), (1 << 20) - 64 * 1024);
+        assert_eq!(
+            rest.last(),
+            Some(&b'b'),
+            "the body was read after the write"
+        );
+    }
 }

@@ -275,7 +275,7 @@ pub fn message(
     let to: Mailbox = to
         .parse()
         .map_err(|_| format!("{to:?} is not an e-mail address"))?;
-    let c = super::notify::Counts::of(d);
+    let c = super::Counts::of(d);
     let subject = format!(
         "[Depicted] {}: release {} #{} is ready for review ({} diff{})",
         d.build_name,

@@ -21,9 +21,13 @@ use std::time::Duration;
 use dpxdt_core::RunStatus;
 use dpxdt_core::netpolicy::{AddressClass, classify};
 
-use super::mail::Mailer;
-use crate::http::AppState;
+mod mail;
+
+pub use mail::{MailConfig, MailConfigError};
+
+use crate::AppState;
 use crate::storage::users::{self, Channel, DueNotification};
+use mail::Mailer;
 
 /// How often the notifier looks for releases that reached review.
 const POLL: Duration = Duration::from_millis(500);

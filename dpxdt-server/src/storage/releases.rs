@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::quotas::{self, Limits};
 use super::{StoreError, now_ms, write_tx};
-use crate::queue;
+use crate::storage::queue;
 
 /// Lease attempts of capture and diff tasks before they are given up (the original's 3).
 pub const TASK_MAX_ATTEMPTS: u32 = 3;

@@ -139,7 +139,7 @@ CREATE INDEX admin_log_build ON admin_log (build_id, id);
     // 9: owner invitations by user name; e-mail addresses no longer unique.
     super::users::INVITE_MIGRATION,
     // 10: fair leasing across builds; indexes for the per-build limits.
-    crate::queue::FAIR_MIGRATION,
+    super::queue::FAIR_MIGRATION,
 ];
 
 /// The version a fully migrated database has.

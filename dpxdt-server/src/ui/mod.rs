@@ -7,8 +7,6 @@
 //! machines), store, render or redirect.
 
 mod auth;
-mod mail;
-mod notify;
 mod pages;
 mod thumbs;
 
@@ -24,10 +22,8 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection};
 
 pub use auth::{create_user, ensure_admin_password, hash_password, set_user_email};
-pub use mail::{MailConfig, MailConfigError};
-pub use notify::spawn_notifier;
 
-use crate::http::AppState;
+use crate::AppState;
 use crate::storage::StoreError;
 use crate::storage::sessions::Session;
 

@@ -563,24 +563,52 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
 
 /// The diff worker's report (the run's diff log, JSON) as the run page shows
 /// it: changed pixels, sizes and the first regions. `None` when there is no
-/// such log or it is not a report (e.g. a client reported its own log).
+/// such log or it is not a report (e.g. a client reported its own log);
+/// a database or disk failure is logged and the page shows no report.
 async fn diff_report(ui: &Ui, build: BuildId, log: Option<&str>) -> Option<Value> {
     const MAX_LOG: i64 = 1 << 20;
-    let id = ArtifactId::parse(log?).ok()?;
+    let id = match ArtifactId::parse(log?) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(%build, error = %e, "run has an invalid diff log id");
+            return None;
+        }
+    };
     let lookup = id.clone();
-    let info = ui
+    let info = match ui
         .state
         .store
         .call(move |c| storage::artifact_owned(c, build, &lookup))
         .await
-        .ok()??;
+    {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            tracing::warn!(%build, artifact = %id, "diff log is not stored for this build");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(%build, artifact = %id, error = %e, "cannot look up the diff log");
+            return None;
+        }
+    };
     if info.size > MAX_LOG {
         return None;
     }
-    let bytes = tokio::fs::read(ui.state.store.artifacts().path(&id))
-        .await
-        .ok()?;
-    let r: dpxdt_core::diff::DiffReport = serde_json::from_slice(&bytes).ok()?;
+    let bytes = match tokio::fs::read(ui.state.store.artifacts().path(&id)).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(%build, artifact = %id, error = %e, "cannot read the diff log");
+            return None;
+        }
+    };
+    let r: dpxdt_core::diff::DiffReport = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            // Clients may report logs of their own: not an error.
+            tracing::debug!(%build, artifact = %id, error = %e, "diff log is not a diff report");
+            return None;
+        }
+    };
     let regions: Vec<String> = r.regions.iter().take(20).map(|g| g.to_string()).collect();
     Some(json!({
         "changed": r.changed_pixels,

@@ -134,6 +134,24 @@ pub async fn run_loop<F, Fut>(
     tracing::info!(worker = name, "worker stopped");
 }
 
+/// Waits for spawned tasks to end, each for at most `grace`; a task that
+/// panicked, failed or outlived its grace is logged (and left running
+/// until the runtime drops it).
+pub async fn join_all(tasks: Vec<JoinHandle<()>>, grace: std::time::Duration) {
+    for (i, task) in tasks.into_iter().enumerate() {
+        match tokio::time::timeout(grace, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.is_panic() => tracing::error!(task = i, "task panicked: {e}"),
+            Ok(Err(e)) => tracing::error!(task = i, "task failed: {e}"),
+            Err(_) => tracing::warn!(
+                task = i,
+                "task still running {} s after the stop; left to the runtime",
+                grace.as_secs()
+            ),
+        }
+    }
+}
+
 /// Starts the configured workers on the current runtime.
 pub fn spawn_all(
     client: Client,

@@ -11,8 +11,8 @@
 //! command-line tool turns them into the original console messages.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), dpxdt_core::local::LocalError> {
-//! use dpxdt_core::local::{self, Mode, RunOptions};
+//! # async fn demo() -> Result<(), dpxdt_tools::local::LocalError> {
+//! use dpxdt_tools::local::{self, Mode, RunOptions};
 //! let dir = std::path::Path::new("tests/screenshots");
 //! let files = local::load_dir(dir)?;
 //! let summary = local::run(Mode::Test, dir, &files, &RunOptions::default(), local::quiet()).await?;
@@ -34,8 +34,8 @@ pub use console::{Console, list_tests};
 pub use filter::TestFilter;
 pub use yaml::{Arm, SuiteFile, TestSpec, WaitFor, parse_file, parse_str};
 
-use crate::capture::{Browser, BrowserOptions, CaptureError};
-use crate::diff::{DiffOptions, DiffReport, diff_png_bytes};
+use dpxdt_core::capture::{Browser, BrowserOptions, CaptureError};
+use dpxdt_core::diff::{DiffOptions, DiffReport, diff_png_bytes};
 
 /// Which local mode runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,7 +486,7 @@ impl TestContext {
             .map_err(|e| e.to_string())?;
         log.push_str(&shot.log);
         let write = |path: &Path, bytes: &[u8]| -> Result<(), String> {
-            write_atomically(path, bytes)
+            dpxdt_core::atomic::write(path, bytes)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         };
         let Some(ref_bytes) = ref_bytes else {
@@ -503,7 +503,7 @@ impl TestContext {
             threshold: self
                 .test
                 .threshold
-                .unwrap_or(crate::diff::DEFAULT_THRESHOLD),
+                .unwrap_or(dpxdt_core::diff::DEFAULT_THRESHOLD),
             ignore: self.test.ignore.clone(),
             ..DiffOptions::default()
         };
@@ -535,14 +535,4 @@ impl TestContext {
             }
         }
     }
-}
-
-/// Writes a file through a temporary sibling renamed into place, so a
-/// reference is never left half-written.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }

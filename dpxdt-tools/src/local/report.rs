@@ -246,7 +246,7 @@ pub fn write_html(summary: &Summary, dir: &Path) -> Result<(), LocalError> {
 mod tests {
     use super::super::Triplet;
     use super::*;
-    use crate::diff::DiffReport;
+    use dpxdt_core::diff::DiffReport;
     use std::path::PathBuf;
     use std::time::Duration;
 

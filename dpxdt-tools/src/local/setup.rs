@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 
 use super::LocalError;
 use super::yaml::WaitFor;
-use crate::capture::process::GroupKiller;
+use dpxdt_core::capture::GroupKiller;
 
 /// A running `setup` script. Dropping it sends SIGTERM to its whole process
 /// group (then SIGKILL after two seconds); a watchdog does the same if this

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 use super::LocalError;
-use crate::config::CaptureConfig;
-use crate::diff::Region;
+use dpxdt_core::config::CaptureConfig;
+use dpxdt_core::diff::Region;
 
 /// One YAML file of tests.
 #[derive(Debug, Clone)]
@@ -111,6 +111,9 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
     })?;
     doc.apply_merge()
         .map_err(|e| err(e.location().map(|l| l.line()), "<<", e.to_string()))?;
+    // Lines once, so that finding a key's line costs what lies between it
+    // and the last one found (a suite of many tests parses in linear time).
+    let lines: Vec<&str> = text.lines().collect();
     let Value::Mapping(top) = doc else {
         return Err(err(
             Some(1),
@@ -125,7 +128,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             return Err(err(
-                find_key(text, "setup", 0),
+                find_key(&lines, "setup", 0),
                 "setup",
                 "must be a bash script (a string)".into(),
             ));
@@ -135,12 +138,12 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(WaitFor::Script(s.clone())),
         Some(Value::Mapping(m)) => {
-            let line = find_key(text, "waitFor", 0);
+            let line = find_key(&lines, "waitFor", 0);
             for k in m.keys() {
                 let k = k.as_str().unwrap_or("?");
                 if k != "url" && k != "timeout_secs" {
                     return Err(err(
-                        find_key(text, k, line.unwrap_or(0)).or(line),
+                        find_key(&lines, k, line.unwrap_or(0)).or(line),
                         &format!("waitFor.{k}"),
                         "unknown field; known fields: url, timeout_secs".into(),
                     ));
@@ -154,7 +157,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
                 None => 30.0,
                 Some(v) => v.as_f64().filter(|t| *t > 0.0).ok_or_else(|| {
                     err(
-                        find_key(text, "timeout_secs", line.unwrap_or(0)),
+                        find_key(&lines, "timeout_secs", line.unwrap_or(0)),
                         "waitFor.timeout_secs",
                         "must be a positive number".into(),
                     )
@@ -167,7 +170,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
         }
         Some(_) => {
             return Err(err(
-                find_key(text, "waitFor", 0),
+                find_key(&lines, "waitFor", 0),
                 "waitFor",
                 "must be a bash script or {url, timeout_secs}".into(),
             ));
@@ -175,12 +178,12 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
     };
     let Some(Value::Sequence(raw_tests)) = get("tests") else {
         return Err(err(
-            find_key(text, "tests", 0),
+            find_key(&lines, "tests", 0),
             "tests",
             "missing, or not a list of tests".into(),
         ));
     };
-    let tests_line = find_key(text, "tests", 0).unwrap_or(0);
+    let tests_line = find_key(&lines, "tests", 0).unwrap_or(0);
 
     let mut tests = Vec::new();
     let mut seen = HashSet::new();
@@ -189,7 +192,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
         let name_hint = raw.get("name").and_then(Value::as_str).map(str::to_string);
         let at = name_hint
             .as_deref()
-            .and_then(|n| find_value(text, "name", n, cursor))
+            .and_then(|n| find_value(&lines, "name", n, cursor))
             .unwrap_or(cursor);
         cursor = at + 1;
         let where_ = match &name_hint {
@@ -201,7 +204,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
             let key = unknown_field(&msg).unwrap_or_default();
             err(
                 (!key.is_empty())
-                    .then(|| find_key(text, &key, at))
+                    .then(|| find_key(&lines, &key, at))
                     .flatten()
                     .or(Some(at)),
                 &if key.is_empty() {
@@ -232,8 +235,8 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
                 let field = unknown_field(&msg);
                 let line = field
                     .as_deref()
-                    .and_then(|f| find_key(text, f, at))
-                    .or_else(|| find_key(text, "config", at));
+                    .and_then(|f| find_key(&lines, f, at))
+                    .or_else(|| find_key(&lines, "config", at));
                 err(
                     line,
                     &format!(
@@ -245,7 +248,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
             })?;
             c.validate().map_err(|e| {
                 err(
-                    find_key(text, "config", at),
+                    find_key(&lines, "config", at),
                     &format!("{where_}.{key}"),
                     e.to_string(),
                 )
@@ -283,7 +286,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
             && !(0.0..=1.0).contains(&t)
         {
             return Err(err(
-                find_key(text, "threshold", at),
+                find_key(&lines, "threshold", at),
                 &format!("{where_}.threshold"),
                 format!("must be between 0 and 1, got {t}"),
             ));
@@ -346,8 +349,9 @@ fn strip_location(msg: &str) -> String {
 }
 
 /// The 1-based line of the first `key:` at or after line `from` (1-based).
-fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
-    text.lines()
+fn find_key(lines: &[&str], key: &str, from: usize) -> Option<usize> {
+    lines
+        .iter()
         .enumerate()
         .skip(from.saturating_sub(1))
         .find_map(|(i, l)| {
@@ -362,10 +366,10 @@ fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
 }
 
 /// The 1-based line of `key: value` at or after line `from`.
-fn find_value(text: &str, key: &str, value: &str, from: usize) -> Option<usize> {
+fn find_value(lines: &[&str], key: &str, value: &str, from: usize) -> Option<usize> {
     let mut line = from;
-    while let Some(l) = find_key(text, key, line) {
-        let content = text.lines().nth(l - 1).unwrap_or("");
+    while let Some(l) = find_key(lines, key, line) {
+        let content = lines.get(l - 1).copied().unwrap_or("");
         if content.contains(value) {
             return Some(l);
         }
@@ -380,6 +384,15 @@ mod tests {
 
     fn parse(text: &str) -> Result<SuiteFile, LocalError> {
         parse_str(Path::new("t.yaml"), text)
+    }
+
+    proptest::proptest! {
+        /// Any text made of the format's keywords and YAML punctuation
+        /// parses or is refused with an error; it never panics.
+        #[test]
+        fn yaml_suites_parse_or_are_refused(text in "(tests:|  - name: |    url: |    config: |[a-z{}:\\[\\],&*<>\\- \n]){0,40}") {
+            let _ = parse(&text);
+        }
     }
 
     const README_EXAMPLE: &str = r#"

@@ -1,4 +1,4 @@
-//! `dpxdt update DIR` / `dpxdt test DIR`: flags in, `dpxdt_core::local` does
+//! `dpxdt update DIR` / `dpxdt test DIR`: flags in, `dpxdt_tools::local` does
 //! the work, exit code out (0 passed, 1 some test failed, 2 error).
 
 use std::path::PathBuf;
@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use dpxdt_core::local::{self, Console, RunOptions, TestFilter};
+use dpxdt_tools::local::{self, Console, RunOptions, TestFilter};
 
-pub use dpxdt_core::local::Mode;
+pub use dpxdt_tools::local::Mode;
 
 /// Flags of `dpxdt update` and `dpxdt test`.
 #[derive(clap::Args)]

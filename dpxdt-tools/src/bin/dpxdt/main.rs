@@ -1,6 +1,7 @@
-//! `dpxdt`: the local command-line tool — image diff, and the YAML-driven
-//! `update` / `test` modes.
+//! `dpxdt`: the local command-line tool — image diff, the YAML-driven
+//! `update` / `test` modes, and `accept` for screenshot checks.
 
+mod accept;
 mod diff;
 mod local;
 mod stability;
@@ -28,6 +29,8 @@ enum Command {
     Update(local::LocalArgs),
     /// Capture every test in DIR's YAML files and compare them with the saved references.
     Test(local::LocalArgs),
+    /// Make the new images left by failing screenshot checks (`NAME.new.png`) the references.
+    Accept(accept::AcceptArgs),
     /// Capture a page several times and show the regions that change between captures.
     Stability(stability::StabilityArgs),
 }
@@ -50,5 +53,6 @@ fn main() -> ExitCode {
         Command::Update(args) => local::run(local::Mode::Update, args),
         Command::Test(args) => local::run(local::Mode::Test, args),
         Command::Stability(args) => stability::run(args),
+        Command::Accept(args) => accept::run(args),
     }
 }
