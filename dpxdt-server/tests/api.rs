@@ -564,6 +564,32 @@ async fn reported_images_are_diffed_and_the_release_reaches_reviewing() {
     let diff_id = dpxdt_core::ArtifactId::parse(run.diff_image.as_deref().unwrap()).unwrap();
     let diff = client.download(r1.build_id, &diff_id).await.unwrap();
     assert!(diff.starts_with(b"\x89PNG"));
+    // The API serves artifacts as the UI does: the id is the ETag, and a
+    // client that has it gets 304 without the bytes.
+    let url = format!(
+        "{}?build_id={}&sha1sum={diff_id}",
+        s.url("download"),
+        r1.build_id
+    );
+    let first = s
+        .http
+        .get(&url)
+        .basic_auth(&key.0, Some(&key.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["etag"], format!("\"{diff_id}\"").as_str());
+    assert_eq!(first.headers()["x-content-type-options"], "nosniff");
+    let again = s
+        .http
+        .get(&url)
+        .basic_auth(&key.0, Some(&key.1))
+        .header("if-none-match", format!("\"{diff_id}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
     s.stop().await;
 }
 

@@ -379,6 +379,7 @@ pub async fn download(
     state: &AppState,
     scope: ApiKeyScope,
     p: &Pairs,
+    headers: &HeaderMap,
 ) -> Result<warp::reply::Response, ApiError> {
     let req: DownloadQuery = super::params::decode(p)?;
     let id = ArtifactId::parse(&req.sha1sum)
@@ -391,16 +392,15 @@ pub async fn download(
         .call(move |c| storage::artifact_owned(c, build, &lookup))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("build {build} has no artifact {id}")))?;
-    let path = state.store.artifacts().path(&id);
-    let mut resp = super::file_response(&path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
-    super::artifact_headers(
-        &mut resp,
+    super::serve_artifact(
+        &state.store,
+        &id,
         &info.content_type,
-        "private, max-age=31536000, immutable",
-    );
-    Ok(resp)
+        super::Visibility::Private,
+        headers,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(format!("reading artifact {id}: {e}")))
 }
 
 /// `create_build` (superuser).

@@ -44,7 +44,7 @@ pub(crate) fn artifact_headers(resp: &mut Response, content_type: &str, cache: &
 
 /// The file at `path` as a response body streamed in 64 KiB chunks as the
 /// client takes them, never read whole into memory; with its length.
-pub(crate) async fn file_response(path: &std::path::Path) -> std::io::Result<Response> {
+async fn file_response(path: &std::path::Path) -> std::io::Result<Response> {
     let file = tokio::fs::File::open(path).await?;
     let len = file.metadata().await?.len();
     let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
@@ -58,6 +58,49 @@ pub(crate) async fn file_response(path: &std::path::Path) -> std::io::Result<Res
     });
     let mut resp = warp::reply::stream(chunks).into_response();
     resp.headers_mut().insert("content-length", len.into());
+    Ok(resp)
+}
+
+/// Who may cache a served artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visibility {
+    /// Anyone may read it (a public build): shared caches may keep it.
+    Public,
+    /// Only its build's readers: only the client's own cache may keep it.
+    Private,
+}
+
+/// The one way an artifact leaves the server, for the API's `download`
+/// and the UI's images alike: `304 Not Modified` when the request's
+/// `If-None-Match` names it already (artifacts never change, so the id is
+/// the ETag), else its bytes streamed from disk; always with
+/// [`artifact_headers`] and the ETag.
+pub(crate) async fn serve_artifact(
+    store: &crate::storage::Store,
+    id: &dpxdt_core::ArtifactId,
+    content_type: &str,
+    visibility: Visibility,
+    request: &HeaderMap,
+) -> std::io::Result<Response> {
+    let etag = format!("\"{id}\"");
+    let cache = match visibility {
+        Visibility::Public => "public, max-age=31536000, immutable",
+        Visibility::Private => "private, max-age=31536000, immutable",
+    };
+    let mut resp = if request
+        .get("if-none-match")
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        let mut r = Response::new(Default::default());
+        *r.status_mut() = warp::http::StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        file_response(&store.artifacts().path(id)).await?
+    };
+    artifact_headers(&mut resp, content_type, cache);
+    if let Ok(v) = warp::http::HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert("etag", v);
+    }
     Ok(resp)
 }
 
@@ -173,7 +216,7 @@ async fn dispatch(
         "report_run" => handlers::report_run(state, scope, &p).await?,
         "runs_done" => handlers::runs_done(state, scope, headers, &p).await?,
         "release_status" => handlers::release_status(state, scope, headers, &p).await?,
-        "download" => return handlers::download(state, scope, &p).await,
+        "download" => return handlers::download(state, scope, &p, headers).await,
         "update_release" => handlers::update_release(state, scope, &p).await?,
         "create_build" => handlers::create_build(state, scope, &p).await?,
         "create_api_key" => handlers::create_api_key(state, scope, &p).await?,

@@ -3,7 +3,7 @@
 
 use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, RunEvent, RunStatus};
 use serde_json::{Value, json};
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::auth::require_user;
@@ -789,8 +789,6 @@ async fn render_thumbnail(ui: &Ui, id: &ArtifactId, key: String) -> Result<Artif
     .map_err(|e| UiError::Internal(e.to_string()))?
 }
 
-/// Sends artifact `id` (already authorized) with `content_type`, cached for
-/// a year (artifacts never change) and revalidated by its id.
 async fn send_artifact(
     ui: &Ui,
     req: &Req,
@@ -798,29 +796,12 @@ async fn send_artifact(
     content_type: &str,
     public: bool,
 ) -> Result<Response, UiError> {
-    let etag = format!("\"{id}\"");
-    let cache = if public {
-        "public, max-age=31536000, immutable"
+    let visibility = if public {
+        crate::http::Visibility::Public
     } else {
-        "private, max-age=31536000, immutable"
+        crate::http::Visibility::Private
     };
-    let mut resp = if req
-        .headers
-        .get("if-none-match")
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        let mut r = Response::new(Default::default());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        let path = ui.state.store.artifacts().path(id);
-        crate::http::file_response(&path)
-            .await
-            .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))?
-    };
-    crate::http::artifact_headers(&mut resp, content_type, cache);
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        resp.headers_mut().insert("etag", v);
-    }
-    Ok(resp)
+    crate::http::serve_artifact(&ui.state.store, id, content_type, visibility, &req.headers)
+        .await
+        .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
-use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask, ReportRunRequest};
+use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask};
 use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions};
 use dpxdt_core::netpolicy::NetworkPolicy;
 use tokio::sync::OnceCell;
 
-use super::{Lease, WorkerError, is_moot, keep_lease, owner_name};
+use super::{Queue, WorkerError, owner_name, report_for};
 
 /// Leases and does capture tasks. The browser is started on the first task
 /// (or given by the caller) and shared by every step.
@@ -79,48 +79,24 @@ impl CaptureWorker {
 
     /// Leases one capture task and does it. `Ok(false)`: there was no work.
     pub async fn run_once(&self) -> Result<bool, WorkerError> {
-        let tasks = self
-            .client
-            .lease(CAPTURE_QUEUE, &self.owner, 1, self.lease)
-            .await?;
-        let Some(task) = tasks.into_iter().next() else {
-            return Ok(false);
-        };
-        let id = task.task_id;
-        let lease = Lease {
+        self.queue()
+            .run_once("capturing", |task| async move { self.work(&task).await })
+            .await
+    }
+
+    fn queue(&self) -> Queue<'_> {
+        Queue {
             client: &self.client,
-            queue: CAPTURE_QUEUE,
-            task: id,
+            name: CAPTURE_QUEUE,
             owner: &self.owner,
-            length: self.lease,
-        };
-        let result = match keep_lease(lease, "capturing", self.work(&task)).await {
-            Ok(result) => result,
-            Err(lost) => {
-                tracing::warn!(task = %id, "lease lost, capture abandoned: {lost}");
-                return Ok(true);
-            }
-        };
-        let error = result.as_ref().err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            tracing::warn!(task = %id, attempt = task.lease_attempts, "capture failed: {e}");
+            lease: self.lease,
         }
-        self.client
-            .finish(CAPTURE_QUEUE, id, &self.owner, error.as_deref())
-            .await?;
-        Ok(true)
     }
 
     async fn work(&self, task: &LeasedTask) -> Result<(), WorkerError> {
         let t: CaptureTask =
             serde_json::from_str(&task.payload).map_err(|e| WorkerError::Payload(e.to_string()))?;
-        let mut report = ReportRunRequest {
-            build_id: t.build_id,
-            release_name: t.release_name.clone(),
-            release_number: t.release_number,
-            run_name: t.run_name.clone(),
-            ..Default::default()
-        };
+        let mut report = report_for(t.build_id, &t.release_name, t.release_number, &t.run_name);
         let config = match CaptureConfig::from_json(&t.config_json) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -159,12 +135,6 @@ impl CaptureWorker {
                 Err(e) => report.run_failed = Some(e.to_string()),
             }
         }
-        match self.client.report_run(&report).await {
-            Err(e) if is_moot(&e) => {
-                tracing::info!(run = %t.run_name, "capture not needed any more: {e}");
-                Ok(())
-            }
-            other => Ok(other?),
-        }
+        self.queue().report(&report).await
     }
 }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use dpxdt_client::Client;
-use dpxdt_core::api::{DIFF_QUEUE, DiffTask, LeasedTask, ReportRunRequest};
+use dpxdt_core::api::{DIFF_QUEUE, DiffTask, LeasedTask};
 use dpxdt_core::diff::{DiffOptions, diff_png_bytes};
 
-use super::{Lease, WorkerError, is_moot, keep_lease, owner_name};
+use super::{Queue, WorkerError, owner_name, report_for};
 
 /// Leases and does diff tasks.
 pub struct DiffWorker {
@@ -30,36 +30,18 @@ impl DiffWorker {
 
     /// Leases one diff task and does it. `Ok(false)`: there was no work.
     pub async fn run_once(&self) -> Result<bool, WorkerError> {
-        let tasks = self
-            .client
-            .lease(DIFF_QUEUE, &self.owner, 1, self.lease)
-            .await?;
-        let Some(task) = tasks.into_iter().next() else {
-            return Ok(false);
-        };
-        let id = task.task_id;
-        let lease = Lease {
+        self.queue()
+            .run_once("diffing", |task| async move { self.work(&task).await })
+            .await
+    }
+
+    fn queue(&self) -> Queue<'_> {
+        Queue {
             client: &self.client,
-            queue: DIFF_QUEUE,
-            task: id,
+            name: DIFF_QUEUE,
             owner: &self.owner,
-            length: self.lease,
-        };
-        let result = match keep_lease(lease, "diffing", self.work(&task)).await {
-            Ok(result) => result,
-            Err(lost) => {
-                tracing::warn!(task = %id, "lease lost, diff abandoned: {lost}");
-                return Ok(true);
-            }
-        };
-        let error = result.as_ref().err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            tracing::warn!(task = %id, attempt = task.lease_attempts, "diff failed: {e}");
+            lease: self.lease,
         }
-        self.client
-            .finish(DIFF_QUEUE, id, &self.owner, error.as_deref())
-            .await?;
-        Ok(true)
     }
 
     async fn work(&self, task: &LeasedTask) -> Result<(), WorkerError> {
@@ -74,13 +56,7 @@ impl DiffWorker {
             tokio::task::spawn_blocking(move || diff_png_bytes(&reference, &new, &options))
                 .await
                 .map_err(|e| WorkerError::Work(format!("diff task panicked: {e}")))?;
-        let mut report = ReportRunRequest {
-            build_id: t.build_id,
-            release_name: t.release_name.clone(),
-            release_number: t.release_number,
-            run_name: t.run_name.clone(),
-            ..Default::default()
-        };
+        let mut report = report_for(t.build_id, &t.release_name, t.release_number, &t.run_name);
         match outcome {
             Ok(outcome) => {
                 let log = serde_json::to_vec_pretty(&outcome.report)
@@ -102,12 +78,6 @@ impl DiffWorker {
             // A corrupt or oversized image will not get better on retry.
             Err(e) => report.diff_failed = Some(e.to_string()),
         }
-        match self.client.report_run(&report).await {
-            Err(e) if is_moot(&e) => {
-                tracing::info!(run = %t.run_name, "diff result not needed any more: {e}");
-                Ok(())
-            }
-            other => Ok(other?),
-        }
+        self.queue().report(&report).await
     }
 }

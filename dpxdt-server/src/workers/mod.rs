@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use dpxdt_client::{Client, ClientError};
 use dpxdt_core::TaskId;
-use dpxdt_core::api::HeartbeatRequest;
+use dpxdt_core::api::{HeartbeatRequest, LeasedTask, ReportRunRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -245,6 +245,89 @@ pub(crate) async fn keep_lease<T>(
 
 /// Whether a client error means the report is moot (the release moved on,
 /// the run was settled): the task is then done, not failed.
-pub(crate) fn is_moot(e: &ClientError) -> bool {
+fn is_moot(e: &ClientError) -> bool {
     matches!(e.status(), Some(404 | 409))
+}
+
+/// Where a worker leases from and as whom.
+pub(crate) struct Queue<'a> {
+    pub client: &'a Client,
+    pub name: &'static str,
+    pub owner: &'a str,
+    pub lease: Duration,
+}
+
+impl Queue<'_> {
+    /// One step of every worker: leases one task, does it with `work`
+    /// while keeping the lease, and finishes it (with `work`'s error, so
+    /// the queue retries it). `Ok(false)`: there was no work. A lost lease
+    /// abandons the work without finishing: the task belongs to someone
+    /// else now.
+    pub async fn run_once<Fut>(
+        &self,
+        doing: &str,
+        work: impl FnOnce(LeasedTask) -> Fut,
+    ) -> Result<bool, WorkerError>
+    where
+        Fut: Future<Output = Result<(), WorkerError>>,
+    {
+        let tasks = self
+            .client
+            .lease(self.name, self.owner, 1, self.lease)
+            .await?;
+        let Some(task) = tasks.into_iter().next() else {
+            return Ok(false);
+        };
+        let (id, attempt) = (task.task_id, task.lease_attempts);
+        let lease = Lease {
+            client: self.client,
+            queue: self.name,
+            task: id,
+            owner: self.owner,
+            length: self.lease,
+        };
+        let result = match keep_lease(lease, doing, work(task)).await {
+            Ok(result) => result,
+            Err(lost) => {
+                tracing::warn!(task = %id, queue = self.name, "lease lost, work abandoned: {lost}");
+                return Ok(true);
+            }
+        };
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            tracing::warn!(task = %id, queue = self.name, attempt, "task failed: {e}");
+        }
+        self.client
+            .finish(self.name, id, self.owner, error.as_deref())
+            .await?;
+        Ok(true)
+    }
+
+    /// Sends a task's `report_run`. A report the server no longer needs
+    /// (the release moved on, the run was settled) ends the task as done.
+    pub async fn report(&self, report: &ReportRunRequest) -> Result<(), WorkerError> {
+        match self.client.report_run(report).await {
+            Err(e) if is_moot(&e) => {
+                tracing::info!(run = %report.run_name, queue = self.name, "result not needed any more: {e}");
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+/// The `report_run` request of the run a task is about, with no results yet.
+pub(crate) fn report_for(
+    build_id: dpxdt_core::BuildId,
+    release_name: &str,
+    release_number: i64,
+    run_name: &str,
+) -> ReportRunRequest {
+    ReportRunRequest {
+        build_id,
+        release_name: release_name.to_string(),
+        release_number,
+        run_name: run_name.to_string(),
+        ..Default::default()
+    }
 }
