@@ -9,7 +9,7 @@ use dpxdt_client::{Client, ClientError};
 use dpxdt_core::api::{HeartbeatRequest, ReportRunRequest};
 use dpxdt_core::{ArtifactId, BuildId, ReleaseKey, ReleaseStatus};
 
-mod support;
+use crate::support;
 
 use support::TestServer;
 

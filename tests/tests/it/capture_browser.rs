@@ -10,11 +10,8 @@ use dpxdt_e2e::{Page, PageServer};
 use image::{Rgba, RgbaImage};
 use tokio::sync::OnceCell;
 
-#[path = "capture_browser/fidelity.rs"]
 mod fidelity;
-#[path = "capture_browser/isolation.rs"]
 mod isolation;
-#[path = "capture_browser/network.rs"]
 mod network;
 
 /// One browser for the whole test binary, with two sessions so tests run in parallel.

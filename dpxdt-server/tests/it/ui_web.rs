@@ -1,7 +1,7 @@
 //! The review UI over real HTTP: login, builds, API keys, review actions,
 //! escaping, CSRF, rate limiting and who may see what.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

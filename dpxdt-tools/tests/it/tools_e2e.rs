@@ -14,7 +14,7 @@ use dpxdt_core::api::ReleaseStatusResponse;
 use dpxdt_core::{ReleaseKey, ReleaseStatus, RunStatus};
 use dpxdt_e2e::PageServer;
 
-mod support;
+use crate::support;
 
 use support::{Build, TestServer};
 

@@ -3,7 +3,7 @@
 //! report_run → diff → reviewing flow, concurrent reports, and a capture
 //! worker that drops a task whose lease it lost.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! reported through the API reaches review, refuses on demand (451 once,
 //! 550 for good) to prove retries and that each channel goes on its own.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! flow with in-process workers, remote workers killed mid-diff and
 //! mid-capture (real Chromium), and the server killed during uploads.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! fails to load — capture and diff workers driven to idle with `run_once`.
 #![cfg(feature = "capture")]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

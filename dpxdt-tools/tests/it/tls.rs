@@ -13,7 +13,7 @@ use dpxdt_client::{Client, ClientError};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-mod support;
+use crate::support;
 
 use support::{ADMIN_ID, ADMIN_SECRET, TestServer};
 

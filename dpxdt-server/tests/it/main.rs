@@ -1,0 +1,12 @@
+//! The server's integration tests, one binary (one link on a two-core
+//! machine): the API over real HTTP, the real binary with killed workers and
+//! a killed server, capture in Chromium, notifications, and the review UI
+//! over HTTP and in Chromium. Each module says what it covers.
+
+mod api;
+mod binary;
+mod capture_flow;
+mod common;
+mod notify_mail;
+mod ui_browser;
+mod ui_web;

@@ -1,0 +1,10 @@
+//! The tools' integration tests, one binary: the client against the real
+//! server, the crawler, `dpxdt diff` and `dpxdt accept` through the real
+//! binary, TLS, and the four API tools end to end.
+
+mod client_api;
+mod crawl;
+mod diff_cli;
+mod support;
+mod tls;
+mod tools_e2e;
