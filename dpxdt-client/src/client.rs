@@ -1,10 +1,12 @@
 //! The [`Client`], its [`ClientBuilder`], and the one place where requests are
-//! sent: authentication, timeout, retries with exponential backoff, and the
+//! sent: authentication, timeout, retries with jittered exponential backoff
+//! (only of requests that are safe to repeat, see [`Repeat`]), and the
 //! mapping of error answers to [`ClientError`].
 
 use std::future::Future;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use dpxdt_core::api::ErrorBody;
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -22,6 +24,55 @@ pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How much of a non-JSON error body is kept in the message.
 const MAX_MESSAGE_LEN: usize = 300;
+
+/// Whether a request may be sent again when an attempt failed in a way
+/// that leaves its effect unknown (a timeout, a lost connection, a 5xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Repeating it changes nothing more: reads, content-addressed uploads,
+    /// `report_run`, `request_run` with the same data, verdicts,
+    /// heartbeats. A repeated lease only leaves a task leased until its
+    /// lease runs out, when it is handed out again.
+    Safe,
+    /// It would create a second thing, so it carries an `Idempotency-Key`
+    /// (the same for every attempt) that the server answers from memory.
+    WithKey,
+    /// It would create a second thing and cannot carry a key: sent once.
+    /// `create_api_key` (the server does not keep the new secret to replay
+    /// it) and adding a queue task.
+    Never,
+}
+
+impl Repeat {
+    /// The rule for an endpoint (its path under the API root).
+    pub fn of(endpoint: &str) -> Repeat {
+        match endpoint {
+            "create_release" | "create_build" => Repeat::WithKey,
+            "create_api_key" => Repeat::Never,
+            e if e.starts_with("work_queue/") && e.ends_with("/add") => Repeat::Never,
+            _ => Repeat::Safe,
+        }
+    }
+}
+
+/// A fresh key, unique across processes and calls (not a secret).
+fn new_idempotency_key() -> String {
+    use sha1::{Digest, Sha1};
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let random = RandomState::new().hash_one(now);
+    let seed = format!(
+        "{now}-{}-{}-{random}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    hex::encode(Sha1::digest(seed.as_bytes()))
+}
 
 /// Builds a [`Client`].
 ///
@@ -82,14 +133,19 @@ impl ClientBuilder {
     }
 
     /// Retries a request this many times after connection errors, timeouts
-    /// and 5xx answers (default [`DEFAULT_RETRIES`]). 4xx answers are never retried.
+    /// and 5xx answers (default [`DEFAULT_RETRIES`]). 4xx answers are never
+    /// retried, and neither is a request that is not safe to repeat
+    /// (`create_api_key`, adding a queue task): a lost answer could
+    /// otherwise create a second one. `create_release` and `create_build`
+    /// carry an `Idempotency-Key` the server honours, so they are retried.
     pub fn retries(&mut self, retries: u32) -> &mut Self {
         self.retries = retries;
         self
     }
 
-    /// Waits this long before the first retry, doubling each time up to 8 s
-    /// (default [`DEFAULT_BACKOFF`]).
+    /// Waits about this long before the first retry, doubling each time up
+    /// to 8 s (default [`DEFAULT_BACKOFF`]); each wait gets a random extra of
+    /// up to itself, so clients that failed together do not retry together.
     pub fn backoff(&mut self, initial: Duration) -> &mut Self {
         self.backoff = initial;
         self
@@ -255,7 +311,8 @@ impl Client {
     /// returns the content type and body of a 2xx answer.
     ///
     /// Connection errors, timeouts, broken bodies and 5xx answers are retried
-    /// with exponential backoff; 4xx answers are returned at once.
+    /// with jittered exponential backoff if the endpoint is safe to repeat
+    /// ([`Repeat::of`]); 4xx answers are returned at once.
     pub(crate) async fn call_raw<F, Fut>(
         &self,
         endpoint: &str,
@@ -266,28 +323,45 @@ impl Client {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<RequestBuilder, ClientError>>,
     {
-        let mut attempt = 0u32;
+        let repeat = Repeat::of(endpoint);
+        // One key for every attempt: that is what lets the server tell a
+        // repeat from a new request.
+        let idempotency_key = (repeat == Repeat::WithKey).then(new_idempotency_key);
+        let mut waits = self.backoff_schedule(repeat);
         loop {
-            let outcome = self.attempt(endpoint, url, make().await?).await;
-            match outcome {
+            let mut request = make().await?;
+            if let Some(key) = &idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            match self.attempt(endpoint, url, request).await {
                 Ok(ok) => return Ok(ok),
                 Err(Attempt::Final(err)) => return Err(err),
                 Err(Attempt::Transient(err)) => {
-                    if attempt >= self.retries {
+                    let Some(wait) = waits.next() else {
                         return Err(err);
-                    }
-                    let wait = self.backoff_for(attempt);
-                    tracing::info!(endpoint, attempt = attempt + 1, ?wait, "retrying: {err}");
+                    };
+                    tracing::info!(endpoint, ?wait, "retrying: {err}");
                     tokio::time::sleep(wait).await;
-                    attempt += 1;
                 }
             }
         }
     }
 
-    fn backoff_for(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.min(16));
-        self.backoff.saturating_mul(factor).min(MAX_BACKOFF)
+    /// The waits before each retry of a request: none for a request that
+    /// must not be repeated.
+    fn backoff_schedule(&self, repeat: Repeat) -> impl Iterator<Item = Duration> + use<> {
+        let times = if repeat == Repeat::Never {
+            0
+        } else {
+            self.retries as usize
+        };
+        ExponentialBuilder::new()
+            .with_min_delay(self.backoff)
+            .with_max_delay(MAX_BACKOFF)
+            .with_factor(2.0)
+            .with_max_times(times)
+            .with_jitter()
+            .build()
     }
 
     async fn attempt(
@@ -511,12 +585,45 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_a_cap() {
+    fn backoff_doubles_up_to_a_cap_with_jitter_of_up_to_itself() {
         let client = ClientBuilder::new("http://h")
             .backoff(Duration::from_millis(100))
+            .retries(8)
             .build()
             .unwrap();
-        let waits: Vec<_> = (0..8).map(|a| client.backoff_for(a).as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 6400, 8000]);
+        let base = [100u128, 200, 400, 800, 1600, 3200, 6400, 8000];
+        let mut jittered = false;
+        for _ in 0..20 {
+            let waits: Vec<u128> = client
+                .backoff_schedule(Repeat::Safe)
+                .map(|w| w.as_millis())
+                .collect();
+            assert_eq!(waits.len(), base.len());
+            for (wait, base) in waits.iter().zip(base) {
+                assert!((base..=2 * base).contains(wait), "{wait} for {base}");
+                jittered |= *wait != base;
+            }
+        }
+        assert!(jittered, "twenty schedules without any jitter");
+        assert_eq!(client.backoff_schedule(Repeat::Never).count(), 0);
+        assert_eq!(client.backoff_schedule(Repeat::WithKey).count(), 8);
+    }
+
+    #[test]
+    fn only_requests_safe_to_repeat_are_retried_and_creates_carry_a_key() {
+        assert_eq!(Repeat::of("create_release"), Repeat::WithKey);
+        assert_eq!(Repeat::of("create_build"), Repeat::WithKey);
+        assert_eq!(Repeat::of("create_api_key"), Repeat::Never);
+        assert_eq!(Repeat::of("work_queue/capture/add"), Repeat::Never);
+        for safe in [
+            "upload",
+            "report_run",
+            "find_run",
+            "work_queue/diff/lease",
+            "download",
+        ] {
+            assert_eq!(Repeat::of(safe), Repeat::Safe, "{safe}");
+        }
+        assert_ne!(new_idempotency_key(), new_idempotency_key());
     }
 }

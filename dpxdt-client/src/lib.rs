@@ -57,5 +57,7 @@ mod error;
 mod queue;
 mod releases;
 
-pub use client::{Client, ClientBuilder, DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Repeat,
+};
 pub use error::ClientError;

@@ -1,5 +1,6 @@
 //! The client's transport behaviour against a real HTTP server on loopback:
-//! retries on 5xx, connection errors and timeouts, none on 4xx, the server's
+//! retries on 5xx, connection errors and timeouts (of requests safe to
+//! repeat, creates with one Idempotency-Key), none on 4xx, the server's
 //! message in the error, Basic auth, and content-address checks.
 
 use std::time::Duration;
@@ -40,6 +41,47 @@ async fn server_errors_are_retried_then_reported_with_the_server_message() {
         "create_release: server said 500: database is locked"
     );
     assert_eq!(server.requests_for("/api/create_release").len(), 3);
+    // Every attempt carried the same Idempotency-Key, so the server can
+    // answer a repeat from memory instead of creating a second release.
+    let keys: Vec<String> = server
+        .requests_for("/api/create_release")
+        .iter()
+        .map(|r| header(r, "idempotency-key").expect("an Idempotency-Key"))
+        .collect();
+    assert!(
+        keys.iter().all(|k| k == &keys[0] && k.len() == 40),
+        "{keys:?}"
+    );
+    // A second call is a new request: a new key.
+    let _ = client(&server, 0)
+        .create_release(BuildId(1), "r", "http://x")
+        .await;
+    let last = server.requests_for("/api/create_release").pop().unwrap();
+    assert_ne!(header(&last, "idempotency-key").unwrap(), keys[0]);
+}
+
+fn header(r: &dpxdt_e2e::Request, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+#[tokio::test]
+async fn a_create_that_cannot_carry_a_key_is_sent_once() {
+    let server = PageServer::start();
+    server.set(
+        "/api/create_api_key",
+        json(503, r#"{"success": false, "error": "busy"}"#),
+    );
+    let err = client(&server, 4)
+        .create_api_key(BuildId(1), Some("ci"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    let seen = server.requests_for("/api/create_api_key");
+    assert_eq!(seen.len(), 1, "a lost answer must not mint a second key");
+    assert!(header(&seen[0], "idempotency-key").is_none());
 }
 
 #[tokio::test]

@@ -332,20 +332,57 @@ impl CaptureConfig {
         )
     }
 
-    /// Whether a request to `url` must be blocked.
-    pub fn is_ignored(&self, url: &str) -> bool {
-        let host = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string));
-        if let Some(host) = host
-            && ALWAYS_IGNORED_HOSTS.contains(&host.as_str())
-        {
-            return true;
-        }
-        self.resources_to_ignore
+    /// The blocked-resource rule, written once: the wildcard patterns
+    /// (`*` matches anything) the browser is given through CDP's
+    /// `Network.setBlockedURLs`. The always-ignored analytics hosts become
+    /// `*://HOST/*`; each non-empty `resourcesToIgnore` entry `S` becomes
+    /// `*S*` (any URL containing it).
+    pub fn blocked_url_patterns(&self) -> Vec<String> {
+        let mut out: Vec<String> = ALWAYS_IGNORED_HOSTS
             .iter()
-            .any(|s| !s.is_empty() && url.contains(s.as_str()))
+            .map(|h| format!("*://{h}/*"))
+            .collect();
+        out.extend(
+            self.resources_to_ignore
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("*{s}*")),
+        );
+        out
     }
+
+    /// Whether a request to `url` is blocked: whether it matches one of
+    /// [`Self::blocked_url_patterns`], as the browser matches them.
+    pub fn is_ignored(&self, url: &str) -> bool {
+        self.blocked_url_patterns()
+            .iter()
+            .any(|p| wildcard_match(p, url))
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of
+/// characters (possibly empty) and everything else for itself. Greedy with
+/// one backtrack point, so linear for patterns like ours.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Milliseconds since the Unix epoch of an RFC 3339 instant in UTC.
@@ -487,5 +524,37 @@ mod tests {
         assert!(c.is_ignored("https://www.google-analytics.com/analytics.js"));
         assert!(c.is_ignored("http://127.0.0.1:8000/static/slow.js"));
         assert!(!c.is_ignored("http://127.0.0.1:8000/static/fast.js"));
+        // A host rule is the host exactly, as the browser applies it.
+        assert!(!c.is_ignored("https://www.google-analytics.com.example/x"));
+        let patterns = c.blocked_url_patterns();
+        assert!(patterns.contains(&"*/slow.js*".to_string()));
+        assert!(patterns.contains(&"*://www.google-analytics.com/*".to_string()));
+        assert_eq!(patterns.len(), ALWAYS_IGNORED_HOSTS.len() + 1);
+        let empty = CaptureConfig::from_json(r#"{"resourcesToIgnore": [""]}"#).unwrap();
+        assert_eq!(
+            empty.blocked_url_patterns().len(),
+            ALWAYS_IGNORED_HOSTS.len()
+        );
+    }
+
+    #[test]
+    fn wildcards_match_like_the_browser() {
+        for (pattern, text, expected) in [
+            ("*", "", true),
+            ("*abc*", "xxabcxx", true),
+            ("*abc*", "xxabxcx", false),
+            ("*://h/*", "https://h/a/b", true),
+            ("*://h/*", "https://hh/a", false),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+            ("abc", "abc", true),
+            ("abc", "abcd", false),
+        ] {
+            assert_eq!(
+                wildcard_match(pattern, text),
+                expected,
+                "{pattern} ~ {text}"
+            );
+        }
     }
 }

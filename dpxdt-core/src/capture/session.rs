@@ -14,7 +14,7 @@ use super::headers::HeaderRules;
 use super::process::is_root;
 use super::proxy::FilterProxy;
 use super::{AsRoot, BrowserOptions, Capture, CaptureError, Probe, js};
-use crate::config::{ALWAYS_IGNORED_HOSTS, CaptureConfig, DEFAULT_MASK_COLOR};
+use crate::config::{CaptureConfig, DEFAULT_MASK_COLOR};
 use crate::diff::{DEFAULT_MAX_PIXELS, Image, decode_png, encode_rgba_png};
 
 /// How long the page must stay settled before the screenshot.
@@ -480,7 +480,7 @@ impl Session {
             .await?;
         }
         self.cdp("Network.clearBrowserCookies", json!({})).await?;
-        let blocked = blocked_patterns(config);
+        let blocked = config.blocked_url_patterns();
         self.cdp_setting("Network.setBlockedURLs", json!({ "urls": blocked }))
             .await?;
         // Extra headers and credentials go only where they belong (the
@@ -911,23 +911,6 @@ fn is_headless_shell(chromium: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
 }
 
-/// `Network.setBlockedURLs` wildcard patterns for the config's ignored
-/// substrings and the always-ignored analytics hosts.
-pub(crate) fn blocked_patterns(config: &CaptureConfig) -> Vec<String> {
-    let mut out: Vec<String> = ALWAYS_IGNORED_HOSTS
-        .iter()
-        .map(|h| format!("*://{h}/*"))
-        .collect();
-    out.extend(
-        config
-            .resources_to_ignore
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("*{s}*")),
-    );
-    out
-}
-
 fn load_error(url: &str, e: &WebDriverError) -> CaptureError {
     let text = e.to_string();
     if text.contains("timeout") || text.contains("Timed out") {
@@ -977,19 +960,5 @@ fn exception_message(details: &Value) -> String {
             .as_str()
             .unwrap_or("the script failed")
             .to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_cover_ignored_substrings_and_analytics() {
-        let c = CaptureConfig::from_json(r#"{"resourcesToIgnore": ["/slow.js", ""]}"#).unwrap();
-        let p = blocked_patterns(&c);
-        assert!(p.contains(&"*/slow.js*".to_string()));
-        assert!(p.contains(&"*://www.google-analytics.com/*".to_string()));
-        assert_eq!(p.len(), ALWAYS_IGNORED_HOSTS.len() + 1);
     }
 }

@@ -125,24 +125,67 @@ fn results_url(state: &AppState, headers: &HeaderMap, path: &str) -> String {
 pub async fn create_release(
     state: &AppState,
     scope: ApiKeyScope,
+    headers: &HeaderMap,
     p: &Pairs,
 ) -> Result<Value, ApiError> {
     let req: CreateReleaseRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
     check_link("url", &req.url)?;
-    let (build, name, url) = (req.build_id, req.release_name.clone(), req.url.clone());
     let limits = state.config.limits;
-    let number = state
-        .store
-        .call(move |c| storage::create_release(c, build, &name, &url, &limits))
-        .await?;
-    json(&CreateReleaseResponse {
-        success: true,
-        build_id: req.build_id,
-        release_name: req.release_name,
-        release_number: number,
-        url: req.url,
+    once_per_key(state, &scope, headers, "create_release", p, move |c| {
+        let number =
+            storage::create_release(c, req.build_id, &req.release_name, &req.url, &limits)?;
+        to_value(&CreateReleaseResponse {
+            success: true,
+            build_id: req.build_id,
+            release_name: req.release_name,
+            release_number: number,
+            url: req.url,
+        })
     })
+    .await
+}
+
+/// Runs a create request's storage work, once per `Idempotency-Key` when
+/// the request carries one (see `storage::idempotency`), so a client may
+/// repeat it after a lost answer without creating a second thing.
+async fn once_per_key(
+    state: &AppState,
+    scope: &ApiKeyScope,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    p: &Pairs,
+    create: impl FnOnce(&mut rusqlite::Connection) -> Result<Value, storage::StoreError>
+    + Send
+    + 'static,
+) -> Result<Value, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(state.store.call(create).await?);
+    };
+    let key = key
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
+        .to_string();
+    let mut sorted: Vec<&(String, String)> = p.iter().collect();
+    sorted.sort();
+    let request = serde_json::to_string(&sorted).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let scope = scope.key_id.clone();
+    Ok(state
+        .store
+        .call(move |c| {
+            let keyed = storage::idempotency::Keyed {
+                scope: &scope,
+                key: &key,
+                endpoint,
+                request: &request,
+            };
+            storage::idempotency::once(c, &keyed, create)
+        })
+        .await?)
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, storage::StoreError> {
+    serde_json::to_value(v).map_err(|e| storage::StoreError::Io(std::io::Error::other(e)))
 }
 
 /// `find_run`.
@@ -407,20 +450,20 @@ pub async fn download(
 pub async fn create_build(
     state: &AppState,
     scope: ApiKeyScope,
+    headers: &HeaderMap,
     p: &Pairs,
 ) -> Result<Value, ApiError> {
     check_superuser(&scope)?;
     let req: CreateBuildRequest = super::params::decode(p)?;
-    let name = req.name.clone();
-    let id = state
-        .store
-        .call(move |c| storage::create_build(c, &name))
-        .await?;
-    json(&CreateBuildResponse {
-        success: true,
-        build_id: id,
-        name: req.name,
+    once_per_key(state, &scope, headers, "create_build", p, move |c| {
+        let id = storage::create_build(c, &req.name)?;
+        to_value(&CreateBuildResponse {
+            success: true,
+            build_id: id,
+            name: req.name,
+        })
     })
+    .await
 }
 
 /// `create_api_key` (superuser).

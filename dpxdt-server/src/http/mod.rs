@@ -210,7 +210,7 @@ async fn dispatch(
     }
     let p = params::read_params(headers, query, body).await?;
     let value = match path {
-        "create_release" => handlers::create_release(state, scope, &p).await?,
+        "create_release" => handlers::create_release(state, scope, headers, &p).await?,
         "find_run" => handlers::find_run(state, scope, &p).await?,
         "request_run" => handlers::request_run(state, scope, &p).await?,
         "report_run" => handlers::report_run(state, scope, &p).await?,
@@ -218,7 +218,7 @@ async fn dispatch(
         "release_status" => handlers::release_status(state, scope, headers, &p).await?,
         "download" => return handlers::download(state, scope, &p, headers).await,
         "update_release" => handlers::update_release(state, scope, &p).await?,
-        "create_build" => handlers::create_build(state, scope, &p).await?,
+        "create_build" => handlers::create_build(state, scope, headers, &p).await?,
         "create_api_key" => handlers::create_api_key(state, scope, &p).await?,
         "revoke_api_key" => handlers::revoke_api_key(state, scope, &p).await?,
         _ => match queue_route {

@@ -22,11 +22,6 @@ pub struct NewApiKey {
     pub secret: String,
 }
 
-/// `api_key.worker`: keys for capture and diff workers (migration 6).
-pub(super) const WORKER_KEY_MIGRATION: &str = r#"
-ALTER TABLE api_key ADD COLUMN worker INTEGER NOT NULL DEFAULT 0;
-"#;
-
 /// What an authenticated key may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyScope {

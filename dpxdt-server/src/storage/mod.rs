@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod auth;
+pub mod idempotency;
 pub mod queue;
 pub mod quotas;
 mod releases;

@@ -93,19 +93,6 @@ pub fn add_task(
     Ok(id)
 }
 
-/// `queue_turn` (migration 10): which build each queue served last, so
-/// that one build's backlog cannot starve the others.
-pub(crate) const FAIR_MIGRATION: &str = r#"
-CREATE TABLE queue_turn (
-    queue TEXT NOT NULL,
-    build_id INTEGER NOT NULL,
-    turn INTEGER NOT NULL,
-    PRIMARY KEY (queue, build_id)
-) WITHOUT ROWID;
-CREATE INDEX task_build_ready ON task (queue, status, build_id, eta);
-CREATE INDEX release_build_created ON release (build_id, created);
-"#;
-
 /// The next task to lease in `queue`: from the build (tasks without one
 /// form group 0) with the fewest tasks leased right now, then the one
 /// served longest ago, then the one waiting longest; within it, its oldest

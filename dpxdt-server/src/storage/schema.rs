@@ -2,8 +2,8 @@
 //!
 //! The schema version is SQLite's `user_version`: migration `i` (0-based) moves
 //! the database from version `i` to `i + 1`. Never edit or reorder a
-//! migration that has shipped; append a new one instead (the UI appends its
-//! users/sessions tables here).
+//! migration that has shipped; append a new one instead. Every migration is
+//! here, in order, whichever module uses its tables.
 
 use rusqlite::Connection;
 
@@ -123,23 +123,104 @@ CREATE TABLE admin_log (
 CREATE INDEX admin_log_build ON admin_log (build_id, id);
 "#,
     // 2: the review UI's login sessions.
-    super::sessions::MIGRATION,
+    r#"
+CREATE TABLE session (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES user(id),
+    csrf TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX session_expires ON session (expires);
+"#,
     // 3: the review UI's thumbnail cache.
-    super::users::THUMBNAIL_MIGRATION,
+    r#"
+CREATE TABLE thumbnail (
+    source_key TEXT PRIMARY KEY,
+    thumb_id TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
     // 4: the review UI's webhook notifications.
-    super::users::NOTIFY_MIGRATION,
+    r#"
+ALTER TABLE build ADD COLUMN webhook_url TEXT;
+CREATE TABLE notification (
+    release_id INTEGER PRIMARY KEY REFERENCES release(id),
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try INTEGER NOT NULL,
+    last_error TEXT,
+    created INTEGER NOT NULL
+);
+CREATE INDEX notification_due ON notification (status, next_try);
+INSERT INTO notification (release_id, status, next_try, created)
+    SELECT id, 'skipped', 0, 0 FROM release WHERE status IN ('reviewing', 'good', 'bad');
+"#,
     // 5: users' e-mail addresses and the e-mail notifications.
-    super::users::MAIL_MIGRATION,
+    r#"
+ALTER TABLE user ADD COLUMN email TEXT;
+CREATE UNIQUE INDEX user_email ON user (email COLLATE NOCASE);
+CREATE TABLE mail_notification (
+    release_id INTEGER NOT NULL REFERENCES release(id),
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try INTEGER NOT NULL,
+    last_error TEXT,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (release_id, address)
+) WITHOUT ROWID;
+CREATE INDEX mail_notification_due ON mail_notification (status, next_try);
+"#,
     // 6: worker keys.
-    super::auth::WORKER_KEY_MIGRATION,
+    r#"
+ALTER TABLE api_key ADD COLUMN worker INTEGER NOT NULL DEFAULT 0;
+"#,
     // 7: the review UI's session idle expiry.
-    super::sessions::IDLE_MIGRATION,
+    r#"
+ALTER TABLE session ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+UPDATE session SET last_seen = created;
+"#,
     // 8: whether a build's API keys may give verdicts.
-    super::users::KEY_VERDICT_MIGRATION,
+    r#"
+ALTER TABLE build ADD COLUMN key_verdicts INTEGER NOT NULL DEFAULT 0;
+"#,
     // 9: owner invitations by user name; e-mail addresses no longer unique.
-    super::users::INVITE_MIGRATION,
+    r#"
+CREATE TABLE owner_invite (
+    build_id INTEGER NOT NULL REFERENCES build(id),
+    user_name TEXT NOT NULL,
+    invited_by INTEGER REFERENCES user(id),
+    created INTEGER NOT NULL,
+    PRIMARY KEY (build_id, user_name)
+) WITHOUT ROWID;
+CREATE INDEX owner_invite_user ON owner_invite (user_name);
+DROP INDEX user_email;
+CREATE INDEX user_email ON user (email COLLATE NOCASE);
+"#,
     // 10: fair leasing across builds; indexes for the per-build limits.
-    super::queue::FAIR_MIGRATION,
+    r#"
+CREATE TABLE queue_turn (
+    queue TEXT NOT NULL,
+    build_id INTEGER NOT NULL,
+    turn INTEGER NOT NULL,
+    PRIMARY KEY (queue, build_id)
+) WITHOUT ROWID;
+CREATE INDEX task_build_ready ON task (queue, status, build_id, eta);
+CREATE INDEX release_build_created ON release (build_id, created);
+"#,
+    // 11: idempotency keys of create requests, kept 24 hours.
+    r#"
+CREATE TABLE idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    response TEXT,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_created ON idempotency (created);
+"#,
 ];
 
 /// The version a fully migrated database has.

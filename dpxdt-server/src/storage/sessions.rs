@@ -11,26 +11,6 @@ use sha2::{Digest, Sha256};
 use super::users::UserRow;
 use super::{StoreError, now_ms};
 
-/// The UI's migration (sessions table), appended to
-/// [`MIGRATIONS`](super::MIGRATIONS).
-pub const MIGRATION: &str = r#"
-CREATE TABLE session (
-    token_sha256 TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES user(id),
-    csrf TEXT NOT NULL,
-    created INTEGER NOT NULL,
-    expires INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX session_expires ON session (expires);
-"#;
-
-/// `session.last_seen`, for the idle expiry (migration 7). Sessions from
-/// before it count as seen when they were created.
-pub const IDLE_MIGRATION: &str = r#"
-ALTER TABLE session ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
-UPDATE session SET last_seen = created;
-"#;
-
 /// How long a session lives at most: 14 days.
 pub const SESSION_LIFETIME_MS: i64 = 14 * 24 * 3600 * 1000;
 /// A session unused this long ends: 24 hours.

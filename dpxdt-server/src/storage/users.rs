@@ -91,16 +91,6 @@ pub struct LogEntry {
     pub created: i64,
 }
 
-/// The UI's thumbnail cache table, appended to
-/// [`MIGRATIONS`](super::MIGRATIONS): which artifact holds the thumbnail
-/// of which (keyed by source artifact and size).
-pub const THUMBNAIL_MIGRATION: &str = r#"
-CREATE TABLE thumbnail (
-    source_key TEXT PRIMARY KEY,
-    thumb_id TEXT NOT NULL
-) WITHOUT ROWID;
-"#;
-
 /// The artifact holding the thumbnail cached under `key`, if any.
 pub fn find_thumbnail(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
@@ -359,23 +349,6 @@ pub fn list_owners(
     let rows = stmt.query_map([build.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
-
-/// Pending owner invitations (migration 9), by user name: the invited
-/// person accepts or declines on their account page. An invitation names
-/// a user whether or not one exists, so inviting tells nobody which names
-/// exist; e-mail addresses play no part.
-pub const INVITE_MIGRATION: &str = r#"
-CREATE TABLE owner_invite (
-    build_id INTEGER NOT NULL REFERENCES build(id),
-    user_name TEXT NOT NULL,
-    invited_by INTEGER REFERENCES user(id),
-    created INTEGER NOT NULL,
-    PRIMARY KEY (build_id, user_name)
-) WITHOUT ROWID;
-CREATE INDEX owner_invite_user ON owner_invite (user_name);
-DROP INDEX user_email;
-CREATE INDEX user_email ON user (email COLLATE NOCASE);
-"#;
 
 /// Invites the user called `name` to own `build`. The invitation waits
 /// until that person accepts it; it is the same whether or not such a user
@@ -773,24 +746,6 @@ pub fn set_run_verdict(
     Ok(next)
 }
 
-/// The UI's notification tables, appended to [`MIGRATIONS`](super::MIGRATIONS):
-/// a build's webhook URL and one row per release that reached review.
-/// Releases already past review when this runs are not announced.
-pub const NOTIFY_MIGRATION: &str = r#"
-ALTER TABLE build ADD COLUMN webhook_url TEXT;
-CREATE TABLE notification (
-    release_id INTEGER PRIMARY KEY REFERENCES release(id),
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_try INTEGER NOT NULL,
-    last_error TEXT,
-    created INTEGER NOT NULL
-);
-CREATE INDEX notification_due ON notification (status, next_try);
-INSERT INTO notification (release_id, status, next_try, created)
-    SELECT id, 'skipped', 0, 0 FROM release WHERE status IN ('reviewing', 'good', 'bad');
-"#;
-
 /// Where one notification goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Channel {
@@ -996,31 +951,6 @@ pub fn notification_done(
     tx.commit()?;
     Ok(())
 }
-
-/// `build.key_verdicts` (migration 8): off for every build, new or old.
-pub const KEY_VERDICT_MIGRATION: &str = r#"
-ALTER TABLE build ADD COLUMN key_verdicts INTEGER NOT NULL DEFAULT 0;
-"#;
-
-/// The e-mail side of notifications, appended to
-/// [`MIGRATIONS`](super::MIGRATIONS): users get an optional e-mail address
-/// (unique regardless of case) and each release that reached review gets
-/// one row per owner address, sent and retried on its own.
-pub const MAIL_MIGRATION: &str = r#"
-ALTER TABLE user ADD COLUMN email TEXT;
-CREATE UNIQUE INDEX user_email ON user (email COLLATE NOCASE);
-CREATE TABLE mail_notification (
-    release_id INTEGER NOT NULL REFERENCES release(id),
-    address TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_try INTEGER NOT NULL,
-    last_error TEXT,
-    created INTEGER NOT NULL,
-    PRIMARY KEY (release_id, address)
-) WITHOUT ROWID;
-CREATE INDEX mail_notification_due ON mail_notification (status, next_try);
-"#;
 
 /// Checks an e-mail address (at most 254 characters, as SMTP allows).
 pub fn validate_email(email: &str) -> Result<(), StoreError> {

@@ -1766,3 +1766,79 @@ async fn each_build_limit_is_refused_with_a_clear_status_and_changes_nothing() {
     );
     s.stop().await;
 }
+
+/// A create sent again with the same `Idempotency-Key` (a client retrying
+/// after a lost answer) gets the first answer and creates nothing more;
+/// the key cannot be reused for another request, and another key is a new
+/// request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_create_with_one_idempotency_key_creates_once() {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("idem").await;
+    let create = |idem: &'static str, name: &'static str| {
+        let req = s
+            .http
+            .post(s.url("create_release"))
+            .basic_auth(&key.0, Some(&key.1))
+            .header("Idempotency-Key", idem)
+            .form(&[
+                ("build_id", build.as_str()),
+                ("release_name", name),
+                ("url", "http://ci/1"),
+            ]);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (code, first) = create("k-1", "main").await;
+    assert_eq!(code, 200, "{first}");
+    let (code, again) = create("k-1", "main").await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again, first, "the repeat is answered with the first answer");
+    let (code, other) = create("k-2", "main").await;
+    assert_eq!(code, 200, "{other}");
+    assert_eq!(
+        other["release_number"],
+        first["release_number"].as_i64().unwrap() + 1
+    );
+    let (code, misuse) = create("k-1", "other").await;
+    assert_eq!(code, 400, "{misuse}");
+    assert!(
+        misuse["error"]
+            .as_str()
+            .unwrap()
+            .contains("different request"),
+        "{misuse}"
+    );
+    // Two releases of "main" and none of "other" exist.
+    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+    let b = dpxdt_core::BuildId(build.parse().unwrap());
+    let count: i64 = store
+        .blocking(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM release WHERE build_id = ?1",
+                [b.0],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(count, 2);
+    // A malformed key is refused before anything is created.
+    let bad = "x".repeat(300);
+    let resp = s
+        .http
+        .post(s.url("create_release"))
+        .basic_auth(&key.0, Some(&key.1))
+        .header("Idempotency-Key", bad)
+        .form(&[
+            ("build_id", build.as_str()),
+            ("release_name", "bad"),
+            ("url", "http://ci/1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    s.stop().await;
+}
