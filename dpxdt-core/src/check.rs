@@ -46,7 +46,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::{Browser, BrowserOptions, CaptureError};
+use crate::capture::{Browser, BrowserOptions, CaptureError, Capturer};
 use crate::config::CaptureConfig;
 use crate::diff::{DiffError, DiffOptions, DiffReport, Region, diff_png_bytes};
 
@@ -319,8 +319,21 @@ impl Checker {
         url: &str,
         config: &CaptureConfig,
     ) -> Result<CheckOutcome, CheckError> {
+        self.check_url_with(shared_browser().await?, name, url, config)
+            .await
+    }
+
+    /// [`Checker::check_url`] with any [`Capturer`] instead of the shared
+    /// browser (another browser, or a stand-in in tests).
+    pub async fn check_url_with(
+        &self,
+        capturer: &dyn Capturer,
+        name: &str,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<CheckOutcome, CheckError> {
         self.reference_path(name)?;
-        let shot = shared_browser().await?.capture(url, config).await?;
+        let shot = capturer.capture(url, config).await?;
         self.check_image(name, &shot.png)
     }
 }
@@ -467,6 +480,46 @@ mod tests {
         accept(&c, "a", &png(4, 4, [0, 0, 0]));
         let err = c.check_image("a", &png(4, 5, [0, 0, 0])).unwrap_err();
         assert!(err.to_string().contains("size 4x4 -> 4x5"), "{err}");
+    }
+
+    /// Answers every URL with the same picture.
+    struct Still(Vec<u8>);
+
+    impl Capturer for Still {
+        fn capture<'a>(
+            &'a self,
+            _url: &'a str,
+            _config: &'a CaptureConfig,
+        ) -> crate::capture::CaptureFuture<'a> {
+            let png = self.0.clone();
+            Box::pin(async move {
+                Ok(crate::capture::Capture {
+                    png,
+                    log: String::new(),
+                    located: Vec::new(),
+                    links: Vec::new(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn check_url_goes_through_the_capturer_it_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = checker(dir.path());
+        let config = CaptureConfig::default();
+        let blue = Still(png(4, 4, [0, 0, 255]));
+        accept(&c, "page", &blue.0);
+        let o = c.check_url_with(&blue, "page", "http://x/", &config).await;
+        assert!(matches!(o, Ok(CheckOutcome::Matched { .. })), "{o:?}");
+        let red = Still(png(4, 4, [255, 0, 0]));
+        let err = c
+            .check_url_with(&red, "page", "http://x/", &config)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CheckError::Different { .. }), "{err}");
+        let bad = c.check_url_with(&red, "../up", "http://x/", &config).await;
+        assert!(matches!(bad, Err(CheckError::BadName(_))));
     }
 
     #[test]

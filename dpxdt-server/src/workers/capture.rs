@@ -1,5 +1,6 @@
-//! The capture worker: takes a screenshot with the core capture (real
-//! Chromium) and reports the image, log and config of the run or its reference.
+//! The capture worker: takes a screenshot through a [`Capturer`] (by
+//! default the core's headless Chromium) and reports the image, log and
+//! config of the run or its reference.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,14 +8,14 @@ use std::time::Duration;
 use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask};
-use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions};
+use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions, Capturer};
 use dpxdt_core::netpolicy::NetworkPolicy;
 use tokio::sync::OnceCell;
 
 use super::{Queue, WorkerError, owner_name, report_for};
 
-/// Leases and does capture tasks. The browser is started on the first task
-/// (or given by the caller) and shared by every step.
+/// Leases and does capture tasks. The capturer (a browser started on the
+/// first task, or one given by the caller) is shared by every step.
 pub struct CaptureWorker {
     client: Client,
     owner: String,
@@ -22,7 +23,7 @@ pub struct CaptureWorker {
     sessions: usize,
     network: NetworkPolicy,
     as_root: AsRoot,
-    browser: OnceCell<Arc<Browser>>,
+    capturer: OnceCell<Arc<dyn Capturer>>,
 }
 
 impl CaptureWorker {
@@ -43,12 +44,17 @@ impl CaptureWorker {
             sessions: sessions.max(1),
             network,
             as_root,
-            browser: OnceCell::new(),
+            capturer: OnceCell::new(),
         }
     }
 
-    /// A capture worker using a browser the caller started (tests share one).
-    pub fn with_browser(client: Client, lease: Duration, browser: Arc<Browser>) -> CaptureWorker {
+    /// A capture worker using a capturer the caller made: a browser it
+    /// started (tests share one), or any other [`Capturer`].
+    pub fn with_capturer(
+        client: Client,
+        lease: Duration,
+        capturer: Arc<dyn Capturer>,
+    ) -> CaptureWorker {
         CaptureWorker {
             client,
             owner: owner_name("capture"),
@@ -56,12 +62,12 @@ impl CaptureWorker {
             sessions: 1,
             network: NetworkPolicy::server(),
             as_root: AsRoot::Unprivileged,
-            browser: OnceCell::new_with(Some(browser)),
+            capturer: OnceCell::new_with(Some(capturer)),
         }
     }
 
-    async fn browser(&self) -> Result<&Arc<Browser>, WorkerError> {
-        self.browser
+    async fn capturer(&self) -> Result<&Arc<dyn Capturer>, WorkerError> {
+        self.capturer
             .get_or_try_init(|| async {
                 let options = BrowserOptions {
                     sessions: self.sessions,
@@ -69,10 +75,10 @@ impl CaptureWorker {
                     as_root: self.as_root,
                     ..BrowserOptions::default()
                 };
-                Browser::launch(options)
+                let browser = Browser::launch(options)
                     .await
-                    .map(Arc::new)
-                    .map_err(|e| WorkerError::Work(e.to_string()))
+                    .map_err(|e| WorkerError::Work(e.to_string()))?;
+                Ok::<Arc<dyn Capturer>, WorkerError>(Arc::new(browser))
             })
             .await
     }
@@ -105,8 +111,7 @@ impl CaptureWorker {
             }
         };
         if let Some(config) = config {
-            let browser = self.browser().await?;
-            let shot = browser.capture(&t.url, &config).await;
+            let shot = self.capturer().await?.capture(&t.url, &config).await;
             match shot {
                 Ok(shot) => {
                     let image = self

@@ -45,7 +45,7 @@ async fn requested_runs_are_captured_diffed_and_reviewed() {
     let build = BuildId(build.parse().unwrap());
     let client = s.client(&key);
     let browser = Arc::new(Browser::launch(BrowserOptions::default()).await.unwrap());
-    let capture = CaptureWorker::with_browser(
+    let capture = CaptureWorker::with_capturer(
         s.client(&admin()),
         Duration::from_secs(120),
         browser.clone(),

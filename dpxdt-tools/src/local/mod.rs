@@ -34,7 +34,7 @@ pub use console::{Console, list_tests};
 pub use filter::TestFilter;
 pub use yaml::{Arm, SuiteFile, TestSpec, WaitFor, parse_file, parse_str};
 
-use dpxdt_core::capture::{Browser, BrowserOptions, CaptureError};
+use dpxdt_core::capture::{Browser, BrowserOptions, CaptureError, Capturer};
 use dpxdt_core::diff::{DiffOptions, DiffReport, diff_png_bytes};
 
 /// Which local mode runs.
@@ -292,7 +292,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SuiteFile>, LocalError> {
     Ok(files)
 }
 
-/// Runs `files` (from [`load_dir`] of `dir`) in `mode`.
+/// Runs `files` (from [`load_dir`] of `dir`) in `mode` with a headless
+/// Chromium of `options.browser` (one session per job).
 pub async fn run(
     mode: Mode,
     dir: &Path,
@@ -300,6 +301,28 @@ pub async fn run(
     options: &RunOptions,
     reporter: Arc<dyn Reporter>,
 ) -> Result<Summary, LocalError> {
+    let jobs = jobs(files, options);
+    if jobs == 0 {
+        return Ok(Summary::default());
+    }
+    let browser = Arc::new(
+        Browser::launch(BrowserOptions {
+            sessions: jobs,
+            ..options.browser.clone()
+        })
+        .await?,
+    );
+    let capturer: Arc<dyn Capturer> = browser.clone();
+    let summary = run_with(capturer, mode, dir, files, options, reporter).await;
+    if let Ok(browser) = Arc::try_unwrap(browser) {
+        browser.shutdown().await;
+    }
+    summary
+}
+
+/// How many tests run at once: `options.jobs`, at most the number selected
+/// (0 when none is).
+fn jobs(files: &[SuiteFile], options: &RunOptions) -> usize {
     let selected: usize = files
         .iter()
         .map(|f| {
@@ -309,8 +332,21 @@ pub async fn run(
                 .count()
         })
         .sum();
+    options.jobs.max(1).min(selected)
+}
+
+/// [`run`] with any [`Capturer`] (a browser, or a stand-in in tests).
+pub async fn run_with(
+    capturer: Arc<dyn Capturer>,
+    mode: Mode,
+    dir: &Path,
+    files: &[SuiteFile],
+    options: &RunOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Summary, LocalError> {
+    let jobs = jobs(files, options);
     let mut summary = Summary::default();
-    if selected == 0 {
+    if jobs == 0 {
         return Ok(summary);
     }
     let output_dir = match &options.output_dir {
@@ -329,14 +365,6 @@ pub async fn run(
         source: e,
     })?;
     summary.output_dir = Some(output_dir.clone());
-    let jobs = options.jobs.max(1).min(selected);
-    let browser = Arc::new(
-        Browser::launch(BrowserOptions {
-            sessions: jobs,
-            ..options.browser.clone()
-        })
-        .await?,
-    );
 
     for file in files {
         let tests: Vec<&TestSpec> = file
@@ -407,7 +435,7 @@ pub async fn run(
                 out: output_dir.join(&t.name),
                 file: file.path.clone(),
                 test: t.clone(),
-                browser: Arc::clone(&browser),
+                capturer: Arc::clone(&capturer),
                 reporter: Arc::clone(&reporter),
             };
             let slots = Arc::clone(&slots);
@@ -423,9 +451,6 @@ pub async fn run(
         }
         drop(setup_proc);
     }
-    if let Ok(browser) = Arc::try_unwrap(browser) {
-        browser.shutdown().await;
-    }
     Ok(summary)
 }
 
@@ -435,7 +460,7 @@ struct TestContext {
     out: PathBuf,
     file: PathBuf,
     test: TestSpec,
-    browser: Arc<Browser>,
+    capturer: Arc<dyn Capturer>,
     reporter: Arc<dyn Reporter>,
 }
 
@@ -480,7 +505,7 @@ impl TestContext {
         };
         self.reporter.event(&Event::Capturing { name });
         let shot = self
-            .browser
+            .capturer
             .capture(&arm.url, &arm.config)
             .await
             .map_err(|e| e.to_string())?;
@@ -534,5 +559,118 @@ impl TestContext {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use dpxdt_core::capture::{Capture, CaptureFuture};
+    use dpxdt_core::config::CaptureConfig;
+
+    /// Answers each URL with the picture painted for it: local mode's logic
+    /// without a browser.
+    #[derive(Default)]
+    struct Painter {
+        pages: Mutex<HashMap<String, [u8; 3]>>,
+    }
+
+    impl Painter {
+        fn paint(&self, url: &str, rgb: [u8; 3]) {
+            self.pages.lock().unwrap().insert(url.to_string(), rgb);
+        }
+    }
+
+    impl Capturer for Painter {
+        fn capture<'a>(&'a self, url: &'a str, _config: &'a CaptureConfig) -> CaptureFuture<'a> {
+            let rgb = self.pages.lock().unwrap().get(url).copied();
+            Box::pin(async move {
+                let rgb = rgb.ok_or_else(|| CaptureError::Load {
+                    url: url.to_string(),
+                    reason: "no such page".to_string(),
+                })?;
+                let mut png = Vec::new();
+                let mut encoder = png::Encoder::new(&mut png, 8, 8);
+                encoder.set_color(png::ColorType::Rgb);
+                encoder.set_depth(png::BitDepth::Eight);
+                let mut writer = encoder.write_header().unwrap();
+                writer.write_image_data(&rgb.repeat(64)).unwrap();
+                writer.finish().unwrap();
+                Ok(Capture {
+                    png,
+                    log: format!("painted {url}\n"),
+                    located: Vec::new(),
+                    links: Vec::new(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn update_then_test_passes_fails_and_errors_without_a_browser() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let yaml = "tests:\n  - name: home\n    url: http://site/home\n  - name: about\n    url: http://site/about\n";
+        let files = vec![parse_str(&dir.path().join("site.yaml"), yaml).unwrap()];
+        let options = RunOptions {
+            jobs: 2,
+            output_dir: Some(out.path().to_path_buf()),
+            ..RunOptions::default()
+        };
+        let painter = Arc::new(Painter::default());
+        painter.paint("http://site/home", [0, 0, 255]);
+        painter.paint("http://site/about", [0, 128, 0]);
+        let capturer: Arc<dyn Capturer> = painter.clone();
+        let run = |mode| {
+            run_with(
+                capturer.clone(),
+                mode,
+                dir.path(),
+                &files,
+                &options,
+                quiet(),
+            )
+        };
+
+        let updated = run(Mode::Update).await.unwrap();
+        assert_eq!(updated.results.len(), 2);
+        assert!(dir.path().join("home.png").exists() && dir.path().join("about.png").exists());
+
+        let same = run(Mode::Test).await.unwrap();
+        assert_eq!(
+            (same.failed(), same.exit_code()),
+            (0, 0),
+            "{:?}",
+            same.results
+        );
+
+        painter.paint("http://site/home", [255, 0, 0]);
+        painter.pages.lock().unwrap().remove("http://site/about");
+        let changed = run(Mode::Test).await.unwrap();
+        let outcome = |name: &str| {
+            &changed
+                .results
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap()
+                .outcome
+        };
+        let Outcome::Failed { report, triplet } = outcome("home") else {
+            panic!("home should fail: {:?}", outcome("home"));
+        };
+        assert_eq!(report.changed_pixels, 64);
+        assert!(triplet.reference.exists() && triplet.run.exists() && triplet.diff.exists());
+        let Outcome::Error { message } = outcome("about") else {
+            panic!("about should be an error: {:?}", outcome("about"));
+        };
+        assert!(message.contains("no such page"), "{message}");
+        assert_ne!(changed.exit_code(), 0);
+        // The references are untouched by test mode.
+        let reference = std::fs::read(dir.path().join("home.png")).unwrap();
+        let blue = dpxdt_core::diff::decode_png(&reference, "ref", u64::MAX).unwrap();
+        assert_eq!(&blue.as_rgba()[..4], &[0, 0, 255, 255]);
     }
 }
