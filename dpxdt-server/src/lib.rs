@@ -91,9 +91,12 @@ pub enum ServeError {
     /// The listener has no local address.
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
-    /// The in-process workers could not be set up.
+    /// The in-process workers' client could not be set up.
     #[error("starting workers: {0}")]
-    Workers(String),
+    Workers(#[source] dpxdt_client::ClientError),
+    /// Opening the data directory did not finish.
+    #[error("opening the data directory: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 /// Opens (creating and migrating) the data directory. On an empty one it
@@ -121,9 +124,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (store, _) = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || init_data_dir(&config))
-            .await
-            .map_err(|e| ServeError::Workers(e.to_string()))??
+        tokio::task::spawn_blocking(move || init_data_dir(&config)).await??
     };
     serve_store(listener, store, config, shutdown).await
 }
@@ -146,8 +147,8 @@ pub async fn serve_store(
             local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let base = format!("http://{local}/");
-        let client = workers::client_for(&base, &key.id, &key.secret)
-            .map_err(|e| ServeError::Workers(e.to_string()))?;
+        let client =
+            workers::client_for(&base, &key.id, &key.secret).map_err(ServeError::Workers)?;
         worker_tasks = workers::spawn_all(client, config.worker.clone(), stop_rx.clone());
     }
     let state = AppState {

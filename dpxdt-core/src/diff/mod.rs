@@ -281,7 +281,7 @@ pub enum DiffError {
     },
     /// Encoding the diff image failed.
     #[error("cannot encode diff image: {0}")]
-    Encode(String),
+    Encode(#[source] png::EncodingError),
     /// An option has a bad value.
     #[error("{0}")]
     BadOption(String),

@@ -160,7 +160,7 @@ fn expand_row(color: ColorType, src: &[u8], dst: &mut [u8]) {
 /// Encodes a diff image as an 8-bit palette PNG with the fast deflate
 /// setting: one byte per pixel to compress, mostly flat.
 pub fn encode_diff_png(image: &DiffImage, out: &mut impl Write) -> Result<(), DiffError> {
-    let encode = |e: png::EncodingError| DiffError::Encode(e.to_string());
+    let encode = DiffError::Encode;
     let palette = image.palette();
     let mut encoder = png::Encoder::new(out, image.width(), image.height());
     encoder.set_color(ColorType::Indexed);
@@ -186,7 +186,7 @@ pub fn encode_diff_png(image: &DiffImage, out: &mut impl Write) -> Result<(), Di
 /// Encodes an RGBA image as an 8-bit RGBA PNG with the fast deflate
 /// setting (screenshots stitched from tiles).
 pub fn encode_rgba_png(image: &Image, out: &mut impl Write) -> Result<(), DiffError> {
-    let encode = |e: png::EncodingError| DiffError::Encode(e.to_string());
+    let encode = DiffError::Encode;
     let mut encoder = png::Encoder::new(out, image.width(), image.height());
     encoder.set_color(ColorType::Rgba);
     encoder.set_depth(BitDepth::Eight);

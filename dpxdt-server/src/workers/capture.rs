@@ -77,7 +77,7 @@ impl CaptureWorker {
                 };
                 let browser = Browser::launch(options)
                     .await
-                    .map_err(|e| WorkerError::Work(e.to_string()))?;
+                    .map_err(WorkerError::Capture)?;
                 Ok::<Arc<dyn Capturer>, WorkerError>(Arc::new(browser))
             })
             .await
@@ -100,8 +100,7 @@ impl CaptureWorker {
     }
 
     async fn work(&self, task: &LeasedTask) -> Result<(), WorkerError> {
-        let t: CaptureTask =
-            serde_json::from_str(&task.payload).map_err(|e| WorkerError::Payload(e.to_string()))?;
+        let t: CaptureTask = serde_json::from_str(&task.payload).map_err(WorkerError::Payload)?;
         let mut report = report_for(t.build_id, &t.release_name, t.release_number, &t.run_name);
         let config = match CaptureConfig::from_json(&t.config_json) {
             Ok(c) => Some(c),
@@ -136,7 +135,7 @@ impl CaptureWorker {
                 }
                 // The browser already retried what may be transient; the
                 // queue retries once more across workers before giving up.
-                Err(e) if e.is_retryable() => return Err(WorkerError::Work(e.to_string())),
+                Err(e) if e.is_retryable() => return Err(WorkerError::Capture(e)),
                 Err(e) => report.run_failed = Some(e.to_string()),
             }
         }

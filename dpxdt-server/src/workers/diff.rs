@@ -45,22 +45,19 @@ impl DiffWorker {
     }
 
     async fn work(&self, task: &LeasedTask) -> Result<(), WorkerError> {
-        let t: DiffTask =
-            serde_json::from_str(&task.payload).map_err(|e| WorkerError::Payload(e.to_string()))?;
+        let t: DiffTask = serde_json::from_str(&task.payload).map_err(WorkerError::Payload)?;
         let (new, reference) = tokio::try_join!(
             self.client.download(t.build_id, &t.image),
             self.client.download(t.build_id, &t.ref_image),
         )?;
         let options = self.options.clone();
         let outcome =
-            tokio::task::spawn_blocking(move || diff_png_bytes(&reference, &new, &options))
-                .await
-                .map_err(|e| WorkerError::Work(format!("diff task panicked: {e}")))?;
+            tokio::task::spawn_blocking(move || diff_png_bytes(&reference, &new, &options)).await?;
         let mut report = report_for(t.build_id, &t.release_name, t.release_number, &t.run_name);
         match outcome {
             Ok(outcome) => {
-                let log = serde_json::to_vec_pretty(&outcome.report)
-                    .map_err(|e| WorkerError::Work(e.to_string()))?;
+                let log =
+                    serde_json::to_vec_pretty(&outcome.report).map_err(WorkerError::Encode)?;
                 let log = self
                     .client
                     .upload_bytes(t.build_id, "diff.json", log)

@@ -75,10 +75,18 @@ pub enum WorkerError {
     Client(#[from] ClientError),
     /// The task payload is not what the queue promised.
     #[error("bad task payload: {0}")]
-    Payload(String),
-    /// The work itself failed in a way worth retrying.
-    #[error("{0}")]
-    Work(String),
+    Payload(#[source] serde_json::Error),
+    /// A report could not be encoded.
+    #[error("cannot encode the report: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The blocking work panicked or was cancelled.
+    #[error("the work did not finish: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// The capture failed in a way worth retrying (the browser could not
+    /// start, or the page could not be loaded in time).
+    #[cfg(feature = "capture")]
+    #[error(transparent)]
+    Capture(#[from] dpxdt_core::capture::CaptureError),
 }
 
 /// An API client for a worker: server root URL and a superuser key.
