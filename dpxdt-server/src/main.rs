@@ -299,7 +299,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let build = store.blocking(|c| storage::create_build(c, &name))?;
             if key_verdicts {
-                store.blocking(|c| storage::users::set_key_verdicts(c, build, true))?;
+                store.blocking(|c| storage::builds::set_key_verdicts(c, build, true))?;
             }
             let key = store.blocking(|c| {
                 storage::create_api_key(c, Some(build), "created on the command line")

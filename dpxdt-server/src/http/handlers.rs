@@ -385,7 +385,7 @@ pub async fn update_release(
         let build = req.build_id;
         let info = state
             .store
-            .call(move |c| storage::users::build_info(c, build))
+            .call(move |c| storage::builds::build_info(c, build))
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("build {build} does not exist")))?;
         if !info.key_verdicts {

@@ -16,7 +16,7 @@ use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::storage::users::DueNotification;
+use crate::storage::notifications::DueNotification;
 
 /// How long one SMTP conversation may take.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -312,7 +312,7 @@ mod tests {
     use dpxdt_core::{BuildId, ReleaseId, RunStatus};
 
     use super::*;
-    use crate::storage::users::Channel;
+    use crate::storage::notifications::Channel;
 
     #[test]
     fn names_outside_ascii_are_encoded_and_the_counts_are_in_the_body() {

@@ -26,7 +26,8 @@ mod mail;
 pub use mail::{MailConfig, MailConfigError};
 
 use crate::AppState;
-use crate::storage::users::{self, Channel, DueNotification};
+use crate::storage::notifications;
+use crate::storage::notifications::{Channel, DueNotification};
 use mail::Mailer;
 
 /// How often the notifier looks for releases that reached review.
@@ -132,7 +133,7 @@ pub(crate) async fn run_once(
     let mail = mailer.is_some();
     let due = state
         .store
-        .call(move |c| users::due_notifications(c, mail))
+        .call(move |c| notifications::due_notifications(c, mail))
         .await?;
     let n = due.len();
     let sends = due.into_iter().map(|d| send_one(state, mailer, base, d));
@@ -192,7 +193,7 @@ async fn send_one(
     let error = error.map(|(e, _)| e);
     state
         .store
-        .call(move |c| users::notification_done(c, &d, error.as_deref(), retry_at))
+        .call(move |c| notifications::notification_done(c, &d, error.as_deref(), retry_at))
         .await
 }
 

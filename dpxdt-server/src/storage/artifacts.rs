@@ -15,7 +15,7 @@ use dpxdt_core::{ArtifactId, BuildId};
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoreError, now_ms};
+use super::{StoreError, now_ms, write_tx};
 
 /// The artifact directory of a data dir.
 #[derive(Debug, Clone)]
@@ -139,6 +139,38 @@ pub fn artifact_owned(
             },
         )
         .optional()?)
+}
+
+/// The artifact holding the thumbnail cached under `key`, if any.
+pub fn find_thumbnail(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT thumb_id FROM thumbnail WHERE source_key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Records that the thumbnail cached under `key` is artifact `thumb`
+/// (whose bytes are already in place).
+pub fn save_thumbnail(
+    conn: &mut Connection,
+    key: &str,
+    thumb: &dpxdt_core::ArtifactId,
+    size: i64,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    tx.execute(
+        "INSERT OR IGNORE INTO artifact (id, content_type, size, created) VALUES (?1, 'image/png', ?2, ?3)",
+        params![thumb.as_str(), size, now_ms()],
+    )?;
+    tx.execute(
+        "INSERT OR REPLACE INTO thumbnail (source_key, thumb_id) VALUES (?1, ?2)",
+        params![key, thumb.as_str()],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@
 //! transaction serialized without `SQLITE_BUSY` retries, and transactions
 //! are kept short (no I/O on artifact bytes happens inside one).
 
-mod artifacts;
-mod auth;
+pub mod activity;
+pub mod artifacts;
+pub mod builds;
 pub mod idempotency;
+pub mod notifications;
 pub mod queue;
 pub mod quotas;
-mod releases;
+pub mod releases;
 mod schema;
 pub mod sessions;
 pub mod users;
@@ -24,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 pub use artifacts::{ArtifactDir, ArtifactInfo};
-pub use auth::{ApiKeyScope, NewApiKey};
+pub use builds::{ApiKeyScope, NewApiKey};
 pub use quotas::Limits;
 pub use releases::{ReleaseRow, ReportOutcome, RequestRunInput, RunRow, TASK_MAX_ATTEMPTS};
 pub use schema::{MIGRATIONS, latest_version};
@@ -186,7 +188,7 @@ pub(crate) fn write_tx(conn: &mut Connection) -> Result<rusqlite::Transaction<'_
 }
 
 pub use artifacts::{artifact_owned, record_artifact};
-pub use auth::{
+pub use builds::{
     bootstrap, build_exists, check_api_key, create_api_key, create_build, create_worker_key,
     ensure_api_key, replace_internal_key, revoke_build_api_key,
 };

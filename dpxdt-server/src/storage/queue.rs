@@ -449,6 +449,57 @@ pub fn counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreErro
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Task counts per queue and state, for the superusers' queue page.
+pub fn queue_counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT queue, status, COUNT(*) FROM task GROUP BY queue, status ORDER BY queue, status",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A task as the queue page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: i64,
+    /// Queue name.
+    pub queue: String,
+    /// live, done, error or canceled.
+    pub status: String,
+    /// Who holds the lease.
+    pub owner: Option<String>,
+    /// Leases taken so far.
+    pub attempts: i64,
+    /// The last heartbeat message.
+    pub heartbeat: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it may be leased next, ms since the epoch.
+    pub eta: i64,
+}
+
+/// The `limit` newest tasks that are live or failed.
+pub fn recent_tasks(conn: &Connection, limit: u32) -> Result<Vec<TaskInfo>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, queue, status, owner, lease_attempts, heartbeat, last_error, eta FROM task
+         WHERE status IN ('live', 'error') ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(TaskInfo {
+            id: r.get(0)?,
+            queue: r.get(1)?,
+            status: r.get(2)?,
+            owner: r.get(3)?,
+            attempts: r.get(4)?,
+            heartbeat: r.get(5)?,
+            last_error: r.get(6)?,
+            eta: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

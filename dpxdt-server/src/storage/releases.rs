@@ -15,7 +15,9 @@ use dpxdt_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::activity::log_in;
 use super::quotas::{self, Limits};
+use super::users::UserRow;
 use super::{StoreError, now_ms, write_tx};
 use crate::storage::queue;
 
@@ -777,6 +779,117 @@ pub fn fail_run_for_task(
     }
     apply_report(tx, release.build_id, &release, &old, merged)?;
     Ok(())
+}
+
+/// A release with how many of its runs are in each state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseSummary {
+    /// Database id.
+    pub id: ReleaseId,
+    /// Release name.
+    pub name: String,
+    /// Attempt number.
+    pub number: i64,
+    /// Its state.
+    pub status: ReleaseStatus,
+    /// Creation time, ms since the epoch.
+    pub created: i64,
+    /// Run counts per state, only states with at least one run.
+    pub counts: Vec<(RunStatus, u64)>,
+}
+
+/// The releases of a build, newest first, with run counts per state.
+pub fn list_releases(
+    conn: &Connection,
+    build: BuildId,
+    limit: u32,
+) -> Result<Vec<ReleaseSummary>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, number, status, created FROM release WHERE build_id = ?1
+         ORDER BY created DESC, id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![build.0, limit], |r| {
+        Ok((
+            ReleaseId(r.get(0)?),
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut counts =
+        conn.prepare("SELECT status, COUNT(*) FROM run WHERE release_id = ?1 GROUP BY status")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, name, number, status, created) = row?;
+        let status: ReleaseStatus = status
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("release {id}: {e}")))?;
+        let mut per_state = Vec::new();
+        for c in counts.query_map([id.0], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (s, n) = c?;
+            let s: RunStatus = s
+                .parse()
+                .map_err(|e| StoreError::Invalid(format!("release {id}: {e}")))?;
+            per_state.push((s, n as u64));
+        }
+        per_state.sort_by_key(|(s, _)| RunStatus::ALL.iter().position(|x| x == s));
+        out.push(ReleaseSummary {
+            id,
+            name,
+            number,
+            status,
+            created,
+            counts: per_state,
+        });
+    }
+    Ok(out)
+}
+
+/// A person's verdict on one run (approve or reject a found diff), decided
+/// by the core's run state machine and stored compare-and-set.
+pub fn set_run_verdict(
+    conn: &mut Connection,
+    release: ReleaseId,
+    run_name: &str,
+    user: &UserRow,
+    event: RunEvent,
+) -> Result<RunStatus, StoreError> {
+    let tx = write_tx(conn)?;
+    let (run_id, build, status): (i64, i64, String) = tx
+        .query_row(
+            "SELECT r.id, rel.build_id, r.status FROM run r JOIN release rel ON rel.id = r.release_id
+             WHERE r.release_id = ?1 AND r.name = ?2",
+            params![release.0, run_name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run {run_name:?} does not exist")))?;
+    let old: RunStatus = status
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("run {run_name:?}: {e}")))?;
+    let next = old
+        .apply(event)
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let n = tx.execute(
+        "UPDATE run SET status = ?1, modified = ?2 WHERE id = ?3 AND status = ?4",
+        params![next.as_str(), now_ms(), run_id, old.as_str()],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Conflict(format!(
+            "run {run_name:?} changed state concurrently"
+        )));
+    }
+    let log_type = match event {
+        RunEvent::Approve => "run_approve",
+        RunEvent::Reject => "run_reject",
+        RunEvent::Report(_) => "run_report",
+    };
+    log_in(&tx, BuildId(build), Some(user.id), log_type, run_name)?;
+    tx.commit()?;
+    Ok(next)
 }
 
 #[cfg(test)]

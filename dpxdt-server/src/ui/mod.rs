@@ -3,7 +3,7 @@
 //!
 //! One route table ([`Ui::dispatch`]) serves every path outside `/api/`.
 //! Each handler is short: who is asking ([`auth`]), may they
-//! ([`crate::storage::users::build_access`]), what the core says (state
+//! ([`crate::storage::builds::build_access`]), what the core says (state
 //! machines), store, render or redirect.
 
 mod auth;

@@ -8,8 +8,10 @@ use warp::reply::Response;
 
 use super::auth::require_user;
 use super::{Req, Ui, UiError, redirect};
-use crate::storage::users::{self, Access, BuildInfo, UserRow};
+use crate::storage::builds::{Access, BuildInfo};
+use crate::storage::users::{self, UserRow};
 use crate::storage::{self, NewApiKey, ReleaseRow, RunRow};
+use crate::storage::{activity, artifacts, builds, notifications, queue, releases};
 
 /// The order runs are shown in: what needs a person first.
 const RUN_ORDER: [RunStatus; 7] = [
@@ -79,7 +81,7 @@ async fn build_for(ui: &Ui, req: &Req, field: &str) -> Result<(BuildInfo, Access
     let (info, access) = ui
         .state
         .store
-        .call(move |c| users::build_access(c, build, user.as_ref()))
+        .call(move |c| builds::build_access(c, build, user.as_ref()))
         .await?;
     match info {
         Some(info) if access > Access::None => Ok((info, access)),
@@ -110,7 +112,7 @@ pub(crate) async fn home(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let builds = ui
         .state
         .store
-        .call(move |c| users::list_builds(c, user.as_ref()))
+        .call(move |c| builds::list_builds(c, user.as_ref()))
         .await?;
     let (mine, public): (Vec<_>, Vec<_>) = builds.into_iter().partition(|(_, owned)| *owned);
     let show = |v: Vec<(BuildInfo, bool)>| -> Vec<Value> {
@@ -150,7 +152,7 @@ pub(crate) async fn new_build(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let id = ui
         .state
         .store
-        .call(move |c| users::create_owned_build(c, &user, &name, public))
+        .call(move |c| builds::create_owned_build(c, &user, &name, public))
         .await?;
     Ok(redirect(&build_url(id)))
 }
@@ -174,13 +176,13 @@ pub(crate) async fn build(
         .state
         .store
         .call(move |c| {
-            let releases = users::list_releases(c, id, 100)?;
+            let releases = releases::list_releases(c, id, 100)?;
             let (keys, log, owners, webhook) = if owner {
                 (
-                    users::list_api_keys(c, id)?,
-                    users::list_log(c, id, 50)?,
-                    (users::list_owners(c, id)?, users::list_invites(c, id)?),
-                    users::webhook_url(c, id)?,
+                    builds::list_api_keys(c, id)?,
+                    activity::list_log(c, id, 50)?,
+                    (builds::list_owners(c, id)?, builds::list_invites(c, id)?),
+                    notifications::webhook_url(c, id)?,
                 )
             } else {
                 (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), None)
@@ -242,7 +244,7 @@ pub(crate) async fn create_key(ui: &Ui, req: &Req) -> Result<Response, UiError> 
         .store
         .call(move |c| {
             let key = storage::create_api_key(c, Some(id), &purpose)?;
-            users::log_action(c, id, &user, "ui_create_api_key", &key.id)?;
+            activity::log_action(c, id, &user, "ui_create_api_key", &key.id)?;
             Ok(key)
         })
         .await?;
@@ -264,7 +266,7 @@ pub(crate) async fn revoke_key(ui: &Ui, req: &Req) -> Result<Response, UiError> 
 /// `POST /build/settings`: name, public or private, key verdicts.
 pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (info, user) = owned_build(ui, req, "build_id").await?;
-    let settings = users::BuildSettings {
+    let settings = builds::BuildSettings {
         name: req
             .f("name")
             .map_or(info.name.clone(), |n| n.trim().to_string()),
@@ -276,10 +278,10 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     ui.state
         .store
         .call(move |c| {
-            users::set_build_settings(c, id, &user, &settings)?;
+            builds::set_build_settings(c, id, &user, &settings)?;
             match webhook {
-                Some(url) if users::webhook_url(c, id)?.unwrap_or_default() != url => {
-                    users::set_webhook_url(c, id, &user, &url)
+                Some(url) if notifications::webhook_url(c, id)?.unwrap_or_default() != url => {
+                    notifications::set_webhook_url(c, id, &user, &url)
                 }
                 _ => Ok(()),
             }
@@ -304,9 +306,9 @@ pub(crate) async fn owners(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     ui.state
         .store
         .call(move |c| match action.as_str() {
-            "add" => users::invite_owner(c, id, &user, &name),
-            "cancel" => users::cancel_invite(c, id, &user, &name),
-            _ => users::remove_owner(c, id, &user, &name),
+            "add" => builds::invite_owner(c, id, &user, &name),
+            "cancel" => builds::cancel_invite(c, id, &user, &name),
+            _ => builds::remove_owner(c, id, &user, &name),
         })
         .await?;
     Ok(redirect(&build_url(id)))
@@ -333,7 +335,7 @@ pub(crate) async fn answer_invite(ui: &Ui, req: &Req) -> Result<Response, UiErro
     };
     ui.state
         .store
-        .call(move |c| users::answer_invite(c, build, &user, accept))
+        .call(move |c| builds::answer_invite(c, build, &user, accept))
         .await?;
     let to = if accept {
         build_url(build)
@@ -354,7 +356,7 @@ pub(crate) async fn account(ui: &Ui, req: &Req, notice: Option<&str>) -> Result<
     let (email, invitations) = ui
         .state
         .store
-        .call(move |c| Ok((users::user_email(c, id)?, users::invitations_for(c, &me)?)))
+        .call(move |c| Ok((users::user_email(c, id)?, builds::invitations_for(c, &me)?)))
         .await?;
     let invitations: Vec<Value> = invitations
         .into_iter()
@@ -399,7 +401,7 @@ pub(crate) async fn queue(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (counts, tasks) = ui
         .state
         .store
-        .call(|c| Ok((users::queue_counts(c)?, users::recent_tasks(c, 100)?)))
+        .call(|c| Ok((queue::queue_counts(c)?, queue::recent_tasks(c, 100)?)))
         .await?;
     let counts: Vec<Value> = counts
         .into_iter()
@@ -660,7 +662,7 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
     let release_id = rel.id;
     ui.state
         .store
-        .call(move |c| users::set_run_verdict(c, release_id, &run_name, &user, event))
+        .call(move |c| releases::set_run_verdict(c, release_id, &run_name, &user, event))
         .await?;
     let b = rel.build_id;
     Ok(redirect(&match (event, next) {
@@ -764,7 +766,7 @@ async fn cached_thumbnail(ui: &Ui, key: &str) -> Result<Option<ArtifactId>, UiEr
     let cached = ui
         .state
         .store
-        .call(move |c| users::find_thumbnail(c, &lookup))
+        .call(move |c| artifacts::find_thumbnail(c, &lookup))
         .await?
         .and_then(|t| ArtifactId::parse(&t).ok());
     Ok(cached.filter(|t| ui.state.store.artifacts().path(t).exists()))
@@ -782,7 +784,7 @@ async fn render_thumbnail(ui: &Ui, id: &ArtifactId, key: String) -> Result<Artif
             .artifacts()
             .write_bytes(&png)
             .map_err(|e| UiError::Internal(format!("storing a thumbnail: {e}")))?;
-        store.blocking(|c| users::save_thumbnail(c, &key, &t, png.len() as i64))?;
+        store.blocking(|c| artifacts::save_thumbnail(c, &key, &t, png.len() as i64))?;
         Ok(t)
     })
     .await

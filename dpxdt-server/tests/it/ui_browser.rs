@@ -18,6 +18,7 @@ use dpxdt_core::api::ReportRunRequest;
 use dpxdt_core::check::{CheckOutcome, Checker};
 use dpxdt_core::{BuildId, ReleaseKey};
 use dpxdt_server::Config;
+use dpxdt_server::storage::builds;
 use dpxdt_server::storage::{self, users};
 use futures_util::FutureExt;
 use thirtyfour::prelude::*;
@@ -150,7 +151,7 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
         .unwrap()
         .unwrap();
     let build = store
-        .blocking(|c| users::create_owned_build(c, &alice, "shop desktop", false))
+        .blocking(|c| builds::create_owned_build(c, &alice, "shop desktop", false))
         .unwrap();
     let key = store
         .blocking(|c| storage::create_api_key(c, Some(build), "e2e"))

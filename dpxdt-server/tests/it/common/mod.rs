@@ -150,7 +150,7 @@ impl TestServer {
         let store = dpxdt_server::storage::Store::open_shared(self.dir.path()).unwrap();
         let id = dpxdt_core::BuildId(build.parse().unwrap());
         store
-            .blocking(|c| dpxdt_server::storage::users::set_key_verdicts(c, id, true))
+            .blocking(|c| dpxdt_server::storage::builds::set_key_verdicts(c, id, true))
             .unwrap();
     }
 

@@ -83,7 +83,7 @@ impl TestServer {
         let id = build.build_id;
         dpxdt_server::storage::Store::open_shared(self._data.path())
             .unwrap()
-            .blocking(|c| dpxdt_server::storage::users::set_key_verdicts(c, id, true))
+            .blocking(|c| dpxdt_server::storage::builds::set_key_verdicts(c, id, true))
             .unwrap();
         let client = Client::builder(&self.api)
             .api_key(&key.api_key, &key.api_secret)
