@@ -196,6 +196,23 @@ pub struct ReportRunRequest {
     pub diff_failed: Option<String>,
 }
 
+impl ReportRunRequest {
+    /// Compares this run with `baseline` (what `find_run` found: the run
+    /// of the same name in the build's newest good release): the baseline's
+    /// screenshot, and its URL, log and config, become this run's
+    /// reference. With no baseline the run has no reference and needs no
+    /// diff.
+    pub fn with_baseline(mut self, baseline: Option<FindRunResponse>) -> ReportRunRequest {
+        if let Some(b) = baseline {
+            self.ref_url = b.url;
+            self.ref_image = b.image;
+            self.ref_log = b.log;
+            self.ref_config = b.config;
+        }
+        self
+    }
+}
+
 /// A reply that carries nothing but success.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuccessResponse {
@@ -451,6 +468,34 @@ pub struct CancelTaskRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_baseline_becomes_the_reference_and_none_leaves_the_run_alone() {
+        let id = |b: u8| ArtifactId::of_bytes(&[b]);
+        let run = ReportRunRequest {
+            run_name: "/home".into(),
+            image: Some(id(1)),
+            ..Default::default()
+        };
+        assert_eq!(run.clone().with_baseline(None), run);
+        let found = FindRunResponse {
+            success: true,
+            build_id: BuildId(1),
+            release_name: "r".into(),
+            release_number: 3,
+            run_name: Some("/home".into()),
+            url: Some("http://site/home".into()),
+            image: Some(id(2)),
+            log: Some(id(3)),
+            config: Some(id(4)),
+        };
+        let compared = run.with_baseline(Some(found));
+        assert_eq!(compared.image, Some(id(1)));
+        assert_eq!(compared.ref_image, Some(id(2)));
+        assert_eq!(compared.ref_log, Some(id(3)));
+        assert_eq!(compared.ref_config, Some(id(4)));
+        assert_eq!(compared.ref_url.as_deref(), Some("http://site/home"));
+    }
 
     #[test]
     fn report_run_leaves_out_unset_fields() {

@@ -78,7 +78,47 @@ pub struct RunTransitionError {
     pub event: &'static str,
 }
 
+/// A run's stored results, as far as its state depends on them: the
+/// `report_run` fields merged so far. [`RunFacts::of`] decides what they
+/// mean, so every store reads them the same way.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunResults<'a> {
+    /// The new screenshot's artifact id.
+    pub image: Option<&'a str>,
+    /// The reference screenshot's artifact id.
+    pub ref_image: Option<&'a str>,
+    /// Whether a reference was asked for (a `ref_url`, or a baseline found).
+    pub ref_expected: bool,
+    /// The distortion the diff reported.
+    pub distortion: Option<f64>,
+    /// The diff's log artifact id.
+    pub diff_log: Option<&'a str>,
+    /// The diff image's artifact id (present only when images differ).
+    pub diff_image: Option<&'a str>,
+    /// Why the capture failed.
+    pub run_failed: Option<&'a str>,
+    /// Why the diff failed.
+    pub diff_failed: Option<&'a str>,
+}
+
 impl RunFacts {
+    /// What a run's results amount to. The diff is done once it reported
+    /// anything (a distortion, a log or an image: clients of the original
+    /// API may send any one of them); a reference is expected once asked
+    /// for or present; a failure counts only with a reason.
+    pub fn of(r: &RunResults<'_>) -> RunFacts {
+        let failed = |reason: Option<&str>| reason.is_some_and(|s| !s.is_empty());
+        RunFacts {
+            image: r.image.is_some(),
+            ref_image: r.ref_image.is_some(),
+            ref_expected: r.ref_expected || r.ref_image.is_some(),
+            diff_done: r.distortion.is_some() || r.diff_log.is_some() || r.diff_image.is_some(),
+            diff_image: r.diff_image.is_some(),
+            run_failed: failed(r.run_failed),
+            diff_failed: failed(r.diff_failed),
+        }
+    }
+
     /// The state these facts put a run in.
     pub fn status(&self) -> RunStatus {
         if self.run_failed || self.diff_failed {
@@ -265,6 +305,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn results_mean_the_same_facts_whatever_stores_them() {
+        let none = RunResults::default();
+        assert_eq!(RunFacts::of(&none), RunFacts::default());
+        let image = RunResults {
+            image: Some("a"),
+            ..none
+        };
+        assert_eq!(RunFacts::of(&image).status(), RunStatus::NoDiffNeeded);
+        let with_ref = RunResults {
+            ref_image: Some("b"),
+            ..image
+        };
+        assert!(
+            RunFacts::of(&with_ref).ref_expected,
+            "a reference present is expected"
+        );
+        assert_eq!(RunFacts::of(&with_ref).status(), RunStatus::NeedsDiff);
+        // Any one of the diff's results means the diff is done.
+        for done in [
+            RunResults {
+                distortion: Some(0.0),
+                ..with_ref
+            },
+            RunResults {
+                diff_log: Some("c"),
+                ..with_ref
+            },
+        ] {
+            assert_eq!(RunFacts::of(&done).status(), RunStatus::DiffNotFound);
+        }
+        let found = RunResults {
+            diff_image: Some("d"),
+            ..with_ref
+        };
+        assert_eq!(RunFacts::of(&found).status(), RunStatus::DiffFound);
+        // An empty reason is no failure.
+        let empty = RunResults {
+            run_failed: Some(""),
+            diff_failed: Some(""),
+            ..with_ref
+        };
+        assert_eq!(RunFacts::of(&empty).status(), RunStatus::NeedsDiff);
+        let failed = RunResults {
+            diff_failed: Some("corrupt"),
+            ..with_ref
+        };
+        assert_eq!(RunFacts::of(&failed).status(), RunStatus::Failed);
     }
 
     #[test]

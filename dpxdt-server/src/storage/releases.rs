@@ -84,17 +84,16 @@ pub struct RunRow {
 
 impl RunRow {
     fn facts(&self) -> RunFacts {
-        RunFacts {
-            image: self.image.is_some(),
-            ref_image: self.ref_image.is_some(),
-            ref_expected: self.ref_expected || self.ref_image.is_some(),
-            diff_done: self.distortion.is_some()
-                || self.diff_log.is_some()
-                || self.diff_image.is_some(),
-            diff_image: self.diff_image.is_some(),
-            run_failed: self.run_failed.as_deref().is_some_and(|s| !s.is_empty()),
-            diff_failed: self.diff_failed.as_deref().is_some_and(|s| !s.is_empty()),
-        }
+        RunFacts::of(&dpxdt_core::run::RunResults {
+            image: self.image.as_deref(),
+            ref_image: self.ref_image.as_deref(),
+            ref_expected: self.ref_expected,
+            distortion: self.distortion,
+            diff_log: self.diff_log.as_deref(),
+            diff_image: self.diff_image.as_deref(),
+            run_failed: self.run_failed.as_deref(),
+            diff_failed: self.diff_failed.as_deref(),
+        })
     }
 
     fn status(&self) -> RunStatus {

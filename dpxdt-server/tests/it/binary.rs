@@ -369,10 +369,21 @@ async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
     let worker_key = create_worker_key(dir.path());
     let server = Proc::start(dir.path(), &["--no-workers"]);
     let client = server.client(&key_id, &key_secret);
-    // Big images, so the diff takes a while.
-    let a = png(2500, 2500, [200, 200, 200, 255], None);
-    let b = png(2500, 2500, [200, 200, 200, 255], Some([0, 0, 0, 255]));
+    let a = png(64, 64, [200, 200, 200, 255], None);
+    let b = png(64, 64, [200, 200, 200, 255], Some([0, 0, 0, 255]));
+    let image = dpxdt_core::ArtifactId::of_bytes(&b);
     let release = release_needing_diff(&client, build, b, a).await;
+    // The new image's file becomes a FIFO nobody writes to: the server's
+    // read of it blocks, so a worker that leased the diff is stuck in its
+    // download, mid-task, however fast the machine. No timing involved.
+    let stored = dpxdt_server::storage::Store::open_shared(dir.path())
+        .unwrap()
+        .artifacts()
+        .path(&image);
+    let aside = stored.with_extension("aside");
+    std::fs::rename(&stored, &aside).unwrap();
+    let mkfifo = Command::new("mkfifo").arg(&stored).status().unwrap();
+    assert!(mkfifo.success());
     let worker = |lease: &str| {
         KillOnDrop(
             Command::new(BIN)
@@ -408,6 +419,18 @@ async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     let lease_end = killed_in_time(dir.path(), "run-pdiff", &client, &release).await;
+    // A server thread blocked opening the FIFO for the dead worker (if its
+    // request got that far) is let go: a writer that opens and closes at
+    // once gives it an empty read. Then the image comes back.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_NONBLOCK: i32 = 0o4000;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&stored);
+    }
+    std::fs::rename(&aside, &stored).unwrap();
     let _second = worker("30");
     // Started at once, it gets the task only when the dead one's lease ended.
     let deadline = Instant::now() + Duration::from_secs(30);

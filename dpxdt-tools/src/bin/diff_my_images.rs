@@ -80,7 +80,7 @@ async fn report(
         .find_run(build, &test.name)
         .await
         .context("cannot look up the last good run")?;
-    let mut request = ReportRunRequest {
+    let request = ReportRunRequest {
         build_id: build,
         release_name: key.release_name.clone(),
         release_number: key.release_number,
@@ -92,13 +92,8 @@ async fn report(
             .run_failed
             .then(|| "the screenshot failed (reported by diff_my_images)".to_string()),
         ..Default::default()
-    };
-    if let Some(baseline) = baseline {
-        request.ref_url = baseline.url;
-        request.ref_image = baseline.image;
-        request.ref_log = baseline.log;
-        request.ref_config = baseline.config;
     }
+    .with_baseline(baseline);
     client
         .report_run(&request)
         .await
