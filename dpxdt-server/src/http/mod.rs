@@ -1,5 +1,6 @@
-//! The HTTP API: one route table ([`dispatch`]) under `/api/`, with every
-//! failure answered by [`ApiError`] as `{"success": false, "error": …}`.
+//! The HTTP API: one warp filter per endpoint under `/api/` ([`routes`]),
+//! with every failure answered by [`ApiError`] as
+//! `{"success": false, "error": …}`.
 
 mod error;
 mod handlers;
@@ -8,7 +9,6 @@ mod upload;
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::time::Instant;
 
 use futures_util::{Stream, StreamExt};
 use warp::http::{HeaderMap, Method};
@@ -107,43 +107,207 @@ pub(crate) async fn serve_artifact(
 /// A request body as a stream of chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
-/// Every route of the server.
+/// Every route of the API, as warp filters: each endpoint is a typed path
+/// under `/api/`; a request that matches none is answered 404 and one with
+/// the wrong method 405, both as the API's JSON error. Requests are logged
+/// (the workers' twice-a-second queue polls only at debug level).
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    use Method as M;
+    const POST: &[Method] = &[M::POST];
+    const GET: &[Method] = &[M::GET];
+    const GET_OR_POST: &[Method] = &[M::GET, M::POST];
+    let s = &state;
+    let endpoints = endpoint(s, "create_release", POST, |c| async move {
+        json_ok(handlers::create_release(&c.state, c.scope, &c.headers, &c.params).await)
+    })
+    .or(endpoint(s, "find_run", POST, |c| async move {
+        json_ok(handlers::find_run(&c.state, c.scope, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "request_run", POST, |c| async move {
+        json_ok(handlers::request_run(&c.state, c.scope, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "report_run", POST, |c| async move {
+        json_ok(handlers::report_run(&c.state, c.scope, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "runs_done", POST, |c| async move {
+        json_ok(handlers::runs_done(&c.state, c.scope, &c.headers, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "release_status", GET_OR_POST, |c| async move {
+        json_ok(handlers::release_status(&c.state, c.scope, &c.headers, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "download", GET, |c| async move {
+        handlers::download(&c.state, c.scope, &c.params, &c.headers).await
+    }))
+    .unify()
+    .or(endpoint(s, "update_release", POST, |c| async move {
+        json_ok(handlers::update_release(&c.state, c.scope, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "create_build", POST, |c| async move {
+        json_ok(handlers::create_build(&c.state, c.scope, &c.headers, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "create_api_key", POST, |c| async move {
+        json_ok(handlers::create_api_key(&c.state, c.scope, &c.params).await)
+    }))
+    .unify()
+    .or(endpoint(s, "revoke_api_key", POST, |c| async move {
+        json_ok(handlers::revoke_api_key(&c.state, c.scope, &c.params).await)
+    }))
+    .unify()
+    .or(upload_route(s))
+    .unify()
+    .or(work_queue_route(s))
+    .unify()
+    .boxed();
+    let unknown = warp::path::tail().map(|tail: warp::path::Tail| {
+        ApiError::NotFound(format!("no API endpoint /api/{}", tail.as_str())).into_response()
+    });
     warp::path("api")
-        .and(warp::path::tail())
-        .and(warp::method())
+        .and(endpoints.or(unknown).unify())
+        .with(warp::log::custom(|info| {
+            let (method, path, status) = (info.method(), info.path(), info.status().as_u16());
+            let ms = info.elapsed().as_millis() as u64;
+            if path.starts_with("/api/work_queue/") && status < 400 {
+                tracing::debug!(%method, path, status, ms, "request");
+            } else {
+                tracing::info!(%method, path, status, ms, "request");
+            }
+        }))
+        .map(Reply::into_response)
+        .or(warp::any().map(|| ApiError::NotFound("no such page".into()).into_response()))
+        .unify()
+}
+
+/// One authenticated API call: the server, who calls, and with what.
+struct Call {
+    state: AppState,
+    scope: crate::storage::ApiKeyScope,
+    headers: HeaderMap,
+    params: Vec<(String, String)>,
+}
+
+/// The request as the endpoint filters take it apart: method, headers,
+/// raw query and body.
+fn request_parts()
+-> impl Filter<Extract = (Method, HeaderMap, String, BodyStream), Error = warp::Rejection> + Clone {
+    warp::method()
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::body::stream().map(boxed_body))
+}
+
+/// The filter of one endpoint, `/api/NAME` with one of `methods`: the
+/// method is checked, then the key (before any of the body is read), then
+/// the parameters are read from the query and the form, and `handler` runs.
+fn endpoint<F, Fut>(
+    state: &AppState,
+    name: &'static str,
+    methods: &'static [Method],
+    handler: F,
+) -> warp::filters::BoxedFilter<(Response,)>
+where
+    F: Fn(Call) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response, ApiError>> + Send,
+{
+    let state = state.clone();
+    warp::path(name)
+        .and(warp::path::end())
+        .and(request_parts())
         .then(
-            move |tail: warp::path::Tail,
+            move |method: Method, headers: HeaderMap, query: String, body: BodyStream| {
+                let (state, handler) = (state.clone(), handler.clone());
+                async move {
+                    allow(name, methods, &method)?;
+                    let scope = params::authenticate(&state.store, &headers).await?;
+                    let params = params::read_params(&headers, &query, body).await?;
+                    handler(Call {
+                        state,
+                        scope,
+                        headers,
+                        params,
+                    })
+                    .await
+                }
+            },
+        )
+        .map(respond)
+        .boxed()
+}
+
+/// `/api/upload`: the body is the multipart upload itself, streamed to disk.
+fn upload_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
+    let state = state.clone();
+    warp::path("upload")
+        .and(warp::path::end())
+        .and(request_parts())
+        .then(
+            move |method: Method, headers: HeaderMap, _query: String, body: BodyStream| {
+                let state = state.clone();
+                async move {
+                    allow("upload", &[Method::POST], &method)?;
+                    let scope = params::authenticate(&state.store, &headers).await?;
+                    let uploaded = upload::upload(&state, scope, &headers, body).await?;
+                    json_ok(
+                        serde_json::to_value(uploaded)
+                            .map_err(|e| ApiError::Internal(e.to_string())),
+                    )
+                }
+            },
+        )
+        .map(respond)
+        .boxed()
+}
+
+/// `/api/work_queue/QUEUE/ACTION` (POST).
+fn work_queue_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
+    let state = state.clone();
+    warp::path!("work_queue" / String / String)
+        .and(request_parts())
+        .then(
+            move |queue: String,
+                  action: String,
                   method: Method,
                   headers: HeaderMap,
                   query: String,
                   body: BodyStream| {
                 let state = state.clone();
                 async move {
-                    let path = tail.as_str().to_string();
-                    let started = Instant::now();
-                    let result = dispatch(&state, &method, &path, &headers, &query, body).await;
-                    let response = result.unwrap_or_else(ApiError::into_response);
-                    let status = response.status().as_u16();
-                    let ms = started.elapsed().as_millis() as u64;
-                    // Workers poll the queue twice a second: only its
-                    // failures belong in the default log.
-                    if path.starts_with("work_queue/") && status < 400 {
-                        tracing::debug!(%method, path = %format!("/api/{path}"), status, ms, "request");
-                    } else {
-                        tracing::info!(%method, path = %format!("/api/{path}"), status, ms, "request");
-                    }
-                    response
+                    allow("work_queue", &[Method::POST], &method)?;
+                    let scope = params::authenticate(&state.store, &headers).await?;
+                    let p = params::read_params(&headers, &query, body).await?;
+                    json_ok(handlers::work_queue(&state, scope, &queue, &action, &p).await)
                 }
             },
         )
-        .or(warp::any().map(|| ApiError::NotFound("no such page".into()).into_response()))
-        .unify()
+        .map(respond)
+        .boxed()
+}
+
+/// Refuses a method the endpoint does not take (405).
+fn allow(name: &str, methods: &[Method], method: &Method) -> Result<(), ApiError> {
+    if methods.contains(method) {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed(format!(
+            "/api/{name} does not accept {method}"
+        )))
+    }
+}
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+fn json_ok(value: Result<serde_json::Value, ApiError>) -> Result<Response, ApiError> {
+    Ok(warp::reply::json(&value?).into_response())
 }
 
 fn boxed_body<S, B>(body: S) -> BodyStream
@@ -155,78 +319,6 @@ where
         r.map(|mut buf| buf.copy_to_bytes(buf.remaining()))
             .map_err(std::io::Error::other)
     }))
-}
-
-fn ok(v: serde_json::Value) -> Response {
-    warp::reply::json(&v).into_response()
-}
-
-/// The route table: method and path under `/api/` to handler.
-async fn dispatch(
-    state: &AppState,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    query: &str,
-    body: BodyStream,
-) -> Result<Response, ApiError> {
-    const POST_ONLY: &[&str] = &[
-        "create_release",
-        "find_run",
-        "request_run",
-        "upload",
-        "report_run",
-        "runs_done",
-        "update_release",
-        "create_build",
-        "create_api_key",
-        "revoke_api_key",
-    ];
-    let path = path.trim_end_matches('/');
-    let queue_route = path
-        .strip_prefix("work_queue/")
-        .and_then(|rest| rest.split_once('/'));
-    let known_post = POST_ONLY.contains(&path) || queue_route.is_some();
-    let known_get = path == "download" || path == "release_status";
-    if !known_post && !known_get {
-        return Err(ApiError::NotFound(format!("no API endpoint /api/{path}")));
-    }
-    let allowed = if known_post {
-        method == Method::POST
-    } else {
-        method == Method::GET || (path == "release_status" && method == Method::POST)
-    };
-    if !allowed {
-        return Err(ApiError::MethodNotAllowed(format!(
-            "/api/{path} does not accept {method}"
-        )));
-    }
-    let scope = params::authenticate(&state.store, headers).await?;
-    if path == "upload" {
-        return Ok(ok(serde_json::to_value(
-            upload::upload(state, scope, headers, body).await?,
-        )
-        .map_err(|e| ApiError::Internal(e.to_string()))?));
-    }
-    let p = params::read_params(headers, query, body).await?;
-    let value = match path {
-        "create_release" => handlers::create_release(state, scope, headers, &p).await?,
-        "find_run" => handlers::find_run(state, scope, &p).await?,
-        "request_run" => handlers::request_run(state, scope, &p).await?,
-        "report_run" => handlers::report_run(state, scope, &p).await?,
-        "runs_done" => handlers::runs_done(state, scope, headers, &p).await?,
-        "release_status" => handlers::release_status(state, scope, headers, &p).await?,
-        "download" => return handlers::download(state, scope, &p, headers).await,
-        "update_release" => handlers::update_release(state, scope, &p).await?,
-        "create_build" => handlers::create_build(state, scope, headers, &p).await?,
-        "create_api_key" => handlers::create_api_key(state, scope, &p).await?,
-        "revoke_api_key" => handlers::revoke_api_key(state, scope, &p).await?,
-        _ => match queue_route {
-            Some((queue, action)) => handlers::work_queue(state, scope, queue, action, &p).await?,
-            None => return Err(ApiError::NotFound(format!("no API endpoint /api/{path}"))),
-        },
-    };
-    Ok(ok(value))
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Request parsing: HTTP Basic API keys, and parameters from a query string,
 //! a url-encoded form or a multipart form, decoded into the wire types.
 
-use base64::Engine as _;
 use futures_util::StreamExt;
+use headers::HeaderMapExt as _;
+use headers::authorization::{Authorization, Basic};
 use serde::de::DeserializeOwned;
 use warp::http::HeaderMap;
+use warp::http::header::AUTHORIZATION;
 
 use super::{ApiError, BodyStream};
 use crate::storage::{ApiKeyScope, Store, check_api_key};
@@ -24,23 +26,13 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<ApiKeySc
             "an API key is required: HTTP Basic auth with the key id and secret".into(),
         )
     };
-    let value = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(missing)?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-        .ok_or_else(missing)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+    if !headers.contains_key(AUTHORIZATION) {
+        return Err(missing());
+    }
+    let basic = headers
+        .typed_get::<Authorization<Basic>>()
         .ok_or_else(|| ApiError::Unauthorized("malformed HTTP Basic credentials".into()))?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or_else(|| ApiError::Unauthorized("malformed HTTP Basic credentials".into()))?;
-    let (id, secret) = (id.to_string(), secret.to_string());
+    let (id, secret) = (basic.username().to_string(), basic.password().to_string());
     store
         .call(move |c| check_api_key(c, &id, &secret))
         .await?

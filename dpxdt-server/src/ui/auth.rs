@@ -233,12 +233,18 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// A `Set-Cookie` value for the UI's own cookies: the whole site, never
+/// readable by scripts, not sent along cross-site requests.
 fn cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+    let cookie = cookie::Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .secure(secure)
+        .build();
+    HeaderValue::from_str(&cookie.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
 impl Ui {

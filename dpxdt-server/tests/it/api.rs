@@ -60,8 +60,15 @@ async fn endpoints_succeed_and_refuse_with_json_errors() {
         401
     );
     // Routing.
-    assert_eq!(s.post(Some(&admin()), "no_such_thing", &[]).await.0, 404);
-    assert_eq!(s.get(Some(&admin()), "report_run", &[]).await.0, 405);
+    let (code, body) = s.post(Some(&admin()), "no_such_thing", &[]).await;
+    assert_eq!(code, 404);
+    assert_eq!(body["error"], "no API endpoint /api/no_such_thing");
+    let (code, body) = s.get(Some(&admin()), "report_run", &[]).await;
+    assert_eq!(code, 405);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "/api/report_run does not accept GET");
+    let (code, _) = s.get(Some(&admin()), "work_queue/capture/lease", &[]).await;
+    assert_eq!(code, 405);
 
     let (build, key) = s.build_with_key("site").await;
     s.allow_key_verdicts(&build);
