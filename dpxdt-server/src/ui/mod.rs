@@ -1,7 +1,8 @@
 //! The review UI: server-rendered pages (handlebars, escaped by default),
 //! login sessions, CSRF checks and the authorized image route.
 //!
-//! One route table ([`Ui::dispatch`]) serves every path outside `/api/`.
+//! Warp filters route every path outside `/api/` to a [`Page`], which
+//! [`Ui::show`] carries out.
 //! Each handler is short: who is asking ([`auth`]), may they
 //! ([`crate::storage::builds::build_access`]), what the core says (state
 //! machines), store, render or redirect.
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use handlebars::Handlebars;
+use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Buf, Filter, Rejection};
@@ -165,28 +167,73 @@ pub(crate) struct Ui {
     renders: thumbs::Renders,
 }
 
-/// The UI's routes: every path outside `/api/`. Requests under `/api/` are
-/// rejected so the API's routes answer them.
+/// Every UI route as a warp filter: each path and method names a [`Page`],
+/// anything else outside `/api/` gets the not-found page.
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    use warp::path;
     let ui = Arc::new(Ui::new(state));
-    warp::path::full()
-        .and_then(|full: warp::path::FullPath| async move {
-            let p = full.as_str();
-            if p == "/api" || p.starts_with("/api/") {
+    let get = || warp::get().or(warp::head()).unify().boxed();
+    let post = || warp::post().boxed();
+    // Each route is boxed on its own, so the table stays cheap to compile.
+    let table: Vec<BoxedFilter<(Page,)>> = vec![
+        route(path::end().and(get()), Page::Home),
+        route(path!("login").and(get()), Page::LoginForm),
+        route(path!("login").and(post()), Page::Login),
+        route(path!("logout").and(post()), Page::Logout),
+        route(path!("new_build").and(get()), Page::NewBuildForm),
+        route(path!("new_build").and(post()), Page::NewBuild),
+        route(path!("build").and(get()), Page::Build),
+        route(path!("build" / "api_key").and(post()), Page::CreateKey),
+        route(path!("build" / "revoke_key").and(post()), Page::RevokeKey),
+        route(path!("build" / "settings").and(post()), Page::Settings),
+        route(path!("build" / "owners").and(post()), Page::Owners),
+        route(path!("account").and(get()), Page::Account),
+        route(path!("account").and(post()), Page::SetAccount),
+        route(path!("account" / "invite").and(post()), Page::AnswerInvite),
+        route(path!("queue").and(get()), Page::Queue),
+        route(path!("release").and(get()), Page::Release),
+        route(
+            path!("release" / "status").and(post()),
+            Page::ReleaseVerdict,
+        ),
+        route(path!("run").and(get()), Page::Run),
+        route(path!("run" / "verdict").and(post()), Page::RunVerdict),
+        route(path!("image").and(get()), Page::Image),
+        route(path!("thumb").and(get()), Page::Thumb),
+        path("static")
+            .and(path::tail())
+            .and(get())
+            .map(|tail: path::Tail| Page::Static(tail.as_str().to_string()))
+            .boxed(),
+    ];
+    let pages = table
+        .into_iter()
+        .reduce(|a, b| a.or(b).unify().boxed())
+        .expect("the UI has routes");
+    // Any other path outside the API: the not-found page.
+    let not_found = path::full()
+        .and_then(|full: path::FullPath| async move {
+            if full.as_str() == "/api" || full.as_str().starts_with("/api/") {
                 Err(warp::reject::not_found())
             } else {
-                Ok(p.to_string())
+                Ok(Page::NotFound)
             }
         })
+        .boxed();
+    pages
+        .or(not_found)
+        .unify()
+        .and(path::full())
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::addr::remote())
         .and(warp::body::stream())
         .then(
-            move |path: String,
+            move |page: Page,
+                  full: path::FullPath,
                   method: Method,
                   headers: HeaderMap,
                   query: String,
@@ -205,7 +252,7 @@ pub fn routes(
                     };
                     let mut req = Req {
                         method,
-                        path,
+                        path: full.as_str().to_string(),
                         query: parse_pairs(query.as_bytes()),
                         form,
                         headers,
@@ -213,7 +260,7 @@ pub fn routes(
                         session: None,
                     };
                     let response = match ui.load_session(&mut req).await {
-                        Ok(()) => ui.dispatch(&req).await,
+                        Ok(()) => ui.show(page, &req).await,
                         Err(e) => Err(e),
                     }
                     .unwrap_or_else(|e| ui.error_page(&e));
@@ -228,6 +275,43 @@ pub fn routes(
                 }
             },
         )
+}
+
+/// The route of one page: `filter` matched means `page`.
+fn route(
+    filter: impl Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    page: Page,
+) -> BoxedFilter<(Page,)> {
+    filter.map(move || page.clone()).boxed()
+}
+
+/// What a UI route shows or does; chosen by the route filters in
+/// [`routes`], carried out by [`Ui::show`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Page {
+    Home,
+    LoginForm,
+    Login,
+    Logout,
+    NewBuildForm,
+    NewBuild,
+    Build,
+    CreateKey,
+    RevokeKey,
+    Settings,
+    Owners,
+    Account,
+    SetAccount,
+    AnswerInvite,
+    Queue,
+    Release,
+    ReleaseVerdict,
+    Run,
+    RunVerdict,
+    Image,
+    Thumb,
+    Static(String),
+    NotFound,
 }
 
 /// The UI's routes in front of `api` (which answers everything under `/api/`).
@@ -330,40 +414,39 @@ impl Ui {
         }
     }
 
-    /// The route table.
-    async fn dispatch(&self, req: &Req) -> Result<Response, UiError> {
-        let get = req.method == Method::GET || req.method == Method::HEAD;
-        let post = req.method == Method::POST;
-        if post && req.path != "/login" {
+    /// Carries out `page` for `req`. Every form (every POST but the login
+    /// form, which has no session yet) must carry the session's CSRF token.
+    async fn show(&self, page: Page, req: &Req) -> Result<Response, UiError> {
+        if req.method == Method::POST && page != Page::Login {
             auth::check_csrf(req)?;
         }
-        match (req.path.as_str(), get, post) {
-            ("/", true, _) => pages::home(self, req).await,
-            ("/login", true, _) => auth::login_page(self, req, None, StatusCode::OK),
-            ("/login", _, true) => auth::login(self, req).await,
-            ("/logout", _, true) => auth::logout(self, req).await,
-            ("/new_build", true, _) => pages::new_build_page(self, req),
-            ("/new_build", _, true) => pages::new_build(self, req).await,
-            ("/build", true, _) => pages::build(self, req, None).await,
-            ("/build/api_key", _, true) => pages::create_key(self, req).await,
-            ("/build/revoke_key", _, true) => pages::revoke_key(self, req).await,
-            ("/build/settings", _, true) => pages::settings(self, req).await,
-            ("/build/owners", _, true) => pages::owners(self, req).await,
-            ("/account", true, _) => {
+        match page {
+            Page::Home => pages::home(self, req).await,
+            Page::LoginForm => auth::login_page(self, req, None, StatusCode::OK),
+            Page::Login => auth::login(self, req).await,
+            Page::Logout => auth::logout(self, req).await,
+            Page::NewBuildForm => pages::new_build_page(self, req),
+            Page::NewBuild => pages::new_build(self, req).await,
+            Page::Build => pages::build(self, req, None).await,
+            Page::CreateKey => pages::create_key(self, req).await,
+            Page::RevokeKey => pages::revoke_key(self, req).await,
+            Page::Settings => pages::settings(self, req).await,
+            Page::Owners => pages::owners(self, req).await,
+            Page::Account => {
                 let saved = req.q("saved").is_some().then_some("Saved.");
                 pages::account(self, req, saved).await
             }
-            ("/account", _, true) => pages::set_account(self, req).await,
-            ("/account/invite", _, true) => pages::answer_invite(self, req).await,
-            ("/queue", true, _) => pages::queue(self, req).await,
-            ("/release", true, _) => pages::release(self, req).await,
-            ("/release/status", _, true) => pages::release_verdict(self, req).await,
-            ("/run", true, _) => pages::run(self, req).await,
-            ("/run/verdict", _, true) => pages::run_verdict(self, req).await,
-            ("/image", true, _) => pages::image(self, req).await,
-            ("/thumb", true, _) => pages::thumb(self, req).await,
-            (p, true, _) if p.starts_with("/static/") => static_file(req, &p["/static/".len()..]),
-            _ => Err(UiError::NotFound),
+            Page::SetAccount => pages::set_account(self, req).await,
+            Page::AnswerInvite => pages::answer_invite(self, req).await,
+            Page::Queue => pages::queue(self, req).await,
+            Page::Release => pages::release(self, req).await,
+            Page::ReleaseVerdict => pages::release_verdict(self, req).await,
+            Page::Run => pages::run(self, req).await,
+            Page::RunVerdict => pages::run_verdict(self, req).await,
+            Page::Image => pages::image(self, req).await,
+            Page::Thumb => pages::thumb(self, req).await,
+            Page::Static(name) => static_file(req, &name),
+            Page::NotFound => Err(UiError::NotFound),
         }
     }
 
