@@ -596,11 +596,12 @@ async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_ru
         release_number: r.release_number,
     };
     let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut uploaders = Vec::new();
     for worker in 0..6u32 {
         let client = client.clone();
         let key = key.clone();
         let acked = acked_tx.clone();
-        tokio::spawn(async move {
+        uploaders.push(tokio::spawn(async move {
             for i in 0u32.. {
                 // ~300 KB of distinct bytes per upload.
                 let mut bytes = vec![0u8; 300_000];
@@ -620,7 +621,7 @@ async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_ru
                     return;
                 }
             }
-        });
+        }));
     }
     drop(acked_tx);
     let mut acked = Vec::new();
@@ -628,12 +629,12 @@ async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_ru
         acked.push(acked_rx.recv().await.expect("uploads are acknowledged"));
     }
     server.kill();
-    while let Ok(a) = acked_rx.try_recv() {
-        acked.push(a);
+    // Every uploader stops at its first failure against the dead server
+    // (no retries), so none is still sending when the server restarts.
+    for uploader in uploaders {
+        uploader.await.unwrap();
     }
-    // Let the uploaders notice the dead server before the restart.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    while let Ok(a) = acked_rx.try_recv() {
+    while let Some(a) = acked_rx.recv().await {
         acked.push(a);
     }
 
