@@ -119,54 +119,47 @@ pub fn routes(
     const GET: &[Method] = &[M::GET];
     const GET_OR_POST: &[Method] = &[M::GET, M::POST];
     let s = &state;
-    let endpoints = endpoint(s, "create_release", POST, |c| async move {
-        json_ok(handlers::create_release(&c.state, c.scope, &c.headers, &c.params).await)
-    })
-    .or(endpoint(s, "find_run", POST, |c| async move {
-        json_ok(handlers::find_run(&c.state, c.scope, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "request_run", POST, |c| async move {
-        json_ok(handlers::request_run(&c.state, c.scope, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "report_run", POST, |c| async move {
-        json_ok(handlers::report_run(&c.state, c.scope, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "runs_done", POST, |c| async move {
-        json_ok(handlers::runs_done(&c.state, c.scope, &c.headers, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "release_status", GET_OR_POST, |c| async move {
-        json_ok(handlers::release_status(&c.state, c.scope, &c.headers, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "download", GET, |c| async move {
-        handlers::download(&c.state, c.scope, &c.params, &c.headers).await
-    }))
-    .unify()
-    .or(endpoint(s, "update_release", POST, |c| async move {
-        json_ok(handlers::update_release(&c.state, c.scope, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "create_build", POST, |c| async move {
-        json_ok(handlers::create_build(&c.state, c.scope, &c.headers, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "create_api_key", POST, |c| async move {
-        json_ok(handlers::create_api_key(&c.state, c.scope, &c.params).await)
-    }))
-    .unify()
-    .or(endpoint(s, "revoke_api_key", POST, |c| async move {
-        json_ok(handlers::revoke_api_key(&c.state, c.scope, &c.params).await)
-    }))
-    .unify()
-    .or(upload_route(s))
-    .unify()
-    .or(work_queue_route(s))
-    .unify()
-    .boxed();
+    let table: Vec<warp::filters::BoxedFilter<(Response,)>> = vec![
+        endpoint(s, "create_release", POST, |c| async move {
+            json_ok(handlers::create_release(&c.state, c.scope, &c.headers, &c.params).await)
+        }),
+        endpoint(s, "find_run", POST, |c| async move {
+            json_ok(handlers::find_run(&c.state, c.scope, &c.params).await)
+        }),
+        endpoint(s, "request_run", POST, |c| async move {
+            json_ok(handlers::request_run(&c.state, c.scope, &c.params).await)
+        }),
+        endpoint(s, "report_run", POST, |c| async move {
+            json_ok(handlers::report_run(&c.state, c.scope, &c.params).await)
+        }),
+        endpoint(s, "runs_done", POST, |c| async move {
+            json_ok(handlers::runs_done(&c.state, c.scope, &c.headers, &c.params).await)
+        }),
+        endpoint(s, "release_status", GET_OR_POST, |c| async move {
+            json_ok(handlers::release_status(&c.state, c.scope, &c.headers, &c.params).await)
+        }),
+        endpoint(s, "download", GET, |c| async move {
+            handlers::download(&c.state, c.scope, &c.params, &c.headers).await
+        }),
+        endpoint(s, "update_release", POST, |c| async move {
+            json_ok(handlers::update_release(&c.state, c.scope, &c.params).await)
+        }),
+        endpoint(s, "create_build", POST, |c| async move {
+            json_ok(handlers::create_build(&c.state, c.scope, &c.headers, &c.params).await)
+        }),
+        endpoint(s, "create_api_key", POST, |c| async move {
+            json_ok(handlers::create_api_key(&c.state, c.scope, &c.params).await)
+        }),
+        endpoint(s, "revoke_api_key", POST, |c| async move {
+            json_ok(handlers::revoke_api_key(&c.state, c.scope, &c.params).await)
+        }),
+        upload_route(s),
+        work_queue_route(s),
+    ];
+    let endpoints = table
+        .into_iter()
+        .reduce(|a, b| a.or(b).unify().boxed())
+        .expect("the API has endpoints");
     let unknown = warp::path::tail().map(|tail: warp::path::Tail| {
         ApiError::NotFound(format!("no API endpoint /api/{}", tail.as_str())).into_response()
     });
@@ -225,8 +218,7 @@ where
             move |method: Method, headers: HeaderMap, query: String, body: BodyStream| {
                 let (state, handler) = (state.clone(), handler.clone());
                 async move {
-                    allow(name, methods, &method)?;
-                    let scope = params::authenticate(&state.store, &headers).await?;
+                    let scope = authorize(&state, name, methods, &method, &headers).await?;
                     let params = params::read_params(&headers, &query, body).await?;
                     handler(Call {
                         state,
@@ -252,8 +244,8 @@ fn upload_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
             move |method: Method, headers: HeaderMap, _query: String, body: BodyStream| {
                 let state = state.clone();
                 async move {
-                    allow("upload", &[Method::POST], &method)?;
-                    let scope = params::authenticate(&state.store, &headers).await?;
+                    let scope =
+                        authorize(&state, "upload", &[Method::POST], &method, &headers).await?;
                     let uploaded = upload::upload(&state, scope, &headers, body).await?;
                     json_ok(
                         serde_json::to_value(uploaded)
@@ -280,8 +272,8 @@ fn work_queue_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)>
                   body: BodyStream| {
                 let state = state.clone();
                 async move {
-                    allow("work_queue", &[Method::POST], &method)?;
-                    let scope = params::authenticate(&state.store, &headers).await?;
+                    let scope =
+                        authorize(&state, "work_queue", &[Method::POST], &method, &headers).await?;
                     let p = params::read_params(&headers, &query, body).await?;
                     json_ok(handlers::work_queue(&state, scope, &queue, &action, &p).await)
                 }
@@ -291,15 +283,21 @@ fn work_queue_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)>
         .boxed()
 }
 
-/// Refuses a method the endpoint does not take (405).
-fn allow(name: &str, methods: &[Method], method: &Method) -> Result<(), ApiError> {
-    if methods.contains(method) {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed(format!(
+/// What every endpoint checks first, before any of the body is read: the
+/// method (405 if the endpoint does not take it), then the API key.
+async fn authorize(
+    state: &AppState,
+    name: &str,
+    methods: &[Method],
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<crate::storage::ApiKeyScope, ApiError> {
+    if !methods.contains(method) {
+        return Err(ApiError::MethodNotAllowed(format!(
             "/api/{name} does not accept {method}"
-        )))
+        )));
     }
+    params::authenticate(&state.store, headers).await
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {
