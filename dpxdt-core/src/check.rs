@@ -50,6 +50,12 @@ use crate::capture::{Browser, BrowserOptions, CaptureError, Capturer};
 use crate::config::CaptureConfig;
 use crate::diff::{DiffError, DiffOptions, DiffReport, Region, diff_png_bytes};
 
+/// The extension of the new image a failing check leaves beside the
+/// reference (`logo.png` gets `logo.new.png`), which `dpxdt accept` looks for.
+pub const NEW_EXTENSION: &str = "new.png";
+/// The extension of the diff image of a failing check (`logo.diff.png`).
+pub const DIFF_EXTENSION: &str = "diff.png";
+
 /// What a passing check found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckOutcome {
@@ -228,8 +234,8 @@ impl Checker {
     /// Compares PNG bytes with the reference of `name`.
     pub fn check_image(&self, name: &str, png: &[u8]) -> Result<CheckOutcome, CheckError> {
         let reference = self.reference_path(name)?;
-        let new = reference.with_extension("new.png");
-        let diff = reference.with_extension("diff.png");
+        let new = reference.with_extension(NEW_EXTENSION);
+        let diff = reference.with_extension(DIFF_EXTENSION);
         let write = |path: &Path, bytes: &[u8]| -> Result<(), CheckError> {
             let io = |source| CheckError::Io {
                 path: path.to_path_buf(),

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use dpxdt_core::check::{DIFF_EXTENSION, NEW_EXTENSION};
 use dpxdt_core::diff::{DEFAULT_MAX_PIXELS, decode_png};
 
 /// One image waiting to be accepted.
@@ -58,8 +59,6 @@ pub enum AcceptError {
     },
 }
 
-const NEW_SUFFIX: &str = ".new.png";
-
 /// Every pending image under `dir`, sorted by name. Hidden directories
 /// (`.git`, ...) are skipped.
 pub fn pending(dir: &Path) -> Result<Vec<Pending>, AcceptError> {
@@ -85,7 +84,10 @@ pub fn pending(dir: &Path) -> Result<Vec<Pending>, AcceptError> {
                 stack.push(path);
                 continue;
             }
-            let Some(stem) = file_name.strip_suffix(NEW_SUFFIX) else {
+            let Some(stem) = file_name
+                .strip_suffix(NEW_EXTENSION)
+                .and_then(|s| s.strip_suffix('.'))
+            else {
                 continue;
             };
             if stem.is_empty() || !kind.is_file() {
@@ -122,7 +124,9 @@ pub fn select(dir: &Path, names: &[String]) -> Result<Vec<Pending>, AcceptError>
     }
     let mut chosen = Vec::new();
     for name in names {
-        let wanted = name.trim_end_matches(NEW_SUFFIX).trim_end_matches(".png");
+        let wanted = name
+            .trim_end_matches(&format!(".{NEW_EXTENSION}"))
+            .trim_end_matches(".png");
         match all.iter().find(|p| p.name == wanted) {
             Some(p) if !chosen.contains(p) => chosen.push(p.clone()),
             Some(_) => {}
@@ -153,7 +157,7 @@ pub fn accept(pending: &Pending) -> Result<(), AcceptError> {
     })?;
     std::fs::rename(&pending.new, &pending.reference).map_err(io(&pending.reference))?;
     dpxdt_core::atomic::sync_parent(&pending.reference).map_err(io(&pending.reference))?;
-    let diff = pending.reference.with_extension("diff.png");
+    let diff = pending.reference.with_extension(DIFF_EXTENSION);
     match std::fs::remove_file(&diff) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&diff)(e)),
         _ => Ok(()),
