@@ -2,6 +2,13 @@
 # The whole test suite: installs what is missing, then format check, lints,
 # and every test of the workspace (unit, integration, real Chromium, real
 # server on loopback). This is what CI runs (.ci/run).
+#
+# Clippy runs as the compiler of the workspace's own crates during the test
+# build (RUSTC_WORKSPACE_WRAPPER=clippy-driver, which is what `cargo clippy`
+# does over `cargo check`), so every dependency is compiled once, not once
+# for clippy's check profile and again for the tests. The lints and the
+# `-D warnings` rule are the same as `cargo clippy --workspace --all-targets
+# -- -D warnings`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +17,12 @@ bash scripts/deps.sh --test
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 
-echo "== cargo clippy" >&2
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# The arguments cargo-clippy would hand to clippy-driver for `-- -D warnings`.
+export RUSTC_WORKSPACE_WRAPPER=clippy-driver
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+
+echo "== clippy and build (every target of the workspace)" >&2
+cargo test --workspace --all-targets --locked --no-run
 
 echo "== cargo test" >&2
 cargo test --workspace --locked "$@"
