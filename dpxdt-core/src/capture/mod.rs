@@ -140,8 +140,14 @@ pub struct Probe {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// chromedriver or Chromium could not be started.
-    #[error("cannot start the browser: {0}")]
-    Launch(String),
+    #[error("cannot start the browser: {doing}{}", caused(.source))]
+    Launch {
+        /// The step that failed.
+        doing: String,
+        /// The error beneath, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The capture config is not valid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -193,21 +199,69 @@ pub enum CaptureError {
     #[error("injectJs failed: {0}")]
     Script(String),
     /// The browser or chromedriver failed in a way not listed above.
-    #[error("browser error: {0}")]
-    Browser(String),
+    #[error("browser error: {doing}{}", caused(.source))]
+    Browser {
+        /// The step that failed, or what went wrong.
+        doing: String,
+        /// The error beneath, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The browser was shut down.
     #[error("the browser is shut down")]
     Closed,
 }
 
+/// Any error, boxed: the cause kept inside a [`CaptureError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn caused(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default()
+}
+
 impl CaptureError {
+    /// The browser could not be started: `doing` says what went wrong.
+    pub fn launch(doing: impl Into<String>) -> Self {
+        CaptureError::Launch {
+            doing: doing.into(),
+            source: None,
+        }
+    }
+
+    /// The browser could not be started: `doing` failed with `source`.
+    pub fn launch_from(doing: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        CaptureError::Launch {
+            doing: doing.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The browser failed: `doing` says what went wrong.
+    pub fn browser(doing: impl Into<String>) -> Self {
+        CaptureError::Browser {
+            doing: doing.into(),
+            source: None,
+        }
+    }
+
+    /// The browser failed: `doing` failed with `source`.
+    pub fn browser_from(doing: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        CaptureError::Browser {
+            doing: doing.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// Whether trying again may help (a refused connection or timeout may be
     /// transient; a bad config or an HTTP 404 is not).
     pub fn is_retryable(&self) -> bool {
         match self {
-            CaptureError::Load { .. } | CaptureError::Timeout { .. } | CaptureError::Browser(_) => {
-                true
-            }
+            CaptureError::Load { .. }
+            | CaptureError::Timeout { .. }
+            | CaptureError::Browser { .. } => true,
             CaptureError::HttpStatus { status, .. } => *status >= 500,
             _ => false,
         }
@@ -350,7 +404,7 @@ impl Browser {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = handle_tx.send(Err(e.to_string()));
+                        let _ = handle_tx.send(Err(e));
                         return;
                     }
                 };
@@ -359,11 +413,11 @@ impl Browser {
                     let _ = stop_rx.await;
                 });
             })
-            .map_err(|e| CaptureError::Launch(format!("cannot start the browser thread: {e}")))?;
+            .map_err(|e| CaptureError::launch_from("cannot start the browser thread", e))?;
         let runtime = handle_rx
             .await
-            .map_err(|_| CaptureError::Launch("the browser thread died".into()))?
-            .map_err(CaptureError::Launch)?;
+            .map_err(|_| CaptureError::launch("the browser thread died"))?
+            .map_err(|e| CaptureError::launch_from("cannot start the browser's runtime", e))?;
 
         let sessions = options.sessions.max(1);
         let opts = options.clone();
@@ -382,7 +436,7 @@ impl Browser {
                 }
             })
             .await
-            .map_err(|e| CaptureError::Launch(e.to_string()))?;
+            .map_err(|e| CaptureError::launch_from("the start-up task failed", e))?;
         let (process, first) = match started {
             Ok(v) => v,
             Err(e) => {
@@ -459,7 +513,7 @@ impl Browser {
         // around this call) cancels the capture, which frees its session.
         let _cancel = AbortOnDrop(task.abort_handle());
         task.await
-            .map_err(|e| CaptureError::Browser(format!("capture task failed: {e}")))?
+            .map_err(|e| CaptureError::browser_from("capture task failed", e))?
     }
 
     /// Kills chromedriver and its browsers and removes their profiles
@@ -624,7 +678,7 @@ impl Inner {
                 Ok(None) => return Err(CaptureError::Closed),
                 Err(_) => {
                     let why = self.last_start_error.lock().expect("error").clone();
-                    return Err(CaptureError::Browser(format!(
+                    return Err(CaptureError::browser(format!(
                         "no browser session became free within {} s{}",
                         SESSION_WAIT.as_secs(),
                         why.map(|w| format!(" (last session start failed: {w})"))

@@ -38,22 +38,24 @@ impl DriverProcess {
         chromedriver: &Path,
         user: Option<&User>,
     ) -> Result<Self, CaptureError> {
-        let mut last = String::new();
+        let mut last = None;
         for _ in 0..3 {
             match Self::start_once(chromedriver, user).await {
                 Ok(p) => return Ok(p),
-                Err(e) => last = e,
+                Err(e) => last = Some(e),
             }
         }
-        Err(CaptureError::Launch(last))
+        Err(last.expect("three tries were made"))
     }
 
-    async fn start_once(chromedriver: &Path, user: Option<&User>) -> Result<Self, String> {
-        let port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
+    async fn start_once(chromedriver: &Path, user: Option<&User>) -> Result<Self, CaptureError> {
+        let port =
+            free_port().map_err(|e| CaptureError::launch_from("no free loopback port", e))?;
         let profiles =
             std::env::temp_dir().join(format!("dpxdt-browser-{}-{}", std::process::id(), port));
-        std::fs::create_dir_all(&profiles)
-            .map_err(|e| format!("cannot create {}: {e}", profiles.display()))?;
+        std::fs::create_dir_all(&profiles).map_err(|e| {
+            CaptureError::launch_from(format!("cannot create {}", profiles.display()), e)
+        })?;
         let mut command = Command::new(chromedriver);
         command
             .arg(format!("--port={port}"))
@@ -67,11 +69,15 @@ impl DriverProcess {
             .stderr(Stdio::null())
             .process_group(0);
         if let Some(user) = user {
-            check_traversable(&profiles, user)?;
+            check_traversable(&profiles, user).map_err(CaptureError::launch)?;
             // The profiles directory is the only place the browser writes
             // (its caches included); it is removed as root afterwards.
-            std::os::unix::fs::chown(&profiles, Some(user.uid), Some(user.gid))
-                .map_err(|e| format!("cannot give {} to {}: {e}", profiles.display(), user.name))?;
+            std::os::unix::fs::chown(&profiles, Some(user.uid), Some(user.gid)).map_err(|e| {
+                CaptureError::launch_from(
+                    format!("cannot give {} to {}", profiles.display(), user.name),
+                    e,
+                )
+            })?;
             command
                 .uid(user.uid)
                 .gid(user.gid)
@@ -79,16 +85,19 @@ impl DriverProcess {
                 .env("XDG_CACHE_HOME", profiles.join(".cache"))
                 .env("XDG_CONFIG_HOME", profiles.join(".config"));
         }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
+        let child = command.spawn().map_err(|e| {
+            CaptureError::launch_from(format!("cannot start {}", chromedriver.display()), e)
+        })?;
         let killer = match GroupKiller::new(child.id(), false, Some(&profiles)) {
             Ok(k) => k,
             Err(e) => {
                 let mut child = child;
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("cannot start the watchdog shell: {e}"));
+                return Err(CaptureError::launch_from(
+                    "cannot start the watchdog shell",
+                    e,
+                ));
             }
         };
         let mut process = DriverProcess {
@@ -100,16 +109,18 @@ impl DriverProcess {
         Ok(process)
     }
 
-    async fn wait_ready(&mut self) -> Result<(), String> {
+    async fn wait_ready(&mut self) -> Result<(), CaptureError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CaptureError::launch_from("cannot make an HTTP client", e))?;
         let status = format!("{}/status", self.url);
         let start = Instant::now();
         loop {
             if let Ok(Some(exit)) = self.child.try_wait() {
-                return Err(format!("chromedriver exited at startup ({exit})"));
+                return Err(CaptureError::launch(format!(
+                    "chromedriver exited at startup ({exit})"
+                )));
             }
             if let Ok(resp) = client.get(&status).send().await
                 && resp.status().is_success()
@@ -117,11 +128,11 @@ impl DriverProcess {
                 return Ok(());
             }
             if start.elapsed() > STARTUP_TIMEOUT {
-                return Err(format!(
+                return Err(CaptureError::launch(format!(
                     "chromedriver did not answer on {} within {}s",
                     self.url,
                     STARTUP_TIMEOUT.as_secs()
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -85,9 +85,7 @@ impl FetchHook {
         rules: Arc<std::sync::Mutex<HeaderRules>>,
     ) -> Result<FetchHook, CaptureError> {
         let cdp = driver.cdp().connect().await.map_err(|e| {
-            CaptureError::Browser(format!(
-                "cannot open a DevTools connection for extra headers: {e}"
-            ))
+            CaptureError::browser_from("cannot open a DevTools connection for extra headers", e)
         })?;
         let mut events = cdp.subscribe_connection();
         let session = cdp.session_id().cloned();
@@ -216,7 +214,7 @@ impl Session {
         }
         let proxy = FilterProxy::start(&policy)
             .await
-            .map_err(|e| CaptureError::Launch(format!("cannot start the filtering proxy: {e}")))?;
+            .map_err(|e| CaptureError::launch_from("cannot start the filtering proxy", e))?;
         args.push(format!("--proxy-server=http://127.0.0.1:{}", proxy.port()));
         args.push("--proxy-bypass-list=<-loopback>".into());
         args.push("--force-webrtc-ip-handling-policy=disable_non_proxied_udp".into());
@@ -235,18 +233,17 @@ impl Session {
         let driver = WebDriver::new(driver_url, Capabilities::from(map))
             .await
             .map_err(|e| {
-                CaptureError::Launch(if unprivileged {
-                    format!(
-                        "cannot start Chromium as user nobody with its sandbox on: {e}. \
-                         The sandbox needs unprivileged user namespaces \
-                         (sysctl kernel.unprivileged_userns_clone=1, or a container \
-                         allowed to create them); otherwise run the server as a \
-                         non-root user, or pass --allow-root-capture to run the \
-                         browser as root without its sandbox"
-                    )
+                let doing = if unprivileged {
+                    "cannot start Chromium as user nobody with its sandbox on \
+                     (the sandbox needs unprivileged user namespaces: \
+                     sysctl kernel.unprivileged_userns_clone=1, or a container \
+                     allowed to create them; otherwise run the server as a \
+                     non-root user, or pass --allow-root-capture to run the \
+                     browser as root without its sandbox)"
                 } else {
-                    format!("cannot start Chromium: {e}")
-                })
+                    "cannot start Chromium"
+                };
+                CaptureError::launch_from(doing, e)
             })?;
         let mut session = Session {
             driver: Some(driver),
@@ -259,7 +256,7 @@ impl Session {
         };
         if let Err(e) = session.init().await {
             session.discard();
-            return Err(CaptureError::Launch(format!("cannot set up Chromium: {e}")));
+            return Err(CaptureError::launch_from("cannot set up Chromium", e));
         }
         Ok(session)
     }
@@ -272,7 +269,7 @@ impl Session {
         let ua = self
             .call(js::USER_AGENT, &[])
             .await?
-            .map_err(CaptureError::Browser)?;
+            .map_err(CaptureError::browser)?;
         self.default_user_agent = ua.as_str().unwrap_or_default().to_string();
         Ok(())
     }
@@ -282,7 +279,7 @@ impl Session {
             .cdp()
             .send_raw(method, params)
             .await
-            .map_err(|e| CaptureError::Browser(format!("{method}: {e}")))
+            .map_err(|e| CaptureError::browser_from(method, e))
     }
 
     /// Sends a settings command unless the same one is already in effect.
@@ -328,7 +325,7 @@ impl Session {
             .await?;
         let id = reply["identifier"]
             .as_str()
-            .ok_or_else(|| CaptureError::Browser("no identifier for the prelude".into()))?
+            .ok_or_else(|| CaptureError::browser("no identifier for the prelude"))?
             .to_string();
         *self.prelude.lock().expect("prelude") = Some((source, id));
         Ok(())
@@ -371,7 +368,7 @@ impl Session {
         let found = self
             .call(function, args)
             .await?
-            .map_err(CaptureError::Browser)?;
+            .map_err(CaptureError::browser)?;
         Ok(found
             .as_array()
             .map(|list| {
@@ -417,7 +414,7 @@ impl Session {
                 .send_raw("Fetch.enable", json!({ "patterns": list }))
                 .await
         };
-        sent.map_err(|e| CaptureError::Browser(format!("Fetch.enable: {e}")))?;
+        sent.map_err(|e| CaptureError::browser_from("Fetch.enable", e))?;
         hook.patterns = patterns;
         Ok(())
     }
@@ -546,7 +543,7 @@ impl Session {
             }
             let ok = self.cdp("Network.setCookie", c).await?;
             if ok.get("success") == Some(&json!(false)) {
-                return Err(CaptureError::Browser(format!(
+                return Err(CaptureError::browser(format!(
                     "cookie {} was refused by the browser (check its domain)",
                     cookie.name
                 )));
@@ -585,7 +582,7 @@ impl Session {
                 ],
             )
             .await?
-            .map_err(CaptureError::Browser)?;
+            .map_err(CaptureError::browser)?;
         let mut refused = self.proxy.take_refusals();
         let page = [Some(url), settled["href"].as_str()].map(|u| u.and_then(authority));
         if let Some(r) = refused
@@ -652,7 +649,7 @@ impl Session {
                     &[json!(sel), json!(remaining.as_millis() as u64)],
                 )
                 .await?
-                .map_err(CaptureError::Browser)?;
+                .map_err(CaptureError::browser)?;
             match found.as_str() {
                 Some("found") => step(&mut log, &format!("waitForSelector {sel:?} matched")),
                 Some("invalid") => {
@@ -814,9 +811,9 @@ impl Session {
             };
             let png = self.screenshot_tile(tile, true).await?;
             let image = decode_png(&png, "screenshot tile", DEFAULT_MAX_PIXELS)
-                .map_err(|e| CaptureError::Browser(e.to_string()))?;
+                .map_err(|e| CaptureError::browser_from("decoding a screenshot tile", e))?;
             if image.width() != clip.width || image.height() != height {
-                return Err(CaptureError::Browser(format!(
+                return Err(CaptureError::browser(format!(
                     "a screenshot tile came back {}x{}, not {}x{height}",
                     image.width(),
                     image.height(),
@@ -829,7 +826,8 @@ impl Session {
         let image =
             Image::from_rgba(clip.width, clip.height, rgba).expect("tiles add up to the clip");
         let mut png = Vec::new();
-        encode_rgba_png(&image, &mut png).map_err(|e| CaptureError::Browser(e.to_string()))?;
+        encode_rgba_png(&image, &mut png)
+            .map_err(|e| CaptureError::browser_from("encoding the screenshot", e))?;
         Ok(png)
     }
 
@@ -848,11 +846,11 @@ impl Session {
             .await?;
         let data = shot["data"]
             .as_str()
-            .ok_or_else(|| CaptureError::Browser("screenshot without data".into()))?;
+            .ok_or_else(|| CaptureError::browser("screenshot without data"))?;
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
             .decode(data)
-            .map_err(|e| CaptureError::Browser(format!("screenshot is not base64: {e}")))
+            .map_err(|e| CaptureError::browser_from("screenshot is not base64", e))
     }
 
     async fn set_viewport(&self, width: u32, height: u32) -> Result<(), CaptureError> {
@@ -878,14 +876,14 @@ impl Session {
             &[json!(resource_timeout.as_millis() as u64), json!(QUIET_MS)],
         )
         .await?
-        .map_err(CaptureError::Browser)
+        .map_err(CaptureError::browser)
     }
 
     async fn doc_height(&self) -> Result<u32, CaptureError> {
         let v = self
             .call(js::DOC_HEIGHT, &[])
             .await?
-            .map_err(CaptureError::Browser)?;
+            .map_err(CaptureError::browser)?;
         Ok(v.as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32)
     }
 }
@@ -942,7 +940,7 @@ fn authority(url: &str) -> Option<String> {
 }
 
 fn browser_err(e: WebDriverError) -> CaptureError {
-    CaptureError::Browser(e.to_string())
+    CaptureError::browser_from("chromedriver", e)
 }
 
 /// What a script threw, from CDP's `exceptionDetails`: the message of an
