@@ -7,6 +7,7 @@
 //! around it.
 #![deny(missing_docs)]
 
+pub mod error;
 pub mod http;
 pub mod notify;
 pub mod storage;

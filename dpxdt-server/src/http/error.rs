@@ -6,6 +6,7 @@ use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use crate::error::Fault;
 use crate::storage::StoreError;
 
 /// A refused or failed API request.
@@ -42,7 +43,7 @@ pub enum ApiError {
     },
     /// A fault of the server (500); the details go to the log, not the client.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] Fault),
 }
 
 impl ApiError {
@@ -71,8 +72,8 @@ impl ApiError {
             _ => None,
         };
         let message = match &self {
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
+            ApiError::Internal(fault) => {
+                tracing::error!(%fault, "internal error");
                 "internal server error (see the server log)".to_string()
             }
             other => other.to_string(),
@@ -111,7 +112,7 @@ impl From<StoreError> for ApiError {
                 message,
                 retry_after_secs,
             },
-            e @ (StoreError::Db(_) | StoreError::Io(_)) => ApiError::Internal(e.to_string()),
+            e @ (StoreError::Db(_) | StoreError::Io(_)) => Fault::new("using the store", e).into(),
         }
     }
 }

@@ -19,6 +19,7 @@ use warp::{Buf, Filter, Reply};
 pub use error::ApiError;
 
 use crate::AppState;
+use crate::error::Doing;
 
 /// The headers every served artifact carries: its content type, `cache`
 /// as `Cache-Control`, and what keeps an uploaded file from ever running as
@@ -249,7 +250,8 @@ fn upload_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
                     let uploaded = upload::upload(&state, scope, &headers, body).await?;
                     json_ok(
                         serde_json::to_value(uploaded)
-                            .map_err(|e| ApiError::Internal(e.to_string())),
+                            .doing("encoding a reply")
+                            .map_err(ApiError::from),
                     )
                 }
             },

@@ -16,6 +16,7 @@ use warp::http::HeaderMap;
 
 use super::params::multipart_error;
 use super::{ApiError, AppState, BodyStream};
+use crate::error::Doing;
 use crate::storage::{ApiKeyScope, build_exists, record_artifact};
 
 /// Content types an artifact may be served back with. Anything else is
@@ -113,7 +114,7 @@ pub async fn upload(
         let path = temp.0.clone().unwrap_or_default();
         let mut out = tokio::fs::File::create(&path)
             .await
-            .map_err(|e| ApiError::Internal(format!("creating {}: {e}", path.display())))?;
+            .doing_with(|| format!("creating {}", path.display()))?;
         let mut hasher = Sha1::new();
         let mut size = 0u64;
         let mut head = Vec::new();
@@ -130,16 +131,16 @@ pub async fn upload(
             hasher.update(&chunk);
             out.write_all(&chunk)
                 .await
-                .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+                .doing_with(|| format!("writing {}", path.display()))?;
         }
         if too_large {
             continue; // `temp` is dropped here: the partial file is removed.
         }
         out.sync_all()
             .await
-            .map_err(|e| ApiError::Internal(format!("syncing {}: {e}", path.display())))?;
+            .doing_with(|| format!("syncing {}", path.display()))?;
         let id = ArtifactId::parse(&hex::encode(hasher.finalize()))
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .doing("naming an upload by its hash")?;
         file = Some(Received {
             temp,
             id,
@@ -175,8 +176,8 @@ pub async fn upload(
     let id = received.id.clone();
     tokio::task::spawn_blocking(move || artifacts.commit_temp(&temp_path, &id))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("storing artifact: {e}")))?;
+        .doing("storing an upload")?
+        .doing("storing an upload")?;
     received.temp.0 = None;
     let (id, size, ct) = (
         received.id.clone(),

@@ -11,6 +11,7 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::{Req, Ui, UiError, redirect};
+use crate::error::Doing;
 use crate::storage::sessions::{self, random_token};
 use crate::storage::users::{self, UserRow};
 use crate::storage::{Store, StoreError};
@@ -353,7 +354,7 @@ async fn check_login(ui: &Ui, name: &str, password: String) -> Result<Option<Use
         .checks
         .acquire()
         .await
-        .map_err(|e| UiError::Internal(e.to_string()))?;
+        .doing("waiting for a password check slot")?;
     let ok = tokio::task::spawn_blocking(move || match hash {
         Some(h) => verify_password(&password, &h),
         None => {
@@ -364,7 +365,7 @@ async fn check_login(ui: &Ui, name: &str, password: String) -> Result<Option<Use
         }
     })
     .await
-    .map_err(|e| UiError::Internal(e.to_string()))?;
+    .doing("checking a password")?;
     Ok(user.filter(|_| ok))
 }
 

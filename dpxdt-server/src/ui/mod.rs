@@ -26,6 +26,7 @@ use warp::{Buf, Filter, Rejection};
 pub use auth::{create_user, ensure_admin_password, hash_password, set_user_email};
 
 use crate::AppState;
+use crate::error::{Doing, Fault};
 use crate::storage::StoreError;
 use crate::storage::sessions::Session;
 
@@ -78,7 +79,7 @@ pub enum UiError {
     TooManyRequests(String),
     /// A server fault.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] Fault),
 }
 
 impl From<StoreError> for UiError {
@@ -90,7 +91,7 @@ impl From<StoreError> for UiError {
             StoreError::Forbidden(m) => UiError::Forbidden(m),
             StoreError::OverLimit(m) => UiError::BadRequest(m),
             StoreError::RateLimited { message, .. } => UiError::TooManyRequests(message),
-            other => UiError::Internal(other.to_string()),
+            other => Fault::new("using the store", other).into(),
         }
     }
 }
@@ -469,7 +470,7 @@ impl Ui {
         let html = self
             .hb
             .render(template, &data)
-            .map_err(|e| UiError::Internal(format!("rendering {template}: {e}")))?;
+            .doing_with(|| format!("rendering {template}"))?;
         let mut resp = Response::new(html.into());
         *resp.status_mut() = status;
         page_headers(&mut resp);

@@ -8,6 +8,7 @@ use warp::reply::Response;
 
 use super::auth::require_user;
 use super::{Req, Ui, UiError, redirect};
+use crate::error::Doing;
 use crate::storage::builds::{Access, BuildInfo};
 use crate::storage::users::{self, UserRow};
 use crate::storage::{self, NewApiKey, ReleaseRow, RunRow};
@@ -700,8 +701,7 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         } else {
             config.redacted()
         };
-        let json =
-            serde_json::to_string_pretty(&shown).map_err(|e| UiError::Internal(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&shown).doing("showing a capture config")?;
         let mut resp = Response::new(json.into());
         crate::http::artifact_headers(&mut resp, "text/plain; charset=utf-8", "private, no-store");
         return Ok(resp);
@@ -777,18 +777,17 @@ async fn render_thumbnail(ui: &Ui, id: &ArtifactId, key: String) -> Result<Artif
     let store = ui.state.store.clone();
     let source = store.artifacts().path(id);
     tokio::task::spawn_blocking(move || -> Result<ArtifactId, UiError> {
-        let bytes = std::fs::read(&source)
-            .map_err(|e| UiError::Internal(format!("reading artifact: {e}")))?;
+        let bytes = std::fs::read(&source).doing("reading a screenshot for its thumbnail")?;
         let png = super::thumbs::make_thumbnail(&bytes).map_err(UiError::BadRequest)?;
         let t = store
             .artifacts()
             .write_bytes(&png)
-            .map_err(|e| UiError::Internal(format!("storing a thumbnail: {e}")))?;
+            .doing("storing a thumbnail")?;
         store.blocking(|c| artifacts::save_thumbnail(c, &key, &t, png.len() as i64))?;
         Ok(t)
     })
     .await
-    .map_err(|e| UiError::Internal(e.to_string()))?
+    .doing("making a thumbnail")?
 }
 
 async fn send_artifact(
@@ -805,5 +804,6 @@ async fn send_artifact(
     };
     crate::http::serve_artifact(&ui.state.store, id, content_type, visibility, &req.headers)
         .await
-        .map_err(|e| UiError::Internal(format!("reading artifact {id}: {e}")))
+        .doing_with(|| format!("reading artifact {id}"))
+        .map_err(UiError::from)
 }
