@@ -13,13 +13,14 @@ use serde_json::Value;
 use warp::http::HeaderMap;
 
 use super::{ApiError, AppState};
+use crate::error::Doing;
 use crate::storage::queue;
 use crate::storage::{self, ApiKeyScope, RequestRunInput, TASK_MAX_ATTEMPTS};
 
 type Pairs = [(String, String)];
 
 fn json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(serde_json::to_value(v).doing("encoding a reply")?)
 }
 
 const SUCCESS: SuccessResponse = SuccessResponse { success: true };
@@ -168,8 +169,15 @@ async fn once_per_key(
         .to_string();
     let mut sorted: Vec<&(String, String)> = p.iter().collect();
     sorted.sort();
-    let request = serde_json::to_string(&sorted).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let scope = scope.key_id.clone();
+    let request = serde_json::to_string(&sorted).doing("encoding a request")?;
+    // Per build and per API key: one build's clients never see another's
+    // answers, and neither do two keys of one build (either may belong to
+    // someone else).
+    let build = p
+        .iter()
+        .find(|(name, _)| name == "build_id")
+        .map_or("none", |(_, v)| v.as_str());
+    let scope = format!("build {build} key {}", scope.key_id);
     Ok(state
         .store
         .call(move |c| {
@@ -225,35 +233,49 @@ pub async fn request_run(
 ) -> Result<Value, ApiError> {
     let req: RequestRunRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
+    dpxdt_core::model::validate_name("run_name", &req.run_name).map_err(ApiError::BadRequest)?;
     check_url("url", &req.url)?;
     let parse = |field: &str, json: &str| {
         CaptureConfig::from_json(json).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
     };
     parse("config", &req.config)?;
-    let artifacts = state.store.artifacts().clone();
-    let config_json = req.config.clone();
-    let write = move |json: String| {
-        let artifacts = artifacts.clone();
-        async move {
-            tokio::task::spawn_blocking(move || artifacts.write_bytes(json.as_bytes()))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-                .map_err(|e| ApiError::Internal(format!("storing config: {e}")))
-        }
-    };
-    let config = write(config_json.clone()).await?;
-    let reference = match &req.ref_url {
+    let ref_json = match &req.ref_url {
         Some(ref_url) => {
             check_url("ref_url", ref_url)?;
             let json = req.ref_config.clone().unwrap_or_else(|| "{}".into());
             parse("ref_config", &json)?;
-            let id = write(json.clone()).await?;
-            Some((ref_url.clone(), json, id))
+            Some((ref_url.clone(), json))
         }
         None if req.ref_config.is_some() => {
             return Err(ApiError::BadRequest(
                 "ref_config was given without ref_url".into(),
             ));
+        }
+        None => None,
+    };
+    // Nothing is stored for a request that will be refused.
+    let (build, name, number) = (req.build_id, req.release_name.clone(), req.release_number);
+    state
+        .store
+        .call(move |c| storage::releases::release_accepting(c, build, &name, number).map(drop))
+        .await?;
+    let artifacts = state.store.artifacts().clone();
+    let write = move |json: String| {
+        let artifacts = artifacts.clone();
+        async move {
+            tokio::task::spawn_blocking(move || artifacts.write_bytes(json.as_bytes()))
+                .await
+                .doing("storing a capture config")?
+                .doing("storing a capture config")
+                .map_err(ApiError::from)
+        }
+    };
+    let config_json = req.config.clone();
+    let config = write(config_json.clone()).await?;
+    let reference = match ref_json {
+        Some((ref_url, json)) => {
+            let id = write(json.clone()).await?;
+            Some((ref_url, json, id))
         }
         None => None,
     };
@@ -443,7 +465,8 @@ pub async fn download(
         headers,
     )
     .await
-    .map_err(|e| ApiError::Internal(format!("reading artifact {id}: {e}")))
+    .doing_with(|| format!("reading artifact {id}"))
+    .map_err(ApiError::from)
 }
 
 /// `create_build` (superuser).
@@ -554,6 +577,7 @@ pub async fn work_queue(
                         &scope.lease_owner(&req.owner),
                         req.count,
                         req.timeout,
+                        storage::fail_run_for_task,
                     )
                 })
                 .await?;
@@ -586,7 +610,14 @@ pub async fn work_queue(
                 .store
                 .call(move |c| {
                     let owner = scope.lease_owner(&req.owner);
-                    queue::finish(c, &q, req.task_id, &owner, req.error.as_deref())
+                    queue::finish(
+                        c,
+                        &q,
+                        req.task_id,
+                        &owner,
+                        req.error.as_deref(),
+                        storage::fail_run_for_task,
+                    )
                 })
                 .await?;
             json(&SUCCESS)

@@ -3,7 +3,7 @@
 //! the first answer again instead of creating a second thing, so clients
 //! may retry them after a lost answer.
 //!
-//! Keys are kept 24 hours per API key (the scope). The same key with a
+//! Keys are kept 24 hours per build and API key (the scope). The same key with a
 //! different request is refused. A request is reserved before it runs and
 //! its answer stored after; if the server died in between, the outcome is
 //! unknown, and a retry is refused with a conflict rather than guessed.
@@ -21,7 +21,7 @@ pub const MAX_KEY_LEN: usize = 255;
 /// One keyed request: who sent it, its key, the endpoint and its parameters.
 #[derive(Debug, Clone)]
 pub struct Keyed<'a> {
-    /// The caller's API key id.
+    /// The build the request is for and the caller's API key id.
     pub scope: &'a str,
     /// The client's `Idempotency-Key`.
     pub key: &'a str,

@@ -14,7 +14,14 @@ use dpxdt_core::api::LeasedTask;
 use dpxdt_core::{BuildId, ReleaseId, RunId, TaskId};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::storage::{StoreError, fail_run_for_task, now_ms, write_tx};
+use crate::storage::{StoreError, now_ms, write_tx};
+
+/// What becomes of a given-up task's run: called in the same transaction
+/// with the run, the queue's name and why the task was given up. The queue
+/// knows runs only by id; the caller passes the releases module's rule
+/// ([`crate::storage::fail_run_for_task`]), so this module does not depend
+/// on it.
+pub type OnGiveUp = fn(&Transaction<'_>, RunId, &str, &str) -> Result<(), StoreError>;
 
 /// Upper bound on a lease's length, so a typo cannot park a task for years.
 pub const MAX_LEASE_SECS: u64 = 24 * 3600;
@@ -154,26 +161,34 @@ struct TaskRow {
 }
 
 /// Gives a task up: `error` state, and its run (if any) failed.
-fn give_up(tx: &Transaction<'_>, queue: &str, task: &TaskRow, why: &str) -> Result<(), StoreError> {
+fn give_up(
+    tx: &Transaction<'_>,
+    queue: &str,
+    task: &TaskRow,
+    why: &str,
+    on_give_up: OnGiveUp,
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE task SET status = 'error', owner = NULL, last_error = ?1, modified = ?2 WHERE id = ?3",
         params![why, now_ms(), task.id.0],
     )?;
     tracing::warn!(task = %task.id, queue, why, "task given up");
     if let Some(run) = task.run {
-        fail_run_for_task(tx, run, queue, why)?;
+        on_give_up(tx, run, queue, why)?;
     }
     Ok(())
 }
 
 /// Leases up to `count` live tasks of `queue` whose eta has passed, fairly
-/// across builds (see [`next_fair`]).
+/// across builds (see [`next_fair`]). A task out of attempts is given up on
+/// the way, and `on_give_up` told.
 pub fn lease(
     conn: &mut Connection,
     queue: &str,
     owner: &str,
     count: u32,
     timeout_secs: u64,
+    on_give_up: OnGiveUp,
 ) -> Result<Vec<LeasedTask>, StoreError> {
     validate_queue_name(queue)?;
     if owner.is_empty() {
@@ -201,7 +216,7 @@ pub fn lease(
                     task.lease_attempts
                 ),
             };
-            give_up(&tx, queue, &task, &why)?;
+            give_up(&tx, queue, &task, &why, on_give_up)?;
             continue;
         }
         let attempts = task.lease_attempts + 1;
@@ -360,13 +375,15 @@ pub fn heartbeat(
     Ok(eta / 1000)
 }
 
-/// Ends a lease: done, or with `error` back in the queue until its attempts run out.
+/// Ends a lease: done, or with `error` back in the queue until its attempts
+/// run out (then given up, and `on_give_up` told).
 pub fn finish(
     conn: &mut Connection,
     queue: &str,
     task: TaskId,
     owner: &str,
     error: Option<&str>,
+    on_give_up: OnGiveUp,
 ) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     let now = now_ms();
@@ -399,6 +416,7 @@ pub fn finish(
                 queue,
                 &row,
                 &format!("gave up after {} attempts: {err}", row.lease_attempts),
+                on_give_up,
             )?;
         }
     }
@@ -504,6 +522,7 @@ pub fn recent_tasks(conn: &Connection, limit: u32) -> Result<Vec<TaskInfo>, Stor
 mod tests {
     use super::*;
     use crate::storage::Store;
+    use crate::storage::fail_run_for_task;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -542,9 +561,9 @@ mod tests {
             // One worker, one task at a time: the builds take turns while
             // both wait, although all of "big" was queued first.
             let mut order = Vec::new();
-            while let Some(t) = lease(c, "capture", "w", 1, 60)?.pop() {
+            while let Some(t) = lease(c, "capture", "w", 1, 60, fail_run_for_task)?.pop() {
                 order.push(t.payload.clone());
-                finish(c, "capture", t.task_id, "w", None)?;
+                finish(c, "capture", t.task_id, "w", None, fail_run_for_task)?;
             }
             assert_eq!(
                 order,
@@ -558,7 +577,7 @@ mod tests {
                 add_for(c, 1, &format!("big again {i}"))?;
             }
             add_for(c, 2, "small again")?;
-            let batch: Vec<String> = lease(c, "capture", "w", 3, 60)?
+            let batch: Vec<String> = lease(c, "capture", "w", 3, 60, fail_run_for_task)?
                 .into_iter()
                 .map(|t| t.payload)
                 .collect();
@@ -574,27 +593,27 @@ mod tests {
         s.blocking(|c| {
             let a = add_task(c, "q", "a", 2)?;
             let b = add_task(c, "q", "b", 1)?;
-            let got = lease(c, "q", "w1", 1, 60)?;
+            let got = lease(c, "q", "w1", 1, 60, fail_run_for_task)?;
             assert_eq!(got.len(), 1);
             assert_eq!(got[0].task_id, a);
             assert_eq!(got[0].lease_attempts, 1);
             // Leased tasks are not handed out again while the lease runs.
-            let got = lease(c, "q", "w2", 10, 60)?;
+            let got = lease(c, "q", "w2", 10, 60, fail_run_for_task)?;
             assert_eq!(got.iter().map(|t| t.task_id).collect::<Vec<_>>(), [b]);
-            assert!(lease(c, "q", "w2", 10, 60)?.is_empty());
+            assert!(lease(c, "q", "w2", 10, 60, fail_run_for_task)?.is_empty());
             // Someone else cannot finish a task; a failure requeues it.
             assert!(matches!(
-                finish(c, "q", a, "w2", None),
+                finish(c, "q", a, "w2", None, fail_run_for_task),
                 Err(StoreError::Conflict(_))
             ));
-            finish(c, "q", a, "w1", Some("boom"))?;
-            let again = lease(c, "q", "w3", 10, 60)?;
+            finish(c, "q", a, "w1", Some("boom"), fail_run_for_task)?;
+            let again = lease(c, "q", "w3", 10, 60, fail_run_for_task)?;
             assert_eq!(again.len(), 1);
             assert_eq!(again[0].lease_attempts, 2);
             // The second failure exhausts max_attempts = 2.
-            finish(c, "q", a, "w3", Some("boom again"))?;
-            assert!(lease(c, "q", "w3", 10, 60)?.is_empty());
-            finish(c, "q", b, "w2", None)?;
+            finish(c, "q", a, "w3", Some("boom again"), fail_run_for_task)?;
+            assert!(lease(c, "q", "w3", 10, 60, fail_run_for_task)?.is_empty());
+            finish(c, "q", b, "w2", None, fail_run_for_task)?;
             let counts = counts(c)?;
             assert_eq!(
                 counts,
@@ -613,19 +632,19 @@ mod tests {
         let (_d, s) = store();
         s.blocking(|c| {
             let a = add_task(c, "q", "a", 2)?;
-            lease(c, "q", "w1", 1, 60)?;
+            lease(c, "q", "w1", 1, 60, fail_run_for_task)?;
             expire(c, a);
             // The dead worker's heartbeat and finish are refused.
             assert!(heartbeat(c, "q", a, "w1", "x", 1, None).is_err());
-            let got = lease(c, "q", "w2", 1, 60)?;
+            let got = lease(c, "q", "w2", 1, 60, fail_run_for_task)?;
             assert_eq!(got[0].lease_attempts, 2);
             assert!(matches!(
-                finish(c, "q", a, "w1", None),
+                finish(c, "q", a, "w1", None, fail_run_for_task),
                 Err(StoreError::Conflict(_))
             ));
             expire(c, a);
             // Attempts are used up: the next lease gives the task up.
-            assert!(lease(c, "q", "w3", 1, 60)?.is_empty());
+            assert!(lease(c, "q", "w3", 1, 60, fail_run_for_task)?.is_empty());
             let status: String =
                 c.query_row("SELECT status FROM task WHERE id = ?1", [a.0], |r| r.get(0))?;
             assert_eq!(status, "error");
@@ -639,7 +658,7 @@ mod tests {
         let (_d, s) = store();
         s.blocking(|c| {
             let a = add_task(c, "q", "a", 3)?;
-            lease(c, "q", "w", 1, 5)?;
+            lease(c, "q", "w", 1, 5, fail_run_for_task)?;
             let eta = heartbeat(c, "q", a, "w", "half way", 2, Some(600))?;
             assert!(eta >= now_ms() / 1000 + 590);
             assert_eq!(heartbeat(c, "q", a, "w", "stale", 1, None)?, 0);

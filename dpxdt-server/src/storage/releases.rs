@@ -484,13 +484,16 @@ fn check_owned(
     Ok(())
 }
 
-fn release_accepting(
-    tx: &Transaction<'_>,
+/// The release, if it exists and still accepts runs (404 / 409 otherwise).
+/// Requests check it before they store anything, and again in their
+/// transaction.
+pub fn release_accepting(
+    conn: &Connection,
     build: BuildId,
     name: &str,
     number: i64,
 ) -> Result<ReleaseRow, StoreError> {
-    let release = get_release(tx, build, name, number)?;
+    let release = get_release(conn, build, name, number)?;
     if !release.status.accepts_runs() {
         return Err(StoreError::Conflict(format!(
             "release {name:?} number {number} is {}: it no longer accepts runs",

@@ -108,11 +108,6 @@ fn find_session_at(
     Ok(Some(session))
 }
 
-/// Ends every session of `user` (after a password change).
-pub fn delete_user_sessions(conn: &Connection, user: i64) -> Result<usize, StoreError> {
-    Ok(conn.execute("DELETE FROM session WHERE user_id = ?1", [user])?)
-}
-
 /// Ends the session of cookie `token`.
 pub fn delete_session(conn: &mut Connection, token: &str) -> Result<(), StoreError> {
     conn.execute(

@@ -69,8 +69,10 @@ pub fn upsert_user(
                 "UPDATE user SET password_hash = ?1, superuser = (superuser OR ?2) WHERE id = ?3",
                 params![password_hash, superuser, u.id],
             )?;
-            // A new password logs every browser out (it may be why it changed).
-            super::sessions::delete_user_sessions(&tx, u.id)?;
+            // A new password logs every browser out (it may be why it
+            // changed). Sessions hang off their user; this module owns that
+            // rule so `sessions` (which reads users) is not needed here.
+            tx.execute("DELETE FROM session WHERE user_id = ?1", [u.id])?;
             u.id
         }
         None => {

@@ -211,3 +211,151 @@ fn architecture_md_is_short_and_every_path_it_names_exists() {
         "ARCHITECTURE.md names paths that do not exist: {missing:#?}"
     );
 }
+
+/// The modules of `dir` (files and folders, not `lib.rs`/`main.rs`/`mod.rs`)
+/// and, for each, the sibling modules its non-test code names: through
+/// `crate::<prefix>NAME`, `super::NAME`, or an item that `dir/mod.rs`
+/// re-exports from NAME and the module imports from `super`/the parent.
+fn module_graph(
+    dir: &Path,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("module folder").flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if entry.path().is_dir() {
+            names.insert(name);
+        } else if let Some(stem) = name.strip_suffix(".rs")
+            && !["lib", "main", "mod"].contains(&stem)
+        {
+            names.insert(stem.to_string());
+        }
+    }
+    // Item name -> module, from `pub use module::{a, b}` lines of mod.rs.
+    let mut reexported = BTreeMap::new();
+    let parent = std::fs::read_to_string(dir.join("mod.rs")).unwrap_or_default();
+    for stmt in parent.split(';') {
+        let Some(rest) = stmt.trim().strip_prefix("pub use ") else {
+            continue;
+        };
+        let Some((module, items)) = rest.split_once("::") else {
+            continue;
+        };
+        if names.contains(module) {
+            for item in items.split(|c: char| !c.is_alphanumeric() && c != '_') {
+                if !item.is_empty() {
+                    reexported.insert(item.to_string(), module.to_string());
+                }
+            }
+        }
+    }
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut graph = BTreeMap::new();
+    for name in &names {
+        let mut files = Vec::new();
+        let file = dir.join(format!("{name}.rs"));
+        if file.exists() {
+            files.push(file);
+        } else {
+            rust_files(&dir.join(name), &mut files);
+        }
+        let mut uses = BTreeSet::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("source file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for other in names.iter().filter(|o| *o != name) {
+                let paths = [format!("crate::{prefix}{other}"), format!("super::{other}")];
+                let named = paths.iter().any(|p| {
+                    code.match_indices(p.as_str())
+                        .any(|(i, _)| !code[i + p.len()..].starts_with(word))
+                });
+                if named {
+                    uses.insert(other.clone());
+                }
+            }
+            // `use super::{a, b}` / `use crate::storage::{a, b}` of re-exported items.
+            for stmt in code.split(';') {
+                let stmt = stmt.trim();
+                let from_parent = stmt.starts_with("use super::")
+                    || (!prefix.is_empty() && stmt.starts_with(&format!("use crate::{prefix}")));
+                if from_parent {
+                    for item in stmt.split(|c: char| !word(c)) {
+                        if let Some(m) = reexported.get(item)
+                            && m != name
+                        {
+                            uses.insert(m.clone());
+                        }
+                    }
+                }
+            }
+        }
+        graph.insert(name.clone(), uses);
+    }
+    graph
+}
+
+/// A cycle in `graph`, if there is one.
+fn find_cycle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == node) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_module_graph_has_no_cycles() {
+    let root = workspace_root();
+    let folders = [
+        ("dpxdt-core/src", ""),
+        ("dpxdt-client/src", ""),
+        ("dpxdt-server/src", ""),
+        ("dpxdt-server/src/storage", "storage::"),
+        ("dpxdt-tools/src", ""),
+    ];
+    for (folder, prefix) in folders {
+        let graph = module_graph(&root.join(folder), prefix);
+        assert!(graph.len() > 3, "{folder}: found only {graph:?}");
+        if let Some(cycle) = find_cycle(&graph) {
+            panic!("{folder}: modules depend on each other in a circle: {cycle:?}");
+        }
+    }
+}
+
+#[test]
+fn the_cycle_finder_finds_a_cycle() {
+    let edges = [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")];
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for (from, to) in edges {
+        graph.entry(from.into()).or_default().insert(to.into());
+    }
+    assert_eq!(find_cycle(&graph).expect("a cycle").len(), 4);
+    graph.get_mut("c").expect("c").clear();
+    assert_eq!(find_cycle(&graph), None);
+}
