@@ -10,7 +10,7 @@ use dpxdt_client::Client;
 use dpxdt_core::api::ReleaseStatusResponse;
 use dpxdt_core::{ReleaseKey, ReleaseStatus, RunStatus};
 
-use crate::tool_args::{ServerArgs, WaitArgs};
+use crate::tool_args::{ServerArgs, TestsJsonArgs, WaitArgs};
 use crate::{EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
 
 /// Creates the release named by the flags; `default_url` is its link when
@@ -155,6 +155,17 @@ pub fn describe(key: &ReleaseKey) -> String {
         "{:?} #{} in build {}",
         key.release_name, key.release_number, key.build_id
     )
+}
+
+impl TestsJsonArgs {
+    /// Connects to the server and creates the release `tool` reports into
+    /// (its URL, unless given, is the JSON file's).
+    pub async fn start_release(&self, tool: &str) -> anyhow::Result<(Client, ReleaseKey)> {
+        let client = self.server.client()?;
+        let default_url = format!("file:{}", self.tests_json_path.display());
+        let key = create_release(&client, &self.server, tool, &default_url).await?;
+        Ok((client, key))
+    }
 }
 
 #[cfg(test)]

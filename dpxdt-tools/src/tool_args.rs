@@ -212,6 +212,27 @@ impl CaptureArgs {
     }
 }
 
+/// The arguments of the tools driven by a JSON list of tests
+/// (`diff_my_images`, `diff_my_urls`): the list, the server, the wait.
+#[derive(Debug, clap::Args)]
+pub struct TestsJsonArgs {
+    /// The JSON list of tests (its fields are in the tool's description).
+    #[arg(
+        long = "tests-json-path",
+        visible_alias = "tests_json_path",
+        value_name = "FILE"
+    )]
+    pub tests_json_path: std::path::PathBuf,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wait: WaitArgs,
+}
+
 /// Runs a tool's async body on a single-threaded runtime, prints its error
 /// (if any) as one line, and returns the exit code.
 pub fn run_tool<F>(body: F) -> ExitCode

@@ -2,7 +2,6 @@
 //! as the runs of a new release; each is compared with the last good run of
 //! the same name.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,25 +9,15 @@ use clap::Parser;
 use dpxdt_core::api::ReportRunRequest;
 use dpxdt_tools::release;
 use dpxdt_tools::tests_json::{self, ImageTest};
-use dpxdt_tools::tool_args::{ServerArgs, WaitArgs};
+use dpxdt_tools::tool_args::TestsJsonArgs;
 
 /// Upload your own screenshots and diff them against the last good release.
+/// The tests JSON file is a list of {name, run_failed, image_path, log_path, url}.
 #[derive(Debug, Parser)]
 #[command(name = "diff_my_images", version)]
 struct Args {
-    /// JSON list of {name, run_failed, image_path, log_path, url}.
-    #[arg(
-        long = "tests-json-path",
-        visible_alias = "tests_json_path",
-        value_name = "FILE"
-    )]
-    tests_json_path: PathBuf,
-
     #[command(flatten)]
-    server: ServerArgs,
-
-    #[command(flatten)]
-    wait: WaitArgs,
+    tests: TestsJsonArgs,
 }
 
 fn main() -> ExitCode {
@@ -37,17 +26,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let tests = tests_json::load_image_tests(&args.tests_json_path)?;
-    let client = args.server.client()?;
-    let default_url = format!("file:{}", args.tests_json_path.display());
-    let key =
-        release::create_release(&client, &args.server, "diff_my_images", &default_url).await?;
+    let tests = tests_json::load_image_tests(&args.tests.tests_json_path)?;
+    let (client, key) = args.tests.start_release("diff_my_images").await?;
     for test in &tests {
         report(&client, &key, test)
             .await
             .with_context(|| format!("test {:?}", test.name))?;
     }
-    release::finish(&client, &key, &args.wait).await
+    release::finish(&client, &key, &args.tests.wait).await
 }
 
 async fn report(

@@ -1,7 +1,6 @@
 //! `diff_my_urls`: asks the server to capture a list of pages (each with an
 //! optional baseline page) as the runs of a new release.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,25 +8,15 @@ use clap::Parser;
 use dpxdt_core::api::RequestRunRequest;
 use dpxdt_tools::release;
 use dpxdt_tools::tests_json;
-use dpxdt_tools::tool_args::{ServerArgs, WaitArgs};
+use dpxdt_tools::tool_args::TestsJsonArgs;
 
 /// Capture and diff a list of pages described in a JSON file.
+/// The tests JSON file is a list of {name, run_url, run_config, ref_url, ref_config}.
 #[derive(Debug, Parser)]
 #[command(name = "diff_my_urls", version)]
 struct Args {
-    /// JSON list of {name, run_url, run_config, ref_url, ref_config}.
-    #[arg(
-        long = "tests-json-path",
-        visible_alias = "tests_json_path",
-        value_name = "FILE"
-    )]
-    tests_json_path: PathBuf,
-
     #[command(flatten)]
-    server: ServerArgs,
-
-    #[command(flatten)]
-    wait: WaitArgs,
+    tests: TestsJsonArgs,
 }
 
 fn main() -> ExitCode {
@@ -36,10 +25,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let tests = tests_json::load_url_tests(&args.tests_json_path)?;
-    let client = args.server.client()?;
-    let default_url = format!("file:{}", args.tests_json_path.display());
-    let key = release::create_release(&client, &args.server, "diff_my_urls", &default_url).await?;
+    let tests = tests_json::load_url_tests(&args.tests.tests_json_path)?;
+    let (client, key) = args.tests.start_release("diff_my_urls").await?;
     for test in &tests {
         let (ref_url, ref_config) = match &test.ref_url {
             Some(url) => (Some(url.clone()), Some(test.ref_config_json()?)),
@@ -60,5 +47,5 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("test {:?}: cannot request the run", test.name))?;
     }
-    release::finish(&client, &key, &args.wait).await
+    release::finish(&client, &key, &args.tests.wait).await
 }
