@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Key, TestServer, admin, png};
+use common::{Call, Key, TestServer, admin, png};
 use dpxdt_server::workers::DiffWorker;
 use serde_json::Value;
 
@@ -31,6 +31,14 @@ async fn status_of(s: &TestServer, key: &Key, build: &str, name: &str, number: &
     serde_json::from_slice(&body).unwrap()
 }
 
+/// A server and a build "site" whose key may also give verdicts.
+async fn server_with_verdict_key() -> (TestServer, String, Key) {
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("site").await;
+    s.allow_key_verdicts(&build);
+    (s, build, key)
+}
+
 fn count(status: &Value, run_status: &str) -> u64 {
     status["runs"]
         .as_array()
@@ -41,265 +49,304 @@ fn count(status: &Value, run_status: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Requests refused before any work: no or wrong credentials, unknown
+/// endpoints and methods, superuser-only endpoints, things that do not
+/// exist, and malformed values. Each is a JSON error naming the problem.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_succeed_and_refuse_with_json_errors() {
-    let s = TestServer::start(|_| {}).await;
-    // Authentication.
-    let (code, body) = s.post(None, "create_release", &[("build_id", "1")]).await;
-    assert_eq!(code, 401);
-    assert_eq!(body["success"], false);
-    assert!(
-        body["error"].as_str().unwrap().contains("API key"),
-        "{body}"
-    );
-    let wrong = Key(common::ADMIN_ID.into(), "nope".into());
-    assert_eq!(
-        s.post(Some(&wrong), "create_build", &[("name", "x")])
-            .await
-            .0,
-        401
-    );
-    // Routing.
-    let (code, body) = s.post(Some(&admin()), "no_such_thing", &[]).await;
-    assert_eq!(code, 404);
-    assert_eq!(body["error"], "no API endpoint /api/no_such_thing");
-    let (code, body) = s.get(Some(&admin()), "report_run", &[]).await;
-    assert_eq!(code, 405);
-    let body: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["error"], "/api/report_run does not accept GET");
-    let (code, _) = s.get(Some(&admin()), "work_queue/capture/lease", &[]).await;
-    assert_eq!(code, 405);
-
-    let (build, key) = s.build_with_key("site").await;
-    s.allow_key_verdicts(&build);
-    // Only superusers create builds and keys, or touch the work queue.
-    assert_eq!(
-        s.post(Some(&key), "create_build", &[("name", "x")]).await.0,
-        403
-    );
-    assert_eq!(
-        s.post(Some(&key), "create_api_key", &[("build_id", &build)])
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        s.post(
-            Some(&key),
+async fn requests_refused_before_any_work_are_json_errors() {
+    let (s, build, key) = server_with_verdict_key().await;
+    let (adm, wrong) = (admin(), Key(common::ADMIN_ID.into(), "nope".into()));
+    let (k, a) = (Some(&key), Some(&adm));
+    let b = build.as_str();
+    let no_colon = format!("Basic {}", dpxdt_e2e::base64(b"just-an-id"));
+    let missing = release_form(b, "nope", "1");
+    let with = |extra: &[(&'static str, &'static str)]| [missing.clone(), extra.to_vec()].concat();
+    let task = [("payload", "{}"), ("task_id", "1"), ("owner", "w")];
+    let mut calls = vec![
+        // Authentication: missing, wrong or malformed credentials are 401.
+        Call::post(None, "create_release", &[("build_id", "1")])
+            .is(401)
+            .says("API key"),
+        Call::post(Some(&wrong), "create_build", &[("name", "x")]).is(401),
+    ];
+    for header in [
+        "Bearer abc",
+        "Basic !!!not-base64",
+        no_colon.as_str(),
+        "Basic",
+    ] {
+        calls.push(
+            Call::post(None, "create_build", &[("name", "x")])
+                .with_auth(header)
+                .is(401),
+        );
+    }
+    calls.extend([
+        // Routing: unknown endpoints 404, wrong methods 405.
+        Call::post(a, "no_such_thing", &[])
+            .is(404)
+            .says("no API endpoint /api/no_such_thing"),
+        Call::get(a, "report_run", &[])
+            .is(405)
+            .says("/api/report_run does not accept GET"),
+        Call::get(a, "work_queue/capture/lease", &[]).is(405),
+        Call::post(k, "download", &[]).is(405),
+        Call::method(reqwest::Method::PUT, k, "create_release").is(405),
+        // Only superusers create builds and keys or touch the work queue.
+        Call::post(k, "create_build", &[("name", "x")]).is(403),
+        Call::post(k, "create_api_key", &[("build_id", b)]).is(403),
+        Call::post(
+            k,
             "work_queue/capture/lease",
-            &[("owner", "w"), ("count", "1"), ("timeout", "5")]
+            &[("owner", "w"), ("count", "1"), ("timeout", "5")],
         )
-        .await
-        .0,
-        403
-    );
-
-    // create_release numbers attempts; bad parameters name the field.
-    let create = |name: &'static str| {
-        let build = build.clone();
-        let s = &s;
-        let key = key.clone();
-        async move {
-            s.post(
-                Some(&key),
-                "create_release",
-                &[
-                    ("build_id", &build),
-                    ("release_name", name),
-                    ("url", "http://ci/1"),
-                ],
-            )
-            .await
-        }
-    };
-    let (code, body) = create("r").await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["release_number"], 1);
-    assert_eq!(create("r").await.1["release_number"], 2);
-    let (code, body) = s
-        .post(Some(&key), "create_release", &[("build_id", &build)])
-        .await;
-    assert_eq!(code, 400);
-    assert!(
-        body["error"].as_str().unwrap().contains("release_name"),
-        "{body}"
-    );
-    let (code, body) = s
-        .post(
-            Some(&key),
+        .is(403),
+    ]);
+    for action in ["add", "heartbeat", "finish", "cancel"] {
+        calls.push(Call::post(k, &format!("work_queue/capture/{action}"), &task).is(403));
+    }
+    calls.extend([
+        Call::post(a, "work_queue/No Such!/add", &[("payload", "{}")])
+            .is(400)
+            .says("queue name"),
+        Call::post(
+            a,
+            "work_queue/jobs/heartbeat",
+            &[
+                ("task_id", "999"),
+                ("owner", "w"),
+                ("message", "m"),
+                ("index", "1"),
+            ],
+        )
+        .is(404),
+        // Things that do not exist are 404.
+        Call::post(
+            a,
+            "create_release",
+            &[("build_id", "999"), ("release_name", "r"), ("url", "u")],
+        )
+        .is(404),
+        Call::post(a, "create_api_key", &[("build_id", "999")]).is(404),
+        Call::get(k, "release_status", &missing).is(404),
+        Call::post(k, "runs_done", &missing).is(404),
+        Call::post(k, "update_release", &with(&[("status", "good")])).is(404),
+        Call::post(
+            k,
+            "request_run",
+            &with(&[("run_name", "/"), ("url", "http://x/"), ("config", "{}")]),
+        )
+        .is(404),
+        // Bad values are 400 and name the field.
+        Call::post(k, "create_release", &[("build_id", b)])
+            .is(400)
+            .says("release_name"),
+        Call::post(
+            k,
             "create_release",
             &[("build_id", "abc"), ("release_name", "r"), ("url", "u")],
         )
-        .await;
-    assert_eq!(code, 400, "{body}");
-
-    // report_run: unknown release, artifact not uploaded, success.
-    let mut form = release_form(&build, "r", "9");
-    form.push(("run_name", "/"));
-    assert_eq!(s.post(Some(&key), "report_run", &form).await.0, 404);
-    let mut form = release_form(&build, "r", "2");
-    form.push(("run_name", "/"));
-    let missing = "906d3259c103f6fcba4e8164a4dc3ae0d1a685d9";
-    let mut with_missing = form.clone();
-    with_missing.push(("image", missing));
-    let (code, body) = s.post(Some(&key), "report_run", &with_missing).await;
-    assert_eq!(code, 400);
-    assert!(
-        body["error"].as_str().unwrap().contains("not uploaded"),
-        "{body}"
-    );
-    let mut bad_id = form.clone();
-    bad_id.push(("image", "../../etc/passwd"));
-    assert_eq!(s.post(Some(&key), "report_run", &bad_id).await.0, 400);
-    let (code, up) = s
-        .upload(&key, &build, "a.png", png(4, 4, [255, 0, 0, 255], None))
-        .await;
-    assert_eq!(code, 200, "{up}");
-    assert_eq!(up["content_type"], "image/png");
-    let image = up["sha1sum"].as_str().unwrap().to_string();
-    let mut ok_form = form.clone();
-    ok_form.push(("image", &image));
-    ok_form.push(("url", "http://example.com/"));
-    let (code, body) = s.post(Some(&key), "report_run", &ok_form).await;
-    assert_eq!(
-        (code, &body["success"]),
-        (200, &Value::Bool(true)),
-        "{body}"
-    );
-
-    // find_run: nothing good yet.
+        .is(400),
+        Call::post(a, "create_build", &[("name", " ")]).is(400),
+        Call::get(k, "release_status", &release_form(b, "r", "one"))
+            .is(400)
+            .says("release_number"),
+        Call::get(k, "download", &[("build_id", b)]).is(400),
+    ]);
+    s.expect(&calls).await;
     let (code, body) = s
-        .post(
-            Some(&key),
-            "find_run",
-            &[("build_id", &build), ("run_name", "/")],
-        )
+        .upload(&adm, "999", "a.png", png(1, 1, [1, 1, 1, 255], None))
         .await;
     assert_eq!(code, 404, "{body}");
+    assert!(s.artifact_files().is_empty(), "nothing stored for no build");
+    s.stop().await;
+}
+
+/// A release from creation to the verdict: attempts are numbered, reports
+/// need uploaded images, `runs_done` moves it on and closes it to reports,
+/// and the good release is the baseline `find_run` and `download` serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_goes_from_reports_to_a_verdict_and_becomes_the_baseline() {
+    let (s, build, key) = server_with_verdict_key().await;
+    let (k, b) = (Some(&key), build.as_str());
+    let new_release = [
+        ("build_id", b),
+        ("release_name", "r"),
+        ("url", "http://ci/1"),
+    ];
+    let (code, body) = s.post(k, "create_release", &new_release).await;
+    assert_eq!(
+        (code, &body["release_number"]),
+        (200, &Value::from(1)),
+        "{body}"
+    );
+    let (code, body) = s.post(k, "create_release", &new_release).await;
+    assert_eq!(
+        (code, &body["release_number"]),
+        (200, &Value::from(2)),
+        "{body}"
+    );
+
+    let (code, up) = s
+        .upload(&key, b, "a.png", png(4, 4, [255, 0, 0, 255], None))
+        .await;
+    assert_eq!(
+        (code, &up["content_type"]),
+        (200, &Value::from("image/png")),
+        "{up}"
+    );
+    let image = up["sha1sum"].as_str().unwrap().to_string();
+    let missing = "906d3259c103f6fcba4e8164a4dc3ae0d1a685d9";
+    let run = |number: &'static str, extra: &[(&'static str, &'static str)]| {
+        [
+            release_form(b, "r", number),
+            vec![("run_name", "/")],
+            extra.to_vec(),
+        ]
+        .concat()
+    };
+    let mut report = run("2", &[("url", "http://example.com/")]);
+    report.push(("image", &image));
+    s.expect(&[
+        Call::post(k, "report_run", &run("9", &[])).is(404),
+        Call::post(k, "report_run", &run("2", &[("image", missing)]))
+            .is(400)
+            .says("not uploaded"),
+        Call::post(k, "report_run", &run("2", &[("image", "../../etc/passwd")])).is(400),
+        Call::post(k, "report_run", &report),
+        // Nothing is good yet, so there is no baseline.
+        Call::post(k, "find_run", &[("build_id", b), ("run_name", "/")]).is(404),
+    ])
+    .await;
 
     // runs_done moves the release on; later reports are refused.
-    let (code, body) = s
-        .post(Some(&key), "runs_done", &release_form(&build, "r", "2"))
-        .await;
+    let (code, body) = s.post(k, "runs_done", &release_form(b, "r", "2")).await;
     assert_eq!(code, 200, "{body}");
     assert!(
         body["results_url"].as_str().unwrap().starts_with(&s.base),
         "{body}"
     );
-    let st = status_of(&s, &key, &build, "r", "2").await;
+    let st = status_of(&s, &key, b, "r", "2").await;
     assert_eq!(st["status"], "reviewing");
     assert_eq!(count(&st, "no_diff_needed"), 1);
-    let (code, body) = s.post(Some(&key), "report_run", &ok_form).await;
-    assert_eq!(code, 409, "{body}");
     // Attempt 1 was superseded by attempt 2 while receiving.
-    assert_eq!(status_of(&s, &key, &build, "r", "1").await["status"], "bad");
-    let (code, _) = s
-        .post(Some(&key), "runs_done", &release_form(&build, "r", "1"))
-        .await;
-    assert_eq!(code, 409);
+    assert_eq!(status_of(&s, &key, b, "r", "1").await["status"], "bad");
+    let verdict =
+        |status: &'static str| [release_form(b, "r", "2"), vec![("status", status)]].concat();
+    s.expect(&[
+        Call::post(k, "report_run", &report).is(409),
+        Call::post(k, "runs_done", &release_form(b, "r", "1")).is(409),
+        Call::post(k, "update_release", &verdict("great")).is(400),
+        Call::post(k, "update_release", &verdict("good")),
+    ])
+    .await;
 
-    // Verdicts; the good release is the baseline find_run returns.
-    let mut verdict = release_form(&build, "r", "2");
-    verdict.push(("status", "great"));
-    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 400);
-    verdict.pop();
-    verdict.push(("status", "good"));
-    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 200);
+    // The good release is the baseline; its bytes are served to its build.
     let (code, body) = s
-        .post(
-            Some(&key),
-            "find_run",
-            &[("build_id", &build), ("run_name", "/")],
-        )
+        .post(k, "find_run", &[("build_id", b), ("run_name", "/")])
         .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["image"], image.as_str());
     assert_eq!(body["release_number"], 2);
-
-    // download: the bytes, checked against ownership; bad ids refused.
     let (code, bytes) = s
-        .get(
-            Some(&key),
-            "download",
-            &[("sha1sum", &image), ("build_id", &build)],
-        )
+        .get(k, "download", &[("sha1sum", &image), ("build_id", b)])
         .await;
     assert_eq!(code, 200);
     assert_eq!(bytes, png(4, 4, [255, 0, 0, 255], None));
-    assert_eq!(
-        s.get(
-            Some(&key),
-            "download",
-            &[("sha1sum", missing), ("build_id", &build)]
-        )
-        .await
-        .0,
-        404
-    );
-    assert_eq!(
-        s.get(
-            Some(&key),
-            "download",
-            &[("sha1sum", "../x"), ("build_id", &build)]
-        )
-        .await
-        .0,
-        400
-    );
+    s.expect(&[
+        Call::get(k, "download", &[("sha1sum", missing), ("build_id", b)]).is(404),
+        Call::get(k, "download", &[("sha1sum", "../x"), ("build_id", b)]).is(400),
+    ])
+    .await;
+    s.stop().await;
+}
 
-    // request_run validates its config and URL.
-    let (_, r3) = create("r").await;
-    let n3 = r3["release_number"].to_string();
-    let mut rr = release_form(&build, "r", &n3);
-    rr.extend([("run_name", "/p"), ("url", "http://127.0.0.1:9/p")]);
-    let mut bad_config = rr.clone();
-    bad_config.push(("config", "{\"viewportSize\": 3}"));
-    let (code, body) = s.post(Some(&key), "request_run", &bad_config).await;
-    assert_eq!(code, 400);
-    assert!(
-        body["error"].as_str().unwrap().starts_with("config"),
-        "{body}"
-    );
-    let mut file_url = release_form(&build, "r", &n3);
-    file_url.extend([
-        ("run_name", "/p"),
-        ("url", "file:///etc/passwd"),
-        ("config", "{}"),
-    ]);
-    assert_eq!(s.post(Some(&key), "request_run", &file_url).await.0, 400);
-    let mut good = rr.clone();
-    good.push((
-        "config",
-        "{\"viewportSize\": {\"width\": 800, \"height\": 600}}",
-    ));
-    let (code, body) = s.post(Some(&key), "request_run", &good).await;
+/// `request_run` checks its config and URL, queues one capture for the new
+/// page (the good release's run is the reference), and repeating it queues
+/// nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_run_validates_its_input_and_queues_one_capture() {
+    let (s, build, key) = server_with_verdict_key().await;
+    let (k, b) = (Some(&key), build.as_str());
+    // A good release with a run "/p" as the baseline.
+    let new_release = [
+        ("build_id", b),
+        ("release_name", "r"),
+        ("url", "http://ci/1"),
+    ];
+    s.post(k, "create_release", &new_release).await;
+    let (_, up) = s
+        .upload(&key, b, "a.png", png(4, 4, [255, 0, 0, 255], None))
+        .await;
+    let image = up["sha1sum"].as_str().unwrap().to_string();
+    let mut report = release_form(b, "r", "1");
+    report.extend([("run_name", "/p"), ("image", &image)]);
+    let mut good = release_form(b, "r", "1");
+    good.push(("status", "good"));
+    s.expect(&[
+        Call::post(k, "report_run", &report),
+        Call::post(k, "runs_done", &release_form(b, "r", "1")),
+        Call::post(k, "update_release", &good),
+        Call::post(k, "create_release", &new_release),
+    ])
+    .await;
+
+    let rr = |name: &'static str, url: &'static str, config: Option<&'static str>| {
+        let mut form = release_form(b, "r", "2");
+        form.extend([("run_name", name), ("url", url)]);
+        form.extend(config.map(|c| ("config", c)));
+        form
+    };
+    let viewport = "{\"viewportSize\": {\"width\": 800, \"height\": 600}}";
+    s.expect(&[
+        Call::post(
+            k,
+            "request_run",
+            &rr("/p", "http://127.0.0.1:9/p", Some("{\"viewportSize\": 3}")),
+        )
+        .is(400)
+        .says("config"),
+        Call::post(
+            k,
+            "request_run",
+            &rr("/p", "file:///etc/passwd", Some("{}")),
+        )
+        .is(400),
+    ])
+    .await;
+    let (code, body) = s
+        .post(
+            k,
+            "request_run",
+            &rr("/p", "http://127.0.0.1:9/p", Some(viewport)),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["config"].as_str().unwrap().len(), 40);
-    // The baseline run of the good release is the reference: one capture queued.
-    let leased = s
-        .client(&admin())
-        .lease("capture", "t", 10, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(leased.len(), 1);
+    let lease = || async {
+        s.client(&admin())
+            .lease("capture", "t", 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+    };
+    let leased = lease().await;
+    assert_eq!(leased.len(), 1, "one capture, of the new page only");
     let task: dpxdt_core::api::CaptureTask = serde_json::from_str(&leased[0].payload).unwrap();
     assert_eq!(
         (task.url.as_str(), task.is_ref),
         ("http://127.0.0.1:9/p", false)
     );
     // Repeating the request is accepted and queues nothing new.
-    assert_eq!(s.post(Some(&key), "request_run", &good).await.0, 200);
-    assert!(
-        s.client(&admin())
-            .lease("capture", "t", 10, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    s.expect(&[Call::post(
+        k,
+        "request_run",
+        &rr("/p", "http://127.0.0.1:9/p", Some(viewport)),
+    )])
+    .await;
+    assert!(lease().await.is_empty());
     // Without a config the run uses {}, as the original did.
-    let mut no_config = release_form(&build, "r", &n3);
-    no_config.extend([("run_name", "/q"), ("url", "http://127.0.0.1:9/q")]);
-    let (code, body) = s.post(Some(&key), "request_run", &no_config).await;
+    let no_config = rr("/q", "http://127.0.0.1:9/q", None);
+    let (code, body) = s.post(k, "request_run", &no_config).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         body["config"].as_str(),
@@ -367,62 +414,42 @@ async fn a_key_for_one_build_is_refused_on_another_everywhere() {
         .await;
     let b_image = up["sha1sum"].as_str().unwrap().to_string();
     let rel = release_form(&b, "r", "1");
-    let mut run = rel.clone();
-    run.push(("run_name", "/"));
-    let checks: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        (
+    let with = |extra: &[(&'static str, &'static str)]| [rel.clone(), extra.to_vec()].concat();
+    let ka = Some(&key_a);
+    let image = b_image.as_str();
+    s.expect(&[
+        Call::post(
+            ka,
             "create_release",
-            vec![("build_id", &b), ("release_name", "x"), ("url", "u")],
-        ),
-        ("find_run", vec![("build_id", &b), ("run_name", "/")]),
-        ("report_run", run.clone()),
-        ("runs_done", rel.clone()),
-        (
-            "update_release",
-            [rel.clone(), vec![("status", "bad")]].concat(),
-        ),
-        (
+            &[("build_id", &b), ("release_name", "x"), ("url", "u")],
+        )
+        .is(403),
+        Call::post(ka, "find_run", &[("build_id", &b), ("run_name", "/")]).is(403),
+        Call::post(ka, "report_run", &with(&[("run_name", "/")])).is(403),
+        Call::post(ka, "runs_done", &rel).is(403),
+        Call::post(ka, "update_release", &with(&[("status", "bad")])).is(403),
+        Call::post(
+            ka,
             "request_run",
-            [run.clone(), vec![("url", "http://x/"), ("config", "{}")]].concat(),
+            &with(&[("run_name", "/"), ("url", "http://x/"), ("config", "{}")]),
+        )
+        .is(403),
+        Call::get(ka, "release_status", &rel).is(403),
+        // B's artifact with A's key: refused whichever build_id is named.
+        Call::get(ka, "download", &[("sha1sum", image), ("build_id", &b)]).is(403),
+        Call::get(ka, "download", &[("sha1sum", image), ("build_id", &a)]).is(404),
+        // B's key still works.
+        Call::get(
+            Some(&key_b),
+            "download",
+            &[("sha1sum", image), ("build_id", &b)],
         ),
-    ];
-    for (endpoint, form) in checks {
-        let (code, body) = s.post(Some(&key_a), endpoint, &form).await;
-        assert_eq!(code, 403, "{endpoint}: {body}");
-        assert_eq!(body["success"], false);
-    }
-    let (code, _) = s.get(Some(&key_a), "release_status", &rel).await;
-    assert_eq!(code, 403);
-    // Download of build B's artifact: refused with A's key, whichever build_id is named.
-    let (code, _) = s
-        .get(
-            Some(&key_a),
-            "download",
-            &[("sha1sum", &b_image), ("build_id", &b)],
-        )
-        .await;
-    assert_eq!(code, 403);
-    let (code, _) = s
-        .get(
-            Some(&key_a),
-            "download",
-            &[("sha1sum", &b_image), ("build_id", &a)],
-        )
-        .await;
-    assert_eq!(code, 404);
+    ])
+    .await;
     let (code, _) = s
         .upload(&key_a, &b, "x.png", png(1, 1, [1, 2, 3, 255], None))
         .await;
     assert_eq!(code, 403);
-    // B's key still works.
-    let (code, _) = s
-        .get(
-            Some(&key_b),
-            "download",
-            &[("sha1sum", &b_image), ("build_id", &b)],
-        )
-        .await;
-    assert_eq!(code, 200);
     s.stop().await;
 }
 
@@ -762,19 +789,25 @@ fn every_endpoint(build: &str) -> Vec<(&'static str, Vec<(&'static str, String)>
 
 /// Asserts that `key` is refused with 401 on every endpoint, upload and GETs included.
 async fn assert_refused_everywhere(s: &TestServer, key: &Key, build: &str, image: &str) {
-    for (endpoint, form) in every_endpoint(build) {
-        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (code, body) = s.post(Some(key), endpoint, &form).await;
-        assert_eq!(code, 401, "{endpoint}: {body}");
-        assert!(
-            body["error"].as_str().unwrap().contains("revoked"),
-            "{body}"
-        );
-    }
-    let rel = release_form(build, "r", "1");
-    assert_eq!(s.get(Some(key), "release_status", &rel).await.0, 401);
-    let dl = [("sha1sum", image), ("build_id", build)];
-    assert_eq!(s.get(Some(key), "download", &dl).await.0, 401);
+    let mut calls: Vec<Call> = every_endpoint(build)
+        .iter()
+        .map(|(endpoint, form)| {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Call::post(Some(key), endpoint, &form)
+                .is(401)
+                .says("revoked")
+        })
+        .collect();
+    calls.extend([
+        Call::get(Some(key), "release_status", &release_form(build, "r", "1")).is(401),
+        Call::get(
+            Some(key),
+            "download",
+            &[("sha1sum", image), ("build_id", build)],
+        )
+        .is(401),
+    ]);
+    s.expect(&calls).await;
     let (code, _) = s
         .upload(key, build, "x.png", png(1, 1, [9, 9, 9, 255], None))
         .await;
@@ -926,190 +959,46 @@ async fn api_keys_are_revoked_over_the_api_by_their_build_or_a_superuser() {
 }
 
 /// POSTs a form with a raw `Authorization` header value.
-async fn post_with_auth(s: &TestServer, auth: &str, path: &str) -> (u16, Value) {
-    let resp = s
-        .http
-        .post(s.url(path))
-        .header("authorization", auth)
-        .form(&[("name", "x")])
-        .send()
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(Value::Null))
-}
-
+/// Transitions the release state machine does not allow are 409, and
+/// leave the release as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_remaining_refusals_of_every_endpoint() {
+async fn the_state_machine_refuses_transitions_it_does_not_allow() {
     let s = TestServer::start(|_| {}).await;
     let (build, key) = s.build_with_key("site").await;
     s.allow_key_verdicts(&build);
-    let adm = admin();
-
-    // Malformed credentials are 401 with a JSON error, never a 500.
-    let no_colon = format!("Basic {}", dpxdt_e2e::base64(b"just-an-id"));
-    for auth in [
-        "Bearer abc",
-        "Basic !!!not-base64",
-        no_colon.as_str(),
-        "Basic",
-    ] {
-        let (code, body) = post_with_auth(&s, auth, "create_build").await;
-        assert_eq!(code, 401, "{auth}: {body}");
-        assert_eq!(body["success"], false, "{auth}");
-    }
-    // Methods: GET-only and POST-only endpoints refuse the other one.
-    let resp = s
-        .http
-        .post(s.url("download"))
-        .basic_auth(&key.0, Some(&key.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 405);
-    let resp = s
-        .http
-        .put(s.url("create_release"))
-        .basic_auth(&key.0, Some(&key.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 405);
-
-    // Superuser-only: every work-queue action, not just lease.
-    for action in ["add", "heartbeat", "finish", "cancel"] {
-        let (code, body) = s
-            .post(
-                Some(&key),
-                &format!("work_queue/capture/{action}"),
-                &[("payload", "{}"), ("task_id", "1"), ("owner", "w")],
-            )
-            .await;
-        assert_eq!(code, 403, "{action}: {body}");
-    }
-    let (code, body) = s
-        .post(Some(&adm), "work_queue/No Such!/add", &[("payload", "{}")])
-        .await;
-    assert_eq!(code, 400, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("queue name"),
-        "{body}"
-    );
-    let (code, body) = s
-        .post(
-            Some(&adm),
-            "work_queue/jobs/heartbeat",
-            &[
-                ("task_id", "999"),
-                ("owner", "w"),
-                ("message", "m"),
-                ("index", "1"),
-            ],
-        )
-        .await;
-    assert_eq!(code, 404, "{body}");
-
-    // Things that do not exist are 404, named in the error.
-    let (code, body) = s
-        .post(
-            Some(&adm),
-            "create_release",
-            &[("build_id", "999"), ("release_name", "r"), ("url", "u")],
-        )
-        .await;
-    assert_eq!(code, 404, "{body}");
-    assert_eq!(
-        s.post(Some(&adm), "create_api_key", &[("build_id", "999")])
-            .await
-            .0,
-        404
-    );
-    let (code, body) = s
-        .upload(&adm, "999", "a.png", png(1, 1, [1, 1, 1, 255], None))
-        .await;
-    assert_eq!(code, 404, "{body}");
-    assert!(s.artifact_files().is_empty(), "nothing stored for no build");
-    let missing = release_form(&build, "nope", "1");
-    let (code, _) = s.get(Some(&key), "release_status", &missing).await;
-    assert_eq!(code, 404);
-    assert_eq!(s.post(Some(&key), "runs_done", &missing).await.0, 404);
-    let mut verdict = missing.clone();
-    verdict.push(("status", "good"));
-    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 404);
-    let mut rr = missing.clone();
-    rr.extend([("run_name", "/"), ("url", "http://x/"), ("config", "{}")]);
-    assert_eq!(s.post(Some(&key), "request_run", &rr).await.0, 404);
-
-    // Bad values are 400 and name the field.
-    let (code, body) = s.post(Some(&adm), "create_build", &[("name", " ")]).await;
-    assert_eq!(code, 400, "{body}");
-    let (code, body) = s
-        .get(
-            Some(&key),
-            "release_status",
-            &[
-                ("build_id", &build),
-                ("release_name", "r"),
-                ("release_number", "one"),
-            ],
-        )
-        .await;
-    assert_eq!(code, 400);
-    assert!(
-        String::from_utf8_lossy(&body).contains("release_number"),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    let (code, _) = s
-        .get(Some(&key), "download", &[("build_id", build.as_str())])
-        .await;
-    assert_eq!(code, 400);
-
-    // Transitions the state machine refuses are 409.
+    let k = Some(&key);
     s.post(
-        Some(&key),
+        k,
         "create_release",
         &[("build_id", &build), ("release_name", "r"), ("url", "u")],
     )
     .await;
     let rel = release_form(&build, "r", "1");
-    let mut good = rel.clone();
-    good.push(("status", "good"));
-    let (code, body) = s.post(Some(&key), "update_release", &good).await;
-    assert_eq!(code, 409, "receiving cannot be good: {body}");
-    let mut back = rel.clone();
-    back.push(("status", "reviewing"));
-    assert_eq!(s.post(Some(&key), "update_release", &back).await.0, 409);
-    let mut with_ref = rel.clone();
-    with_ref.extend([
-        ("run_name", "/"),
-        ("url", "http://x/"),
-        ("config", "{}"),
-        ("ref_config", "{}"),
-    ]);
-    let (code, body) = s.post(Some(&key), "request_run", &with_ref).await;
-    assert_eq!(code, 400, "ref_config without ref_url: {body}");
-    with_ref.push(("ref_url", "file:///etc/passwd"));
-    let (code, body) = s.post(Some(&key), "request_run", &with_ref).await;
-    assert_eq!(code, 400, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("ref_url"),
-        "{body}"
-    );
-    assert_eq!(s.post(Some(&key), "runs_done", &rel).await.0, 200);
-    let mut late = rel.clone();
-    late.extend([
+    let with = |extra: &[(&'static str, &'static str)]| [rel.clone(), extra.to_vec()].concat();
+    let run = [("run_name", "/"), ("url", "http://x/"), ("config", "{}")];
+    let ref_config = [run.as_slice(), &[("ref_config", "{}")]].concat();
+    let bad_ref = [ref_config.as_slice(), &[("ref_url", "file:///etc/passwd")]].concat();
+    let late = [
         ("run_name", "/late"),
         ("url", "http://x/"),
         ("config", "{}"),
-    ]);
-    assert_eq!(s.post(Some(&key), "request_run", &late).await.0, 409);
-    // Bad twice is refused; good after bad is allowed.
-    let mut bad = rel.clone();
-    bad.push(("status", "bad"));
-    assert_eq!(s.post(Some(&key), "update_release", &bad).await.0, 200);
-    assert_eq!(s.post(Some(&key), "update_release", &bad).await.0, 409);
-    assert_eq!(s.post(Some(&key), "update_release", &good).await.0, 200);
+    ];
+    s.expect(&[
+        // While receiving: no verdict "good", no going back to reviewing.
+        Call::post(k, "update_release", &with(&[("status", "good")])).is(409),
+        Call::post(k, "update_release", &with(&[("status", "reviewing")])).is(409),
+        Call::post(k, "request_run", &with(&ref_config)).is(400),
+        Call::post(k, "request_run", &with(&bad_ref))
+            .is(400)
+            .says("ref_url"),
+        Call::post(k, "runs_done", &rel),
+        // Reviewing: no new runs; bad once, not twice; good after bad.
+        Call::post(k, "request_run", &with(&late)).is(409),
+        Call::post(k, "update_release", &with(&[("status", "bad")])),
+        Call::post(k, "update_release", &with(&[("status", "bad")])).is(409),
+        Call::post(k, "update_release", &with(&[("status", "good")])),
+    ])
+    .await;
     s.stop().await;
 }
 
@@ -1850,5 +1739,27 @@ async fn a_repeated_create_with_one_idempotency_key_creates_once() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
+    // Keys are per build: one superuser key may use the same key for
+    // releases of two builds, and each gets its own release.
+    let (other_build, _) = s.build_with_key("idem-other").await;
+    for b in [&build, &other_build] {
+        let resp = s
+            .http
+            .post(s.url("create_release"))
+            .basic_auth(common::ADMIN_ID, Some(common::ADMIN_SECRET))
+            .header("Idempotency-Key", "shared")
+            .form(&[
+                ("build_id", b.as_str()),
+                ("release_name", "nightly"),
+                ("url", "http://ci/2"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "build {b}: {body}");
+        assert_eq!(body["release_number"], 1, "build {b}: {body}");
+    }
     s.stop().await;
 }

@@ -302,6 +302,27 @@ fn log_entries(page: &str, log_type: &str) -> Vec<String> {
         .collect()
 }
 
+/// Sets `build`'s webhook (keeping its name `name`), then reports release
+/// `r1` with a new key of the build (see [`report_release`]).
+async fn hook_and_report(
+    server: &UiServer,
+    owner: &mut Browser,
+    build: i64,
+    name: &str,
+    hook: &str,
+) {
+    let bs = build.to_string();
+    let Page { status, body, .. } = owner
+        .act(
+            "/build/settings",
+            &[("build_id", &bs), ("name", name), ("webhook_url", hook)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let key = owner.create_key(build).await;
+    report_release(&server.base, build, &key).await;
+}
+
 /// Reports release `r1` through the API: one run with a diff, one failed,
 /// one the same as its reference, then runs_done (so it reaches review).
 async fn report_release(base: &str, build: i64, key: &(String, String)) {
@@ -512,19 +533,7 @@ async fn a_refused_address_and_an_owner_without_one_stop_neither_the_webhook_nor
         "{page}"
     );
     assert!(page.contains("carol <span class=\"who\">&lt;bounce@example.test&gt;</span>"));
-    let Page { status, .. } = alice
-        .act(
-            "/build/settings",
-            &[
-                ("build_id", &bs),
-                ("name", "shared"),
-                ("webhook_url", &hook.url),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    let key = alice.create_key(build).await;
-    report_release(&server.base, build, &key).await;
+    hook_and_report(&server, &mut alice, build, "shared", &hook.url).await;
 
     hook.until_calls(1).await;
     smtp.until("alice's mail and carol's refusal", |s| {
@@ -567,20 +576,7 @@ async fn a_webhook_at_an_internal_address_is_refused_unless_allowed() {
     let server = start(&[], |c| c.allow_private_webhooks = false).await;
     let mut alice = server.login("alice").await;
     let build = alice.create_build("guarded", false).await;
-    let bs = build.to_string();
-    let Page { status, .. } = alice
-        .act(
-            "/build/settings",
-            &[
-                ("build_id", &bs),
-                ("name", "guarded"),
-                ("webhook_url", &hook.url),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    let key = alice.create_key(build).await;
-    report_release(&server.base, build, &key).await;
+    hook_and_report(&server, &mut alice, build, "guarded", &hook.url).await;
     let page = until_logged(&mut alice, build, "<strong>notify_failed</strong>").await;
     let failed = log_entries(&page, "notify_failed");
     assert_eq!(failed.len(), 1, "{page}");
@@ -607,20 +603,7 @@ async fn without_smtp_the_webhook_is_still_called_and_no_mail_is_sent() {
     assert!(page.contains("value=\"alice@example.test\""), "{page}");
     assert!(page.contains("no SMTP configured"), "{page}");
     let build = alice.create_build("quiet", false).await;
-    let bs = build.to_string();
-    let Page { status, .. } = alice
-        .act(
-            "/build/settings",
-            &[
-                ("build_id", &bs),
-                ("name", "quiet"),
-                ("webhook_url", &hook.url),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    let key = alice.create_key(build).await;
-    report_release(&server.base, build, &key).await;
+    hook_and_report(&server, &mut alice, build, "quiet", &hook.url).await;
     hook.until_calls(1).await;
     let page = until_logged(&mut alice, build, "<strong>notify_webhook</strong>").await;
     assert_eq!(hook.calls.lock().unwrap()[0]["runs"], 3);
@@ -699,20 +682,7 @@ async fn a_webhook_that_never_answers_does_not_hold_the_mail_back() {
     .await;
     let mut alice = server.login("alice").await;
     let build = alice.create_build("slow-hook", false).await;
-    let bs = build.to_string();
-    let Page { status, .. } = alice
-        .act(
-            "/build/settings",
-            &[
-                ("build_id", &bs),
-                ("name", "slow-hook"),
-                ("webhook_url", &hook_url),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    let key = alice.create_key(build).await;
-    report_release(&server.base, build, &key).await;
+    hook_and_report(&server, &mut alice, build, "slow-hook", &hook_url).await;
 
     // The mail arrives while the webhook call is still waiting for an answer.
     smtp.until("the mail", |s| !s.mails.is_empty()).await;

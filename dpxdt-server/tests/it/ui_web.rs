@@ -263,8 +263,19 @@ async fn posts_without_a_valid_csrf_token_are_refused() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn review_flow_with_escaped_names_keys_and_activity_log() {
+/// A release with one changed run and one unchanged, uploaded through the
+/// API with names full of markup, as alice (its build's owner) sees it.
+struct Reviewed {
+    server: UiServer,
+    alice: Browser,
+    build: i64,
+    key: (String, String),
+    diff_id: String,
+    release_path: String,
+    run_path: String,
+}
+
+async fn reviewed_release() -> Reviewed {
     let server = UiServer::start(USERS, |_| {}).await;
     let mut alice = server.browser();
     alice.login("alice", "alice-password").await;
@@ -276,18 +287,46 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
     assert!(page.body.contains(&key.0));
     assert!(!page.body.contains(&key.1));
     assert!(page.body.contains("shop &lt;b&gt;desktop&lt;/b&gt;"));
-
     let diff_id = upload_release(&server.base, build, &key, XSS_RELEASE).await;
+    let release_path = format!(
+        "/release?build_id={build}&name={}&number=1",
+        enc(XSS_RELEASE)
+    );
+    let run_path = format!(
+        "{}&run={}",
+        release_path.replacen("/release", "/run", 1),
+        enc(XSS_RUN)
+    );
+    Reviewed {
+        server,
+        alice,
+        build,
+        key,
+        diff_id,
+        release_path,
+        run_path,
+    }
+}
+
+/// Names with markup are escaped on the build, release and run pages, which
+/// show the counts, the diff first and the diff's report.
+#[tokio::test]
+async fn names_are_escaped_and_the_pages_show_the_diff() {
+    let Reviewed {
+        server,
+        mut alice,
+        build,
+        diff_id,
+        release_path,
+        run_path,
+        ..
+    } = reviewed_release().await;
     let page = alice.get(&format!("/build?id={build}")).await;
     assert!(!page.body.contains("<script>alert"), "{}", page.body);
     assert!(page.body.contains("&lt;script&gt;alert("));
     assert!(page.body.contains("Diff found: 1"));
     assert!(page.body.contains("Same: 1"));
 
-    let release_path = format!(
-        "/release?build_id={build}&name={}&number=1",
-        enc(XSS_RELEASE)
-    );
     let page = alice.get(&release_path).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("<script>alert"), "{}", page.body);
@@ -300,11 +339,6 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'"));
 
-    let run_path = format!(
-        "{}&run={}",
-        release_path.replacen("/release", "/run", 1),
-        enc(XSS_RUN)
-    );
     let page = alice.get(&run_path).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(!page.body.contains("<script>alert"), "{}", page.body);
@@ -326,6 +360,21 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
         page.body
     );
 
+    server.stop().await;
+}
+
+/// The image route serves the diff with cache headers and revalidates; a
+/// thumbnail is the top of the image, made once and then served from the
+/// artifact cache.
+#[tokio::test]
+async fn images_and_thumbnails_are_cached_and_revalidated() {
+    let Reviewed {
+        server,
+        mut alice,
+        build,
+        diff_id,
+        ..
+    } = reviewed_release().await;
     // The image route serves the diff with cache headers and revalidates.
     let img = alice
         .get(&format!("/image?build_id={build}&id={diff_id}"))
@@ -370,6 +419,24 @@ async fn review_flow_with_escaped_names_keys_and_activity_log() {
     let info = decoder.read_info().unwrap();
     assert_eq!((info.info().width, info.info().height), (8, 5));
 
+    server.stop().await;
+}
+
+/// A person approves the diff and marks the release good; that release is
+/// the next baseline; a revoked key is refused; every action is in the
+/// activity log with who did it.
+#[tokio::test]
+async fn review_verdicts_baseline_revocation_and_activity_log() {
+    let Reviewed {
+        server,
+        mut alice,
+        build,
+        key,
+        release_path,
+        run_path,
+        ..
+    } = reviewed_release().await;
+    let page = alice.get(&run_path).await;
     // Approve the diff: the core moves it to diff_approved.
     let csrf = page.input("csrf");
     let form = [

@@ -108,6 +108,16 @@ fn assert_exit(out: &Output, code: i32) -> Vec<String> {
     text(&out.stdout).lines().map(str::to_string).collect()
 }
 
+/// Asserts the exit code and that the summary line (the second) says `says`.
+fn assert_summary(out: &Output, code: i32, says: &str) -> Vec<String> {
+    let lines = assert_exit(out, code);
+    assert!(
+        lines.get(1).is_some_and(|l| l.contains(says)),
+        "the summary does not say {says:?}: {lines:?}"
+    );
+    lines
+}
+
 /// Writes a PNG filled with one colour, with a block of another colour.
 fn write_png(path: &Path, block: [u8; 4]) {
     let (w, h) = (64u32, 48u32);
@@ -208,11 +218,7 @@ async fn diff_my_images_compares_with_the_last_good_release() {
             &["--upload_release_name=nightly", &json_arg, "--wait"],
         )
         .await;
-    let lines = assert_exit(&out, 1);
-    assert!(
-        lines[1].contains("#2: reviewing (differences to review)"),
-        "{lines:?}"
-    );
+    assert_summary(&out, 1, "#2: reviewing (differences to review)");
     let status = build.status("nightly", 2).await;
     assert_eq!(count(&status, RunStatus::DiffFound), 1, "{status:?}");
     assert_eq!(count(&status, RunStatus::DiffNotFound), 1, "{status:?}");
@@ -234,8 +240,7 @@ async fn diff_my_images_reports_a_failed_run_and_exits_2_with_wait() {
             &["--upload_release_name=r", &json_arg, "--wait"],
         )
         .await;
-    let lines = assert_exit(&out, 2);
-    assert!(lines[1].contains("(failed); 1 runs: 1 failed"), "{lines:?}");
+    assert_summary(&out, 2, "(failed); 1 runs: 1 failed");
     assert_eq!(count(&build.status("r", 1).await, RunStatus::Failed), 1);
 }
 
@@ -370,8 +375,7 @@ async fn site_diff_captures_every_page_and_diffs_against_the_last_good_release()
             &["--upload_release_name=site", "--wait", &start],
         )
         .await;
-    let lines = assert_exit(&out, 0);
-    assert!(lines[1].contains("3 runs: 3 no_diff_needed"), "{lines:?}");
+    assert_summary(&out, 0, "3 runs: 3 no_diff_needed");
     let status = build.status("site", 1).await;
     assert_eq!(status.runs.iter().map(|c| c.count).sum::<u64>(), 3);
     build.mark_good("site", 1).await;
@@ -390,11 +394,7 @@ async fn site_diff_captures_every_page_and_diffs_against_the_last_good_release()
             &["--upload_release_name=site", "--wait", &start],
         )
         .await;
-    let lines = assert_exit(&out, 1);
-    assert!(
-        lines[1].contains("3 runs: 1 diff_found, 2 diff_not_found"),
-        "{lines:?}"
-    );
+    assert_summary(&out, 1, "3 runs: 1 diff_found, 2 diff_not_found");
 }
 
 #[tokio::test]
@@ -445,16 +445,14 @@ async fn url_pair_diff_and_diff_my_urls_capture_both_sides() {
             &["--upload_release_name=pair", "--wait", &new, &same],
         )
         .await;
-    let lines = assert_exit(&out, 0);
-    assert!(lines[1].contains("1 runs: 1 diff_not_found"), "{lines:?}");
+    assert_summary(&out, 0, "1 runs: 1 diff_not_found");
     let out = build
         .run(
             "url_pair_diff",
             &["--upload_release_name=pair", "--wait", &new, &changed],
         )
         .await;
-    let lines = assert_exit(&out, 1);
-    assert!(lines[1].contains("pair\" #2"), "{lines:?}");
+    assert_summary(&out, 1, "pair\" #2");
     assert_eq!(
         count(&build.status("pair", 2).await, RunStatus::DiffFound),
         1
@@ -478,11 +476,7 @@ async fn url_pair_diff_and_diff_my_urls_capture_both_sides() {
             &["--upload_release_name=urls", "--wait", &json_arg],
         )
         .await;
-    let lines = assert_exit(&out, 1);
-    assert!(
-        lines[1].contains("2 runs: 1 diff_found, 1 diff_not_found"),
-        "{lines:?}"
-    );
+    assert_summary(&out, 1, "2 runs: 1 diff_found, 1 diff_not_found");
 }
 
 #[tokio::test]
@@ -507,8 +501,7 @@ async fn site_diff_passes_basic_auth_and_injected_css_js_to_the_captures() {
             ],
         )
         .await;
-    let lines = assert_exit(&out, 0);
-    assert!(lines[1].contains("2 runs: 2 no_diff_needed"), "{lines:?}");
+    assert_summary(&out, 0, "2 runs: 2 no_diff_needed");
     let expected = format!("Basic {}", dpxdt_e2e::base64(b"ann:pw"));
     for path in ["/auth/", "/auth/inner.html"] {
         let seen = pages.requests_for(path);
@@ -537,6 +530,5 @@ async fn site_diff_passes_basic_auth_and_injected_css_js_to_the_captures() {
             ],
         )
         .await;
-    let lines = assert_exit(&out, 1);
-    assert!(lines[1].contains("2 runs: 2 diff_found"), "{lines:?}");
+    assert_summary(&out, 1, "2 runs: 2 diff_found");
 }

@@ -107,6 +107,54 @@ impl TestServer {
         (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
     }
 
+    /// Sends every call and checks its answer: the status, and for a
+    /// refusal a JSON body `{"success": false, "error": …}` that contains
+    /// the expected text. Reports every mismatch at once.
+    pub async fn expect(&self, calls: &[Call]) {
+        let mut wrong = Vec::new();
+        for call in calls {
+            let url = self.url(&call.path);
+            let mut req = self.http.request(call.method.clone(), &url);
+            req = if call.method == reqwest::Method::GET {
+                req.query(&call.form)
+            } else {
+                req.form(&call.form)
+            };
+            req = match &call.auth {
+                Auth::None => req,
+                Auth::Key(k) => req.basic_auth(&k.0, Some(&k.1)),
+                Auth::Header(h) => req.header("authorization", h),
+            };
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await.unwrap();
+            let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let text = String::from_utf8_lossy(&body);
+            if status != call.status {
+                wrong.push(format!(
+                    "{call}: answered {status}, not {}: {text}",
+                    call.status
+                ));
+            } else if status >= 400 {
+                let error = json["error"].as_str().unwrap_or_default();
+                if json["success"] != false || error.is_empty() {
+                    wrong.push(format!("{call}: not a JSON error: {text}"));
+                } else if let Some(says) = &call.says
+                    && !error.contains(says.as_str())
+                {
+                    wrong.push(format!("{call}: error does not say {says:?}: {error}"));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of {} calls answered wrongly:\n{}",
+            wrong.len(),
+            calls.len(),
+            wrong.join("\n")
+        );
+    }
+
     /// Uploads bytes as `name`; returns status and JSON body.
     pub async fn upload(&self, key: &Key, build: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
         let form = reqwest::multipart::Form::new()
@@ -170,6 +218,90 @@ impl TestServer {
 /// An API key id and secret.
 #[derive(Clone, Debug)]
 pub struct Key(pub String, pub String);
+
+/// One row of a table-driven API test: a request and the answer it must
+/// get. Build rows with [`Call::post`] / [`Call::get`] / [`Call::with_auth`],
+/// then [`Call::is`] and [`Call::says`]; run them with [`TestServer::expect`].
+#[derive(Clone, Debug)]
+pub struct Call {
+    method: reqwest::Method,
+    auth: Auth,
+    path: String,
+    form: Vec<(String, String)>,
+    status: u16,
+    says: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+enum Auth {
+    None,
+    Key(Key),
+    Header(String),
+}
+
+impl Call {
+    fn new(method: reqwest::Method, key: Option<&Key>, path: &str, form: &[(&str, &str)]) -> Call {
+        Call {
+            method,
+            auth: key.map_or(Auth::None, |k| Auth::Key(k.clone())),
+            path: path.to_string(),
+            form: form
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            status: 200,
+            says: None,
+        }
+    }
+
+    /// A POST of `form` to `/api/<path>`, with `key` if given.
+    pub fn post(key: Option<&Key>, path: &str, form: &[(&str, &str)]) -> Call {
+        Call::new(reqwest::Method::POST, key, path, form)
+    }
+
+    /// A GET of `/api/<path>` with `query`, with `key` if given.
+    pub fn get(key: Option<&Key>, path: &str, query: &[(&str, &str)]) -> Call {
+        Call::new(reqwest::Method::GET, key, path, query)
+    }
+
+    /// Any method, as is.
+    pub fn method(method: reqwest::Method, key: Option<&Key>, path: &str) -> Call {
+        Call::new(method, key, path, &[])
+    }
+
+    /// This request with a raw `Authorization` header instead of a key.
+    pub fn with_auth(mut self, header: &str) -> Call {
+        self.auth = Auth::Header(header.to_string());
+        self
+    }
+
+    /// The status the answer must have (200 unless said).
+    pub fn is(mut self, status: u16) -> Call {
+        self.status = status;
+        self
+    }
+
+    /// Text the JSON error must contain.
+    pub fn says(mut self, text: &str) -> Call {
+        self.says = Some(text.to_string());
+        self
+    }
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = match &self.auth {
+            Auth::None => "no key".to_string(),
+            Auth::Key(k) => format!("key {}", k.0),
+            Auth::Header(h) => format!("Authorization {h:?}"),
+        };
+        write!(
+            f,
+            "{} /api/{} {:?} ({who})",
+            self.method, self.path, self.form
+        )
+    }
+}
 
 /// The configured superuser key.
 pub fn admin() -> Key {
