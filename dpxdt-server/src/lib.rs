@@ -164,7 +164,11 @@ pub async fn serve_store(
         let _ = stop_tx.send(true);
     });
     let mut stop_for_grace = stop_rx.clone();
-    let server = warp::serve(ui::with_ui(state.clone(), http::routes(state)))
+    use warp::Filter as _;
+    let app = http::health_routes(&state)
+        .or(ui::with_ui(state.clone(), http::routes(state)))
+        .unify();
+    let server = warp::serve(app)
         .incoming(listener)
         .graceful(async move {
             let _ = stop_for_server.wait_for(|stop| *stop).await;

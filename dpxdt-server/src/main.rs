@@ -174,6 +174,10 @@ enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Check the data directory without changing it: the database answers,
+    /// its migrations are current, the artifact directory takes writes.
+    /// Prints one line per check; exits 0 when all pass, 1 when one fails.
+    Check,
     /// Run capture and diff workers against a server over HTTP.
     Worker {
         /// The server's root URL.
@@ -257,9 +261,21 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = config(&args)?;
     match args.command.unwrap_or(Command::Serve) {
+        Command::Check => {
+            let checks = storage::health::check_data_dir(&config.data_dir);
+            for check in &checks {
+                println!("{check}");
+            }
+            let ok = checks.iter().all(|c| c.ok);
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
         Command::Serve => {
             let (store, first) = dpxdt_server::init_data_dir(&config)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
@@ -350,7 +366,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             workers::join_all(tasks, Duration::from_secs(10)).await;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -374,7 +390,7 @@ fn main() -> ExitCode {
     // bounded time to end; the process does not wait on it forever.
     runtime.shutdown_timeout(dpxdt_server::SHUTDOWN_GRACE);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("dpxdt-server: {e:#}");
             ExitCode::from(2)

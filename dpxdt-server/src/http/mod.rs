@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 
 use futures_util::{Stream, StreamExt};
-use warp::http::{HeaderMap, Method};
+use warp::http::{HeaderMap, Method, StatusCode};
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 use warp::{Buf, Filter, Reply};
@@ -111,7 +111,7 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 /// Every route of the API, as warp filters: each endpoint is a typed path
 /// under `/api/`; a request that matches none is answered 404 and one with
 /// the wrong method 405, both as the API's JSON error. Requests are logged
-/// (the workers' twice-a-second queue polls only at debug level).
+/// (the workers' queue polls only at debug level).
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
@@ -169,7 +169,9 @@ pub fn routes(
         .with(warp::log::custom(|info| {
             let (method, path, status) = (info.method(), info.path(), info.status().as_u16());
             let ms = info.elapsed().as_millis() as u64;
-            if path.starts_with("/api/work_queue/") && status < 400 {
+            let polled =
+                path.starts_with("/api/work_queue/") || path == "/healthz" || path == "/readyz";
+            if polled && status < 400 {
                 tracing::debug!(%method, path, status, ms, "request");
             } else {
                 tracing::info!(%method, path, status, ms, "request");
@@ -178,6 +180,56 @@ pub fn routes(
         .map(Reply::into_response)
         .or(warp::any().map(|| ApiError::NotFound("no such page".into()).into_response()))
         .unify()
+}
+
+/// `GET /healthz` (the process serves: always 200) and `GET /readyz` (the
+/// database answers, its schema is current and artifacts can be written:
+/// 200, else 503), for load balancers. Neither needs a key, so the answer
+/// names the checks but not what was seen; failures are logged.
+pub fn health_routes(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
+    let live = warp::path("healthz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|| plain(StatusCode::OK, "ok\n".into()));
+    let store = state.store.clone();
+    let ready = warp::path("readyz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .then(move || {
+            let store = store.clone();
+            async move {
+                let checks = store.health().await;
+                let mut body = String::new();
+                for check in &checks {
+                    let verdict = if check.ok { "ok" } else { "FAILED" };
+                    body.push_str(&format!("{}: {verdict}\n", check.name));
+                    if !check.ok {
+                        tracing::warn!(%check, "not ready");
+                    }
+                }
+                let status = if checks.iter().all(|c| c.ok) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                plain(status, body)
+            }
+        });
+    live.or(ready).unify().boxed()
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    let mut resp = Response::new(body.into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        "cache-control",
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 /// One authenticated API call: the server, who calls, and with what.

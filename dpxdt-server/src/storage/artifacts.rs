@@ -47,6 +47,24 @@ impl ArtifactDir {
         Ok(ArtifactDir { root, tmp })
     }
 
+    /// The artifact directory of `data_dir` as it is: refused, not
+    /// created, when a part is missing (for checks that change nothing).
+    pub fn existing(data_dir: &Path) -> Result<ArtifactDir, String> {
+        let root = data_dir.join("artifacts");
+        let tmp = data_dir.join("tmp");
+        for dir in [&root, &tmp] {
+            if !dir.exists() {
+                return Err(format!("no directory {}", dir.display()));
+            }
+        }
+        Ok(ArtifactDir { root, tmp })
+    }
+
+    /// The directory the artifacts are filed under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where the bytes of `id` live.
     pub fn path(&self, id: &ArtifactId) -> PathBuf {
         let hex = id.as_str();

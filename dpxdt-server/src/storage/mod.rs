@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod artifacts;
 pub mod builds;
+pub mod health;
 pub mod idempotency;
 pub mod notifications;
 pub mod queue;
@@ -79,6 +80,9 @@ struct Inner {
     _lock: Option<std::fs::File>,
 }
 
+/// The database's file name in the data directory.
+pub const DB_FILE: &str = "dpxdt.sqlite3";
+
 /// Milliseconds since the Unix epoch: the unit of every stored time.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -121,7 +125,7 @@ impl Store {
         artifacts: ArtifactDir,
         lock: Option<std::fs::File>,
     ) -> Result<Store, StoreError> {
-        let db_path = data_dir.join("dpxdt.sqlite3");
+        let db_path = data_dir.join(DB_FILE);
         let mut conn = Connection::open_with_flags(
             &db_path,
             OpenFlags::SQLITE_OPEN_READ_WRITE

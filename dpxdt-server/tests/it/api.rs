@@ -1763,3 +1763,33 @@ async fn a_repeated_create_with_one_idempotency_key_creates_once() {
     }
     s.stop().await;
 }
+
+/// `/healthz` answers while the process serves; `/readyz` is 503 while the
+/// artifact directory cannot take writes, naming the failing check but
+/// not what was seen, and 200 again once it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_endpoints_for_load_balancers() {
+    let s = TestServer::start(|_| {}).await;
+    let get = |path: &'static str| {
+        let req = s.http.get(format!("{}/{path}", s.base));
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("healthz").await, (200, "ok\n".to_string()));
+    let ready = "database: ok\nmigrations: ok\nartifacts: ok\n".to_string();
+    assert_eq!(get("readyz").await, (200, ready.clone()));
+    let tmp = s.dir.path().join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let (status, body) = get("readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("artifacts: FAILED\n"), "{body}");
+    assert!(!body.contains(s.dir.path().to_str().unwrap()), "{body}");
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    assert_eq!(get("readyz").await, (200, ready));
+    s.stop().await;
+}

@@ -741,6 +741,42 @@ fn a_second_server_on_the_same_data_dir_is_refused_but_create_build_works_beside
     assert_eq!(id.len(), 32);
 }
 
+/// `dpxdt-server check` prints one line per check and exits 0 beside a
+/// running server, and 1 (naming the failing part) on a directory no
+/// server has used, which it leaves as it was.
+#[test]
+fn check_reports_each_part_and_exits_by_the_worst() {
+    let check = |data: &Path| {
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .unwrap();
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        (out.status.code(), lines)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let _server = Proc::start(dir.path(), &["--no-workers"]);
+    let (code, lines) = check(dir.path());
+    assert_eq!(code, Some(0), "{lines:?}");
+    let names: Vec<&str> = lines.iter().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(names, ["database", "migrations", "artifacts"], "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains(": ok: ")), "{lines:?}");
+
+    let unused = dir.path().join("never-served");
+    let (code, lines) = check(&unused);
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert!(
+        lines[0].starts_with("database: FAILED: no database at"),
+        "{lines:?}"
+    );
+    assert!(!unused.exists(), "check created {}", unused.display());
+}
+
 /// With real chromedriver and Chromium (the `capture` feature): the default
 /// server capturing in-process, and a remote capture worker SIGKILLed while
 /// Chromium loads a page.

@@ -1,0 +1,241 @@
+//! Health of the storage a server stands on: the database answers, its
+//! schema is the one this binary expects, and the artifact directory takes
+//! writes. `/readyz` runs them on the open store, `dpxdt-server check` on a
+//! data directory without migrating or locking it.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::{ArtifactDir, Store, latest_version};
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked: `database`, `migrations` or `artifacts`.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen, for a person reading the line.
+    pub detail: String,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.ok { "ok" } else { "FAILED" };
+        write!(f, "{}: {verdict}: {}", self.name, self.detail)
+    }
+}
+
+/// The database answers a query.
+fn database(conn: &Connection, shown_as: &str) -> Check {
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Check::pass("database", format!("{shown_as} answers")),
+        Err(e) => Check::fail("database", format!("{shown_as}: {e}")),
+    }
+}
+
+/// The schema version is the one this binary writes.
+fn migrations(conn: &Connection) -> Check {
+    let want = latest_version();
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(v) if v == want => Check::pass("migrations", format!("schema version {v} is current")),
+        Ok(v) if v < want => Check::fail(
+            "migrations",
+            format!(
+                "schema version {v}: {} migrations pending (the server applies them when it starts)",
+                want - v
+            ),
+        ),
+        Ok(v) => Check::fail(
+            "migrations",
+            format!("schema version {v} is newer than this binary ({want})"),
+        ),
+        Err(e) => Check::fail("migrations", format!("cannot read the schema version: {e}")),
+    }
+}
+
+/// A probe file can be written, synced and removed where uploads land.
+fn artifacts(dir: &ArtifactDir) -> Check {
+    let probe = dir.temp_path();
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(b"dpxdt health probe")?;
+        f.sync_all()
+    });
+    let removed = std::fs::remove_file(&probe);
+    match (written, removed) {
+        (Ok(()), Ok(())) => Check::pass(
+            "artifacts",
+            format!("{} takes writes", dir.root().display()),
+        ),
+        (Err(e), _) | (_, Err(e)) => Check::fail(
+            "artifacts",
+            format!("cannot write {}: {e}", probe.display()),
+        ),
+    }
+}
+
+impl Store {
+    /// The checks on this open store (the `/readyz` answer).
+    pub async fn health(&self) -> Vec<Check> {
+        let store = self.clone();
+        let shown = self.db_path().display().to_string();
+        let checked = tokio::task::spawn_blocking(move || {
+            let mut checks = store.blocking(|c| Ok(vec![database(c, &shown), migrations(c)]))?;
+            checks.push(artifacts(store.artifacts()));
+            Ok::<_, super::StoreError>(checks)
+        })
+        .await;
+        match checked {
+            Ok(Ok(checks)) => checks,
+            Ok(Err(e)) => vec![Check::fail("database", e.to_string())],
+            Err(e) => vec![Check::fail(
+                "database",
+                format!("the check did not finish: {e}"),
+            )],
+        }
+    }
+}
+
+/// The checks on the data directory `data_dir`, beside a running server or
+/// without one: nothing is created, migrated or locked (but a probe file
+/// is written and removed in its temp directory).
+pub fn check_data_dir(data_dir: &Path) -> Vec<Check> {
+    let db_path = data_dir.join(super::DB_FILE);
+    let shown = db_path.display().to_string();
+    let mut checks = Vec::new();
+    if !db_path.is_file() {
+        checks.push(Check::fail(
+            "database",
+            format!("no database at {shown} (a server creates it when it first starts)"),
+        ));
+        checks.push(Check::fail("migrations", "no database to read"));
+    } else {
+        match Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            Ok(conn) => {
+                checks.push(database(&conn, &shown));
+                checks.push(migrations(&conn));
+            }
+            Err(e) => {
+                checks.push(Check::fail("database", format!("cannot open {shown}: {e}")));
+                checks.push(Check::fail("migrations", "no database to read"));
+            }
+        }
+    }
+    match ArtifactDir::existing(data_dir) {
+        Ok(dir) => checks.push(artifacts(&dir)),
+        Err(e) => checks.push(Check::fail("artifacts", e)),
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdicts(checks: &[Check]) -> Vec<(&'static str, bool)> {
+        checks.iter().map(|c| (c.name, c.ok)).collect()
+    }
+
+    #[test]
+    fn a_served_directory_passes_every_check() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let checks = check_data_dir(dir.path());
+        assert_eq!(
+            verdicts(&checks),
+            [
+                ("database", true),
+                ("migrations", true),
+                ("artifacts", true)
+            ],
+            "{checks:?}"
+        );
+        assert!(
+            checks[1]
+                .to_string()
+                .starts_with("migrations: ok: schema version")
+        );
+    }
+
+    #[test]
+    fn each_broken_part_fails_its_own_check_and_names_it() {
+        // No directory at all.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nothing-here");
+        let checks = check_data_dir(&missing);
+        assert_eq!(
+            verdicts(&checks),
+            [
+                ("database", false),
+                ("migrations", false),
+                ("artifacts", false)
+            ]
+        );
+        assert!(checks[0].detail.contains("no database at"), "{}", checks[0]);
+        assert!(!missing.exists(), "a check creates nothing");
+
+        // Pending and too-new schemas.
+        drop(Store::open(dir.path()).unwrap());
+        let db = dir.path().join(crate::storage::DB_FILE);
+        let conn = Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let checks = check_data_dir(dir.path());
+        assert_eq!(verdicts(&checks)[1], ("migrations", false));
+        let pending = latest_version() - 3;
+        assert!(
+            checks[1]
+                .detail
+                .contains(&format!("{pending} migrations pending")),
+            "{}",
+            checks[1]
+        );
+        conn.pragma_update(None, "user_version", latest_version() + 1)
+            .unwrap();
+        assert!(
+            check_data_dir(dir.path())[1]
+                .detail
+                .contains("newer than this binary")
+        );
+        conn.pragma_update(None, "user_version", latest_version())
+            .unwrap();
+
+        // Uploads cannot land: the temp directory is a file.
+        let tmp = dir.path().join("tmp");
+        std::fs::remove_dir_all(&tmp).unwrap();
+        std::fs::write(&tmp, b"not a directory").unwrap();
+        let checks = check_data_dir(dir.path());
+        assert_eq!(
+            verdicts(&checks),
+            [
+                ("database", true),
+                ("migrations", true),
+                ("artifacts", false)
+            ],
+            "{checks:?}"
+        );
+        assert!(checks[2].detail.contains("cannot write"), "{}", checks[2]);
+    }
+}
