@@ -91,6 +91,9 @@ pub(crate) fn finish_report(
             changed as f64 * 100.0 / total as f64
         },
         regions,
+        shifts: Vec::new(),
+        aligned_distortion: distortion,
+        unaligned_changed_pixels: changed,
     }
 }
 
@@ -185,10 +188,18 @@ pub struct DiffImage {
 const RED: u8 = 64;
 const YELLOW: u8 = 65;
 const BLUE: u8 = 66;
+const PURPLE: u8 = 68;
 const MASK_CLEAR: u8 = 0;
 const MASK_RED: u8 = 1;
 const MASK_YELLOW: u8 = 2;
 const MASK_BLUE: u8 = 3;
+const MASK_GREEN: u8 = 4;
+const MASK_PURPLE: u8 = 5;
+/// Rows of the line that marks where a band was removed.
+const REMOVED_LINE: u32 = 3;
+/// First of 32 green tones (overlay mode): inserted rows, faded like the
+/// reference, so the band's content stays readable.
+const GREEN_RAMP: u8 = 69;
 
 impl DiffImage {
     /// Width in pixels.
@@ -207,11 +218,18 @@ impl DiffImage {
     }
 
     /// The RGBA palette: in overlay mode 64 greys (the faded reference),
-    /// then red (changed), yellow (anti-aliasing), blue (ignored); in mask
-    /// mode transparent, red, yellow, blue.
+    /// then red (changed), yellow (anti-aliasing), blue (ignored), green
+    /// (inserted band), purple (where a band was removed); in mask mode
+    /// transparent, then the same marks.
     pub fn palette(&self) -> Vec<[u8; 4]> {
-        let marks = [[255, 0, 0, 255], [255, 200, 0, 255], [90, 140, 255, 255]];
-        let mut palette = Vec::with_capacity(67);
+        let marks = [
+            [255, 0, 0, 255],
+            [255, 200, 0, 255],
+            [90, 140, 255, 255],
+            [150, 225, 150, 255],
+            [150, 40, 200, 255],
+        ];
+        let mut palette = Vec::with_capacity(101);
         if self.mask {
             palette.push([0, 0, 0, 0]);
         } else {
@@ -221,6 +239,12 @@ impl DiffImage {
             }));
         }
         palette.extend(marks);
+        if !self.mask {
+            palette.extend((0..32u8).map(|i| {
+                let v = 160 + 3 * i;
+                [v - 50, v, v - 50, 255]
+            }));
+        }
         palette
     }
 
@@ -238,6 +262,35 @@ impl DiffImage {
     /// Whether this is a transparent mask rather than an overlay.
     pub fn is_mask(&self) -> bool {
         self.mask
+    }
+
+    /// Shades inserted bands green (a faded green copy of the new rows, or
+    /// flat green in a mask) and draws a purple line where each removed
+    /// band was.
+    pub(crate) fn mark_shifts(&mut self, alignment: &super::align::Alignment, new: &Image) {
+        let purple = if self.mask { MASK_PURPLE } else { PURPLE };
+        let width = self.width as usize;
+        for (y, source) in alignment.rows.iter().enumerate() {
+            if *source != super::align::Source::Inserted {
+                continue;
+            }
+            let out = &mut self.indices[y * width..(y + 1) * width];
+            if self.mask {
+                out.fill(MASK_GREEN);
+            } else {
+                fade_row(new.row(y as u32), out);
+                for slot in out.iter_mut() {
+                    *slot = GREEN_RAMP + *slot / 2;
+                }
+            }
+        }
+        for &at in &alignment.removed_at {
+            let start = at.min(self.height.saturating_sub(REMOVED_LINE));
+            for y in start..(start + REMOVED_LINE).min(self.height) {
+                let y = y as usize;
+                self.indices[y * width..(y + 1) * width].fill(purple);
+            }
+        }
     }
 }
 

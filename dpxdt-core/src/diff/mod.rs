@@ -33,6 +33,7 @@
 //! assert!(report.is_different());
 //! ```
 
+mod align;
 mod color;
 mod image;
 mod kernel;
@@ -46,6 +47,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use self::image::Image;
+pub use align::{Shift, ShiftKind};
 pub use kernel::{DiffImage, diff_images, render_diff_image};
 pub use png_io::{decode_png, encode_diff_png, encode_rgba_png, load_png};
 pub use reference::reference_diff;
@@ -73,6 +75,8 @@ pub struct DiffOptions {
     /// Render the diff image as a transparent mask with only the changed
     /// pixels painted, instead of over a faded copy of the reference.
     pub mask: bool,
+    /// Align the images vertically first (see [`DiffReport::shifts`]).
+    pub align: bool,
 }
 
 impl Default for DiffOptions {
@@ -83,6 +87,7 @@ impl Default for DiffOptions {
             ignore: Vec::new(),
             max_pixels: DEFAULT_MAX_PIXELS,
             mask: false,
+            align: true,
         }
     }
 }
@@ -185,17 +190,30 @@ pub struct DiffReport {
     pub reference_width: u32,
     /// Height of the reference image as given.
     pub reference_height: u32,
-    /// Normalized RMSE over the colour channels, 0 (same) to 1.
+    /// Normalized RMSE over the colour channels, 0 (same) to 1, of the
+    /// images as they are (the original metric, never aligned).
     pub distortion: f64,
     /// Pixels whose colour distance passed the threshold (outside ignore
-    /// regions, and not anti-aliasing when that is detected).
+    /// regions, and not anti-aliasing when that is detected), after
+    /// alignment: rows in [`Self::shifts`] do not count.
     pub changed_pixels: u64,
     /// Pixels of the canvas.
     pub total_pixels: u64,
     /// `changed_pixels` as a percentage of `total_pixels`.
     pub percentage: f64,
-    /// Bounding boxes of the changed areas, top to bottom.
+    /// Bounding boxes of the changed areas, top to bottom (after alignment).
     pub regions: Vec<Region>,
+    /// Bands of rows inserted into the new image or removed from the
+    /// reference, found by aligning the images; empty when nothing moved
+    /// or alignment is off.
+    #[serde(default)]
+    pub shifts: Vec<Shift>,
+    /// [`Self::distortion`] after alignment (the same when nothing moved).
+    #[serde(default)]
+    pub aligned_distortion: f64,
+    /// [`Self::changed_pixels`] before alignment (the same when nothing moved).
+    #[serde(default)]
+    pub unaligned_changed_pixels: u64,
 }
 
 impl DiffReport {
@@ -204,11 +222,92 @@ impl DiffReport {
         self.width != self.reference_width || self.height != self.reference_height
     }
 
-    /// Whether a person should look at this pair: some pixel changed beyond
-    /// the threshold, or the size changed.
+    /// Whether a person should look at this pair (the original rule): some
+    /// pixel changed beyond the threshold, before or after alignment, or
+    /// something moved, or the size changed.
     pub fn is_different(&self) -> bool {
-        self.changed_pixels > 0 || self.size_changed()
+        self.changed_pixels > 0
+            || self.unaligned_changed_pixels > 0
+            || !self.shifts.is_empty()
+            || self.size_changed()
     }
+
+    /// Whether something changed besides bands moving (`--pass-on-shift`):
+    /// a pixel still differs after alignment, or the size changed in a way
+    /// no shift explains.
+    pub fn changed_beyond_shifts(&self) -> bool {
+        self.changed_pixels > 0 || (self.size_changed() && self.shifts.is_empty())
+    }
+}
+
+/// A comparison, with what the diff image is drawn from.
+struct Compared {
+    report: DiffReport,
+    /// The reference rearranged to the new image's rows, when aligned.
+    aligned: Option<(align::Alignment, Image)>,
+}
+
+/// Compares two images: aligned first when [`DiffOptions::align`] is on and
+/// alignment explains some of the difference, else as they are.
+fn compare(reference: &Image, new: &Image, opts: &DiffOptions) -> Compared {
+    let mut report = diff_images(reference, new, opts);
+    report.aligned_distortion = report.distortion;
+    report.unaligned_changed_pixels = report.changed_pixels;
+    if !opts.align || !report.is_different() {
+        return Compared {
+            report,
+            aligned: None,
+        };
+    }
+    let Some(alignment) = align::align(reference, new) else {
+        return Compared {
+            report,
+            aligned: None,
+        };
+    };
+    let moved = alignment.reference_image(reference, new);
+    let after = diff_images(&moved, new, opts);
+    // Keep the alignment only when it explains part of the difference: a
+    // false match of rows must not hide or invent changes.
+    if after.changed_pixels >= report.changed_pixels {
+        return Compared {
+            report,
+            aligned: None,
+        };
+    }
+    report.changed_pixels = after.changed_pixels;
+    report.percentage = after.percentage;
+    report.regions = after.regions;
+    report.aligned_distortion = after.distortion;
+    report.shifts = alignment.shifts.clone();
+    Compared {
+        report,
+        aligned: Some((alignment, moved)),
+    }
+}
+
+/// Compares two decoded images as [`diff_png_bytes`] and [`diff_files`] do
+/// (aligned unless [`DiffOptions::align`] is off), and renders the diff
+/// image when they differ: changes red, inserted bands green, removed
+/// bands a purple line where they were.
+pub fn compare_images(
+    reference: &Image,
+    new: &Image,
+    opts: &DiffOptions,
+) -> (DiffReport, Option<DiffImage>) {
+    let compared = compare(reference, new, opts);
+    if !compared.report.is_different() {
+        return (compared.report, None);
+    }
+    let image = match &compared.aligned {
+        Some((alignment, moved)) => {
+            let mut image = render_diff_image(moved, new, opts);
+            image.mark_shifts(alignment, new);
+            image
+        }
+        None => render_diff_image(reference, new, opts),
+    };
+    (compared.report, Some(image))
 }
 
 /// A report plus the encoded diff image (only when the pair is different).
@@ -300,14 +399,14 @@ pub fn diff_png_bytes(
         || decode_png(new, "new image", opts.max_pixels),
     );
     let (reference, new) = (reference?, new?);
-    let report = diff_images(&reference, &new, opts);
-    let diff_png = if report.is_different() {
-        let image = render_diff_image(&reference, &new, opts);
-        let mut out = Vec::new();
-        encode_diff_png(&image, &mut out)?;
-        Some(out)
-    } else {
-        None
+    let (report, image) = compare_images(&reference, &new, opts);
+    let diff_png = match image {
+        Some(image) => {
+            let mut out = Vec::new();
+            encode_diff_png(&image, &mut out)?;
+            Some(out)
+        }
+        None => None,
     };
     Ok(DiffOutcome { report, diff_png })
 }
@@ -328,13 +427,13 @@ pub fn diff_files(
         || load_png(new, opts.max_pixels),
     );
     let (reference, new) = (reference?, new?);
-    let report = diff_images(&reference, &new, opts);
-    if let Some(path) = output
-        && report.is_different()
-    {
-        let image = render_diff_image(&reference, &new, opts);
-        // The decoded inputs are no longer needed; free them before encoding.
-        drop((reference, new));
+    if output.is_none() {
+        return Ok(compare(&reference, &new, opts).report);
+    }
+    let (report, image) = compare_images(&reference, &new, opts);
+    // The decoded inputs are no longer needed; free them before encoding.
+    drop((reference, new));
+    if let (Some(path), Some(image)) = (output, image) {
         png_io::write_png_atomically(&image, path)?;
     }
     Ok(report)

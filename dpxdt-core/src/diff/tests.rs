@@ -447,3 +447,179 @@ fn files_missing_or_unwritable_are_named_and_leave_nothing_behind() {
         "no temp file left: {names:?}"
     );
 }
+
+// Alignment: bands inserted and removed are shifts, not changes.
+
+/// A page `height` rows tall whose rows are all different and detailed
+/// (text-like), except every 7th, which is blank page background.
+fn page(width: u32, height: u32, seed: u32) -> Image {
+    let mut data = Vec::with_capacity((width * height * 4) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let v = if y % 7 == 6 {
+                255
+            } else {
+                let h = (x / 3).wrapping_mul(2_654_435_761) ^ (y + seed).wrapping_mul(40_503);
+                (h >> 7) as u8
+            };
+            data.extend_from_slice(&[v, v / 2, 255 - v, 255]);
+        }
+    }
+    Image::from_rgba(width, height, data).unwrap()
+}
+
+/// `image` with `band` inserted as rows at `y`.
+fn with_rows(image: &Image, y: u32, band: &Image) -> Image {
+    assert_eq!(image.width(), band.width());
+    let stride = image.width() as usize * 4;
+    let at = y as usize * stride;
+    let mut data = image.as_rgba()[..at].to_vec();
+    data.extend_from_slice(band.as_rgba());
+    data.extend_from_slice(&image.as_rgba()[at..]);
+    Image::from_rgba(image.width(), image.height() + band.height(), data).unwrap()
+}
+
+/// `image` without rows `y..y + height`.
+fn without_rows(image: &Image, y: u32, height: u32) -> Image {
+    let stride = image.width() as usize * 4;
+    let (a, b) = (y as usize * stride, (y + height) as usize * stride);
+    let mut data = image.as_rgba()[..a].to_vec();
+    data.extend_from_slice(&image.as_rgba()[b..]);
+    Image::from_rgba(image.width(), image.height() - height, data).unwrap()
+}
+
+fn shift(kind: ShiftKind, y: u32, height: u32) -> Shift {
+    Shift { kind, y, height }
+}
+
+#[test]
+fn an_inserted_band_is_one_shift_and_nothing_else_changed() {
+    let reference = page(64, 400, 0);
+    let banner = Image::filled(64, 40, [200, 30, 30, 255]);
+    let new = with_rows(&reference, 100, &banner);
+    let (report, image) = compare_images(&reference, &new, &exact());
+    assert_eq!(report.shifts, [shift(ShiftKind::Inserted, 100, 40)]);
+    assert_eq!(report.changed_pixels, 0, "{report:?}");
+    assert!(report.regions.is_empty());
+    assert_eq!(report.aligned_distortion, 0.0);
+    assert!(report.unaligned_changed_pixels > 64 * 200, "{report:?}");
+    assert!(report.distortion > 0.0);
+    // The original rule still fails it; only --pass-on-shift lets it pass.
+    assert!(report.is_different());
+    assert!(!report.changed_beyond_shifts());
+    // The band is green in the diff image, the rest the faded page.
+    let rgba = image.expect("a diff image").to_rgba();
+    let [r, g, b, _] = rgba.pixel(10, 120);
+    assert!(
+        g > r + 40 && g > b + 40,
+        "the band is green: {:?}",
+        [r, g, b]
+    );
+    let [r, g, b, _] = rgba.pixel(10, 300);
+    assert!(
+        r == g && g == b,
+        "the rest is the faded grey page: {:?}",
+        [r, g, b]
+    );
+    // Without alignment everything below the band is a change.
+    let plain = compare_images(
+        &reference,
+        &new,
+        &DiffOptions {
+            align: false,
+            ..exact()
+        },
+    )
+    .0;
+    assert!(plain.shifts.is_empty());
+    assert_eq!(plain.changed_pixels, report.unaligned_changed_pixels);
+}
+
+#[test]
+fn a_removed_band_is_one_shift_with_a_line_where_it_was() {
+    let reference = page(64, 400, 1);
+    let new = without_rows(&reference, 250, 30);
+    let (report, image) = compare_images(&reference, &new, &exact());
+    assert_eq!(report.shifts, [shift(ShiftKind::Removed, 250, 30)]);
+    assert_eq!(report.changed_pixels, 0, "{report:?}");
+    let rgba = image.expect("a diff image").to_rgba();
+    assert_eq!(rgba.pixel(0, 250), [150, 40, 200, 255]);
+    assert_ne!(rgba.pixel(0, 240), [150, 40, 200, 255]);
+}
+
+#[test]
+fn two_shifts_and_a_colour_change_only_the_change_remains() {
+    let reference = page(64, 600, 2);
+    let notice = page(64, 25, 9000);
+    let mut new = with_rows(&reference, 50, &notice);
+    new = without_rows(&new, 400, 60);
+    // A colour change below both shifts: rows 500..505 of the new image.
+    for y in 500..505 {
+        for x in 10..20 {
+            new.set_pixel(x, y, [0, 255, 0, 255]);
+        }
+    }
+    let (report, _) = compare_images(&reference, &new, &exact());
+    assert_eq!(
+        report.shifts,
+        [
+            shift(ShiftKind::Inserted, 50, 25),
+            shift(ShiftKind::Removed, 375, 60)
+        ],
+        "{report:?}"
+    );
+    assert_eq!(report.changed_pixels, 50, "{report:?}");
+    assert_eq!(
+        report.regions,
+        [Region {
+            x1: 10,
+            y1: 500,
+            x2: 19,
+            y2: 504
+        }]
+    );
+    assert!(report.changed_beyond_shifts());
+}
+
+#[test]
+fn rows_that_are_all_alike_are_not_aligned_falsely() {
+    // A flat page and the same page with a line of text: the text is a
+    // change, not a band inserted into blank space.
+    let reference = Image::filled(32, 100, WHITE);
+    let mut new = reference.clone();
+    for x in 0..32 {
+        new.set_pixel(x, 50, BLACK);
+    }
+    let (report, _) = compare_images(&reference, &new, &exact());
+    assert!(report.shifts.is_empty(), "{report:?}");
+    assert_eq!(report.changed_pixels, 32);
+    // Two flat pages of different colours: every pixel changed, no shift.
+    let grey = Image::filled(32, 100, [128, 128, 128, 255]);
+    let (report, _) = compare_images(&reference, &grey, &exact());
+    assert!(report.shifts.is_empty());
+    assert_eq!(report.changed_pixels, 3200);
+}
+
+#[test]
+fn different_widths_are_not_aligned_and_are_reported_as_before() {
+    let reference = page(64, 200, 3);
+    let new = page(60, 240, 3);
+    let (report, _) = compare_images(&reference, &new, &exact());
+    let plain = diff_images(&reference, &new, &exact());
+    assert!(report.shifts.is_empty());
+    assert_eq!(report.changed_pixels, plain.changed_pixels);
+    assert_eq!(report.regions, plain.regions);
+    assert!(report.size_changed() && report.changed_beyond_shifts());
+}
+
+#[test]
+fn identical_and_merely_changed_pairs_are_reported_as_without_alignment() {
+    let reference = page(64, 300, 4);
+    let (same, image) = compare_images(&reference, &reference.clone(), &exact());
+    assert!(!same.is_different() && image.is_none());
+    assert_eq!(same, diff_images(&reference, &reference, &exact()));
+    let mut changed = reference.clone();
+    changed.set_pixel(5, 5, BLACK);
+    let (report, _) = compare_images(&reference, &changed, &exact());
+    assert_eq!(report, diff_images(&reference, &changed, &exact()));
+}

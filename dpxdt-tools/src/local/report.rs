@@ -272,6 +272,9 @@ mod tests {
             total_pixels: 4,
             percentage: 25.0,
             regions: vec![],
+            shifts: vec![],
+            aligned_distortion: 0.25,
+            unaligned_changed_pixels: 1,
         }
     }
 

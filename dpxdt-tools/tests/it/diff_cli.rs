@@ -162,6 +162,69 @@ fn size_change_is_reported_and_different() {
     );
 }
 
+/// A 1280x5000 page and the same page with a 40-row banner inserted at
+/// y=500: one shift and no other change; it fails by the original rule,
+/// passes with `--pass-on-shift`, and without alignment everything below
+/// the banner is a change. The diff image shades the banner green.
+#[test]
+fn an_inserted_banner_is_one_shift_in_json_and_passes_only_on_request() {
+    let f = Fixture::new();
+    write_png(&f.path("long.png"), 1280, 5000, page);
+    let banner = |x: u32, y: u32| {
+        if y < 500 {
+            page(x, y)
+        } else if y < 540 {
+            [20, 90, 200, 255]
+        } else {
+            page(x, y - 40)
+        }
+    };
+    write_png(&f.path("banner.png"), 1280, 5040, banner);
+    let out = f.run(&["long.png", "banner.png", "--json", "-o", "diff.png"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        v["shifts"],
+        serde_json::json!([{"kind": "inserted", "y": 500, "height": 40}])
+    );
+    assert_eq!(v["changed_pixels"], 0, "{v}");
+    assert_eq!(v["aligned_distortion"], 0.0, "{v}");
+    assert!(
+        v["unaligned_changed_pixels"].as_u64().unwrap() > 1280 * 1000,
+        "{v}"
+    );
+    let diff = dpxdt_core::diff::load_png(&f.path("diff.png"), 1 << 30).unwrap();
+    let [r, g, b, _] = diff.pixel(640, 520);
+    assert!(
+        g > r + 40 && g > b + 40,
+        "the banner is green: {:?}",
+        [r, g, b]
+    );
+    let [r, g, b, _] = diff.pixel(640, 2000);
+    assert!(
+        r == g && g == b,
+        "below it, the faded page: {:?}",
+        [r, g, b]
+    );
+
+    let pass = f.run(&["long.png", "banner.png", "--pass-on-shift"]);
+    assert_eq!(pass.status.code(), Some(0), "{}", stdout(&pass));
+    assert!(
+        stdout(&pass).contains("result: only moved"),
+        "{}",
+        stdout(&pass)
+    );
+    assert!(
+        stdout(&pass).contains("inserted 40 rows at y=500 (new)"),
+        "{}",
+        stdout(&pass)
+    );
+    let plain = f.run(&["long.png", "banner.png", "--no-align", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&plain)).unwrap();
+    assert_eq!(v["shifts"], serde_json::json!([]));
+    assert!(v["changed_pixels"].as_u64().unwrap() > 1280 * 1000, "{v}");
+}
+
 /// Runs a bad input and checks: exit 2, one line on stderr naming `names`
 /// and saying `says`, nothing on stdout, no diff image left behind.
 fn refused(f: &Fixture, args: &[&str], names: &str, says: &str) {

@@ -1,6 +1,7 @@
 //! `dpxdt diff REF NEW`: compare two PNG images and report the difference.
 //!
-//! Exit codes: 0 identical or within the threshold, 1 different, 2 error.
+//! Exit codes: 0 identical or within the threshold (or, with
+//! `--pass-on-shift`, only bands moved), 1 different, 2 error.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,6 +35,14 @@ pub struct DiffArgs {
     /// Refuse images with more pixels than this (decompression-bomb guard).
     #[arg(long, default_value_t = diff::DEFAULT_MAX_PIXELS, value_name = "N")]
     max_pixels: u64,
+    /// Compare the images as they are, without first aligning their rows
+    /// (a band inserted near the top then changes everything below it).
+    #[arg(long)]
+    no_align: bool,
+    /// Pass when the only differences are bands inserted or removed (pure
+    /// moves); by default any difference fails, as in the original.
+    #[arg(long, conflicts_with = "no_align")]
+    pass_on_shift: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -56,6 +65,7 @@ pub fn run(args: DiffArgs) -> ExitCode {
         ignore: args.ignore,
         max_pixels: args.max_pixels,
         mask: args.mask,
+        align: !args.no_align,
     };
     let report = match diff::diff_files(&args.reference, &args.new, args.output.as_deref(), &opts) {
         Ok(report) => report,
@@ -65,30 +75,33 @@ pub fn run(args: DiffArgs) -> ExitCode {
         }
     };
     let written = args.output.as_deref().filter(|_| report.is_different());
+    let fails = if args.pass_on_shift {
+        report.changed_beyond_shifts()
+    } else {
+        report.is_different()
+    };
     let text = if args.json {
         let json = JsonReport {
-            different: report.is_different(),
+            different: fails,
             size_changed: report.size_changed(),
             report: &report,
             diff_image: written,
         };
         serde_json::to_string(&json).expect("report serializes") + "\n"
     } else {
-        human(&report, written)
+        human(&report, fails, written)
     };
     // A closed pipe (`dpxdt diff … | head -1`) is not an error worth a message.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    ExitCode::from(if report.is_different() {
-        EXIT_DIFFERENT
-    } else {
-        EXIT_OK
-    })
+    ExitCode::from(if fails { EXIT_DIFFERENT } else { EXIT_OK })
 }
 
-fn human(report: &DiffReport, written: Option<&std::path::Path>) -> String {
+fn human(report: &DiffReport, fails: bool, written: Option<&std::path::Path>) -> String {
     let mut out = String::new();
-    let verdict = if report.is_different() {
+    let verdict = if fails {
         "different"
+    } else if !report.shifts.is_empty() {
+        "only moved"
     } else if report.distortion > 0.0 {
         "same within threshold"
     } else {
@@ -105,6 +118,21 @@ fn human(report: &DiffReport, written: Option<&std::path::Path>) -> String {
             "size: {}x{} (reference {}x{})\n",
             report.width, report.height, report.reference_width, report.reference_height
         );
+    }
+    if !report.shifts.is_empty() {
+        out += &format!(
+            "shifts: {} (distortion after alignment: {:.6}; changed pixels before: {})\n",
+            report.shifts.len(),
+            report.aligned_distortion,
+            report.unaligned_changed_pixels
+        );
+        for s in &report.shifts {
+            let (what, side) = match s.kind {
+                diff::ShiftKind::Inserted => ("inserted", "new"),
+                diff::ShiftKind::Removed => ("removed", "reference"),
+            };
+            out += &format!("  {what} {} rows at y={} ({side})\n", s.height, s.y);
+        }
     }
     if !report.regions.is_empty() {
         out += &format!("regions: {}\n", report.regions.len());
