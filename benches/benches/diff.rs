@@ -1,6 +1,7 @@
 //! Criterion benches of the diff pipeline, stage by stage: PNG decode, the
 //! fast diff kernel against the plain reference kernel, diff-image render
-//! and encode, and the whole in-process pipeline (`diff_png_bytes`).
+//! and encode, the whole in-process pipeline (`diff_png_bytes`), and what
+//! aligning the rows costs on a long page with one inserted band.
 //!
 //! Inputs are the screenshot pairs of `benches/make_pairs.sh` (in
 //! `benches/target-data/pairs`, or `DPXDT_PAIRS_DIR`) when they are there;
@@ -16,8 +17,8 @@ use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use dpxdt_core::diff::{
-    DiffOptions, Image, decode_png, diff_images, diff_png_bytes, encode_diff_png, reference_diff,
-    render_diff_image,
+    DiffOptions, Image, decode_png, diff_aligned, diff_images, diff_png_bytes, encode_diff_png,
+    reference_diff, render_diff_image,
 };
 
 /// One benchmark input: a reference and two candidates, as PNG bytes and
@@ -230,5 +231,43 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(diff, benches);
+/// A 1280x20000 page and the same page with a 40-row banner at y=520: the
+/// report with alignment (one shift, nothing else changed) and without it
+/// (everything below the banner changed), and an unchanged pair, where
+/// alignment never runs.
+fn align_benches(c: &mut Criterion) {
+    let reference = synthetic_page(1280, 20_000);
+    let stride = 1280 * 4;
+    let mut data = reference.as_rgba()[..520 * stride].to_vec();
+    data.extend(std::iter::repeat_n([20u8, 90, 200, 255], 1280 * 40).flatten());
+    data.extend_from_slice(&reference.as_rgba()[520 * stride..]);
+    let banner = Image::from_rgba(1280, 20_040, data).expect("sized above");
+    let aligned = DiffOptions::default();
+    let plain = DiffOptions {
+        align: false,
+        ..DiffOptions::default()
+    };
+    let report = diff_aligned(&reference, &banner, &aligned);
+    assert_eq!(report.shifts.len(), 1, "{report:?}");
+    assert_eq!(report.changed_pixels, 0, "{report:?}");
+
+    let mut group = c.benchmark_group("align/1280x20000");
+    group.throughput(Throughput::Elements(1280 * 20_040));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    group.warm_up_time(Duration::from_secs(1));
+    group.bench_function("inserted-band/aligned", |b| {
+        b.iter(|| diff_aligned(black_box(&reference), black_box(&banner), &aligned))
+    });
+    group.bench_function("inserted-band/not-aligned", |b| {
+        b.iter(|| diff_aligned(black_box(&reference), black_box(&banner), &plain))
+    });
+    let same = reference.clone();
+    group.bench_function("same/aligned", |b| {
+        b.iter(|| diff_aligned(black_box(&reference), black_box(&same), &aligned))
+    });
+    group.finish();
+}
+
+criterion_group!(diff, benches, align_benches);
 criterion_main!(diff);

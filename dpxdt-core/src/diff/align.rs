@@ -15,9 +15,10 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::Image;
+use super::{DiffOptions, DiffReport, Image, Region, diff_images};
 
 /// Whether a band of rows was added to the new image or taken out of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +45,9 @@ pub struct Shift {
 /// Where a row of the aligned reference comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// This reference row.
+    /// This reference row, known to be equal to the new row.
+    Same(u32),
+    /// This reference row, which may differ (a changed block).
     Reference(u32),
     /// Nowhere: the row was inserted, so it is compared with itself.
     Inserted,
@@ -76,12 +79,95 @@ impl Alignment {
             .enumerate()
         {
             match *source {
-                Source::Reference(r) => out.copy_from_slice(reference.row(r)),
+                Source::Same(r) | Source::Reference(r) => out.copy_from_slice(reference.row(r)),
                 Source::Inserted => out.copy_from_slice(new.row(y as u32)),
                 Source::Blank => {}
             }
         }
         Image::from_rgba(new.width(), new.height(), data).expect("rows of the new image's size")
+    }
+}
+
+impl Alignment {
+    /// Compares the new image with the aligned reference. Rows matched as
+    /// equal and inserted rows are skipped; each run of the other rows
+    /// (changed blocks, and rows a grown block added, compared with white)
+    /// goes through the diff kernel on its own, so nothing is copied for
+    /// the rows that match.
+    pub(crate) fn diff(&self, reference: &Image, new: &Image, opts: &DiffOptions) -> DiffReport {
+        let compared = |s: &Source| matches!(s, Source::Reference(_) | Source::Blank);
+        let stride = new.width() as usize * 4;
+        let (mut changed, mut squares, mut regions) = (0u64, 0.0f64, Vec::new());
+        let mut y = 0usize;
+        while y < self.rows.len() {
+            if !compared(&self.rows[y]) {
+                y += 1;
+                continue;
+            }
+            let start = y;
+            while y < self.rows.len() && compared(&self.rows[y]) {
+                y += 1;
+            }
+            let (y0, y1) = (start as u32, y as u32);
+            let mut old = vec![255u8; stride * (y - start)];
+            for (source, out) in self.rows[start..y].iter().zip(old.chunks_exact_mut(stride)) {
+                if let Source::Reference(r) = *source {
+                    out.copy_from_slice(reference.row(r));
+                }
+            }
+            let old = Image::from_rgba(new.width(), y1 - y0, old).expect("sized above");
+            let cur = Image::from_rgba(
+                new.width(),
+                y1 - y0,
+                new.as_rgba()[start * stride..y * stride].to_vec(),
+            )
+            .expect("rows of the new image");
+            let run_opts = DiffOptions {
+                ignore: opts
+                    .ignore
+                    .iter()
+                    .filter(|r| r.y2 >= y0 && r.y1 < y1)
+                    .map(|r| Region {
+                        y1: r.y1.max(y0) - y0,
+                        y2: r.y2.min(y1 - 1) - y0,
+                        ..*r
+                    })
+                    .collect(),
+                ..opts.clone()
+            };
+            let report = diff_images(&old, &cur, &run_opts);
+            changed += report.changed_pixels;
+            squares += report.distortion.powi(2) * 3.0 * report.total_pixels as f64;
+            regions.extend(report.regions.into_iter().map(|r| Region {
+                y1: r.y1 + y0,
+                y2: r.y2 + y0,
+                ..r
+            }));
+        }
+        let total = u64::from(new.width()) * u64::from(new.height());
+        let distortion = if total == 0 {
+            0.0
+        } else {
+            (squares / (3.0 * total as f64)).sqrt()
+        };
+        DiffReport {
+            width: new.width(),
+            height: new.height(),
+            reference_width: reference.width(),
+            reference_height: reference.height(),
+            distortion,
+            changed_pixels: changed,
+            total_pixels: total,
+            percentage: if total == 0 {
+                0.0
+            } else {
+                changed as f64 * 100.0 / total as f64
+            },
+            regions,
+            shifts: self.shifts.clone(),
+            aligned_distortion: distortion,
+            unaligned_changed_pixels: changed,
+        }
     }
 }
 
@@ -176,7 +262,7 @@ pub(crate) fn align(reference: &Image, new: &Image) -> Option<Alignment> {
         match op {
             Op::Equal { old, new, len } => {
                 for i in 0..len {
-                    rows[(new + i) as usize] = Source::Reference(old + i);
+                    rows[(new + i) as usize] = Source::Same(old + i);
                 }
             }
             Op::Insert { new, len, .. } => {
@@ -217,18 +303,18 @@ pub(crate) fn align(reference: &Image, new: &Image) -> Option<Alignment> {
 /// The runs that turn the reference's rows into the new image's, in order.
 fn row_ops(old: &Image, new: &Image) -> Vec<Op> {
     let (oh, nh) = (old.height(), new.height());
-    // Common rows at the top and bottom, by slice comparison only.
-    let mut top = 0;
-    while top < oh && top < nh && old.row(top) == new.row(top) {
-        top += 1;
-    }
-    let mut bottom = 0;
-    while bottom < oh - top
-        && bottom < nh - top
-        && old.row(oh - 1 - bottom) == new.row(nh - 1 - bottom)
-    {
-        bottom += 1;
-    }
+    // Common rows at the top and bottom, by slice comparison only, on all
+    // cores (on a long page with one inserted band this is nearly all the
+    // work alignment adds).
+    let common = oh.min(nh);
+    let top = (0..common)
+        .into_par_iter()
+        .position_first(|y| old.row(y) != new.row(y))
+        .map_or(common, |y| y as u32);
+    let bottom = (0..common - top)
+        .into_par_iter()
+        .position_first(|k| old.row(oh - 1 - k) != new.row(nh - 1 - k))
+        .map_or(common - top, |k| k as u32);
     let (o1, n1) = (oh - bottom, nh - bottom);
     let describe = |image: &Image, range: std::ops::Range<u32>| -> (Vec<u64>, Vec<bool>) {
         range

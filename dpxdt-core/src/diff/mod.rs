@@ -243,8 +243,8 @@ impl DiffReport {
 /// A comparison, with what the diff image is drawn from.
 struct Compared {
     report: DiffReport,
-    /// The reference rearranged to the new image's rows, when aligned.
-    aligned: Option<(align::Alignment, Image)>,
+    /// How the rows correspond, when aligned.
+    aligned: Option<align::Alignment>,
 }
 
 /// Compares two images: aligned first when [`DiffOptions::align`] is on and
@@ -265,8 +265,7 @@ fn compare(reference: &Image, new: &Image, opts: &DiffOptions) -> Compared {
             aligned: None,
         };
     };
-    let moved = alignment.reference_image(reference, new);
-    let after = diff_images(&moved, new, opts);
+    let after = alignment.diff(reference, new, opts);
     // Keep the alignment only when it explains part of the difference: a
     // false match of rows must not hide or invent changes.
     if after.changed_pixels >= report.changed_pixels {
@@ -282,8 +281,14 @@ fn compare(reference: &Image, new: &Image, opts: &DiffOptions) -> Compared {
     report.shifts = alignment.shifts.clone();
     Compared {
         report,
-        aligned: Some((alignment, moved)),
+        aligned: Some(alignment),
     }
+}
+
+/// The report of [`compare_images`] without the diff image: aligned
+/// unless [`DiffOptions::align`] is off.
+pub fn diff_aligned(reference: &Image, new: &Image, opts: &DiffOptions) -> DiffReport {
+    compare(reference, new, opts).report
 }
 
 /// Compares two decoded images as [`diff_png_bytes`] and [`diff_files`] do
@@ -300,8 +305,9 @@ pub fn compare_images(
         return (compared.report, None);
     }
     let image = match &compared.aligned {
-        Some((alignment, moved)) => {
-            let mut image = render_diff_image(moved, new, opts);
+        Some(alignment) => {
+            let moved = alignment.reference_image(reference, new);
+            let mut image = render_diff_image(&moved, new, opts);
             image.mark_shifts(alignment, new);
             image
         }
@@ -428,7 +434,7 @@ pub fn diff_files(
     );
     let (reference, new) = (reference?, new?);
     if output.is_none() {
-        return Ok(compare(&reference, &new, opts).report);
+        return Ok(diff_aligned(&reference, &new, opts));
     }
     let (report, image) = compare_images(&reference, &new, opts);
     // The decoded inputs are no longer needed; free them before encoding.

@@ -623,3 +623,31 @@ fn identical_and_merely_changed_pairs_are_reported_as_without_alignment() {
     let (report, _) = compare_images(&reference, &changed, &exact());
     assert_eq!(report, diff_images(&reference, &changed, &exact()));
 }
+
+#[test]
+fn the_aligned_diff_run_by_run_matches_a_diff_against_the_moved_reference() {
+    let reference = page(64, 600, 5);
+    let mut new = with_rows(&reference, 80, &page(64, 30, 7000));
+    new = without_rows(&new, 300, 20);
+    for y in 200..230 {
+        for x in 0..64 {
+            new.set_pixel(x, y, [(x * 4) as u8, 0, 0, 255]);
+        }
+    }
+    let opts = DiffOptions {
+        ignore: vec![Region {
+            x1: 0,
+            y1: 210,
+            x2: 31,
+            y2: 215,
+        }],
+        ..exact()
+    };
+    let alignment = align::align(&reference, &new).expect("aligned");
+    let by_runs = alignment.diff(&reference, &new, &opts);
+    let whole = diff_images(&alignment.reference_image(&reference, &new), &new, &opts);
+    assert_eq!(by_runs.changed_pixels, whole.changed_pixels);
+    assert_eq!(by_runs.regions, whole.regions);
+    assert!(close(by_runs.distortion, whole.distortion));
+    assert!(by_runs.changed_pixels > 0 && by_runs.changed_pixels < 64 * 30);
+}
