@@ -613,7 +613,10 @@ async fn diff_report(ui: &Ui, build: BuildId, log: Option<&str>) -> Option<Value
         }
     };
     let regions: Vec<String> = r.regions.iter().take(20).map(|g| g.to_string()).collect();
+    let shifts: Vec<String> = r.shifts.iter().take(20).map(shift_text).collect();
     Some(json!({
+        "shifts": shifts,
+        "aligned_distortion": format!("{:.4}%", r.aligned_distortion * 100.0),
         "changed": r.changed_pixels,
         "total": r.total_pixels,
         "percentage": format!("{:.3}%", r.percentage),
@@ -623,6 +626,18 @@ async fn diff_report(ui: &Ui, build: BuildId, log: Option<&str>) -> Option<Value
         "regions": regions,
         "more_regions": r.regions.len().saturating_sub(20),
     }))
+}
+
+/// A shift as the run page lists it.
+fn shift_text(shift: &dpxdt_core::diff::Shift) -> String {
+    use dpxdt_core::diff::ShiftKind;
+    match shift.kind {
+        ShiftKind::Inserted => format!("{} rows inserted at y={}", shift.height, shift.y),
+        ShiftKind::Removed => format!(
+            "{} rows removed at y={} of the reference",
+            shift.height, shift.y
+        ),
+    }
 }
 
 /// `POST /run/verdict`: approve or reject a found diff (the core decides);

@@ -1153,3 +1153,100 @@ async fn an_owner_lets_the_builds_keys_give_verdicts_in_its_settings() {
     );
     server.stop().await;
 }
+
+/// A run whose new screenshot has a band inserted: the run page lists the
+/// shift (from the core's aligned report) and says that nothing else
+/// changed.
+#[tokio::test]
+async fn the_run_page_lists_moved_content() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("shifted", false).await;
+    let key = alice.create_key(build).await;
+    let client = dpxdt_client::Client::builder(&server.base)
+        .api_key(&key.0, &key.1)
+        .retries(0)
+        .build()
+        .unwrap();
+    // Rows of distinct "text"; the new page has 3 blue rows at y=5.
+    let row = |y: u32| -> Vec<u8> {
+        (0..16u32)
+            .flat_map(|x| {
+                let v = ((x * 37 + y * 101) % 200) as u8;
+                [v, 255 - v, v / 2, 255]
+            })
+            .collect()
+    };
+    let encode = |rows: &[Vec<u8>]| {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 16, rows.len() as u32);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().unwrap();
+        w.write_image_data(&rows.concat()).unwrap();
+        w.finish().unwrap();
+        out
+    };
+    let old: Vec<Vec<u8>> = (0..20).map(row).collect();
+    let mut new = old.clone();
+    new.splice(5..5, std::iter::repeat_n([0u8, 0, 255, 255].repeat(16), 3));
+    let (old, new) = (encode(&old), encode(&new));
+    let outcome = dpxdt_core::diff::diff_png_bytes(&old, &new, &Default::default()).unwrap();
+    assert_eq!(outcome.report.shifts.len(), 1, "{:?}", outcome.report);
+    let b = BuildId(build);
+    let rel = client
+        .create_release(b, "moved", "https://ci/1")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (name, bytes) in [
+        ("ref.png", old),
+        ("new.png", new),
+        ("diff.png", outcome.diff_png.unwrap()),
+        ("diff.json", serde_json::to_vec(&outcome.report).unwrap()),
+    ] {
+        ids.push(client.upload_bytes(b, name, bytes).await.unwrap().sha1sum);
+    }
+    let key_of = ReleaseKey {
+        build_id: b,
+        release_name: "moved".into(),
+        release_number: rel.release_number,
+    };
+    client
+        .report_run(&ReportRunRequest {
+            build_id: b,
+            release_name: "moved".into(),
+            release_number: rel.release_number,
+            run_name: "/page".into(),
+            ref_image: Some(ids[0].clone()),
+            image: Some(ids[1].clone()),
+            diff_image: Some(ids[2].clone()),
+            diff_log: Some(ids[3].clone()),
+            distortion: Some(outcome.report.distortion),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client.runs_done(&key_of).await.unwrap();
+    let page = alice
+        .get(&format!(
+            "/run?build_id={build}&name=moved&number=1&run=%2Fpage"
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<span class=\"shift\">3 rows inserted at y&#x3D;5</span>"),
+        "{}",
+        page.body
+    );
+    assert!(page.text_of("shifts").starts_with("Moved content"));
+    assert!(
+        page.text_of("diff-report")
+            .starts_with("0 of 368 pixels changed"),
+        "{}",
+        page.text_of("diff-report")
+    );
+    server.stop().await;
+}
