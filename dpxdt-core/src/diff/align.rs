@@ -15,9 +15,9 @@
 
 use std::collections::HashMap;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::kernel::CommonRows;
 use super::{DiffOptions, DiffReport, Image, Region, diff_images};
 
 /// Whether a band of rows was added to the new image or taken out of it.
@@ -236,11 +236,11 @@ impl Rows<'_> {
 /// Aligns `new` with `reference`. `None` when the widths differ (no
 /// alignment: the images are compared as they are) or when the rows line
 /// up as they are.
-pub(crate) fn align(reference: &Image, new: &Image) -> Option<Alignment> {
+pub(crate) fn align(reference: &Image, new: &Image, common: CommonRows) -> Option<Alignment> {
     if reference.width() != new.width() {
         return None;
     }
-    let ops = row_ops(reference, new);
+    let ops = row_ops(reference, new, common);
     let identity = reference.height() == new.height()
         && ops.iter().all(|op| match *op {
             Op::Equal { old, new, .. } => old == new,
@@ -301,20 +301,10 @@ pub(crate) fn align(reference: &Image, new: &Image) -> Option<Alignment> {
 }
 
 /// The runs that turn the reference's rows into the new image's, in order.
-fn row_ops(old: &Image, new: &Image) -> Vec<Op> {
+fn row_ops(old: &Image, new: &Image, common: CommonRows) -> Vec<Op> {
     let (oh, nh) = (old.height(), new.height());
-    // Common rows at the top and bottom, by slice comparison only, on all
-    // cores (on a long page with one inserted band this is nearly all the
-    // work alignment adds).
-    let common = oh.min(nh);
-    let top = (0..common)
-        .into_par_iter()
-        .position_first(|y| old.row(y) != new.row(y))
-        .map_or(common, |y| y as u32);
-    let bottom = (0..common - top)
-        .into_par_iter()
-        .position_first(|k| old.row(oh - 1 - k) != new.row(nh - 1 - k))
-        .map_or(common - top, |k| k as u32);
+    // The rows shared at the top and bottom, found by the diff kernel.
+    let CommonRows { top, bottom } = common;
     let (o1, n1) = (oh - bottom, nh - bottom);
     let describe = |image: &Image, range: std::ops::Range<u32>| -> (Vec<u64>, Vec<bool>) {
         range

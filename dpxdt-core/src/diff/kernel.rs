@@ -23,10 +23,34 @@ struct BandStats {
     sq_float: f64,
     changed: u64,
     tiles: Vec<TileHit>,
+    /// First row that differs from the reference row at the same height.
+    first_unequal: Option<u32>,
+    /// Last row that differs from the reference row as far from the bottom.
+    last_unequal_from_bottom: Option<u32>,
+}
+
+/// How many rows the two images share at the top (same rows) and at the
+/// bottom (rows as far from the bottom), as alignment starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CommonRows {
+    pub(crate) top: u32,
+    pub(crate) bottom: u32,
 }
 
 /// Compares `reference` with `new` under `opts` (the fast kernel).
 pub fn diff_images(reference: &Image, new: &Image, opts: &DiffOptions) -> DiffReport {
+    diff_and_common_rows(reference, new, opts, false).0
+}
+
+/// [`diff_images`], also finding the rows the images share at the top and
+/// bottom when `common` is set: found on the same pass, while the rows are
+/// in cache, so alignment need not read both images again.
+pub(crate) fn diff_and_common_rows(
+    reference: &Image,
+    new: &Image,
+    opts: &DiffOptions,
+    common: bool,
+) -> (DiffReport, Option<CommonRows>) {
     let canvas;
     let aligned = if (reference.width(), reference.height()) == (new.width(), new.height()) {
         reference
@@ -35,30 +59,79 @@ pub fn diff_images(reference: &Image, new: &Image, opts: &DiffOptions) -> DiffRe
         &canvas
     };
     let judge = Judge::new(aligned, new, opts);
+    let bottom = (common && reference.width() == new.width()).then_some(FromBottom {
+        reference,
+        canvas: aligned,
+        offset: i64::from(new.height()) - i64::from(reference.height()),
+    });
     let bands = new.height().div_ceil(TILE);
     let stats: Vec<BandStats> = (0..bands)
         .into_par_iter()
-        .map(|band| scan_band(&judge, band))
+        .map(|band| scan_band(&judge, band, bottom.as_ref()))
         .collect();
 
     let mut sq_int = 0u64;
     let mut sq_float = 0.0f64;
     let mut changed = 0u64;
     let mut tiles = Vec::new();
+    let (mut first_unequal, mut last_unequal) = (None::<u32>, None::<u32>);
     for band in stats {
         sq_int += band.sq_int;
         sq_float += band.sq_float;
         changed += band.changed;
         tiles.extend(band.tiles);
+        first_unequal = first_unequal.or(band.first_unequal);
+        last_unequal = band.last_unequal_from_bottom.or(last_unequal);
     }
-    finish_report(
+    let rows = bottom.map(|_| {
+        let shared = reference.height().min(new.height());
+        let top = first_unequal.unwrap_or(new.height()).min(shared);
+        let bottom = last_unequal.map_or(new.height(), |y| new.height() - 1 - y);
+        CommonRows {
+            top,
+            bottom: bottom.min(shared - top),
+        }
+    });
+    let report = finish_report(
         reference,
         new,
         sq_int,
         sq_float,
         changed,
         group_tiles(tiles),
-    )
+    );
+    (report, rows)
+}
+
+/// The reference as seen from the bottom: new row `y` is compared with
+/// reference row `y - offset`.
+struct FromBottom<'a> {
+    reference: &'a Image,
+    /// The reference on the new image's canvas (rows recently read).
+    canvas: &'a Image,
+    offset: i64,
+}
+
+impl FromBottom<'_> {
+    /// Whether new row `y` equals the reference row as far from the bottom.
+    fn same(&self, y: u32, new_row: &[u8], same_height_equal: bool) -> bool {
+        if self.offset == 0 {
+            return same_height_equal;
+        }
+        let r = i64::from(y) - self.offset;
+        if r < 0 || r >= i64::from(self.reference.height()) {
+            return false;
+        }
+        let r = r as u32;
+        // Rows of the canvas above the new image's height are the
+        // reference's own rows, and were read moments ago.
+        let row = if r < self.canvas.height() {
+            self.canvas.row(r)
+        } else {
+            self.reference.row(r)
+        };
+        row == new_row
+    }
 }
 
 /// Builds the report from the accumulated sums (shared with the reference kernel).
@@ -102,7 +175,7 @@ fn px(bytes: &[u8], i: usize) -> [u8; 4] {
     [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]
 }
 
-fn scan_band(judge: &Judge<'_>, band: u32) -> BandStats {
+fn scan_band(judge: &Judge<'_>, band: u32, bottom: Option<&FromBottom<'_>>) -> BandStats {
     let mut stats = BandStats::default();
     let width = judge.new.width();
     let y_end = ((band + 1) * TILE).min(judge.new.height());
@@ -111,7 +184,16 @@ fn scan_band(judge: &Judge<'_>, band: u32) -> BandStats {
     let mut boxes: Vec<Option<Region>> = Vec::new();
     for y in band * TILE..y_end {
         let (r, n) = (judge.reference.row(y), judge.new.row(y));
-        if r == n {
+        let equal = r == n;
+        if let Some(bottom) = bottom {
+            if !equal && stats.first_unequal.is_none() {
+                stats.first_unequal = Some(y);
+            }
+            if !bottom.same(y, n, equal) {
+                stats.last_unequal_from_bottom = Some(y);
+            }
+        }
+        if equal {
             continue;
         }
         for (c, (rc, nc)) in r

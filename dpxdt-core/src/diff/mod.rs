@@ -250,7 +250,7 @@ struct Compared {
 /// Compares two images: aligned first when [`DiffOptions::align`] is on and
 /// alignment explains some of the difference, else as they are.
 fn compare(reference: &Image, new: &Image, opts: &DiffOptions) -> Compared {
-    let mut report = diff_images(reference, new, opts);
+    let (mut report, common) = kernel::diff_and_common_rows(reference, new, opts, opts.align);
     report.aligned_distortion = report.distortion;
     report.unaligned_changed_pixels = report.changed_pixels;
     if !opts.align || !report.is_different() {
@@ -259,7 +259,7 @@ fn compare(reference: &Image, new: &Image, opts: &DiffOptions) -> Compared {
             aligned: None,
         };
     }
-    let Some(alignment) = align::align(reference, new) else {
+    let Some(alignment) = common.and_then(|common| align::align(reference, new, common)) else {
         return Compared {
             report,
             aligned: None,

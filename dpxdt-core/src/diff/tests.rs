@@ -643,11 +643,39 @@ fn the_aligned_diff_run_by_run_matches_a_diff_against_the_moved_reference() {
         }],
         ..exact()
     };
-    let alignment = align::align(&reference, &new).expect("aligned");
+    let (_, common) = kernel::diff_and_common_rows(&reference, &new, &opts, true);
+    let alignment = align::align(&reference, &new, common.expect("same width")).expect("aligned");
     let by_runs = alignment.diff(&reference, &new, &opts);
     let whole = diff_images(&alignment.reference_image(&reference, &new), &new, &opts);
     assert_eq!(by_runs.changed_pixels, whole.changed_pixels);
     assert_eq!(by_runs.regions, whole.regions);
     assert!(close(by_runs.distortion, whole.distortion));
     assert!(by_runs.changed_pixels > 0 && by_runs.changed_pixels < 64 * 30);
+}
+
+#[test]
+fn the_kernel_finds_the_rows_shared_at_the_top_and_bottom() {
+    let naive = |old: &Image, new: &Image| {
+        let shared = old.height().min(new.height());
+        let top = (0..shared)
+            .take_while(|&y| old.row(y) == new.row(y))
+            .count() as u32;
+        let bottom = (0..shared - top)
+            .take_while(|&k| old.row(old.height() - 1 - k) == new.row(new.height() - 1 - k))
+            .count() as u32;
+        kernel::CommonRows { top, bottom }
+    };
+    let reference = page(48, 300, 6);
+    let cases = [
+        with_rows(&reference, 40, &page(48, 17, 500)),
+        without_rows(&reference, 100, 33),
+        without_rows(&reference, 280, 20),
+        with_rows(&reference, 0, &page(48, 5, 900)),
+        reference.clone(),
+        page(48, 300, 7),
+    ];
+    for new in &cases {
+        let (_, found) = kernel::diff_and_common_rows(&reference, new, &exact(), true);
+        assert_eq!(found, Some(naive(&reference, new)), "{}", new.height());
+    }
 }
