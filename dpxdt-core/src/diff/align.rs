@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::kernel::CommonRows;
+use super::kernel::{CommonRows, finish_report};
 use super::{DiffOptions, DiffReport, Image, Region, diff_images};
 
 /// Whether a band of rows was added to the new image or taken out of it.
@@ -144,30 +144,9 @@ impl Alignment {
                 ..r
             }));
         }
-        let total = u64::from(new.width()) * u64::from(new.height());
-        let distortion = if total == 0 {
-            0.0
-        } else {
-            (squares / (3.0 * total as f64)).sqrt()
-        };
-        DiffReport {
-            width: new.width(),
-            height: new.height(),
-            reference_width: reference.width(),
-            reference_height: reference.height(),
-            distortion,
-            changed_pixels: changed,
-            total_pixels: total,
-            percentage: if total == 0 {
-                0.0
-            } else {
-                changed as f64 * 100.0 / total as f64
-            },
-            regions,
-            shifts: self.shifts.clone(),
-            aligned_distortion: distortion,
-            unaligned_changed_pixels: changed,
-        }
+        let mut report = finish_report(reference, new, 0, squares, changed, regions);
+        report.shifts = self.shifts.clone();
+        report
     }
 }
 
