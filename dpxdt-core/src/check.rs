@@ -159,6 +159,7 @@ pub struct Checker {
     dir: PathBuf,
     update: bool,
     options: DiffOptions,
+    pass_on_shift: bool,
 }
 
 impl Default for Checker {
@@ -187,6 +188,7 @@ impl Checker {
             dir,
             update: flag("DPXDT_UPDATE"),
             options: DiffOptions::default(),
+            pass_on_shift: false,
         }
     }
 
@@ -212,6 +214,14 @@ impl Checker {
     /// A region never compared.
     pub fn ignore(mut self, region: Region) -> Checker {
         self.options.ignore.push(region);
+        self
+    }
+
+    /// Let a screenshot whose only differences are bands inserted or
+    /// removed (moved content, see [`crate::diff::DiffReport::shifts`])
+    /// match; by default any difference fails.
+    pub fn pass_on_shift(mut self, pass: bool) -> Checker {
+        self.pass_on_shift = pass;
         self
     }
 
@@ -277,7 +287,8 @@ impl Checker {
             }
         };
         let outcome = diff_png_bytes(&old, png, &self.options)?;
-        match outcome.diff_png {
+        let only_moved = self.pass_on_shift && !outcome.report.changed_beyond_shifts();
+        match outcome.diff_png.filter(|_| !only_moved) {
             None => {
                 clean();
                 Ok(CheckOutcome::Matched {
@@ -477,6 +488,41 @@ mod tests {
         assert_eq!(std::fs::read(&reference).unwrap(), red);
         assert!(!dir.path().join("nested/logo.new.png").exists());
         assert!(!dir.path().join("nested/logo.diff.png").exists());
+    }
+
+    /// 8 rows of distinct colours, with `inserted` white rows at y=3.
+    fn rows_png(inserted: u32) -> Vec<u8> {
+        let h = 8 + inserted;
+        let img = image::RgbImage::from_fn(4, h, |x, y| {
+            let y = match y {
+                y if y < 3 => y,
+                y if y < 3 + inserted => return image::Rgb([255, 255, 255]),
+                y => y - inserted,
+            };
+            image::Rgb([(y * 30) as u8, (x * 50) as u8, 100])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn moved_content_fails_unless_pass_on_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = checker(dir.path());
+        accept(&c, "page", &rows_png(0));
+        let err = c.check_image("page", &rows_png(2)).unwrap_err();
+        let CheckError::Different { report, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(report.shifts.len(), 1, "{report:?}");
+        assert_eq!(report.changed_pixels, 0);
+        let o = c
+            .clone()
+            .pass_on_shift(true)
+            .check_image("page", &rows_png(2))
+            .unwrap();
+        assert!(matches!(o, CheckOutcome::Matched { .. }), "{o:?}");
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub output_dir: Option<PathBuf>,
     /// Browser settings (`sessions` is replaced by `jobs`).
     pub browser: BrowserOptions,
+    /// A test whose only differences are bands inserted or removed (moved
+    /// content) passes; by default any difference fails.
+    pub pass_on_shift: bool,
 }
 
 impl Default for RunOptions {
@@ -69,6 +72,7 @@ impl Default for RunOptions {
             filter: TestFilter::default(),
             output_dir: None,
             browser: BrowserOptions::default(),
+            pass_on_shift: false,
         }
     }
 }
@@ -437,6 +441,7 @@ pub async fn run_with(
                 test: t.clone(),
                 capturer: Arc::clone(&capturer),
                 reporter: Arc::clone(&reporter),
+                pass_on_shift: options.pass_on_shift,
             };
             let slots = Arc::clone(&slots);
             set.spawn(async move {
@@ -462,6 +467,7 @@ struct TestContext {
     test: TestSpec,
     capturer: Arc<dyn Capturer>,
     reporter: Arc<dyn Reporter>,
+    pass_on_shift: bool,
 }
 
 impl TestContext {
@@ -539,7 +545,9 @@ impl TestContext {
                 .await
                 .map_err(|e| format!("diff task failed: {e}"))?
                 .map_err(|e| e.to_string())?;
-        match outcome.diff_png {
+        let passes = outcome.diff_png.is_none()
+            || (self.pass_on_shift && !outcome.report.changed_beyond_shifts());
+        match outcome.diff_png.filter(|_| !passes) {
             None => Ok(Outcome::Passed {
                 report: outcome.report,
                 run: run_path,
@@ -672,5 +680,102 @@ mod tests {
         let reference = std::fs::read(dir.path().join("home.png")).unwrap();
         let blue = dpxdt_core::diff::decode_png(&reference, "ref", u64::MAX).unwrap();
         assert_eq!(&blue.as_rgba()[..4], &[0, 0, 255, 255]);
+    }
+
+    /// Answers every URL with the PNG it holds now.
+    struct Shots(Mutex<Vec<u8>>);
+
+    impl Capturer for Shots {
+        fn capture<'a>(&'a self, _url: &'a str, _config: &'a CaptureConfig) -> CaptureFuture<'a> {
+            let png = self.0.lock().unwrap().clone();
+            Box::pin(async move {
+                Ok(Capture {
+                    png,
+                    log: String::new(),
+                    located: Vec::new(),
+                    links: Vec::new(),
+                })
+            })
+        }
+    }
+
+    /// A 16-pixel-wide page of distinct rows, with `inserted` blue rows at y=5.
+    fn page_png(inserted: usize) -> Vec<u8> {
+        let mut rows: Vec<Vec<u8>> = (0..20u32)
+            .map(|y| {
+                (0..16u32)
+                    .flat_map(|x| {
+                        let v = ((x * 37 + y * 101) % 200) as u8;
+                        [v, 255 - v, v / 2, 255]
+                    })
+                    .collect()
+            })
+            .collect();
+        rows.splice(
+            5..5,
+            std::iter::repeat_n([0u8, 0, 255, 255].repeat(16), inserted),
+        );
+        rgba_png(&rows.concat())
+    }
+
+    /// A 16-pixel-wide RGBA PNG of `rgba`.
+    fn rgba_png(rgba: &[u8]) -> Vec<u8> {
+        let mut png = Vec::new();
+        let mut encoder = png::Encoder::new(&mut png, 16, (rgba.len() / 64) as u32);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(rgba).unwrap();
+        writer.finish().unwrap();
+        png
+    }
+
+    #[tokio::test]
+    async fn moved_content_fails_unless_pass_on_shift_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let yaml = "tests:\n  - name: home\n    url: http://site/home\n";
+        let files = vec![parse_str(&dir.path().join("site.yaml"), yaml).unwrap()];
+        let shots = Arc::new(Shots(Mutex::new(page_png(0))));
+        let capturer: Arc<dyn Capturer> = shots.clone();
+        let run = |mode, pass_on_shift| {
+            let options = RunOptions {
+                jobs: 1,
+                output_dir: Some(out.path().to_path_buf()),
+                pass_on_shift,
+                ..RunOptions::default()
+            };
+            let (capturer, files, dir) =
+                (capturer.clone(), files.clone(), dir.path().to_path_buf());
+            async move { run_with(capturer, mode, &dir, &files, &options, quiet()).await }
+        };
+        run(Mode::Update, false).await.unwrap();
+        *shots.0.lock().unwrap() = page_png(3);
+
+        let strict = run(Mode::Test, false).await.unwrap();
+        let Outcome::Failed { report, .. } = &strict.results[0].outcome else {
+            panic!("moved content fails by default: {:?}", strict.results);
+        };
+        assert_eq!(report.shifts.len(), 1, "{report:?}");
+        assert_eq!(report.changed_pixels, 0, "{report:?}");
+
+        let lenient = run(Mode::Test, true).await.unwrap();
+        assert!(
+            matches!(lenient.results[0].outcome, Outcome::Passed { .. }),
+            "{:?}",
+            lenient.results
+        );
+        assert_eq!(lenient.exit_code(), 0);
+        // A real change still fails with --pass-on-shift.
+        let moved = dpxdt_core::diff::decode_png(&page_png(3), "page", u64::MAX).unwrap();
+        let mut rgba = moved.as_rgba().to_vec();
+        rgba[..16].fill(0);
+        *shots.0.lock().unwrap() = rgba_png(&rgba);
+        let still = run(Mode::Test, true).await.unwrap();
+        assert!(
+            matches!(still.results[0].outcome, Outcome::Failed { .. }),
+            "{:?}",
+            still.results
+        );
     }
 }

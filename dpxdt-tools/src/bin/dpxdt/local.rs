@@ -41,6 +41,10 @@ pub struct LocalArgs {
     /// Write a static HTML report (with the images) into this directory.
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
+    /// Pass a test whose only differences are bands of the page inserted
+    /// or removed (moved content); by default any difference fails.
+    #[arg(long = "pass-on-shift")]
+    pass_on_shift: bool,
 }
 
 pub fn run(mode: Mode, args: LocalArgs) -> ExitCode {
@@ -63,6 +67,7 @@ fn run_inner(mode: Mode, args: LocalArgs) -> anyhow::Result<u8> {
     let mut options = RunOptions {
         filter,
         output_dir: args.output_dir.clone(),
+        pass_on_shift: args.pass_on_shift,
         ..RunOptions::default()
     };
     if let Some(j) = args.jobs {
