@@ -42,6 +42,15 @@ pub struct Shift {
     pub height: u32,
 }
 
+/// Tallest image aligned (a 1-pixel-wide image within the pixel limit could
+/// otherwise have 100 million rows, and alignment keeps a few bytes per row).
+pub(crate) const MAX_ROWS: u32 = 200_000;
+
+/// Rows the anchor search may look at in all, per row of the two images:
+/// past it, what is left is compared as it is, so no input makes the
+/// search slower than linear.
+const SEARCH_BUDGET_PER_ROW: u64 = 8;
+
 /// Where a row of the aligned reference comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -199,6 +208,8 @@ struct Rows<'a> {
     new_hash: Vec<u64>,
     old_flat: Vec<bool>,
     new_flat: Vec<bool>,
+    /// Rows the anchor search may still look at.
+    budget: std::cell::Cell<u64>,
 }
 
 impl Rows<'_> {
@@ -216,7 +227,7 @@ impl Rows<'_> {
 /// alignment: the images are compared as they are) or when the rows line
 /// up as they are.
 pub(crate) fn align(reference: &Image, new: &Image, common: CommonRows) -> Option<Alignment> {
-    if reference.width() != new.width() {
+    if reference.width() != new.width() || reference.height().max(new.height()) > MAX_ROWS {
         return None;
     }
     let ops = row_ops(reference, new, common);
@@ -301,6 +312,7 @@ fn row_ops(old: &Image, new: &Image, common: CommonRows) -> Vec<Op> {
         new_hash,
         old_flat,
         new_flat,
+        budget: std::cell::Cell::new(SEARCH_BUDGET_PER_ROW * u64::from(oh + nh)),
     };
     let mut ops = Vec::new();
     if top > 0 {
@@ -382,7 +394,13 @@ fn split(
         });
         return;
     }
-    let anchors = unique_anchors(rows, o0, o1, n0, n1);
+    let cost = u64::from(old_len + new_len);
+    let anchors = if rows.budget.get() >= cost {
+        rows.budget.set(rows.budget.get() - cost);
+        unique_anchors(rows, o0, o1, n0, n1)
+    } else {
+        Vec::new()
+    };
     if anchors.is_empty() {
         ops.push(Op::Replace {
             old: o0,

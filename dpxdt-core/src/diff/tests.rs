@@ -679,3 +679,38 @@ fn the_kernel_finds_the_rows_shared_at_the_top_and_bottom() {
         assert_eq!(found, Some(naive(&reference, new)), "{}", new.height());
     }
 }
+
+/// A 1-pixel-wide image whose rows hold the given values.
+fn column(values: &[u32]) -> Image {
+    let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Image::from_rgba(1, values.len() as u32, data).unwrap()
+}
+
+#[test]
+fn alignment_is_bounded_on_hostile_and_huge_inputs() {
+    // Unique rows in a scrambled order (the anchor search's worst kind of
+    // input): the work budget keeps it linear, and every row it does
+    // match is really equal.
+    let n = 20_000u32;
+    let old: Vec<u32> = (0..n).map(|i| i | 0xff00_0000).collect();
+    let mut new = old.clone();
+    let mut seed = 7u64;
+    for i in (1..new.len()).rev() {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        new.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    new.insert(100, 0xff12_3456);
+    let (old, new) = (column(&old), column(&new));
+    let (_, common) = kernel::diff_and_common_rows(&old, &new, &exact(), true);
+    let alignment = align::align(&old, &new, common.unwrap()).expect("aligned");
+    for (y, source) in alignment.rows.iter().enumerate() {
+        if let align::Source::Same(r) = *source {
+            assert_eq!(old.row(r), new.row(y as u32), "row {y}");
+        }
+    }
+    // Taller than the alignment limit: compared as it is.
+    let tall = column(&vec![0xff00_00ff; align::MAX_ROWS as usize + 1]);
+    let taller = column(&vec![0xff00_00ff; align::MAX_ROWS as usize + 2]);
+    let (report, _) = compare_images(&tall, &taller, &exact());
+    assert!(report.shifts.is_empty() && report.size_changed());
+}
