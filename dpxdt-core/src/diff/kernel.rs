@@ -366,14 +366,77 @@ impl DiffImage {
                 }
             }
         }
-        for &at in &alignment.removed_at {
+        let removed = alignment
+            .shifts
+            .iter()
+            .filter(|s| s.kind == super::ShiftKind::Removed);
+        for (&at, shift) in alignment.removed_at.iter().zip(removed) {
             let start = at.min(self.height.saturating_sub(REMOVED_LINE));
             for y in start..(start + REMOVED_LINE).min(self.height) {
                 let y = y as usize;
                 self.indices[y * width..(y + 1) * width].fill(purple);
             }
+            // The label, "-<rows>", just above the line (below it at the top).
+            let label = format!("-{}", shift.height);
+            let top = if start >= LABEL_HEIGHT + 2 {
+                start - LABEL_HEIGHT - 2
+            } else {
+                start + REMOVED_LINE + 2
+            };
+            self.draw_label(&label, 4, top, purple);
         }
     }
+
+    /// Draws `text` (digits and `-`) at (x, y) in the 3x5 font, scaled by
+    /// [`LABEL_SCALE`], clipped to the image.
+    fn draw_label(&mut self, text: &str, x: u32, y: u32, color: u8) {
+        let width = self.width as usize;
+        for (i, c) in text.chars().enumerate() {
+            let Some(glyph) = glyph(c) else { continue };
+            let gx = x + i as u32 * 4 * LABEL_SCALE;
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..3u32 {
+                    if bits & (0b100 >> col) == 0 {
+                        continue;
+                    }
+                    for dy in 0..LABEL_SCALE {
+                        for dx in 0..LABEL_SCALE {
+                            let (px, py) = (
+                                gx + col * LABEL_SCALE + dx,
+                                y + row as u32 * LABEL_SCALE + dy,
+                            );
+                            if px < self.width && py < self.height {
+                                self.indices[py as usize * width + px as usize] = color;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How much the label font is scaled.
+const LABEL_SCALE: u32 = 2;
+/// Rows of a label.
+const LABEL_HEIGHT: u32 = 5 * LABEL_SCALE;
+
+/// A character of the 3x5 label font, one row of three bits per byte.
+fn glyph(c: char) -> Option<[u8; 5]> {
+    Some(match c {
+        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
+        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
+        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
+        '3' => [0b111, 0b001, 0b111, 0b001, 0b111],
+        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
+        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
+        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
+        '7' => [0b111, 0b001, 0b010, 0b010, 0b010],
+        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
+        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
+        '-' => [0b000, 0b000, 0b111, 0b000, 0b000],
+        _ => return None,
+    })
 }
 
 /// Renders the diff image: changed pixels red, anti-aliased pixels yellow,

@@ -545,6 +545,10 @@ fn a_removed_band_is_one_shift_with_a_line_where_it_was() {
     let rgba = image.expect("a diff image").to_rgba();
     assert_eq!(rgba.pixel(0, 250), [150, 40, 200, 255]);
     assert_ne!(rgba.pixel(0, 240), [150, 40, 200, 255]);
+    // Above the line, the label "-30": the minus sign's bar, then a 3.
+    assert_eq!(rgba.pixel(5, 242), [150, 40, 200, 255]);
+    assert_ne!(rgba.pixel(5, 240), [150, 40, 200, 255]);
+    assert_eq!(rgba.pixel(12, 238), [150, 40, 200, 255]);
 }
 
 #[test]
