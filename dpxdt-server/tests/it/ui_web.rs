@@ -947,11 +947,14 @@ async fn a_release_ready_for_review_is_announced_to_the_webhook_with_retries() {
     // A webhook receiver that fails the first call.
     let calls: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let seen = calls.clone();
+    // Counts calls as they arrive, so the test waits for the retry itself.
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
     let hook = warp::post()
         .and(warp::body::json())
         .map(move |body: serde_json::Value| {
             let mut calls = seen.lock().unwrap();
             calls.push(body);
+            count_tx.send_replace(calls.len());
             let status = if calls.len() == 1 { 500 } else { 200 };
             warp::reply::with_status("ok", warp::http::StatusCode::from_u16(status).unwrap())
         });
@@ -991,11 +994,10 @@ async fn a_release_ready_for_review_is_announced_to_the_webhook_with_retries() {
     let key = alice.create_key(build).await;
     upload_release(&server.base, build, &key, "r1").await;
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while calls.lock().unwrap().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "webhook not retried");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(20), count_rx.wait_for(|n| *n >= 2))
+        .await
+        .expect("the webhook is retried within 20 s")
+        .unwrap();
     let body = calls.lock().unwrap()[1].clone();
     assert_eq!(body["diffs"], 1);
     assert_eq!(body["runs"], 2);
