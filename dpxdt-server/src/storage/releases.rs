@@ -800,25 +800,65 @@ pub struct ReleaseSummary {
     pub counts: Vec<(RunStatus, u64)>,
 }
 
+/// Which releases of a build to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseQuery {
+    /// Only releases whose name contains this.
+    pub name: Option<String>,
+    /// Only releases in this state.
+    pub status: Option<ReleaseStatus>,
+    /// How many to skip (newest first).
+    pub offset: u32,
+    /// How many at most.
+    pub limit: u32,
+}
+
+impl ReleaseQuery {
+    /// The newest `limit` releases.
+    pub fn newest(limit: u32) -> ReleaseQuery {
+        ReleaseQuery {
+            name: None,
+            status: None,
+            offset: 0,
+            limit,
+        }
+    }
+}
+
 /// The releases of a build, newest first, with run counts per state.
 pub fn list_releases(
     conn: &Connection,
     build: BuildId,
-    limit: u32,
+    query: &ReleaseQuery,
 ) -> Result<Vec<ReleaseSummary>, StoreError> {
+    // `name` matches anywhere in the release name, literally.
+    let pattern = query.name.as_deref().map(|n| {
+        let escaped = n
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
     let mut stmt = conn.prepare(
-        "SELECT id, name, number, status, created FROM release WHERE build_id = ?1
-         ORDER BY created DESC, id DESC LIMIT ?2",
+        "SELECT id, name, number, status, created FROM release
+         WHERE build_id = ?1
+           AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\')
+           AND (?3 IS NULL OR status = ?3)
+         ORDER BY created DESC, id DESC LIMIT ?4 OFFSET ?5",
     )?;
-    let rows = stmt.query_map(params![build.0, limit], |r| {
-        Ok((
-            ReleaseId(r.get(0)?),
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
+    let status = query.status.map(|s| s.as_str());
+    let rows = stmt.query_map(
+        params![build.0, pattern, status, query.limit, query.offset],
+        |r| {
+            Ok((
+                ReleaseId(r.get(0)?),
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        },
+    )?;
     let mut counts =
         conn.prepare("SELECT status, COUNT(*) FROM run WHERE release_id = ?1 GROUP BY status")?;
     let mut out = Vec::new();

@@ -1,7 +1,7 @@
 //! The page and action handlers: home, builds, API keys, releases, runs
 //! and the authorized image route.
 
-use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, RunEvent, RunStatus};
+use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, ReleaseStatus, RunEvent, RunStatus};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -173,11 +173,19 @@ pub(crate) async fn build(
     let (info, access) = build_for(ui, req, field).await?;
     let owner = access == Access::Owner;
     let id = info.id;
-    let (releases, keys, log, (owners, invited), webhook) = ui
+    let search = ReleaseSearch::from(req)?;
+    let query = releases::ReleaseQuery {
+        name: search.name.clone(),
+        status: search.status,
+        offset: search.page * RELEASES_PER_PAGE,
+        // One more than shown, to know whether there is an older page.
+        limit: RELEASES_PER_PAGE + 1,
+    };
+    let (mut releases, keys, log, (owners, invited), webhook) = ui
         .state
         .store
         .call(move |c| {
-            let releases = releases::list_releases(c, id, 100)?;
+            let releases = releases::list_releases(c, id, &query)?;
             let (keys, log, owners, webhook) = if owner {
                 (
                     builds::list_api_keys(c, id)?,
@@ -191,6 +199,8 @@ pub(crate) async fn build(
             Ok((releases, keys, log, owners, webhook))
         })
         .await?;
+    let older = releases.len() > RELEASES_PER_PAGE as usize;
+    releases.truncate(RELEASES_PER_PAGE as usize);
     let releases: Vec<Value> = releases
         .into_iter()
         .map(|r| {
@@ -220,6 +230,7 @@ pub(crate) async fn build(
             "build": {"id": id.0, "name": info.name, "public": info.public, "key_verdicts": info.key_verdicts, "url": build_url(id)},
             "owner": owner,
             "releases": releases,
+            "search": search.to_json(id, older),
             "keys": keys,
             "log": log,
             "owners": owners.into_iter().map(|(name, email)| json!({"name": name, "email": email})).collect::<Vec<_>>(),
@@ -228,6 +239,73 @@ pub(crate) async fn build(
             "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
         }),
     )
+}
+
+/// Releases shown on one page of a build.
+const RELEASES_PER_PAGE: u32 = 50;
+
+/// The build page's release search: `?q=` (name contains), `?status=`,
+/// `?page=` (0 = newest).
+struct ReleaseSearch {
+    name: Option<String>,
+    status: Option<ReleaseStatus>,
+    page: u32,
+}
+
+impl ReleaseSearch {
+    fn from(req: &Req) -> Result<ReleaseSearch, UiError> {
+        let name = req
+            .q("q")
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_string);
+        if name.as_ref().is_some_and(|n| n.len() > 200) {
+            return Err(UiError::BadRequest("the search is over 200 bytes".into()));
+        }
+        let status = match req.q("status").filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                s.parse::<ReleaseStatus>()
+                    .map_err(|_| UiError::BadRequest(format!("no release state {s:?}")))?,
+            ),
+            None => None,
+        };
+        let page = match req.q("page").filter(|p| !p.is_empty()) {
+            Some(p) => p
+                .parse::<u32>()
+                .ok()
+                .filter(|p| *p <= 100_000)
+                .ok_or_else(|| UiError::BadRequest(format!("page {p:?} is not a page number")))?,
+            None => 0,
+        };
+        Ok(ReleaseSearch { name, status, page })
+    }
+
+    /// What the template shows: the form's values and the page links.
+    fn to_json(&self, build: BuildId, older: bool) -> Value {
+        let link = |page: u32| {
+            let mut url = format!("/build?id={}&page={page}", build.0);
+            if let Some(name) = &self.name {
+                url.push_str("&q=");
+                url.extend(url::form_urlencoded::byte_serialize(name.as_bytes()));
+            }
+            if let Some(status) = self.status {
+                url.push_str(&format!("&status={}", status.as_str()));
+            }
+            url
+        };
+        let states: Vec<Value> = ReleaseStatus::ALL
+            .iter()
+            .map(|s| json!({"value": s.as_str(), "selected": Some(*s) == self.status}))
+            .collect();
+        json!({
+            "q": self.name,
+            "states": states,
+            "page": self.page + 1,
+            "newer": (self.page > 0).then(|| link(self.page - 1)),
+            "older": older.then(|| link(self.page + 1)),
+            "filtered": self.name.is_some() || self.status.is_some(),
+        })
+    }
 }
 
 /// `POST /build/api_key`: creates an API key and shows its secret once.

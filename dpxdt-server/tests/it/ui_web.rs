@@ -1252,3 +1252,72 @@ async fn the_run_page_lists_moved_content() {
     );
     server.stop().await;
 }
+
+/// The build page lists releases 50 at a time, newest first, with links to
+/// older and newer pages, and searches them by name and state.
+#[tokio::test]
+async fn releases_are_paged_and_searched_by_name_and_state() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("many", false).await;
+    let key = alice.create_key(build).await;
+    let client = dpxdt_client::Client::builder(&server.base)
+        .api_key(&key.0, &key.1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let b = BuildId(build);
+    for i in 0..54 {
+        client
+            .create_release(b, &format!("nightly_{i}"), "https://ci/1")
+            .await
+            .unwrap();
+    }
+    // Two attempts of one name: the first is superseded (bad).
+    for _ in 0..2 {
+        client
+            .create_release(b, "hotfix 100%", "https://ci/2")
+            .await
+            .unwrap();
+    }
+    let rows = |body: &str| body.matches("<td><a href=\"/release?").count();
+    let first = alice.get(&format!("/build?id={build}")).await;
+    assert_eq!(rows(&first.body), 50);
+    assert!(first.body.contains("hotfix 100%"), "newest first");
+    assert!(!first.body.contains("id=\"newer-releases\""));
+    let older = first.body.split("id=\"older-releases\"").next().unwrap();
+    let href = older
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let second = alice
+        .get(&href.replace("&#x3D;", "=").replace("&amp;", "&"))
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{href}");
+    assert_eq!(rows(&second.body), 6, "{href}");
+    assert!(second.body.contains(">nightly_0<"));
+    assert!(second.body.contains("id=\"newer-releases\""));
+    assert!(!second.body.contains("id=\"older-releases\""));
+
+    // The name matches literally: `_` and `%` are not wildcards.
+    let search = |query: &str| format!("/build?id={build}&{query}");
+    let by_name = alice.get(&search("q=hotfix+100%25")).await;
+    assert_eq!(rows(&by_name.body), 2, "{}", by_name.body);
+    let literal = alice.get(&search("q=nightly_1")).await;
+    assert_eq!(rows(&literal.body), 11, "nightly_1 and nightly_10..19");
+    let bad = alice.get(&search("status=bad")).await;
+    assert_eq!(rows(&bad.body), 1);
+    assert!(bad.body.contains("hotfix 100%"));
+    let none = alice.get(&search("q=nothing&status=good")).await;
+    assert_eq!(rows(&none.body), 0);
+    assert!(none.body.contains("id=\"no-match\""));
+    for wrong in ["status=great", "page=-1", "page=x"] {
+        let page = alice.get(&search(wrong)).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{wrong}");
+    }
+    server.stop().await;
+}
