@@ -221,6 +221,11 @@ CREATE TABLE idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_created ON idempotency (created);
 "#,
+    // 12: a superuser may disable an account (it cannot log in, its
+    // sessions end) without deleting what it did.
+    r#"
+ALTER TABLE user ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The version a fully migrated database has.

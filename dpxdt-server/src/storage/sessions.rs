@@ -78,7 +78,8 @@ fn find_session_at(
         .query_row(
             "SELECT u.id, u.name, u.password_hash, u.superuser, s.csrf, s.last_seen FROM session s
              JOIN user u ON u.id = s.user_id
-             WHERE s.token_sha256 = ?1 AND s.expires > ?2 AND s.last_seen > ?3",
+             WHERE s.token_sha256 = ?1 AND s.expires > ?2 AND s.last_seen > ?3
+               AND u.disabled = 0",
             params![hash, now, now - SESSION_IDLE_MS],
             |r| {
                 Ok((
@@ -88,6 +89,7 @@ fn find_session_at(
                             name: r.get(1)?,
                             password_hash: r.get(2)?,
                             superuser: r.get(3)?,
+                            disabled: false,
                         },
                         csrf: r.get(4)?,
                     },

@@ -15,14 +15,20 @@ pub struct UserRow {
     pub password_hash: Option<String>,
     /// Superusers may see and change every build.
     pub superuser: bool,
+    /// A disabled account cannot log in.
+    pub disabled: bool,
 }
 
-fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+/// The columns [`user_from_row`] reads, in order.
+pub(crate) const USER_COLS: &str = "id, name, password_hash, superuser, disabled";
+
+pub(crate) fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
         id: r.get(0)?,
         name: r.get(1)?,
         password_hash: r.get(2)?,
         superuser: r.get(3)?,
+        disabled: r.get(4)?,
     })
 }
 
@@ -46,7 +52,7 @@ pub fn validate_user_name(name: &str) -> Result<(), StoreError> {
 pub fn find_user(conn: &Connection, name: &str) -> Result<Option<UserRow>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT id, name, password_hash, superuser FROM user WHERE name = ?1",
+            &format!("SELECT {USER_COLS} FROM user WHERE name = ?1"),
             [name],
             user_from_row,
         )
@@ -123,6 +129,81 @@ pub fn set_user_email(conn: &mut Connection, name: &str, email: &str) -> Result<
         "UPDATE user SET email = ?1 WHERE id = ?2",
         params![(!email.is_empty()).then_some(email), user.id],
     )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A user as the admin page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The account.
+    pub user: UserRow,
+    /// Its e-mail address, if set.
+    pub email: Option<String>,
+}
+
+/// Every account, by name.
+pub fn list_users(conn: &Connection) -> Result<Vec<UserSummary>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {USER_COLS}, email FROM user ORDER BY name"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UserSummary {
+            user: user_from_row(r)?,
+            email: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What a superuser may change about another account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChange {
+    /// It can no longer log in, and its sessions end.
+    Disable,
+    /// It can log in again.
+    Enable,
+    /// It may see and change every build.
+    MakeSuperuser,
+    /// It is an ordinary user again.
+    RevokeSuperuser,
+}
+
+/// Applies `change` to the account `name`, on behalf of the superuser
+/// `by`, who may not disable or demote themselves (nobody would be left to
+/// undo it).
+pub fn change_account(
+    conn: &mut Connection,
+    name: &str,
+    change: AccountChange,
+    by: &str,
+) -> Result<(), StoreError> {
+    if name == by
+        && matches!(
+            change,
+            AccountChange::Disable | AccountChange::RevokeSuperuser
+        )
+    {
+        return Err(StoreError::Conflict(
+            "you cannot disable or demote your own account".into(),
+        ));
+    }
+    let tx = write_tx(conn)?;
+    let user =
+        find_user(&tx, name)?.ok_or_else(|| StoreError::NotFound(format!("no user {name:?}")))?;
+    let (column, value) = match change {
+        AccountChange::Disable => ("disabled", true),
+        AccountChange::Enable => ("disabled", false),
+        AccountChange::MakeSuperuser => ("superuser", true),
+        AccountChange::RevokeSuperuser => ("superuser", false),
+    };
+    tx.execute(
+        &format!("UPDATE user SET {column} = ?1 WHERE id = ?2"),
+        params![value, user.id],
+    )?;
+    if change == AccountChange::Disable {
+        tx.execute("DELETE FROM session WHERE user_id = ?1", [user.id])?;
+    }
     tx.commit()?;
     Ok(())
 }

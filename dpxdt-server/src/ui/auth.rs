@@ -366,7 +366,8 @@ async fn check_login(ui: &Ui, name: &str, password: String) -> Result<Option<Use
     })
     .await
     .doing("checking a password")?;
-    Ok(user.filter(|_| ok))
+    // A disabled account fails like a wrong password: no oracle.
+    Ok(user.filter(|u| ok && !u.disabled))
 }
 
 /// `POST /login`: checks the login CSRF token, the rate limits and the password.

@@ -44,6 +44,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run", include_str!("../../templates/run.hbs")),
     ("error", include_str!("../../templates/error.hbs")),
     ("queue", include_str!("../../templates/queue.hbs")),
+    ("users", include_str!("../../templates/users.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
 ];
 const STATIC: &[(&str, &str, &str)] = &[
@@ -194,6 +195,8 @@ pub fn routes(
         route(path!("account").and(post()), Page::SetAccount),
         route(path!("account" / "invite").and(post()), Page::AnswerInvite),
         route(path!("queue").and(get()), Page::Queue),
+        route(path!("users").and(get()), Page::Users),
+        route(path!("users").and(post()), Page::ChangeUser),
         route(path!("release").and(get()), Page::Release),
         route(
             path!("release" / "status").and(post()),
@@ -305,6 +308,8 @@ enum Page {
     SetAccount,
     AnswerInvite,
     Queue,
+    Users,
+    ChangeUser,
     Release,
     ReleaseVerdict,
     Run,
@@ -440,6 +445,8 @@ impl Ui {
             Page::SetAccount => pages::set_account(self, req).await,
             Page::AnswerInvite => pages::answer_invite(self, req).await,
             Page::Queue => pages::queue(self, req).await,
+            Page::Users => pages::users(self, req, None).await,
+            Page::ChangeUser => pages::change_user(self, req).await,
             Page::Release => pages::release(self, req).await,
             Page::ReleaseVerdict => pages::release_verdict(self, req).await,
             Page::Run => pages::run(self, req).await,

@@ -501,6 +501,94 @@ pub(crate) async fn queue(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     )
 }
 
+/// The logged-in superuser's name, or 404 for anyone else (the admin pages
+/// do not exist for them).
+fn superuser(req: &Req) -> Result<String, UiError> {
+    match &req.session {
+        Some(s) if s.user.superuser => Ok(s.user.name.clone()),
+        _ => Err(UiError::NotFound),
+    }
+}
+
+/// `GET /users`: every account, for superusers, with what they may change.
+/// `reset` is a password just set, shown once.
+pub(crate) async fn users(
+    ui: &Ui,
+    req: &Req,
+    reset: Option<(String, String)>,
+) -> Result<Response, UiError> {
+    let me = superuser(req)?;
+    let list = ui.state.store.call(|c| users::list_users(c)).await?;
+    let list: Vec<Value> = list
+        .into_iter()
+        .map(|u| {
+            json!({
+                "name": u.user.name,
+                "email": u.email,
+                "superuser": u.user.superuser,
+                "disabled": u.user.disabled,
+                "me": u.user.name == me,
+            })
+        })
+        .collect();
+    ui.render(
+        req,
+        "users",
+        StatusCode::OK,
+        json!({
+            "title": "Users",
+            "users": list,
+            "reset": reset.map(|(name, password)| json!({"name": name, "password": password})),
+        }),
+    )
+}
+
+/// `POST /users`: a superuser disables or enables an account, makes it a
+/// superuser or not, or gives it a new random password (shown once, and
+/// every session of the account ends).
+pub(crate) async fn change_user(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let me = superuser(req)?;
+    let name = req.f("name").unwrap_or_default().to_string();
+    let action = req.f("action").unwrap_or_default();
+    let change = match action {
+        "disable" => users::AccountChange::Disable,
+        "enable" => users::AccountChange::Enable,
+        "make_superuser" => users::AccountChange::MakeSuperuser,
+        "revoke_superuser" => users::AccountChange::RevokeSuperuser,
+        "reset_password" => {
+            let exists = {
+                let name = name.clone();
+                ui.state
+                    .store
+                    .call(move |c| users::find_user(c, &name))
+                    .await?
+                    .is_some()
+            };
+            if !exists {
+                return Err(UiError::NotFound);
+            }
+            let password = storage::sessions::random_token(12);
+            let store = ui.state.store.clone();
+            let (who, pw) = (name.clone(), password.clone());
+            tokio::task::spawn_blocking(move || super::create_user(&store, &who, &pw, false))
+                .await
+                .doing("setting a password")??;
+            tracing::info!(user = %name, by = %me, "password reset");
+            return users(ui, req, Some((name, password))).await;
+        }
+        other => {
+            return Err(UiError::BadRequest(format!("unknown action {other:?}")));
+        }
+    };
+    let (who, by) = (name.clone(), me.clone());
+    ui.state
+        .store
+        .call(move |c| users::change_account(c, &who, change, &by))
+        .await?;
+    tracing::info!(user = %name, by = %me, ?change, "account changed");
+    Ok(redirect("/users"))
+}
+
 /// The release named by the request's parameters and its runs in display order.
 async fn release_and_runs(
     ui: &Ui,

@@ -1321,3 +1321,107 @@ async fn releases_are_paged_and_searched_by_name_and_state() {
     }
     server.stop().await;
 }
+
+/// Superusers manage accounts in the UI: disable one (its session ends and
+/// it cannot log in), enable it again, reset its password (shown once),
+/// make it a superuser and back. Nobody else sees the page, and nobody
+/// can disable or demote themselves.
+#[tokio::test]
+async fn superusers_disable_enable_reset_and_promote_accounts() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut root = server.login("root").await;
+    let mut bob = server.login("bob").await;
+    assert_eq!(bob.get("/users").await.status, StatusCode::NOT_FOUND);
+    assert!(!bob.get("/").await.body.contains("href=\"/users\""));
+    let page = root.get("/users").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(root.get("/").await.body.contains("href=\"/users\""));
+    for name in ["alice", "bob", "root (you)"] {
+        assert!(page.body.contains(&format!("<td>{name}</td>")), "{name}");
+    }
+    async fn act(browser: &mut Browser, name: &str, action: &str) -> common::ui::Page {
+        browser
+            .act("/users", &[("name", name), ("action", action)])
+            .await
+    }
+    // bob, a plain user, may not act even with a form.
+    let bob_csrf = bob.csrf().await;
+    let refused = bob
+        .post(
+            "/users",
+            &[
+                ("csrf", &bob_csrf),
+                ("name", "alice"),
+                ("action", "disable"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+
+    // Disable bob: his session ends at once and his password no longer works.
+    assert_eq!(
+        act(&mut root, "bob", "disable").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(bob.get("/account").await.status, StatusCode::SEE_OTHER);
+    let mut again = server.browser();
+    let login = again.login("bob", "bob-password").await;
+    assert_ne!(
+        login.status,
+        StatusCode::SEE_OTHER,
+        "a disabled account logs in"
+    );
+    assert!(root.get("/users").await.body.contains(">disabled<"));
+    assert_eq!(
+        act(&mut root, "bob", "enable").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let mut bob = server.login("bob").await;
+
+    // A new password for bob: shown once; the old one stops working.
+    let reset = act(&mut root, "bob", "reset_password").await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
+    let password = reset.text_of("new-password-value");
+    assert_eq!(password.len(), 24, "{password}");
+    assert_eq!(bob.get("/account").await.status, StatusCode::SEE_OTHER);
+    let mut fresh = server.browser();
+    assert_ne!(
+        fresh.login("bob", "bob-password").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        fresh.login("bob", &password).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Promote bob: he sees the queue; demote him again.
+    assert_eq!(
+        act(&mut root, "bob", "make_superuser").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(fresh.get("/queue").await.status, StatusCode::OK);
+    assert_eq!(
+        act(&mut root, "bob", "revoke_superuser").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(fresh.get("/queue").await.status, StatusCode::NOT_FOUND);
+
+    // Nobody disables or demotes themselves; unknown names and actions are refused.
+    assert_eq!(
+        act(&mut root, "root", "disable").await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        act(&mut root, "root", "revoke_superuser").await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        act(&mut root, "nobody", "disable").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        act(&mut root, "bob", "explode").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    server.stop().await;
+}
