@@ -482,11 +482,7 @@ async fn review_verdicts_baseline_revocation_and_activity_log() {
     }
 
     // The release marked good in the UI is the next release's baseline.
-    let client = dpxdt_client::Client::builder(&server.base)
-        .api_key(&key.0, &key.1)
-        .retries(0)
-        .build()
-        .unwrap();
+    let client = server.client(&key);
     let baseline = client
         .find_run(BuildId(build), XSS_RUN)
         .await
@@ -1027,11 +1023,7 @@ async fn capture_config_secrets_are_for_owners_only() {
     let mut alice = server.login("alice").await;
     let build = alice.create_build("public-site", true).await;
     let key = alice.create_key(build).await;
-    let client = dpxdt_client::Client::builder(&server.base)
-        .api_key(&key.0, &key.1)
-        .retries(0)
-        .build()
-        .unwrap();
+    let client = server.client(&key);
     let rel = client
         .create_release(BuildId(build), "r", "https://ci.example/1")
         .await
@@ -1112,11 +1104,7 @@ async fn an_owner_lets_the_builds_keys_give_verdicts_in_its_settings() {
     let build = alice.create_build("site", false).await;
     let key = alice.create_key(build).await;
     upload_release(&server.base, build, &key, "r1").await;
-    let client = dpxdt_client::Client::builder(&server.base)
-        .api_key(&key.0, &key.1)
-        .retries(0)
-        .build()
-        .unwrap();
+    let client = server.client(&key);
     let release = dpxdt_core::ReleaseKey {
         build_id: BuildId(build),
         release_name: "r1".into(),
@@ -1166,11 +1154,7 @@ async fn the_run_page_lists_moved_content() {
     alice.login("alice", "alice-password").await;
     let build = alice.create_build("shifted", false).await;
     let key = alice.create_key(build).await;
-    let client = dpxdt_client::Client::builder(&server.base)
-        .api_key(&key.0, &key.1)
-        .retries(0)
-        .build()
-        .unwrap();
+    let client = server.client(&key);
     // Rows of distinct "text"; the new page has 3 blue rows at y=5.
     let row = |y: u32| -> Vec<u8> {
         (0..16u32)
@@ -1262,11 +1246,7 @@ async fn releases_are_paged_and_searched_by_name_and_state() {
     alice.login("alice", "alice-password").await;
     let build = alice.create_build("many", false).await;
     let key = alice.create_key(build).await;
-    let client = dpxdt_client::Client::builder(&server.base)
-        .api_key(&key.0, &key.1)
-        .retries(0)
-        .build()
-        .unwrap();
+    let client = server.client(&key);
     let b = BuildId(build);
     for i in 0..54 {
         client

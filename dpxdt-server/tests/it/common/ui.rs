@@ -63,6 +63,15 @@ impl UiServer {
             .unwrap();
     }
 
+    /// An API client with `key` (id, secret), without retries.
+    pub fn client(&self, key: &(String, String)) -> dpxdt_client::Client {
+        dpxdt_client::Client::builder(&self.base)
+            .api_key(&key.0, &key.1)
+            .retries(0)
+            .build()
+            .unwrap()
+    }
+
     /// A browser with no session yet.
     pub fn browser(&self) -> Browser {
         Browser::new(&self.base)
