@@ -75,10 +75,8 @@ pub fn upsert_user(
                 "UPDATE user SET password_hash = ?1, superuser = (superuser OR ?2) WHERE id = ?3",
                 params![password_hash, superuser, u.id],
             )?;
-            // A new password logs every browser out (it may be why it
-            // changed). Sessions hang off their user; this module owns that
-            // rule so `sessions` (which reads users) is not needed here.
-            tx.execute("DELETE FROM session WHERE user_id = ?1", [u.id])?;
+            // A new password logs every browser out (it may be why it changed).
+            end_sessions(&tx, u.id)?;
             u.id
         }
         None => {
@@ -91,6 +89,14 @@ pub fn upsert_user(
     };
     tx.commit()?;
     Ok(id)
+}
+
+/// Ends every session of `user`. Sessions hang off their user, so this
+/// module owns the rule (and `sessions`, which reads users, is not needed
+/// here).
+fn end_sessions(conn: &Connection, user: i64) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM session WHERE user_id = ?1", [user])?;
+    Ok(())
 }
 
 /// Checks an e-mail address (at most 254 characters, as SMTP allows).
@@ -202,7 +208,7 @@ pub fn change_account(
         params![value, user.id],
     )?;
     if change == AccountChange::Disable {
-        tx.execute("DELETE FROM session WHERE user_id = ?1", [user.id])?;
+        end_sessions(&tx, user.id)?;
     }
     tx.commit()?;
     Ok(())

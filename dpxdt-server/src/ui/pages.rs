@@ -474,9 +474,7 @@ pub(crate) async fn set_account(ui: &Ui, req: &Req) -> Result<Response, UiError>
 /// `GET /queue`: work-queue counts and live or failed tasks, for superusers
 /// only (a 404 for everybody else).
 pub(crate) async fn queue(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    if !req.session.as_ref().is_some_and(|s| s.user.superuser) {
-        return Err(UiError::NotFound);
-    }
+    superuser(req)?;
     let (counts, tasks) = ui
         .state
         .store
