@@ -392,6 +392,10 @@ pub struct DiffTask {
     pub image: ArtifactId,
     /// The reference screenshot.
     pub ref_image: ArtifactId,
+    /// Areas whose changes do not count: the ignore regions people drew
+    /// for this run name in the review UI (absent in older payloads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<crate::diff::Region>,
 }
 
 /// *New.* `POST /api/create_build` (superuser key): creates a build.

@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod builds;
 pub mod health;
 pub mod idempotency;
+pub mod ignores;
 pub mod notifications;
 pub mod queue;
 pub mod quotas;

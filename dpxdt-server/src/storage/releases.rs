@@ -445,6 +445,7 @@ fn apply_report(
             image: ArtifactId::parse(image).map_err(|e| StoreError::Invalid(e.to_string()))?,
             ref_image: ArtifactId::parse(ref_image)
                 .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            ignore: super::ignores::for_run(tx, build, &merged.name)?,
         };
         let payload =
             serde_json::to_string(&task).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -900,6 +901,52 @@ pub fn set_run_verdict(
     event: RunEvent,
 ) -> Result<RunStatus, StoreError> {
     let tx = write_tx(conn)?;
+    let (build, next) = run_verdict_in(&tx, release, run_name, event)?;
+    let log_type = match event {
+        RunEvent::Approve => "run_approve",
+        RunEvent::Reject => "run_reject",
+        RunEvent::Report(_) => "run_report",
+    };
+    log_in(&tx, build, Some(user.id), log_type, run_name)?;
+    tx.commit()?;
+    Ok(next)
+}
+
+/// Approves every run of `runs` in one transaction (all or none: a run that
+/// cannot be approved any more refuses the whole batch) and logs one entry
+/// saying why (`reason`, e.g. "only moved content").
+pub fn approve_runs(
+    conn: &mut Connection,
+    release: ReleaseId,
+    runs: &[String],
+    user: &UserRow,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let mut build = None;
+    for name in runs {
+        build = Some(run_verdict_in(&tx, release, name, RunEvent::Approve)?.0);
+    }
+    if let Some(build) = build {
+        log_in(
+            &tx,
+            build,
+            Some(user.id),
+            "run_bulk_approve",
+            &format!("{} runs ({reason})", runs.len()),
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Applies `event` to one run inside `tx`; the run's build and new state.
+fn run_verdict_in(
+    tx: &Transaction<'_>,
+    release: ReleaseId,
+    run_name: &str,
+    event: RunEvent,
+) -> Result<(BuildId, RunStatus), StoreError> {
     let (run_id, build, status): (i64, i64, String) = tx
         .query_row(
             "SELECT r.id, rel.build_id, r.status FROM run r JOIN release rel ON rel.id = r.release_id
@@ -914,7 +961,7 @@ pub fn set_run_verdict(
         .map_err(|e| StoreError::Invalid(format!("run {run_name:?}: {e}")))?;
     let next = old
         .apply(event)
-        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        .map_err(|e| StoreError::Conflict(format!("run {run_name:?}: {e}")))?;
     let n = tx.execute(
         "UPDATE run SET status = ?1, modified = ?2 WHERE id = ?3 AND status = ?4",
         params![next.as_str(), now_ms(), run_id, old.as_str()],
@@ -924,14 +971,7 @@ pub fn set_run_verdict(
             "run {run_name:?} changed state concurrently"
         )));
     }
-    let log_type = match event {
-        RunEvent::Approve => "run_approve",
-        RunEvent::Reject => "run_reject",
-        RunEvent::Report(_) => "run_report",
-    };
-    log_in(&tx, BuildId(build), Some(user.id), log_type, run_name)?;
-    tx.commit()?;
-    Ok(next)
+    Ok((BuildId(build), next))
 }
 
 #[cfg(test)]

@@ -226,6 +226,23 @@ CREATE INDEX idempotency_created ON idempotency (created);
     r#"
 ALTER TABLE user ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 13: ignore regions drawn in the review UI, per build and run name;
+    // the diff worker leaves changes inside them out.
+    r#"
+CREATE TABLE ignore_region (
+    id INTEGER PRIMARY KEY,
+    build_id INTEGER NOT NULL REFERENCES build(id),
+    run_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    x1 INTEGER NOT NULL,
+    y1 INTEGER NOT NULL,
+    x2 INTEGER NOT NULL,
+    y2 INTEGER NOT NULL,
+    created_by INTEGER REFERENCES user(id),
+    created INTEGER NOT NULL,
+    UNIQUE (build_id, run_name, name)
+);
+"#,
 ];
 
 /// The version a fully migrated database has.

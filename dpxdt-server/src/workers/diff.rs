@@ -50,7 +50,9 @@ impl DiffWorker {
             self.client.download(t.build_id, &t.image),
             self.client.download(t.build_id, &t.ref_image),
         )?;
-        let options = self.options.clone();
+        let mut options = self.options.clone();
+        // The regions people drew for this run name in the review UI.
+        options.ignore.extend(t.ignore.iter().copied());
         let outcome =
             tokio::task::spawn_blocking(move || diff_png_bytes(&reference, &new, &options)).await?;
         let mut report = report_for(t.build_id, &t.release_name, t.release_number, &t.run_name);
