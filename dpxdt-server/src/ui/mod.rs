@@ -9,6 +9,7 @@
 
 mod auth;
 mod pages;
+mod review;
 mod thumbs;
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error", include_str!("../../templates/error.hbs")),
     ("queue", include_str!("../../templates/queue.hbs")),
     ("users", include_str!("../../templates/users.hbs")),
+    ("bulk", include_str!("../../templates/bulk.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
 ];
 const STATIC: &[(&str, &str, &str)] = &[
@@ -202,6 +204,10 @@ pub fn routes(
             path!("release" / "status").and(post()),
             Page::ReleaseVerdict,
         ),
+        route(path!("release" / "bulk").and(get()), Page::BulkPreview),
+        route(path!("release" / "bulk").and(post()), Page::BulkApprove),
+        route(path!("ignore").and(post()), Page::AddIgnore),
+        route(path!("ignore" / "remove").and(post()), Page::RemoveIgnore),
         route(path!("run").and(get()), Page::Run),
         route(path!("run" / "verdict").and(post()), Page::RunVerdict),
         route(path!("image").and(get()), Page::Image),
@@ -312,6 +318,10 @@ enum Page {
     ChangeUser,
     Release,
     ReleaseVerdict,
+    BulkPreview,
+    BulkApprove,
+    AddIgnore,
+    RemoveIgnore,
     Run,
     RunVerdict,
     Image,
@@ -449,8 +459,12 @@ impl Ui {
             Page::ChangeUser => pages::change_user(self, req).await,
             Page::Release => pages::release(self, req).await,
             Page::ReleaseVerdict => pages::release_verdict(self, req).await,
-            Page::Run => pages::run(self, req).await,
-            Page::RunVerdict => pages::run_verdict(self, req).await,
+            Page::BulkPreview => review::bulk_preview(self, req).await,
+            Page::BulkApprove => review::bulk_approve(self, req).await,
+            Page::AddIgnore => review::add_ignore(self, req).await,
+            Page::RemoveIgnore => review::remove_ignore(self, req).await,
+            Page::Run => review::run(self, req).await,
+            Page::RunVerdict => review::run_verdict(self, req).await,
             Page::Image => pages::image(self, req).await,
             Page::Thumb => pages::thumb(self, req).await,
             Page::Static(name) => static_file(req, &name),

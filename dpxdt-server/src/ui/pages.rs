@@ -1,7 +1,7 @@
 //! The page and action handlers: home, builds, API keys, releases, runs
 //! and the authorized image route.
 
-use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, ReleaseStatus, RunEvent, RunStatus};
+use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, ReleaseStatus, RunStatus};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -12,10 +12,10 @@ use crate::error::Doing;
 use crate::storage::builds::{Access, BuildInfo};
 use crate::storage::users::{self, UserRow};
 use crate::storage::{self, NewApiKey, ReleaseRow, RunRow};
-use crate::storage::{activity, artifacts, builds, notifications, queue, releases};
+use crate::storage::{activity, artifacts, builds, ignores, notifications, queue, releases};
 
 /// The order runs are shown in: what needs a person first.
-const RUN_ORDER: [RunStatus; 7] = [
+pub(super) const RUN_ORDER: [RunStatus; 7] = [
     RunStatus::DiffFound,
     RunStatus::Failed,
     RunStatus::DiffApproved,
@@ -25,7 +25,7 @@ const RUN_ORDER: [RunStatus; 7] = [
     RunStatus::DiffNotFound,
 ];
 
-fn label(s: RunStatus) -> &'static str {
+pub(super) fn label(s: RunStatus) -> &'static str {
     match s {
         RunStatus::DiffFound => "Diff found",
         RunStatus::Failed => "Failed",
@@ -41,15 +41,15 @@ fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn build_url(b: BuildId) -> String {
+pub(super) fn build_url(b: BuildId) -> String {
     format!("/build?id={b}")
 }
 
-fn release_url(b: BuildId, name: &str, number: i64) -> String {
+pub(super) fn release_url(b: BuildId, name: &str, number: i64) -> String {
     format!("/release?build_id={b}&name={}&number={number}", enc(name))
 }
 
-fn run_url(b: BuildId, name: &str, number: i64, run: &str) -> String {
+pub(super) fn run_url(b: BuildId, name: &str, number: i64, run: &str) -> String {
     format!(
         "/run?build_id={b}&name={}&number={number}&run={}",
         enc(name),
@@ -57,18 +57,18 @@ fn run_url(b: BuildId, name: &str, number: i64, run: &str) -> String {
     )
 }
 
-fn image_url(b: BuildId, id: &Option<String>) -> Option<String> {
+pub(super) fn image_url(b: BuildId, id: &Option<String>) -> Option<String> {
     id.as_ref().map(|id| format!("/image?build_id={b}&id={id}"))
 }
 
 /// A parameter from the query (GET) or the form (POST).
-fn param<'a>(req: &'a Req, name: &str) -> Result<&'a str, UiError> {
+pub(super) fn param<'a>(req: &'a Req, name: &str) -> Result<&'a str, UiError> {
     req.f(name)
         .or_else(|| req.q(name))
         .ok_or_else(|| UiError::BadRequest(format!("missing parameter {name}")))
 }
 
-fn int_param(req: &Req, name: &str) -> Result<i64, UiError> {
+pub(super) fn int_param(req: &Req, name: &str) -> Result<i64, UiError> {
     let raw = param(req, name)?;
     raw.parse()
         .map_err(|_| UiError::BadRequest(format!("parameter {name} must be a number, not {raw:?}")))
@@ -76,7 +76,11 @@ fn int_param(req: &Req, name: &str) -> Result<i64, UiError> {
 
 /// The build named by parameter `field` if the requester may at least read
 /// it; a private build of someone else is [`UiError::NotFound`].
-async fn build_for(ui: &Ui, req: &Req, field: &str) -> Result<(BuildInfo, Access), UiError> {
+pub(super) async fn build_for(
+    ui: &Ui,
+    req: &Req,
+    field: &str,
+) -> Result<(BuildInfo, Access), UiError> {
     let build = BuildId(int_param(req, field)?);
     let user = req.session.as_ref().map(|s| s.user.clone());
     let (info, access) = ui
@@ -92,7 +96,11 @@ async fn build_for(ui: &Ui, req: &Req, field: &str) -> Result<(BuildInfo, Access
 
 /// Like [`build_for`], for actions only owners may do. Readers of a public
 /// build get 403; everybody else cannot tell the build exists.
-async fn owned_build(ui: &Ui, req: &Req, field: &str) -> Result<(BuildInfo, UserRow), UiError> {
+pub(super) async fn owned_build(
+    ui: &Ui,
+    req: &Req,
+    field: &str,
+) -> Result<(BuildInfo, UserRow), UiError> {
     let (info, access) = build_for(ui, req, field).await?;
     let user = req
         .session
@@ -181,11 +189,12 @@ pub(crate) async fn build(
         // One more than shown, to know whether there is an older page.
         limit: RELEASES_PER_PAGE + 1,
     };
-    let (mut releases, keys, log, (owners, invited), webhook) = ui
+    let (mut releases, keys, log, (owners, invited), webhook, ignored) = ui
         .state
         .store
         .call(move |c| {
             let releases = releases::list_releases(c, id, &query)?;
+            let ignored = ignores::list(c, id, None, 500)?;
             let (keys, log, owners, webhook) = if owner {
                 (
                     builds::list_api_keys(c, id)?,
@@ -196,7 +205,7 @@ pub(crate) async fn build(
             } else {
                 (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), None)
             };
-            Ok((releases, keys, log, owners, webhook))
+            Ok((releases, keys, log, owners, webhook, ignored))
         })
         .await?;
     let older = releases.len() > RELEASES_PER_PAGE as usize;
@@ -236,6 +245,8 @@ pub(crate) async fn build(
             "owners": owners.into_iter().map(|(name, email)| json!({"name": name, "email": email})).collect::<Vec<_>>(),
             "invited": invited,
             "webhook_url": webhook,
+            "ignores": ignored.into_iter().map(|i| json!({"id": i.id, "run": i.run_name, "name": i.name,
+                "region": i.region.to_string(), "by": if owner { i.created_by } else { None }})).collect::<Vec<_>>(),
             "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
         }),
     )
@@ -588,7 +599,7 @@ pub(crate) async fn change_user(ui: &Ui, req: &Req) -> Result<Response, UiError>
 }
 
 /// The release named by the request's parameters and its runs in display order.
-async fn release_and_runs(
+pub(super) async fn release_and_runs(
     ui: &Ui,
     req: &Req,
 ) -> Result<(BuildInfo, Access, ReleaseRow, Vec<RunRow>), UiError> {
@@ -653,6 +664,7 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "can_good": can(E::MarkGood),
             "can_bad": can(E::MarkBad),
             "can_reviewing": can(E::MarkReviewing),
+            "can_bulk": access == Access::Owner && runs.iter().any(|r| r.status == Some(RunStatus::DiffFound)),
             "page": "release",
         }),
     )
@@ -671,185 +683,6 @@ pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiEr
         .call(move |c| storage::set_release_verdict(c, id, &name, number, &verdict, Some(user.id)))
         .await?;
     Ok(redirect(&back))
-}
-
-/// `GET /run`: reference, new and diff images; verdict buttons; neighbours.
-pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    let (info, access, rel, runs) = release_and_runs(ui, req).await?;
-    let run_name = param(req, "run")?;
-    let b = info.id;
-    let pos = runs
-        .iter()
-        .position(|r| r.name == run_name)
-        .ok_or(UiError::NotFound)?;
-    let r = &runs[pos];
-    let status = r.status.unwrap_or(RunStatus::DataPending);
-    let neighbour = |i: Option<usize>| {
-        i.and_then(|i| runs.get(i))
-            .map(|n| run_url(b, &rel.name, rel.number, &n.name))
-    };
-    let owner = access == Access::Owner;
-    let report = diff_report(ui, b, r.diff_log.as_deref()).await;
-    ui.render(
-        req,
-        "run",
-        StatusCode::OK,
-        json!({
-            "title": format!("{} — {} #{}", r.name, rel.name, rel.number),
-            "build": {"name": info.name, "url": build_url(b), "id": b.0},
-            "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": release_url(b, &rel.name, rel.number)},
-            "run": {
-                "name": r.name,
-                "status": status.as_str(),
-                "label": label(status),
-                "url": r.url,
-                "ref_url": r.ref_url,
-                "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
-                "image": image_url(b, &r.image),
-                "ref_image": image_url(b, &r.ref_image),
-                "diff_image": image_url(b, &r.diff_image),
-                "log": image_url(b, &r.log),
-                "ref_log": image_url(b, &r.ref_log),
-                "config": image_url(b, &r.config),
-                "ref_config": image_url(b, &r.ref_config),
-                "diff_log": image_url(b, &r.diff_log),
-                "run_failed": r.run_failed,
-                "diff_failed": r.diff_failed,
-            },
-            "report": report,
-            "position": pos + 1,
-            "total": runs.len(),
-            "prev": neighbour(pos.checked_sub(1)),
-            "next": neighbour(Some(pos + 1)),
-            "can_approve": owner && status.apply(RunEvent::Approve).is_ok(),
-            "can_reject": owner && status.apply(RunEvent::Reject).is_ok(),
-            "page": "run",
-        }),
-    )
-}
-
-/// The diff worker's report (the run's diff log, JSON) as the run page shows
-/// it: changed pixels, sizes and the first regions. `None` when there is no
-/// such log or it is not a report (e.g. a client reported its own log);
-/// a database or disk failure is logged and the page shows no report.
-async fn diff_report(ui: &Ui, build: BuildId, log: Option<&str>) -> Option<Value> {
-    const MAX_LOG: i64 = 1 << 20;
-    let id = match ArtifactId::parse(log?) {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::warn!(%build, error = %e, "run has an invalid diff log id");
-            return None;
-        }
-    };
-    let lookup = id.clone();
-    let info = match ui
-        .state
-        .store
-        .call(move |c| storage::artifact_owned(c, build, &lookup))
-        .await
-    {
-        Ok(Some(info)) => info,
-        Ok(None) => {
-            tracing::warn!(%build, artifact = %id, "diff log is not stored for this build");
-            return None;
-        }
-        Err(e) => {
-            tracing::warn!(%build, artifact = %id, error = %e, "cannot look up the diff log");
-            return None;
-        }
-    };
-    if info.size > MAX_LOG {
-        return None;
-    }
-    let bytes = match tokio::fs::read(ui.state.store.artifacts().path(&id)).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            tracing::warn!(%build, artifact = %id, error = %e, "cannot read the diff log");
-            return None;
-        }
-    };
-    let r: dpxdt_core::diff::DiffReport = match serde_json::from_slice(&bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            // Clients may report logs of their own: not an error.
-            tracing::debug!(%build, artifact = %id, error = %e, "diff log is not a diff report");
-            return None;
-        }
-    };
-    let regions: Vec<String> = r.regions.iter().take(20).map(|g| g.to_string()).collect();
-    let shifts: Vec<String> = r.shifts.iter().take(20).map(shift_text).collect();
-    Some(json!({
-        "shifts": shifts,
-        "aligned_distortion": format!("{:.4}%", r.aligned_distortion * 100.0),
-        "changed": r.changed_pixels,
-        "total": r.total_pixels,
-        "percentage": format!("{:.3}%", r.percentage),
-        "size": format!("{}×{}", r.width, r.height),
-        "reference_size": format!("{}×{}", r.reference_width, r.reference_height),
-        "size_changed": r.size_changed(),
-        "regions": regions,
-        "more_regions": r.regions.len().saturating_sub(20),
-    }))
-}
-
-/// A shift as the run page lists it.
-fn shift_text(shift: &dpxdt_core::diff::Shift) -> String {
-    use dpxdt_core::diff::ShiftKind;
-    match shift.kind {
-        ShiftKind::Inserted => format!("{} rows inserted at y={}", shift.height, shift.y),
-        ShiftKind::Removed => format!(
-            "{} rows removed at y={} of the reference",
-            shift.height, shift.y
-        ),
-    }
-}
-
-/// `POST /run/verdict`: approve or reject a found diff (the core decides);
-/// an approval goes on to the next diff to review.
-pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    let (_, access, rel, runs) = release_and_runs(ui, req).await?;
-    let user = req
-        .session
-        .as_ref()
-        .map(|s| s.user.clone())
-        .ok_or_else(|| UiError::Forbidden("log in first".into()))?;
-    if access != Access::Owner {
-        return Err(UiError::Forbidden(
-            "only the build's owners may do this".into(),
-        ));
-    }
-    let event = match param(req, "action")? {
-        "approve" => RunEvent::Approve,
-        "reject" => RunEvent::Reject,
-        other => {
-            return Err(UiError::BadRequest(format!(
-                "action must be approve or reject, not {other:?}"
-            )));
-        }
-    };
-    let run_name = param(req, "run")?.to_string();
-    let pos = runs
-        .iter()
-        .position(|r| r.name == run_name)
-        .ok_or(UiError::NotFound)?;
-    // After an approval, on to the next diff still to review (after this
-    // one, wrapping around); none left: back to the release.
-    let next = runs[pos + 1..]
-        .iter()
-        .chain(&runs[..pos])
-        .find(|r| r.status == Some(RunStatus::DiffFound))
-        .map(|n| n.name.clone());
-    let release_id = rel.id;
-    ui.state
-        .store
-        .call(move |c| releases::set_run_verdict(c, release_id, &run_name, &user, event))
-        .await?;
-    let b = rel.build_id;
-    Ok(redirect(&match (event, next) {
-        (RunEvent::Approve, Some(n)) => run_url(b, &rel.name, rel.number, &n),
-        (RunEvent::Approve, None) => release_url(b, &rel.name, rel.number),
-        _ => run_url(b, &rel.name, rel.number, param(req, "run")?),
-    }))
 }
 
 /// `GET /image?build_id=&id=`: an artifact of a build the requester may

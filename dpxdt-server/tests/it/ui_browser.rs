@@ -18,9 +18,11 @@ use dpxdt_core::api::ReportRunRequest;
 use dpxdt_core::check::{CheckOutcome, Checker};
 use dpxdt_core::{BuildId, ReleaseKey};
 use dpxdt_server::Config;
+use dpxdt_server::storage;
 use dpxdt_server::storage::builds;
-use dpxdt_server::storage::{self, users};
+use dpxdt_server::storage::users::{self, UserRow};
 use futures_util::FutureExt;
+use serde_json::json;
 use thirtyfour::prelude::*;
 
 /// chromedriver for this test binary; killed on drop.
@@ -156,17 +158,8 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
     let key = store
         .blocking(|c| storage::create_api_key(c, Some(build), "e2e"))
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(dpxdt_server::serve_store(
-        listener,
-        store.clone(),
-        config,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let mut server = Served::start(store, config, "127.0.0.1:0").await;
+    let base = server.base.clone();
     upload(&base, build, &key).await;
 
     let chromedriver = start_chromedriver().await;
@@ -198,17 +191,19 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
     let result = AssertUnwindSafe(async {
         drive(&driver, &base, build).await;
         new_build_and_baseline(&driver, &base).await;
+        changes_ignores_and_bulk(&driver, &mut server, &alice).await;
     })
     .catch_unwind()
     .await;
     let _ = driver.quit().await;
     drop(chromedriver);
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(20), server).await;
+    server.stop().await;
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
     // What the browser did is stored: both diffs approved, the release good.
+    // The server restarted in phase three: its store is the one on disk now.
+    let store = server.store();
     let release = store
         .blocking(|c| storage::get_release(c, build, "2026-11-25-r01", 1))
         .unwrap();
@@ -221,6 +216,69 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
         .filter(|r| r.status.map(|s| s.as_str()) == Some("diff_approved"))
         .count();
     assert_eq!(approved, 2);
+}
+
+/// The server under test. It can be stopped and started again on the same
+/// address, from what is on disk, with the browser still logged in.
+struct Served {
+    base: String,
+    store: Option<storage::Store>,
+    addr: std::net::SocketAddr,
+    config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    async fn start(store: storage::Store, config: Config, addr: &str) -> Served {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (serving, store_served) = (config.clone(), store.clone());
+        let handle = tokio::spawn(async move {
+            dpxdt_server::serve_store(listener, store_served, serving, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the server runs");
+        });
+        Served {
+            base: format!("http://{addr}"),
+            store: Some(store),
+            addr,
+            config,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    fn store(&self) -> &storage::Store {
+        self.store.as_ref().expect("the server has a store")
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(20), handle)
+                .await
+                .expect("the server stops")
+                .expect("the server stops cleanly");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory
+    /// and address.
+    async fn restart(&mut self) {
+        self.stop().await;
+        // Only this handle is left: dropping it closes the database and
+        // releases the data directory's lock, as a process exit would.
+        drop(self.store.take());
+        let (store, _) = dpxdt_server::init_data_dir(&self.config).unwrap();
+        let addr = self.addr.to_string();
+        *self = Served::start(store, self.config.clone(), &addr).await;
+    }
 }
 
 /// Three runs: two with a diff (`/about`, `/home`), one the same (`/contact`).
@@ -604,4 +662,387 @@ async fn new_build_and_baseline(driver: &WebDriver, base: &str) {
         src.contains(grey.as_str()),
         "the reference is m1's /about image ({grey}), got {src}"
     );
+}
+
+/// A page-like pixel: every row differs from its neighbours and none is flat.
+fn textured(x: u32, y: u32) -> [u8; 3] {
+    [
+        ((x * 3 + y * 7) % 200) as u8 + 20,
+        ((y * 11) % 230) as u8,
+        ((x / 16 * 25 + y) % 250) as u8,
+    ]
+}
+
+/// Viewport coordinates of image pixel (x, y) of the image with `id`.
+async fn image_point(driver: &WebDriver, id: &str, x: u32, y: u32) -> (i64, i64) {
+    let at = driver
+        .execute(
+            "const i = document.getElementById(arguments[0]);
+             i.scrollIntoView({block: 'center'});
+             const r = i.getBoundingClientRect(), s = r.width / i.naturalWidth;
+             return [Math.round(r.left + arguments[1] * s), Math.round(r.top + arguments[2] * s)];",
+            vec![json!(id), json!(x), json!(y)],
+        )
+        .await
+        .unwrap();
+    let at: Vec<i64> = serde_json::from_value(at.json().clone()).unwrap();
+    (at[0], at[1])
+}
+
+/// A number the page's script computes.
+async fn js_num(driver: &WebDriver, script: &str) -> f64 {
+    driver
+        .execute(script, Vec::new())
+        .await
+        .unwrap()
+        .json()
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+/// Whether the current change's mark is inside the visible part of each
+/// of the three panes.
+const MARK_VISIBLE: &str = "return Array.from(document.querySelectorAll('.pane')).every(p => {
+    const m = p.querySelector('.mark');
+    return m && m.offsetTop >= p.scrollTop && m.offsetTop + m.offsetHeight <= p.scrollTop + p.clientHeight;
+});";
+
+/// Phase three: a release whose runs moved, changed in two places and
+/// changed in a badge. The owner walks the changes with n/p and zooms, draws
+/// an ignore region over the badge, approves the moved run in bulk; after a
+/// server restart the region is still there and the next release's diff
+/// leaves the badge out.
+async fn changes_ignores_and_bulk(driver: &WebDriver, server: &mut Served, alice: &UserRow) {
+    let store = server.store();
+    let owner = alice.clone();
+    let build = store
+        .blocking(move |c| builds::create_owned_build(c, &owner, "shop tablet", false))
+        .unwrap();
+    let key = store
+        .blocking(move |c| storage::create_api_key(c, Some(build), "e2e"))
+        .unwrap();
+    let client = dpxdt_client::Client::builder(&server.base)
+        .api_key(&key.id, &key.secret)
+        .retries(0)
+        .build()
+        .unwrap();
+    let article = |banner: bool| {
+        png(320, if banner { 1240 } else { 1200 }, move |x, y| match y {
+            300..340 if banner => [30, 140, 60],
+            340.. if banner => textured(x, y - 40),
+            _ => textured(x, y),
+        })
+    };
+    let dashboard = |changed: bool| {
+        png(320, 1200, move |x, y| {
+            let block = (40..120).contains(&x) && (100..140).contains(&y)
+                || (200..280).contains(&x) && (900..940).contains(&y);
+            if changed && block {
+                [220, 40, 40]
+            } else {
+                textured(x, y)
+            }
+        })
+    };
+    let badge = |colour: [u8; 3]| {
+        png(320, 200, move |x, y| {
+            if (280..300).contains(&x) && (10..20).contains(&y) {
+                colour
+            } else {
+                textured(x, y)
+            }
+        })
+    };
+    let release = |name: &'static str, runs: Vec<(&'static str, Vec<u8>, Vec<u8>)>| {
+        let client = &client;
+        async move {
+            let rel = client
+                .create_release(build, name, "https://ci/t")
+                .await
+                .unwrap();
+            for (run, reference, new) in runs {
+                let reference = client
+                    .upload_bytes(build, "ref.png", reference)
+                    .await
+                    .unwrap();
+                let new = client.upload_bytes(build, "new.png", new).await.unwrap();
+                client
+                    .report_run(&ReportRunRequest {
+                        build_id: build,
+                        release_name: name.into(),
+                        release_number: rel.release_number,
+                        run_name: run.into(),
+                        image: Some(new.sha1sum),
+                        ref_image: Some(reference.sha1sum),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+            client
+                .runs_done(&ReleaseKey {
+                    build_id: build,
+                    release_name: name.into(),
+                    release_number: rel.release_number,
+                })
+                .await
+                .unwrap();
+            format!(
+                "release?build_id={}&name={name}&number={}",
+                build.0, rel.release_number
+            )
+        }
+    };
+    let t1 = release(
+        "t1",
+        vec![
+            ("/article", article(false), article(true)),
+            ("/dashboard", dashboard(false), dashboard(true)),
+            ("/badge", badge([0, 0, 0]), badge([0, 0, 200])),
+        ],
+    )
+    .await;
+    driver.goto(format!("{}/{t1}", server.base)).await.unwrap();
+    reload_until(driver, "t1 reviewing", || async {
+        text(driver, "release-status").await == "reviewing"
+    })
+    .await;
+
+    // The dashboard: two changes, walked with n and p.
+    click(driver, By::PartialLinkText("/dashboard")).await;
+    wait_until("the dashboard run", || async {
+        driver.find(By::Css("#changes .change")).await.is_ok()
+    })
+    .await;
+    let listed = driver.find_all(By::Css("#changes .change")).await.unwrap();
+    assert_eq!(listed.len(), 2, "two changed regions");
+    let selected = || async {
+        js_num(driver, "return Array.from(document.querySelectorAll('#changes .change')).findIndex(c => c.classList.contains('selected'));").await
+    };
+    let tops = || async {
+        driver
+            .execute(
+                "return Array.from(document.querySelectorAll('.pane')).map(p => p.scrollTop);",
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+            .json()
+            .clone()
+    };
+    press(driver, "n").await;
+    assert_eq!(selected().await, 0.0);
+    // n from "fit" zooms to 1:1 and brings the change into all three panes.
+    let viewer = driver.find(By::Id("viewer")).await.unwrap();
+    assert_eq!(
+        viewer.attr("data-zoom").await.unwrap().as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        js_num(
+            driver,
+            "const i = document.getElementById('new-image'); return i.clientWidth - i.naturalWidth;"
+        )
+        .await,
+        0.0
+    );
+    assert_eq!(
+        driver
+            .execute(MARK_VISIBLE, Vec::new())
+            .await
+            .unwrap()
+            .json(),
+        &json!(true)
+    );
+    let first = tops().await;
+    press(driver, "n").await;
+    assert_eq!(selected().await, 1.0);
+    assert_eq!(
+        driver
+            .execute(MARK_VISIBLE, Vec::new())
+            .await
+            .unwrap()
+            .json(),
+        &json!(true)
+    );
+    let second = tops().await;
+    assert_ne!(
+        first, second,
+        "the panes scrolled down to the second change"
+    );
+    let t = second.as_array().unwrap();
+    assert!(
+        t.iter().all(|v| v == &t[0]),
+        "the three panes scroll together: {second}"
+    );
+    press(driver, "p").await;
+    assert_eq!(selected().await, 0.0);
+    // z: 2x, the change still in view.
+    press(driver, "z").await;
+    assert_eq!(
+        viewer.attr("data-zoom").await.unwrap().as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        js_num(driver, "const i = document.getElementById('new-image'); return i.clientWidth - 2 * i.naturalWidth;").await,
+        0.0
+    );
+    assert_eq!(
+        driver
+            .execute(MARK_VISIBLE, Vec::new())
+            .await
+            .unwrap()
+            .json(),
+        &json!(true)
+    );
+    check_screen(driver, "run-changes").await;
+    // Panning one pane pans the others.
+    driver
+        .execute(
+            "document.querySelector('.pane[data-pane=diff]').scrollTop = 1000;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    wait_until("the panes follow", || async {
+        tops().await == json!([1000, 1000, 1000])
+    })
+    .await;
+
+    // The article: one inserted band, listed as such.
+    driver.goto(format!("{}/{t1}", server.base)).await.unwrap();
+    click(driver, By::PartialLinkText("/article")).await;
+    wait_until("the article run", || async {
+        text(driver, "run-name").await == "/article"
+    })
+    .await;
+    let change = driver
+        .find(By::Css("#changes .change-inserted"))
+        .await
+        .unwrap();
+    assert_eq!(change.text().await.unwrap(), "40 rows inserted at y=300");
+
+    // The badge: i opens the ignore form; a drag over the badge fills it in.
+    driver.goto(format!("{}/{t1}", server.base)).await.unwrap();
+    click(driver, By::PartialLinkText("/badge")).await;
+    wait_until("the badge run", || async {
+        text(driver, "run-name").await == "/badge"
+    })
+    .await;
+    press(driver, "i").await;
+    assert_eq!(
+        driver
+            .active_element()
+            .await
+            .unwrap()
+            .attr("id")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ignore-name")
+    );
+    let (x1, y1) = image_point(driver, "new-image", 276, 6).await;
+    let (x2, y2) = image_point(driver, "new-image", 304, 24).await;
+    driver
+        .action_chain()
+        .move_to(x1, y1)
+        .click_and_hold()
+        .move_to(x2, y2)
+        .release()
+        .perform()
+        .await
+        .unwrap();
+    let corner = |id: &'static str| async move {
+        driver
+            .find(By::Id(id))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    };
+    let drawn: Vec<i64> = [
+        corner("ignore-x1").await,
+        corner("ignore-y1").await,
+        corner("ignore-x2").await,
+        corner("ignore-y2").await,
+    ]
+    .iter()
+    .map(|v| v.parse().unwrap())
+    .collect();
+    // Within a pixel of the drag (the image is scaled to fit its pane).
+    for (got, want) in drawn.iter().zip([276, 6, 304, 24]) {
+        assert!((got - want).abs() <= 1, "drew {drawn:?}");
+    }
+    driver
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("badge\u{E007}")
+        .await
+        .unwrap();
+    wait_until("the region is stored", || async {
+        text(driver, "ignores-title").await == "Ignored on this run name"
+    })
+    .await;
+    assert!(
+        driver
+            .find(By::Css(".pane[data-pane=new] .box.ignored"))
+            .await
+            .is_ok()
+    );
+    check_screen(driver, "run-ignored").await;
+
+    // Bulk approval of what only moved: preview with the count, confirm.
+    driver.goto(format!("{}/{t1}", server.base)).await.unwrap();
+    click(driver, By::Css("#bulk-box summary")).await;
+    click(driver, By::Id("bulk-preview")).await;
+    wait_until("the preview", || async {
+        driver.find(By::Id("bulk-confirm")).await.is_ok()
+    })
+    .await;
+    let runs = driver
+        .find(By::Id("bulk-runs"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(runs, "/article");
+    check_screen(driver, "bulk").await;
+    click(driver, By::Id("bulk-confirm")).await;
+    wait_until("back on the release", || async {
+        driver.find(By::Id("group-diff_approved")).await.is_ok()
+    })
+    .await;
+    let approved = driver.find(By::Id("group-diff_approved")).await.unwrap();
+    assert!(approved.text().await.unwrap().contains("/article"));
+
+    // A restart: the region is still listed, and the next release's badge
+    // change (inside it) is no difference.
+    server.restart().await;
+    driver
+        .goto(format!("{}/build?id={}", server.base, build.0))
+        .await
+        .unwrap();
+    let ignores = driver
+        .find(By::Id("ignores"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        ignores.contains("/badge") && ignores.contains("badge"),
+        "{ignores}"
+    );
+    let t2 = release("t2", vec![("/badge", badge([0, 0, 0]), badge([0, 200, 0]))]).await;
+    driver.goto(format!("{}/{t2}", server.base)).await.unwrap();
+    reload_until(driver, "t2 reviewing", || async {
+        text(driver, "release-status").await == "reviewing"
+    })
+    .await;
+    let same = driver.find(By::Id("group-diff_not_found")).await.unwrap();
+    assert!(same.text().await.unwrap().contains("/badge"));
 }

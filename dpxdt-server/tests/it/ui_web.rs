@@ -353,7 +353,11 @@ async fn names_are_escaped_and_the_pages_show_the_diff() {
         "{}",
         page.body
     );
-    assert!(page.body.contains("<code>0:0-7:7</code>"), "{}", page.body);
+    assert!(
+        page.body.contains("data-x=\"0\" data-y=\"0\" data-w=\"8\" data-h=\"8\" data-ry=\"0\" data-rh=\"8\"><a href=\"#\" class=\"change-link\">changed 0:0-7:7</a>"),
+        "{}",
+        page.body
+    );
     assert!(
         page.body.contains(&format!("id&#x3D;{diff_id}")),
         "{}",
@@ -1221,18 +1225,87 @@ async fn the_run_page_lists_moved_content() {
         ))
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // The band is one change of the list, in the new image and in the
+    // reference (nothing moved above it).
     assert!(
-        page.body
-            .contains("<span class=\"shift\">3 rows inserted at y&#x3D;5</span>"),
+        page.body.contains(
+            "data-x=\"0\" data-y=\"5\" data-w=\"16\" data-h=\"3\" data-ry=\"5\" data-rh=\"1\"><a href=\"#\" class=\"change-link\">3 rows inserted at y&#x3D;5</a>"
+        ),
         "{}",
         page.body
     );
-    assert!(page.text_of("shifts").starts_with("Moved content"));
     assert!(
         page.text_of("diff-report")
             .starts_with("0 of 368 pixels changed"),
         "{}",
         page.text_of("diff-report")
+    );
+
+    // Bulk approval of the runs that only moved: a preview with the count,
+    // then a confirmation that must name the same count.
+    let preview = alice
+        .get(&format!(
+            "/release/bulk?build_id={build}&name=moved&number=1&kind=shifts"
+        ))
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    assert!(
+        preview
+            .body
+            .contains("<strong>1</strong> run will be approved"),
+        "{}",
+        preview.body
+    );
+    assert_eq!(preview.input("expect"), "1");
+    let bad = alice
+        .get(&format!(
+            "/release/bulk?build_id={build}&name=moved&number=1&kind=region&region=1:2-0:3"
+        ))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("region must be x1:y1-x2:y2"),
+        "{}",
+        bad.body
+    );
+    let names = preview.input("names");
+    let form = |expect: &'static str| {
+        [
+            ("names", names.clone()),
+            ("build_id", build.to_string()),
+            ("name", "moved".to_string()),
+            ("number", "1".to_string()),
+            ("kind", "shifts".to_string()),
+            ("region", String::new()),
+            ("expect", expect.to_string()),
+        ]
+    };
+    let stale = form("2");
+    let stale: Vec<(&str, &str)> = stale.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = alice.act("/release/bulk", &stale).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("1 runs match now, not the 2 you confirmed")
+    );
+    let mut bob = server.login("bob").await;
+    assert_eq!(
+        bob.act("/release/bulk", &stale).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let good = form("1");
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = alice.act("/release/bulk", &good).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let status = client.release_status(&key_of).await.unwrap();
+    assert_eq!(status.runs[0].status.as_str(), "diff_approved");
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        page.body
+            .contains("run_bulk_approve</strong> 1 runs (only moved content)"),
+        "{}",
+        page.body
     );
     server.stop().await;
 }
@@ -1403,5 +1476,204 @@ async fn superusers_disable_enable_reset_and_promote_accounts() {
         act(&mut root, "bob", "explode").await.status,
         StatusCode::BAD_REQUEST
     );
+    server.stop().await;
+}
+
+/// Ignore regions drawn in the review UI: stored per build and run name,
+/// checked, listed and removed on the build page, logged, and honoured by
+/// the diff worker in the next release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_regions_are_stored_checked_and_honoured_by_the_diff_worker() {
+    let server = UiServer::start(USERS, |c| {
+        c.in_process_workers = true;
+        c.worker.capture = false;
+        c.worker.idle_pause = Duration::from_millis(20);
+    })
+    .await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("clocks", false).await;
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = BuildId(build);
+    // A 40x20 page whose "clock" (x 30..=37, y 2..=5) changes.
+    let page = |clock: [u8; 3], corner: [u8; 3]| {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 40, 20);
+        enc.set_color(png::ColorType::Rgb);
+        let mut w = enc.write_header().unwrap();
+        let data: Vec<u8> = (0..20u32)
+            .flat_map(|y| (0..40u32).map(move |x| (x, y)))
+            .flat_map(|(x, y)| match (x, y) {
+                (30..=37, 2..=5) => clock,
+                (0..=3, 16..=19) => corner,
+                _ => [250, 250, 250],
+            })
+            .collect();
+        w.write_image_data(&data).unwrap();
+        w.finish().unwrap();
+        out
+    };
+    // Release n: the clock and (with `corner`) the bottom-left corner differ
+    // from the reference; the diff worker diffs it.
+    let release = |n: i64, corner: bool| {
+        let client = &client;
+        let page = &page;
+        async move {
+            let name = format!("r{n}");
+            let rel = client
+                .create_release(b, &name, "https://ci/x")
+                .await
+                .unwrap();
+            let reference = client
+                .upload_bytes(b, "ref.png", page([0, 0, 0], [250, 250, 250]))
+                .await
+                .unwrap()
+                .sha1sum;
+            let corner_colour = if corner { [200, 0, 0] } else { [250, 250, 250] };
+            let new = client
+                .upload_bytes(b, "new.png", page([0, 0, 200 + n as u8], corner_colour))
+                .await
+                .unwrap()
+                .sha1sum;
+            client
+                .report_run(&ReportRunRequest {
+                    build_id: b,
+                    release_name: name.clone(),
+                    release_number: rel.release_number,
+                    run_name: "/clock".into(),
+                    image: Some(new),
+                    ref_image: Some(reference),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let key = ReleaseKey {
+                build_id: b,
+                release_name: name,
+                release_number: rel.release_number,
+            };
+            client.runs_done(&key).await.unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let status = client.release_status(&key).await.unwrap();
+                if status.status.as_str() == "reviewing" {
+                    return status.runs[0].status.as_str().to_string();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "r{n} never reached review"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(release(1, false).await, "diff_found");
+
+    // Drawing the clock's region: checked first, each error naming the field.
+    let draw = |name: &'static str, x1: &'static str, x2: &'static str| {
+        [
+            ("build_id", build.to_string()),
+            ("name", "r1".to_string()),
+            ("number", "1".to_string()),
+            ("run", "/clock".to_string()),
+            ("region_name", name.to_string()),
+            ("x1", x1.to_string()),
+            ("y1", "1".to_string()),
+            ("x2", x2.to_string()),
+            ("y2", "6".to_string()),
+        ]
+    };
+    let as_form = |f: &[(&'static str, String)]| -> Vec<(&'static str, String)> { f.to_vec() };
+    for (form, status, says) in [
+        (
+            draw("clock", "39", "29"),
+            StatusCode::BAD_REQUEST,
+            "x1 must be at most x2",
+        ),
+        (
+            draw("clock", "-1", "29"),
+            StatusCode::BAD_REQUEST,
+            "x1 must be a whole number",
+        ),
+        (
+            draw(" ", "29", "38"),
+            StatusCode::BAD_REQUEST,
+            "name: must be 1 to 100 bytes",
+        ),
+        (
+            draw("a\u{7}b", "29", "38"),
+            StatusCode::BAD_REQUEST,
+            "printable text",
+        ),
+    ] {
+        let form = as_form(&form);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = alice.act("/ignore", &form).await;
+        assert_eq!(page.status, status, "{}", page.body);
+        assert!(page.body.contains(says), "{says}: {}", page.body);
+    }
+    let good = as_form(&draw("clock", "29", "38"));
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut bob = server.login("bob").await;
+    assert_eq!(
+        bob.act("/ignore", &good).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let saved = alice.act("/ignore", &good).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert!(
+        saved.location().ends_with("&run=%2Fclock#ignores"),
+        "{}",
+        saved.location()
+    );
+    let again = alice.act("/ignore", &good).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.body.contains("already has an ignore region named"));
+
+    // Listed on the run page (drawn over the images there) and the build
+    // page, and in the activity log.
+    let run = alice
+        .get(&format!(
+            "/run?build_id={build}&name=r1&number=1&run=%2Fclock"
+        ))
+        .await;
+    assert!(
+        run.body.contains("class=\"ignore\" data-x=\"29\" data-y=\"1\" data-w=\"10\" data-h=\"6\">clock <code>29:1-38:6</code>"),
+        "{}",
+        run.body
+    );
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        page.body
+            .contains("<td>/clock</td><td>clock</td><td><code>29:1-38:6</code></td><td>alice</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("ignore_add</strong> clock 29:1-38:6 on /clock")
+    );
+
+    // The next release: only the clock changed, and it is ignored; then the
+    // corner changes as well, and that still counts.
+    assert_eq!(release(2, false).await, "diff_not_found");
+    assert_eq!(release(3, true).await, "diff_found");
+
+    // Removed on the build page: the next release counts the clock again.
+    let id = page.input("id");
+    let removed = alice
+        .act(
+            "/ignore/remove",
+            &[("build_id", &build.to_string()), ("id", &id)],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(!page.body.contains("id=\"ignores\""));
+    assert!(
+        page.body
+            .contains("ignore_remove</strong> clock 29:1-38:6 on /clock")
+    );
+    assert_eq!(release(4, false).await, "diff_found");
     server.stop().await;
 }

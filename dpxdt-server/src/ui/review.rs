@@ -1,0 +1,552 @@
+//! The review screen and what a reviewer does from it: one run's images and
+//! its list of changes, verdicts, ignore regions drawn on an image, and bulk
+//! approval of the runs of a release that only moved or only changed inside
+//! a given rectangle.
+
+use dpxdt_core::diff::{DiffReport, Region, Shift, ShiftKind};
+use dpxdt_core::{ArtifactId, BuildId, RunEvent, RunStatus};
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::pages::{
+    build_url, image_url, int_param, label, owned_build, param, release_and_runs, release_url,
+    run_url,
+};
+use super::{Req, Ui, UiError, redirect};
+use crate::storage::builds::Access;
+use crate::storage::{self, RunRow, ignores, releases};
+
+/// Changes listed (and reachable with `n`/`p`) on one run page.
+const MAX_CHANGES: usize = 200;
+/// Largest diff report the UI reads.
+const MAX_REPORT: i64 = 1 << 20;
+
+/// `GET /run`: reference, new and diff images; the changes; verdict
+/// buttons; the ignore regions of this run name; neighbours.
+pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, access, rel, runs) = release_and_runs(ui, req).await?;
+    let run_name = param(req, "run")?;
+    let b = info.id;
+    let pos = runs
+        .iter()
+        .position(|r| r.name == run_name)
+        .ok_or(UiError::NotFound)?;
+    let r = &runs[pos];
+    let status = r.status.unwrap_or(RunStatus::DataPending);
+    let neighbour = |i: Option<usize>| {
+        i.and_then(|i| runs.get(i))
+            .map(|n| run_url(b, &rel.name, rel.number, &n.name))
+    };
+    let owner = access == Access::Owner;
+    let report = load_report(ui, b, r.diff_log.as_deref())
+        .await
+        .map(|r| report_json(&r));
+    let lookup = r.name.clone();
+    let ignored = ui
+        .state
+        .store
+        .call(move |c| ignores::list(c, b, Some(&lookup), ignores::MAX_PER_RUN as u32))
+        .await?;
+    let ignored: Vec<Value> = ignored
+        .into_iter()
+        .map(|i| {
+            let g = i.region;
+            json!({"id": i.id, "name": i.name, "region": g.to_string(),
+                   "by": if owner { i.created_by } else { None },
+                   "x": g.x1, "y": g.y1, "w": g.width(), "h": g.height()})
+        })
+        .collect();
+    ui.render(
+        req,
+        "run",
+        StatusCode::OK,
+        json!({
+            "title": format!("{} — {} #{}", r.name, rel.name, rel.number),
+            "build": {"name": info.name, "url": build_url(b), "id": b.0},
+            "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": release_url(b, &rel.name, rel.number)},
+            "run": {
+                "name": r.name,
+                "status": status.as_str(),
+                "label": label(status),
+                "url": r.url,
+                "ref_url": r.ref_url,
+                "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
+                "image": image_url(b, &r.image),
+                "ref_image": image_url(b, &r.ref_image),
+                "diff_image": image_url(b, &r.diff_image),
+                "log": image_url(b, &r.log),
+                "ref_log": image_url(b, &r.ref_log),
+                "config": image_url(b, &r.config),
+                "ref_config": image_url(b, &r.ref_config),
+                "diff_log": image_url(b, &r.diff_log),
+                "run_failed": r.run_failed,
+                "diff_failed": r.diff_failed,
+            },
+            "report": report,
+            "ignores": ignored,
+            "can_ignore": owner && r.image.is_some(),
+            "position": pos + 1,
+            "total": runs.len(),
+            "prev": neighbour(pos.checked_sub(1)),
+            "next": neighbour(Some(pos + 1)),
+            "can_approve": owner && status.apply(RunEvent::Approve).is_ok(),
+            "can_reject": owner && status.apply(RunEvent::Reject).is_ok(),
+            "page": "run",
+        }),
+    )
+}
+
+/// The diff worker's report (the run's diff log, JSON). `None` when there
+/// is no such log or it is not a report (a client may report a log of its
+/// own); a database or disk failure is logged and the page shows no report.
+async fn load_report(ui: &Ui, build: BuildId, log: Option<&str>) -> Option<DiffReport> {
+    let id = match ArtifactId::parse(log?) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(%build, error = %e, "run has an invalid diff log id");
+            return None;
+        }
+    };
+    let lookup = id.clone();
+    let info = match ui
+        .state
+        .store
+        .call(move |c| storage::artifact_owned(c, build, &lookup))
+        .await
+    {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            tracing::warn!(%build, artifact = %id, "diff log is not stored for this build");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(%build, artifact = %id, error = %e, "cannot look up the diff log");
+            return None;
+        }
+    };
+    if info.size > MAX_REPORT {
+        return None;
+    }
+    let bytes = match tokio::fs::read(ui.state.store.artifacts().path(&id)).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(%build, artifact = %id, error = %e, "cannot read the diff log");
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::debug!(%build, artifact = %id, error = %e, "diff log is not a diff report");
+            None
+        }
+    }
+}
+
+/// What the run page shows of a report: the totals, and each change (a
+/// changed region or a moved band) with where it is in the new image (`y`,
+/// `h`) and in the reference (`ry`, `rh`), top to bottom. A client may
+/// report a log of its own, so the numbers are not trusted to be in range.
+fn report_json(r: &DiffReport) -> Value {
+    let mut changes: Vec<(i64, Value)> = Vec::new();
+    for g in &r.regions {
+        let (w, h) = (span(g.x1, g.x2), span(g.y1, g.y2));
+        changes.push((
+            i64::from(g.y1),
+            json!({"kind": "region", "label": format!("changed {g}"),
+                   "x": g.x1, "y": g.y1, "w": w, "h": h,
+                   "ry": reference_row(&r.shifts, g.y1), "rh": h}),
+        ));
+    }
+    let mut delta: i64 = 0;
+    for s in &r.shifts {
+        let (top, height) = (i64::from(s.y), i64::from(s.height));
+        // An inserted band is its rows in the new image and a line in the
+        // reference; a removed one the other way round.
+        let (y, ry, h, rh) = match s.kind {
+            ShiftKind::Inserted => (top, (top + delta).max(0), height, 1),
+            ShiftKind::Removed => ((top - delta).max(0), top, 1, height),
+        };
+        changes.push((
+            y,
+            json!({"kind": match s.kind { ShiftKind::Inserted => "inserted", ShiftKind::Removed => "removed" },
+                   "label": shift_text(s), "x": 0, "y": y, "w": r.width, "h": h, "ry": ry, "rh": rh}),
+        ));
+        delta += match s.kind {
+            ShiftKind::Inserted => -i64::from(s.height),
+            ShiftKind::Removed => i64::from(s.height),
+        };
+    }
+    changes.sort_by_key(|(y, _)| *y);
+    let more = changes.len().saturating_sub(MAX_CHANGES);
+    let changes: Vec<Value> = changes
+        .into_iter()
+        .take(MAX_CHANGES)
+        .map(|(_, c)| c)
+        .collect();
+    json!({
+        "changes": changes,
+        "more_changes": more,
+        "shift_count": r.shifts.len(),
+        "aligned_distortion": format!("{:.4}%", r.aligned_distortion * 100.0),
+        "changed": r.changed_pixels,
+        "total": r.total_pixels,
+        "percentage": format!("{:.3}%", r.percentage),
+        "size": format!("{}×{}", r.width, r.height),
+        "reference_size": format!("{}×{}", r.reference_width, r.reference_height),
+        "size_changed": r.size_changed(),
+    })
+}
+
+/// Pixels from `a` to `b` inclusive (0 for a reversed pair).
+fn span(a: u32, b: u32) -> i64 {
+    (i64::from(b) - i64::from(a) + 1).max(0)
+}
+
+/// The reference row that shows what new-image row `y` shows, given the
+/// bands that moved (top to bottom): every band inserted above `y` pulls it
+/// up, every band removed above it pushes it down.
+fn reference_row(shifts: &[Shift], y: u32) -> i64 {
+    let mut delta: i64 = 0;
+    for s in shifts {
+        match s.kind {
+            ShiftKind::Inserted if i64::from(s.y) + i64::from(s.height) <= i64::from(y) => {
+                delta -= i64::from(s.height)
+            }
+            ShiftKind::Removed if i64::from(s.y) - delta <= i64::from(y) => {
+                delta += i64::from(s.height)
+            }
+            _ => {}
+        }
+    }
+    (i64::from(y) + delta).max(0)
+}
+
+/// A shift as the run page lists it.
+fn shift_text(shift: &Shift) -> String {
+    match shift.kind {
+        ShiftKind::Inserted => format!("{} rows inserted at y={}", shift.height, shift.y),
+        ShiftKind::Removed => format!(
+            "{} rows removed at y={} of the reference",
+            shift.height, shift.y
+        ),
+    }
+}
+
+/// `POST /run/verdict`: approve or reject a found diff (the core decides);
+/// an approval goes on to the next diff to review.
+pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (_, access, rel, runs) = release_and_runs(ui, req).await?;
+    let user = req
+        .session
+        .as_ref()
+        .map(|s| s.user.clone())
+        .ok_or_else(|| UiError::Forbidden("log in first".into()))?;
+    if access != Access::Owner {
+        return Err(UiError::Forbidden(
+            "only the build's owners may do this".into(),
+        ));
+    }
+    let event = match param(req, "action")? {
+        "approve" => RunEvent::Approve,
+        "reject" => RunEvent::Reject,
+        other => {
+            return Err(UiError::BadRequest(format!(
+                "action must be approve or reject, not {other:?}"
+            )));
+        }
+    };
+    let run_name = param(req, "run")?.to_string();
+    let pos = runs
+        .iter()
+        .position(|r| r.name == run_name)
+        .ok_or(UiError::NotFound)?;
+    // After an approval, on to the next diff still to review (after this
+    // one, wrapping around); none left: back to the release.
+    let next = runs[pos + 1..]
+        .iter()
+        .chain(&runs[..pos])
+        .find(|r| r.status == Some(RunStatus::DiffFound))
+        .map(|n| n.name.clone());
+    let release_id = rel.id;
+    ui.state
+        .store
+        .call(move |c| releases::set_run_verdict(c, release_id, &run_name, &user, event))
+        .await?;
+    let b = rel.build_id;
+    Ok(redirect(&match (event, next) {
+        (RunEvent::Approve, Some(n)) => run_url(b, &rel.name, rel.number, &n),
+        (RunEvent::Approve, None) => release_url(b, &rel.name, rel.number),
+        _ => run_url(b, &rel.name, rel.number, param(req, "run")?),
+    }))
+}
+
+/// A rectangle from the form fields `x1`, `y1`, `x2`, `y2` (corners
+/// inclusive, in the new image's pixels); the error names the bad field.
+fn region_param(req: &Req) -> Result<Region, UiError> {
+    let coord = |name: &str| -> Result<u32, UiError> {
+        let raw = param(req, name)?.trim();
+        raw.parse::<u32>().map_err(|_| {
+            UiError::BadRequest(format!(
+                "{name} must be a whole number of pixels, not {raw:?}"
+            ))
+        })
+    };
+    let (x1, y1, x2, y2) = (coord("x1")?, coord("y1")?, coord("x2")?, coord("y2")?);
+    if x1 > x2 || y1 > y2 {
+        return Err(UiError::BadRequest(format!(
+            "the region {x1}:{y1}-{x2}:{y2} is empty: x1 must be at most x2 and y1 at most y2"
+        )));
+    }
+    Ok(Region { x1, y1, x2, y2 })
+}
+
+/// `POST /ignore`: stores an ignore region drawn on a run's image for that
+/// run name (owners only); later diffs of the build leave it out.
+pub(crate) async fn add_ignore(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let run_name = param(req, "run")?.to_string();
+    let name = param(req, "region_name")?.to_string();
+    let region = region_param(req)?;
+    let back = format!(
+        "{}#ignores",
+        run_url(
+            info.id,
+            param(req, "name")?,
+            int_param(req, "number")?,
+            &run_name
+        )
+    );
+    let build = info.id;
+    ui.state
+        .store
+        .call(move |c| ignores::add(c, build, &run_name, &name, region, &user))
+        .await?;
+    Ok(redirect(&back))
+}
+
+/// `POST /ignore/remove`: removes an ignore region (owners only) and goes
+/// back to where it was removed from.
+pub(crate) async fn remove_ignore(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let id = int_param(req, "id")?;
+    let build = info.id;
+    ui.state
+        .store
+        .call(move |c| ignores::remove(c, build, id, &user))
+        .await?;
+    Ok(redirect(&format!("{}#ignore-regions", build_url(build))))
+}
+
+/// Which runs a bulk approval takes.
+#[derive(Debug, Clone, Copy)]
+enum Bulk {
+    /// Runs whose only differences are moved bands.
+    OnlyShifts,
+    /// Runs whose every remaining change lies inside the rectangle.
+    Inside(Region),
+}
+
+impl Bulk {
+    fn from(req: &Req) -> Result<Bulk, UiError> {
+        match param(req, "kind")? {
+            "shifts" => Ok(Bulk::OnlyShifts),
+            "region" => {
+                let raw = param(req, "region")?;
+                raw.parse().map(Bulk::Inside).map_err(|_| {
+                    UiError::BadRequest(format!(
+                        "region must be x1:y1-x2:y2 (pixels of the new image), not {raw:?}"
+                    ))
+                })
+            }
+            other => Err(UiError::BadRequest(format!(
+                "kind must be shifts or region, not {other:?}"
+            ))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Bulk::OnlyShifts => "only moved content".to_string(),
+            Bulk::Inside(g) => format!("changes only inside {g}"),
+        }
+    }
+
+    fn takes(&self, r: &DiffReport) -> bool {
+        match self {
+            Bulk::OnlyShifts => !r.shifts.is_empty() && !r.changed_beyond_shifts(),
+            Bulk::Inside(outer) => {
+                let inside = |g: &Region| {
+                    g.x1 >= outer.x1 && g.y1 >= outer.y1 && g.x2 <= outer.x2 && g.y2 <= outer.y2
+                };
+                !r.regions.is_empty()
+                    && r.regions.iter().all(inside)
+                    && !(r.size_changed() && r.shifts.is_empty())
+            }
+        }
+    }
+}
+
+/// The runs of a release still to review that `bulk` takes, by name, and
+/// how many runs to review it leaves (no report, or other changes).
+async fn bulk_matches(
+    ui: &Ui,
+    build: BuildId,
+    runs: &[RunRow],
+    bulk: Bulk,
+) -> (Vec<String>, usize) {
+    let mut taken = Vec::new();
+    let mut left = 0;
+    for r in runs
+        .iter()
+        .filter(|r| r.status == Some(RunStatus::DiffFound))
+    {
+        match load_report(ui, build, r.diff_log.as_deref()).await {
+            Some(report) if bulk.takes(&report) => taken.push(r.name.clone()),
+            _ => left += 1,
+        }
+    }
+    (taken, left)
+}
+
+/// `GET /release/bulk`: which runs a bulk approval would take, with a
+/// button to confirm (owners only).
+pub(crate) async fn bulk_preview(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, access, rel, runs) = release_and_runs(ui, req).await?;
+    if access != Access::Owner {
+        return Err(UiError::Forbidden(
+            "only the build's owners may do this".into(),
+        ));
+    }
+    let bulk = Bulk::from(req)?;
+    let b = info.id;
+    let (taken, left) = bulk_matches(ui, b, &runs, bulk).await;
+    let names = names_digest(&taken);
+    let listed: Vec<Value> = taken
+        .iter()
+        .map(|n| json!({"name": n, "url": run_url(b, &rel.name, rel.number, n)}))
+        .collect();
+    ui.render(
+        req,
+        "bulk",
+        StatusCode::OK,
+        json!({
+            "title": format!("Approve in bulk — {} #{}", rel.name, rel.number),
+            "build": {"name": info.name, "url": build_url(b), "id": b.0},
+            "release": {"name": rel.name, "number": rel.number, "url": release_url(b, &rel.name, rel.number)},
+            "what": bulk.describe(),
+            "kind": req.q("kind").or(req.f("kind")),
+            "region": req.q("region").or(req.f("region")),
+            "runs": listed,
+            "count": taken.len(),
+            "names": names,
+            "left": left,
+            "page": "bulk",
+        }),
+    )
+}
+
+/// A digest of run names, so a confirmation can say which set it saw
+/// without posting every name.
+fn names_digest(names: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for n in names {
+        h.update(n.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// `POST /release/bulk`: approves the runs the preview showed. The set is
+/// worked out again; if it is no longer the set the person confirmed
+/// (`expect` runs whose names hash to `names`), nothing is approved and they
+/// are asked to look again.
+pub(crate) async fn bulk_approve(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let (_, _, rel, runs) = release_and_runs(ui, req).await?;
+    let bulk = Bulk::from(req)?;
+    let expect = int_param(req, "expect")?;
+    let (taken, _) = bulk_matches(ui, info.id, &runs, bulk).await;
+    if taken.len() as i64 != expect {
+        return Err(UiError::Conflict(format!(
+            "{} runs match now, not the {expect} you confirmed: open the preview again",
+            taken.len()
+        )));
+    }
+    if param(req, "names")? != names_digest(&taken) {
+        return Err(UiError::Conflict(
+            "other runs match now than the ones you confirmed: open the preview again".into(),
+        ));
+    }
+    let release = rel.id;
+    let reason = bulk.describe();
+    ui.state
+        .store
+        .call(move |c| releases::approve_runs(c, release, &taken, &user, &reason))
+        .await?;
+    Ok(redirect(&release_url(info.id, &rel.name, rel.number)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shift(kind: ShiftKind, y: u32, height: u32) -> Shift {
+        Shift { kind, y, height }
+    }
+
+    #[test]
+    fn reference_rows_follow_the_moved_bands() {
+        // 40 rows inserted at y=100 of the new image, then 10 rows removed
+        // at y=300 of the reference (y=340 of the new image).
+        let shifts = [
+            shift(ShiftKind::Inserted, 100, 40),
+            shift(ShiftKind::Removed, 300, 10),
+        ];
+        assert_eq!(reference_row(&shifts, 50), 50);
+        assert_eq!(reference_row(&shifts, 140), 100);
+        assert_eq!(reference_row(&shifts, 339), 299);
+        assert_eq!(reference_row(&shifts, 340), 310);
+        assert_eq!(reference_row(&shifts, 500), 470);
+    }
+
+    fn report(regions: &[&str], shifts: Vec<Shift>) -> DiffReport {
+        let regions: Vec<Region> = regions.iter().map(|r| r.parse().unwrap()).collect();
+        DiffReport {
+            width: 100,
+            height: 100,
+            reference_width: 100,
+            reference_height: 100,
+            distortion: 0.1,
+            changed_pixels: regions
+                .iter()
+                .map(|g| u64::from(g.width() * g.height()))
+                .sum(),
+            total_pixels: 10_000,
+            percentage: 0.0,
+            regions,
+            shifts,
+            aligned_distortion: 0.0,
+            unaligned_changed_pixels: 50,
+        }
+    }
+
+    #[test]
+    fn bulk_takes_only_what_it_says() {
+        let moved = report(&[], vec![shift(ShiftKind::Inserted, 10, 5)]);
+        let badge = report(&["10:10-20:20"], vec![]);
+        let badge_and_move = report(&["10:10-20:20"], vec![shift(ShiftKind::Inserted, 50, 5)]);
+        let spread = report(&["10:10-20:20", "60:60-70:70"], vec![]);
+        let only_shifts = Bulk::OnlyShifts;
+        assert!(only_shifts.takes(&moved));
+        assert!(!only_shifts.takes(&badge));
+        assert!(!only_shifts.takes(&badge_and_move));
+        let inside = Bulk::Inside("5:5-30:30".parse().unwrap());
+        assert!(!inside.takes(&moved), "nothing changed inside");
+        assert!(inside.takes(&badge));
+        assert!(inside.takes(&badge_and_move), "moves are not changes");
+        assert!(!inside.takes(&spread), "one change is outside");
+    }
+}
