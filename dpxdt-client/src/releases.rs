@@ -37,8 +37,19 @@ impl Client {
             build_id,
             release_name: release_name.to_string(),
             url: url.to_string(),
+            branch: None,
+            commit_sha: None,
         };
-        self.post_form("create_release", &request).await
+        self.create_release_with(&request).await
+    }
+
+    /// Creates a release attempt with every field of the request, e.g. the
+    /// `branch` and `commit_sha` it was built from.
+    pub async fn create_release_with(
+        &self,
+        request: &CreateReleaseRequest,
+    ) -> Result<CreateReleaseResponse, ClientError> {
+        self.post_form("create_release", request).await
     }
 
     /// Finds the run of this name in the build's newest good release
@@ -51,9 +62,23 @@ impl Client {
         build_id: BuildId,
         run_name: &str,
     ) -> Result<Option<FindRunResponse>, ClientError> {
+        self.find_run_on(build_id, run_name, None).await
+    }
+
+    /// Finds the baseline of a run on `branch` (`POST find_run` with
+    /// `branch`): the run of this name in the newest good release of that
+    /// branch, else of the build's default branch. `None` as the branch is
+    /// the default branch, as [`Client::find_run`].
+    pub async fn find_run_on(
+        &self,
+        build_id: BuildId,
+        run_name: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<FindRunResponse>, ClientError> {
         let request = FindRunRequest {
             build_id,
             run_name: run_name.to_string(),
+            branch: branch.map(str::to_string),
         };
         match self
             .post_form::<_, FindRunResponse>("find_run", &request)

@@ -30,6 +30,14 @@ pub struct CreateReleaseRequest {
     pub release_name: String,
     /// Link for people to the release (e.g. the branch or the CI job).
     pub url: String,
+    /// *New.* The branch the release was built from; its runs are compared
+    /// with the newest good release of this branch, else of the build's
+    /// default branch. Absent: the default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// *New.* The commit the release was built from (7 to 64 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_sha: Option<String>,
 }
 
 /// Reply to `create_release`.
@@ -54,6 +62,47 @@ pub struct FindRunRequest {
     pub build_id: BuildId,
     /// The run name to look up in the newest good release.
     pub run_name: String,
+    /// *New.* Look on this branch first, then on the build's default
+    /// branch. Absent: the default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+/// *New.* Why a run has the reference it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineReason {
+    /// The newest good release of the run's own branch.
+    SameBranch,
+    /// The run's branch has no good release with this run: the newest good
+    /// release of the build's default branch.
+    DefaultBranch,
+    /// A reference the client gave (e.g. a page captured beside it).
+    Given,
+}
+
+impl BaselineReason {
+    /// The name stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaselineReason::SameBranch => "same_branch",
+            BaselineReason::DefaultBranch => "default_branch",
+            BaselineReason::Given => "given",
+        }
+    }
+}
+
+impl std::str::FromStr for BaselineReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "same_branch" => Ok(BaselineReason::SameBranch),
+            "default_branch" => Ok(BaselineReason::DefaultBranch),
+            "given" => Ok(BaselineReason::Given),
+            other => Err(format!("unknown baseline reason {other:?}")),
+        }
+    }
 }
 
 /// Reply to `find_run`: the run of that name in the last good release.
@@ -77,6 +126,12 @@ pub struct FindRunResponse {
     pub log: Option<ArtifactId>,
     /// Its capture config.
     pub config: Option<ArtifactId>,
+    /// *New.* The branch of the release it was found in (absent: none given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// *New.* Found on the asked branch or on the default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineReason>,
 }
 
 /// `POST /api/request_run`: the server captures (and diffs) for the client.
@@ -258,6 +313,35 @@ pub struct ReleaseStatusResponse {
     pub results_url: String,
     /// How many runs are in each state.
     pub runs: Vec<RunCount>,
+    /// *New.* The release's branch, when the client gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// *New.* The release's commit, when the client gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_sha: Option<String>,
+    /// *New.* What each run was compared with, by run name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<RunBaseline>,
+}
+
+/// *New.* What one run of a release was compared with, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBaseline {
+    /// The run.
+    pub run_name: String,
+    /// Why its reference is what it is; absent: it has no reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<BaselineReason>,
+    /// The good release whose run of the same name is the reference
+    /// (absent when the client gave the reference or there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
+    /// Its number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_number: Option<i64>,
+    /// Its branch (absent: the default branch, not named by its client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// A count of runs in one state.
@@ -492,6 +576,8 @@ mod tests {
             image: Some(id(2)),
             log: Some(id(3)),
             config: Some(id(4)),
+            branch: None,
+            baseline: Some(BaselineReason::SameBranch),
         };
         let compared = run.with_baseline(Some(found));
         assert_eq!(compared.image, Some(id(1)));

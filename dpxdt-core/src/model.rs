@@ -131,9 +131,68 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest branch name, in bytes.
+pub const MAX_BRANCH_LEN: usize = 255;
+
+/// Checks a branch name (`field` names it in the error): 1 to 255 bytes,
+/// no control characters.
+pub fn validate_branch(field: &str, branch: &str) -> Result<(), String> {
+    if branch.trim().is_empty() {
+        return Err(format!("{field} must not be empty"));
+    }
+    if branch.len() > MAX_BRANCH_LEN {
+        return Err(format!(
+            "{field} is {} bytes, longer than {MAX_BRANCH_LEN}",
+            branch.len()
+        ));
+    }
+    if branch.chars().any(char::is_control) {
+        return Err(format!("{field} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a commit id (`field` names it in the error): 7 to 64 hex digits
+/// (an abbreviated or full SHA-1 or SHA-256).
+pub fn validate_commit_sha(field: &str, sha: &str) -> Result<(), String> {
+    if !(7..=64).contains(&sha.len()) || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{field} must be 7 to 64 hex digits, got {:?}",
+            sha.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn branches_and_commits_are_checked() {
+        assert!(validate_branch("branch", "feature/login-页").is_ok());
+        assert!(validate_branch("branch", "").is_err());
+        assert!(
+            validate_branch("branch", "a\nb")
+                .unwrap_err()
+                .contains("control")
+        );
+        assert!(
+            validate_branch("branch", &"x".repeat(256))
+                .unwrap_err()
+                .contains("256 bytes")
+        );
+        assert!(validate_branch("branch", &"x".repeat(255)).is_ok());
+        assert!(validate_commit_sha("commit_sha", "abc1234").is_ok());
+        assert!(validate_commit_sha("commit_sha", &"f".repeat(64)).is_ok());
+        assert!(validate_commit_sha("commit_sha", "abc123").is_err());
+        assert!(validate_commit_sha("commit_sha", &"f".repeat(65)).is_err());
+        assert!(
+            validate_commit_sha("commit_sha", "abcdefg")
+                .unwrap_err()
+                .contains("hex digits")
+        );
+    }
 
     #[test]
     fn artifact_id_of_bytes_is_sha1() {

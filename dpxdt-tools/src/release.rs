@@ -24,8 +24,15 @@ pub async fn create_release(
     let build_id = args.build_id()?;
     let name = args.release_name(tool);
     let url = args.release_cut_url.as_deref().unwrap_or(default_url);
+    let request = dpxdt_core::api::CreateReleaseRequest {
+        build_id,
+        release_name: name.clone(),
+        url: url.to_string(),
+        branch: args.branch(),
+        commit_sha: args.commit_sha(),
+    };
     let created = client
-        .create_release(build_id, &name, url)
+        .create_release_with(&request)
         .await
         .with_context(|| format!("cannot create release {name:?} in build {build_id}"))?;
     Ok(ReleaseKey {
@@ -186,6 +193,9 @@ mod tests {
                 .iter()
                 .map(|&(status, count)| RunCount { status, count })
                 .collect(),
+            branch: None,
+            commit_sha: None,
+            baselines: Vec::new(),
         }
     }
 

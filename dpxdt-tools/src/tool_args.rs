@@ -69,6 +69,18 @@ pub struct ServerArgs {
     )]
     pub release_cut_url: Option<String>,
 
+    /// Branch the release was built from: its runs are compared with this
+    /// branch's newest good release, else the default branch's (default:
+    /// the CI's branch variable when set: GITHUB_HEAD_REF, GITHUB_REF_NAME,
+    /// CI_COMMIT_REF_NAME).
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+
+    /// Commit the release was built from, 7 to 64 hex digits (default:
+    /// GITHUB_SHA or CI_COMMIT_SHA when set).
+    #[arg(long = "commit-sha", value_name = "SHA")]
+    pub commit_sha: Option<String>,
+
     /// Seconds before one API request is given up (it is retried a few times).
     #[arg(
         long = "request-timeout",
@@ -120,6 +132,23 @@ impl ServerArgs {
             .ok_or_else(|| anyhow::anyhow!("--upload_build_id (or DPXDT_BUILD_ID) is required"))
     }
 
+    /// The branch: `--branch`, else the CI's (see [`ci_value`]).
+    pub fn branch(&self) -> Option<String> {
+        self.branch.clone().or_else(|| {
+            ci_value(
+                &["GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME"],
+                |k| std::env::var(k).ok(),
+            )
+        })
+    }
+
+    /// The commit: `--commit-sha`, else the CI's.
+    pub fn commit_sha(&self) -> Option<String> {
+        self.commit_sha
+            .clone()
+            .or_else(|| ci_value(&["GITHUB_SHA", "CI_COMMIT_SHA"], |k| std::env::var(k).ok()))
+    }
+
     /// The release name: the one given, or `<tool> <UTC time>`.
     pub fn release_name(&self, tool: &str) -> String {
         match &self.upload_release_name {
@@ -127,6 +156,16 @@ impl ServerArgs {
             None => format!("{tool} {}", utc_now_string()),
         }
     }
+}
+
+/// The first of `names` that `var` finds set and not empty (GitHub sets
+/// GITHUB_HEAD_REF, the pull request's branch, to "" outside pull requests).
+pub fn ci_value(names: &[&str], var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    names
+        .iter()
+        .filter_map(|k| var(k))
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
 }
 
 /// `--wait` and how to wait.
@@ -297,6 +336,31 @@ mod tests {
         capture: CaptureArgs,
         #[command(flatten)]
         wait: WaitArgs,
+    }
+
+    #[test]
+    fn the_branch_comes_from_the_first_ci_variable_that_is_set() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let names = ["GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME"];
+        // A pull request: its head branch, not the merge ref.
+        let pr = env(&[
+            ("GITHUB_HEAD_REF", "feature/x"),
+            ("GITHUB_REF_NAME", "12/merge"),
+        ]);
+        assert_eq!(ci_value(&names, pr).as_deref(), Some("feature/x"));
+        // A push: GITHUB_HEAD_REF is set but empty.
+        let push = env(&[("GITHUB_HEAD_REF", ""), ("GITHUB_REF_NAME", "main")]);
+        assert_eq!(ci_value(&names, push).as_deref(), Some("main"));
+        let gitlab = env(&[("CI_COMMIT_REF_NAME", "fix-1")]);
+        assert_eq!(ci_value(&names, gitlab).as_deref(), Some("fix-1"));
+        assert_eq!(ci_value(&names, env(&[])), None);
     }
 
     #[test]

@@ -134,8 +134,13 @@ pub async fn create_release(
     check_link("url", &req.url)?;
     let limits = state.config.limits;
     once_per_key(state, &scope, headers, "create_release", p, move |c| {
-        let number =
-            storage::create_release(c, req.build_id, &req.release_name, &req.url, &limits)?;
+        let release = storage::releases::NewRelease {
+            name: &req.release_name,
+            url: &req.url,
+            branch: req.branch.as_deref(),
+            commit_sha: req.commit_sha.as_deref(),
+        };
+        let number = storage::create_release(c, req.build_id, &release, &limits)?;
         to_value(&CreateReleaseResponse {
             success: true,
             build_id: req.build_id,
@@ -200,12 +205,15 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, storage::StoreError> {
 pub async fn find_run(state: &AppState, scope: ApiKeyScope, p: &Pairs) -> Result<Value, ApiError> {
     let req: FindRunRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
-    let (build, name) = (req.build_id, req.run_name.clone());
+    if let Some(b) = &req.branch {
+        dpxdt_core::model::validate_branch("branch", b).map_err(ApiError::BadRequest)?;
+    }
+    let (build, name, branch) = (req.build_id, req.run_name.clone(), req.branch.clone());
     let found = state
         .store
-        .call(move |c| storage::find_run(c, build, &name))
+        .call(move |c| storage::find_run(c, build, &name, branch.as_deref()))
         .await?;
-    let Some((release, run)) = found else {
+    let Some((release, run, reason)) = found else {
         return Err(ApiError::NotFound(format!(
             "no good release of build {build} has a run named {:?}",
             req.run_name
@@ -222,6 +230,8 @@ pub async fn find_run(state: &AppState, scope: ApiKeyScope, p: &Pairs) -> Result
         image: artifact(run.image),
         log: artifact(run.log),
         config: artifact(run.config),
+        branch: release.branch,
+        baseline: Some(reason),
     })
 }
 
@@ -371,9 +381,13 @@ pub async fn release_status(
     let req: ReleaseQuery = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
     let (build, name, number) = (req.build_id, req.release_name.clone(), req.release_number);
-    let (release, runs) = state
+    let (release, runs, baselines) = state
         .store
-        .call(move |c| storage::release_status(c, build, &name, number))
+        .call(move |c| {
+            let (release, runs) = storage::release_status(c, build, &name, number)?;
+            let baselines = storage::releases::run_baselines(c, release.id)?;
+            Ok((release, runs, baselines))
+        })
         .await?;
     let path = storage::results_url_path(build, &release.name, number);
     json(&ReleaseStatusResponse {
@@ -384,6 +398,9 @@ pub async fn release_status(
         status: release.status,
         results_url: results_url(state, headers, &path),
         runs,
+        branch: release.branch,
+        commit_sha: release.commit_sha,
+        baselines,
     })
 }
 

@@ -309,6 +309,8 @@ pub struct BuildInfo {
     /// The build's API keys may mark its releases good or bad (off by
     /// default: a verdict is a person's).
     pub key_verdicts: bool,
+    /// The branch whose good releases are every branch's fallback baseline.
+    pub default_branch: String,
 }
 
 /// An API key as the build page lists it (never its secret).
@@ -361,7 +363,7 @@ fn is_owner(conn: &Connection, build: BuildId, user: i64) -> Result<bool, StoreE
 pub fn build_info(conn: &Connection, build: BuildId) -> Result<Option<BuildInfo>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT id, name, public, key_verdicts FROM build WHERE id = ?1",
+            "SELECT id, name, public, key_verdicts, default_branch FROM build WHERE id = ?1",
             [build.0],
             |r| {
                 Ok(BuildInfo {
@@ -369,6 +371,7 @@ pub fn build_info(conn: &Connection, build: BuildId) -> Result<Option<BuildInfo>
                     name: r.get(1)?,
                     public: r.get(2)?,
                     key_verdicts: r.get(3)?,
+                    default_branch: r.get(4)?,
                 })
             },
         )
@@ -408,6 +411,8 @@ pub struct BuildSettings {
     pub public: bool,
     /// Its API keys may give verdicts.
     pub key_verdicts: bool,
+    /// The branch every other branch falls back to for baselines.
+    pub default_branch: String,
 }
 
 /// Sets a build's name, whether it is public and whether its API keys may
@@ -422,15 +427,19 @@ pub fn set_build_settings(
         name,
         public,
         key_verdicts,
+        default_branch,
     } = settings;
     dpxdt_core::model::validate_name("build name", name).map_err(StoreError::Invalid)?;
+    dpxdt_core::model::validate_branch("default branch", default_branch)
+        .map_err(StoreError::Invalid)?;
     let tx = write_tx(conn)?;
     tx.execute(
-        "UPDATE build SET name = ?1, public = ?2, key_verdicts = ?3, modified = ?4 WHERE id = ?5",
-        params![name, public, key_verdicts, now_ms(), build.0],
+        "UPDATE build SET name = ?1, public = ?2, key_verdicts = ?3, default_branch = ?4, modified = ?5
+         WHERE id = ?6",
+        params![name, public, key_verdicts, default_branch, now_ms(), build.0],
     )?;
     let msg = format!(
-        "name {name:?}, {}, {}",
+        "name {name:?}, default branch {default_branch:?}, {}, {}",
         if *public { "public" } else { "private" },
         if *key_verdicts {
             "API keys may give verdicts"
@@ -650,7 +659,7 @@ pub fn list_builds(
 ) -> Result<Vec<(BuildInfo, bool)>, StoreError> {
     let (uid, superuser) = user.map_or((-1, false), |u| (u.id, u.superuser));
     let mut stmt = conn.prepare(
-        "SELECT b.id, b.name, b.public, b.key_verdicts,
+        "SELECT b.id, b.name, b.public, b.key_verdicts, b.default_branch,
                 (?2 OR EXISTS (SELECT 1 FROM build_owner o WHERE o.build_id = b.id AND o.user_id = ?1)) AS owned
          FROM build b
          WHERE owned OR b.public
@@ -663,8 +672,9 @@ pub fn list_builds(
                 name: r.get(1)?,
                 public: r.get(2)?,
                 key_verdicts: r.get(3)?,
+                default_branch: r.get(4)?,
             },
-            r.get::<_, bool>(4)?,
+            r.get::<_, bool>(5)?,
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

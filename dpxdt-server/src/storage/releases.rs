@@ -7,7 +7,8 @@
 //! or release can never both win.
 
 use dpxdt_core::api::{
-    CAPTURE_QUEUE, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest, RunCount,
+    BaselineReason, CAPTURE_QUEUE, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest,
+    RunBaseline, RunCount,
 };
 use dpxdt_core::{
     ArtifactId, BuildId, ReleaseEvent, ReleaseId, ReleaseStatus, RunEvent, RunFacts, RunId,
@@ -39,6 +40,10 @@ pub struct ReleaseRow {
     pub url: String,
     /// State.
     pub status: ReleaseStatus,
+    /// The branch its client named (none: the build's default branch).
+    pub branch: Option<String>,
+    /// The commit its client named.
+    pub commit_sha: Option<String>,
 }
 
 /// One run as stored.
@@ -139,7 +144,7 @@ pub fn results_url_path(build: BuildId, name: &str, number: i64) -> String {
     )
 }
 
-const RELEASE_COLS: &str = "id, build_id, name, number, url, status";
+const RELEASE_COLS: &str = "id, build_id, name, number, url, status, branch, commit_sha";
 
 fn release_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
     let status: String = r.get(5)?;
@@ -152,6 +157,8 @@ fn release_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
         status: status.parse().map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
         })?,
+        branch: r.get(6)?,
+        commit_sha: r.get(7)?,
     })
 }
 
@@ -274,11 +281,22 @@ fn set_release_status(
 pub fn create_release(
     conn: &mut Connection,
     build: BuildId,
-    name: &str,
-    url: &str,
+    release: &NewRelease<'_>,
     limits: &Limits,
 ) -> Result<i64, StoreError> {
+    let NewRelease {
+        name,
+        url,
+        branch,
+        commit_sha,
+    } = *release;
     dpxdt_core::model::validate_name("release_name", name).map_err(StoreError::Invalid)?;
+    if let Some(b) = branch {
+        dpxdt_core::model::validate_branch("branch", b).map_err(StoreError::Invalid)?;
+    }
+    if let Some(c) = commit_sha {
+        dpxdt_core::model::validate_commit_sha("commit_sha", c).map_err(StoreError::Invalid)?;
+    }
     let tx = write_tx(conn)?;
     if !super::build_exists(&tx, build)? {
         return Err(StoreError::NotFound(format!(
@@ -307,43 +325,154 @@ pub fn create_release(
     let number = last.unwrap_or(0) + 1;
     let now = now_ms();
     tx.execute(
-        "INSERT INTO release (build_id, name, number, url, status, created, modified)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO release (build_id, name, number, url, status, created, modified, branch, commit_sha)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
         params![
             build.0,
             name,
             number,
             url,
             ReleaseStatus::Receiving.as_str(),
-            now
+            now,
+            branch,
+            commit_sha
         ],
     )?;
     tx.commit()?;
     Ok(number)
 }
 
-/// The run of that name in the newest good release of `build` that has it.
+/// What a new release is: its name and link, and the branch and commit
+/// its client named.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewRelease<'a> {
+    /// The release name.
+    pub name: &'a str,
+    /// Link for people.
+    pub url: &'a str,
+    /// Its branch (none: the default branch).
+    pub branch: Option<&'a str>,
+    /// Its commit.
+    pub commit_sha: Option<&'a str>,
+}
+
+/// The baseline of run `run_name` for a release on `branch` (none: the
+/// default branch): the run of that name in the newest good release of the
+/// same branch; if that branch has none, in the newest good release of the
+/// build's default branch (a release that named no branch is on it), or a
+/// run a person approved also for the default branch. A feature branch's
+/// good releases are never another branch's baseline otherwise.
 pub fn find_run(
     conn: &Connection,
     build: BuildId,
     run_name: &str,
-) -> Result<Option<(ReleaseRow, RunRow)>, StoreError> {
-    let release_id: Option<i64> = conn
+    branch: Option<&str>,
+) -> Result<Option<(ReleaseRow, RunRow, BaselineReason)>, StoreError> {
+    let default: String = conn
         .query_row(
+            "SELECT default_branch FROM build WHERE id = ?1",
+            [build.0],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("build {build} does not exist")))?;
+    let on_default = branch.is_none_or(|b| b == default);
+    let newest = |sql: &str, branch: &str| -> Result<Option<i64>, StoreError> {
+        Ok(conn
+            .query_row(sql, params![build.0, run_name, branch], |r| r.get(0))
+            .optional()?)
+    };
+    let mut found = None;
+    if !on_default && let Some(b) = branch {
+        found = newest(
+            "SELECT r.id FROM release r JOIN run ON run.release_id = r.id
+             WHERE r.build_id = ?1 AND r.status = 'good' AND run.name = ?2
+               AND run.image IS NOT NULL AND r.branch = ?3
+             ORDER BY r.id DESC LIMIT 1",
+            b,
+        )?
+        .map(|id| (id, BaselineReason::SameBranch));
+    }
+    if found.is_none() {
+        let reason = if on_default {
+            BaselineReason::SameBranch
+        } else {
+            BaselineReason::DefaultBranch
+        };
+        found = newest(
             "SELECT r.id FROM release r JOIN run ON run.release_id = r.id
              WHERE r.build_id = ?1 AND r.status = 'good' AND run.name = ?2
                AND run.image IS NOT NULL
+               AND (r.branch IS NULL OR r.branch = ?3 OR run.for_default_branch = 1)
              ORDER BY r.id DESC LIMIT 1",
-            params![build.0, run_name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(id) = release_id else {
+            &default,
+        )?
+        .map(|id| (id, reason));
+    }
+    let Some((id, reason)) = found else {
         return Ok(None);
     };
     let release = get_release_by_id(conn, ReleaseId(id))?;
     let run = get_run(conn, release.id, run_name)?;
-    Ok(run.map(|run| (release, run)))
+    Ok(run.map(|run| (release, run, reason)))
+}
+
+/// Records what `run` was compared with: the baseline `find_run` gives for
+/// its release's branch when the reference is that baseline's screenshot;
+/// otherwise the client gave the reference itself; none without one.
+fn record_baseline(
+    tx: &Transaction<'_>,
+    build: BuildId,
+    release: &ReleaseRow,
+    run: &RunRow,
+) -> Result<(), StoreError> {
+    let (from, reason) = match &run.ref_image {
+        None => (None, None),
+        Some(image) => match find_run(tx, build, &run.name, release.branch.as_deref())? {
+            Some((good, baseline, reason)) if baseline.image.as_ref() == Some(image) => {
+                (Some(good.id.0), Some(reason))
+            }
+            _ => (None, Some(BaselineReason::Given)),
+        },
+    };
+    tx.execute(
+        "UPDATE run SET baseline_release_id = ?1, baseline_reason = ?2 WHERE id = ?3",
+        params![from, reason.map(BaselineReason::as_str), run.id.0],
+    )?;
+    Ok(())
+}
+
+/// What each run of `release` was compared with, by run name.
+pub fn run_baselines(
+    conn: &Connection,
+    release: ReleaseId,
+) -> Result<Vec<RunBaseline>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT run.name, run.baseline_reason, b.name, b.number, b.branch
+         FROM run LEFT JOIN release b ON b.id = run.baseline_release_id
+         WHERE run.release_id = ?1 ORDER BY run.name",
+    )?;
+    let rows = stmt.query_map([release.0], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (run_name, reason, release_name, release_number, branch) = row?;
+        out.push(RunBaseline {
+            run_name,
+            reason: reason.and_then(|r| r.parse().ok()),
+            release_name,
+            release_number,
+            branch,
+        });
+    }
+    Ok(out)
 }
 
 fn insert_run(tx: &Transaction<'_>, release: ReleaseId, name: &str) -> Result<RunRow, StoreError> {
@@ -569,7 +698,11 @@ pub fn report_run(
             diff_queued: false,
         });
     }
+    let compared = (merged.ref_image != old.ref_image).then(|| merged.clone());
     let outcome = apply_report(&tx, build, &release, &old, merged)?;
+    if let Some(run) = compared {
+        record_baseline(&tx, build, &release, &run)?;
+    }
     tx.commit()?;
     Ok(outcome)
 }
@@ -617,7 +750,9 @@ pub fn request_run(
         run.ref_url = ref_url;
         run.ref_config = ref_config;
         run.ref_expected = true;
-    } else if let Some((_, baseline)) = find_run(&tx, build, &input.run_name)? {
+    } else if let Some((_, baseline, _)) =
+        find_run(&tx, build, &input.run_name, release.branch.as_deref())?
+    {
         run.ref_url = baseline.url;
         run.ref_image = baseline.image;
         run.ref_log = baseline.log;
@@ -627,6 +762,7 @@ pub fn request_run(
     }
     run.status = Some(run.facts().status());
     store_run(&tx, &run, old.status())?;
+    record_baseline(&tx, build, &release, &run)?;
     let links = queue::Links {
         build: Some(build),
         release: Some(release.id),
@@ -797,6 +933,8 @@ pub struct ReleaseSummary {
     pub status: ReleaseStatus,
     /// Creation time, ms since the epoch.
     pub created: i64,
+    /// The branch its client named.
+    pub branch: Option<String>,
     /// Run counts per state, only states with at least one run.
     pub counts: Vec<(RunStatus, u64)>,
 }
@@ -808,6 +946,8 @@ pub struct ReleaseQuery {
     pub name: Option<String>,
     /// Only releases in this state.
     pub status: Option<ReleaseStatus>,
+    /// Only releases of this branch (exactly).
+    pub branch: Option<String>,
     /// How many to skip (newest first).
     pub offset: u32,
     /// How many at most.
@@ -820,6 +960,7 @@ impl ReleaseQuery {
         ReleaseQuery {
             name: None,
             status: None,
+            branch: None,
             offset: 0,
             limit,
         }
@@ -841,15 +982,23 @@ pub fn list_releases(
         format!("%{escaped}%")
     });
     let mut stmt = conn.prepare(
-        "SELECT id, name, number, status, created FROM release
+        "SELECT id, name, number, status, created, branch FROM release
          WHERE build_id = ?1
            AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\')
            AND (?3 IS NULL OR status = ?3)
+           AND (?6 IS NULL OR branch = ?6)
          ORDER BY created DESC, id DESC LIMIT ?4 OFFSET ?5",
     )?;
     let status = query.status.map(|s| s.as_str());
     let rows = stmt.query_map(
-        params![build.0, pattern, status, query.limit, query.offset],
+        params![
+            build.0,
+            pattern,
+            status,
+            query.limit,
+            query.offset,
+            query.branch
+        ],
         |r| {
             Ok((
                 ReleaseId(r.get(0)?),
@@ -857,6 +1006,7 @@ pub fn list_releases(
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         },
     )?;
@@ -864,7 +1014,7 @@ pub fn list_releases(
         conn.prepare("SELECT status, COUNT(*) FROM run WHERE release_id = ?1 GROUP BY status")?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, name, number, status, created) = row?;
+        let (id, name, number, status, created, branch) = row?;
         let status: ReleaseStatus = status
             .parse()
             .map_err(|e| StoreError::Invalid(format!("release {id}: {e}")))?;
@@ -885,6 +1035,7 @@ pub fn list_releases(
             number,
             status,
             created,
+            branch,
             counts: per_state,
         });
     }
@@ -908,6 +1059,26 @@ pub fn set_run_verdict(
         RunEvent::Report(_) => "run_report",
     };
     log_in(&tx, build, Some(user.id), log_type, run_name)?;
+    tx.commit()?;
+    Ok(next)
+}
+
+/// Approves a run of a release whose branch is not the default one and lets
+/// its screenshot be the default branch's baseline too, once that release
+/// is good (a person's "also for the default branch").
+pub fn approve_for_default_branch(
+    conn: &mut Connection,
+    release: ReleaseId,
+    run_name: &str,
+    user: &UserRow,
+) -> Result<RunStatus, StoreError> {
+    let tx = write_tx(conn)?;
+    let (build, next) = run_verdict_in(&tx, release, run_name, RunEvent::Approve)?;
+    tx.execute(
+        "UPDATE run SET for_default_branch = 1 WHERE release_id = ?1 AND name = ?2",
+        params![release.0, run_name],
+    )?;
+    log_in(&tx, build, Some(user.id), "run_approve_default", run_name)?;
     tx.commit()?;
     Ok(next)
 }
@@ -962,9 +1133,18 @@ fn run_verdict_in(
     let next = old
         .apply(event)
         .map_err(|e| StoreError::Conflict(format!("run {run_name:?}: {e}")))?;
+    // Un-approving also takes back "approved for the default branch too".
     let n = tx.execute(
-        "UPDATE run SET status = ?1, modified = ?2 WHERE id = ?3 AND status = ?4",
-        params![next.as_str(), now_ms(), run_id, old.as_str()],
+        "UPDATE run SET status = ?1, modified = ?2,
+             for_default_branch = CASE WHEN ?5 THEN 0 ELSE for_default_branch END
+         WHERE id = ?3 AND status = ?4",
+        params![
+            next.as_str(),
+            now_ms(),
+            run_id,
+            old.as_str(),
+            event == RunEvent::Reject
+        ],
     )?;
     if n != 1 {
         return Err(StoreError::Conflict(format!(
@@ -999,7 +1179,19 @@ mod tests {
             let build = create_build(c, "site")?;
             super::super::record_artifact(c, build, &a, "image/png", 7)?;
             super::super::record_artifact(c, build, &b, "image/png", 7)?;
-            assert_eq!(create_release(c, build, "r", "u", &Limits::default())?, 1);
+            assert_eq!(
+                create_release(
+                    c,
+                    build,
+                    &NewRelease {
+                        name: "r",
+                        url: "u",
+                        ..Default::default()
+                    },
+                    &Limits::default()
+                )?,
+                1
+            );
             // First release: an image and no reference needs no diff.
             let out = report_run(
                 c,
@@ -1027,11 +1219,23 @@ mod tests {
                 Err(StoreError::Conflict(_))
             ));
             c.execute("UPDATE release SET status = 'good'", [])?;
-            let (good, run) = find_run(c, build, "/")?.unwrap();
+            let (good, run, _) = find_run(c, build, "/", None)?.unwrap();
             assert_eq!((good.number, run.image.as_deref()), (1, Some(a.as_str())));
 
             // Second attempt: a new image against the baseline queues a diff.
-            assert_eq!(create_release(c, build, "r", "u", &Limits::default())?, 2);
+            assert_eq!(
+                create_release(
+                    c,
+                    build,
+                    &NewRelease {
+                        name: "r",
+                        url: "u",
+                        ..Default::default()
+                    },
+                    &Limits::default()
+                )?,
+                2
+            );
             let out = report_run(
                 c,
                 &ReportRunRequest {
@@ -1053,13 +1257,34 @@ mod tests {
             let other = create_build(c, "other")?;
             let mut foreign = report(other, 1, "/");
             foreign.image = Some(a.clone());
-            create_release(c, other, "r", "u", &Limits::default())?;
+            create_release(
+                c,
+                other,
+                &NewRelease {
+                    name: "r",
+                    url: "u",
+                    ..Default::default()
+                },
+                &Limits::default(),
+            )?;
             assert!(matches!(
                 report_run(c, &foreign, &Limits::default()),
                 Err(StoreError::Invalid(_))
             ));
             // A third attempt supersedes the processing one and cancels its diff.
-            assert_eq!(create_release(c, build, "r", "u", &Limits::default())?, 3);
+            assert_eq!(
+                create_release(
+                    c,
+                    build,
+                    &NewRelease {
+                        name: "r",
+                        url: "u",
+                        ..Default::default()
+                    },
+                    &Limits::default()
+                )?,
+                3
+            );
             assert_eq!(get_release(c, build, "r", 2)?.status, ReleaseStatus::Bad);
             let live: i64 =
                 c.query_row("SELECT COUNT(*) FROM task WHERE status = 'live'", [], |r| {
@@ -1067,7 +1292,16 @@ mod tests {
                 })?;
             assert_eq!(live, 0);
             // The diff result finishes the run and the release.
-            create_release(c, build, "r2", "u", &Limits::default())?;
+            create_release(
+                c,
+                build,
+                &NewRelease {
+                    name: "r2",
+                    url: "u",
+                    ..Default::default()
+                },
+                &Limits::default(),
+            )?;
             let key = |n: &str| ReportRunRequest {
                 release_name: "r2".into(),
                 ..report(build, 1, n)
@@ -1095,6 +1329,80 @@ mod tests {
                 get_release(c, build, "r2", 1)?.status,
                 ReleaseStatus::Reviewing
             );
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// A run approved "also for the default branch" on a feature branch is
+    /// the default branch's baseline once its release is good; approved
+    /// for its branch only, it is not; un-approving takes it back.
+    #[test]
+    fn an_approval_may_count_for_the_default_branch_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let ids: Vec<ArtifactId> = (0..3u8)
+            .map(|i| s.artifacts().write_bytes(&[i; 9]).unwrap())
+            .collect();
+        s.blocking(|c| {
+            let build = create_build(c, "site")?;
+            for id in &ids {
+                super::super::record_artifact(c, build, id, "image/png", 9)?;
+            }
+            let user_id = super::super::users::upsert_user(c, "ann", "x", false)?;
+            let ann = super::super::users::find_user(c, "ann")?.unwrap();
+            assert_eq!(ann.id, user_id);
+            // main: image 0, good. feature: two runs changed to images 1, 2.
+            let release = |c: &mut Connection, name: &str, branch: Option<&str>| {
+                let new = NewRelease {
+                    name,
+                    url: "u",
+                    branch,
+                    commit_sha: None,
+                };
+                create_release(c, build, &new, &Limits::default())
+            };
+            let run = |name: &str, number: i64, run: &str, image: usize, reference: bool| {
+                ReportRunRequest {
+                    release_name: name.into(),
+                    image: Some(ids[image].clone()),
+                    ref_image: reference.then(|| ids[0].clone()),
+                    diff_image: reference.then(|| ids[image].clone()),
+                    distortion: reference.then_some(0.5),
+                    ..report(build, number, run)
+                }
+            };
+            release(c, "m", None)?;
+            for r in ["/a", "/b"] {
+                report_run(c, &run("m", 1, r, 0, false), &Limits::default())?;
+            }
+            runs_done(c, build, "m", 1)?;
+            set_release_verdict(c, build, "m", 1, "good", Some(ann.id))?;
+            release(c, "f", Some("feature"))?;
+            report_run(c, &run("f", 1, "/a", 1, true), &Limits::default())?;
+            report_run(c, &run("f", 1, "/b", 2, true), &Limits::default())?;
+            runs_done(c, build, "f", 1)?;
+            let f = get_release(c, build, "f", 1)?;
+            approve_for_default_branch(c, f.id, "/a", &ann)?;
+            set_run_verdict(c, f.id, "/b", &ann, RunEvent::Approve)?;
+            let baseline = |c: &Connection, run: &str| -> Result<String, StoreError> {
+                let (_, found, _) = find_run(c, build, run, None)?.unwrap();
+                Ok(found.image.unwrap())
+            };
+            // Not good yet: main's baselines are main's.
+            assert_eq!(baseline(c, "/a")?, ids[0].as_str());
+            set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
+            assert_eq!(baseline(c, "/a")?, ids[1].as_str(), "approved for main too");
+            assert_eq!(
+                baseline(c, "/b")?,
+                ids[0].as_str(),
+                "approved for feature only"
+            );
+            // Back to reviewing and un-approved: main's own again.
+            set_release_verdict(c, build, "f", 1, "reviewing", Some(ann.id))?;
+            set_run_verdict(c, f.id, "/a", &ann, RunEvent::Reject)?;
+            set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
+            assert_eq!(baseline(c, "/a")?, ids[0].as_str());
             Ok(())
         })
         .unwrap();

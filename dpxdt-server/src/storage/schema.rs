@@ -243,6 +243,18 @@ CREATE TABLE ignore_region (
     UNIQUE (build_id, run_name, name)
 );
 "#,
+    // 14: branches. A release may name its branch and commit; a build has a
+    // default branch; a run records which good release its reference came
+    // from and why, and an approval may also count for the default branch.
+    r#"
+ALTER TABLE release ADD COLUMN branch TEXT;
+ALTER TABLE release ADD COLUMN commit_sha TEXT;
+ALTER TABLE build ADD COLUMN default_branch TEXT NOT NULL DEFAULT 'main';
+ALTER TABLE run ADD COLUMN baseline_release_id INTEGER;
+ALTER TABLE run ADD COLUMN baseline_reason TEXT;
+ALTER TABLE run ADD COLUMN for_default_branch INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX release_build_branch ON release (build_id, branch, status);
+"#,
 ];
 
 /// The version a fully migrated database has.

@@ -37,7 +37,7 @@ pub(super) fn label(s: RunStatus) -> &'static str {
     }
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -185,6 +185,7 @@ pub(crate) async fn build(
     let query = releases::ReleaseQuery {
         name: search.name.clone(),
         status: search.status,
+        branch: search.branch.clone(),
         offset: search.page * RELEASES_PER_PAGE,
         // One more than shown, to know whether there is an older page.
         limit: RELEASES_PER_PAGE + 1,
@@ -217,6 +218,8 @@ pub(crate) async fn build(
                 "name": r.name,
                 "number": r.number,
                 "status": r.status.as_str(),
+                "branch_url": r.branch.as_ref().map(|b| format!("{}&branch={}", build_url(id), enc(b))),
+                "branch": r.branch,
                 "url": release_url(id, &r.name, r.number),
                 "counts": r.counts.iter().map(|(s, n)| json!({"status": s.as_str(), "label": label(*s), "count": n})).collect::<Vec<_>>(),
             })
@@ -236,7 +239,8 @@ pub(crate) async fn build(
         StatusCode::OK,
         json!({
             "title": info.name,
-            "build": {"id": id.0, "name": info.name, "public": info.public, "key_verdicts": info.key_verdicts, "url": build_url(id)},
+            "build": {"id": id.0, "name": info.name, "public": info.public, "key_verdicts": info.key_verdicts,
+                      "default_branch": info.default_branch, "url": build_url(id)},
             "owner": owner,
             "releases": releases,
             "search": search.to_json(id, older),
@@ -256,10 +260,11 @@ pub(crate) async fn build(
 const RELEASES_PER_PAGE: u32 = 50;
 
 /// The build page's release search: `?q=` (name contains), `?status=`,
-/// `?page=` (0 = newest).
+/// `?branch=` (exactly), `?page=` (0 = newest).
 struct ReleaseSearch {
     name: Option<String>,
     status: Option<ReleaseStatus>,
+    branch: Option<String>,
     page: u32,
 }
 
@@ -272,6 +277,14 @@ impl ReleaseSearch {
             .map(str::to_string);
         if name.as_ref().is_some_and(|n| n.len() > 200) {
             return Err(UiError::BadRequest("the search is over 200 bytes".into()));
+        }
+        let branch = req
+            .q("branch")
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(str::to_string);
+        if let Some(b) = &branch {
+            dpxdt_core::model::validate_branch("branch", b).map_err(UiError::BadRequest)?;
         }
         let status = match req.q("status").filter(|s| !s.is_empty()) {
             Some(s) => Some(
@@ -288,7 +301,12 @@ impl ReleaseSearch {
                 .ok_or_else(|| UiError::BadRequest(format!("page {p:?} is not a page number")))?,
             None => 0,
         };
-        Ok(ReleaseSearch { name, status, page })
+        Ok(ReleaseSearch {
+            name,
+            status,
+            branch,
+            page,
+        })
     }
 
     /// What the template shows: the form's values and the page links.
@@ -302,6 +320,10 @@ impl ReleaseSearch {
             if let Some(status) = self.status {
                 url.push_str(&format!("&status={}", status.as_str()));
             }
+            if let Some(branch) = &self.branch {
+                url.push_str("&branch=");
+                url.extend(url::form_urlencoded::byte_serialize(branch.as_bytes()));
+            }
             url
         };
         let states: Vec<Value> = ReleaseStatus::ALL
@@ -310,11 +332,12 @@ impl ReleaseSearch {
             .collect();
         json!({
             "q": self.name,
+            "branch": self.branch,
             "states": states,
             "page": self.page + 1,
             "newer": (self.page > 0).then(|| link(self.page - 1)),
             "older": older.then(|| link(self.page + 1)),
-            "filtered": self.name.is_some() || self.status.is_some(),
+            "filtered": self.name.is_some() || self.status.is_some() || self.branch.is_some(),
         })
     }
 }
@@ -362,6 +385,9 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             .map_or(info.name.clone(), |n| n.trim().to_string()),
         public: req.f("public") == Some("1"),
         key_verdicts: req.f("key_verdicts") == Some("1"),
+        default_branch: req
+            .f("default_branch")
+            .map_or(info.default_branch.clone(), |b| b.trim().to_string()),
     };
     let webhook = req.f("webhook_url").map(|u| u.trim().to_string());
     let id = info.id;
@@ -658,7 +684,8 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         json!({
             "title": format!("{} #{}", rel.name, rel.number),
             "build": {"name": info.name, "url": build_url(b), "id": b.0},
-            "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": rel.url},
+            "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": rel.url,
+                        "branch": rel.branch, "commit": rel.commit_sha},
             "groups": groups,
             "total": runs.len(),
             "can_good": can(E::MarkGood),

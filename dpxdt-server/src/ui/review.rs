@@ -3,6 +3,7 @@
 //! approval of the runs of a release that only moved or only changed inside
 //! a given rectangle.
 
+use dpxdt_core::api::BaselineReason;
 use dpxdt_core::diff::{DiffReport, Region, Shift, ShiftKind};
 use dpxdt_core::{ArtifactId, BuildId, RunEvent, RunStatus};
 use serde_json::{Value, json};
@@ -42,12 +43,34 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let report = load_report(ui, b, r.diff_log.as_deref())
         .await
         .map(|r| report_json(&r));
-    let lookup = r.name.clone();
-    let ignored = ui
+    let (lookup, release_id) = (r.name.clone(), rel.id);
+    let (ignored, baseline) = ui
         .state
         .store
-        .call(move |c| ignores::list(c, b, Some(&lookup), ignores::MAX_PER_RUN as u32))
+        .call(move |c| {
+            let ignored = ignores::list(c, b, Some(&lookup), ignores::MAX_PER_RUN as u32)?;
+            let baseline = releases::run_baselines(c, release_id)?
+                .into_iter()
+                .find(|x| x.run_name == lookup);
+            Ok((ignored, baseline))
+        })
         .await?;
+    let compared = baseline.and_then(|x| {
+        let why = match x.reason? {
+            BaselineReason::SameBranch => "same branch",
+            BaselineReason::DefaultBranch => "this branch has none: the default branch's",
+            BaselineReason::Given => return Some(json!({"given": true})),
+        };
+        let (name, number) = (x.release_name?, x.release_number?);
+        Some(
+            json!({"url": release_url(b, &name, number), "name": name, "number": number,
+                    "branch": x.branch, "why": why}),
+        )
+    });
+    let off_default = rel
+        .branch
+        .as_deref()
+        .is_some_and(|branch| branch != info.default_branch);
     let ignored: Vec<Value> = ignored
         .into_iter()
         .map(|i| {
@@ -84,6 +107,10 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                 "diff_failed": r.diff_failed,
             },
             "report": report,
+            "compared": compared,
+            "branch": rel.branch,
+            "default_branch": info.default_branch,
+            "can_approve_default": owner && off_default && status.apply(RunEvent::Approve).is_ok(),
             "ignores": ignored,
             "can_ignore": owner && r.image.is_some(),
             "position": pos + 1,
@@ -248,12 +275,13 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
             "only the build's owners may do this".into(),
         ));
     }
-    let event = match param(req, "action")? {
-        "approve" => RunEvent::Approve,
-        "reject" => RunEvent::Reject,
+    let (event, for_default) = match param(req, "action")? {
+        "approve" => (RunEvent::Approve, false),
+        "approve_default" => (RunEvent::Approve, true),
+        "reject" => (RunEvent::Reject, false),
         other => {
             return Err(UiError::BadRequest(format!(
-                "action must be approve or reject, not {other:?}"
+                "action must be approve, approve_default or reject, not {other:?}"
             )));
         }
     };
@@ -272,7 +300,13 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
     let release_id = rel.id;
     ui.state
         .store
-        .call(move |c| releases::set_run_verdict(c, release_id, &run_name, &user, event))
+        .call(move |c| {
+            if for_default {
+                releases::approve_for_default_branch(c, release_id, &run_name, &user)
+            } else {
+                releases::set_run_verdict(c, release_id, &run_name, &user, event)
+            }
+        })
         .await?;
     let b = rel.build_id;
     Ok(redirect(&match (event, next) {

@@ -1793,3 +1793,226 @@ async fn health_and_readiness_endpoints_for_load_balancers() {
     assert_eq!(get("readyz").await, (200, ready));
     s.stop().await;
 }
+
+/// Baselines per branch: a run is compared with the newest good release of
+/// its own branch, else of the build's default branch (`main`; releases
+/// that name no branch are on it). A feature branch's good release never
+/// becomes main's baseline; main's next good release after the merge does.
+/// `release_status` says what each run was compared with, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baselines_follow_the_branch_and_fall_back_to_the_default_branch() {
+    use dpxdt_core::api::{BaselineReason, CreateReleaseRequest, ReportRunRequest};
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("branches").await;
+    s.allow_key_verdicts(&build);
+    let client = s.client(&key);
+    let b = dpxdt_core::BuildId(build.parse().unwrap());
+    let mut images = Vec::new();
+    for shade in 0..4u8 {
+        let bytes = png(8, 8, [shade * 60, 0, 0, 255], None);
+        images.push(
+            client
+                .upload_bytes(b, "p.png", bytes)
+                .await
+                .unwrap()
+                .sha1sum,
+        );
+    }
+    // A release on `branch` whose run /page has image `i` and no reference,
+    // marked good; its name.
+    let good = |name: &'static str, branch: Option<&'static str>, i: usize| {
+        let (client, images, s, key, build) = (&client, &images, &s, &key, &build);
+        async move {
+            let created = client
+                .create_release_with(&CreateReleaseRequest {
+                    build_id: b,
+                    release_name: name.into(),
+                    url: "u".into(),
+                    branch: branch.map(str::to_string),
+                    commit_sha: Some("0123abcd".into()),
+                })
+                .await
+                .unwrap();
+            let report = ReportRunRequest {
+                build_id: b,
+                release_name: name.into(),
+                release_number: created.release_number,
+                run_name: "/page".into(),
+                image: Some(images[i].clone()),
+                ..Default::default()
+            };
+            client.report_run(&report).await.unwrap();
+            client
+                .runs_done(&dpxdt_core::ReleaseKey {
+                    build_id: b,
+                    release_name: name.into(),
+                    release_number: created.release_number,
+                })
+                .await
+                .unwrap();
+            let mut verdict = release_form(build, name, "1");
+            verdict.push(("status", "good"));
+            assert_eq!(s.post(Some(key), "update_release", &verdict).await.0, 200);
+        }
+    };
+    // (asked branch, expected release, reason) after each good release.
+    let check = |table: &'static [(Option<&'static str>, &'static str, BaselineReason)]| {
+        let client = &client;
+        async move {
+            for (branch, release, reason) in table {
+                let found = client
+                    .find_run_on(b, "/page", *branch)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    (found.release_name.as_str(), found.baseline),
+                    (*release, Some(*reason)),
+                    "baseline of a run on {branch:?}"
+                );
+            }
+        }
+    };
+    use BaselineReason::{DefaultBranch, SameBranch};
+    good("m1", None, 0).await;
+    check(&[
+        (None, "m1", SameBranch),
+        (Some("main"), "m1", SameBranch),
+        (Some("feature"), "m1", DefaultBranch),
+    ])
+    .await;
+    good("f1", Some("feature"), 1).await;
+    check(&[
+        (Some("feature"), "f1", SameBranch),
+        (None, "m1", SameBranch),
+        (Some("main"), "m1", SameBranch),
+        (Some("other"), "m1", DefaultBranch),
+    ])
+    .await;
+    // The merge: main's next good release is every default-branch baseline.
+    good("m2", Some("main"), 2).await;
+    check(&[
+        (None, "m2", SameBranch),
+        (Some("other"), "m2", DefaultBranch),
+        (Some("feature"), "f1", SameBranch),
+    ])
+    .await;
+
+    // A release on the feature branch: its runs' references say where they
+    // came from.
+    let f2 = client
+        .create_release_with(&CreateReleaseRequest {
+            build_id: b,
+            release_name: "f2".into(),
+            url: "u".into(),
+            branch: Some("feature".into()),
+            commit_sha: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
+        })
+        .await
+        .unwrap();
+    let on_f2 = |run: &str, reference: Option<usize>| ReportRunRequest {
+        build_id: b,
+        release_name: "f2".into(),
+        release_number: f2.release_number,
+        run_name: run.into(),
+        image: Some(images[3].clone()),
+        ref_image: reference.map(|i| images[i].clone()),
+        distortion: reference.map(|_| 0.5),
+        ..Default::default()
+    };
+    for req in [
+        on_f2("/page", Some(1)),
+        on_f2("/given", Some(0)),
+        on_f2("/new", None),
+    ] {
+        client.report_run(&req).await.unwrap();
+    }
+    let status = client
+        .release_status(&dpxdt_core::ReleaseKey {
+            build_id: b,
+            release_name: "f2".into(),
+            release_number: f2.release_number,
+        })
+        .await
+        .unwrap();
+    assert_eq!(status.branch.as_deref(), Some("feature"));
+    assert_eq!(
+        status.commit_sha.as_deref(),
+        Some("89abcdef0123456789abcdef0123456789abcdef")
+    );
+    let seen: Vec<_> = status
+        .baselines
+        .iter()
+        .map(|x| {
+            (
+                x.run_name.as_str(),
+                x.reason,
+                x.release_name.as_deref(),
+                x.branch.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/given", Some(BaselineReason::Given), None, None),
+            ("/new", None, None, None),
+            ("/page", Some(SameBranch), Some("f1"), Some("feature")),
+        ]
+    );
+
+    // Bad branches and commits are refused, naming the field, and create nothing.
+    let k = Some(&key);
+    let long = "b".repeat(256);
+    let create = |field: &'static str, value: &str| {
+        let mut form = vec![
+            ("build_id", build.as_str()),
+            ("release_name", "bad"),
+            ("url", "u"),
+        ];
+        form.push((field, value));
+        Call::post(k, "create_release", &form)
+    };
+    s.expect(&[
+        create("branch", "a\u{1}b")
+            .is(400)
+            .says("branch must not contain control characters"),
+        create("branch", &long)
+            .is(400)
+            .says("branch is 256 bytes, longer than 255"),
+        create("branch", " ")
+            .is(400)
+            .says("branch must not be empty"),
+        create("commit_sha", "abc12")
+            .is(400)
+            .says("commit_sha must be 7 to 64 hex digits"),
+        create("commit_sha", "zzzzzzz")
+            .is(400)
+            .says("commit_sha must be 7 to 64 hex digits"),
+        Call::post(
+            k,
+            "find_run",
+            &[
+                ("build_id", &build),
+                ("run_name", "/page"),
+                ("branch", "x\ny"),
+            ],
+        )
+        .is(400)
+        .says("branch must not contain control characters"),
+    ])
+    .await;
+    let (status, body) = s
+        .get(
+            k,
+            "release_status",
+            &[
+                ("build_id", &build),
+                ("release_name", "bad"),
+                ("release_number", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    s.stop().await;
+}

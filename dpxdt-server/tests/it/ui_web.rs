@@ -1677,3 +1677,171 @@ async fn ignore_regions_are_stored_checked_and_honoured_by_the_diff_worker() {
     assert_eq!(release(4, false).await, "diff_found");
     server.stop().await;
 }
+
+/// Branches in the UI: the releases list shows and searches them, the run
+/// page says what each run was compared with, a feature branch's run can be
+/// approved for the default branch too, and the default branch is a
+/// setting that is checked.
+#[tokio::test]
+async fn branches_are_listed_searched_compared_and_set() {
+    use dpxdt_core::api::CreateReleaseRequest;
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("branchy", false).await;
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = BuildId(build);
+    let white = client
+        .upload_bytes(b, "w.png", png(4, 4, [255, 255, 255]))
+        .await
+        .unwrap()
+        .sha1sum;
+    let red = client
+        .upload_bytes(b, "r.png", png(4, 4, [255, 0, 0]))
+        .await
+        .unwrap()
+        .sha1sum;
+    for (name, branch, image, reference) in [
+        ("m1", None, &white, None),
+        ("f1", Some("feature/a&b"), &red, Some(&white)),
+    ] {
+        client
+            .create_release_with(&CreateReleaseRequest {
+                build_id: b,
+                release_name: name.into(),
+                url: "https://ci/1".into(),
+                branch: branch.map(str::to_string),
+                commit_sha: Some("abcdef1".into()),
+            })
+            .await
+            .unwrap();
+        client
+            .report_run(&ReportRunRequest {
+                build_id: b,
+                release_name: name.into(),
+                release_number: 1,
+                run_name: "/page".into(),
+                image: Some(image.clone()),
+                ref_image: reference.cloned(),
+                diff_image: reference.map(|_| red.clone()),
+                distortion: reference.map(|_| 0.5),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let key = ReleaseKey {
+            build_id: b,
+            release_name: name.into(),
+            release_number: 1,
+        };
+        client.runs_done(&key).await.unwrap();
+        if name == "m1" {
+            let form = [
+                ("build_id", build.to_string()),
+                ("name", "m1".into()),
+                ("number", "1".into()),
+                ("status", "good".into()),
+            ];
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(
+                alice.act("/release/status", &form).await.status,
+                StatusCode::SEE_OTHER
+            );
+        }
+    }
+    // The list: a branch column (linked to its search) and the search.
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        page.body.contains(&format!(
+            "<a href=\"/build?id&#x3D;{build}&amp;branch&#x3D;feature%2Fa%26b\" class=\"branch\">feature/a&amp;b</a>"
+        )),
+        "{}",
+        page.body
+    );
+    let found = alice
+        .get(&format!("/build?id={build}&branch=feature%2Fa%26b"))
+        .await;
+    assert!(
+        found.body.contains(">f1</a>") && !found.body.contains(">m1</a>"),
+        "{}",
+        found.body
+    );
+    let bad = alice.get(&format!("/build?id={build}&branch=a%01b")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .contains("branch must not contain control characters")
+    );
+
+    // The run page of the feature release: compared with main's m1, and two
+    // ways to approve.
+    let run = alice
+        .get(&format!(
+            "/run?build_id={build}&name=f1&number=1&run=%2Fpage"
+        ))
+        .await;
+    assert!(
+        run.body.contains("Branch <strong>feature/a&amp;b</strong> · Compared with <a href=\"/release?build_id&#x3D;")
+            && run.body.contains(">m1 #1</a> (this branch has none: the default branch&#x27;s)"),
+        "{}",
+        run.body
+    );
+    assert!(run.body.contains("Approve for feature/a&amp;b</button>"));
+    assert!(
+        run.body
+            .contains("id=\"approve-default\">Approve, also for main</button>")
+    );
+    let verdict = [
+        ("build_id", build.to_string()),
+        ("name", "f1".to_string()),
+        ("number", "1".to_string()),
+        ("run", "/page".to_string()),
+        ("action", "approve_default".to_string()),
+    ];
+    let verdict: Vec<(&str, &str)> = verdict.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        alice.act("/run/verdict", &verdict).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        page.body.contains("run_approve_default</strong> /page"),
+        "{}",
+        page.body
+    );
+    let release = alice
+        .get(&format!("/release?build_id={build}&name=f1&number=1"))
+        .await;
+    assert_eq!(release.text_of("release-branch"), "feature/a&amp;b");
+    assert_eq!(release.text_of("release-commit"), "abcdef1");
+
+    // The default branch is a setting, checked like a branch.
+    let settings = |branch: &str| {
+        vec![
+            ("build_id", build.to_string()),
+            ("name", "branchy".to_string()),
+            ("default_branch", branch.to_string()),
+        ]
+    };
+    let form = settings(&"x".repeat(300));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = alice.act("/build/settings", &form).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .body
+            .contains("default branch is 300 bytes, longer than 255")
+    );
+    let form = settings("trunk");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        alice.act("/build/settings", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        page.body
+            .contains("name=\"default_branch\" value=\"trunk\"")
+    );
+    server.stop().await;
+}

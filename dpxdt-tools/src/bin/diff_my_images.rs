@@ -28,8 +28,9 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tests = tests_json::load_image_tests(&args.tests.tests_json_path)?;
     let (client, key) = args.tests.start_release("diff_my_images").await?;
+    let branch = args.tests.server.branch();
     for test in &tests {
-        report(&client, &key, test)
+        report(&client, &key, branch.as_deref(), test)
             .await
             .with_context(|| format!("test {:?}", test.name))?;
     }
@@ -39,6 +40,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn report(
     client: &dpxdt_client::Client,
     key: &dpxdt_core::ReleaseKey,
+    branch: Option<&str>,
     test: &ImageTest,
 ) -> anyhow::Result<()> {
     let build = key.build_id;
@@ -63,7 +65,7 @@ async fn report(
         None => None,
     };
     let baseline = client
-        .find_run(build, &test.name)
+        .find_run_on(build, &test.name, branch)
         .await
         .context("cannot look up the last good run")?;
     let request = ReportRunRequest {

@@ -28,8 +28,21 @@ async fn new_build(name: &str) -> Build {
     server().new_build(name).await
 }
 
+/// The CI variables the tools read their branch and commit from; the tests
+/// set them only where they mean to, whatever CI runs them.
+const CI_VARS: [&str; 5] = [
+    "GITHUB_HEAD_REF",
+    "GITHUB_REF_NAME",
+    "GITHUB_SHA",
+    "CI_COMMIT_REF_NAME",
+    "CI_COMMIT_SHA",
+];
+
 trait BuildExt {
-    async fn run(&self, tool: &str, args: &[&str]) -> Output;
+    async fn run(&self, tool: &str, args: &[&str]) -> Output {
+        self.run_env(tool, args, &[]).await
+    }
+    async fn run_env(&self, tool: &str, args: &[&str], env: &[(&str, &str)]) -> Output;
     fn key(&self, name: &str, number: i64) -> ReleaseKey;
     async fn status(&self, name: &str, number: i64) -> ReleaseStatusResponse;
     async fn mark_good(&self, name: &str, number: i64);
@@ -37,8 +50,8 @@ trait BuildExt {
 
 impl BuildExt for Build {
     /// Runs a tool's binary against the server with this build's key
-    /// (given through the environment, as CI would).
-    async fn run(&self, tool: &str, args: &[&str]) -> Output {
+    /// (given through the environment, as CI would), and `env`.
+    async fn run_env(&self, tool: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let exe = match tool {
             "site_diff" => env!("CARGO_BIN_EXE_site_diff"),
             "url_pair_diff" => env!("CARGO_BIN_EXE_url_pair_diff"),
@@ -46,7 +59,12 @@ impl BuildExt for Build {
             "diff_my_urls" => env!("CARGO_BIN_EXE_diff_my_urls"),
             other => panic!("no tool {other}"),
         };
-        tokio::process::Command::new(exe)
+        let mut command = tokio::process::Command::new(exe);
+        for var in CI_VARS {
+            command.env_remove(var);
+        }
+        command
+            .envs(env.iter().copied())
             .arg(format!("--release_server_prefix={}", server().api))
             .arg(format!("--upload_build_id={}", self.id))
             .args(["--poll_interval_ms", "100", "--wait_timeout", "120"])
@@ -222,6 +240,80 @@ async fn diff_my_images_compares_with_the_last_good_release() {
     let status = build.status("nightly", 2).await;
     assert_eq!(count(&status, RunStatus::DiffFound), 1, "{status:?}");
     assert_eq!(count(&status, RunStatus::DiffNotFound), 1, "{status:?}");
+}
+
+/// A release from a pull request's CI job names its branch and commit (read
+/// from GitHub's variables, or given as flags) and is compared with the
+/// default branch's last good release until its own branch has one.
+#[tokio::test]
+async fn diff_my_images_sends_the_ci_branch_and_compares_with_the_default_branch() {
+    use dpxdt_core::api::BaselineReason;
+    let build = new_build("branches").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (red, blue) = (dir.path().join("red.png"), dir.path().join("blue.png"));
+    write_png(&red, [200, 0, 0, 255]);
+    write_png(&blue, [0, 0, 200, 255]);
+    let tests = |image: &Path, name: &str| {
+        let file = write_json(
+            dir.path(),
+            name,
+            serde_json::json!([{"name": "home", "image_path": image}]),
+        );
+        format!("--tests_json_path={}", file.display())
+    };
+    let main = tests(&red, "main.json");
+    let push = [("GITHUB_HEAD_REF", ""), ("GITHUB_REF_NAME", "main")];
+    let out = build
+        .run_env(
+            "diff_my_images",
+            &["--upload_release_name=m", &main, "--wait"],
+            &push,
+        )
+        .await;
+    assert_exit(&out, 0);
+    assert_eq!(build.status("m", 1).await.branch.as_deref(), Some("main"));
+    build.mark_good("m", 1).await;
+
+    let pr = [
+        ("GITHUB_HEAD_REF", "feature/login"),
+        ("GITHUB_REF_NAME", "7/merge"),
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+    ];
+    let feature = tests(&blue, "feature.json");
+    let out = build
+        .run_env(
+            "diff_my_images",
+            &["--upload_release_name=f", &feature, "--wait"],
+            &pr,
+        )
+        .await;
+    assert_summary(&out, 1, "#1: reviewing (differences to review)");
+    let status = build.status("f", 1).await;
+    assert_eq!(status.branch.as_deref(), Some("feature/login"));
+    assert_eq!(
+        status.commit_sha.as_deref(),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
+    let home = &status.baselines[0];
+    assert_eq!(
+        (home.reason, home.release_name.as_deref()),
+        (Some(BaselineReason::DefaultBranch), Some("m"))
+    );
+
+    // Flags win over the environment; a bad commit is refused with exit 2.
+    let out = build
+        .run_env(
+            "diff_my_images",
+            &["--upload_release_name=g", &feature, "--commit-sha=xyz"],
+            &pr,
+        )
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("commit_sha must be 7 to 64 hex digits"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
