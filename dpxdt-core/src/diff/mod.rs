@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 pub use self::image::Image;
 pub use align::{Shift, ShiftKind};
 pub use kernel::{DiffImage, diff_images, render_diff_image};
-pub use png_io::{decode_png, encode_diff_png, encode_rgba_png, load_png};
+pub use png_io::{check_png_structure, decode_png, encode_diff_png, encode_rgba_png, load_png};
 pub use reference::reference_diff;
 
 /// The default pixel limit of a decoded image (100 megapixels). An image whose
@@ -217,6 +217,24 @@ pub struct DiffReport {
 }
 
 impl DiffReport {
+    /// The report of two images that are the same, `width` x `height`.
+    pub fn identical(width: u32, height: u32) -> DiffReport {
+        DiffReport {
+            width,
+            height,
+            reference_width: width,
+            reference_height: height,
+            distortion: 0.0,
+            changed_pixels: 0,
+            total_pixels: u64::from(width) * u64::from(height),
+            percentage: 0.0,
+            regions: Vec::new(),
+            shifts: Vec::new(),
+            aligned_distortion: 0.0,
+            unaligned_changed_pixels: 0,
+        }
+    }
+
     /// Whether the reference had another size than the new image.
     pub fn size_changed(&self) -> bool {
         self.width != self.reference_width || self.height != self.reference_height
@@ -400,6 +418,13 @@ pub fn diff_png_bytes(
     opts: &DiffOptions,
 ) -> Result<DiffOutcome, DiffError> {
     opts.validate()?;
+    if reference == new {
+        let (width, height) = check_png_structure(new, "new image", opts.max_pixels)?;
+        return Ok(DiffOutcome {
+            report: DiffReport::identical(width, height),
+            diff_png: None,
+        });
+    }
     let (reference, new) = rayon::join(
         || decode_png(reference, "reference image", opts.max_pixels),
         || decode_png(new, "new image", opts.max_pixels),
@@ -428,10 +453,32 @@ pub fn diff_files(
     opts: &DiffOptions,
 ) -> Result<DiffReport, DiffError> {
     opts.validate()?;
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| DiffError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let (ref_bytes, new_bytes) = rayon::join(|| read(reference), || read(new));
+    let (ref_bytes, new_bytes) = (ref_bytes?, new_bytes?);
+    // The same bytes are the same image: nothing to decode or compare (the
+    // common case in CI, where most pages did not change).
+    if ref_bytes == new_bytes {
+        let what = new.display().to_string();
+        let (width, height) = check_png_structure(&new_bytes, &what, opts.max_pixels)?;
+        return Ok(DiffReport::identical(width, height));
+    }
     let (reference, new) = rayon::join(
-        || load_png(reference, opts.max_pixels),
-        || load_png(new, opts.max_pixels),
+        || {
+            decode_png(
+                &ref_bytes,
+                &reference.display().to_string(),
+                opts.max_pixels,
+            )
+        },
+        || decode_png(&new_bytes, &new.display().to_string(), opts.max_pixels),
     );
+    drop((ref_bytes, new_bytes));
     let (reference, new) = (reference?, new?);
     if output.is_none() {
         return Ok(diff_aligned(&reference, &new, opts));

@@ -111,6 +111,89 @@ pub fn decode_png(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Image, Di
     Ok(Image::from_rgba(width, height, rgba).expect("buffer sized from the header"))
 }
 
+/// Checks that `bytes` is a whole PNG without inflating its pixels: the
+/// signature, every chunk's length and CRC-32, an IHDR first with a size
+/// within `max_pixels`, image data, and an IEND. Returns the
+/// size. Two inputs that are the same bytes are the same image; this is
+/// what is left to check of them.
+pub fn check_png_structure(
+    bytes: &[u8],
+    what: &str,
+    max_pixels: u64,
+) -> Result<(u32, u32), DiffError> {
+    if !bytes.starts_with(&PNG_SIGNATURE) {
+        return Err(DiffError::NotPng { what: what.into() });
+    }
+    let corrupt = |detail: String| DiffError::Corrupt {
+        what: what.into(),
+        detail,
+    };
+    let mut at = PNG_SIGNATURE.len();
+    let (mut size, mut image_data, mut ended) = (None, false, false);
+    // Anything after IEND is ignored, as the decoder does.
+    while at < bytes.len() && !ended {
+        let header = bytes
+            .get(at..at + 8)
+            .ok_or_else(|| corrupt("unexpected end of file in a chunk header".into()))?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let kind = &header[4..8];
+        let name = String::from_utf8_lossy(kind).into_owned();
+        let body = bytes
+            .get(at + 8..at + 8 + len)
+            .ok_or_else(|| corrupt(format!("unexpected end of file in chunk {name}")))?;
+        let crc = bytes
+            .get(at + 8 + len..at + 12 + len)
+            .ok_or_else(|| corrupt(format!("unexpected end of file in chunk {name}")))?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(kind);
+        hasher.update(body);
+        if hasher.finalize().to_be_bytes() != crc {
+            return Err(corrupt(format!("CRC error in chunk {name}")));
+        }
+        match kind {
+            b"IHDR" if size.is_none() && len == 13 => {
+                let be =
+                    |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+                size = Some((be(0), be(4)));
+            }
+            _ if size.is_none() => return Err(corrupt("the first chunk is not IHDR".into())),
+            b"IDAT" => image_data = true,
+            b"IEND" => ended = true,
+            _ => {}
+        }
+        at += 12 + len;
+    }
+    let (width, height) = size.ok_or_else(|| corrupt("no IHDR chunk".into()))?;
+    if !image_data || !ended {
+        return Err(corrupt(
+            if image_data {
+                "no IEND chunk"
+            } else {
+                "no image data"
+            }
+            .into(),
+        ));
+    }
+    if width == 0 || height == 0 {
+        return Err(DiffError::Empty {
+            what: what.into(),
+            width,
+            height,
+        });
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(DiffError::TooLarge {
+            what: what.into(),
+            width,
+            height,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    Ok((width, height))
+}
+
 /// Width and height from the IHDR chunk, read directly (0, 0 if absent).
 fn ihdr_size(bytes: &[u8]) -> (u32, u32) {
     let be = |at: usize| {

@@ -718,3 +718,64 @@ fn alignment_is_bounded_on_hostile_and_huge_inputs() {
     let (report, _) = compare_images(&tall, &taller, &exact());
     assert!(report.shifts.is_empty() && report.size_changed());
 }
+
+#[test]
+fn the_same_bytes_give_the_report_of_a_decoded_comparison_without_decoding() {
+    let mut noise = Noise(7);
+    let img = noisy(&mut noise, 37, 23);
+    let bytes = encode(&img);
+    let opts = DiffOptions::default();
+    let fast = diff_png_bytes(&bytes, &bytes, &opts).unwrap();
+    let decoded = decode_png(&bytes, "x", u64::MAX).unwrap();
+    let (slow, image) = compare_images(&decoded, &decoded, &opts);
+    assert_eq!(fast.report, slow);
+    assert!(fast.diff_png.is_none() && image.is_none());
+    // diff_files takes the same path for two files with the same bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    std::fs::write(&a, &bytes).unwrap();
+    std::fs::write(&b, &bytes).unwrap();
+    assert_eq!(diff_files(&a, &b, None, &opts).unwrap(), slow);
+}
+
+#[test]
+fn the_same_bytes_must_still_be_a_whole_png() {
+    let bytes = encode(&Image::filled(8, 8, WHITE));
+    let opts = DiffOptions::default();
+    let err = |b: &[u8]| diff_png_bytes(b, b, &opts).unwrap_err().to_string();
+    // A flipped byte inside the image data: its chunk's CRC no longer holds.
+    let idat = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+    let mut flipped = bytes.clone();
+    flipped[idat + 6] ^= 0x40;
+    assert!(
+        err(&flipped).contains("CRC error in chunk IDAT"),
+        "{}",
+        err(&flipped)
+    );
+    let cut = &bytes[..bytes.len() - 2];
+    assert!(
+        err(cut).contains("unexpected end of file in chunk IEND"),
+        "{}",
+        err(cut)
+    );
+    assert!(
+        err(b"GIF89a....").contains("not a PNG"),
+        "{}",
+        err(b"GIF89a....")
+    );
+    // Bytes after IEND are ignored, as when the images are decoded.
+    let mut trailing = bytes.clone();
+    trailing.extend_from_slice(b"junk");
+    assert!(diff_png_bytes(&trailing, &trailing, &opts).is_ok());
+    let mut other = trailing.clone();
+    other.extend_from_slice(b"!");
+    assert!(diff_png_bytes(&trailing, &other, &opts).is_ok());
+    let small = DiffOptions {
+        max_pixels: 63,
+        ..DiffOptions::default()
+    };
+    let too_large = diff_png_bytes(&bytes, &bytes, &small)
+        .unwrap_err()
+        .to_string();
+    assert!(too_large.contains("8x8"), "{too_large}");
+}
