@@ -63,6 +63,10 @@ pub struct Config {
     /// What each build may store and do (runs per release, releases per
     /// hour, stored bytes, queued captures).
     pub limits: storage::Limits,
+    /// How often the server collects garbage (`storage::gc`); zero: never.
+    pub gc_interval: std::time::Duration,
+    /// The retention defaults and grace period of each collection.
+    pub gc: storage::gc::GcOptions,
 }
 
 impl Config {
@@ -79,8 +83,38 @@ impl Config {
             allow_private_webhooks: false,
             trusted_proxies: Vec::new(),
             limits: storage::Limits::default(),
+            gc_interval: std::time::Duration::from_secs(24 * 3600),
+            gc: storage::gc::GcOptions::default(),
         }
     }
+}
+
+/// Collects garbage every `gc_interval` (the first time one interval after
+/// the start) until `stop` turns true.
+fn spawn_gc(
+    state: AppState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = state.config.gc_interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let (store, opts) = (state.store.clone(), state.config.gc.clone());
+            let run = tokio::task::spawn_blocking(move || {
+                storage::gc::collect(&store, &opts, &mut |_| {})
+            });
+            match run.await {
+                Ok(Ok(report)) => tracing::info!(?report, "scheduled garbage collection"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "garbage collection failed; it runs again next time")
+                }
+                Err(e) => tracing::error!(error = %e, "garbage collection stopped"),
+            }
+        }
+    })
 }
 
 /// Why the server could not start.
@@ -158,6 +192,9 @@ pub async fn serve_store(
     };
     tracing::info!(%addr, "serving the API");
     worker_tasks.push(notify::spawn_notifier(state.clone(), addr, stop_rx.clone()));
+    if !state.config.gc_interval.is_zero() {
+        worker_tasks.push(spawn_gc(state.clone(), stop_rx.clone()));
+    }
     let mut stop_for_server = stop_rx.clone();
     tokio::spawn(async move {
         shutdown.await;

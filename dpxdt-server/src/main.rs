@@ -55,6 +55,20 @@ struct Args {
           default_value_t = Limits::default().queued_captures,
           value_parser = value_parser!(u32).range(1..))]
     max_queued_captures: u32,
+    /// How often the server deletes releases past their build's retention
+    /// policy and artifacts nothing refers to any more (`0s`: never; run
+    /// `dpxdt-server gc` by hand instead).
+    #[arg(long, env = "DPXDT_GC_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
+    gc_interval: std::time::Duration,
+    /// Releases each build keeps per branch unless its settings say otherwise.
+    #[arg(long, env = "DPXDT_KEEP_RELEASES", default_value_t = 20,
+          value_parser = value_parser!(u32).range(1..))]
+    keep_releases: u32,
+    /// Releases younger than this many days are kept, unless a build's
+    /// settings say otherwise.
+    #[arg(long, env = "DPXDT_KEEP_DAYS", default_value_t = 30,
+          value_parser = value_parser!(u32).range(1..))]
+    keep_days: u32,
     /// Base URL people reach the server at (for links in replies).
     #[arg(long, env = "DPXDT_PUBLIC_URL")]
     public_url: Option<String>,
@@ -174,6 +188,15 @@ enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Delete releases past their build's retention policy and the
+    /// artifacts nothing refers to any more; prints what it deleted (or,
+    /// with --dry-run, what it would) and the bytes freed. The server does
+    /// this itself every --gc-interval; run this while it is stopped.
+    Gc {
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the data directory without changing it: the database answers,
     /// its migrations are current, the artifact directory takes writes.
     /// Prints one line per check; exits 0 when all pass, 1 when one fails.
@@ -206,6 +229,11 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         releases_per_hour: args.max_releases_per_hour,
         build_bytes: args.max_build_bytes,
         queued_captures: args.max_queued_captures,
+    };
+    config.gc_interval = args.gc_interval;
+    config.gc.defaults = storage::gc::Policy {
+        keep_releases: args.keep_releases,
+        keep_days: args.keep_days,
     };
     config.public_url = args.public_url.clone();
     config.in_process_workers = !args.no_workers;
@@ -264,6 +292,35 @@ async fn shutdown_signal() {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = config(&args)?;
     match args.command.unwrap_or(Command::Serve) {
+        Command::Gc { dry_run } => {
+            // A dry run only reads; a real one needs the directory to itself.
+            let store = if dry_run {
+                storage::Store::open_shared(&config.data_dir)
+            } else {
+                storage::Store::open(&config.data_dir)
+            }
+            .with_context(|| {
+                format!(
+                    "opening data directory {} (a running server collects its own garbage every --gc-interval)",
+                    config.data_dir.display()
+                )
+            })?;
+            let mut opts = config.gc.clone();
+            opts.dry_run = dry_run;
+            eprintln!("gc: looking at {}", config.data_dir.display());
+            let report = tokio::task::spawn_blocking(move || {
+                storage::gc::collect(&store, &opts, &mut |ids| {
+                    eprintln!("gc: deleting; {} artifacts to check", ids.len());
+                })
+            })
+            .await??;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            println!(
+                "{verb} {} releases ({} runs), ended {} build claims on artifacts, {verb} {} artifacts, freeing {} bytes",
+                report.releases, report.runs, report.claims, report.artifacts, report.bytes
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Check => {
             let checks = storage::health::check_data_dir(&config.data_dir);
             for check in &checks {

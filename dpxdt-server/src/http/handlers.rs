@@ -269,26 +269,10 @@ pub async fn request_run(
         .store
         .call(move |c| storage::releases::release_accepting(c, build, &name, number).map(drop))
         .await?;
-    let artifacts = state.store.artifacts().clone();
-    let write = move |json: String| {
-        let artifacts = artifacts.clone();
-        async move {
-            tokio::task::spawn_blocking(move || artifacts.write_bytes(json.as_bytes()))
-                .await
-                .doing("storing a capture config")?
-                .doing("storing a capture config")
-                .map_err(ApiError::from)
-        }
-    };
     let config_json = req.config.clone();
-    let config = write(config_json.clone()).await?;
-    let reference = match ref_json {
-        Some((ref_url, json)) => {
-            let id = write(json.clone()).await?;
-            Some((ref_url, json, id))
-        }
-        None => None,
-    };
+    let config = ArtifactId::of_bytes(config_json.as_bytes());
+    let reference = ref_json
+        .map(|(ref_url, json)| (ref_url, json.clone(), ArtifactId::of_bytes(json.as_bytes())));
     let limits = state.config.limits;
     let input = RequestRunInput {
         build_id: req.build_id,
@@ -300,9 +284,18 @@ pub async fn request_run(
         config: config.clone(),
         reference: reference.clone(),
     };
+    // The config files go in place in the same hold of the store as the
+    // rows that point at them, as an upload's do (see storage::gc).
+    let artifacts = state.store.artifacts().clone();
     state
         .store
-        .call(move |c| storage::request_run(c, &input, &limits))
+        .call(move |c| {
+            artifacts.write_bytes(input.config_json.as_bytes())?;
+            if let Some((_, json, _)) = &input.reference {
+                artifacts.write_bytes(json.as_bytes())?;
+            }
+            storage::request_run(c, &input, &limits)
+        })
         .await?;
     json(&RequestRunResponse {
         success: true,

@@ -170,15 +170,12 @@ pub async fn upload(
         .store
         .call(move |c| crate::storage::quotas::check_build_bytes(c, build, &id, size, &limits))
         .await?;
-    // Bytes first (fsynced and renamed into place), then the row that points at them.
+    // Bytes first (fsynced, renamed into place), then the row that points
+    // at them, both while holding the store's connection: the garbage
+    // collector deletes an artifact's row and file while holding it too, so
+    // it can never remove bytes an upload just found in place.
     let temp_path = received.temp.0.clone().unwrap_or_default();
     let artifacts = state.store.artifacts().clone();
-    let id = received.id.clone();
-    tokio::task::spawn_blocking(move || artifacts.commit_temp(&temp_path, &id))
-        .await
-        .doing("storing an upload")?
-        .doing("storing an upload")?;
-    received.temp.0 = None;
     let (id, size, ct) = (
         received.id.clone(),
         received.size as i64,
@@ -186,8 +183,12 @@ pub async fn upload(
     );
     state
         .store
-        .call(move |c| record_artifact(c, build, &id, &ct, size))
+        .call(move |c| {
+            artifacts.commit_temp(&temp_path, &id)?;
+            record_artifact(c, build, &id, &ct, size)
+        })
         .await?;
+    received.temp.0 = None;
     Ok(UploadResponse {
         success: true,
         build_id: build,

@@ -132,10 +132,22 @@ pub fn record_artifact(
         params![id.as_str(), content_type, size, now_ms()],
     )?;
     conn.execute(
-        "INSERT OR IGNORE INTO artifact_owner (build_id, artifact_id) VALUES (?1, ?2)",
-        params![build.0, id.as_str()],
+        "INSERT INTO artifact_owner (build_id, artifact_id, seen) VALUES (?1, ?2, ?3)
+         ON CONFLICT (build_id, artifact_id) DO UPDATE SET seen = excluded.seen",
+        params![build.0, id.as_str(), now_ms()],
     )?;
     Ok(())
+}
+
+/// Notes that `build` uses artifact `id` now (a run refers to it), so the
+/// garbage collector, which only takes what nobody used since it looked,
+/// keeps it. Returns whether the build owns it.
+pub fn touch_artifact(conn: &Connection, build: BuildId, id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE artifact_owner SET seen = ?3 WHERE build_id = ?1 AND artifact_id = ?2",
+        params![build.0, id, now_ms()],
+    )?;
+    Ok(n == 1)
 }
 
 /// The artifact `id` if `build` owns it; `None` for unknown and not-owned alike.

@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod artifacts;
 pub mod builds;
+pub mod gc;
 pub mod health;
 pub mod idempotency;
 pub mod ignores;

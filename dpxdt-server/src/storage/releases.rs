@@ -604,8 +604,9 @@ fn check_owned(
     field: &str,
     id: &Option<ArtifactId>,
 ) -> Result<(), StoreError> {
+    // Touching the owner row also tells the garbage collector it is in use.
     if let Some(id) = id
-        && super::artifact_owned(tx, build, id)?.is_none()
+        && !super::artifacts::touch_artifact(tx, build, id.as_str())?
     {
         return Err(StoreError::Invalid(format!(
             "{field}: artifact {id} was not uploaded to build {build}"
@@ -759,6 +760,12 @@ pub fn request_run(
         run.ref_config = baseline.config;
         run.ref_expected = true;
         // The baseline's artifacts now belong to this release's data too.
+        for id in [&run.ref_image, &run.ref_log, &run.ref_config]
+            .into_iter()
+            .flatten()
+        {
+            super::artifacts::touch_artifact(&tx, build, id)?;
+        }
     }
     run.status = Some(run.facts().status());
     store_run(&tx, &run, old.status())?;

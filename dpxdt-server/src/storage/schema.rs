@@ -255,6 +255,18 @@ ALTER TABLE run ADD COLUMN baseline_reason TEXT;
 ALTER TABLE run ADD COLUMN for_default_branch INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX release_build_branch ON release (build_id, branch, status);
 "#,
+    // 15: retention. A build may keep more or fewer releases than the
+    // server's defaults; a person may mark a release to keep. An owner row
+    // remembers when its build last uploaded or referenced the artifact, so
+    // the collector never takes one that is in use since it looked.
+    r#"
+ALTER TABLE build ADD COLUMN keep_releases INTEGER;
+ALTER TABLE build ADD COLUMN keep_days INTEGER;
+ALTER TABLE release ADD COLUMN keep INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE artifact_owner ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX artifact_owner_artifact ON artifact_owner (artifact_id);
+CREATE INDEX thumbnail_thumb ON thumbnail (thumb_id);
+"#,
 ];
 
 /// The version a fully migrated database has.

@@ -12,7 +12,7 @@ use crate::error::Doing;
 use crate::storage::builds::{Access, BuildInfo};
 use crate::storage::users::{self, UserRow};
 use crate::storage::{self, NewApiKey, ReleaseRow, RunRow};
-use crate::storage::{activity, artifacts, builds, ignores, notifications, queue, releases};
+use crate::storage::{activity, artifacts, builds, gc, ignores, notifications, queue, releases};
 
 /// The order runs are shown in: what needs a person first.
 pub(super) const RUN_ORDER: [RunStatus; 7] = [
@@ -190,12 +190,16 @@ pub(crate) async fn build(
         // One more than shown, to know whether there is an older page.
         limit: RELEASES_PER_PAGE + 1,
     };
-    let (mut releases, keys, log, (owners, invited), webhook, ignored) = ui
+    let (mut releases, keys, log, (owners, invited), webhook, (ignored, usage, policy)) = ui
         .state
         .store
         .call(move |c| {
             let releases = releases::list_releases(c, id, &query)?;
-            let ignored = ignores::list(c, id, None, 500)?;
+            let ignored = (
+                ignores::list(c, id, None, 500)?,
+                gc::build_usage(c, id)?,
+                gc::build_policy(c, id)?,
+            );
             let (keys, log, owners, webhook) = if owner {
                 (
                     builds::list_api_keys(c, id)?,
@@ -249,11 +253,31 @@ pub(crate) async fn build(
             "owners": owners.into_iter().map(|(name, email)| json!({"name": name, "email": email})).collect::<Vec<_>>(),
             "invited": invited,
             "webhook_url": webhook,
+            "usage": {"releases": usage.0, "bytes": human_bytes(usage.1), "exact": usage.1},
+            "retention": {"keep_releases": policy.0, "keep_days": policy.1,
+                          "default_releases": ui.state.config.gc.defaults.keep_releases,
+                          "default_days": ui.state.config.gc.defaults.keep_days},
             "ignores": ignored.into_iter().map(|i| json!({"id": i.id, "run": i.run_name, "name": i.name,
                 "region": i.region.to_string(), "by": if owner { i.created_by } else { None }})).collect::<Vec<_>>(),
             "new_key": new_key.map(|k| json!({"id": k.id, "secret": k.secret})),
         }),
     )
+}
+
+/// Bytes for people: 1.5 MiB.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Releases shown on one page of a build.
@@ -390,11 +414,39 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             .map_or(info.default_branch.clone(), |b| b.trim().to_string()),
     };
     let webhook = req.f("webhook_url").map(|u| u.trim().to_string());
+    // Retention: empty means the server's default; checked before anything
+    // is saved, so a bad value changes nothing.
+    let retention = match (req.f("keep_releases"), req.f("keep_days")) {
+        (None, None) => None,
+        (releases, days) => {
+            let number = |field: &str, raw: Option<&str>| -> Result<Option<u32>, UiError> {
+                match raw.map(str::trim).filter(|v| !v.is_empty()) {
+                    None => Ok(None),
+                    Some(v) => v.parse().map(Some).map_err(|_| {
+                        UiError::BadRequest(format!("{field} must be a whole number, not {v:?}"))
+                    }),
+                }
+            };
+            let pair = (
+                number("keep releases", releases)?,
+                number("keep days", days)?,
+            );
+            gc::Policy {
+                keep_releases: pair.0.unwrap_or(1),
+                keep_days: pair.1.unwrap_or(1),
+            }
+            .validate()?;
+            Some(pair)
+        }
+    };
     let id = info.id;
     ui.state
         .store
         .call(move |c| {
             builds::set_build_settings(c, id, &user, &settings)?;
+            if let Some((releases, days)) = retention {
+                gc::set_build_policy(c, id, &user, releases, days)?;
+            }
             match webhook {
                 Some(url) if notifications::webhook_url(c, id)?.unwrap_or_default() != url => {
                     notifications::set_webhook_url(c, id, &user, &url)
@@ -654,6 +706,12 @@ pub(super) async fn release_and_runs(
 pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (info, access, rel, runs) = release_and_runs(ui, req).await?;
     let b = info.id;
+    let release_id = rel.id;
+    let kept = ui
+        .state
+        .store
+        .call(move |c| gc::kept(c, release_id))
+        .await?;
     let groups: Vec<Value> = RUN_ORDER
         .iter()
         .filter_map(|s| {
@@ -691,10 +749,31 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "can_good": can(E::MarkGood),
             "can_bad": can(E::MarkBad),
             "can_reviewing": can(E::MarkReviewing),
+            "owner": access == Access::Owner,
+            "kept": kept,
             "can_bulk": access == Access::Owner && runs.iter().any(|r| r.status == Some(RunStatus::DiffFound)),
             "page": "release",
         }),
     )
+}
+
+/// `POST /release/keep`: keep a release whatever the retention policy says
+/// (`keep=1`), or let the policy decide again (`keep=0`).
+pub(crate) async fn keep_release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let name = param(req, "name")?.to_string();
+    let number = int_param(req, "number")?;
+    let keep = param(req, "keep")? == "1";
+    let id = info.id;
+    let back = release_url(id, &name, number);
+    ui.state
+        .store
+        .call(move |c| {
+            let release = storage::get_release(c, id, &name, number)?;
+            gc::set_keep(c, id, release.id, keep, &user)
+        })
+        .await?;
+    Ok(redirect(&back))
 }
 
 /// `POST /release/status`: Good, Bad or back to Reviewing (the core decides).
@@ -818,11 +897,13 @@ async fn render_thumbnail(ui: &Ui, id: &ArtifactId, key: String) -> Result<Artif
     tokio::task::spawn_blocking(move || -> Result<ArtifactId, UiError> {
         let bytes = std::fs::read(&source).doing("reading a screenshot for its thumbnail")?;
         let png = super::thumbs::make_thumbnail(&bytes).map_err(UiError::BadRequest)?;
-        let t = store
-            .artifacts()
-            .write_bytes(&png)
-            .doing("storing a thumbnail")?;
-        store.blocking(|c| artifacts::save_thumbnail(c, &key, &t, png.len() as i64))?;
+        // File and row together, while holding the store (see storage::gc).
+        let files = store.artifacts().clone();
+        let t = store.blocking(|c| {
+            let t = files.write_bytes(&png)?;
+            artifacts::save_thumbnail(c, &key, &t, png.len() as i64)?;
+            Ok(t)
+        })?;
         Ok(t)
     })
     .await

@@ -61,7 +61,10 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             BaselineReason::DefaultBranch => "this branch has none: the default branch's",
             BaselineReason::Given => return Some(json!({"given": true})),
         };
-        let (name, number) = (x.release_name?, x.release_number?);
+        let (Some(name), Some(number)) = (x.release_name, x.release_number) else {
+            // The release was deleted by garbage collection since.
+            return Some(json!({"gone": true, "why": why}));
+        };
         Some(
             json!({"url": release_url(b, &name, number), "name": name, "number": number,
                     "branch": x.branch, "why": why}),

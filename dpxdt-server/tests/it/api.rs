@@ -2016,3 +2016,94 @@ async fn baselines_follow_the_branch_and_fall_back_to_the_default_branch() {
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     s.stop().await;
 }
+
+/// Garbage collection while the server runs: an upload of bytes the
+/// collector has already decided to delete, arriving after it looked and
+/// before it deletes (forced at its checkpoint, not timed), is never lost;
+/// the same bytes nobody uploads again are freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_racing_the_garbage_collector_is_never_lost() {
+    use dpxdt_server::storage::gc;
+    let server = common::ui::UiServer::start(&[("alice", false)], |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("racy", false).await;
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = dpxdt_core::BuildId(build);
+    let (raced, lone) = (
+        b"bytes uploaded again".to_vec(),
+        b"bytes nobody wants".to_vec(),
+    );
+    let mut ids = Vec::new();
+    for bytes in [&raced, &lone] {
+        ids.push(
+            client
+                .upload_bytes(b, "x.bin", bytes.clone())
+                .await
+                .unwrap()
+                .sha1sum,
+        );
+    }
+    // One old release refers to both; a newer one makes it expire.
+    for (name, with) in [("old", true), ("new", false)] {
+        let created = client.create_release(b, name, "u").await.unwrap();
+        let report = dpxdt_core::api::ReportRunRequest {
+            build_id: b,
+            release_name: name.into(),
+            release_number: created.release_number,
+            run_name: "/a".into(),
+            image: with.then(|| ids[0].clone()),
+            log: with.then(|| ids[1].clone()),
+            run_failed: (!with).then(|| "nothing".to_string()),
+            ..Default::default()
+        };
+        client.report_run(&report).await.unwrap();
+        client
+            .runs_done(&dpxdt_core::ReleaseKey {
+                build_id: b,
+                release_name: name.into(),
+                release_number: created.release_number,
+            })
+            .await
+            .unwrap();
+    }
+    server
+        .store
+        .blocking(|c| {
+            c.execute("UPDATE release SET created = created - 86400000 * 400", [])?;
+            c.execute("UPDATE artifact_owner SET seen = seen - 1000", [])?;
+            Ok(())
+        })
+        .unwrap();
+    let store = server.store.clone();
+    let handle = tokio::runtime::Handle::current();
+    let (upload_client, again, raced_id) = (client.clone(), raced.clone(), ids[0].clone());
+    let report = tokio::task::spawn_blocking(move || {
+        let opts = gc::GcOptions {
+            defaults: gc::Policy {
+                keep_releases: 1,
+                keep_days: 1,
+            },
+            grace: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+        gc::collect(&store, &opts, &mut |doomed| {
+            assert!(
+                doomed.contains(&raced_id),
+                "the collector means to delete it"
+            );
+            // The upload arrives now, through the real HTTP route.
+            let up = handle.block_on(upload_client.upload_bytes(b, "again.bin", again.clone()));
+            assert_eq!(up.unwrap().sha1sum, raced_id);
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.releases, report.artifacts), (1, 1), "{report:?}");
+    assert_eq!(client.download(b, &ids[0]).await.unwrap(), raced);
+    let gone = client.download(b, &ids[1]).await.unwrap_err();
+    assert!(gone.is_not_found(), "{gone}");
+    assert!(!server.store.artifacts().path(&ids[1]).exists());
+    server.stop().await;
+}

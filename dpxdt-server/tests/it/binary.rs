@@ -777,6 +777,42 @@ fn check_reports_each_part_and_exits_by_the_worst() {
     assert!(!unused.exists(), "check created {}", unused.display());
 }
 
+/// `dpxdt-server gc`: a dry run beside a running server says what it would
+/// delete; a real run refuses while the server has the directory (the
+/// server collects its own garbage) and runs once it is stopped.
+#[test]
+fn gc_runs_by_hand_only_on_a_stopped_server() {
+    let gc = |data: &Path, dry: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("gc").arg("--data-dir").arg(data);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(dir.path(), &["--no-workers"]);
+    let (code, out, err) = gc(dir.path(), true);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("would delete 0 releases (0 runs), ended 0 build claims on artifacts, would delete 0 artifacts, freeing 0 bytes"),
+        "{out}"
+    );
+    let (code, _, err) = gc(dir.path(), false);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("in use by another dpxdt-server"), "{err}");
+    assert!(err.contains("collects its own garbage"), "{err}");
+    drop(server);
+    let (code, out, err) = gc(dir.path(), false);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("deleted 0 releases"), "{out}");
+}
+
 /// With real chromedriver and Chromium (the `capture` feature): the default
 /// server capturing in-process, and a remote capture worker SIGKILLed while
 /// Chromium loads a page.

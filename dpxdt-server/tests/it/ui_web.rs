@@ -1845,3 +1845,107 @@ async fn branches_are_listed_searched_compared_and_set() {
     );
     server.stop().await;
 }
+
+/// Retention in the UI: the build page shows what the build stores, its
+/// owners set how many releases and days it keeps (checked, nothing
+/// half-saved on a bad value), and a release can be kept forever.
+#[tokio::test]
+async fn owners_set_retention_and_keep_releases() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("kept", false).await;
+    let key = alice.create_key(build).await;
+    upload_release(&server.base, build, &key, "r1").await;
+    let page = alice.get(&format!("/build?id={build}")).await;
+    let usage = page.text_of("usage");
+    assert!(
+        usage.starts_with("1 releases, ") && usage.ends_with(" stored"),
+        "{usage}"
+    );
+    let settings = |name: &str, releases: &str, days: &str| {
+        vec![
+            ("build_id", build.to_string()),
+            ("name", name.to_string()),
+            ("default_branch", "main".to_string()),
+            ("keep_releases", releases.to_string()),
+            ("keep_days", days.to_string()),
+        ]
+    };
+    for (releases, days, says) in [
+        (
+            "0",
+            "",
+            "keep releases must be 1 to 1000000 per branch, got 0",
+        ),
+        (
+            "5",
+            "x",
+            "keep days must be a whole number, not &quot;x&quot;",
+        ),
+        ("5", "0", "keep days must be 1 to 36500, got 0"),
+    ] {
+        let form = settings("renamed", releases, days);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = alice.act("/build/settings", &form).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+        assert!(page.body.contains(says), "{says}: {}", page.body);
+    }
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert_eq!(page.text_of("build-name"), "kept", "nothing half-saved");
+    let form = settings("kept", "5", "");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        alice.act("/build/settings", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(page.body.contains("name=\"keep_releases\" value=\"5\""));
+    assert!(
+        page.body
+            .contains("name=\"keep_days\" value=\"\" placeholder=\"30 (server default)\"")
+    );
+    assert!(
+        page.body.contains(
+            "retention</strong> keep 5 releases per branch, the server&#x27;s default days"
+        )
+    );
+
+    // Keep forever, then let the policy decide again.
+    let keep = |value: &'static str| {
+        [
+            ("build_id", build.to_string()),
+            ("name", "r1".to_string()),
+            ("number", "1".to_string()),
+            ("keep", value.to_string()),
+        ]
+    };
+    let form = keep("1");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut bob = server.login("bob").await;
+    assert_eq!(
+        bob.act("/release/keep", &form).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        alice.act("/release/keep", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let release = alice
+        .get(&format!("/release?build_id={build}&name=r1&number=1"))
+        .await;
+    assert!(release.body.contains("id=\"unkeep\""), "{}", release.body);
+    let form = keep("0");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        alice.act("/release/keep", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let release = alice
+        .get(&format!("/release?build_id={build}&name=r1&number=1"))
+        .await;
+    assert!(release.body.contains("id=\"keep\""));
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(page.body.contains("release_keep</strong> r1 #1"));
+    assert!(page.body.contains("release_unkeep</strong> r1 #1"));
+    server.stop().await;
+}
