@@ -26,8 +26,8 @@ mod mail;
 pub use mail::{MailConfig, MailConfigError};
 
 use crate::AppState;
-use crate::storage::notifications;
 use crate::storage::notifications::{Channel, DueNotification};
+use crate::storage::{notifications, statuses};
 use mail::Mailer;
 
 /// How often the notifier looks for releases that reached review.
@@ -135,12 +135,92 @@ pub(crate) async fn run_once(
         .store
         .call(move |c| notifications::due_notifications(c, mail))
         .await?;
-    let n = due.len();
+    let statuses = state.store.call(|c| statuses::due_statuses(c)).await?;
+    let n = due.len() + statuses.len();
     let sends = due.into_iter().map(|d| send_one(state, mailer, base, d));
     for result in futures_util::future::join_all(sends).await {
         result?;
     }
+    let posts = statuses.into_iter().map(|d| send_status(state, base, d));
+    for result in futures_util::future::join_all(posts).await {
+        result?;
+    }
     Ok(n)
+}
+
+/// Posts one commit status (`POST {api}/repos/{repo}/statuses/{sha}`, as
+/// GitHub's statuses API takes it) and records the outcome: sent, retried
+/// with backoff, or given up (refused by the API, or after MAX_ATTEMPTS).
+async fn send_status(
+    state: &AppState,
+    base: &str,
+    d: statuses::DueStatus,
+) -> Result<(), crate::storage::StoreError> {
+    let link = format!(
+        "{base}{}",
+        crate::storage::results_url_path(d.build_id, &d.name, d.number)
+    );
+    let url = format!(
+        "{}/repos/{}/statuses/{}",
+        d.api.trim_end_matches('/'),
+        d.repo,
+        d.commit_sha
+    );
+    let token = state
+        .store
+        .secret_key()
+        .and_then(|k| k.open(&d.token))
+        .map(|t| String::from_utf8_lossy(&t).into_owned());
+    // (error, permanent)
+    let error = match token {
+        Err(e) => Some((format!("the token cannot be read: {e}"), true)),
+        Ok(token) => match webhook_client(&url, state.config.allow_private_webhooks).await {
+            Err(refused) => Some(refused),
+            Ok(http) => {
+                let body = serde_json::json!({
+                    "state": d.state,
+                    "target_url": link,
+                    "description": d.description,
+                    "context": format!("depicted/{}", d.build_name),
+                });
+                let sent = http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("accept", "application/vnd.github+json")
+                    .header("user-agent", "depicted")
+                    .header("x-github-api-version", "2022-11-28")
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => None,
+                    // Refused for good (bad token, no such repository or
+                    // commit), except when it asks us to slow down.
+                    Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                        Some((format!("the statuses API answered {}", r.status()), true))
+                    }
+                    Ok(r) => Some((format!("the statuses API answered {}", r.status()), false)),
+                    Err(e) => Some((format!("the statuses API failed: {e}"), false)),
+                }
+            }
+        },
+    };
+    let retry_at = match &error {
+        Some((e, false)) if d.attempts + 1 < MAX_ATTEMPTS => {
+            tracing::warn!(release = %d.release_id, error = %e, "commit status failed; will retry");
+            Some(crate::storage::now_ms() + (1000i64 << d.attempts.clamp(0, 8)))
+        }
+        Some((e, _)) => {
+            tracing::error!(release = %d.release_id, error = %e, "commit status given up");
+            None
+        }
+        None => None,
+    };
+    let error = error.map(|(e, _)| e);
+    state
+        .store
+        .call(move |c| statuses::status_done(c, &d, error.as_deref(), retry_at))
+        .await
 }
 
 /// Sends one notification and records the outcome.

@@ -119,6 +119,11 @@ impl ArtifactDir {
     }
 }
 
+/// Fsyncs directory `dir`, so an entry just made in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// Records that `build` owns artifact `id` (whose bytes are already in place).
 pub fn record_artifact(
     conn: &Connection,

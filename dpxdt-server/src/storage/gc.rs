@@ -389,6 +389,7 @@ fn delete_releases(conn: &mut Connection, build: BuildId, ids: &[i64]) -> Result
     for id in ids {
         for sql in [
             "DELETE FROM mail_notification WHERE release_id = ?1",
+            "DELETE FROM commit_status WHERE release_id = ?1",
             "DELETE FROM notification WHERE release_id = ?1",
             "DELETE FROM task WHERE release_id = ?1",
             "DELETE FROM run WHERE release_id = ?1",

@@ -19,7 +19,9 @@ pub mod queue;
 pub mod quotas;
 pub mod releases;
 mod schema;
+pub mod secrets;
 pub mod sessions;
+pub mod statuses;
 pub mod users;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +80,8 @@ struct Inner {
     conn: Mutex<Connection>,
     artifacts: ArtifactDir,
     db_path: PathBuf,
+    /// The server key, loaded (or made) when first needed.
+    secret: std::sync::OnceLock<secrets::SecretKey>,
     /// Held for the store's life: the data directory's exclusive lock.
     _lock: Option<std::fs::File>,
 }
@@ -147,6 +151,7 @@ impl Store {
                 conn: Mutex::new(conn),
                 artifacts,
                 db_path,
+                secret: std::sync::OnceLock::new(),
                 _lock: lock,
             }),
         })
@@ -160,6 +165,17 @@ impl Store {
     /// Path of the SQLite file.
     pub fn db_path(&self) -> &Path {
         &self.inner.db_path
+    }
+
+    /// The server key that seals secrets kept in the database (made in the
+    /// data directory on first use).
+    pub fn secret_key(&self) -> Result<&secrets::SecretKey, StoreError> {
+        if let Some(key) = self.inner.secret.get() {
+            return Ok(key);
+        }
+        let dir = self.inner.db_path.parent().unwrap_or(Path::new("."));
+        let key = secrets::SecretKey::load_or_create(dir)?;
+        Ok(self.inner.secret.get_or_init(|| key))
     }
 
     /// Runs `f` with the connection, blocking the calling thread.

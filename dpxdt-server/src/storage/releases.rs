@@ -273,6 +273,7 @@ fn set_release_status(
             release.id
         )));
     }
+    super::statuses::on_release(tx, release, next)?;
     Ok(next)
 }
 
@@ -338,6 +339,8 @@ pub fn create_release(
             commit_sha
         ],
     )?;
+    let created = get_release_by_id(&tx, ReleaseId(tx.last_insert_rowid()))?;
+    super::statuses::on_release(&tx, &created, ReleaseStatus::Receiving)?;
     tx.commit()?;
     Ok(number)
 }

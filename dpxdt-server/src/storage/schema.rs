@@ -267,6 +267,27 @@ ALTER TABLE artifact_owner ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX artifact_owner_artifact ON artifact_owner (artifact_id);
 CREATE INDEX thumbnail_thumb ON thumbnail (thumb_id);
 "#,
+    // 16: commit statuses. A build may name a GitHub-compatible statuses
+    // API (its token sealed with the server key); each state change of a
+    // release naming its commit queues a status, sent in order with retries.
+    r#"
+ALTER TABLE build ADD COLUMN status_api TEXT;
+ALTER TABLE build ADD COLUMN status_repo TEXT;
+ALTER TABLE build ADD COLUMN status_token BLOB;
+CREATE TABLE commit_status (
+    id INTEGER PRIMARY KEY,
+    release_id INTEGER NOT NULL REFERENCES release(id),
+    state TEXT NOT NULL,
+    description TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try INTEGER NOT NULL,
+    last_error TEXT,
+    created INTEGER NOT NULL
+);
+CREATE INDEX commit_status_due ON commit_status (status, next_try);
+CREATE INDEX commit_status_release ON commit_status (release_id, status);
+"#,
 ];
 
 /// The version a fully migrated database has.

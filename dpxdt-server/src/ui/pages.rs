@@ -12,7 +12,9 @@ use crate::error::Doing;
 use crate::storage::builds::{Access, BuildInfo};
 use crate::storage::users::{self, UserRow};
 use crate::storage::{self, NewApiKey, ReleaseRow, RunRow};
-use crate::storage::{activity, artifacts, builds, gc, ignores, notifications, queue, releases};
+use crate::storage::{
+    activity, artifacts, builds, gc, ignores, notifications, queue, releases, statuses,
+};
 
 /// The order runs are shown in: what needs a person first.
 pub(super) const RUN_ORDER: [RunStatus; 7] = [
@@ -190,29 +192,29 @@ pub(crate) async fn build(
         // One more than shown, to know whether there is an older page.
         limit: RELEASES_PER_PAGE + 1,
     };
-    let (mut releases, keys, log, (owners, invited), webhook, (ignored, usage, policy)) = ui
-        .state
-        .store
-        .call(move |c| {
-            let releases = releases::list_releases(c, id, &query)?;
-            let ignored = (
-                ignores::list(c, id, None, 500)?,
-                gc::build_usage(c, id)?,
-                gc::build_policy(c, id)?,
-            );
-            let (keys, log, owners, webhook) = if owner {
-                (
-                    builds::list_api_keys(c, id)?,
-                    activity::list_log(c, id, 50)?,
-                    (builds::list_owners(c, id)?, builds::list_invites(c, id)?),
-                    notifications::webhook_url(c, id)?,
-                )
-            } else {
-                (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), None)
-            };
-            Ok((releases, keys, log, owners, webhook, ignored))
-        })
-        .await?;
+    let (mut releases, keys, log, (owners, invited), webhook, (ignored, usage, (policy, status))) =
+        ui.state
+            .store
+            .call(move |c| {
+                let releases = releases::list_releases(c, id, &query)?;
+                let ignored = (
+                    ignores::list(c, id, None, 500)?,
+                    gc::build_usage(c, id)?,
+                    (gc::build_policy(c, id)?, statuses::target(c, id)?),
+                );
+                let (keys, log, owners, webhook) = if owner {
+                    (
+                        builds::list_api_keys(c, id)?,
+                        activity::list_log(c, id, 50)?,
+                        (builds::list_owners(c, id)?, builds::list_invites(c, id)?),
+                        notifications::webhook_url(c, id)?,
+                    )
+                } else {
+                    (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), None)
+                };
+                Ok((releases, keys, log, owners, webhook, ignored))
+            })
+            .await?;
     let older = releases.len() > RELEASES_PER_PAGE as usize;
     releases.truncate(RELEASES_PER_PAGE as usize);
     let releases: Vec<Value> = releases
@@ -253,6 +255,7 @@ pub(crate) async fn build(
             "owners": owners.into_iter().map(|(name, email)| json!({"name": name, "email": email})).collect::<Vec<_>>(),
             "invited": invited,
             "webhook_url": webhook,
+            "status": status.map(|t| json!({"api": t.api, "repo": t.repo, "token_set": t.token_set})),
             "usage": {"releases": usage.0, "bytes": human_bytes(usage.1), "exact": usage.1},
             "retention": {"keep_releases": policy.0, "keep_days": policy.1,
                           "default_releases": ui.state.config.gc.defaults.keep_releases,
@@ -439,10 +442,45 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             Some(pair)
         }
     };
+    // The commit-status target: checked (and its token sealed) first too.
+    let status = match req.f("status_api").map(str::trim) {
+        None => None,
+        Some(api) if api.is_empty() || req.f("status_remove") == Some("1") => {
+            Some((String::new(), String::new(), statuses::TokenChange::Keep))
+        }
+        Some(api) => {
+            let repo = req.f("status_repo").unwrap_or_default().trim().to_string();
+            statuses::validate(api, &repo)?;
+            let token = match req
+                .f("status_token")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+            {
+                None => statuses::TokenChange::Keep,
+                Some(t) if t.len() > 1000 || t.chars().any(char::is_control) => {
+                    return Err(UiError::BadRequest(
+                        "status token: at most 1000 bytes of printable text".into(),
+                    ));
+                }
+                Some(t) => statuses::TokenChange::Set(
+                    ui.state
+                        .store
+                        .secret_key()
+                        .and_then(|k| k.seal(t.as_bytes()))?,
+                ),
+            };
+            Some((api.to_string(), repo, token))
+        }
+    };
     let id = info.id;
     ui.state
         .store
         .call(move |c| {
+            if let Some((api, repo, token)) = status {
+                // First: the one setting that can still be refused here
+                // (no token given), before anything else is saved.
+                statuses::set_target(c, id, &user, &api, &repo, token)?;
+            }
             builds::set_build_settings(c, id, &user, &settings)?;
             if let Some((releases, days)) = retention {
                 gc::set_build_policy(c, id, &user, releases, days)?;

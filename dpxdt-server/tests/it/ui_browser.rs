@@ -975,6 +975,17 @@ async fn changes_ignores_and_bulk(driver: &WebDriver, server: &mut Served, alice
     for (got, want) in drawn.iter().zip([276, 6, 304, 24]) {
         assert!((got - want).abs() <= 1, "drew {drawn:?}");
     }
+    // The exact corners (the reference screenshot shows them), as a person
+    // would correct them in the form.
+    driver
+        .execute(
+            "[['x1', 276], ['y1', 6], ['x2', 304], ['y2', 24]].forEach(([k, v]) =>
+                 document.getElementById('ignore-' + k).value = v);
+             document.getElementById('ignore-name').focus();",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
     driver
         .active_element()
         .await

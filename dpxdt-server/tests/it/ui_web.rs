@@ -1949,3 +1949,229 @@ async fn owners_set_retention_and_keep_releases() {
     assert!(page.body.contains("release_unkeep</strong> r1 #1"));
     server.stop().await;
 }
+
+/// Commit statuses: a build's statuses API target is set in its settings
+/// (checked, the token sealed and never shown); each release that names its
+/// commit gets a status per state, posted in order with retries to a local
+/// receiver that checks method, path, headers and body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_statuses_follow_each_release_in_order() {
+    use dpxdt_core::api::CreateReleaseRequest;
+    use std::sync::{Arc, Mutex};
+    use warp::Filter;
+    type Call = (String, String, String, serde_json::Value);
+    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
+    let seen = calls.clone();
+    let api = warp::post()
+        .and(warp::path::full())
+        .and(warp::header::<String>("authorization"))
+        .and(warp::header::<String>("accept"))
+        .and(warp::body::json())
+        .map(
+            move |path: warp::path::FullPath,
+                  auth: String,
+                  accept: String,
+                  body: serde_json::Value| {
+                let mut calls = seen.lock().unwrap();
+                calls.push((path.as_str().to_string(), auth, accept, body));
+                count_tx.send_replace(calls.len());
+                // The first call fails: it is retried before the next status.
+                let status = if calls.len() == 1 { 502 } else { 201 };
+                warp::reply::with_status("{}", warp::http::StatusCode::from_u16(status).unwrap())
+            },
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}/api/v3", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(warp::serve(api).incoming(listener).run());
+
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("shop", false).await;
+    let settings = |api: &str, repo: &str, token: &str| {
+        vec![
+            ("build_id", build.to_string()),
+            ("name", "renamed".to_string()),
+            ("status_api", api.to_string()),
+            ("status_repo", repo.to_string()),
+            ("status_token", token.to_string()),
+        ]
+    };
+    for (api, repo, token, says) in [
+        (
+            api_url.as_str(),
+            "acme",
+            "tok-123",
+            "status repository must be OWNER/NAME",
+        ),
+        (
+            "ftp://x.example/",
+            "acme/shop",
+            "tok-123",
+            "status API URL must be http:// or https://",
+        ),
+        (
+            api_url.as_str(),
+            "acme/shop",
+            "",
+            "status token: give the API token",
+        ),
+    ] {
+        let form = settings(api, repo, token);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = alice.act("/build/settings", &form).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+        assert!(page.body.contains(says), "{says}: {}", page.body);
+    }
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert_eq!(page.text_of("build-name"), "shop", "nothing half-saved");
+    let form = settings(&api_url, "acme/shop", "tok-123");
+    let mut form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    form[1].1 = "shop";
+    assert_eq!(
+        alice.act("/build/settings", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(!page.body.contains("tok-123"), "the token is never shown");
+    assert!(page.body.contains("stored (never shown)"));
+    let sealed: Vec<u8> = server
+        .store
+        .blocking(move |c| {
+            Ok(c.query_row(
+                "SELECT status_token FROM build WHERE id = ?1",
+                [build],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert!(
+        !sealed.windows(7).any(|w| w == b"tok-123"),
+        "sealed at rest"
+    );
+
+    // Two releases: abc1234 without a change, def5678 with one, then bad.
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = BuildId(build);
+    let white = client
+        .upload_bytes(b, "w.png", png(4, 4, [255, 255, 255]))
+        .await
+        .unwrap()
+        .sha1sum;
+    let red = client
+        .upload_bytes(b, "r.png", png(4, 4, [255, 0, 0]))
+        .await
+        .unwrap()
+        .sha1sum;
+    for (name, sha, changed) in [("r1", "abc1234", false), ("r2", "def5678", true)] {
+        client
+            .create_release_with(&CreateReleaseRequest {
+                build_id: b,
+                release_name: name.into(),
+                url: "https://ci/1".into(),
+                branch: None,
+                commit_sha: Some(sha.into()),
+            })
+            .await
+            .unwrap();
+        client
+            .report_run(&ReportRunRequest {
+                build_id: b,
+                release_name: name.into(),
+                release_number: 1,
+                run_name: "/".into(),
+                image: Some(if changed { red.clone() } else { white.clone() }),
+                ref_image: Some(white.clone()),
+                diff_image: changed.then(|| red.clone()),
+                distortion: Some(if changed { 0.5 } else { 0.0 }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let key = ReleaseKey {
+            build_id: b,
+            release_name: name.into(),
+            release_number: 1,
+        };
+        client.runs_done(&key).await.unwrap();
+    }
+    let form = [
+        ("build_id", build.to_string()),
+        ("name", "r2".into()),
+        ("number", "1".into()),
+        ("status", "bad".into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        alice.act("/release/status", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // 5 statuses and 1 retry.
+    tokio::time::timeout(Duration::from_secs(30), count_rx.wait_for(|n| *n >= 6))
+        .await
+        .expect("every status is posted within 30 s")
+        .unwrap();
+    let calls = calls.lock().unwrap().clone();
+    for (path, auth, accept, body) in &calls {
+        assert!(
+            path.starts_with("/api/v3/repos/acme/shop/statuses/"),
+            "{path}"
+        );
+        assert_eq!(auth, "Bearer tok-123");
+        assert_eq!(accept, "application/vnd.github+json");
+        assert_eq!(body["context"], "depicted/shop");
+        let sha = path.rsplit('/').next().unwrap();
+        let name = if sha == "abc1234" { "r1" } else { "r2" };
+        assert!(
+            body["target_url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/release?build_id={build}&name={name}&number=1")),
+            "{body}"
+        );
+    }
+    let of = |sha: &str| -> Vec<(String, String)> {
+        calls
+            .iter()
+            .filter(|(p, ..)| p.ends_with(sha))
+            .map(|(_, _, _, b)| {
+                (
+                    b["state"].as_str().unwrap().into(),
+                    b["description"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let pair = |s: &str, d: &str| (s.to_string(), d.to_string());
+    // The first call failed and was sent again before the next one.
+    assert_eq!(
+        of("abc1234"),
+        [
+            pair("pending", "Taking screenshots"),
+            pair("pending", "Taking screenshots"),
+            pair("success", "No visual changes")
+        ]
+    );
+    assert_eq!(
+        of("def5678"),
+        [
+            pair("pending", "Taking screenshots"),
+            pair("pending", "1 change to review"),
+            pair("failure", "Rejected or superseded")
+        ]
+    );
+    let page = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        page.body.contains("<strong>status_retry</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<strong>status_sent</strong> r2 #1 def5678 failure: Rejected or superseded")
+    );
+    server.stop().await;
+    receiver.abort();
+}
