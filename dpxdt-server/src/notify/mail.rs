@@ -325,6 +325,8 @@ mod tests {
             channel: Channel::Mail("a@example.test".into()),
             attempts: 0,
             counts: vec![(RunStatus::DiffFound, 2), (RunStatus::DiffNotFound, 5)],
+            branch: None,
+            commit_sha: None,
         };
         let from: Mailbox = "Depicted <d@example.test>".parse().unwrap();
         let m = message(&from, "a@example.test", &d, "https://x.test/release?n=1").unwrap();

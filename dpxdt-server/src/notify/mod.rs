@@ -82,6 +82,8 @@ pub fn body(d: &DueNotification, link: &str) -> serde_json::Value {
         "failed": failed,
         "runs": total,
         "url": link,
+        "branch": d.branch,
+        "commit_sha": d.commit_sha,
     })
 }
 
@@ -275,6 +277,40 @@ async fn send_one(
         .store
         .call(move |c| notifications::notification_done(c, &d, error.as_deref(), retry_at))
         .await
+}
+
+/// Checks a commit-status target before it is saved: `GET
+/// {api}/repos/{repo}` with the token must answer 2xx. The error says what
+/// went wrong in words for the person who typed it.
+pub(crate) async fn probe_status_api(
+    api: &str,
+    repo: &str,
+    token: &str,
+    allow_private: bool,
+) -> Result<(), String> {
+    let url = format!("{}/repos/{repo}", api.trim_end_matches('/'));
+    let http = webhook_client(&url, allow_private)
+        .await
+        .map_err(|(e, _)| e)?;
+    let answer = http
+        .get(&url)
+        .bearer_auth(token)
+        .header("accept", "application/vnd.github+json")
+        .header("user-agent", "depicted")
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {api}: {e}"))?;
+    match answer.status().as_u16() {
+        200..=299 => Ok(()),
+        401 | 403 => Err(format!(
+            "{api} refused the token ({}) for {repo}",
+            answer.status()
+        )),
+        404 => Err(format!(
+            "{api} has no repository {repo} (or the token cannot see it)"
+        )),
+        _ => Err(format!("{api} answered {} for {repo}", answer.status())),
+    }
 }
 
 /// A client for one call to the webhook at `url`, pinned to the addresses

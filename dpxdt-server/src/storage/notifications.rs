@@ -37,6 +37,10 @@ pub struct DueNotification {
     pub attempts: i64,
     /// Run counts per state.
     pub counts: Vec<(RunStatus, u64)>,
+    /// The release's branch and commit, when its client named them.
+    pub branch: Option<String>,
+    /// The commit.
+    pub commit_sha: Option<String>,
 }
 
 /// The webhook URL of a build, if it has one.
@@ -130,10 +134,12 @@ pub fn due_notifications(
             channel: channel(r.get(5)?),
             attempts: r.get(6)?,
             counts: Vec::new(),
+            branch: r.get(7)?,
+            commit_sha: r.get(8)?,
         })
     };
     let mut stmt = conn.prepare(
-        "SELECT r.id, b.id, b.name, r.name, r.number, b.webhook_url, n.attempts
+        "SELECT r.id, b.id, b.name, r.name, r.number, b.webhook_url, n.attempts, r.branch, r.commit_sha
          FROM notification n JOIN release r ON r.id = n.release_id JOIN build b ON b.id = r.build_id
          WHERE n.status = 'pending' AND n.next_try <= ?1 AND b.webhook_url IS NOT NULL
          ORDER BY n.next_try LIMIT 20",
@@ -143,7 +149,7 @@ pub fn due_notifications(
     }
     if mail {
         let mut stmt = conn.prepare(
-            "SELECT r.id, b.id, b.name, r.name, r.number, m.address, m.attempts
+            "SELECT r.id, b.id, b.name, r.name, r.number, m.address, m.attempts, r.branch, r.commit_sha
              FROM mail_notification m JOIN release r ON r.id = m.release_id JOIN build b ON b.id = r.build_id
              WHERE m.status = 'pending' AND m.next_try <= ?1
              ORDER BY m.next_try LIMIT 20",

@@ -273,7 +273,8 @@ fn set_release_status(
             release.id
         )));
     }
-    super::statuses::on_release(tx, release, next)?;
+    let has_commit = release.commit_sha.is_some();
+    super::statuses::on_release(tx, release.id, release.build_id, has_commit, next)?;
     Ok(next)
 }
 
@@ -339,8 +340,9 @@ pub fn create_release(
             commit_sha
         ],
     )?;
-    let created = get_release_by_id(&tx, ReleaseId(tx.last_insert_rowid()))?;
-    super::statuses::on_release(&tx, &created, ReleaseStatus::Receiving)?;
+    let created = ReleaseId(tx.last_insert_rowid());
+    let has_commit = commit_sha.is_some();
+    super::statuses::on_release(&tx, created, build, has_commit, ReleaseStatus::Receiving)?;
     tx.commit()?;
     Ok(number)
 }

@@ -7,7 +7,6 @@ use dpxdt_core::{BuildId, ReleaseId, ReleaseStatus};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::activity::log_in;
-use super::releases::ReleaseRow;
 use super::users::UserRow;
 use super::{StoreError, now_ms, write_tx};
 
@@ -157,22 +156,24 @@ fn status_for(
     })
 }
 
-/// Queues the status of `release` now in state `status`, when it names a
-/// commit and its build has a status target.
+/// Queues the status of `release` (of `build`) now in state `status`, when
+/// it names a commit (`has_commit`) and its build has a status target.
 pub(crate) fn on_release(
     tx: &Transaction<'_>,
-    release: &ReleaseRow,
+    release: ReleaseId,
+    build: BuildId,
+    has_commit: bool,
     status: ReleaseStatus,
 ) -> Result<(), StoreError> {
-    if release.commit_sha.is_none() || target(tx, release.build_id)?.is_none() {
+    if !has_commit || target(tx, build)?.is_none() {
         return Ok(());
     }
-    if let Some((state, description)) = status_for(tx, release.id, status)? {
+    if let Some((state, description)) = status_for(tx, release, status)? {
         let now = now_ms();
         tx.execute(
             "INSERT INTO commit_status (release_id, state, description, status, next_try, created)
              VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-            params![release.id.0, state, description, now],
+            params![release.0, state, description, now],
         )?;
     }
     Ok(())

@@ -451,25 +451,50 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         Some(api) => {
             let repo = req.f("status_repo").unwrap_or_default().trim().to_string();
             statuses::validate(api, &repo)?;
-            let token = match req
+            let typed = req
                 .f("status_token")
                 .map(str::trim)
-                .filter(|t| !t.is_empty())
-            {
-                None => statuses::TokenChange::Keep,
-                Some(t) if t.len() > 1000 || t.chars().any(char::is_control) => {
-                    return Err(UiError::BadRequest(
-                        "status token: at most 1000 bytes of printable text".into(),
-                    ));
-                }
-                Some(t) => statuses::TokenChange::Set(
-                    ui.state
-                        .store
-                        .secret_key()
-                        .and_then(|k| k.seal(t.as_bytes()))?,
-                ),
+                .filter(|t| !t.is_empty());
+            if typed.is_some_and(|t| t.len() > 1000 || t.chars().any(char::is_control)) {
+                return Err(UiError::BadRequest(
+                    "status token: at most 1000 bytes of printable text".into(),
+                ));
+            }
+            // A new or changed target is tried once before it is saved.
+            let build = info.id;
+            let (current, sealed) = ui
+                .state
+                .store
+                .call(move |c| {
+                    let sealed: Option<Vec<u8>> = c.query_row(
+                        "SELECT status_token FROM build WHERE id = ?1",
+                        [build.0],
+                        |r| r.get(0),
+                    )?;
+                    Ok((statuses::target(c, build)?, sealed))
+                })
+                .await?;
+            let unchanged = typed.is_none()
+                && current
+                    .as_ref()
+                    .is_some_and(|t| t.api == api && t.repo == repo);
+            let key = ui.state.store.secret_key()?;
+            let token = match (typed, sealed) {
+                (Some(t), _) => Some(t.to_string()),
+                (None, Some(s)) => Some(String::from_utf8_lossy(&key.open(&s)?).into_owned()),
+                (None, None) => None,
             };
-            Some((api.to_string(), repo, token))
+            if !unchanged && let Some(token) = &token {
+                let allow = ui.state.config.allow_private_webhooks;
+                crate::notify::probe_status_api(api, &repo, token, allow)
+                    .await
+                    .map_err(|e| UiError::BadRequest(format!("status API: {e}")))?;
+            }
+            let change = match typed {
+                None => statuses::TokenChange::Keep,
+                Some(t) => statuses::TokenChange::Set(key.seal(t.as_bytes())?),
+            };
+            Some((api.to_string(), repo, change))
         }
     };
     let id = info.id;

@@ -1981,9 +1981,25 @@ async fn commit_statuses_follow_each_release_in_order() {
                 warp::reply::with_status("{}", warp::http::StatusCode::from_u16(status).unwrap())
             },
         );
+    // The check made before a target is saved: GET of the repository.
+    let repo = warp::get()
+        .and(warp::path!("api" / "v3" / "repos" / String / String))
+        .and(warp::header::<String>("authorization"))
+        .map(|owner: String, name: String, auth: String| {
+            let status = match (owner.as_str(), name.as_str(), auth.as_str()) {
+                ("acme", "shop", "Bearer tok-123") => 200,
+                ("acme", "shop", _) => 401,
+                _ => 404,
+            };
+            warp::reply::with_status("{}", warp::http::StatusCode::from_u16(status).unwrap())
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api_url = format!("http://{}/api/v3", listener.local_addr().unwrap());
-    let receiver = tokio::spawn(warp::serve(api).incoming(listener).run());
+    let receiver = tokio::spawn(warp::serve(repo.or(api)).incoming(listener).run());
+    // A port nothing listens on, for an unreachable target.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = format!("http://{}/api", closed.local_addr().unwrap());
+    drop(closed);
 
     let server = UiServer::start(USERS, |_| {}).await;
     let mut alice = server.login("alice").await;
@@ -2015,6 +2031,24 @@ async fn commit_statuses_follow_each_release_in_order() {
             "acme/shop",
             "",
             "status token: give the API token",
+        ),
+        (
+            api_url.as_str(),
+            "acme/nope",
+            "tok-123",
+            "has no repository acme/nope",
+        ),
+        (
+            api_url.as_str(),
+            "acme/shop",
+            "wrong",
+            "refused the token (401 Unauthorized) for acme/shop",
+        ),
+        (
+            unreachable.as_str(),
+            "acme/shop",
+            "tok-123",
+            "status API: cannot reach",
         ),
     ] {
         let form = settings(api, repo, token);
@@ -2096,20 +2130,23 @@ async fn commit_statuses_follow_each_release_in_order() {
         };
         client.runs_done(&key).await.unwrap();
     }
-    let form = [
-        ("build_id", build.to_string()),
-        ("name", "r2".into()),
-        ("number", "1".into()),
-        ("status", "bad".into()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(
-        alice.act("/release/status", &form).await.status,
-        StatusCode::SEE_OTHER
-    );
+    // A person's verdicts: r1 good, r2 bad.
+    for (name, verdict) in [("r1", "good"), ("r2", "bad")] {
+        let form = [
+            ("build_id", build.to_string()),
+            ("name", name.into()),
+            ("number", "1".into()),
+            ("status", verdict.into()),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            alice.act("/release/status", &form).await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
 
-    // 5 statuses and 1 retry.
-    tokio::time::timeout(Duration::from_secs(30), count_rx.wait_for(|n| *n >= 6))
+    // 6 statuses and 1 retry.
+    tokio::time::timeout(Duration::from_secs(30), count_rx.wait_for(|n| *n >= 7))
         .await
         .expect("every status is posted within 30 s")
         .unwrap();
@@ -2151,7 +2188,8 @@ async fn commit_statuses_follow_each_release_in_order() {
         [
             pair("pending", "Taking screenshots"),
             pair("pending", "Taking screenshots"),
-            pair("success", "No visual changes")
+            pair("success", "No visual changes"),
+            pair("success", "Approved")
         ]
     );
     assert_eq!(
