@@ -74,9 +74,16 @@ pub fn decode_png(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Image, Di
     let mut reader = decoder.read_info().map_err(corrupt)?;
     let (color, depth) = reader.output_color_type();
     debug_assert_eq!(depth, BitDepth::Eight);
-    let mut rgba = vec![0u8; pixels as usize * 4];
+    let mut image = Image::zeroed(width, height).ok_or_else(|| DiffError::TooLarge {
+        what: what.into(),
+        width,
+        height,
+        pixels,
+        limit: max_pixels,
+    })?;
+    let rgba = image.as_rgba_mut();
     if color == ColorType::Rgba {
-        reader.next_frame(&mut rgba).map_err(corrupt)?;
+        reader.next_frame(rgba).map_err(corrupt)?;
     } else if interlaced {
         let size = reader
             .output_buffer_size()
@@ -108,7 +115,7 @@ pub fn decode_png(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Image, Di
             expand_row(color, row.data(), dst);
         }
     }
-    Ok(Image::from_rgba(width, height, rgba).expect("buffer sized from the header"))
+    Ok(image)
 }
 
 /// Checks that `bytes` is a whole PNG without inflating its pixels: the
