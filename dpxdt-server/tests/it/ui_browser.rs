@@ -192,6 +192,7 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
         drive(&driver, &base, build).await;
         new_build_and_baseline(&driver, &base).await;
         changes_ignores_and_bulk(&driver, &mut server, &alice).await;
+        superuser_screens(&driver, &server).await;
     })
     .catch_unwind()
     .await;
@@ -1056,4 +1057,92 @@ async fn changes_ignores_and_bulk(driver: &WebDriver, server: &mut Served, alice
     .await;
     let same = driver.find(By::Id("group-diff_not_found")).await.unwrap();
     assert!(same.text().await.unwrap().contains("/badge"));
+}
+
+/// Phase four: a superuser's screens with the keyboard. Log out, log in as
+/// `root` by typing and Enter, open the Users page from the header, disable
+/// and enable `alice` from the keyboard, and search a build's releases by
+/// name.
+async fn superuser_screens(driver: &WebDriver, server: &Served) {
+    dpxdt_server::ui::create_user(server.store(), "root", "root-password", true).unwrap();
+    click(driver, By::Css("header form button.link")).await;
+    wait_until("logged out", || async {
+        driver.find(By::LinkText("Log in")).await.is_ok()
+    })
+    .await;
+    driver.goto(format!("{}/login", server.base)).await.unwrap();
+    let name = driver.find(By::Id("name")).await.unwrap();
+    name.send_keys("root").await.unwrap();
+    let password = driver.find(By::Id("password")).await.unwrap();
+    password.send_keys("root-password\u{E007}").await.unwrap();
+    wait_until("logged in as root", || async {
+        driver.find(By::LinkText("Users")).await.is_ok()
+    })
+    .await;
+    click(driver, By::LinkText("Users")).await;
+    wait_until("the users page", || async {
+        driver.find(By::Id("users")).await.is_ok()
+    })
+    .await;
+    check_screen(driver, "users").await;
+    // The state cell of a user's row ("" while the page is reloading).
+    let state = |user: &'static str| async move {
+        match driver
+            .find(By::Css(format!("tr[data-user={user}] td:nth-child(4)")))
+            .await
+        {
+            Ok(cell) => cell.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    assert_eq!(state("alice").await, "active");
+    // Focus the button as Tab would, then Enter.
+    let disable = driver
+        .find(By::Css("tr[data-user=alice] button[value=disable]"))
+        .await
+        .unwrap();
+    disable.focus().await.unwrap();
+    disable.send_keys("\u{E007}").await.unwrap();
+    wait_until("alice disabled", || async {
+        state("alice").await == "disabled"
+    })
+    .await;
+    let enable = driver
+        .find(By::Css("tr[data-user=alice] button[value=enable]"))
+        .await
+        .unwrap();
+    enable.focus().await.unwrap();
+    enable.send_keys("\u{E007}").await.unwrap();
+    wait_until("alice enabled", || async {
+        state("alice").await == "active"
+    })
+    .await;
+
+    // A build's releases, searched by name from the keyboard.
+    click(driver, By::LinkText("Depicted")).await;
+    click(driver, By::LinkText("shop tablet")).await;
+    let search = driver
+        .find(By::Css("#release-search input[name=q]"))
+        .await
+        .unwrap();
+    search.send_keys("t2\u{E007}").await.unwrap();
+    wait_until("only t2", || async {
+        match driver.find(By::Id("releases")).await {
+            Ok(table) => {
+                let text = table.text().await.unwrap_or_default();
+                text.contains("t2") && !text.contains("t1")
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    // Key ids are random: masked in the picture, as a person would ignore them.
+    driver
+        .execute(
+            "document.querySelectorAll('#api-keys code').forEach(c => c.textContent = 'key id');",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    check_screen(driver, "build-search").await;
 }
