@@ -14,6 +14,7 @@ pub mod gc;
 pub mod health;
 pub mod idempotency;
 pub mod ignores;
+pub mod logins;
 pub mod notifications;
 pub mod queue;
 pub mod quotas;

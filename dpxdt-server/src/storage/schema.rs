@@ -288,6 +288,18 @@ CREATE TABLE commit_status (
 CREATE INDEX commit_status_due ON commit_status (status, next_try);
 CREATE INDEX commit_status_release ON commit_status (release_id, status);
 "#,
+    // 17: login attempt counters move from the process into the database,
+    // so a restart does not reset them.
+    r#"
+CREATE TABLE login_limit (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    in_flight INTEGER NOT NULL,
+    in_flight_until INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    next_allowed INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The version a fully migrated database has.

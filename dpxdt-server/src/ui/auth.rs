@@ -1,10 +1,6 @@
 //! Who is asking: passwords (argon2), login and logout, session cookies,
 //! CSRF tokens and login rate limiting.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use warp::http::{HeaderValue, StatusCode};
@@ -14,18 +10,12 @@ use super::{Req, Ui, UiError, redirect};
 use crate::error::Doing;
 use crate::storage::sessions::{self, random_token};
 use crate::storage::users::{self, UserRow};
-use crate::storage::{Store, StoreError};
+use crate::storage::{Store, StoreError, logins, now_ms};
 
 /// The session cookie.
 pub(crate) const SESSION_COOKIE: &str = "dpxdt_session";
 /// The cookie holding the login form's CSRF token (before there is a session).
 const LOGIN_COOKIE: &str = "dpxdt_login";
-/// Failed logins allowed per user name within [`WINDOW`].
-pub const MAX_FAILURES_PER_USER: u32 = 5;
-/// Failed logins allowed per client address within [`WINDOW`].
-pub const MAX_FAILURES_PER_IP: u32 = 20;
-/// The rate limiting window.
-const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Hashes a password with argon2id (the crate's recommended parameters)
 /// into a PHC string that carries its own salt and parameters.
@@ -92,107 +82,25 @@ pub fn ensure_admin_password(store: &Store) -> Result<Option<String>, StoreError
 pub const MAX_NAME_LEN: usize = 64;
 /// Password checks (argon2, 19 MiB each) running at once; more wait.
 const CONCURRENT_PASSWORD_CHECKS: usize = 4;
-/// The wait after [`MAX_FAILURES_PER_USER`] failures; it doubles with each
-/// further failure.
-const FIRST_DELAY: Duration = Duration::from_secs(5);
-/// Longest wait a user name's failures impose between attempts.
-const MAX_DELAY: Duration = Duration::from_secs(60);
-
 /// Login attempts, counted before the password check (so a parallel burst
-/// gets no more guesses than a sequential one):
-/// - per client address, at most [`MAX_FAILURES_PER_IP`] failures in
-///   [`WINDOW`];
-/// - per user name *from one address*, after [`MAX_FAILURES_PER_USER`]
-///   failures each further attempt waits a delay that doubles up to
-///   [`MAX_DELAY`], and only one attempt is in flight. Keyed by address so
-///   that nobody can lock a user (say `admin`) out from elsewhere.
+/// gets no more guesses than a sequential one), in the database
+/// ([`crate::storage::logins`], so a restart does not reset them):
+/// - per client address, at most [`logins::MAX_FAILURES_PER_IP`] failures in 15
+///   minutes;
+/// - per user name *from one address*, after [`logins::MAX_FAILURES_PER_USER`]
+///   failures each further attempt waits a delay that doubles from 5 s up
+///   to 60 s, and only one attempt is in flight. Keyed by address so that
+///   nobody can lock a user (say `admin`) out from elsewhere.
+///
+/// The limiter itself only bounds how many password checks run at once.
 pub(crate) struct Limiter {
-    entries: Mutex<HashMap<String, Entry>>,
     checks: tokio::sync::Semaphore,
 }
 
 impl Default for Limiter {
     fn default() -> Self {
         Limiter {
-            entries: Mutex::default(),
             checks: tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    in_flight: u32,
-    since: Instant,
-    next_allowed: Instant,
-}
-
-/// An attempt counted by [`Limiter::begin`]; [`Limiter::end`] settles it.
-pub(crate) struct Attempt {
-    user: String,
-    ip: String,
-}
-
-impl Limiter {
-    /// Counts an attempt of `user` from `ip` at `now`, or says how long to
-    /// wait when one of their limits holds.
-    fn begin(&self, user: &str, ip: &str, now: Instant) -> Result<Attempt, Duration> {
-        let user = format!("user:{}|{ip}", user.to_lowercase());
-        let ip = format!("ip:{ip}");
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, e| e.in_flight > 0 || now.duration_since(e.since) < WINDOW);
-        }
-        let fresh = Entry {
-            failures: 0,
-            in_flight: 0,
-            since: now,
-            next_allowed: now,
-        };
-        for key in [&user, &ip] {
-            let e = map.entry(key.clone()).or_insert(fresh);
-            if e.in_flight == 0 && now.duration_since(e.since) >= WINDOW {
-                *e = fresh;
-            }
-        }
-        let ip_entry = map[&ip];
-        if ip_entry.failures + ip_entry.in_flight >= MAX_FAILURES_PER_IP {
-            return Err(WINDOW.saturating_sub(now.duration_since(ip_entry.since)));
-        }
-        let user_entry = map[&user];
-        if user_entry.failures + user_entry.in_flight >= MAX_FAILURES_PER_USER
-            && (user_entry.in_flight > 0 || now < user_entry.next_allowed)
-        {
-            return Err(user_entry
-                .next_allowed
-                .saturating_duration_since(now)
-                .max(Duration::from_secs(1)));
-        }
-        for key in [&user, &ip] {
-            map.get_mut(key).expect("inserted above").in_flight += 1;
-        }
-        Ok(Attempt { user, ip })
-    }
-
-    /// Settles an attempt: a success forgets the user name's failures, a
-    /// failure counts (and may start or double the delay).
-    fn end(&self, attempt: Attempt, success: bool, now: Instant) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        for key in [&attempt.user, &attempt.ip] {
-            if let Some(e) = map.get_mut(key) {
-                e.in_flight = e.in_flight.saturating_sub(1);
-                if !success {
-                    e.failures += 1;
-                    if let Some(over) = e.failures.checked_sub(MAX_FAILURES_PER_USER) {
-                        let delay = (FIRST_DELAY * (1u32 << over.min(8))).min(MAX_DELAY);
-                        e.next_allowed = now + delay;
-                    }
-                }
-            }
-        }
-        if success {
-            map.remove(&attempt.user);
         }
     }
 }
@@ -392,18 +300,24 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         );
     }
     let ip = client_ip(req, &ui.state.config.trusted_proxies);
-    let attempt = ui
-        .limiter
-        .begin(&name, &ip, Instant::now())
-        .map_err(|wait| {
+    let keys = logins::keys(&name, &ip);
+    let counted = keys.clone();
+    ui.state
+        .store
+        .call(move |c| logins::begin(c, &counted, now_ms()))
+        .await?
+        .map_err(|wait_ms| {
             UiError::TooManyRequests(format!(
                 "too many failed logins; try again in {} seconds",
-                wait.as_secs().max(1)
+                (wait_ms / 1000).max(1)
             ))
         })?;
     let checked = check_login(ui, &name, password).await;
     let ok = matches!(checked, Ok(Some(_)));
-    ui.limiter.end(attempt, ok, Instant::now());
+    ui.state
+        .store
+        .call(move |c| logins::end(c, &keys, ok, now_ms()))
+        .await?;
     let user = checked?;
     let Some(user) = user else {
         tracing::warn!(user = %name, %ip, "failed login");
@@ -454,52 +368,7 @@ pub(crate) async fn logout(ui: &Ui, req: &Req) -> Result<Response, UiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn attempts_are_counted_before_the_check_and_delays_grow() {
-        let limiter = Limiter::default();
-        let t0 = Instant::now();
-        // A burst: only as many attempts start as failures are allowed.
-        let started: Vec<_> = (0..20)
-            .filter_map(|_| limiter.begin("Admin", "10.0.0.1", t0).ok())
-            .collect();
-        assert_eq!(started.len(), MAX_FAILURES_PER_USER as usize);
-        for a in started {
-            limiter.end(a, false, t0);
-        }
-        // Then one attempt per delay: 5 s, 10 s, 20 s, ... up to 60 s.
-        let mut now = t0;
-        for delay in [5, 10, 20, 40, 60, 60] {
-            let wait = limiter.begin("admin", "10.0.0.1", now).err().unwrap();
-            assert_eq!(wait, Duration::from_secs(delay));
-            now += wait;
-            let attempt = limiter.begin("admin", "10.0.0.1", now).unwrap();
-            assert!(
-                limiter.begin("admin", "10.0.0.1", now).is_err(),
-                "one in flight"
-            );
-            limiter.end(attempt, false, now);
-        }
-        // The same name from elsewhere is not held up: no lockout by others.
-        let other = limiter.begin("admin", "10.0.0.2", now).unwrap();
-        limiter.end(other, true, now);
-        // Nor is it after a success from there.
-        assert!(limiter.begin("admin", "10.0.0.2", now).is_ok());
-    }
-
-    #[test]
-    fn an_address_gets_a_bounded_number_of_failures() {
-        let limiter = Limiter::default();
-        let now = Instant::now();
-        for i in 0..MAX_FAILURES_PER_IP {
-            let a = limiter.begin(&format!("user{i}"), "10.0.0.9", now).unwrap();
-            limiter.end(a, false, now);
-        }
-        let wait = limiter.begin("someone", "10.0.0.9", now).err().unwrap();
-        assert_eq!(wait, WINDOW);
-        // After the window it may try again.
-        assert!(limiter.begin("someone", "10.0.0.9", now + WINDOW).is_ok());
-    }
+    use std::collections::HashMap;
 
     fn req_from(peer: &str, forwarded: &[&str]) -> Req {
         let mut headers = warp::http::HeaderMap::new();
