@@ -42,8 +42,11 @@ pub struct Session {
 /// Starts a session for `user`; returns the cookie token (shown once).
 /// Expired sessions are swept on the way.
 pub fn create_session(conn: &mut Connection, user: i64) -> Result<String, StoreError> {
+    create_session_at(conn, user, now_ms())
+}
+
+fn create_session_at(conn: &mut Connection, user: i64, now: i64) -> Result<String, StoreError> {
     let token = random_token(32);
-    let now = now_ms();
     conn.execute(
         "DELETE FROM session WHERE expires < ?1 OR last_seen < ?2",
         params![now, now - SESSION_IDLE_MS],
@@ -137,8 +140,9 @@ mod tests {
     #[test]
     fn a_session_ends_after_a_day_unused_but_not_while_used() {
         let mut c = db();
-        let token = create_session(&mut c, 1).unwrap();
+        // The clock is given, not read, so the bounds below are exact.
         let t0 = now_ms();
+        let token = create_session_at(&mut c, 1, t0).unwrap();
         // Used every 20 hours, it lives on past the idle limit.
         for step in 1..=3 {
             let at = t0 + step * 20 * 3600 * 1000;
@@ -151,8 +155,8 @@ mod tests {
         let later = t0 + 60 * 3600 * 1000 + SESSION_IDLE_MS + 60_000;
         assert!(find_session_at(&mut c, &token, later).unwrap().is_none());
         // The lifetime still bounds a session in constant use.
-        let token = create_session(&mut c, 1).unwrap();
-        let t0 = now_ms();
+        let t0 = later + 1000;
+        let token = create_session_at(&mut c, 1, t0).unwrap();
         let mut at = t0;
         while at < t0 + SESSION_LIFETIME_MS - 3600 * 1000 {
             at += 12 * 3600 * 1000;
