@@ -4,7 +4,8 @@
 # engine, used when installed) and the fonts screenshots are rendered with.
 # With --test it also installs what the test suite compares against
 # (ImageMagick's `compare`, the reference for the distortion metric, and
-# `openssl`, which makes the TLS tests' certificates).
+# `openssl`, which makes the TLS tests' certificates, and Garage, the
+# S3-compatible store of the artifacts-in-a-bucket tests).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
@@ -41,4 +42,13 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "deps: cargo is missing; install Rust (https://rustup.rs) first" >&2
     exit 2
+fi
+
+# With --test: Garage, the real S3-compatible store the tests keep artifacts
+# in (`--artifacts-url s3://…`). Compiled once into cargo's bin directory
+# (about 15 minutes on two cores) and reused after that.
+if [ "${1:-}" = "--test" ] && ! command -v garage >/dev/null 2>&1 &&
+    [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
+    echo "deps: installing garage 2.5.0 (cargo install, about 15 minutes, once)" >&2
+    cargo install garage --version 2.5.0 --locked >&2
 fi

@@ -39,6 +39,8 @@ pub const DEFAULT_UPLOAD_LIMIT: u64 = 50 << 20;
 pub struct Config {
     /// Directory of the database and the artifacts.
     pub data_dir: PathBuf,
+    /// Where artifact bytes are kept (default: the data directory).
+    pub artifacts: storage::ArtifactsConfig,
     /// Most bytes of one upload; more is refused with 413.
     pub upload_limit: u64,
     /// Base URL people reach the server at, for links in replies
@@ -74,6 +76,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            artifacts: storage::ArtifactsConfig::default(),
             upload_limit: DEFAULT_UPLOAD_LIMIT,
             public_url: None,
             in_process_workers: true,
@@ -138,7 +141,7 @@ pub enum ServeError {
 /// creates the admin account and a superuser API key, returned once so the
 /// caller can show it.
 pub fn init_data_dir(config: &Config) -> Result<(Store, Option<NewApiKey>), StoreError> {
-    let store = Store::open(&config.data_dir)?;
+    let store = Store::open_at(&config.data_dir, &config.artifacts)?;
     let first = store.blocking(storage::bootstrap)?;
     if let Some(key) = &config.admin_key {
         store.blocking(|c| storage::ensure_api_key(c, key))?;

@@ -32,6 +32,13 @@ struct Args {
         global = true
     )]
     data_dir: PathBuf,
+    /// Where artifact bytes are kept: `file:///PATH`, or `s3://BUCKET[/PREFIX]`
+    /// with the endpoint, region and credentials from `AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// (`AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint). Default: the
+    /// data directory.
+    #[arg(long, env = "DPXDT_ARTIFACTS_URL", global = true)]
+    artifacts_url: Option<storage::ArtifactsUrl>,
     /// Most bytes of one upload.
     #[arg(long, env = "DPXDT_UPLOAD_LIMIT", default_value_t = dpxdt_server::DEFAULT_UPLOAD_LIMIT)]
     upload_limit: u64,
@@ -223,6 +230,7 @@ fn split_key(raw: &str) -> anyhow::Result<(String, String)> {
 
 fn config(args: &Args) -> anyhow::Result<Config> {
     let mut config = Config::new(&args.data_dir);
+    config.artifacts.url = args.artifacts_url.clone().unwrap_or_default();
     config.upload_limit = args.upload_limit;
     config.limits = Limits {
         runs_per_release: args.max_runs_per_release,
@@ -295,9 +303,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Gc { dry_run } => {
             // A dry run only reads; a real one needs the directory to itself.
             let store = if dry_run {
-                storage::Store::open_shared(&config.data_dir)
+                storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
             } else {
-                storage::Store::open(&config.data_dir)
+                storage::Store::open_at(&config.data_dir, &config.artifacts)
             }
             .with_context(|| {
                 format!(
@@ -322,7 +330,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Check => {
-            let checks = storage::health::check_data_dir(&config.data_dir);
+            let checks = storage::health::check_data_dir(&config.data_dir, &config.artifacts);
             for check in &checks {
                 println!("{check}");
             }
@@ -368,7 +376,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::CreateBuild { name, key_verdicts } => {
             // Shared: works beside a running server on the same directory.
-            let store = storage::Store::open_shared(&config.data_dir)
+            let store = storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let build = store.blocking(|c| storage::create_build(c, &name))?;
             if key_verdicts {
@@ -383,7 +391,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::CreateWorkerKey { purpose } => {
             // Shared: works beside a running server on the same directory.
-            let store = storage::Store::open_shared(&config.data_dir)
+            let store = storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let key = store.blocking(|c| storage::create_worker_key(c, &purpose))?;
             println!("{}:{}", key.id, key.secret);
@@ -393,7 +401,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             superuser,
             email,
         } => {
-            let store = storage::Store::open_shared(&config.data_dir)
+            let store = storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let password = match std::env::var("DPXDT_PASSWORD") {
                 Ok(p) => p,

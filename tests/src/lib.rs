@@ -7,6 +7,8 @@
 //! and hanging responses, and a log of the requests it saw.
 #![deny(missing_docs)]
 
+pub mod garage;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

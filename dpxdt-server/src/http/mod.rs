@@ -43,20 +43,13 @@ pub(crate) fn artifact_headers(resp: &mut Response, content_type: &str, cache: &
     );
 }
 
-/// The file at `path` as a response body streamed in 64 KiB chunks as the
-/// client takes them, never read whole into memory; with its length.
-async fn file_response(path: &std::path::Path) -> std::io::Result<Response> {
-    let file = tokio::fs::File::open(path).await?;
-    let len = file.metadata().await?.len();
-    let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf).await?;
-        if n == 0 {
-            return Ok::<_, std::io::Error>(None);
-        }
-        buf.truncate(n);
-        Ok(Some((Bytes::from(buf), file)))
-    });
+/// The bytes of artifact `id` as a response body streamed as the client
+/// takes them, never read whole into memory; with its length.
+async fn artifact_response(
+    store: &crate::storage::Store,
+    id: &dpxdt_core::ArtifactId,
+) -> std::io::Result<Response> {
+    let (len, chunks) = store.artifacts().stream(id).await?;
     let mut resp = warp::reply::stream(chunks).into_response();
     resp.headers_mut().insert("content-length", len.into());
     Ok(resp)
@@ -96,7 +89,7 @@ pub(crate) async fn serve_artifact(
         *r.status_mut() = warp::http::StatusCode::NOT_MODIFIED;
         r
     } else {
-        file_response(&store.artifacts().path(id)).await?
+        artifact_response(store, id).await?
     };
     artifact_headers(&mut resp, content_type, cache);
     if let Ok(v) = warp::http::HeaderValue::from_str(&etag) {
@@ -399,9 +392,18 @@ mod tests {
     #[tokio::test]
     async fn an_artifact_is_streamed_in_chunks_not_read_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("big");
-        std::fs::write(&path, vec![b'a'; 1 << 20]).expect("write");
-        let resp = super::file_response(&path).await.expect("response");
+        let store = crate::storage::Store::open(dir.path()).expect("store");
+        let id = store
+            .artifacts()
+            .write_bytes(&vec![b'a'; 1 << 20])
+            .expect("write");
+        let crate::storage::Blobs::Dir(files) = store.artifacts() else {
+            panic!("a directory store");
+        };
+        let path = files.path(&id);
+        let resp = super::artifact_response(&store, &id)
+            .await
+            .expect("response");
         assert_eq!(resp.headers()["content-length"], "1048576");
         let mut body = resp.into_body();
         let first = next_chunk(&mut body).await.expect("a chunk");

@@ -173,9 +173,16 @@ pub async fn upload(
     // Bytes first (fsynced, renamed into place), then the row that points
     // at them, both while holding the store's connection: the garbage
     // collector deletes an artifact's row and file while holding it too, so
-    // it can never remove bytes an upload just found in place.
+    // it can never remove bytes an upload just found in place. A bucket
+    // gets the bytes before the hold (the slow part), and within it is only
+    // asked whether they are still there (sent again in the rare case that
+    // a collection took them in between).
     let temp_path = received.temp.0.clone().unwrap_or_default();
     let artifacts = state.store.artifacts().clone();
+    artifacts
+        .stage(&temp_path, &received.id)
+        .await
+        .doing("storing an upload")?;
     let (id, size, ct) = (
         received.id.clone(),
         received.size as i64,

@@ -37,27 +37,46 @@ impl ArtifactDir {
     /// Creates the directories and, with `clean`, removes temp files left by
     /// a crash (only the process that owns the data directory may).
     pub fn open(data_dir: &Path, clean: bool) -> std::io::Result<ArtifactDir> {
-        let root = data_dir.join("artifacts");
-        let tmp = data_dir.join("tmp");
-        std::fs::create_dir_all(&root)?;
+        Self::open_at(&data_dir.join("artifacts"), &data_dir.join("tmp"), clean)
+    }
+
+    /// The artifact directory `root`, receiving uploads in `tmp` (on the
+    /// same file system, so that a finished upload is renamed into place).
+    pub fn open_at(root: &Path, tmp: &Path, clean: bool) -> std::io::Result<ArtifactDir> {
+        std::fs::create_dir_all(root)?;
+        Self::clean_tmp(tmp, clean)?;
+        Ok(ArtifactDir {
+            root: root.to_path_buf(),
+            tmp: tmp.to_path_buf(),
+        })
+    }
+
+    /// Makes the temp directory `tmp`; with `clean`, empties it first.
+    pub(crate) fn clean_tmp(tmp: &Path, clean: bool) -> std::io::Result<()> {
         if clean && tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
+            std::fs::remove_dir_all(tmp)?;
         }
-        std::fs::create_dir_all(&tmp)?;
-        Ok(ArtifactDir { root, tmp })
+        std::fs::create_dir_all(tmp)
     }
 
     /// The artifact directory of `data_dir` as it is: refused, not
     /// created, when a part is missing (for checks that change nothing).
     pub fn existing(data_dir: &Path) -> Result<ArtifactDir, String> {
-        let root = data_dir.join("artifacts");
-        let tmp = data_dir.join("tmp");
-        for dir in [&root, &tmp] {
+        Self::existing_at(&data_dir.join("artifacts"), &data_dir.join("tmp"))
+    }
+
+    /// [`existing`](ArtifactDir::existing) for the directory `root` with
+    /// uploads received in `tmp`.
+    pub fn existing_at(root: &Path, tmp: &Path) -> Result<ArtifactDir, String> {
+        for dir in [root, tmp] {
             if !dir.exists() {
                 return Err(format!("no directory {}", dir.display()));
             }
         }
-        Ok(ArtifactDir { root, tmp })
+        Ok(ArtifactDir {
+            root: root.to_path_buf(),
+            tmp: tmp.to_path_buf(),
+        })
     }
 
     /// The directory the artifacts are filed under.
@@ -73,9 +92,7 @@ impl ArtifactDir {
 
     /// A fresh path in the temp directory for an upload being received.
     pub fn temp_path(&self) -> PathBuf {
-        let mut bytes = [0u8; 12];
-        rand::rng().fill_bytes(&mut bytes);
-        self.tmp.join(format!("upload-{}", hex::encode(bytes)))
+        fresh_temp_path(&self.tmp)
     }
 
     /// Moves a complete, fsynced temp file into place as `id`. If the
@@ -117,6 +134,13 @@ impl ArtifactDir {
         }
         result.map(|()| id)
     }
+}
+
+/// A fresh path in the temp directory `tmp`.
+pub(crate) fn fresh_temp_path(tmp: &Path) -> PathBuf {
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    tmp.join(format!("upload-{}", hex::encode(bytes)))
 }
 
 /// Fsyncs directory `dir`, so an entry just made in it survives a crash.

@@ -196,8 +196,7 @@ pub fn collect(
         }
     }
     for (id, size) in &freed {
-        let path = store.artifacts().path(id);
-        let gone = store.blocking(|c| delete_artifact(c, id, &path))?;
+        let gone = store.blocking(|c| delete_artifact(c, id, store.artifacts()))?;
         if gone {
             deleted += 1;
             bytes += size;
@@ -434,7 +433,7 @@ fn end_claims(
 fn delete_artifact(
     conn: &mut Connection,
     id: &ArtifactId,
-    path: &std::path::Path,
+    blobs: &super::Blobs,
 ) -> Result<bool, StoreError> {
     let tx = write_tx(conn)?;
     let claimed: bool = tx.query_row(
@@ -455,11 +454,7 @@ fn delete_artifact(
     tx.execute("DELETE FROM thumbnail WHERE thumb_id = ?1", [id.as_str()])?;
     let gone = tx.execute("DELETE FROM artifact WHERE id = ?1", [id.as_str()])? == 1;
     tx.commit()?;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
-    }
+    blobs.delete(id)?;
     Ok(gone)
 }
 
@@ -709,7 +704,7 @@ mod tests {
         };
         assert_eq!(dry, expected);
         assert_eq!(store.blocking(|c| Ok(names(c))).unwrap().len(), 7);
-        assert!(store.artifacts().path(a3).exists());
+        assert!(store.artifacts().exists(a3).unwrap());
         let mut seen = Vec::new();
         let done = collect(&store, &opts, &mut |ids| seen = ids.to_vec()).unwrap();
         assert_eq!(done, expected);
@@ -719,10 +714,10 @@ mod tests {
             ["r0", "r1", "r2", "f1", "r4", "r5"]
         );
         for id in [a3, &thumb] {
-            assert!(!store.artifacts().path(id).exists(), "{id} is freed");
+            assert!(!store.artifacts().exists(id).unwrap(), "{id} is freed");
         }
         for id in [a1, b1, a2, a4, a5, b5, f1, z0] {
-            assert!(store.artifacts().path(id).exists(), "{id} is kept");
+            assert!(store.artifacts().exists(id).unwrap(), "{id} is kept");
             assert!(
                 store
                     .blocking(|c| crate::storage::artifact_owned(c, build, id))
@@ -758,7 +753,7 @@ mod tests {
             collect(&store, &opts, &mut |_| {}).unwrap(),
             GcReport::default()
         );
-        assert!(store.artifacts().path(&ids[0]).exists());
+        assert!(store.artifacts().exists(&ids[0]).unwrap());
         let now = GcOptions {
             grace: Duration::ZERO,
             ..GcOptions::default()
@@ -768,7 +763,7 @@ mod tests {
             .blocking(|c| Ok(c.execute("UPDATE artifact_owner SET seen = seen - 1000", [])?))
             .unwrap();
         assert_eq!(collect(&store, &now, &mut |_| {}).unwrap().artifacts, 1);
-        assert!(!store.artifacts().path(&ids[0]).exists());
+        assert!(!store.artifacts().exists(&ids[0]).unwrap());
     }
 
     #[test]

@@ -4,12 +4,11 @@
 //! data directory without migrating or locking it.
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{ArtifactDir, Store, latest_version};
+use super::{ArtifactDir, ArtifactsConfig, ArtifactsUrl, Blobs, Store, latest_version};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,23 +76,24 @@ fn migrations(conn: &Connection) -> Check {
     }
 }
 
-/// A probe file can be written, synced and removed where uploads land.
-fn artifacts(dir: &ArtifactDir) -> Check {
-    let probe = dir.temp_path();
-    let written = std::fs::File::create(&probe).and_then(|mut f| {
-        f.write_all(b"dpxdt health probe")?;
-        f.sync_all()
-    });
-    let removed = std::fs::remove_file(&probe);
-    match (written, removed) {
-        (Ok(()), Ok(())) => Check::pass(
-            "artifacts",
-            format!("{} takes writes", dir.root().display()),
-        ),
-        (Err(e), _) | (_, Err(e)) => Check::fail(
-            "artifacts",
-            format!("cannot write {}: {e}", probe.display()),
-        ),
+/// A probe can be written, read back and removed where artifacts go (and
+/// where uploads are received).
+fn artifacts(blobs: &Blobs) -> Check {
+    match blobs.probe() {
+        Ok(()) => Check::pass("artifacts", format!("{} takes writes", blobs.describe())),
+        Err(e) => Check::fail("artifacts", e.to_string()),
+    }
+}
+
+/// The artifacts `url` names for `data_dir`, as they are: refused, not
+/// created, when a directory is missing.
+fn existing_artifacts(data_dir: &Path, config: &ArtifactsConfig) -> Result<Blobs, String> {
+    let tmp = data_dir.join("tmp");
+    match &config.url {
+        ArtifactsUrl::DataDir => ArtifactDir::existing(data_dir).map(Blobs::Dir),
+        ArtifactsUrl::Dir(root) => ArtifactDir::existing_at(root, &tmp).map(Blobs::Dir),
+        ArtifactsUrl::S3 { .. } if !tmp.exists() => Err(format!("no directory {}", tmp.display())),
+        ArtifactsUrl::S3 { .. } => Blobs::open(data_dir, config, false).map_err(|e| e.to_string()),
     }
 }
 
@@ -121,8 +121,8 @@ impl Store {
 
 /// The checks on the data directory `data_dir`, beside a running server or
 /// without one: nothing is created, migrated or locked (but a probe file
-/// is written and removed in its temp directory).
-pub fn check_data_dir(data_dir: &Path) -> Vec<Check> {
+/// is written and removed in its temp directory and where artifacts go).
+pub fn check_data_dir(data_dir: &Path, artifacts_config: &ArtifactsConfig) -> Vec<Check> {
     let db_path = data_dir.join(super::DB_FILE);
     let shown = db_path.display().to_string();
     let mut checks = Vec::new();
@@ -144,8 +144,8 @@ pub fn check_data_dir(data_dir: &Path) -> Vec<Check> {
             }
         }
     }
-    match ArtifactDir::existing(data_dir) {
-        Ok(dir) => checks.push(artifacts(&dir)),
+    match existing_artifacts(data_dir, artifacts_config) {
+        Ok(blobs) => checks.push(artifacts(&blobs)),
         Err(e) => checks.push(Check::fail("artifacts", e)),
     }
     checks
@@ -163,7 +163,7 @@ mod tests {
     fn a_served_directory_passes_every_check() {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path()).unwrap());
-        let checks = check_data_dir(dir.path());
+        let checks = check_data_dir(dir.path(), &ArtifactsConfig::default());
         assert_eq!(
             verdicts(&checks),
             [
@@ -185,7 +185,7 @@ mod tests {
         // No directory at all.
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nothing-here");
-        let checks = check_data_dir(&missing);
+        let checks = check_data_dir(&missing, &ArtifactsConfig::default());
         assert_eq!(
             verdicts(&checks),
             [
@@ -202,7 +202,7 @@ mod tests {
         let db = dir.path().join(crate::storage::DB_FILE);
         let conn = Connection::open(&db).unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
-        let checks = check_data_dir(dir.path());
+        let checks = check_data_dir(dir.path(), &ArtifactsConfig::default());
         assert_eq!(verdicts(&checks)[1], ("migrations", false));
         let pending = latest_version() - 3;
         assert!(
@@ -215,7 +215,7 @@ mod tests {
         conn.pragma_update(None, "user_version", latest_version() + 1)
             .unwrap();
         assert!(
-            check_data_dir(dir.path())[1]
+            check_data_dir(dir.path(), &ArtifactsConfig::default())[1]
                 .detail
                 .contains("newer than this binary")
         );
@@ -226,7 +226,7 @@ mod tests {
         let tmp = dir.path().join("tmp");
         std::fs::remove_dir_all(&tmp).unwrap();
         std::fs::write(&tmp, b"not a directory").unwrap();
-        let checks = check_data_dir(dir.path());
+        let checks = check_data_dir(dir.path(), &ArtifactsConfig::default());
         assert_eq!(
             verdicts(&checks),
             [

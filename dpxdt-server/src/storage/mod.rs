@@ -1,5 +1,6 @@
 //! Persistence: one SQLite file (WAL) for every record and the work queue,
-//! and a content-addressed directory of artifact bytes beside it.
+//! and content-addressed artifact bytes in a directory beside it or in an
+//! S3-compatible bucket (`blobs`).
 //!
 //! SQLite calls block, so async code goes through [`Store::call`], which runs
 //! the closure on tokio's blocking pool with the single connection locked.
@@ -9,6 +10,7 @@
 
 pub mod activity;
 pub mod artifacts;
+pub mod blobs;
 pub mod builds;
 pub mod gc;
 pub mod health;
@@ -32,6 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 pub use artifacts::{ArtifactDir, ArtifactInfo};
+pub use blobs::{ArtifactsConfig, ArtifactsUrl, Blobs, S3Settings};
 pub use builds::{ApiKeyScope, NewApiKey};
 pub use quotas::Limits;
 pub use releases::{ReleaseRow, ReportOutcome, RequestRunInput, RunRow, TASK_MAX_ATTEMPTS};
@@ -79,7 +82,7 @@ pub struct Store {
 
 struct Inner {
     conn: Mutex<Connection>,
-    artifacts: ArtifactDir,
+    artifacts: Blobs,
     db_path: PathBuf,
     /// The server key, loaded (or made) when first needed.
     secret: std::sync::OnceLock<secrets::SecretKey>,
@@ -103,6 +106,11 @@ impl Store {
     /// a server: takes the directory's lock, so a second server on the same
     /// directory is refused, and removes temp files a crash left behind.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_at(data_dir, &ArtifactsConfig::default())
+    }
+
+    /// [`open`](Store::open), with the artifacts where `artifacts` says.
+    pub fn open_at(data_dir: &Path, artifacts: &ArtifactsConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -115,21 +123,30 @@ impl Store {
                 data_dir.display()
             )));
         }
-        let artifacts = ArtifactDir::open(data_dir, true)?;
+        let artifacts = Blobs::open(data_dir, artifacts, true)?;
         Self::open_with(data_dir, artifacts, Some(lock))
     }
 
     /// Opens the store beside a running server (command-line tools, tests):
     /// no lock, and temp files are left alone (they may be uploads in flight).
     pub fn open_shared(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_shared_at(data_dir, &ArtifactsConfig::default())
+    }
+
+    /// [`open_shared`](Store::open_shared), with the artifacts where
+    /// `artifacts` says.
+    pub fn open_shared_at(
+        data_dir: &Path,
+        artifacts: &ArtifactsConfig,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let artifacts = ArtifactDir::open(data_dir, false)?;
+        let artifacts = Blobs::open(data_dir, artifacts, false)?;
         Self::open_with(data_dir, artifacts, None)
     }
 
     fn open_with(
         data_dir: &Path,
-        artifacts: ArtifactDir,
+        artifacts: Blobs,
         lock: Option<std::fs::File>,
     ) -> Result<Store, StoreError> {
         let db_path = data_dir.join(DB_FILE);
@@ -158,8 +175,8 @@ impl Store {
         })
     }
 
-    /// The artifact directory.
-    pub fn artifacts(&self) -> &ArtifactDir {
+    /// Where the artifact bytes are.
+    pub fn artifacts(&self) -> &Blobs {
         &self.inner.artifacts
     }
 

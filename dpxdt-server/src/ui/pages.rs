@@ -893,12 +893,13 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
 /// The artifact as a capture config, when it is one (a small JSON object
 /// that parses as a config).
 async fn read_capture_config(ui: &Ui, id: &ArtifactId) -> Option<CaptureConfig> {
-    let path = ui.state.store.artifacts().path(id);
-    let size = tokio::fs::metadata(&path).await.ok()?.len();
-    if size > 256 * 1024 {
-        return None;
-    }
-    let bytes = tokio::fs::read(&path).await.ok()?;
+    let bytes = ui
+        .state
+        .store
+        .artifacts()
+        .read_small(id, 256 * 1024)
+        .await
+        .ok()??;
     let text = std::str::from_utf8(&bytes).ok()?;
     if !text.trim_start().starts_with('{') {
         return None;
@@ -950,15 +951,31 @@ async fn cached_thumbnail(ui: &Ui, key: &str) -> Result<Option<ArtifactId>, UiEr
         .call(move |c| artifacts::find_thumbnail(c, &lookup))
         .await?
         .and_then(|t| ArtifactId::parse(&t).ok());
-    Ok(cached.filter(|t| ui.state.store.artifacts().path(t).exists()))
+    match cached {
+        Some(t)
+            if ui
+                .state
+                .store
+                .artifacts()
+                .exists_async(&t)
+                .await
+                .doing("looking for a cached thumbnail")? =>
+        {
+            Ok(Some(t))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Makes the thumbnail of screenshot `id` and caches it under `key`.
 async fn render_thumbnail(ui: &Ui, id: &ArtifactId, key: String) -> Result<ArtifactId, UiError> {
     let store = ui.state.store.clone();
-    let source = store.artifacts().path(id);
+    let source = id.clone();
     tokio::task::spawn_blocking(move || -> Result<ArtifactId, UiError> {
-        let bytes = std::fs::read(&source).doing("reading a screenshot for its thumbnail")?;
+        let bytes = store
+            .artifacts()
+            .read(&source)
+            .doing("reading a screenshot for its thumbnail")?;
         let png = super::thumbs::make_thumbnail(&bytes).map_err(UiError::BadRequest)?;
         // File and row together, while holding the store (see storage::gc).
         let files = store.artifacts().clone();

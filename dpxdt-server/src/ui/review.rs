@@ -158,8 +158,15 @@ async fn load_report(ui: &Ui, build: BuildId, log: Option<&str>) -> Option<DiffR
     if info.size > MAX_REPORT {
         return None;
     }
-    let bytes = match tokio::fs::read(ui.state.store.artifacts().path(&id)).await {
-        Ok(bytes) => bytes,
+    let bytes = match ui
+        .state
+        .store
+        .artifacts()
+        .read_small(&id, MAX_REPORT as u64)
+        .await
+    {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
         Err(e) => {
             tracing::warn!(%build, artifact = %id, error = %e, "cannot read the diff log");
             return None;

@@ -501,130 +501,136 @@ async fn oversized_or_malformed_upload_is_refused_and_stores_nothing() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reported_images_are_diffed_and_the_release_reaches_reviewing() {
-    let s = TestServer::start(|_| {}).await;
-    let (build, key) = s.build_with_key("flow").await;
-    s.allow_key_verdicts(&build);
-    let client = s.client(&key);
-    let base_png = png(32, 16, [250, 250, 250, 255], None);
-    let changed_png = png(32, 16, [250, 250, 250, 255], Some([255, 0, 0, 255]));
-    // Release 1: first images, no reference: straight to reviewing, then good.
-    let r1 = client
-        .create_release(dpxdt_core::BuildId(build.parse().unwrap()), "main", "u")
-        .await
-        .unwrap();
-    let key1 = dpxdt_core::ReleaseKey {
-        build_id: r1.build_id,
-        release_name: "main".into(),
-        release_number: r1.release_number,
-    };
-    let image = client
-        .upload_bytes(r1.build_id, "a.png", base_png.clone())
-        .await
-        .unwrap()
-        .sha1sum;
-    for name in ["/same", "/changed"] {
-        let req = dpxdt_core::api::ReportRunRequest {
+each_backend! {
+    async fn reported_images_are_diffed_and_the_release_reaches_reviewing(backend) {
+        let s = TestServer::start(|c| backend.apply(c)).await;
+        let (build, key) = s.build_with_key("flow").await;
+        s.allow_key_verdicts(&build);
+        let client = s.client(&key);
+        let base_png = png(32, 16, [250, 250, 250, 255], None);
+        let changed_png = png(32, 16, [250, 250, 250, 255], Some([255, 0, 0, 255]));
+        // Release 1: first images, no reference: straight to reviewing, then good.
+        let r1 = client
+            .create_release(dpxdt_core::BuildId(build.parse().unwrap()), "main", "u")
+            .await
+            .unwrap();
+        let key1 = dpxdt_core::ReleaseKey {
             build_id: r1.build_id,
             release_name: "main".into(),
-            release_number: 1,
-            run_name: name.into(),
-            image: Some(image.clone()),
-            ..Default::default()
+            release_number: r1.release_number,
         };
-        client.report_run(&req).await.unwrap();
-    }
-    client.runs_done(&key1).await.unwrap();
-    let mut verdict = release_form(&build, "main", "1");
-    verdict.push(("status", "good"));
-    assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 200);
+        let image = client
+            .upload_bytes(r1.build_id, "a.png", base_png.clone())
+            .await
+            .unwrap()
+            .sha1sum;
+        for name in ["/same", "/changed"] {
+            let req = dpxdt_core::api::ReportRunRequest {
+                build_id: r1.build_id,
+                release_name: "main".into(),
+                release_number: 1,
+                run_name: name.into(),
+                image: Some(image.clone()),
+                ..Default::default()
+            };
+            client.report_run(&req).await.unwrap();
+        }
+        client.runs_done(&key1).await.unwrap();
+        let mut verdict = release_form(&build, "main", "1");
+        verdict.push(("status", "good"));
+        assert_eq!(s.post(Some(&key), "update_release", &verdict).await.0, 200);
 
-    // Release 2: references from find_run, new images uploaded.
-    let r2 = client
-        .create_release(r1.build_id, "main", "u")
-        .await
-        .unwrap();
-    assert_eq!(r2.release_number, 2);
-    let changed = client
-        .upload_bytes(r1.build_id, "b.png", changed_png)
-        .await
-        .unwrap()
-        .sha1sum;
-    for (name, new) in [("/same", &image), ("/changed", &changed)] {
-        let found = client.find_run(r1.build_id, name).await.unwrap().unwrap();
-        let req = dpxdt_core::api::ReportRunRequest {
-            build_id: r1.build_id,
-            release_name: "main".into(),
+        // Release 2: references from find_run, new images uploaded.
+        let r2 = client
+            .create_release(r1.build_id, "main", "u")
+            .await
+            .unwrap();
+        assert_eq!(r2.release_number, 2);
+        let changed = client
+            .upload_bytes(r1.build_id, "b.png", changed_png)
+            .await
+            .unwrap()
+            .sha1sum;
+        for (name, new) in [("/same", &image), ("/changed", &changed)] {
+            let found = client.find_run(r1.build_id, name).await.unwrap().unwrap();
+            let req = dpxdt_core::api::ReportRunRequest {
+                build_id: r1.build_id,
+                release_name: "main".into(),
+                release_number: 2,
+                run_name: name.into(),
+                image: Some(new.clone()),
+                ref_image: found.image,
+                ref_url: found.url,
+                ..Default::default()
+            };
+            client.report_run(&req).await.unwrap();
+        }
+        let key2 = dpxdt_core::ReleaseKey {
             release_number: 2,
-            run_name: name.into(),
-            image: Some(new.clone()),
-            ref_image: found.image,
-            ref_url: found.url,
-            ..Default::default()
+            ..key1.clone()
         };
-        client.report_run(&req).await.unwrap();
-    }
-    let key2 = dpxdt_core::ReleaseKey {
-        release_number: 2,
-        ..key1.clone()
-    };
-    client.runs_done(&key2).await.unwrap();
-    let st = status_of(&s, &key, &build, "main", "2").await;
-    assert_eq!(st["status"], "processing");
-    assert_eq!(count(&st, "needs_diff"), 2);
+        client.runs_done(&key2).await.unwrap();
+        let st = status_of(&s, &key, &build, "main", "2").await;
+        assert_eq!(st["status"], "processing");
+        assert_eq!(count(&st, "needs_diff"), 2);
 
-    // Drive the diff worker to idle.
-    let worker = DiffWorker::new(s.client(&admin()), Duration::from_secs(30));
-    let mut steps = 0;
-    while worker.run_once().await.unwrap() {
-        steps += 1;
+        // Drive the diff worker to idle.
+        let worker = DiffWorker::new(s.client(&admin()), Duration::from_secs(30));
+        let mut steps = 0;
+        while worker.run_once().await.unwrap() {
+            steps += 1;
+        }
+        assert_eq!(steps, 2);
+        let st = status_of(&s, &key, &build, "main", "2").await;
+        assert_eq!(st["status"], "reviewing", "{st}");
+        assert_eq!(count(&st, "diff_found"), 1, "{st}");
+        assert_eq!(count(&st, "diff_not_found"), 1, "{st}");
+        // The diff image is a PNG the build can download.
+        let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+        let run = store
+            .blocking(|c| {
+                let rel = dpxdt_server::storage::get_release(c, r1.build_id, "main", 2)?;
+                dpxdt_server::storage::get_run(c, rel.id, "/changed")
+            })
+            .unwrap()
+            .unwrap();
+        assert!(run.distortion.unwrap() > 0.0);
+        let diff_id = dpxdt_core::ArtifactId::parse(run.diff_image.as_deref().unwrap()).unwrap();
+        let diff = client.download(r1.build_id, &diff_id).await.unwrap();
+        assert!(diff.starts_with(b"\x89PNG"));
+        // The bytes are where the backend keeps them, and only there.
+        assert!(s.blobs().exists_async(&diff_id).await.unwrap());
+        let hex = diff_id.as_str();
+        let on_disk = s.dir.path().join("artifacts").join(&hex[..2]).join(&hex[2..]).exists();
+        assert_eq!(on_disk, backend == common::Backend::Dir);
+        // The API serves artifacts as the UI does: the id is the ETag, and a
+        // client that has it gets 304 without the bytes.
+        let url = format!(
+            "{}?build_id={}&sha1sum={diff_id}",
+            s.url("download"),
+            r1.build_id
+        );
+        let first = s
+            .http
+            .get(&url)
+            .basic_auth(&key.0, Some(&key.1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(first.headers()["etag"], format!("\"{diff_id}\"").as_str());
+        assert_eq!(first.headers()["x-content-type-options"], "nosniff");
+        let again = s
+            .http
+            .get(&url)
+            .basic_auth(&key.0, Some(&key.1))
+            .header("if-none-match", format!("\"{diff_id}\""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status().as_u16(), 304);
+        assert!(again.bytes().await.unwrap().is_empty());
+        s.stop().await;
     }
-    assert_eq!(steps, 2);
-    let st = status_of(&s, &key, &build, "main", "2").await;
-    assert_eq!(st["status"], "reviewing", "{st}");
-    assert_eq!(count(&st, "diff_found"), 1, "{st}");
-    assert_eq!(count(&st, "diff_not_found"), 1, "{st}");
-    // The diff image is a PNG the build can download.
-    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
-    let run = store
-        .blocking(|c| {
-            let rel = dpxdt_server::storage::get_release(c, r1.build_id, "main", 2)?;
-            dpxdt_server::storage::get_run(c, rel.id, "/changed")
-        })
-        .unwrap()
-        .unwrap();
-    assert!(run.distortion.unwrap() > 0.0);
-    let diff_id = dpxdt_core::ArtifactId::parse(run.diff_image.as_deref().unwrap()).unwrap();
-    let diff = client.download(r1.build_id, &diff_id).await.unwrap();
-    assert!(diff.starts_with(b"\x89PNG"));
-    // The API serves artifacts as the UI does: the id is the ETag, and a
-    // client that has it gets 304 without the bytes.
-    let url = format!(
-        "{}?build_id={}&sha1sum={diff_id}",
-        s.url("download"),
-        r1.build_id
-    );
-    let first = s
-        .http
-        .get(&url)
-        .basic_auth(&key.0, Some(&key.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.headers()["etag"], format!("\"{diff_id}\"").as_str());
-    assert_eq!(first.headers()["x-content-type-options"], "nosniff");
-    let again = s
-        .http
-        .get(&url)
-        .basic_auth(&key.0, Some(&key.1))
-        .header("if-none-match", format!("\"{diff_id}\""))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status().as_u16(), 304);
-    assert!(again.bytes().await.unwrap().is_empty());
-    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1764,34 +1770,35 @@ async fn a_repeated_create_with_one_idempotency_key_creates_once() {
     s.stop().await;
 }
 
-/// `/healthz` answers while the process serves; `/readyz` is 503 while the
-/// artifact directory cannot take writes, naming the failing check but
-/// not what was seen, and 200 again once it can.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_readiness_endpoints_for_load_balancers() {
-    let s = TestServer::start(|_| {}).await;
-    let get = |path: &'static str| {
-        let req = s.http.get(format!("{}/{path}", s.base));
-        async move {
-            let resp = req.send().await.unwrap();
-            let status = resp.status().as_u16();
-            (status, resp.text().await.unwrap())
-        }
-    };
-    assert_eq!(get("healthz").await, (200, "ok\n".to_string()));
-    let ready = "database: ok\nmigrations: ok\nartifacts: ok\n".to_string();
-    assert_eq!(get("readyz").await, (200, ready.clone()));
-    let tmp = s.dir.path().join("tmp");
-    std::fs::remove_dir_all(&tmp).unwrap();
-    std::fs::write(&tmp, b"not a directory").unwrap();
-    let (status, body) = get("readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("artifacts: FAILED\n"), "{body}");
-    assert!(!body.contains(s.dir.path().to_str().unwrap()), "{body}");
-    std::fs::remove_file(&tmp).unwrap();
-    std::fs::create_dir(&tmp).unwrap();
-    assert_eq!(get("readyz").await, (200, ready));
-    s.stop().await;
+each_backend! {
+    /// `/healthz` answers while the process serves; `/readyz` is 503 while the
+    /// artifact directory cannot take writes, naming the failing check but
+    /// not what was seen, and 200 again once it can.
+    async fn health_and_readiness_endpoints_for_load_balancers(backend) {
+        let s = TestServer::start(|c| backend.apply(c)).await;
+        let get = |path: &'static str| {
+            let req = s.http.get(format!("{}/{path}", s.base));
+            async move {
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap())
+            }
+        };
+        assert_eq!(get("healthz").await, (200, "ok\n".to_string()));
+        let ready = "database: ok\nmigrations: ok\nartifacts: ok\n".to_string();
+        assert_eq!(get("readyz").await, (200, ready.clone()));
+        let tmp = s.dir.path().join("tmp");
+        std::fs::remove_dir_all(&tmp).unwrap();
+        std::fs::write(&tmp, b"not a directory").unwrap();
+        let (status, body) = get("readyz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("artifacts: FAILED\n"), "{body}");
+        assert!(!body.contains(s.dir.path().to_str().unwrap()), "{body}");
+        std::fs::remove_file(&tmp).unwrap();
+        std::fs::create_dir(&tmp).unwrap();
+        assert_eq!(get("readyz").await, (200, ready));
+        s.stop().await;
+    }
 }
 
 /// Baselines per branch: a run is compared with the newest good release of
@@ -2017,93 +2024,195 @@ async fn baselines_follow_the_branch_and_fall_back_to_the_default_branch() {
     s.stop().await;
 }
 
-/// Garbage collection while the server runs: an upload of bytes the
-/// collector has already decided to delete, arriving after it looked and
-/// before it deletes (forced at its checkpoint, not timed), is never lost;
-/// the same bytes nobody uploads again are freed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_racing_the_garbage_collector_is_never_lost() {
-    use dpxdt_server::storage::gc;
-    let server = common::ui::UiServer::start(&[("alice", false)], |_| {}).await;
-    let mut alice = server.login("alice").await;
-    let build = alice.create_build("racy", false).await;
-    let key = alice.create_key(build).await;
-    let client = server.client(&key);
-    let b = dpxdt_core::BuildId(build);
-    let (raced, lone) = (
-        b"bytes uploaded again".to_vec(),
-        b"bytes nobody wants".to_vec(),
-    );
-    let mut ids = Vec::new();
-    for bytes in [&raced, &lone] {
-        ids.push(
-            client
-                .upload_bytes(b, "x.bin", bytes.clone())
-                .await
-                .unwrap()
-                .sha1sum,
+each_backend! {
+    /// Garbage collection while the server runs: an upload of bytes the
+    /// collector has already decided to delete, arriving after it looked and
+    /// before it deletes (forced at its checkpoint, not timed), is never lost;
+    /// the same bytes nobody uploads again are freed.
+    async fn an_upload_racing_the_garbage_collector_is_never_lost(backend) {
+        use dpxdt_server::storage::gc;
+        let server = common::ui::UiServer::start(&[("alice", false)], |c| backend.apply(c)).await;
+        let mut alice = server.login("alice").await;
+        let build = alice.create_build("racy", false).await;
+        let key = alice.create_key(build).await;
+        let client = server.client(&key);
+        let b = dpxdt_core::BuildId(build);
+        let (raced, lone) = (
+            b"bytes uploaded again".to_vec(),
+            b"bytes nobody wants".to_vec(),
         );
-    }
-    // One old release refers to both; a newer one makes it expire.
-    for (name, with) in [("old", true), ("new", false)] {
-        let created = client.create_release(b, name, "u").await.unwrap();
-        let report = dpxdt_core::api::ReportRunRequest {
-            build_id: b,
-            release_name: name.into(),
-            release_number: created.release_number,
-            run_name: "/a".into(),
-            image: with.then(|| ids[0].clone()),
-            log: with.then(|| ids[1].clone()),
-            run_failed: (!with).then(|| "nothing".to_string()),
-            ..Default::default()
-        };
-        client.report_run(&report).await.unwrap();
-        client
-            .runs_done(&dpxdt_core::ReleaseKey {
+        let mut ids = Vec::new();
+        for bytes in [&raced, &lone] {
+            ids.push(
+                client
+                    .upload_bytes(b, "x.bin", bytes.clone())
+                    .await
+                    .unwrap()
+                    .sha1sum,
+            );
+        }
+        // One old release refers to both; a newer one makes it expire.
+        for (name, with) in [("old", true), ("new", false)] {
+            let created = client.create_release(b, name, "u").await.unwrap();
+            let report = dpxdt_core::api::ReportRunRequest {
                 build_id: b,
                 release_name: name.into(),
                 release_number: created.release_number,
+                run_name: "/a".into(),
+                image: with.then(|| ids[0].clone()),
+                log: with.then(|| ids[1].clone()),
+                run_failed: (!with).then(|| "nothing".to_string()),
+                ..Default::default()
+            };
+            client.report_run(&report).await.unwrap();
+            client
+                .runs_done(&dpxdt_core::ReleaseKey {
+                    build_id: b,
+                    release_name: name.into(),
+                    release_number: created.release_number,
+                })
+                .await
+                .unwrap();
+        }
+        server
+            .store
+            .blocking(|c| {
+                c.execute("UPDATE release SET created = created - 86400000 * 400", [])?;
+                c.execute("UPDATE artifact_owner SET seen = seen - 1000", [])?;
+                Ok(())
             })
-            .await
             .unwrap();
-    }
-    server
-        .store
-        .blocking(|c| {
-            c.execute("UPDATE release SET created = created - 86400000 * 400", [])?;
-            c.execute("UPDATE artifact_owner SET seen = seen - 1000", [])?;
-            Ok(())
+        let store = server.store.clone();
+        let handle = tokio::runtime::Handle::current();
+        let (upload_client, again, raced_id) = (client.clone(), raced.clone(), ids[0].clone());
+        let report = tokio::task::spawn_blocking(move || {
+            let opts = gc::GcOptions {
+                defaults: gc::Policy {
+                    keep_releases: 1,
+                    keep_days: 1,
+                },
+                grace: std::time::Duration::ZERO,
+                ..Default::default()
+            };
+            gc::collect(&store, &opts, &mut |doomed| {
+                assert!(
+                    doomed.contains(&raced_id),
+                    "the collector means to delete it"
+                );
+                // The upload arrives now, through the real HTTP route.
+                let up = handle.block_on(upload_client.upload_bytes(b, "again.bin", again.clone()));
+                assert_eq!(up.unwrap().sha1sum, raced_id);
+            })
+            .unwrap()
         })
+        .await
         .unwrap();
-    let store = server.store.clone();
-    let handle = tokio::runtime::Handle::current();
-    let (upload_client, again, raced_id) = (client.clone(), raced.clone(), ids[0].clone());
-    let report = tokio::task::spawn_blocking(move || {
-        let opts = gc::GcOptions {
-            defaults: gc::Policy {
-                keep_releases: 1,
-                keep_days: 1,
-            },
-            grace: std::time::Duration::ZERO,
-            ..Default::default()
-        };
-        gc::collect(&store, &opts, &mut |doomed| {
-            assert!(
-                doomed.contains(&raced_id),
-                "the collector means to delete it"
-            );
-            // The upload arrives now, through the real HTTP route.
-            let up = handle.block_on(upload_client.upload_bytes(b, "again.bin", again.clone()));
-            assert_eq!(up.unwrap().sha1sum, raced_id);
-        })
+        assert_eq!((report.releases, report.artifacts), (1, 1), "{report:?}");
+        assert_eq!(client.download(b, &ids[0]).await.unwrap(), raced);
+        let gone = client.download(b, &ids[1]).await.unwrap_err();
+        assert!(gone.is_not_found(), "{gone}");
+        assert!(!server.store.artifacts().exists_async(&ids[1]).await.unwrap());
+        assert!(server.store.artifacts().exists_async(&ids[0]).await.unwrap());
+        server.stop().await;
+    }
+}
+
+/// In a bucket: an upload larger than one part goes up as a multipart
+/// upload (its ETag says how many parts), downloads whole, and an upload of
+/// the same bytes again is recognised and stored once; the bucket's health
+/// probe leaves nothing behind; and a server pointed at a bucket with wrong
+/// credentials says so in `/readyz` and refuses uploads without storing a
+/// row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_goes_to_the_bucket_in_parts_and_downloads_whole() {
+    use object_store::ObjectStoreExt;
+    let s = TestServer::start(|c| common::Backend::S3.apply(c)).await;
+    let (build, key) = s.build_with_key("big").await;
+    let client = s.client(&key);
+    let b = dpxdt_core::BuildId(build.parse().unwrap());
+    // 20 MiB of bytes that do not repeat in any one part.
+    let big: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i ^ (i >> 8) ^ (i >> 16)) as u8)
+        .collect();
+    let id = client
+        .upload_bytes(b, "big.bin", big.clone())
+        .await
         .unwrap()
+        .sha1sum;
+    assert_eq!(client.download(b, &id).await.unwrap(), big);
+    let again = client
+        .upload_bytes(b, "again.bin", big.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.sha1sum, id);
+
+    let garage = dpxdt_e2e::garage::shared();
+    let dpxdt_server::storage::ArtifactsUrl::S3 { bucket, prefix } = &s.artifacts.url else {
+        panic!("an S3 server");
+    };
+    let direct = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(&garage.endpoint)
+        .with_region(dpxdt_e2e::garage::REGION)
+        .with_access_key_id(&garage.key_id)
+        .with_secret_access_key(&garage.secret)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let key_of = |id: &dpxdt_core::ArtifactId| {
+        object_store::path::Path::from(format!(
+            "{prefix}/{}/{}",
+            &id.as_str()[..2],
+            &id.as_str()[2..]
+        ))
+    };
+    let meta = direct.head(&key_of(&id)).await.unwrap();
+    assert_eq!(meta.size, 20 << 20);
+    let etag = meta.e_tag.unwrap_or_default();
+    assert!(
+        etag.trim_matches('"').ends_with("-3"),
+        "three 8 MiB parts: {etag}"
+    );
+    // Health probes come and go.
+    let ready = s
+        .http
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let listed = s.blobs();
+    let ids = tokio::task::spawn_blocking(move || listed.list().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![id.clone()], "one object, stored once");
+    s.stop().await;
+
+    // Wrong credentials: not ready, and an upload is refused without a row.
+    let s = TestServer::start(|c| {
+        common::Backend::S3.apply(c);
+        c.artifacts.s3.secret_access_key = Some("0".repeat(64));
     })
-    .await
-    .unwrap();
-    assert_eq!((report.releases, report.artifacts), (1, 1), "{report:?}");
-    assert_eq!(client.download(b, &ids[0]).await.unwrap(), raced);
-    let gone = client.download(b, &ids[1]).await.unwrap_err();
-    assert!(gone.is_not_found(), "{gone}");
-    assert!(!server.store.artifacts().path(&ids[1]).exists());
-    server.stop().await;
+    .await;
+    let ready = s
+        .http
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("artifacts: FAILED"), "{body}");
+    assert!(!body.contains(&"0".repeat(64)), "{body}");
+    let (build, key) = s.build_with_key("denied").await;
+    let (status, body) = s
+        .upload(&key, &build, "a.png", png(4, 4, [1, 2, 3, 255], None))
+        .await;
+    assert_eq!(status, 500, "{body}");
+    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+    let rows: i64 = store
+        .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM artifact", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(rows, 0);
+    s.stop().await;
 }

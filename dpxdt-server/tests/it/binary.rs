@@ -24,10 +24,16 @@ struct Proc {
 
 impl Proc {
     fn start(data: &Path, extra: &[&str]) -> Proc {
+        Proc::start_with(data, extra, &[])
+    }
+
+    /// [`start`](Proc::start) with extra environment variables.
+    fn start_with(data: &Path, extra: &[&str], env: &[(&str, String)]) -> Proc {
         let mut cmd = Command::new(BIN);
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
-            .args(extra);
+            .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)));
         Proc::spawn(cmd)
     }
 
@@ -376,9 +382,8 @@ async fn a_worker_killed_mid_diff_is_replaced_after_its_lease_expires() {
     // The new image's file becomes a FIFO nobody writes to: the server's
     // read of it blocks, so a worker that leased the diff is stuck in its
     // download, mid-task, however fast the machine. No timing involved.
-    let stored = dpxdt_server::storage::Store::open_shared(dir.path())
+    let stored = dpxdt_server::storage::ArtifactDir::existing(dir.path())
         .unwrap()
-        .artifacts()
         .path(&image);
     let aside = stored.with_extension("aside");
     std::fs::rename(&stored, &aside).unwrap();
@@ -583,98 +588,94 @@ async fn a_remote_worker_rides_out_a_server_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (build, key_id, key_secret) = create_build(dir.path(), "site");
-    let mut server = Proc::start(dir.path(), &["--no-workers"]);
-    let client = server.client(&key_id, &key_secret);
-    let r = client.create_release(build, "r", "u").await.unwrap();
-    let key = ReleaseKey {
-        build_id: build,
-        release_name: "r".into(),
-        release_number: r.release_number,
-    };
-    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut uploaders = Vec::new();
-    for worker in 0..6u32 {
-        let client = client.clone();
-        let key = key.clone();
-        let acked = acked_tx.clone();
-        uploaders.push(tokio::spawn(async move {
-            for i in 0u32.. {
-                // ~300 KB of distinct bytes per upload.
-                let mut bytes = vec![0u8; 300_000];
-                for (j, b) in bytes.iter_mut().enumerate() {
-                    *b = (j as u32 ^ worker.wrapping_mul(7919) ^ i.wrapping_mul(104729)) as u8;
+each_backend! {
+    async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_run(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let (artifacts, env) = backend.for_binary();
+        let (build, key_id, key_secret) = create_build(dir.path(), "site");
+        let mut server = Proc::start_with(dir.path(), &["--no-workers"], &env);
+        let client = server.client(&key_id, &key_secret);
+        let r = client.create_release(build, "r", "u").await.unwrap();
+        let key = ReleaseKey {
+            build_id: build,
+            release_name: "r".into(),
+            release_number: r.release_number,
+        };
+        let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut uploaders = Vec::new();
+        for worker in 0..6u32 {
+            let client = client.clone();
+            let key = key.clone();
+            let acked = acked_tx.clone();
+            uploaders.push(tokio::spawn(async move {
+                for i in 0u32.. {
+                    // ~300 KB of distinct bytes per upload.
+                    let mut bytes = vec![0u8; 300_000];
+                    for (j, b) in bytes.iter_mut().enumerate() {
+                        *b = (j as u32 ^ worker.wrapping_mul(7919) ^ i.wrapping_mul(104729)) as u8;
+                    }
+                    bytes[..8].copy_from_slice(&[worker as u8, (i >> 8) as u8, i as u8, 1, 2, 3, 4, 5]);
+                    let Ok(up) = client.upload_bytes(key.build_id, "blob.bin", bytes).await else {
+                        return;
+                    };
+                    let mut req = report(&key, &format!("/w{worker}/{i}"));
+                    req.log = Some(up.sha1sum.clone());
+                    if client.report_run(&req).await.is_err() {
+                        return;
+                    }
+                    if acked.send((req.run_name, up.sha1sum)).is_err() {
+                        return;
+                    }
                 }
-                bytes[..8].copy_from_slice(&[worker as u8, (i >> 8) as u8, i as u8, 1, 2, 3, 4, 5]);
-                let Ok(up) = client.upload_bytes(key.build_id, "blob.bin", bytes).await else {
-                    return;
-                };
-                let mut req = report(&key, &format!("/w{worker}/{i}"));
-                req.log = Some(up.sha1sum.clone());
-                if client.report_run(&req).await.is_err() {
-                    return;
-                }
-                if acked.send((req.run_name, up.sha1sum)).is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-    drop(acked_tx);
-    let mut acked = Vec::new();
-    while acked.len() < 30 {
-        acked.push(acked_rx.recv().await.expect("uploads are acknowledged"));
-    }
-    server.kill();
-    // Every uploader stops at its first failure against the dead server
-    // (no retries), so none is still sending when the server restarts.
-    for uploader in uploaders {
-        uploader.await.unwrap();
-    }
-    while let Some(a) = acked_rx.recv().await {
-        acked.push(a);
-    }
-
-    let server = Proc::start(dir.path(), &["--no-workers"]);
-    let client = server.client(&key_id, &key_secret);
-    // Every acknowledged artifact downloads whole (the client checks the SHA-1).
-    for (_, id) in &acked {
-        client.download(build, id).await.unwrap();
-    }
-    // Every file under artifacts/ is complete: its bytes hash to its name.
-    let root = dir.path().join("artifacts");
-    let mut files = 0;
-    for d in std::fs::read_dir(&root).unwrap().flatten() {
-        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
-            let name = format!(
-                "{}{}",
-                d.file_name().to_string_lossy(),
-                f.file_name().to_string_lossy()
-            );
-            let bytes = std::fs::read(f.path()).unwrap();
-            assert_eq!(
-                ArtifactId::of_bytes(&bytes).as_str(),
-                name,
-                "half-written artifact"
-            );
-            files += 1;
+            }));
         }
-    }
-    assert!(files >= acked.len());
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-        0
-    );
-    // Every acknowledged run is there with its log.
-    let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
-    for (run, id) in &acked {
-        let log: String = conn
-            .query_row("SELECT log FROM run WHERE name = ?1", [run], |r| r.get(0))
-            .unwrap_or_else(|e| panic!("run {run} lost: {e}"));
-        assert_eq!(&log, id.as_str());
+        drop(acked_tx);
+        let mut acked = Vec::new();
+        while acked.len() < 30 {
+            acked.push(acked_rx.recv().await.expect("uploads are acknowledged"));
+        }
+        server.kill();
+        // Every uploader stops at its first failure against the dead server
+        // (no retries), so none is still sending when the server restarts.
+        for uploader in uploaders {
+            uploader.await.unwrap();
+        }
+        while let Some(a) = acked_rx.recv().await {
+            acked.push(a);
+        }
+
+        let server = Proc::start_with(dir.path(), &["--no-workers"], &env);
+        let client = server.client(&key_id, &key_secret);
+        // Every acknowledged artifact downloads whole (the client checks the SHA-1).
+        for (_, id) in &acked {
+            client.download(build, id).await.unwrap();
+        }
+        // Every artifact stored is complete: its bytes hash to its name.
+        let data = dir.path().to_path_buf();
+        let files = tokio::task::spawn_blocking(move || {
+            let blobs = dpxdt_server::storage::Blobs::open(&data, &artifacts, false).unwrap();
+            let ids = blobs.list().unwrap();
+            for id in &ids {
+                let bytes = blobs.read(id).unwrap();
+                assert_eq!(&ArtifactId::of_bytes(&bytes), id, "half-written artifact");
+            }
+            ids.len()
+        })
+        .await
+        .unwrap();
+        assert!(files >= acked.len());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        // Every acknowledged run is there with its log.
+        let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
+        for (run, id) in &acked {
+            let log: String = conn
+                .query_row("SELECT log FROM run WHERE name = ?1", [run], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("run {run} lost: {e}"));
+            assert_eq!(&log, id.as_str());
+        }
     }
 }
 
@@ -775,6 +776,44 @@ fn check_reports_each_part_and_exits_by_the_worst() {
         "{lines:?}"
     );
     assert!(!unused.exists(), "check created {}", unused.display());
+
+    // Artifacts in a bucket: the check writes, reads and removes a probe
+    // object there, and a refused key fails that line alone, saying why.
+    let (_, env) = common::Backend::S3.for_binary();
+    let check_s3 = |env: &[(&str, String)]| {
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = check_s3(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("artifacts: ok: s3://dpxdt-tests/test-"),
+        "{out}"
+    );
+    let mut wrong = env.clone();
+    for (k, v) in &mut wrong {
+        if *k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "0".repeat(64);
+        }
+    }
+    let (code, out) = check_s3(&wrong);
+    assert_eq!(code, Some(1), "{out}");
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert!(
+        failed[0].starts_with("artifacts: FAILED: s3://dpxdt-tests/test-"),
+        "{out}"
+    );
+    assert!(!out.contains(&"0".repeat(64)), "{out}");
 }
 
 /// `dpxdt-server gc`: a dry run beside a running server says what it would

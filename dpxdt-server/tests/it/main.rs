@@ -3,10 +3,11 @@
 //! a killed server, capture in Chromium, notifications, and the review UI
 //! over HTTP and in Chromium. Each module says what it covers.
 
+#[macro_use]
+mod common;
 mod api;
 mod binary;
 mod capture_flow;
-mod common;
 mod notify_mail;
 mod ui_browser;
 mod ui_web;

@@ -276,7 +276,11 @@ struct Reviewed {
 }
 
 async fn reviewed_release() -> Reviewed {
-    let server = UiServer::start(USERS, |_| {}).await;
+    reviewed_release_on(common::Backend::Dir).await
+}
+
+async fn reviewed_release_on(backend: common::Backend) -> Reviewed {
+    let server = UiServer::start(USERS, |c| backend.apply(c)).await;
     let mut alice = server.browser();
     alice.login("alice", "alice-password").await;
     let build = alice.create_build("shop <b>desktop</b>", false).await;
@@ -367,63 +371,64 @@ async fn names_are_escaped_and_the_pages_show_the_diff() {
     server.stop().await;
 }
 
-/// The image route serves the diff with cache headers and revalidates; a
-/// thumbnail is the top of the image, made once and then served from the
-/// artifact cache.
-#[tokio::test]
-async fn images_and_thumbnails_are_cached_and_revalidated() {
-    let Reviewed {
-        server,
-        mut alice,
-        build,
-        diff_id,
-        ..
-    } = reviewed_release().await;
-    // The image route serves the diff with cache headers and revalidates.
-    let img = alice
-        .get(&format!("/image?build_id={build}&id={diff_id}"))
-        .await;
-    assert_eq!(img.status, StatusCode::OK);
-    assert_eq!(img.headers["content-type"], "image/png");
-    assert!(
-        img.headers["cache-control"]
-            .to_str()
+each_backend! {
+    /// The image route serves the diff with cache headers and revalidates; a
+    /// thumbnail is the top of the image, made once and then served from the
+    /// artifact cache.
+    async fn images_and_thumbnails_are_cached_and_revalidated(backend) {
+        let Reviewed {
+            server,
+            mut alice,
+            build,
+            diff_id,
+            ..
+        } = reviewed_release_on(backend).await;
+        // The image route serves the diff with cache headers and revalidates.
+        let img = alice
+            .get(&format!("/image?build_id={build}&id={diff_id}"))
+            .await;
+        assert_eq!(img.status, StatusCode::OK);
+        assert_eq!(img.headers["content-type"], "image/png");
+        assert!(
+            img.headers["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("private, max-age=")
+        );
+        let etag = img.headers["etag"].to_str().unwrap().to_string();
+        let req = alice
+            .http
+            .get(format!(
+                "{}/image?build_id={build}&id={diff_id}",
+                server.base
+            ))
+            .header("if-none-match", etag);
+        assert_eq!(alice.send(req).await.status, StatusCode::NOT_MODIFIED);
+
+        // The release page shows thumbnails: the top of the image, made once
+        // and then served from the artifact cache.
+        let thumb = format!("/thumb?build_id={build}&id={diff_id}");
+        let first = alice.get(&thumb).await;
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(first.headers["content-type"], "image/png");
+        let again = alice.get(&thumb).await;
+        assert_eq!(again.headers["etag"], first.headers["etag"]);
+        let bytes = alice
+            .http
+            .get(format!("{}{thumb}", server.base))
+            .header("cookie", alice.cookie_header())
+            .send()
+            .await
             .unwrap()
-            .contains("private, max-age=")
-    );
-    let etag = img.headers["etag"].to_str().unwrap().to_string();
-    let req = alice
-        .http
-        .get(format!(
-            "{}/image?build_id={build}&id={diff_id}",
-            server.base
-        ))
-        .header("if-none-match", etag);
-    assert_eq!(alice.send(req).await.status, StatusCode::NOT_MODIFIED);
+            .bytes()
+            .await
+            .unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
+        let info = decoder.read_info().unwrap();
+        assert_eq!((info.info().width, info.info().height), (8, 5));
 
-    // The release page shows thumbnails: the top of the image, made once
-    // and then served from the artifact cache.
-    let thumb = format!("/thumb?build_id={build}&id={diff_id}");
-    let first = alice.get(&thumb).await;
-    assert_eq!(first.status, StatusCode::OK);
-    assert_eq!(first.headers["content-type"], "image/png");
-    let again = alice.get(&thumb).await;
-    assert_eq!(again.headers["etag"], first.headers["etag"]);
-    let bytes = alice
-        .http
-        .get(format!("{}{thumb}", server.base))
-        .header("cookie", alice.cookie_header())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
-    let info = decoder.read_info().unwrap();
-    assert_eq!((info.info().width, info.info().height), (8, 5));
-
-    server.stop().await;
+        server.stop().await;
+    }
 }
 
 /// A person approves the diff and marks the release good; that release is
@@ -1019,56 +1024,57 @@ async fn a_release_ready_for_review_is_announced_to_the_webhook_with_retries() {
     receiver.abort();
 }
 
-/// Regression: a public build showed its capture configs (cookies,
-/// passwords, headers) to anyone.
-#[tokio::test]
-async fn capture_config_secrets_are_for_owners_only() {
-    let server = UiServer::start(USERS, |_| {}).await;
-    let mut alice = server.login("alice").await;
-    let build = alice.create_build("public-site", true).await;
-    let key = alice.create_key(build).await;
-    let client = server.client(&key);
-    let rel = client
-        .create_release(BuildId(build), "r", "https://ci.example/1")
-        .await
-        .unwrap();
-    let config = r#"{"cookies": [{"name": "session", "value": "COOKIE-SECRET"}],
-        "httpUserName": "ci", "httpPassword": "PASSWORD-SECRET",
-        "injectHeaders": {"staging.example": {"X-Token": "HEADER-SECRET"}}}"#;
-    let run = client
-        .request_run(&dpxdt_core::api::RequestRunRequest {
-            build_id: BuildId(build),
-            release_name: rel.release_name.clone(),
-            release_number: rel.release_number,
-            run_name: "/".into(),
-            url: "https://staging.example/".into(),
-            config: config.into(),
-            ref_url: None,
-            ref_config: None,
-        })
-        .await
-        .unwrap();
-    let path = format!("/image?build_id={build}&id={}", run.config);
-    let mut anon = server.browser();
-    let mut bob = server.login("bob").await;
-    for (who, page) in [
-        ("anonymous", anon.get(&path).await),
-        ("bob", bob.get(&path).await),
-    ] {
-        assert_eq!(page.status, StatusCode::OK, "{who}");
-        assert!(!page.body.contains("SECRET"), "{who} sees: {}", page.body);
-        assert!(
-            page.body.contains("session") && page.body.contains("X-Token"),
-            "{}",
-            page.body
-        );
-        assert_eq!(page.headers["cache-control"], "private, no-store");
+each_backend! {
+    /// Regression: a public build showed its capture configs (cookies,
+    /// passwords, headers) to anyone.
+    async fn capture_config_secrets_are_for_owners_only(backend) {
+        let server = UiServer::start(USERS, |c| backend.apply(c)).await;
+        let mut alice = server.login("alice").await;
+        let build = alice.create_build("public-site", true).await;
+        let key = alice.create_key(build).await;
+        let client = server.client(&key);
+        let rel = client
+            .create_release(BuildId(build), "r", "https://ci.example/1")
+            .await
+            .unwrap();
+        let config = r#"{"cookies": [{"name": "session", "value": "COOKIE-SECRET"}],
+            "httpUserName": "ci", "httpPassword": "PASSWORD-SECRET",
+            "injectHeaders": {"staging.example": {"X-Token": "HEADER-SECRET"}}}"#;
+        let run = client
+            .request_run(&dpxdt_core::api::RequestRunRequest {
+                build_id: BuildId(build),
+                release_name: rel.release_name.clone(),
+                release_number: rel.release_number,
+                run_name: "/".into(),
+                url: "https://staging.example/".into(),
+                config: config.into(),
+                ref_url: None,
+                ref_config: None,
+            })
+            .await
+            .unwrap();
+        let path = format!("/image?build_id={build}&id={}", run.config);
+        let mut anon = server.browser();
+        let mut bob = server.login("bob").await;
+        for (who, page) in [
+            ("anonymous", anon.get(&path).await),
+            ("bob", bob.get(&path).await),
+        ] {
+            assert_eq!(page.status, StatusCode::OK, "{who}");
+            assert!(!page.body.contains("SECRET"), "{who} sees: {}", page.body);
+            assert!(
+                page.body.contains("session") && page.body.contains("X-Token"),
+                "{}",
+                page.body
+            );
+            assert_eq!(page.headers["cache-control"], "private, no-store");
+        }
+        let page = alice.get(&path).await;
+        for secret in ["COOKIE-SECRET", "PASSWORD-SECRET", "HEADER-SECRET"] {
+            assert!(page.body.contains(secret), "the owner sees {secret}");
+        }
+        server.stop().await;
     }
-    let page = alice.get(&path).await;
-    for secret in ["COOKIE-SECRET", "PASSWORD-SECRET", "HEADER-SECRET"] {
-        assert!(page.body.contains(secret), "the owner sees {secret}");
-    }
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

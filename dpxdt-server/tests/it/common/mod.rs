@@ -7,8 +7,90 @@ pub mod ui;
 use std::time::Duration;
 
 use dpxdt_server::Config;
-use dpxdt_server::storage::NewApiKey;
+use dpxdt_server::storage::{ArtifactsConfig, ArtifactsUrl, Blobs, NewApiKey, S3Settings};
 use serde_json::Value;
+
+/// One test body run against each place artifact bytes can live: the data
+/// directory, and a bucket of a real Garage node (S3). Defines the tests
+/// `NAME::dir` and `NAME::s3`; the body gets the [`Backend`] as `$backend`.
+macro_rules! each_backend {
+    ($(#[doc = $doc:literal])* async fn $name:ident($backend:ident) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::common::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dir() {
+                run($crate::common::Backend::Dir).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                run($crate::common::Backend::S3).await
+            }
+        }
+    };
+}
+
+/// Where a test server keeps artifact bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The data directory (the default).
+    Dir,
+    /// A key prefix of its own in the bucket of the test process's Garage.
+    S3,
+}
+
+impl Backend {
+    /// The artifacts configuration of a new server on this backend.
+    pub fn artifacts(self) -> ArtifactsConfig {
+        match self {
+            Backend::Dir => ArtifactsConfig::default(),
+            Backend::S3 => {
+                let garage = dpxdt_e2e::garage::shared();
+                ArtifactsConfig {
+                    url: ArtifactsUrl::S3 {
+                        bucket: garage.bucket.clone(),
+                        prefix: format!(
+                            "test-{}",
+                            dpxdt_server::storage::sessions::random_token(8)
+                        ),
+                    },
+                    s3: S3Settings {
+                        endpoint: Some(garage.endpoint.clone()),
+                        region: Some(dpxdt_e2e::garage::REGION.into()),
+                        access_key_id: Some(garage.key_id.clone()),
+                        secret_access_key: Some(garage.secret.clone()),
+                        allow_http: true,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Points `config` at this backend.
+    pub fn apply(self, config: &mut Config) {
+        config.artifacts = self.artifacts();
+    }
+
+    /// The environment that points the server binary at this backend, and
+    /// the same settings as a config (to look at what it stored).
+    pub fn for_binary(self) -> (ArtifactsConfig, Vec<(&'static str, String)>) {
+        let config = self.artifacts();
+        let env = match &config.url {
+            ArtifactsUrl::S3 { .. } => {
+                let mut env = dpxdt_e2e::garage::shared().env();
+                env.push(("DPXDT_ARTIFACTS_URL", config.url.to_string()));
+                env
+            }
+            _ => Vec::new(),
+        };
+        (config, env)
+    }
+}
 
 /// The superuser key every test server is configured with.
 pub const ADMIN_ID: &str = "testadmin";
@@ -20,6 +102,8 @@ pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// Where its artifact bytes are.
+    pub artifacts: ArtifactsConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -35,6 +119,7 @@ impl TestServer {
             secret: ADMIN_SECRET.into(),
         });
         tweak(&mut config);
+        let artifacts = config.artifacts.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -49,6 +134,7 @@ impl TestServer {
             base,
             dir,
             http: reqwest::Client::new(),
+            artifacts,
             stop: Some(tx),
             handle: Some(handle),
         }
@@ -200,6 +286,11 @@ impl TestServer {
         store
             .blocking(|c| dpxdt_server::storage::builds::set_key_verdicts(c, id, true))
             .unwrap();
+    }
+
+    /// The server's artifact bytes, wherever they are.
+    pub fn blobs(&self) -> Blobs {
+        Blobs::open(self.dir.path(), &self.artifacts, false).unwrap()
     }
 
     /// Files under the artifact directory.
