@@ -169,19 +169,21 @@ api_bind_addr = "127.0.0.1:{admin}"
 
     /// Waits for the node, gives it a role, and makes the bucket and key.
     fn set_up(&mut self, bin: &Path, dir: &Path) -> Result<(), String> {
-        // The node answers its CLI once its RPC port is up: poll for that
-        // condition, with a deadline.
+        // `status` answers once the node's RPC port is up (`node id` does
+        // not: it only reads the key file). Poll for that condition, with a
+        // deadline.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let node = loop {
-            match self.cli(bin, &["node", "id", "-q"]) {
-                Ok(out) => break out,
+        loop {
+            match self.cli(bin, &["status"]) {
+                Ok(_) => break,
                 Err(e) if Instant::now() > deadline => {
                     let log = std::fs::read_to_string(dir.join("garage.log")).unwrap_or_default();
                     return Err(format!("{e}\nnode log:\n{log}"));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
-        };
+        }
+        let node = self.cli(bin, &["node", "id", "-q"])?;
         let node_id = node
             .trim()
             .split('@')
