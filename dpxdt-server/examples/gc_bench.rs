@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use dpxdt_core::ArtifactId;
+use dpxdt_server::storage::db::params;
 use dpxdt_server::storage::{Store, create_build, gc};
-use rusqlite::params;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arg = |i: usize, default: u64| -> u64 {
@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let branch = (r % 10 == 3).then(|| format!("feature-{}", r % 50));
                 let created = now - 400 * day + (r as i64 * 400 * day) / releases as i64;
                 rel.execute(params![build.0, format!("r{r}"), status, created, branch])?;
-                let release = tx.last_insert_rowid();
+                let release = tx.last_insert_rowid()?;
                 for n in 0..runs {
                     // Most pages keep their screenshot for a while, then change.
                     let image = &ids[((n * 131 + r / 25) % distinct) as usize];

@@ -41,6 +41,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where artifact bytes are kept (default: the data directory).
     pub artifacts: storage::ArtifactsConfig,
+    /// Where the database is (default: a SQLite file in the data directory).
+    pub database: storage::DatabaseUrl,
     /// Most bytes of one upload; more is refused with 413.
     pub upload_limit: u64,
     /// Base URL people reach the server at, for links in replies
@@ -77,6 +79,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             artifacts: storage::ArtifactsConfig::default(),
+            database: storage::DatabaseUrl::default(),
             upload_limit: DEFAULT_UPLOAD_LIMIT,
             public_url: None,
             in_process_workers: true,
@@ -141,7 +144,7 @@ pub enum ServeError {
 /// creates the admin account and a superuser API key, returned once so the
 /// caller can show it.
 pub fn init_data_dir(config: &Config) -> Result<(Store, Option<NewApiKey>), StoreError> {
-    let store = Store::open_at(&config.data_dir, &config.artifacts)?;
+    let store = Store::open_at(&config.data_dir, &config.database, &config.artifacts)?;
     let first = store.blocking(storage::bootstrap)?;
     if let Some(key) = &config.admin_key {
         store.blocking(|c| storage::ensure_api_key(c, key))?;

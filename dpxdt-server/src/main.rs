@@ -39,6 +39,16 @@ struct Args {
     /// data directory.
     #[arg(long, env = "DPXDT_ARTIFACTS_URL", global = true)]
     artifacts_url: Option<storage::ArtifactsUrl>,
+    /// Where the database is: `sqlite:PATH`, or `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// for several replicas sharing one database. Default: `dpxdt.sqlite3` in
+    /// the data directory.
+    #[arg(
+        long,
+        env = "DPXDT_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    database_url: Option<storage::DatabaseUrl>,
     /// Most bytes of one upload.
     #[arg(long, env = "DPXDT_UPLOAD_LIMIT", default_value_t = dpxdt_server::DEFAULT_UPLOAD_LIMIT)]
     upload_limit: u64,
@@ -231,6 +241,7 @@ fn split_key(raw: &str) -> anyhow::Result<(String, String)> {
 fn config(args: &Args) -> anyhow::Result<Config> {
     let mut config = Config::new(&args.data_dir);
     config.artifacts.url = args.artifacts_url.clone().unwrap_or_default();
+    config.database = args.database_url.clone().unwrap_or_default();
     config.upload_limit = args.upload_limit;
     config.limits = Limits {
         runs_per_release: args.max_runs_per_release,
@@ -303,9 +314,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Gc { dry_run } => {
             // A dry run only reads; a real one needs the directory to itself.
             let store = if dry_run {
-                storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
+                storage::Store::open_shared_at(&config.data_dir, &config.database, &config.artifacts)
             } else {
-                storage::Store::open_at(&config.data_dir, &config.artifacts)
+                storage::Store::open_at(&config.data_dir, &config.database, &config.artifacts)
             }
             .with_context(|| {
                 format!(
@@ -330,7 +341,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Check => {
-            let checks = storage::health::check_data_dir(&config.data_dir, &config.artifacts);
+            let checks = storage::health::check_data_dir(
+                &config.data_dir,
+                &config.database,
+                &config.artifacts,
+            );
             for check in &checks {
                 println!("{check}");
             }
@@ -376,8 +391,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::CreateBuild { name, key_verdicts } => {
             // Shared: works beside a running server on the same directory.
-            let store = storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
-                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+            let store = storage::Store::open_shared_at(
+                &config.data_dir,
+                &config.database,
+                &config.artifacts,
+            )
+            .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let build = store.blocking(|c| storage::create_build(c, &name))?;
             if key_verdicts {
                 store.blocking(|c| storage::builds::set_key_verdicts(c, build, true))?;
@@ -391,8 +410,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::CreateWorkerKey { purpose } => {
             // Shared: works beside a running server on the same directory.
-            let store = storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
-                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+            let store = storage::Store::open_shared_at(
+                &config.data_dir,
+                &config.database,
+                &config.artifacts,
+            )
+            .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let key = store.blocking(|c| storage::create_worker_key(c, &purpose))?;
             println!("{}:{}", key.id, key.secret);
         }
@@ -401,8 +424,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             superuser,
             email,
         } => {
-            let store = storage::Store::open_shared_at(&config.data_dir, &config.artifacts)
-                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+            let store = storage::Store::open_shared_at(
+                &config.data_dir,
+                &config.database,
+                &config.artifacts,
+            )
+            .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             let password = match std::env::var("DPXDT_PASSWORD") {
                 Ok(p) => p,
                 Err(_) => {

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod garage;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

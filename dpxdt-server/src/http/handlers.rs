@@ -161,9 +161,7 @@ async fn once_per_key(
     headers: &HeaderMap,
     endpoint: &'static str,
     p: &Pairs,
-    create: impl FnOnce(&mut rusqlite::Connection) -> Result<Value, storage::StoreError>
-    + Send
-    + 'static,
+    create: impl FnOnce(&mut storage::Db) -> Result<Value, storage::StoreError> + Send + 'static,
 ) -> Result<Value, ApiError> {
     let Some(key) = headers.get("idempotency-key") else {
         return Ok(state.store.call(create).await?);

@@ -1,8 +1,8 @@
 //! The activity log: who did what to a build (verdicts, settings, keys,
 //! owners), newest first on the build page.
 
+use crate::storage::db::{Db, params};
 use dpxdt_core::BuildId;
-use rusqlite::{Connection, params};
 
 use super::users::UserRow;
 use super::{StoreError, now_ms};
@@ -22,7 +22,7 @@ pub struct LogEntry {
 
 /// Logs that `user` did something to `build` (e.g. created an API key).
 pub fn log_action(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     user: &UserRow,
     log_type: &str,
@@ -32,7 +32,7 @@ pub fn log_action(
 }
 
 pub(crate) fn log_in(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     user: Option<i64>,
     log_type: &str,
@@ -46,11 +46,7 @@ pub(crate) fn log_in(
 }
 
 /// The newest `limit` entries of a build's activity log.
-pub fn list_log(
-    conn: &Connection,
-    build: BuildId,
-    limit: u32,
-) -> Result<Vec<LogEntry>, StoreError> {
+pub fn list_log(conn: &Db, build: BuildId, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT l.log_type, l.message, u.name, l.created FROM admin_log l
          LEFT JOIN user u ON u.id = l.user_id

@@ -11,9 +11,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::storage::db::{Db, OptionalExtension, params};
 use dpxdt_core::{ArtifactId, BuildId};
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreError, now_ms, write_tx};
 
@@ -150,7 +150,7 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Records that `build` owns artifact `id` (whose bytes are already in place).
 pub fn record_artifact(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     id: &ArtifactId,
     content_type: &str,
@@ -171,7 +171,7 @@ pub fn record_artifact(
 /// Notes that `build` uses artifact `id` now (a run refers to it), so the
 /// garbage collector, which only takes what nobody used since it looked,
 /// keeps it. Returns whether the build owns it.
-pub fn touch_artifact(conn: &Connection, build: BuildId, id: &str) -> Result<bool, StoreError> {
+pub fn touch_artifact(conn: &Db, build: BuildId, id: &str) -> Result<bool, StoreError> {
     let n = conn.execute(
         "UPDATE artifact_owner SET seen = ?3 WHERE build_id = ?1 AND artifact_id = ?2",
         params![build.0, id, now_ms()],
@@ -181,7 +181,7 @@ pub fn touch_artifact(conn: &Connection, build: BuildId, id: &str) -> Result<boo
 
 /// The artifact `id` if `build` owns it; `None` for unknown and not-owned alike.
 pub fn artifact_owned(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     id: &ArtifactId,
 ) -> Result<Option<ArtifactInfo>, StoreError> {
@@ -201,7 +201,7 @@ pub fn artifact_owned(
 }
 
 /// The artifact holding the thumbnail cached under `key`, if any.
-pub fn find_thumbnail(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+pub fn find_thumbnail(conn: &Db, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT thumb_id FROM thumbnail WHERE source_key = ?1",
@@ -214,7 +214,7 @@ pub fn find_thumbnail(conn: &Connection, key: &str) -> Result<Option<String>, St
 /// Records that the thumbnail cached under `key` is artifact `thumb`
 /// (whose bytes are already in place).
 pub fn save_thumbnail(
-    conn: &mut Connection,
+    conn: &mut Db,
     key: &str,
     thumb: &dpxdt_core::ArtifactId,
     size: i64,
@@ -225,7 +225,8 @@ pub fn save_thumbnail(
         params![thumb.as_str(), size, now_ms()],
     )?;
     tx.execute(
-        "INSERT OR REPLACE INTO thumbnail (source_key, thumb_id) VALUES (?1, ?2)",
+        "INSERT INTO thumbnail (source_key, thumb_id) VALUES (?1, ?2)
+         ON CONFLICT (source_key) DO UPDATE SET thumb_id = excluded.thumb_id",
         params![key, thumb.as_str()],
     )?;
     tx.commit()?;

@@ -11,9 +11,9 @@
 //! cannot be guessed, so a fast hash loses nothing and keeps every API call
 //! (each one authenticates) cheap.
 
+use crate::storage::db::{Db, OptionalExtension, params};
 use dpxdt_core::BuildId;
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::activity::log_in;
@@ -72,7 +72,7 @@ fn hash_secret(secret: &str) -> String {
 }
 
 /// Creates a build and returns its id.
-pub fn create_build(conn: &mut Connection, name: &str) -> Result<BuildId, StoreError> {
+pub fn create_build(conn: &mut Db, name: &str) -> Result<BuildId, StoreError> {
     dpxdt_core::model::validate_name("build name", name).map_err(StoreError::Invalid)?;
     let tx = write_tx(conn)?;
     let now = now_ms();
@@ -80,7 +80,7 @@ pub fn create_build(conn: &mut Connection, name: &str) -> Result<BuildId, StoreE
         "INSERT INTO build (name, public, created, modified) VALUES (?1, 0, ?2, ?2)",
         params![name, now],
     )?;
-    let id = BuildId(tx.last_insert_rowid());
+    let id = BuildId(tx.last_insert_rowid()?);
     tx.execute(
         "INSERT INTO admin_log (build_id, log_type, message, created) VALUES (?1, 'create_build', ?2, ?3)",
         params![id.0, name, now],
@@ -90,7 +90,7 @@ pub fn create_build(conn: &mut Connection, name: &str) -> Result<BuildId, StoreE
 }
 
 /// Whether build `id` exists.
-pub fn build_exists(conn: &Connection, id: BuildId) -> Result<bool, StoreError> {
+pub fn build_exists(conn: &Db, id: BuildId) -> Result<bool, StoreError> {
     Ok(conn
         .query_row("SELECT 1 FROM build WHERE id = ?1", [id.0], |_| Ok(()))
         .optional()?
@@ -99,7 +99,7 @@ pub fn build_exists(conn: &Connection, id: BuildId) -> Result<bool, StoreError> 
 
 /// Creates an API key: scoped to `build`, or a superuser key when `build` is `None`.
 pub fn create_api_key(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: Option<BuildId>,
     purpose: &str,
 ) -> Result<NewApiKey, StoreError> {
@@ -129,7 +129,7 @@ pub fn create_api_key(
 
 /// Creates a worker key: work-queue leases, and uploads, downloads and
 /// reports only for the tasks it holds (for `dpxdt-server worker`).
-pub fn create_worker_key(conn: &mut Connection, purpose: &str) -> Result<NewApiKey, StoreError> {
+pub fn create_worker_key(conn: &mut Db, purpose: &str) -> Result<NewApiKey, StoreError> {
     let tx = write_tx(conn)?;
     let key = NewApiKey {
         id: random_hex(16),
@@ -153,12 +153,7 @@ enum Role {
     Superuser,
 }
 
-fn insert_key(
-    conn: &Connection,
-    key: &NewApiKey,
-    role: Role,
-    purpose: &str,
-) -> Result<(), StoreError> {
+fn insert_key(conn: &Db, key: &NewApiKey, role: Role, purpose: &str) -> Result<(), StoreError> {
     let build = match role {
         Role::Build(b) => Some(b.0),
         _ => None,
@@ -181,7 +176,7 @@ fn insert_key(
 
 /// Makes sure a superuser key with this id and secret exists (for
 /// deployments that configure the workers' key up front).
-pub fn ensure_api_key(conn: &mut Connection, key: &NewApiKey) -> Result<(), StoreError> {
+pub fn ensure_api_key(conn: &mut Db, key: &NewApiKey) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     tx.execute("DELETE FROM api_key WHERE id = ?1", [&key.id])?;
     insert_key(&tx, key, Role::Superuser, "configured superuser key")?;
@@ -191,7 +186,7 @@ pub fn ensure_api_key(conn: &mut Connection, key: &NewApiKey) -> Result<(), Stor
 
 /// Replaces the worker key of the in-process workers with a fresh one
 /// (each start makes a new one; the old one is dropped).
-pub fn replace_internal_key(conn: &mut Connection) -> Result<NewApiKey, StoreError> {
+pub fn replace_internal_key(conn: &mut Db) -> Result<NewApiKey, StoreError> {
     const PURPOSE: &str = "in-process workers";
     let tx = write_tx(conn)?;
     tx.execute("DELETE FROM api_key WHERE purpose = ?1", [PURPOSE])?;
@@ -211,7 +206,7 @@ pub fn replace_internal_key(conn: &mut Connection) -> Result<NewApiKey, StoreErr
 /// keys outside the build. Authentication reads `active` on every request,
 /// so the key is refused from the next request on.
 pub fn revoke_build_api_key(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     key: &str,
     user: Option<i64>,
@@ -238,11 +233,7 @@ pub fn revoke_build_api_key(
 }
 
 /// The scope of the key `id` if `secret` matches and it is active.
-pub fn check_api_key(
-    conn: &Connection,
-    id: &str,
-    secret: &str,
-) -> Result<Option<ApiKeyScope>, StoreError> {
+pub fn check_api_key(conn: &Db, id: &str, secret: &str) -> Result<Option<ApiKeyScope>, StoreError> {
     let row: Option<(String, Option<i64>, bool, bool)> = conn
         .query_row(
             "SELECT secret_sha256, build_id, superuser, worker FROM api_key
@@ -266,7 +257,7 @@ pub fn check_api_key(
 
 /// On an empty database: creates the `admin` account placeholder and a
 /// superuser API key, returned so the caller can show it once.
-pub fn bootstrap(conn: &mut Connection) -> Result<Option<NewApiKey>, StoreError> {
+pub fn bootstrap(conn: &mut Db) -> Result<Option<NewApiKey>, StoreError> {
     let tx = write_tx(conn)?;
     let users: i64 = tx.query_row("SELECT COUNT(*) FROM user", [], |r| r.get(0))?;
     if users > 0 {
@@ -329,7 +320,7 @@ pub struct ApiKeyInfo {
 /// What `user` (`None`: not logged in) may do with `build`;
 /// [`Access::None`] also for a build that does not exist.
 pub fn build_access(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     user: Option<&UserRow>,
 ) -> Result<(Option<BuildInfo>, Access), StoreError> {
@@ -348,7 +339,7 @@ pub fn build_access(
     Ok((Some(info), access))
 }
 
-fn is_owner(conn: &Connection, build: BuildId, user: i64) -> Result<bool, StoreError> {
+fn is_owner(conn: &Db, build: BuildId, user: i64) -> Result<bool, StoreError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM build_owner WHERE build_id = ?1 AND user_id = ?2",
@@ -360,7 +351,7 @@ fn is_owner(conn: &Connection, build: BuildId, user: i64) -> Result<bool, StoreE
 }
 
 /// Build `build`, if it exists.
-pub fn build_info(conn: &Connection, build: BuildId) -> Result<Option<BuildInfo>, StoreError> {
+pub fn build_info(conn: &Db, build: BuildId) -> Result<Option<BuildInfo>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT id, name, public, key_verdicts, default_branch FROM build WHERE id = ?1",
@@ -380,7 +371,7 @@ pub fn build_info(conn: &Connection, build: BuildId) -> Result<Option<BuildInfo>
 
 /// Creates a build owned by `user` and logs it.
 pub fn create_owned_build(
-    conn: &mut Connection,
+    conn: &mut Db,
     user: &UserRow,
     name: &str,
     public: bool,
@@ -392,7 +383,7 @@ pub fn create_owned_build(
         "INSERT INTO build (name, public, created, modified) VALUES (?1, ?2, ?3, ?3)",
         params![name, public, now],
     )?;
-    let id = BuildId(tx.last_insert_rowid());
+    let id = BuildId(tx.last_insert_rowid()?);
     tx.execute(
         "INSERT INTO build_owner (build_id, user_id) VALUES (?1, ?2)",
         params![id.0, user.id],
@@ -418,7 +409,7 @@ pub struct BuildSettings {
 /// Sets a build's name, whether it is public and whether its API keys may
 /// give verdicts.
 pub fn set_build_settings(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     user: &UserRow,
     settings: &BuildSettings,
@@ -454,11 +445,7 @@ pub fn set_build_settings(
 
 /// Lets build `build`'s API keys give verdicts, or stops them (for
 /// `dpxdt-server create-build --key-verdicts`); logged without a person.
-pub fn set_key_verdicts(
-    conn: &mut Connection,
-    build: BuildId,
-    allow: bool,
-) -> Result<(), StoreError> {
+pub fn set_key_verdicts(conn: &mut Db, build: BuildId, allow: bool) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     let n = tx.execute(
         "UPDATE build SET key_verdicts = ?1, modified = ?2 WHERE id = ?3",
@@ -480,10 +467,7 @@ pub fn set_key_verdicts(
 }
 
 /// The names and e-mail addresses of a build's owners, sorted by name.
-pub fn list_owners(
-    conn: &Connection,
-    build: BuildId,
-) -> Result<Vec<(String, Option<String>)>, StoreError> {
+pub fn list_owners(conn: &Db, build: BuildId) -> Result<Vec<(String, Option<String>)>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT u.name, u.email FROM build_owner o JOIN user u ON u.id = o.user_id
          WHERE o.build_id = ?1 ORDER BY u.name",
@@ -496,7 +480,7 @@ pub fn list_owners(
 /// until that person accepts it; it is the same whether or not such a user
 /// exists.
 pub fn invite_owner(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     by: &UserRow,
     name: &str,
@@ -527,7 +511,7 @@ pub fn invite_owner(
 
 /// Withdraws the invitation of `name` to `build`.
 pub fn cancel_invite(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     by: &UserRow,
     name: &str,
@@ -548,7 +532,7 @@ pub fn cancel_invite(
 }
 
 /// The user names invited to `build` and not yet answered, sorted.
-pub fn list_invites(conn: &Connection, build: BuildId) -> Result<Vec<String>, StoreError> {
+pub fn list_invites(conn: &Db, build: BuildId) -> Result<Vec<String>, StoreError> {
     let mut stmt =
         conn.prepare("SELECT user_name FROM owner_invite WHERE build_id = ?1 ORDER BY user_name")?;
     let rows = stmt.query_map([build.0], |r| r.get(0))?;
@@ -567,7 +551,7 @@ pub struct Invitation {
 }
 
 /// The invitations waiting for `user`, oldest first.
-pub fn invitations_for(conn: &Connection, user: &UserRow) -> Result<Vec<Invitation>, StoreError> {
+pub fn invitations_for(conn: &Db, user: &UserRow) -> Result<Vec<Invitation>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT i.build_id, b.name, u.name FROM owner_invite i
          JOIN build b ON b.id = i.build_id
@@ -587,7 +571,7 @@ pub fn invitations_for(conn: &Connection, user: &UserRow) -> Result<Vec<Invitati
 /// Accepts (the user becomes an owner) or declines `user`'s invitation to
 /// `build`.
 pub fn answer_invite(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     user: &UserRow,
     accept: bool,
@@ -620,7 +604,7 @@ pub fn answer_invite(
 
 /// Removes owner `name` from `build`; the last owner cannot be removed.
 pub fn remove_owner(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     by: &UserRow,
     name: &str,
@@ -654,16 +638,19 @@ pub fn remove_owner(
 /// The builds `user` owns (all for a superuser), then the public ones, by name.
 /// The flag says whether the user owns it.
 pub fn list_builds(
-    conn: &Connection,
+    conn: &Db,
     user: Option<&UserRow>,
 ) -> Result<Vec<(BuildInfo, bool)>, StoreError> {
     let (uid, superuser) = user.map_or((-1, false), |u| (u.id, u.superuser));
     let mut stmt = conn.prepare(
-        "SELECT b.id, b.name, b.public, b.key_verdicts, b.default_branch,
-                (?2 OR EXISTS (SELECT 1 FROM build_owner o WHERE o.build_id = b.id AND o.user_id = ?1)) AS owned
-         FROM build b
-         WHERE owned OR b.public
-         ORDER BY owned DESC, b.name, b.id",
+        "SELECT id, name, public, key_verdicts, default_branch, owned FROM (
+             SELECT b.id, b.name, b.public, b.key_verdicts, b.default_branch,
+                    CASE WHEN ?2 = 1 OR EXISTS (SELECT 1 FROM build_owner o
+                                                WHERE o.build_id = b.id AND o.user_id = ?1)
+                         THEN 1 ELSE 0 END AS owned
+             FROM build b) AS listed
+         WHERE owned = 1 OR public = 1
+         ORDER BY owned DESC, name, id",
     )?;
     let rows = stmt.query_map(params![uid, superuser], |r| {
         Ok((
@@ -681,7 +668,7 @@ pub fn list_builds(
 }
 
 /// The API keys of a build, newest first.
-pub fn list_api_keys(conn: &Connection, build: BuildId) -> Result<Vec<ApiKeyInfo>, StoreError> {
+pub fn list_api_keys(conn: &Db, build: BuildId) -> Result<Vec<ApiKeyInfo>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, purpose, active, created FROM api_key WHERE build_id = ?1
          ORDER BY created DESC, id",

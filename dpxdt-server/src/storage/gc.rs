@@ -23,8 +23,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::storage::db::{Db, Dialect, OptionalExtension, params};
 use dpxdt_core::{ArtifactId, BuildId};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::activity::log_in;
 use super::{Store, StoreError, now_ms, write_tx};
@@ -211,7 +211,7 @@ pub fn collect(
 
 /// The releases of `build` its policy no longer keeps, oldest first.
 fn expired_releases(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     default_branch: &str,
     policy: &Policy,
@@ -249,7 +249,7 @@ fn expired_releases(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn count_runs(conn: &Connection, releases: &[i64]) -> Result<u64, StoreError> {
+fn count_runs(conn: &Db, releases: &[i64]) -> Result<u64, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM run WHERE release_id = ?1")?;
     let mut n = 0u64;
     for id in releases {
@@ -261,17 +261,23 @@ fn count_runs(conn: &Connection, releases: &[i64]) -> Result<u64, StoreError> {
 /// The artifacts `build` has a claim on, unused since `looked`, that no
 /// run of the build refers to once the `doomed` releases are gone.
 fn unused_claims(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     doomed: &[i64],
     looked: i64,
 ) -> Result<Vec<String>, StoreError> {
     let tx = conn.transaction()?;
-    tx.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS gc_doomed (id INTEGER PRIMARY KEY);
-         CREATE TEMP TABLE IF NOT EXISTS gc_live (id TEXT PRIMARY KEY) WITHOUT ROWID;
-         DELETE FROM gc_doomed; DELETE FROM gc_live;",
-    )?;
+    tx.execute_batch(match tx.dialect() {
+        Dialect::Sqlite => {
+            "CREATE TEMP TABLE IF NOT EXISTS gc_doomed (id INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE IF NOT EXISTS gc_live (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+        }
+        Dialect::Postgres => {
+            "CREATE TEMP TABLE IF NOT EXISTS gc_doomed (id BIGINT PRIMARY KEY);
+             CREATE TEMP TABLE IF NOT EXISTS gc_live (id TEXT PRIMARY KEY);"
+        }
+    })?;
+    tx.execute_batch("DELETE FROM gc_doomed; DELETE FROM gc_live;")?;
     {
         let mut add = tx.prepare("INSERT INTO gc_doomed (id) VALUES (?1)")?;
         for id in doomed {
@@ -315,7 +321,7 @@ fn unused_claims(
 /// The artifacts that would have no claim left once `claims` end, and are
 /// no thumbnail of a screenshot that stays; with their sizes.
 fn freed_artifacts(
-    conn: &Connection,
+    conn: &Db,
     claims: &[(BuildId, Vec<String>)],
 ) -> Result<Vec<(ArtifactId, u64)>, StoreError> {
     let ending: HashSet<(i64, &str)> = claims
@@ -383,7 +389,7 @@ fn freed_artifacts(
 
 /// Deletes releases (with their runs, tasks and notifications) in one
 /// transaction.
-fn delete_releases(conn: &mut Connection, build: BuildId, ids: &[i64]) -> Result<(), StoreError> {
+fn delete_releases(conn: &mut Db, build: BuildId, ids: &[i64]) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     for id in ids {
         for sql in [
@@ -409,7 +415,7 @@ fn delete_releases(conn: &mut Connection, build: BuildId, ids: &[i64]) -> Result
 /// Ends `build`'s claims on `ids` that nobody used since `looked` and no
 /// run refers to (checked again now); returns how many ended.
 fn end_claims(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     ids: &[String],
     looked: i64,
@@ -431,7 +437,7 @@ fn end_claims(
 /// while holding the store's connection, as an upload's placing of a file
 /// and its row does, so the two never interleave.
 fn delete_artifact(
-    conn: &mut Connection,
+    conn: &mut Db,
     id: &ArtifactId,
     blobs: &super::Blobs,
 ) -> Result<bool, StoreError> {
@@ -459,10 +465,7 @@ fn delete_artifact(
 }
 
 /// A build's own retention settings (none: the server's defaults).
-pub fn build_policy(
-    conn: &Connection,
-    build: BuildId,
-) -> Result<(Option<u32>, Option<u32>), StoreError> {
+pub fn build_policy(conn: &Db, build: BuildId) -> Result<(Option<u32>, Option<u32>), StoreError> {
     Ok(conn.query_row(
         "SELECT keep_releases, keep_days FROM build WHERE id = ?1",
         [build.0],
@@ -472,7 +475,7 @@ pub fn build_policy(
 
 /// Sets a build's own retention (none: the server's default) and logs it.
 pub fn set_build_policy(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     user: &super::users::UserRow,
     keep_releases: Option<u32>,
@@ -511,7 +514,7 @@ pub fn set_build_policy(
 /// Marks a release to keep whatever the policy says, or lets the policy
 /// decide again; logged.
 pub fn set_keep(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     release: dpxdt_core::ReleaseId,
     keep: bool,
@@ -546,7 +549,7 @@ pub fn set_keep(
 }
 
 /// What a build stores: its releases and the bytes of the artifacts it claims.
-pub fn build_usage(conn: &Connection, build: BuildId) -> Result<(u64, u64), StoreError> {
+pub fn build_usage(conn: &Db, build: BuildId) -> Result<(u64, u64), StoreError> {
     let releases: i64 = conn.query_row(
         "SELECT COUNT(*) FROM release WHERE build_id = ?1",
         [build.0],
@@ -559,7 +562,7 @@ pub fn build_usage(conn: &Connection, build: BuildId) -> Result<(u64, u64), Stor
 }
 
 /// Whether a release is marked to keep.
-pub fn kept(conn: &Connection, release: dpxdt_core::ReleaseId) -> Result<bool, StoreError> {
+pub fn kept(conn: &Db, release: dpxdt_core::ReleaseId) -> Result<bool, StoreError> {
     Ok(conn
         .query_row("SELECT keep FROM release WHERE id = ?1", [release.0], |r| {
             r.get(0)
@@ -599,7 +602,7 @@ mod tests {
     /// Creates release `name` on `branch` with `runs` (run name, image),
     /// finishes it and gives it `verdict` (none: stays reviewing).
     fn release(
-        c: &mut Connection,
+        c: &mut Db,
         build: BuildId,
         name: &str,
         branch: Option<&str>,
@@ -631,7 +634,7 @@ mod tests {
         Ok(())
     }
 
-    fn names(c: &Connection) -> Vec<String> {
+    fn names(c: &Db) -> Vec<String> {
         let mut stmt = c.prepare("SELECT name FROM release ORDER BY id").unwrap();
         stmt.query_map([], |r| r.get(0))
             .unwrap()

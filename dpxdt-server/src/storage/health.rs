@@ -6,9 +6,11 @@
 use std::fmt;
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 
-use super::{ArtifactDir, ArtifactsConfig, ArtifactsUrl, Blobs, Store, latest_version};
+use super::{
+    ArtifactDir, ArtifactsConfig, ArtifactsUrl, Blobs, DatabaseUrl, Db, Store, latest_version,
+};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,19 +49,17 @@ impl fmt::Display for Check {
 }
 
 /// The database answers a query.
-fn database(conn: &Connection, shown_as: &str) -> Check {
-    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    }) {
+fn database(conn: &Db, shown_as: &str) -> Check {
+    match conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)) {
         Ok(_) => Check::pass("database", format!("{shown_as} answers")),
         Err(e) => Check::fail("database", format!("{shown_as}: {e}")),
     }
 }
 
 /// The schema version is the one this binary writes.
-fn migrations(conn: &Connection) -> Check {
+fn migrations(conn: &Db) -> Check {
     let want = latest_version();
-    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+    match super::schema::version(conn) {
         Ok(v) if v == want => Check::pass("migrations", format!("schema version {v} is current")),
         Ok(v) if v < want => Check::fail(
             "migrations",
@@ -101,7 +101,7 @@ impl Store {
     /// The checks on this open store (the `/readyz` answer).
     pub async fn health(&self) -> Vec<Check> {
         let store = self.clone();
-        let shown = self.db_path().display().to_string();
+        let shown = self.db_shown().to_owned();
         let checked = tokio::task::spawn_blocking(move || {
             let mut checks = store.blocking(|c| Ok(vec![database(c, &shown), migrations(c)]))?;
             checks.push(artifacts(store.artifacts()));
@@ -122,10 +122,28 @@ impl Store {
 /// The checks on the data directory `data_dir`, beside a running server or
 /// without one: nothing is created, migrated or locked (but a probe file
 /// is written and removed in its temp directory and where artifacts go).
-pub fn check_data_dir(data_dir: &Path, artifacts_config: &ArtifactsConfig) -> Vec<Check> {
-    let db_path = data_dir.join(super::DB_FILE);
-    let shown = db_path.display().to_string();
+pub fn check_data_dir(
+    data_dir: &Path,
+    database_url: &DatabaseUrl,
+    artifacts_config: &ArtifactsConfig,
+) -> Vec<Check> {
     let mut checks = Vec::new();
+    let Some(db_path) = database_url.sqlite_path(data_dir) else {
+        let shown = database_url.to_string();
+        match database_url.connect(data_dir) {
+            Ok(conn) => {
+                checks.push(database(&conn, &shown));
+                checks.push(migrations(&conn));
+            }
+            Err(e) => {
+                checks.push(Check::fail("database", e.to_string()));
+                checks.push(Check::fail("migrations", "no database to read"));
+            }
+        }
+        push_artifacts(&mut checks, data_dir, artifacts_config);
+        return checks;
+    };
+    let shown = db_path.display().to_string();
     if !db_path.is_file() {
         checks.push(Check::fail(
             "database",
@@ -133,8 +151,9 @@ pub fn check_data_dir(data_dir: &Path, artifacts_config: &ArtifactsConfig) -> Ve
         ));
         checks.push(Check::fail("migrations", "no database to read"));
     } else {
-        match Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        match rusqlite::Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
             Ok(conn) => {
+                let conn = Db::Sqlite(conn);
                 checks.push(database(&conn, &shown));
                 checks.push(migrations(&conn));
             }
@@ -144,11 +163,15 @@ pub fn check_data_dir(data_dir: &Path, artifacts_config: &ArtifactsConfig) -> Ve
             }
         }
     }
-    match existing_artifacts(data_dir, artifacts_config) {
+    push_artifacts(&mut checks, data_dir, artifacts_config);
+    checks
+}
+
+fn push_artifacts(checks: &mut Vec<Check>, data_dir: &Path, config: &ArtifactsConfig) {
+    match existing_artifacts(data_dir, config) {
         Ok(blobs) => checks.push(artifacts(&blobs)),
         Err(e) => checks.push(Check::fail("artifacts", e)),
     }
-    checks
 }
 
 #[cfg(test)]
@@ -163,7 +186,11 @@ mod tests {
     fn a_served_directory_passes_every_check() {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path()).unwrap());
-        let checks = check_data_dir(dir.path(), &ArtifactsConfig::default());
+        let checks = check_data_dir(
+            dir.path(),
+            &DatabaseUrl::DataDir,
+            &ArtifactsConfig::default(),
+        );
         assert_eq!(
             verdicts(&checks),
             [
@@ -185,7 +212,7 @@ mod tests {
         // No directory at all.
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nothing-here");
-        let checks = check_data_dir(&missing, &ArtifactsConfig::default());
+        let checks = check_data_dir(&missing, &DatabaseUrl::DataDir, &ArtifactsConfig::default());
         assert_eq!(
             verdicts(&checks),
             [
@@ -200,9 +227,13 @@ mod tests {
         // Pending and too-new schemas.
         drop(Store::open(dir.path()).unwrap());
         let db = dir.path().join(crate::storage::DB_FILE);
-        let conn = Connection::open(&db).unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
-        let checks = check_data_dir(dir.path(), &ArtifactsConfig::default());
+        let checks = check_data_dir(
+            dir.path(),
+            &DatabaseUrl::DataDir,
+            &ArtifactsConfig::default(),
+        );
         assert_eq!(verdicts(&checks)[1], ("migrations", false));
         let pending = latest_version() - 3;
         assert!(
@@ -215,9 +246,13 @@ mod tests {
         conn.pragma_update(None, "user_version", latest_version() + 1)
             .unwrap();
         assert!(
-            check_data_dir(dir.path(), &ArtifactsConfig::default())[1]
-                .detail
-                .contains("newer than this binary")
+            check_data_dir(
+                dir.path(),
+                &DatabaseUrl::DataDir,
+                &ArtifactsConfig::default()
+            )[1]
+            .detail
+            .contains("newer than this binary")
         );
         conn.pragma_update(None, "user_version", latest_version())
             .unwrap();
@@ -226,7 +261,11 @@ mod tests {
         let tmp = dir.path().join("tmp");
         std::fs::remove_dir_all(&tmp).unwrap();
         std::fs::write(&tmp, b"not a directory").unwrap();
-        let checks = check_data_dir(dir.path(), &ArtifactsConfig::default());
+        let checks = check_data_dir(
+            dir.path(),
+            &DatabaseUrl::DataDir,
+            &ArtifactsConfig::default(),
+        );
         assert_eq!(
             verdicts(&checks),
             [

@@ -8,7 +8,7 @@
 //! its answer stored after; if the server died in between, the outcome is
 //! unknown, and a retry is refused with a conflict rather than guessed.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::storage::db::{Db, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::{StoreError, now_ms, write_tx};
@@ -45,9 +45,9 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
 /// stored; afterwards the stored answer is returned. A failed `create`
 /// forgets the key, so the request may be retried with it.
 pub fn once(
-    conn: &mut Connection,
+    conn: &mut Db,
     keyed: &Keyed<'_>,
-    create: impl FnOnce(&mut Connection) -> Result<serde_json::Value, StoreError>,
+    create: impl FnOnce(&mut Db) -> Result<serde_json::Value, StoreError>,
 ) -> Result<serde_json::Value, StoreError> {
     validate_key(keyed.key)?;
     let fingerprint = hex::encode(Sha256::digest(
@@ -94,7 +94,7 @@ pub fn once(
         }
         tx.commit()?;
     }
-    let forget = |conn: &mut Connection| {
+    let forget = |conn: &mut Db| {
         conn.execute(
             "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2",
             params![keyed.scope, keyed.key],

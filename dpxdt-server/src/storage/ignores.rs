@@ -1,9 +1,9 @@
 //! Ignore regions drawn in the review UI: per build and run name, a named
 //! rectangle whose changes the diff worker leaves out in later releases.
 
+use crate::storage::db::{Db, DbResult, OptionalExtension, Row, params};
 use dpxdt_core::BuildId;
 use dpxdt_core::diff::Region;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::activity::log_in;
 use super::users::UserRow;
@@ -58,7 +58,7 @@ fn validate(run_name: &str, name: &str, region: &Region) -> Result<(), StoreErro
 /// Stores a region for `run_name` of `build` and logs it; a second region
 /// of the same name for the same run name is refused.
 pub fn add(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     run_name: &str,
     name: &str,
@@ -105,7 +105,7 @@ pub fn add(
             now_ms()
         ],
     )?;
-    let id = tx.last_insert_rowid();
+    let id = tx.last_insert_rowid()?;
     log_in(
         &tx,
         build,
@@ -118,12 +118,7 @@ pub fn add(
 }
 
 /// Removes region `id` of `build` and logs it.
-pub fn remove(
-    conn: &mut Connection,
-    build: BuildId,
-    id: i64,
-    user: &UserRow,
-) -> Result<(), StoreError> {
+pub fn remove(conn: &mut Db, build: BuildId, id: i64, user: &UserRow) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     let row = tx
         .query_row(
@@ -152,7 +147,7 @@ pub fn remove(
     Ok(())
 }
 
-fn region_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Region> {
+fn region_at(r: &Row, first: usize) -> DbResult<Region> {
     Ok(Region {
         x1: r.get(first)?,
         y1: r.get(first + 1)?,
@@ -162,11 +157,7 @@ fn region_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Region> {
 }
 
 /// The regions of one run name of a build, oldest first.
-pub fn for_run(
-    conn: &Connection,
-    build: BuildId,
-    run_name: &str,
-) -> Result<Vec<Region>, StoreError> {
+pub fn for_run(conn: &Db, build: BuildId, run_name: &str) -> Result<Vec<Region>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT x1, y1, x2, y2 FROM ignore_region WHERE build_id = ?1 AND run_name = ?2 ORDER BY id",
     )?;
@@ -177,7 +168,7 @@ pub fn for_run(
 /// Every region of a build (at most `limit`), by run name then name; with
 /// `run_name`, only that run name's.
 pub fn list(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     run_name: Option<&str>,
     limit: u32,
@@ -185,7 +176,7 @@ pub fn list(
     let mut stmt = conn.prepare_cached(
         "SELECT i.id, i.run_name, i.name, i.x1, i.y1, i.x2, i.y2, u.name, i.created
          FROM ignore_region i LEFT JOIN user u ON u.id = i.created_by
-         WHERE i.build_id = ?1 AND (?2 IS NULL OR i.run_name = ?2)
+         WHERE i.build_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.run_name = ?2)
          ORDER BY i.run_name, i.name LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![build.0, run_name, limit], |r| {

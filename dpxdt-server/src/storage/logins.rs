@@ -3,7 +3,7 @@
 //! address, and per user name from one address. The review UI's limiter
 //! (`ui::auth`) decides with them before each password check.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::storage::db::{Db, OptionalExtension, params};
 
 use super::{StoreError, write_tx};
 
@@ -30,7 +30,7 @@ struct Counter {
     next_allowed: i64,
 }
 
-fn read(conn: &Connection, key: &str, now: i64) -> Result<Counter, StoreError> {
+fn read(conn: &Db, key: &str, now: i64) -> Result<Counter, StoreError> {
     let row = conn
         .query_row(
             "SELECT failures, in_flight, in_flight_until, since, next_allowed
@@ -71,7 +71,7 @@ fn read(conn: &Connection, key: &str, now: i64) -> Result<Counter, StoreError> {
     })
 }
 
-fn write(conn: &Connection, key: &str, c: &Counter, now: i64) -> Result<(), StoreError> {
+fn write(conn: &Db, key: &str, c: &Counter, now: i64) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO login_limit (key, failures, in_flight, in_flight_until, since, next_allowed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -101,11 +101,7 @@ pub fn keys(user: &str, ip: &str) -> [String; 2] {
 /// Counts an attempt on `keys` (from [`keys`]) at `now` (ms), or says how
 /// many ms to wait when a limit holds. Counted before the password check,
 /// so a parallel burst gets no more guesses than a sequential one.
-pub fn begin(
-    conn: &mut Connection,
-    keys: &[String; 2],
-    now: i64,
-) -> Result<Result<(), i64>, StoreError> {
+pub fn begin(conn: &mut Db, keys: &[String; 2], now: i64) -> Result<Result<(), i64>, StoreError> {
     let tx = write_tx(conn)?;
     // Old counters go, a few at a time.
     tx.execute(
@@ -134,12 +130,7 @@ pub fn begin(
 /// Settles an attempt begun on `keys`: a success forgets the user name's
 /// failures; a failure counts, and past the allowance starts or doubles the
 /// wait.
-pub fn end(
-    conn: &mut Connection,
-    keys: &[String; 2],
-    success: bool,
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn end(conn: &mut Db, keys: &[String; 2], success: bool, now: i64) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     for key in keys {
         let mut c = read(&tx, key, now)?;

@@ -1,17 +1,21 @@
-//! Persistence: one SQLite file (WAL) for every record and the work queue,
-//! and content-addressed artifact bytes in a directory beside it or in an
-//! S3-compatible bucket (`blobs`).
+//! Persistence: one database for every record and the work queue (a SQLite
+//! file (WAL) by default, or PostgreSQL: `db`), and content-addressed
+//! artifact bytes in a directory beside it or in an S3-compatible bucket
+//! (`blobs`).
 //!
-//! SQLite calls block, so async code goes through [`Store::call`], which runs
-//! the closure on tokio's blocking pool with the single connection locked.
-//! SQLite has one writer at a time anyway; one connection keeps every
-//! transaction serialized without `SQLITE_BUSY` retries, and transactions
-//! are kept short (no I/O on artifact bytes happens inside one).
+//! Database calls block, so async code goes through [`Store::call`], which
+//! runs the closure on tokio's blocking pool with the process's one
+//! connection locked. SQLite has one writer at a time anyway; one connection
+//! keeps every transaction serialized without `SQLITE_BUSY` retries, and
+//! transactions are kept short (no I/O on artifact bytes happens inside
+//! one). On PostgreSQL, write transactions of every replica are serialized
+//! by one advisory lock (`db::write_tx`).
 
 pub mod activity;
 pub mod artifacts;
 pub mod blobs;
 pub mod builds;
+pub mod db;
 pub mod gc;
 pub mod health;
 pub mod idempotency;
@@ -31,7 +35,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
+
+pub use db::{Db, DbError};
 
 pub use artifacts::{ArtifactDir, ArtifactInfo};
 pub use blobs::{ArtifactsConfig, ArtifactsUrl, Blobs, S3Settings};
@@ -43,9 +49,9 @@ pub use schema::{MIGRATIONS, latest_version};
 /// A storage failure or a refusal decided while looking at stored data.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed.
+    /// The database failed.
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// Reading or writing artifact files failed.
     #[error("artifact storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -80,10 +86,121 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Db(DbError::Sqlite(e))
+    }
+}
+
+/// Where the database is: `sqlite:PATH` or `postgres://…`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `dpxdt.sqlite3` in the data directory (the default).
+    #[default]
+    DataDir,
+    /// A SQLite file elsewhere.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://user:password@host:port/db`).
+    Postgres(String),
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DatabaseUrl, String> {
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(format!("database URL {s:?} names no file"));
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            s.parse::<tokio_postgres::Config>()
+                .map_err(|e| format!("database URL {}: {e}", redact_url(s)))?;
+            Ok(DatabaseUrl::Postgres(s.to_owned()))
+        } else {
+            Err(format!(
+                "database URL {} is neither sqlite:PATH nor postgres://…",
+                redact_url(s)
+            ))
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::DataDir => write!(f, "sqlite:{DB_FILE} in the data directory"),
+            DatabaseUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            DatabaseUrl::Postgres(u) => f.write_str(&redact_url(u)),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+impl DatabaseUrl {
+    /// The SQLite file, for a data directory `data_dir`; `None` on PostgreSQL.
+    pub fn sqlite_path(&self, data_dir: &Path) -> Option<PathBuf> {
+        match self {
+            DatabaseUrl::DataDir => Some(data_dir.join(DB_FILE)),
+            DatabaseUrl::Sqlite(p) => Some(p.clone()),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
+    /// Connects (creating a SQLite file if missing), without migrating.
+    pub fn connect(&self, data_dir: &Path) -> Result<Db, StoreError> {
+        match self.sqlite_path(data_dir) {
+            Some(path) => {
+                let conn = rusqlite::Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | OpenFlags::SQLITE_OPEN_CREATE
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                conn.set_prepared_statement_cache_capacity(128);
+                // WAL: readers (e.g. a backup or the sqlite3 shell) never
+                // block the writer; synchronous=FULL: a commit acknowledged
+                // to a client survives a crash or power loss.
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                conn.pragma_update(None, "foreign_keys", "ON")?;
+                Ok(Db::Sqlite(conn))
+            }
+            None => {
+                let DatabaseUrl::Postgres(url) = self else {
+                    unreachable!("only PostgreSQL has no file")
+                };
+                Ok(Db::Postgres(db::PgConn::connect(url).map_err(|e| {
+                    StoreError::Db(DbError::Other(format!("{}: {e}", redact_url(url))))
+                })?))
+            }
+        }
+    }
+}
+
 struct Inner {
-    conn: Mutex<Connection>,
+    conn: Mutex<Db>,
     artifacts: Blobs,
-    db_path: PathBuf,
+    db_shown: String,
+    data_dir: PathBuf,
     /// The server key, loaded (or made) when first needed.
     secret: std::sync::OnceLock<secrets::SecretKey>,
     /// Held for the store's life: the data directory's exclusive lock.
@@ -106,11 +223,16 @@ impl Store {
     /// a server: takes the directory's lock, so a second server on the same
     /// directory is refused, and removes temp files a crash left behind.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        Self::open_at(data_dir, &ArtifactsConfig::default())
+        Self::open_at(data_dir, &DatabaseUrl::DataDir, &ArtifactsConfig::default())
     }
 
-    /// [`open`](Store::open), with the artifacts where `artifacts` says.
-    pub fn open_at(data_dir: &Path, artifacts: &ArtifactsConfig) -> Result<Store, StoreError> {
+    /// [`open`](Store::open), with the database where `database` says and
+    /// the artifacts where `artifacts` says.
+    pub fn open_at(
+        data_dir: &Path,
+        database: &DatabaseUrl,
+        artifacts: &ArtifactsConfig,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -124,51 +246,43 @@ impl Store {
             )));
         }
         let artifacts = Blobs::open(data_dir, artifacts, true)?;
-        Self::open_with(data_dir, artifacts, Some(lock))
+        Self::open_with(data_dir, database, artifacts, Some(lock))
     }
 
     /// Opens the store beside a running server (command-line tools, tests):
     /// no lock, and temp files are left alone (they may be uploads in flight).
     pub fn open_shared(data_dir: &Path) -> Result<Store, StoreError> {
-        Self::open_shared_at(data_dir, &ArtifactsConfig::default())
+        Self::open_shared_at(data_dir, &DatabaseUrl::DataDir, &ArtifactsConfig::default())
     }
 
     /// [`open_shared`](Store::open_shared), with the artifacts where
     /// `artifacts` says.
     pub fn open_shared_at(
         data_dir: &Path,
+        database: &DatabaseUrl,
         artifacts: &ArtifactsConfig,
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let artifacts = Blobs::open(data_dir, artifacts, false)?;
-        Self::open_with(data_dir, artifacts, None)
+        Self::open_with(data_dir, database, artifacts, None)
     }
 
     fn open_with(
         data_dir: &Path,
+        database: &DatabaseUrl,
         artifacts: Blobs,
         lock: Option<std::fs::File>,
     ) -> Result<Store, StoreError> {
-        let db_path = data_dir.join(DB_FILE);
-        let mut conn = Connection::open_with_flags(
-            &db_path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        // WAL: readers (e.g. a backup or the sqlite3 shell) never block the
-        // writer; synchronous=FULL: a commit acknowledged to a client survives
-        // a crash or power loss.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut conn = database.connect(data_dir)?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 artifacts,
-                db_path,
+                db_shown: database
+                    .sqlite_path(data_dir)
+                    .map_or_else(|| database.to_string(), |p| p.display().to_string()),
+                data_dir: data_dir.to_owned(),
                 secret: std::sync::OnceLock::new(),
                 _lock: lock,
             }),
@@ -180,9 +294,10 @@ impl Store {
         &self.inner.artifacts
     }
 
-    /// Path of the SQLite file.
-    pub fn db_path(&self) -> &Path {
-        &self.inner.db_path
+    /// The database, as shown to a person (a path, or a URL without its
+    /// password).
+    pub fn db_shown(&self) -> &str {
+        &self.inner.db_shown
     }
 
     /// The server key that seals secrets kept in the database (made in the
@@ -191,15 +306,14 @@ impl Store {
         if let Some(key) = self.inner.secret.get() {
             return Ok(key);
         }
-        let dir = self.inner.db_path.parent().unwrap_or(Path::new("."));
-        let key = secrets::SecretKey::load_or_create(dir)?;
+        let key = secrets::SecretKey::load_or_create(&self.inner.data_dir)?;
         Ok(self.inner.secret.get_or_init(|| key))
     }
 
     /// Runs `f` with the connection, blocking the calling thread.
     pub fn blocking<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut guard = self
             .inner
@@ -212,7 +326,7 @@ impl Store {
     /// Runs `f` with the connection on tokio's blocking pool.
     pub async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.blocking(f))
@@ -221,10 +335,9 @@ impl Store {
     }
 }
 
-/// Starts a write transaction that takes SQLite's write lock at once, so a
-/// read-then-write inside it can never be invalidated by another writer.
-pub(crate) fn write_tx(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
-    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+/// Starts a write transaction (see [`db::write_tx`]).
+pub(crate) fn write_tx(conn: &mut Db) -> Result<db::Tx<'_>, StoreError> {
+    Ok(db::write_tx(conn)?)
 }
 
 pub use artifacts::{artifact_owned, record_artifact};

@@ -2,8 +2,8 @@
 //! (the webhook, each owner's e-mail address) per release that reached
 //! review, with its attempts, so each channel is retried on its own.
 
+use crate::storage::db::{Db, OptionalExtension, Row, params};
 use dpxdt_core::{BuildId, ReleaseId, RunStatus};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::activity::log_in;
 use super::users::UserRow;
@@ -44,7 +44,7 @@ pub struct DueNotification {
 }
 
 /// The webhook URL of a build, if it has one.
-pub fn webhook_url(conn: &Connection, build: BuildId) -> Result<Option<String>, StoreError> {
+pub fn webhook_url(conn: &Db, build: BuildId) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT webhook_url FROM build WHERE id = ?1",
@@ -58,7 +58,7 @@ pub fn webhook_url(conn: &Connection, build: BuildId) -> Result<Option<String>, 
 
 /// Sets (or with `""` clears) a build's webhook URL; only http and https.
 pub fn set_webhook_url(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     user: &UserRow,
     url: &str,
@@ -95,10 +95,7 @@ pub fn set_webhook_url(
 /// build has none) and, when `mail` is on (the server has SMTP), one
 /// `mail_notification` row per owner with an e-mail address. Each row is
 /// sent, retried and given up on its own.
-pub fn due_notifications(
-    conn: &mut Connection,
-    mail: bool,
-) -> Result<Vec<DueNotification>, StoreError> {
+pub fn due_notifications(conn: &mut Db, mail: bool) -> Result<Vec<DueNotification>, StoreError> {
     let now = now_ms();
     let tx = write_tx(conn)?;
     if mail {
@@ -124,7 +121,7 @@ pub fn due_notifications(
     )?;
     tx.commit()?;
     let mut due = Vec::new();
-    let row = |r: &rusqlite::Row<'_>, channel: fn(String) -> Channel| {
+    let row = |r: &Row, channel: fn(String) -> Channel| {
         Ok(DueNotification {
             release_id: ReleaseId(r.get(0)?),
             build_id: BuildId(r.get(1)?),
@@ -178,7 +175,7 @@ pub fn due_notifications(
 /// Each outcome is in the build's activity log (`notify_webhook` or
 /// `notify_mail`, `notify_retry`, `notify_failed`).
 pub fn notification_done(
-    conn: &mut Connection,
+    conn: &mut Db,
     d: &DueNotification,
     error: Option<&str>,
     retry_at: Option<i64>,

@@ -10,9 +10,9 @@
 //! Times are milliseconds since the Unix epoch in the database and seconds on
 //! the wire.
 
+use crate::storage::db::{Db, OptionalExtension, Tx, params};
 use dpxdt_core::api::LeasedTask;
 use dpxdt_core::{BuildId, ReleaseId, RunId, TaskId};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::storage::{StoreError, now_ms, write_tx};
 
@@ -21,7 +21,7 @@ use crate::storage::{StoreError, now_ms, write_tx};
 /// knows runs only by id; the caller passes the releases module's rule
 /// ([`crate::storage::fail_run_for_task`]), so this module does not depend
 /// on it.
-pub type OnGiveUp = fn(&Transaction<'_>, RunId, &str, &str) -> Result<(), StoreError>;
+pub type OnGiveUp = fn(&Tx<'_>, RunId, &str, &str) -> Result<(), StoreError>;
 
 /// Upper bound on a lease's length, so a typo cannot park a task for years.
 pub const MAX_LEASE_SECS: u64 = 24 * 3600;
@@ -57,7 +57,7 @@ pub fn validate_queue_name(name: &str) -> Result<(), StoreError> {
 
 /// Adds a live task, leasable at once.
 pub fn add(
-    conn: &Connection,
+    conn: &Db,
     queue: &str,
     payload: &str,
     max_attempts: u32,
@@ -84,12 +84,12 @@ pub fn add(
             links.run.map(|r| r.0)
         ],
     )?;
-    Ok(TaskId(conn.last_insert_rowid()))
+    Ok(TaskId(conn.last_insert_rowid()?))
 }
 
 /// Adds a task in its own transaction (the HTTP `add` endpoint).
 pub fn add_task(
-    conn: &mut Connection,
+    conn: &mut Db,
     queue: &str,
     payload: &str,
     max_attempts: u32,
@@ -105,11 +105,7 @@ pub fn add_task(
 /// served longest ago, then the one waiting longest; within it, its oldest
 /// ready task. A build that queues a thousand captures gets one worker
 /// after another only while no other build is waiting.
-fn next_fair(
-    tx: &Transaction<'_>,
-    queue: &str,
-    now: i64,
-) -> Result<Option<(i64, TaskRow)>, StoreError> {
+fn next_fair(tx: &Tx<'_>, queue: &str, now: i64) -> Result<Option<(i64, TaskRow)>, StoreError> {
     let group: Option<i64> = tx
         .query_row(
             "WITH ready AS (
@@ -162,7 +158,7 @@ struct TaskRow {
 
 /// Gives a task up: `error` state, and its run (if any) failed.
 fn give_up(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     queue: &str,
     task: &TaskRow,
     why: &str,
@@ -183,7 +179,7 @@ fn give_up(
 /// across builds (see [`next_fair`]). A task out of attempts is given up on
 /// the way, and `on_give_up` told.
 pub fn lease(
-    conn: &mut Connection,
+    conn: &mut Db,
     queue: &str,
     owner: &str,
     count: u32,
@@ -249,7 +245,7 @@ pub fn lease(
 /// `build` and, given `run` (release name, release number, run name), on
 /// that run: what a worker key needs to upload, download or report.
 pub fn worker_holds(
-    conn: &Connection,
+    conn: &Db,
     key_id: &str,
     build: BuildId,
     run: Option<(&str, i64, &str)>,
@@ -292,13 +288,7 @@ struct Held {
 }
 
 /// The task if `owner` holds an unexpired lease on it in `queue`; refused otherwise.
-fn held(
-    tx: &Transaction<'_>,
-    queue: &str,
-    task: TaskId,
-    owner: &str,
-    now: i64,
-) -> Result<Held, StoreError> {
+fn held(tx: &Tx<'_>, queue: &str, task: TaskId, owner: &str, now: i64) -> Result<Held, StoreError> {
     let row = tx
         .query_row(
             "SELECT status, owner, eta, lease_ms, heartbeat_index, lease_attempts, max_attempts, run_id
@@ -342,7 +332,7 @@ fn held(
 /// Records progress and extends the lease. A heartbeat with an index not
 /// above the last one is accepted but changes nothing (it arrived late).
 pub fn heartbeat(
-    conn: &mut Connection,
+    conn: &mut Db,
     queue: &str,
     task: TaskId,
     owner: &str,
@@ -378,7 +368,7 @@ pub fn heartbeat(
 /// Ends a lease: done, or with `error` back in the queue until its attempts
 /// run out (then given up, and `on_give_up` told).
 pub fn finish(
-    conn: &mut Connection,
+    conn: &mut Db,
     queue: &str,
     task: TaskId,
     owner: &str,
@@ -425,7 +415,7 @@ pub fn finish(
 }
 
 /// Cancels a live task (whoever holds it).
-pub fn cancel(conn: &mut Connection, queue: &str, task: TaskId) -> Result<(), StoreError> {
+pub fn cancel(conn: &mut Db, queue: &str, task: TaskId) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     let n = tx.execute(
         "UPDATE task SET status = 'canceled', owner = NULL, modified = ?1
@@ -450,7 +440,7 @@ pub fn cancel(conn: &mut Connection, queue: &str, task: TaskId) -> Result<(), St
 }
 
 /// Cancels every live task of a release; returns how many.
-pub fn cancel_for_release(tx: &Transaction<'_>, release: ReleaseId) -> Result<usize, StoreError> {
+pub fn cancel_for_release(tx: &Tx<'_>, release: ReleaseId) -> Result<usize, StoreError> {
     Ok(tx.execute(
         "UPDATE task SET status = 'canceled', owner = NULL, modified = ?1
          WHERE release_id = ?2 AND status = 'live'",
@@ -459,7 +449,7 @@ pub fn cancel_for_release(tx: &Transaction<'_>, release: ReleaseId) -> Result<us
 }
 
 /// Counts of tasks per queue and status, for status pages and tests.
-pub fn counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+pub fn counts(conn: &Db) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT queue, status, COUNT(*) FROM task GROUP BY queue, status ORDER BY queue, status",
     )?;
@@ -468,7 +458,7 @@ pub fn counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreErro
 }
 
 /// Task counts per queue and state, for the superusers' queue page.
-pub fn queue_counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+pub fn queue_counts(conn: &Db) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT queue, status, COUNT(*) FROM task GROUP BY queue, status ORDER BY queue, status",
     )?;
@@ -498,7 +488,7 @@ pub struct TaskInfo {
 }
 
 /// The `limit` newest tasks that are live or failed.
-pub fn recent_tasks(conn: &Connection, limit: u32) -> Result<Vec<TaskInfo>, StoreError> {
+pub fn recent_tasks(conn: &Db, limit: u32) -> Result<Vec<TaskInfo>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, queue, status, owner, lease_attempts, heartbeat, last_error, eta FROM task
          WHERE status IN ('live', 'error') ORDER BY id DESC LIMIT ?1",
@@ -530,7 +520,7 @@ mod tests {
         (dir, store)
     }
 
-    fn expire(conn: &Connection, task: TaskId) {
+    fn expire(conn: &Db, task: TaskId) {
         conn.execute("UPDATE task SET eta = 0 WHERE id = ?1", [task.0])
             .unwrap();
     }
@@ -543,7 +533,7 @@ mod tests {
                 "INSERT INTO build (id, name, public, created, modified) VALUES
                  (1, 'big', 0, 0, 0), (2, 'small', 0, 0, 0)",
             )?;
-            let add_for = |c: &mut Connection, build: i64, payload: &str| {
+            let add_for = |c: &mut Db, build: i64, payload: &str| {
                 let tx = write_tx(c)?;
                 let links = Links {
                     build: Some(BuildId(build)),

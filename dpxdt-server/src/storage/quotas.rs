@@ -3,8 +3,8 @@
 //! transaction that would go over the limit, so a refused request changes
 //! nothing.
 
+use crate::storage::db::{Db, params};
 use dpxdt_core::{BuildId, ReleaseId};
-use rusqlite::{Connection, params};
 
 use super::{StoreError, now_ms};
 
@@ -36,7 +36,7 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// Refuses a new run in `release` when it has `runs_per_release` already.
 pub(crate) fn check_new_run(
-    conn: &Connection,
+    conn: &Db,
     release: ReleaseId,
     limits: &Limits,
 ) -> Result<(), StoreError> {
@@ -58,7 +58,7 @@ pub(crate) fn check_new_run(
 /// Refuses a new release when `build` created `releases_per_hour` in the
 /// last hour; says when the next one will be accepted.
 pub(crate) fn check_release_rate(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     limits: &Limits,
 ) -> Result<(), StoreError> {
@@ -85,7 +85,7 @@ pub(crate) fn check_release_rate(
 /// Refuses `adding` more capture tasks when `build` has `queued_captures`
 /// waiting or running.
 pub(crate) fn check_queued_captures(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     adding: u32,
     limits: &Limits,
@@ -109,7 +109,7 @@ pub(crate) fn check_queued_captures(
 }
 
 /// The bytes of the artifacts `build` owns.
-pub fn build_bytes(conn: &Connection, build: BuildId) -> Result<u64, StoreError> {
+pub fn build_bytes(conn: &Db, build: BuildId) -> Result<u64, StoreError> {
     let bytes: i64 = conn.query_row(
         "SELECT COALESCE(SUM(a.size), 0) FROM artifact_owner o
          JOIN artifact a ON a.id = o.artifact_id WHERE o.build_id = ?1",
@@ -122,7 +122,7 @@ pub fn build_bytes(conn: &Connection, build: BuildId) -> Result<u64, StoreError>
 /// Refuses an artifact of `size` bytes that `build` does not own yet when
 /// it would take the build over `build_bytes`.
 pub fn check_build_bytes(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     artifact: &dpxdt_core::ArtifactId,
     size: u64,

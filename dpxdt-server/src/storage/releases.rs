@@ -6,6 +6,7 @@
 //! old`) inside an immediate transaction, so two requests racing on one run
 //! or release can never both win.
 
+use crate::storage::db::{Db, DbError, DbResult, OptionalExtension, Row, Tx, params};
 use dpxdt_core::api::{
     BaselineReason, CAPTURE_QUEUE, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest,
     RunBaseline, RunCount,
@@ -14,7 +15,6 @@ use dpxdt_core::{
     ArtifactId, BuildId, ReleaseEvent, ReleaseId, ReleaseStatus, RunEvent, RunFacts, RunId,
     RunStatus,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::activity::log_in;
 use super::quotas::{self, Limits};
@@ -146,7 +146,7 @@ pub fn results_url_path(build: BuildId, name: &str, number: i64) -> String {
 
 const RELEASE_COLS: &str = "id, build_id, name, number, url, status, branch, commit_sha";
 
-fn release_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
+fn release_from_row(r: &Row) -> DbResult<ReleaseRow> {
     let status: String = r.get(5)?;
     Ok(ReleaseRow {
         id: ReleaseId(r.get(0)?),
@@ -154,9 +154,7 @@ fn release_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
         name: r.get(2)?,
         number: r.get(3)?,
         url: r.get(4)?,
-        status: status.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        status: status.parse().map_err(|e| DbError::conversion(5, e))?,
         branch: r.get(6)?,
         commit_sha: r.get(7)?,
     })
@@ -164,7 +162,7 @@ fn release_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
 
 /// The release attempt `(build, name, number)`.
 pub fn get_release(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     name: &str,
     number: i64,
@@ -185,7 +183,7 @@ pub fn get_release(
 }
 
 /// The release with database id `id`.
-pub fn get_release_by_id(conn: &Connection, id: ReleaseId) -> Result<ReleaseRow, StoreError> {
+pub fn get_release_by_id(conn: &Db, id: ReleaseId) -> Result<ReleaseRow, StoreError> {
     conn.query_row(
         &format!("SELECT {RELEASE_COLS} FROM release WHERE id = ?1"),
         [id.0],
@@ -198,15 +196,13 @@ pub fn get_release_by_id(conn: &Connection, id: ReleaseId) -> Result<ReleaseRow,
 const RUN_COLS: &str = "id, release_id, name, status, url, image, log, config, ref_url, ref_image, \
      ref_log, ref_config, ref_expected, diff_image, diff_log, distortion, run_failed, diff_failed";
 
-fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+fn run_from_row(r: &Row) -> DbResult<RunRow> {
     let status: String = r.get(3)?;
     Ok(RunRow {
         id: RunId(r.get(0)?),
         release_id: ReleaseId(r.get(1)?),
         name: r.get(2)?,
-        status: Some(status.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
-        })?),
+        status: Some(status.parse().map_err(|e| DbError::conversion(3, e))?),
         url: r.get(4)?,
         image: r.get(5)?,
         log: r.get(6)?,
@@ -225,11 +221,7 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 }
 
 /// The run `name` of a release, if any.
-pub fn get_run(
-    conn: &Connection,
-    release: ReleaseId,
-    name: &str,
-) -> Result<Option<RunRow>, StoreError> {
+pub fn get_run(conn: &Db, release: ReleaseId, name: &str) -> Result<Option<RunRow>, StoreError> {
     Ok(conn
         .query_row(
             &format!("SELECT {RUN_COLS} FROM run WHERE release_id = ?1 AND name = ?2"),
@@ -240,7 +232,7 @@ pub fn get_run(
 }
 
 /// Every run of a release, by name.
-pub fn list_runs(conn: &Connection, release: ReleaseId) -> Result<Vec<RunRow>, StoreError> {
+pub fn list_runs(conn: &Db, release: ReleaseId) -> Result<Vec<RunRow>, StoreError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {RUN_COLS} FROM run WHERE release_id = ?1 ORDER BY name"
     ))?;
@@ -250,7 +242,7 @@ pub fn list_runs(conn: &Connection, release: ReleaseId) -> Result<Vec<RunRow>, S
 
 /// Stores a release transition decided by the core, compare-and-set on the old state.
 fn set_release_status(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     release: &ReleaseRow,
     event: ReleaseEvent,
 ) -> Result<ReleaseStatus, StoreError> {
@@ -281,7 +273,7 @@ fn set_release_status(
 /// Creates the next attempt of release `name` in `build`. Earlier attempts
 /// still receiving or processing are superseded: marked bad, their tasks canceled.
 pub fn create_release(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     release: &NewRelease<'_>,
     limits: &Limits,
@@ -340,7 +332,7 @@ pub fn create_release(
             commit_sha
         ],
     )?;
-    let created = ReleaseId(tx.last_insert_rowid());
+    let created = ReleaseId(tx.last_insert_rowid()?);
     let has_commit = commit_sha.is_some();
     super::statuses::on_release(&tx, created, build, has_commit, ReleaseStatus::Receiving)?;
     tx.commit()?;
@@ -368,7 +360,7 @@ pub struct NewRelease<'a> {
 /// run a person approved also for the default branch. A feature branch's
 /// good releases are never another branch's baseline otherwise.
 pub fn find_run(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     run_name: &str,
     branch: Option<&str>,
@@ -426,7 +418,7 @@ pub fn find_run(
 /// its release's branch when the reference is that baseline's screenshot;
 /// otherwise the client gave the reference itself; none without one.
 fn record_baseline(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     build: BuildId,
     release: &ReleaseRow,
     run: &RunRow,
@@ -448,10 +440,7 @@ fn record_baseline(
 }
 
 /// What each run of `release` was compared with, by run name.
-pub fn run_baselines(
-    conn: &Connection,
-    release: ReleaseId,
-) -> Result<Vec<RunBaseline>, StoreError> {
+pub fn run_baselines(conn: &Db, release: ReleaseId) -> Result<Vec<RunBaseline>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT run.name, run.baseline_reason, b.name, b.number, b.branch
          FROM run LEFT JOIN release b ON b.id = run.baseline_release_id
@@ -480,7 +469,7 @@ pub fn run_baselines(
     Ok(out)
 }
 
-fn insert_run(tx: &Transaction<'_>, release: ReleaseId, name: &str) -> Result<RunRow, StoreError> {
+fn insert_run(tx: &Tx<'_>, release: ReleaseId, name: &str) -> Result<RunRow, StoreError> {
     let now = now_ms();
     tx.execute(
         "INSERT INTO run (release_id, name, status, created, modified) VALUES (?1, ?2, ?3, ?4, ?4)
@@ -492,7 +481,7 @@ fn insert_run(tx: &Transaction<'_>, release: ReleaseId, name: &str) -> Result<Ru
 }
 
 /// Writes every data column of `run` and its new state, compare-and-set on `old`.
-fn store_run(tx: &Transaction<'_>, run: &RunRow, old: RunStatus) -> Result<(), StoreError> {
+fn store_run(tx: &Tx<'_>, run: &RunRow, old: RunStatus) -> Result<(), StoreError> {
     let n = tx.execute(
         "UPDATE run SET status = ?1, url = ?2, image = ?3, log = ?4, config = ?5, ref_url = ?6,
             ref_image = ?7, ref_log = ?8, ref_config = ?9, ref_expected = ?10, diff_image = ?11,
@@ -529,7 +518,7 @@ fn store_run(tx: &Transaction<'_>, run: &RunRow, old: RunStatus) -> Result<(), S
 }
 
 /// Moves a processing release to reviewing once no run is outstanding.
-fn maybe_finish_release(tx: &Transaction<'_>, release: ReleaseId) -> Result<(), StoreError> {
+fn maybe_finish_release(tx: &Tx<'_>, release: ReleaseId) -> Result<(), StoreError> {
     let row = get_release_by_id(tx, release)?;
     if row.status != ReleaseStatus::Processing {
         return Ok(());
@@ -541,7 +530,7 @@ fn maybe_finish_release(tx: &Transaction<'_>, release: ReleaseId) -> Result<(), 
     Ok(())
 }
 
-fn outstanding_runs(conn: &Connection, release: ReleaseId) -> Result<i64, StoreError> {
+fn outstanding_runs(conn: &Db, release: ReleaseId) -> Result<i64, StoreError> {
     Ok(conn.query_row(
         "SELECT COUNT(*) FROM run WHERE release_id = ?1 AND status IN ('data_pending', 'needs_diff')",
         [release.0],
@@ -552,7 +541,7 @@ fn outstanding_runs(conn: &Connection, release: ReleaseId) -> Result<i64, StoreE
 /// Applies a data report to `run` (already merged), stores it and queues a
 /// diff when the run newly needs one.
 fn apply_report(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     build: BuildId,
     release: &ReleaseRow,
     old: &RunRow,
@@ -604,7 +593,7 @@ fn apply_report(
 }
 
 fn check_owned(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     build: BuildId,
     field: &str,
     id: &Option<ArtifactId>,
@@ -624,7 +613,7 @@ fn check_owned(
 /// Requests check it before they store anything, and again in their
 /// transaction.
 pub fn release_accepting(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     name: &str,
     number: i64,
@@ -641,7 +630,7 @@ pub fn release_accepting(
 
 /// Merges reported data into a run (creating it if new) and moves its state.
 pub fn report_run(
-    conn: &mut Connection,
+    conn: &mut Db,
     req: &ReportRunRequest,
     limits: &Limits,
 ) -> Result<ReportOutcome, StoreError> {
@@ -717,7 +706,7 @@ pub fn report_run(
 /// `ref_url`, or else the baseline run as reference) and queues its captures.
 /// Repeating the same request is accepted and queues nothing new.
 pub fn request_run(
-    conn: &mut Connection,
+    conn: &mut Db,
     input: &RequestRunInput,
     limits: &Limits,
 ) -> Result<bool, StoreError> {
@@ -811,7 +800,7 @@ pub fn request_run(
 /// The client reported every run: `receiving` → `processing` or `reviewing`.
 /// Calling it again on a release past `receiving` is accepted as a retry.
 pub fn runs_done(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     name: &str,
     number: i64,
@@ -834,7 +823,7 @@ pub fn runs_done(
 
 /// A release's state and how many of its runs are in each state.
 pub fn release_status(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     name: &str,
     number: i64,
@@ -861,7 +850,7 @@ pub fn release_status(
 /// A verdict on a release (`good`, `bad`, or back to `reviewing`), by the
 /// person `user` (logged with the entry) or over the API (`None`).
 pub fn set_release_verdict(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     name: &str,
     number: i64,
@@ -902,7 +891,7 @@ pub fn set_release_verdict(
 /// Marks the run of a task that was given up as failed (capture or diff,
 /// by queue), so its release can still reach review.
 pub fn fail_run_for_task(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run: RunId,
     queue_name: &str,
     error: &str,
@@ -981,7 +970,7 @@ impl ReleaseQuery {
 
 /// The releases of a build, newest first, with run counts per state.
 pub fn list_releases(
-    conn: &Connection,
+    conn: &Db,
     build: BuildId,
     query: &ReleaseQuery,
 ) -> Result<Vec<ReleaseSummary>, StoreError> {
@@ -996,9 +985,9 @@ pub fn list_releases(
     let mut stmt = conn.prepare(
         "SELECT id, name, number, status, created, branch FROM release
          WHERE build_id = ?1
-           AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\')
-           AND (?3 IS NULL OR status = ?3)
-           AND (?6 IS NULL OR branch = ?6)
+           AND (CAST(?2 AS TEXT) IS NULL OR name LIKE ?2 ESCAPE '\\')
+           AND (CAST(?3 AS TEXT) IS NULL OR status = ?3)
+           AND (CAST(?6 AS TEXT) IS NULL OR branch = ?6)
          ORDER BY created DESC, id DESC LIMIT ?4 OFFSET ?5",
     )?;
     let status = query.status.map(|s| s.as_str());
@@ -1057,7 +1046,7 @@ pub fn list_releases(
 /// A person's verdict on one run (approve or reject a found diff), decided
 /// by the core's run state machine and stored compare-and-set.
 pub fn set_run_verdict(
-    conn: &mut Connection,
+    conn: &mut Db,
     release: ReleaseId,
     run_name: &str,
     user: &UserRow,
@@ -1079,7 +1068,7 @@ pub fn set_run_verdict(
 /// its screenshot be the default branch's baseline too, once that release
 /// is good (a person's "also for the default branch").
 pub fn approve_for_default_branch(
-    conn: &mut Connection,
+    conn: &mut Db,
     release: ReleaseId,
     run_name: &str,
     user: &UserRow,
@@ -1099,7 +1088,7 @@ pub fn approve_for_default_branch(
 /// cannot be approved any more refuses the whole batch) and logs one entry
 /// saying why (`reason`, e.g. "only moved content").
 pub fn approve_runs(
-    conn: &mut Connection,
+    conn: &mut Db,
     release: ReleaseId,
     runs: &[String],
     user: &UserRow,
@@ -1125,7 +1114,7 @@ pub fn approve_runs(
 
 /// Applies `event` to one run inside `tx`; the run's build and new state.
 fn run_verdict_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     release: ReleaseId,
     run_name: &str,
     event: RunEvent,
@@ -1365,7 +1354,7 @@ mod tests {
             let ann = super::super::users::find_user(c, "ann")?.unwrap();
             assert_eq!(ann.id, user_id);
             // main: image 0, good. feature: two runs changed to images 1, 2.
-            let release = |c: &mut Connection, name: &str, branch: Option<&str>| {
+            let release = |c: &mut Db, name: &str, branch: Option<&str>| {
                 let new = NewRelease {
                     name,
                     url: "u",
@@ -1397,7 +1386,7 @@ mod tests {
             let f = get_release(c, build, "f", 1)?;
             approve_for_default_branch(c, f.id, "/a", &ann)?;
             set_run_verdict(c, f.id, "/b", &ann, RunEvent::Approve)?;
-            let baseline = |c: &Connection, run: &str| -> Result<String, StoreError> {
+            let baseline = |c: &Db, run: &str| -> Result<String, StoreError> {
                 let (_, found, _) = find_run(c, build, run, None)?.unwrap();
                 Ok(found.image.unwrap())
             };

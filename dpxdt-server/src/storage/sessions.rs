@@ -4,8 +4,8 @@
 //! leaked database does not hand out live sessions. Each session has its own
 //! CSRF token, which every state-changing form must echo.
 
+use crate::storage::db::{Db, OptionalExtension, params};
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::users::UserRow;
@@ -41,11 +41,11 @@ pub struct Session {
 
 /// Starts a session for `user`; returns the cookie token (shown once).
 /// Expired sessions are swept on the way.
-pub fn create_session(conn: &mut Connection, user: i64) -> Result<String, StoreError> {
+pub fn create_session(conn: &mut Db, user: i64) -> Result<String, StoreError> {
     create_session_at(conn, user, now_ms())
 }
 
-fn create_session_at(conn: &mut Connection, user: i64, now: i64) -> Result<String, StoreError> {
+fn create_session_at(conn: &mut Db, user: i64, now: i64) -> Result<String, StoreError> {
     let token = random_token(32);
     conn.execute(
         "DELETE FROM session WHERE expires < ?1 OR last_seen < ?2",
@@ -67,15 +67,11 @@ fn create_session_at(conn: &mut Connection, user: i64, now: i64) -> Result<Strin
 
 /// The live session of cookie `token`, if any: not past its lifetime and
 /// used within [`SESSION_IDLE_MS`]. Finding it counts as using it.
-pub fn find_session(conn: &mut Connection, token: &str) -> Result<Option<Session>, StoreError> {
+pub fn find_session(conn: &mut Db, token: &str) -> Result<Option<Session>, StoreError> {
     find_session_at(conn, token, now_ms())
 }
 
-fn find_session_at(
-    conn: &mut Connection,
-    token: &str,
-    now: i64,
-) -> Result<Option<Session>, StoreError> {
+fn find_session_at(conn: &mut Db, token: &str, now: i64) -> Result<Option<Session>, StoreError> {
     let hash = hash_token(token);
     let found = conn
         .query_row(
@@ -114,7 +110,7 @@ fn find_session_at(
 }
 
 /// Ends the session of cookie `token`.
-pub fn delete_session(conn: &mut Connection, token: &str) -> Result<(), StoreError> {
+pub fn delete_session(conn: &mut Db, token: &str) -> Result<(), StoreError> {
     conn.execute(
         "DELETE FROM session WHERE token_sha256 = ?1",
         [hash_token(token)],
@@ -126,8 +122,8 @@ pub fn delete_session(conn: &mut Connection, token: &str) -> Result<(), StoreErr
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Db {
+        let mut c = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         crate::storage::schema::migrate(&mut c).unwrap();
         c.execute(
             "INSERT INTO user (name, password_hash, superuser, created) VALUES ('ann', 'x', 0, 0)",

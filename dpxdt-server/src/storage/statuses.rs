@@ -3,8 +3,8 @@
 //! state change of a release that names its commit queues one status; the
 //! notifier sends them in order, one release at a time, with retries.
 
+use crate::storage::db::{Db, OptionalExtension, Tx, params};
 use dpxdt_core::{BuildId, ReleaseId, ReleaseStatus};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::activity::log_in;
 use super::users::UserRow;
@@ -31,7 +31,7 @@ pub enum TokenChange {
 }
 
 /// The build's status target, if it has one.
-pub fn target(conn: &Connection, build: BuildId) -> Result<Option<StatusTarget>, StoreError> {
+pub fn target(conn: &Db, build: BuildId) -> Result<Option<StatusTarget>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT status_api, status_repo, status_token IS NOT NULL FROM build WHERE id = ?1",
@@ -81,7 +81,7 @@ pub fn validate(api: &str, repo: &str) -> Result<(), StoreError> {
 
 /// Sets (or with an empty `api`, removes) the build's status target; logged.
 pub fn set_target(
-    conn: &mut Connection,
+    conn: &mut Db,
     build: BuildId,
     user: &UserRow,
     api: &str,
@@ -132,7 +132,7 @@ pub fn set_target(
 
 /// The status a release in state `status` shows on its commit, if any.
 fn status_for(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     release: ReleaseId,
     status: ReleaseStatus,
 ) -> Result<Option<(&'static str, String)>, StoreError> {
@@ -159,7 +159,7 @@ fn status_for(
 /// Queues the status of `release` (of `build`) now in state `status`, when
 /// it names a commit (`has_commit`) and its build has a status target.
 pub(crate) fn on_release(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     release: ReleaseId,
     build: BuildId,
     has_commit: bool,
@@ -212,7 +212,7 @@ pub struct DueStatus {
 
 /// The statuses due now: for each release only its oldest unsent one, so a
 /// commit's statuses arrive in the order they happened.
-pub fn due_statuses(conn: &Connection) -> Result<Vec<DueStatus>, StoreError> {
+pub fn due_statuses(conn: &Db) -> Result<Vec<DueStatus>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT s.id, r.id, b.id, b.name, r.name, r.number, r.commit_sha, b.status_api, b.status_repo,
                 b.status_token, s.state, s.description, s.attempts
@@ -246,7 +246,7 @@ pub fn due_statuses(conn: &Connection) -> Result<Vec<DueStatus>, StoreError> {
 /// Records the outcome of sending a status: sent, retried at `retry_at`,
 /// or given up; each outcome is in the build's activity log.
 pub fn status_done(
-    conn: &mut Connection,
+    conn: &mut Db,
     d: &DueStatus,
     error: Option<&str>,
     retry_at: Option<i64>,

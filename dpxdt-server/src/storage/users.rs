@@ -1,6 +1,6 @@
 //! User accounts: names, password hashes, e-mail addresses.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::storage::db::{Db, DbResult, OptionalExtension, Row, params};
 
 use super::{StoreError, now_ms, write_tx};
 
@@ -22,7 +22,7 @@ pub struct UserRow {
 /// The columns [`user_from_row`] reads, in order.
 pub(crate) const USER_COLS: &str = "id, name, password_hash, superuser, disabled";
 
-pub(crate) fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+pub(crate) fn user_from_row(r: &Row) -> DbResult<UserRow> {
     Ok(UserRow {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -49,7 +49,7 @@ pub fn validate_user_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// The user called `name`.
-pub fn find_user(conn: &Connection, name: &str) -> Result<Option<UserRow>, StoreError> {
+pub fn find_user(conn: &Db, name: &str) -> Result<Option<UserRow>, StoreError> {
     Ok(conn
         .query_row(
             &format!("SELECT {USER_COLS} FROM user WHERE name = ?1"),
@@ -62,7 +62,7 @@ pub fn find_user(conn: &Connection, name: &str) -> Result<Option<UserRow>, Store
 /// Creates a user, or sets the password of an existing one (e.g. the
 /// `admin` account created at first start without a password).
 pub fn upsert_user(
-    conn: &mut Connection,
+    conn: &mut Db,
     name: &str,
     password_hash: &str,
     superuser: bool,
@@ -72,7 +72,8 @@ pub fn upsert_user(
     let id = match find_user(&tx, name)? {
         Some(u) => {
             tx.execute(
-                "UPDATE user SET password_hash = ?1, superuser = (superuser OR ?2) WHERE id = ?3",
+                "UPDATE user SET password_hash = ?1,
+                 superuser = CASE WHEN superuser = 1 OR ?2 = 1 THEN 1 ELSE 0 END WHERE id = ?3",
                 params![password_hash, superuser, u.id],
             )?;
             // A new password logs every browser out (it may be why it changed).
@@ -84,7 +85,7 @@ pub fn upsert_user(
                 "INSERT INTO user (name, password_hash, superuser, created) VALUES (?1, ?2, ?3, ?4)",
                 params![name, password_hash, superuser, now_ms()],
             )?;
-            tx.last_insert_rowid()
+            tx.last_insert_rowid()?
         }
     };
     tx.commit()?;
@@ -94,7 +95,7 @@ pub fn upsert_user(
 /// Ends every session of `user`. Sessions hang off their user, so this
 /// module owns the rule (and `sessions`, which reads users, is not needed
 /// here).
-fn end_sessions(conn: &Connection, user: i64) -> Result<(), StoreError> {
+fn end_sessions(conn: &Db, user: i64) -> Result<(), StoreError> {
     conn.execute("DELETE FROM session WHERE user_id = ?1", [user])?;
     Ok(())
 }
@@ -110,7 +111,7 @@ pub fn validate_email(email: &str) -> Result<(), StoreError> {
 }
 
 /// The e-mail address of user `user`, if it has one.
-pub fn user_email(conn: &Connection, user: i64) -> Result<Option<String>, StoreError> {
+pub fn user_email(conn: &Db, user: i64) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row("SELECT email FROM user WHERE id = ?1", [user], |r| {
             r.get::<_, Option<String>>(0)
@@ -123,7 +124,7 @@ pub fn user_email(conn: &Connection, user: i64) -> Result<Option<String>, StoreE
 /// Addresses are only where notifications go: they grant nothing, so two
 /// accounts may share one, and setting one never says whether another
 /// account has it.
-pub fn set_user_email(conn: &mut Connection, name: &str, email: &str) -> Result<(), StoreError> {
+pub fn set_user_email(conn: &mut Db, name: &str, email: &str) -> Result<(), StoreError> {
     let email = email.trim();
     if !email.is_empty() {
         validate_email(email)?;
@@ -149,7 +150,7 @@ pub struct UserSummary {
 }
 
 /// Every account, by name.
-pub fn list_users(conn: &Connection) -> Result<Vec<UserSummary>, StoreError> {
+pub fn list_users(conn: &Db) -> Result<Vec<UserSummary>, StoreError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {USER_COLS}, email FROM user ORDER BY name"
     ))?;
@@ -179,7 +180,7 @@ pub enum AccountChange {
 /// `by`, who may not disable or demote themselves (nobody would be left to
 /// undo it).
 pub fn change_account(
-    conn: &mut Connection,
+    conn: &mut Db,
     name: &str,
     change: AccountChange,
     by: &str,

@@ -586,7 +586,7 @@ each_backend! {
         assert_eq!(count(&st, "diff_found"), 1, "{st}");
         assert_eq!(count(&st, "diff_not_found"), 1, "{st}");
         // The diff image is a PNG the build can download.
-        let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+        let store = s.store();
         let run = store
             .blocking(|c| {
                 let rel = dpxdt_server::storage::get_release(c, r1.build_id, "main", 2)?;
@@ -684,7 +684,7 @@ async fn concurrent_reports_to_one_release_lose_nothing_and_duplicate_nothing() 
         .map(|r| r["count"].as_u64().unwrap())
         .sum();
     assert_eq!(total, 10);
-    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+    let store = s.store();
     let runs = store
         .blocking(|c| {
             let rel = dpxdt_server::storage::get_release(c, b, "r", 1)?;
@@ -1292,7 +1292,7 @@ async fn script_links_are_refused_and_free_text_is_kept() {
 
 /// A worker key made the way `dpxdt-server create-worker-key` makes one.
 fn worker_key(s: &TestServer) -> Key {
-    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+    let store = s.store();
     let k = store
         .blocking(|c| dpxdt_server::storage::create_worker_key(c, "test worker"))
         .unwrap();
@@ -1717,7 +1717,7 @@ async fn a_repeated_create_with_one_idempotency_key_creates_once() {
         "{misuse}"
     );
     // Two releases of "main" and none of "other" exist.
-    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+    let store = s.store();
     let b = dpxdt_core::BuildId(build.parse().unwrap());
     let count: i64 = store
         .blocking(|c| {
@@ -2077,7 +2077,7 @@ each_backend! {
         server
             .store
             .blocking(|c| {
-                c.execute("UPDATE release SET created = created - 86400000 * 400", [])?;
+                c.execute("UPDATE release SET created = created - ?1", [86_400_000i64 * 400])?;
                 c.execute("UPDATE artifact_owner SET seen = seen - 1000", [])?;
                 Ok(())
             })
@@ -2126,7 +2126,7 @@ each_backend! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_upload_goes_to_the_bucket_in_parts_and_downloads_whole() {
     use object_store::ObjectStoreExt;
-    let s = TestServer::start(|c| common::Backend::S3.apply(c)).await;
+    let s = TestServer::start(|c| common::Backend::Scaled.apply(c)).await;
     let (build, key) = s.build_with_key("big").await;
     let client = s.client(&key);
     let b = dpxdt_core::BuildId(build.parse().unwrap());
@@ -2190,7 +2190,7 @@ async fn a_large_upload_goes_to_the_bucket_in_parts_and_downloads_whole() {
 
     // Wrong credentials: not ready, and an upload is refused without a row.
     let s = TestServer::start(|c| {
-        common::Backend::S3.apply(c);
+        common::Backend::Scaled.apply(c);
         c.artifacts.s3.secret_access_key = Some("0".repeat(64));
     })
     .await;
@@ -2209,7 +2209,7 @@ async fn a_large_upload_goes_to_the_bucket_in_parts_and_downloads_whole() {
         .upload(&key, &build, "a.png", png(4, 4, [1, 2, 3, 255], None))
         .await;
     assert_eq!(status, 500, "{body}");
-    let store = dpxdt_server::storage::Store::open_shared(s.dir.path()).unwrap();
+    let store = s.store();
     let rows: i64 = store
         .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM artifact", [], |r| r.get(0))?))
         .unwrap();

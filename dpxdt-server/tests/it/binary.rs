@@ -135,9 +135,15 @@ fn create_worker_key(data: &Path) -> String {
 }
 
 fn create_build(data: &Path, name: &str) -> (BuildId, String, String) {
+    create_build_with(data, name, &[])
+}
+
+/// [`create_build`] with more environment (another database, say).
+fn create_build_with(data: &Path, name: &str, env: &[(&str, String)]) -> (BuildId, String, String) {
     let out = Command::new(BIN)
         .arg("--data-dir")
         .arg(data)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         // The tests mark releases good with the build's key.
         .args(["create-build", name, "--key-verdicts"])
         .output()
@@ -591,8 +597,8 @@ async fn a_remote_worker_rides_out_a_server_restart() {
 each_backend! {
     async fn a_server_killed_during_uploads_keeps_every_acknowledged_artifact_and_run(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let (artifacts, env) = backend.for_binary();
-        let (build, key_id, key_secret) = create_build(dir.path(), "site");
+        let (storage, env) = backend.for_binary();
+        let (build, key_id, key_secret) = create_build_with(dir.path(), "site", &env);
         let mut server = Proc::start_with(dir.path(), &["--no-workers"], &env);
         let client = server.client(&key_id, &key_secret);
         let r = client.create_release(build, "r", "u").await.unwrap();
@@ -652,6 +658,7 @@ each_backend! {
         }
         // Every artifact stored is complete: its bytes hash to its name.
         let data = dir.path().to_path_buf();
+        let artifacts = storage.artifacts.clone();
         let files = tokio::task::spawn_blocking(move || {
             let blobs = dpxdt_server::storage::Blobs::open(&data, &artifacts, false).unwrap();
             let ids = blobs.list().unwrap();
@@ -669,10 +676,12 @@ each_backend! {
             0
         );
         // Every acknowledged run is there with its log.
-        let conn = rusqlite::Connection::open(dir.path().join("dpxdt.sqlite3")).unwrap();
+        let store = storage.open(dir.path());
         for (run, id) in &acked {
-            let log: String = conn
-                .query_row("SELECT log FROM run WHERE name = ?1", [run], |r| r.get(0))
+            let log: String = store
+                .blocking(|c| {
+                    Ok(c.query_row("SELECT log FROM run WHERE name = ?1", [run], |r| r.get(0))?)
+                })
                 .unwrap_or_else(|e| panic!("run {run} lost: {e}"));
             assert_eq!(&log, id.as_str());
         }
@@ -779,7 +788,9 @@ fn check_reports_each_part_and_exits_by_the_worst() {
 
     // Artifacts in a bucket: the check writes, reads and removes a probe
     // object there, and a refused key fails that line alone, saying why.
-    let (_, env) = common::Backend::S3.for_binary();
+    // The database is a PostgreSQL one here, migrated by opening it.
+    let (storage, env) = common::Backend::Scaled.for_binary();
+    drop(storage.open(dir.path()));
     let check_s3 = |env: &[(&str, String)]| {
         let out = Command::new(BIN)
             .arg("check")
@@ -799,6 +810,8 @@ fn check_reports_each_part_and_exits_by_the_worst() {
         out.contains("artifacts: ok: s3://dpxdt-tests/test-"),
         "{out}"
     );
+    assert!(out.contains("database: ok: postgres://"), "{out}");
+    assert!(out.contains("migrations: ok: schema version"), "{out}");
     let mut wrong = env.clone();
     for (k, v) in &mut wrong {
         if *k == "AWS_SECRET_ACCESS_KEY" {

@@ -7,12 +7,15 @@ pub mod ui;
 use std::time::Duration;
 
 use dpxdt_server::Config;
-use dpxdt_server::storage::{ArtifactsConfig, ArtifactsUrl, Blobs, NewApiKey, S3Settings};
+use dpxdt_server::storage::{
+    ArtifactsConfig, ArtifactsUrl, Blobs, DatabaseUrl, NewApiKey, S3Settings,
+};
 use serde_json::Value;
 
-/// One test body run against each place artifact bytes can live: the data
-/// directory, and a bucket of a real Garage node (S3). Defines the tests
-/// `NAME::dir` and `NAME::s3`; the body gets the [`Backend`] as `$backend`.
+/// One test body run against both storage set-ups: SQLite and the data
+/// directory (the default), and a real PostgreSQL with the bucket of a real
+/// Garage node (S3). Defines the tests `NAME::dir` and `NAME::pg_s3`; the
+/// body gets the [`Backend`] as `$backend`.
 macro_rules! each_backend {
     ($(#[doc = $doc:literal])* async fn $name:ident($backend:ident) $body:block) => {
         $(#[doc = $doc])*
@@ -28,28 +31,39 @@ macro_rules! each_backend {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn s3() {
-                run($crate::common::Backend::S3).await
+            async fn pg_s3() {
+                run($crate::common::Backend::Scaled).await
             }
         }
     };
 }
 
-/// Where a test server keeps artifact bytes.
+/// Where a test server keeps its records and artifact bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// The data directory (the default).
+    /// SQLite and the data directory (the default).
     Dir,
-    /// A key prefix of its own in the bucket of the test process's Garage.
-    S3,
+    /// A fresh database of the test process's PostgreSQL, and a key prefix
+    /// of its own in the bucket of the test process's Garage.
+    Scaled,
 }
 
 impl Backend {
+    /// The database of a new server on this backend (a new, empty one).
+    pub fn database(self) -> DatabaseUrl {
+        match self {
+            Backend::Dir => DatabaseUrl::DataDir,
+            Backend::Scaled => {
+                DatabaseUrl::Postgres(dpxdt_e2e::postgres::shared().fresh_database())
+            }
+        }
+    }
+
     /// The artifacts configuration of a new server on this backend.
     pub fn artifacts(self) -> ArtifactsConfig {
         match self {
             Backend::Dir => ArtifactsConfig::default(),
-            Backend::S3 => {
+            Backend::Scaled => {
                 let garage = dpxdt_e2e::garage::shared();
                 ArtifactsConfig {
                     url: ArtifactsUrl::S3 {
@@ -74,21 +88,45 @@ impl Backend {
     /// Points `config` at this backend.
     pub fn apply(self, config: &mut Config) {
         config.artifacts = self.artifacts();
+        config.database = self.database();
     }
 
     /// The environment that points the server binary at this backend, and
     /// the same settings as a config (to look at what it stored).
-    pub fn for_binary(self) -> (ArtifactsConfig, Vec<(&'static str, String)>) {
-        let config = self.artifacts();
-        let env = match &config.url {
-            ArtifactsUrl::S3 { .. } => {
-                let mut env = dpxdt_e2e::garage::shared().env();
-                env.push(("DPXDT_ARTIFACTS_URL", config.url.to_string()));
-                env
-            }
-            _ => Vec::new(),
-        };
-        (config, env)
+    pub fn for_binary(self) -> (Storage, Vec<(&'static str, String)>) {
+        let artifacts = self.artifacts();
+        let database = self.database();
+        let mut env = Vec::new();
+        if let ArtifactsUrl::S3 { .. } = &artifacts.url {
+            env = dpxdt_e2e::garage::shared().env();
+            env.push(("DPXDT_ARTIFACTS_URL", artifacts.url.to_string()));
+        }
+        if let DatabaseUrl::Postgres(url) = &database {
+            env.push(("DPXDT_DATABASE_URL", url.clone()));
+        }
+        (
+            Storage {
+                database,
+                artifacts,
+            },
+            env,
+        )
+    }
+}
+
+/// Where a server's records and artifact bytes are.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// The database.
+    pub database: DatabaseUrl,
+    /// The artifacts.
+    pub artifacts: ArtifactsConfig,
+}
+
+impl Storage {
+    /// Opens the store beside the server whose data directory is `dir`.
+    pub fn open(&self, dir: &std::path::Path) -> dpxdt_server::storage::Store {
+        dpxdt_server::storage::Store::open_shared_at(dir, &self.database, &self.artifacts).unwrap()
     }
 }
 
@@ -104,6 +142,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     /// Where its artifact bytes are.
     pub artifacts: ArtifactsConfig,
+    /// Where its database is.
+    pub database: DatabaseUrl,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -120,6 +160,7 @@ impl TestServer {
         });
         tweak(&mut config);
         let artifacts = config.artifacts.clone();
+        let database = config.database.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -135,6 +176,7 @@ impl TestServer {
             dir,
             http: reqwest::Client::new(),
             artifacts,
+            database,
             stop: Some(tx),
             handle: Some(handle),
         }
@@ -281,11 +323,22 @@ impl TestServer {
 
     /// Lets `build`'s API keys give verdicts (`create-build --key-verdicts`).
     pub fn allow_key_verdicts(&self, build: &str) {
-        let store = dpxdt_server::storage::Store::open_shared(self.dir.path()).unwrap();
+        let store = self.store();
         let id = dpxdt_core::BuildId(build.parse().unwrap());
         store
             .blocking(|c| dpxdt_server::storage::builds::set_key_verdicts(c, id, true))
             .unwrap();
+    }
+
+    /// The server's store, opened beside it (its database and artifacts,
+    /// wherever they are).
+    pub fn store(&self) -> dpxdt_server::storage::Store {
+        dpxdt_server::storage::Store::open_shared_at(
+            self.dir.path(),
+            &self.database,
+            &self.artifacts,
+        )
+        .unwrap()
     }
 
     /// The server's artifact bytes, wherever they are.
