@@ -3,8 +3,9 @@
 # WebDriver (chromedriver), Chromium's headless shell (the faster capture
 # engine, used when installed) and the fonts screenshots are rendered with.
 # With --test it also installs what the test suite compares against
-# (ImageMagick's `compare`, the reference for the distortion metric, and
-# `openssl`, which makes the TLS tests' certificates, and Garage, the
+# (ImageMagick's `compare`, the reference for the distortion metric,
+# `openssl`, which makes the TLS tests' certificates, PostgreSQL, whose
+# throw-away clusters the scale-out tests run on, and Garage, the
 # S3-compatible store of the artifacts-in-a-bucket tests).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
@@ -17,6 +18,7 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ "${1:-}" = "--test" ]; then
     command -v compare >/dev/null 2>&1 || need+=(imagemagick)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -26,3 +26,8 @@ cargo test --workspace --all-targets --locked --no-run
 
 echo "== cargo test" >&2
 cargo test --workspace --locked "$@"
+
+# The server's API, UI, worker and kill tests once more, every server on a
+# throw-away PostgreSQL and a Garage bucket instead of SQLite and a directory.
+echo "== cargo test (server on PostgreSQL and S3)" >&2
+DPXDT_TEST_STORAGE=pg_s3 cargo test -p dpxdt-server --test it --locked "$@"

@@ -49,6 +49,17 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend of servers whose test does not choose one: `Dir`, or the
+    /// one `DPXDT_TEST_STORAGE` names (`dir` or `pg_s3`), so the whole suite
+    /// can run on PostgreSQL and S3 (`scripts/test.sh` does both).
+    pub fn from_env() -> Backend {
+        match std::env::var("DPXDT_TEST_STORAGE").as_deref() {
+            Err(_) | Ok("") | Ok("dir") => Backend::Dir,
+            Ok("pg_s3") => Backend::Scaled,
+            Ok(other) => panic!("DPXDT_TEST_STORAGE={other:?}: use dir or pg_s3"),
+        }
+    }
+
     /// The database of a new server on this backend (a new, empty one).
     pub fn database(self) -> DatabaseUrl {
         match self {
@@ -158,6 +169,7 @@ impl TestServer {
             id: ADMIN_ID.into(),
             secret: ADMIN_SECRET.into(),
         });
+        Backend::from_env().apply(&mut config);
         tweak(&mut config);
         let artifacts = config.artifacts.clone();
         let database = config.database.clone();
@@ -346,13 +358,18 @@ impl TestServer {
         Blobs::open(self.dir.path(), &self.artifacts, false).unwrap()
     }
 
-    /// Files under the artifact directory.
-    pub fn artifact_files(&self) -> Vec<std::path::PathBuf> {
+    /// What is stored where artifacts go: the file names under the
+    /// artifact directory (whatever they are), or the bucket's artifacts.
+    pub fn artifact_files(&self) -> Vec<String> {
+        if let ArtifactsUrl::S3 { .. } = self.artifacts.url {
+            let ids = self.blobs().list().unwrap();
+            return ids.iter().map(|id| id.as_str().to_owned()).collect();
+        }
         let mut out = Vec::new();
         let root = self.dir.path().join("artifacts");
         for d in std::fs::read_dir(&root).unwrap().flatten() {
             for f in std::fs::read_dir(d.path()).unwrap().flatten() {
-                out.push(f.path());
+                out.push(f.file_name().to_string_lossy().into_owned());
             }
         }
         out

@@ -28,6 +28,7 @@ impl UiServer {
         config.in_process_workers = false;
         // The tests' webhook receivers listen on loopback.
         config.allow_private_webhooks = true;
+        super::Backend::from_env().apply(&mut config);
         tweak(&mut config);
         let (store, _) = dpxdt_server::init_data_dir(&config).unwrap();
         for &(name, superuser) in users {
