@@ -688,6 +688,175 @@ each_backend! {
     }
 }
 
+/// Two replicas and two remote workers on one PostgreSQL and one Garage
+/// bucket: a release of 200 runs is uploaded through replica A, a person
+/// logs in through A and reviews through B, and A is SIGKILLed while the
+/// diffs are under way. The release still reaches `reviewing` through B,
+/// every run's diff task is done exactly once, and every diff image is in
+/// the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
+    const RUNS: usize = 200;
+    let (storage, env) = common::Backend::Scaled.for_binary();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let admin = "admin-test:admin-test-secret-0123456789";
+    let (build, key_id, key_secret) = create_build_with(dir_a.path(), "site", &env);
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir_b.path())
+        .args(["create-user", "rita", "--superuser"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("DPXDT_PASSWORD", "rita-password-123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replica = |dir: &Path| Proc::start_with(dir, &["--no-workers", "--admin-key", admin], &env);
+    let mut a = replica(dir_a.path());
+    let b = replica(dir_b.path());
+    let worker = |server: &str| {
+        KillOnDrop(
+            Command::new(BIN)
+                .args([
+                    "--no-capture",
+                    "--diff-workers",
+                    "2",
+                    "--lease-secs",
+                    "3",
+                    "worker",
+                ])
+                .args(["--server", server, "--api-key", admin])
+                .env("DPXDT_LOG", "error")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+
+    // The person logs in through A.
+    let mut person = common::ui::Browser::new(&a.base);
+    let page = person.login("rita", "rita-password-123").await;
+    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+
+    // The release, uploaded and reported through A.
+    let client_a = a.client(&key_id, &key_secret);
+    let r = client_a.create_release(build, "r", "u").await.unwrap();
+    let key = ReleaseKey {
+        build_id: build,
+        release_name: "r".into(),
+        release_number: r.release_number,
+    };
+    let gray = [180, 180, 180, 255];
+    let reference = client_a
+        .upload_bytes(build, "ref.png", png(600, 600, gray, None))
+        .await
+        .unwrap()
+        .sha1sum;
+    for i in 0..RUNS {
+        let dot = [i as u8, (i >> 8) as u8, 7, 255];
+        let image = client_a
+            .upload_bytes(build, "new.png", png(600, 600, gray, Some(dot)))
+            .await
+            .unwrap()
+            .sha1sum;
+        let mut req = report(&key, &format!("/page/{i}"));
+        req.image = Some(image);
+        req.ref_image = Some(reference.clone());
+        client_a.report_run(&req).await.unwrap();
+    }
+    client_a.runs_done(&key).await.unwrap();
+
+    // Workers on both replicas; A dies once some diffs are in.
+    let _worker_a = worker(&a.base);
+    let _worker_b = worker(&b.base);
+    let client_b = b.client(&key_id, &key_secret);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let diffed_at_kill = loop {
+        let st = client_b.release_status(&key).await.unwrap();
+        let diffed: u64 = st
+            .runs
+            .iter()
+            .filter(|c| c.status.as_str() == "diff_found")
+            .map(|c| c.count)
+            .sum();
+        if diffed >= 20 {
+            a.kill();
+            break diffed;
+        }
+        assert!(Instant::now() < deadline, "no diffs: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        diffed_at_kill < RUNS as u64,
+        "A was killed only after every diff ({diffed_at_kill})"
+    );
+    eprintln!("replica A killed after {diffed_at_kill} of {RUNS} diffs");
+    wait_for_status(&client_b, &key, "reviewing").await;
+
+    // The person, logged in through A, reviews through B.
+    person.base = b.base.clone();
+    let form = [
+        ("build_id", build.0.to_string()),
+        ("name", "r".to_string()),
+        ("number", key.release_number.to_string()),
+        ("status", "good".to_string()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = person.act("/release/status", &form).await;
+    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(
+        client_b.release_status(&key).await.unwrap().status.as_str(),
+        "good"
+    );
+
+    // Every run diffed, its diff task done exactly once, its diff image stored.
+    let store = storage.open(dir_b.path());
+    let (done, other, runs): (i64, i64, Vec<(String, Option<String>)>) = store
+        .blocking(|c| {
+            let done = c.query_row(
+                "SELECT COUNT(DISTINCT run_id) FROM task WHERE queue = 'run-pdiff' AND status = 'done'",
+                [],
+                |r| r.get(0),
+            )?;
+            let other = c.query_row(
+                "SELECT COUNT(*) FROM task WHERE queue = 'run-pdiff' AND status <> 'done'",
+                [],
+                |r| r.get(0),
+            )?;
+            let runs = c
+                .query_rows("SELECT status, diff_image FROM run ORDER BY id", [])?
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<_, dpxdt_server::storage::DbError>>()?;
+            Ok((done, other, runs))
+        })
+        .unwrap();
+    assert_eq!((done, other), (RUNS as i64, 0));
+    let tasks: i64 = store
+        .blocking(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM task WHERE queue = 'run-pdiff'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(tasks, RUNS as i64, "one diff task per run");
+    assert_eq!(runs.len(), RUNS);
+    let blobs = store.artifacts().clone();
+    for (status, diff) in runs {
+        assert_eq!(status, "diff_found");
+        let id: ArtifactId = diff.expect("a diff image").parse().unwrap();
+        assert!(
+            blobs.exists_async(&id).await.unwrap(),
+            "{id} is in the bucket"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_comes_from_environment_variables_too() {
     let dir = tempfile::tempdir().unwrap();
