@@ -709,6 +709,17 @@ impl Db {
         }
     }
 
+    /// Starts a transaction without the write lock, for PostgreSQL code that
+    /// locks the rows it writes itself (`FOR UPDATE`) and so may run beside
+    /// other replicas' writers. (On SQLite a write in it could fail as busy.)
+    pub fn unlocked_tx(&mut self) -> Result<Tx<'_>, DbError> {
+        self.execute_batch("BEGIN")?;
+        Ok(Tx {
+            db: self,
+            open: true,
+        })
+    }
+
     /// Starts a transaction that writes (see [`write_tx`]).
     pub fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
         write_tx(self)

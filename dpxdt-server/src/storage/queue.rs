@@ -10,7 +10,7 @@
 //! Times are milliseconds since the Unix epoch in the database and seconds on
 //! the wire.
 
-use crate::storage::db::{Db, OptionalExtension, Tx, params};
+use crate::storage::db::{Db, Dialect, OptionalExtension, Tx, params};
 use dpxdt_core::api::LeasedTask;
 use dpxdt_core::{BuildId, ReleaseId, RunId, TaskId};
 
@@ -104,17 +104,23 @@ pub fn add_task(
 /// form group 0) with the fewest tasks leased right now, then the one
 /// served longest ago, then the one waiting longest; within it, its oldest
 /// ready task. A build that queues a thousand captures gets one worker
-/// after another only while no other build is waiting.
+/// after another only while no other build is waiting. Tasks out of
+/// attempts are left for [`give_up_exhausted`]. On PostgreSQL the task row
+/// is locked, and rows another replica's lease has locked are skipped
+/// (`FOR UPDATE SKIP LOCKED`); if every ready task of the chosen build is
+/// locked so, there is nothing to lease this time.
 fn next_fair(tx: &Tx<'_>, queue: &str, now: i64) -> Result<Option<(i64, TaskRow)>, StoreError> {
     let group: Option<i64> = tx
         .query_row(
             "WITH ready AS (
                  SELECT COALESCE(build_id, 0) AS b, MIN(eta) AS first FROM task
-                 WHERE queue = ?1 AND status = 'live' AND eta <= ?2 GROUP BY b
+                 WHERE queue = ?1 AND status = 'live' AND eta <= ?2
+                   AND lease_attempts < max_attempts
+                 GROUP BY COALESCE(build_id, 0)
              ), busy AS (
                  SELECT COALESCE(build_id, 0) AS b, COUNT(*) AS n FROM task
                  WHERE queue = ?1 AND status = 'live' AND eta > ?2 AND owner IS NOT NULL
-                 GROUP BY b
+                 GROUP BY COALESCE(build_id, 0)
              )
              SELECT ready.b FROM ready
              LEFT JOIN busy ON busy.b = ready.b
@@ -128,30 +134,37 @@ fn next_fair(tx: &Tx<'_>, queue: &str, now: i64) -> Result<Option<(i64, TaskRow)
     let Some(group) = group else {
         return Ok(None);
     };
-    let task = tx.query_row(
-        "SELECT id, payload, lease_attempts, max_attempts, run_id, last_error FROM task
-         WHERE queue = ?1 AND status = 'live' AND eta <= ?2 AND COALESCE(build_id, 0) = ?3
-         ORDER BY eta, id LIMIT 1",
-        params![queue, now, group],
-        |r| {
+    let pick = match tx.dialect() {
+        Dialect::Sqlite => PICK,
+        Dialect::Postgres => PICK_SKIP_LOCKED,
+    };
+    let task = tx
+        .query_row(pick, params![queue, now, group], |r| {
             Ok(TaskRow {
                 id: TaskId(r.get(0)?),
                 payload: r.get(1)?,
                 lease_attempts: r.get(2)?,
-                max_attempts: r.get(3)?,
-                run: r.get::<_, Option<i64>>(4)?.map(RunId),
-                last_error: r.get(5)?,
+                run: r.get::<_, Option<i64>>(3)?.map(RunId),
+                last_error: r.get(4)?,
             })
-        },
-    )?;
-    Ok(Some((group, task)))
+        })
+        .optional()?;
+    Ok(task.map(|t| (group, t)))
 }
+
+const PICK: &str = "SELECT id, payload, lease_attempts, run_id, last_error FROM task
+     WHERE queue = ?1 AND status = 'live' AND eta <= ?2 AND COALESCE(build_id, 0) = ?3
+       AND lease_attempts < max_attempts
+     ORDER BY eta, id LIMIT 1";
+const PICK_SKIP_LOCKED: &str = "SELECT id, payload, lease_attempts, run_id, last_error FROM task
+     WHERE queue = ?1 AND status = 'live' AND eta <= ?2 AND COALESCE(build_id, 0) = ?3
+       AND lease_attempts < max_attempts
+     ORDER BY eta, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 struct TaskRow {
     id: TaskId,
     payload: String,
     lease_attempts: u32,
-    max_attempts: u32,
     run: Option<RunId>,
     last_error: Option<String>,
 }
@@ -175,9 +188,58 @@ fn give_up(
     Ok(())
 }
 
+/// Gives up the ready tasks of `queue` that have no attempts left (their
+/// last lease ran out, or their last attempt failed), and tells `on_give_up`.
+fn give_up_exhausted(
+    conn: &mut Db,
+    queue: &str,
+    now: i64,
+    on_give_up: OnGiveUp,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let exhausted = tx
+        .query_rows(
+            "SELECT id, lease_attempts, run_id, last_error FROM task
+             WHERE queue = ?1 AND status = 'live' AND eta <= ?2
+               AND lease_attempts >= max_attempts",
+            params![queue, now],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(TaskRow {
+                id: TaskId(r.get(0)?),
+                payload: String::new(),
+                lease_attempts: r.get(1)?,
+                run: r.get::<_, Option<i64>>(2)?.map(RunId),
+                last_error: r.get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, crate::storage::DbError>>()?;
+    for task in &exhausted {
+        let why = match &task.last_error {
+            Some(e) => format!("gave up after {} attempts: {e}", task.lease_attempts),
+            None => format!(
+                "gave up after {} attempts (lease expired)",
+                task.lease_attempts
+            ),
+        };
+        give_up(&tx, queue, task, &why, on_give_up)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Leases up to `count` live tasks of `queue` whose eta has passed, fairly
-/// across builds (see [`next_fair`]). A task out of attempts is given up on
-/// the way, and `on_give_up` told.
+/// across builds (see [`next_fair`]). Tasks out of attempts are given up
+/// first, and `on_give_up` told.
+///
+/// On SQLite the lease is one write transaction. On PostgreSQL it does not
+/// take the write lock: each task row it hands out is locked and others
+/// are skipped, so replicas lease at the same time without waiting for each
+/// other and never hand out one task twice; a heartbeat or finish locks its
+/// task row too ([`held`]), so it never races a new lease of the same task.
+/// The builds' turns are written last, in build order, so two leases never
+/// wait for each other's turn rows in opposite orders.
 pub fn lease(
     conn: &mut Db,
     queue: &str,
@@ -196,25 +258,19 @@ pub fn lease(
         )));
     }
     let count = count.clamp(1, MAX_LEASE_COUNT);
-    let tx = write_tx(conn)?;
     let now = now_ms();
+    give_up_exhausted(conn, queue, now, on_give_up)?;
+    let tx = match conn.dialect() {
+        Dialect::Sqlite => write_tx(conn)?,
+        Dialect::Postgres => conn.unlocked_tx()?,
+    };
     let lease_ms = (timeout_secs * 1000) as i64;
     let mut leased = Vec::new();
+    let mut served = Vec::new();
     while (leased.len() as u32) < count {
         let Some((group, task)) = next_fair(&tx, queue, now)? else {
             break;
         };
-        if task.lease_attempts >= task.max_attempts {
-            let why = match &task.last_error {
-                Some(e) => format!("gave up after {} attempts: {e}", task.lease_attempts),
-                None => format!(
-                    "gave up after {} attempts (lease expired)",
-                    task.lease_attempts
-                ),
-            };
-            give_up(&tx, queue, &task, &why, on_give_up)?;
-            continue;
-        }
         let attempts = task.lease_attempts + 1;
         let eta = now + lease_ms;
         tx.execute(
@@ -223,12 +279,9 @@ pub fn lease(
              WHERE id = ?6 AND status = 'live'",
             params![owner, eta, lease_ms, attempts, now, task.id.0],
         )?;
-        tx.execute(
-            "INSERT INTO queue_turn (queue, build_id, turn)
-             VALUES (?1, ?2, (SELECT COALESCE(MAX(turn), 0) + 1 FROM queue_turn WHERE queue = ?1))
-             ON CONFLICT (queue, build_id) DO UPDATE SET turn = excluded.turn",
-            params![queue, group],
-        )?;
+        if !served.contains(&group) {
+            served.push(group);
+        }
         leased.push(LeasedTask {
             task_id: task.id,
             queue_name: queue.to_string(),
@@ -236,6 +289,15 @@ pub fn lease(
             lease_attempts: attempts,
             eta: eta / 1000,
         });
+    }
+    served.sort_unstable();
+    for group in served {
+        tx.execute(
+            "INSERT INTO queue_turn (queue, build_id, turn)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(turn), 0) + 1 FROM queue_turn WHERE queue = ?1))
+             ON CONFLICT (queue, build_id) DO UPDATE SET turn = excluded.turn",
+            params![queue, group],
+        )?;
     }
     tx.commit()?;
     Ok(leased)
@@ -287,26 +349,33 @@ struct Held {
     run: Option<RunId>,
 }
 
-/// The task if `owner` holds an unexpired lease on it in `queue`; refused otherwise.
+const HELD: &str =
+    "SELECT status, owner, eta, lease_ms, heartbeat_index, lease_attempts, max_attempts, run_id
+     FROM task WHERE id = ?1 AND queue = ?2";
+const HELD_LOCKED: &str =
+    "SELECT status, owner, eta, lease_ms, heartbeat_index, lease_attempts, max_attempts, run_id
+     FROM task WHERE id = ?1 AND queue = ?2 FOR UPDATE";
+
+/// The task if `owner` holds an unexpired lease on it in `queue`; refused
+/// otherwise. On PostgreSQL its row stays locked until the transaction ends.
 fn held(tx: &Tx<'_>, queue: &str, task: TaskId, owner: &str, now: i64) -> Result<Held, StoreError> {
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => HELD,
+        Dialect::Postgres => HELD_LOCKED,
+    };
     let row = tx
-        .query_row(
-            "SELECT status, owner, eta, lease_ms, heartbeat_index, lease_attempts, max_attempts, run_id
-             FROM task WHERE id = ?1 AND queue = ?2",
-            params![task.0, queue],
-            |r| {
-                Ok(Held {
-                    status: r.get(0)?,
-                    owner: r.get(1)?,
-                    eta: r.get(2)?,
-                    lease_ms: r.get(3)?,
-                    heartbeat_index: r.get(4)?,
-                    lease_attempts: r.get(5)?,
-                    max_attempts: r.get(6)?,
-                    run: r.get::<_, Option<i64>>(7)?.map(RunId),
-                })
-            },
-        )
+        .query_row(sql, params![task.0, queue], |r| {
+            Ok(Held {
+                status: r.get(0)?,
+                owner: r.get(1)?,
+                eta: r.get(2)?,
+                lease_ms: r.get(3)?,
+                heartbeat_index: r.get(4)?,
+                lease_attempts: r.get(5)?,
+                max_attempts: r.get(6)?,
+                run: r.get::<_, Option<i64>>(7)?.map(RunId),
+            })
+        })
         .optional()?;
     let Some(h) = row else {
         return Err(StoreError::NotFound(format!(
@@ -397,7 +466,6 @@ pub fn finish(
                 id: task,
                 payload: String::new(),
                 lease_attempts: h.lease_attempts,
-                max_attempts: h.max_attempts,
                 run: h.run,
                 last_error: Some(err.to_string()),
             };

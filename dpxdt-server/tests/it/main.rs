@@ -9,5 +9,6 @@ mod api;
 mod binary;
 mod capture_flow;
 mod notify_mail;
+mod scale;
 mod ui_browser;
 mod ui_web;

@@ -1,0 +1,98 @@
+//! PostgreSQL-only behaviour: what several replicas on one database must
+//! get right beside each other.
+
+use std::collections::HashSet;
+
+use dpxdt_server::storage::queue::{self, Links};
+use dpxdt_server::storage::{ArtifactsConfig, DatabaseUrl, Store, fail_run_for_task};
+
+/// Two replicas' stores on one fresh PostgreSQL database.
+fn two_stores() -> (tempfile::TempDir, Store, Store) {
+    let url = DatabaseUrl::Postgres(dpxdt_e2e::postgres::shared().fresh_database());
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        Store::open_shared_at(&dir.path().join(name), &url, &ArtifactsConfig::default()).unwrap()
+    };
+    let (a, b) = (open("a"), open("b"));
+    (dir, a, b)
+}
+
+/// Leases from two replicas at once hand out every task exactly once, and
+/// neither waits for the other: each takes what the other has not locked.
+#[test]
+fn concurrent_leases_on_two_replicas_never_hand_out_a_task_twice() {
+    let (_dir, a, b) = two_stores();
+    const TASKS: usize = 600;
+    a.blocking(|c| {
+        for i in 0..TASKS {
+            let links = Links {
+                build: Some(dpxdt_core::BuildId(1 + (i % 3) as i64)),
+                ..Links::default()
+            };
+            queue::add(c, "q", &format!("task {i}"), 3, links)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let leaser = |store: Store, who: &'static str| {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                let tasks = store
+                    .blocking(|c| queue::lease(c, "q", who, 7, 600, fail_run_for_task))
+                    .unwrap();
+                if tasks.is_empty() {
+                    // Nothing left that the other replica has not locked or
+                    // leased; one more look after it commits ends it.
+                    let more = store
+                        .blocking(|c| queue::lease(c, "q", who, 7, 600, fail_run_for_task))
+                        .unwrap();
+                    if more.is_empty() {
+                        return got;
+                    }
+                    got.extend(more.into_iter().map(|t| t.task_id));
+                    continue;
+                }
+                got.extend(tasks.into_iter().map(|t| t.task_id));
+            }
+        })
+    };
+    let (ta, tb) = (
+        leaser(a.clone(), "replica-a"),
+        leaser(b.clone(), "replica-b"),
+    );
+    let (got_a, got_b) = (ta.join().unwrap(), tb.join().unwrap());
+    let all: HashSet<_> = got_a.iter().chain(&got_b).collect();
+    assert_eq!(
+        got_a.len() + got_b.len(),
+        all.len(),
+        "a task was handed out twice"
+    );
+    assert_eq!(all.len(), TASKS, "every task was handed out");
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "both replicas leased: {} and {}",
+        got_a.len(),
+        got_b.len()
+    );
+    // The database agrees: each task has one owner, the one that got it.
+    let owners: Vec<(i64, String)> = a
+        .blocking(|c| {
+            Ok(
+                c.query_rows("SELECT id, owner FROM task WHERE queue = 'q'", [])?
+                    .iter()
+                    .map(|r| Ok((r.get(0)?, r.get(1)?)))
+                    .collect::<Result<_, dpxdt_server::storage::DbError>>()?,
+            )
+        })
+        .unwrap();
+    for (id, owner) in owners {
+        let id = dpxdt_core::TaskId(id);
+        let want = if got_a.contains(&id) {
+            "replica-a"
+        } else {
+            "replica-b"
+        };
+        assert_eq!(owner, want, "task {id}");
+    }
+}
