@@ -43,6 +43,9 @@ pub struct Config {
     pub artifacts: storage::ArtifactsConfig,
     /// Where the database is (default: a SQLite file in the data directory).
     pub database: storage::DatabaseUrl,
+    /// The server key's file (default: `server.key` in the data directory);
+    /// replicas on one database share one.
+    pub server_key_file: Option<PathBuf>,
     /// Most bytes of one upload; more is refused with 413.
     pub upload_limit: u64,
     /// Base URL people reach the server at, for links in replies
@@ -80,6 +83,7 @@ impl Config {
             data_dir: data_dir.into(),
             artifacts: storage::ArtifactsConfig::default(),
             database: storage::DatabaseUrl::default(),
+            server_key_file: None,
             upload_limit: DEFAULT_UPLOAD_LIMIT,
             public_url: None,
             in_process_workers: true,
@@ -144,7 +148,10 @@ pub enum ServeError {
 /// creates the admin account and a superuser API key, returned once so the
 /// caller can show it.
 pub fn init_data_dir(config: &Config) -> Result<(Store, Option<NewApiKey>), StoreError> {
-    let store = Store::open_at(&config.data_dir, &config.database, &config.artifacts)?;
+    let mut store = Store::open_at(&config.data_dir, &config.database, &config.artifacts)?;
+    if let Some(path) = &config.server_key_file {
+        store = store.with_key_file(path);
+    }
     let first = store.blocking(storage::bootstrap)?;
     if let Some(key) = &config.admin_key {
         store.blocking(|c| storage::ensure_api_key(c, key))?;

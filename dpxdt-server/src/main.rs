@@ -49,6 +49,11 @@ struct Args {
         hide_env_values = true
     )]
     database_url: Option<storage::DatabaseUrl>,
+    /// The server key, which seals secrets kept in the database (a 32-byte
+    /// file, made on first use). Replicas sharing one database need the
+    /// same file. Default: `server.key` in the data directory.
+    #[arg(long, env = "DPXDT_SERVER_KEY_FILE", global = true)]
+    server_key_file: Option<PathBuf>,
     /// Most bytes of one upload.
     #[arg(long, env = "DPXDT_UPLOAD_LIMIT", default_value_t = dpxdt_server::DEFAULT_UPLOAD_LIMIT)]
     upload_limit: u64,
@@ -242,6 +247,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     let mut config = Config::new(&args.data_dir);
     config.artifacts.url = args.artifacts_url.clone().unwrap_or_default();
     config.database = args.database_url.clone().unwrap_or_default();
+    config.server_key_file = args.server_key_file.clone();
     config.upload_limit = args.upload_limit;
     config.limits = Limits {
         runs_per_release: args.max_runs_per_release,

@@ -200,7 +200,8 @@ struct Inner {
     conn: Mutex<Db>,
     artifacts: Blobs,
     db_shown: String,
-    data_dir: PathBuf,
+    /// The server key's file (default: `server.key` in the data directory).
+    key_file: PathBuf,
     /// The server key, loaded (or made) when first needed.
     secret: std::sync::OnceLock<secrets::SecretKey>,
     /// Held for the store's life: the data directory's exclusive lock.
@@ -282,11 +283,21 @@ impl Store {
                 db_shown: database
                     .sqlite_path(data_dir)
                     .map_or_else(|| database.to_string(), |p| p.display().to_string()),
-                data_dir: data_dir.to_owned(),
+                key_file: data_dir.join(secrets::KEY_FILE),
                 secret: std::sync::OnceLock::new(),
                 _lock: lock,
             }),
         })
+    }
+
+    /// Keeps the server key in `path` instead of the data directory (so that
+    /// replicas can share one). Only right after opening, before the key is
+    /// used or the store cloned.
+    pub fn with_key_file(mut self, path: &Path) -> Store {
+        let inner =
+            Arc::get_mut(&mut self.inner).expect("the key file is set before the store is shared");
+        inner.key_file = path.to_owned();
+        self
     }
 
     /// Where the artifact bytes are.
@@ -306,7 +317,7 @@ impl Store {
         if let Some(key) = self.inner.secret.get() {
             return Ok(key);
         }
-        let key = secrets::SecretKey::load_or_create(&self.inner.data_dir)?;
+        let key = secrets::SecretKey::load_or_create_at(&self.inner.key_file)?;
         Ok(self.inner.secret.get_or_init(|| key))
     }
 

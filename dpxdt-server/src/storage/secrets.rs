@@ -34,7 +34,14 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 impl SecretKey {
     /// The key in `data_dir`, made (and fsynced) if there is none yet.
     pub fn load_or_create(data_dir: &Path) -> Result<SecretKey, StoreError> {
-        let path: PathBuf = data_dir.join(KEY_FILE);
+        Self::load_or_create_at(&data_dir.join(KEY_FILE))
+    }
+
+    /// The key in the file `path`, made (and fsynced) if there is none yet.
+    /// Replicas sharing one database must be given the same file.
+    pub fn load_or_create_at(path: &Path) -> Result<SecretKey, StoreError> {
+        let path: PathBuf = path.to_owned();
+        let data_dir = path.parent().unwrap_or(Path::new("."));
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

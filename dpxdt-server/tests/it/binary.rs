@@ -714,7 +714,19 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let replica = |dir: &Path| Proc::start_with(dir, &["--no-workers", "--admin-key", admin], &env);
+    // Both replicas seal secrets with one key, as a deployment would give them.
+    let key_file = dir_a.path().join("shared.key");
+    let key_file = key_file.to_str().unwrap();
+    let replica = |dir: &Path| {
+        let args = [
+            "--no-workers",
+            "--admin-key",
+            admin,
+            "--server-key-file",
+            key_file,
+        ];
+        Proc::start_with(dir, &args, &env)
+    };
     let mut a = replica(dir_a.path());
     let b = replica(dir_b.path());
     let worker = |server: &str| {

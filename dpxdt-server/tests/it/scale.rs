@@ -96,3 +96,26 @@ fn concurrent_leases_on_two_replicas_never_hand_out_a_task_twice() {
         assert_eq!(owner, want, "task {id}");
     }
 }
+
+/// Replicas given one `--server-key-file` open each other's sealed secrets
+/// (a build's commit-status token sealed by one is used by another); a
+/// replica with a key of its own cannot.
+#[test]
+fn replicas_given_one_key_file_share_sealed_secrets() {
+    let (dir, a, b) = two_stores();
+    let key = dir.path().join("shared.key");
+    let (a, b) = (a.with_key_file(&key), b.with_key_file(&key));
+    let sealed = a.secret_key().unwrap().seal(b"status token").unwrap();
+    assert_eq!(
+        b.secret_key().unwrap().open(&sealed).unwrap(),
+        b"status token"
+    );
+    assert!(!dir.path().join("a/server.key").exists());
+    let own = Store::open_shared_at(
+        &dir.path().join("c"),
+        &DatabaseUrl::DataDir,
+        &ArtifactsConfig::default(),
+    )
+    .unwrap();
+    assert!(own.secret_key().unwrap().open(&sealed).is_err());
+}
