@@ -223,6 +223,19 @@ enum Command {
     /// its migrations are current, the artifact directory takes writes.
     /// Prints one line per check; exits 0 when all pass, 1 when one fails.
     Check,
+    /// Copy this (stopped) SQLite server's whole history into a new
+    /// PostgreSQL database: every row, and every artifact (checked against
+    /// its SHA-1) into --artifacts-to. Refuses a target that holds rows;
+    /// after an interruption, run it again.
+    Migrate {
+        /// The new database: `postgres://USER:PASSWORD@HOST:PORT/DB`.
+        #[arg(long, hide_env_values = true)]
+        to: storage::DatabaseUrl,
+        /// Where the artifacts go (`s3://BUCKET[/PREFIX]` or
+        /// `file:///PATH`); default: they stay where they are.
+        #[arg(long)]
+        artifacts_to: Option<storage::ArtifactsUrl>,
+    },
     /// Run capture and diff workers against a server over HTTP.
     Worker {
         /// The server's root URL.
@@ -343,6 +356,49 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!(
                 "{verb} {} releases ({} runs), ended {} build claims on artifacts, {verb} {} artifacts, freeing {} bytes",
                 report.releases, report.runs, report.claims, report.artifacts, report.bytes
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Migrate { to, artifacts_to } => {
+            if !matches!(to, storage::DatabaseUrl::Postgres(_)) {
+                anyhow::bail!("--to must be a postgres:// URL, not {to}");
+            }
+            let source =
+                storage::Store::open_at(&config.data_dir, &config.database, &config.artifacts)
+                    .with_context(|| {
+                        format!(
+                            "opening data directory {} (stop its server first)",
+                            config.data_dir.display()
+                        )
+                    })?;
+            let artifacts_to = match artifacts_to {
+                Some(url) => storage::ArtifactsConfig::from(url),
+                None => config.artifacts.clone(),
+            };
+            let target = storage::Store::open_shared_at(&config.data_dir, &to, &artifacts_to)
+                .with_context(|| format!("opening {to}"))?;
+            let report = storage::migrate::migrate(&source, &target, &mut std::io::stderr())
+                .with_context(|| format!("migrating to {to}"))?;
+            let rows: u64 = report.rows.iter().map(|(_, n)| n).sum();
+            println!(
+                "copied {rows} rows in {} tables and {} artifacts ({} were there already)",
+                report.rows.len(),
+                report.artifacts_copied,
+                report.artifacts_present
+            );
+            let artifacts_shown = match &artifacts_to.url {
+                storage::ArtifactsUrl::DataDir => {
+                    format!("file://{}", config.data_dir.join("artifacts").display())
+                }
+                url => url.to_string(),
+            };
+            eprintln!(
+                "migrate: done; serve with --database-url {to} --artifacts-url {artifacts_shown} --server-key-file {}",
+                config
+                    .server_key_file
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join(storage::secrets::KEY_FILE))
+                    .display()
             );
             return Ok(ExitCode::SUCCESS);
         }

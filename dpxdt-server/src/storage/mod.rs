@@ -21,6 +21,7 @@ pub mod health;
 pub mod idempotency;
 pub mod ignores;
 pub mod logins;
+pub mod migrate;
 pub mod notifications;
 pub mod queue;
 pub mod quotas;

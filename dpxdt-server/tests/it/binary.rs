@@ -869,6 +869,190 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
     }
 }
 
+/// `migrate` moves a SQLite server with releases, a person's review, users
+/// and keys to PostgreSQL and a Garage bucket: after it, the same person
+/// (still logged in: sessions move too) sees the same pages, the build's
+/// key still works, and every artifact downloads. A re-run after an
+/// interruption (target schema made, one artifact already copied) finishes
+/// the job; a run into a target that holds rows is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_a_sqlite_server_to_postgres_and_s3_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let (build, key_id, key_secret) = create_build(dir.path(), "shop");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["create-user", "mia", "--superuser"])
+        .env("DPXDT_PASSWORD", "mia-password-123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old = Proc::start(dir.path(), &["--no-capture"]);
+    let client = old.client(&key_id, &key_secret);
+    let mut person = common::ui::Browser::new(&old.base);
+    let page = person.login("mia", "mia-password-123").await;
+    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+    let gray = [120, 130, 140, 255];
+    let mut releases = Vec::new();
+    for (name, dots) in [("r1", 3u8), ("r2", 2u8)] {
+        let r = client.create_release(build, name, "u").await.unwrap();
+        let key = ReleaseKey {
+            build_id: build,
+            release_name: name.into(),
+            release_number: r.release_number,
+        };
+        for i in 0..dots {
+            let image = png(40, 30, gray, Some([i, name.len() as u8, 9, 255]));
+            let image = client
+                .upload_bytes(build, "a.png", image)
+                .await
+                .unwrap()
+                .sha1sum;
+            let reference = png(40, 30, gray, None);
+            let reference = client
+                .upload_bytes(build, "b.png", reference)
+                .await
+                .unwrap()
+                .sha1sum;
+            let mut req = report(&key, &format!("/p{i}"));
+            req.image = Some(image);
+            req.ref_image = Some(reference);
+            client.report_run(&req).await.unwrap();
+        }
+        client.runs_done(&key).await.unwrap();
+        wait_for_status(&client, &key, "reviewing").await;
+        releases.push(key);
+    }
+    let form = [
+        ("build_id", build.0.to_string()),
+        ("name", "r1".to_string()),
+        ("number", "1".to_string()),
+        ("status", "good".to_string()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = person.act("/release/status", &form).await;
+    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+    let pages = [
+        "/".to_string(),
+        format!("/build?id={}", build.0),
+        format!("/release?build_id={}&name=r1&number=1", build.0),
+        format!("/release?build_id={}&name=r2&number=1", build.0),
+    ];
+    let mut before = Vec::new();
+    for path in &pages {
+        let page = person.get(path).await;
+        assert_eq!(page.status, reqwest::StatusCode::OK, "{path}");
+        before.push(page.body.replace(&old.base, "BASE"));
+    }
+    // The pages show the history: both releases, r1's runs and its verdict.
+    assert!(
+        before[1].contains(">r1<") && before[1].contains(">r2<"),
+        "{}",
+        before[1]
+    );
+    assert!(
+        before[2].contains("/p2") && before[2].contains("good"),
+        "{}",
+        before[2]
+    );
+    let status_before = client.release_status(&releases[1]).await.unwrap();
+    let mut downloads = Vec::new();
+    let store = dpxdt_server::storage::Store::open_shared(dir.path()).unwrap();
+    let ids: Vec<String> = store
+        .blocking(|c| {
+            Ok(c.query_rows("SELECT id FROM artifact ORDER BY id", [])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    drop(store);
+    for id in &ids {
+        let id: ArtifactId = id.parse().unwrap();
+        downloads.push((id.clone(), client.download(build, &id).await.unwrap()));
+    }
+    let old_base = old.base.clone();
+    assert!(old.terminate().success());
+
+    // An earlier run was interrupted: the schema is made and one artifact
+    // is in the bucket already.
+    let (target, env) = common::Backend::Scaled.for_binary();
+    {
+        let half = target.open(dir.path());
+        half.artifacts().write_bytes(&downloads[0].1).unwrap();
+    }
+    let migrate = || {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .envs(
+                env.iter()
+                    .filter(|(k, _)| !k.starts_with("DPXDT_"))
+                    .map(|(k, v)| (k, v)),
+            )
+            .arg("migrate")
+            .arg("--to")
+            .arg(match &target.database {
+                dpxdt_server::storage::DatabaseUrl::Postgres(url) => url.as_str(),
+                other => panic!("{other}"),
+            })
+            .arg("--artifacts-to")
+            .arg(target.artifacts.url.to_string())
+            .output()
+            .unwrap()
+    };
+    let out = migrate();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let copied = ids.len() - 1;
+    assert!(
+        stdout.contains(&format!("and {copied} artifacts (1 were there already)")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("migrate: table run: 5 rows"), "{stderr}");
+    // Again: the target holds rows now.
+    let out = migrate();
+    assert_eq!(out.status.code(), Some(2), "an error exits 2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+
+    // The new server: another data directory, the old server key.
+    let new_dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("server.key");
+    let new = Proc::start_with(
+        new_dir.path(),
+        &[
+            "--no-capture",
+            "--server-key-file",
+            key_file.to_str().unwrap(),
+        ],
+        &env,
+    );
+    person.base = new.base.clone();
+    for (path, old_body) in pages.iter().zip(&before) {
+        let page = person.get(path).await;
+        assert_eq!(page.status, reqwest::StatusCode::OK, "{path}");
+        assert_eq!(&page.body.replace(&new.base, "BASE"), old_body, "{path}");
+    }
+    let client = new.client(&key_id, &key_secret);
+    let mut status_after = client.release_status(&releases[1]).await.unwrap();
+    status_after.results_url = status_after.results_url.replace(&new.base, &old_base);
+    assert_eq!(status_after, status_before);
+    for (id, bytes) in &downloads {
+        assert_eq!(&client.download(build, id).await.unwrap(), bytes, "{id}");
+    }
+    // New rows get new ids after the copied ones.
+    let r3 = client.create_release(build, "r3", "u").await.unwrap();
+    assert_eq!(r3.release_number, 1);
+    let listed = person.get(&format!("/build?id={}", build.0)).await;
+    assert!(listed.body.contains("r3"), "{}", listed.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_comes_from_environment_variables_too() {
     let dir = tempfile::tempdir().unwrap();
