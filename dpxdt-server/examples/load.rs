@@ -1,15 +1,20 @@
 //! A load generator for the API on loopback: report_run and 1 MB upload
 //! requests per second, and the time for a release of N uploaded image pairs
-//! to reach `reviewing` with the in-process diff worker.
+//! to reach `reviewing` with the in-process diff workers.
 //!
-//! `cargo run --release -p dpxdt-server --no-default-features --example load [PAIRS]`
+//! `cargo run --release -p dpxdt-server --no-default-features --example load [PAIRS] [sqlite|pg_s3] [REPLICAS]`
+//!
+//! `sqlite` (the default) is one server on SQLite and its data directory.
+//! `pg_s3` starts a throw-away PostgreSQL cluster and a Garage node (the
+//! test suite's harness; `scripts/deps.sh --test` installs both) and runs
+//! REPLICAS servers (default 1) on them; requests go to the replicas in turn.
 
 use std::time::{Duration, Instant};
 
 use dpxdt_core::ReleaseKey;
 use dpxdt_core::api::ReportRunRequest;
 use dpxdt_server::Config;
-use dpxdt_server::storage::NewApiKey;
+use dpxdt_server::storage::{ArtifactsConfig, ArtifactsUrl, DatabaseUrl, NewApiKey, S3Settings};
 
 const CONCURRENCY: usize = 16;
 
@@ -52,26 +57,58 @@ where
 
 #[tokio::main]
 async fn main() {
-    let pairs: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1000);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path());
-    config.worker.capture = false;
-    config.worker.idle_pause = Duration::from_millis(50);
-    config.admin_key = Some(NewApiKey {
-        id: "load".into(),
-        secret: "load-secret-0123456789".into(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dpxdt_server::serve(
-        listener,
-        config,
-        std::future::pending(),
-    ));
-    let admin = dpxdt_client::Client::builder(&base)
+    let arg = |i: usize| std::env::args().nth(i);
+    let pairs: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let backend = arg(2).unwrap_or_else(|| "sqlite".into());
+    let replicas: usize = arg(3).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let (database, artifacts) = match backend.as_str() {
+        "sqlite" if replicas == 1 => (DatabaseUrl::DataDir, ArtifactsConfig::default()),
+        "sqlite" => panic!("one SQLite server only: use pg_s3 for replicas"),
+        "pg_s3" => {
+            let garage = dpxdt_e2e::garage::shared();
+            let artifacts = ArtifactsConfig {
+                url: ArtifactsUrl::S3 {
+                    bucket: garage.bucket.clone(),
+                    prefix: format!("load-{}", std::process::id()),
+                },
+                s3: S3Settings {
+                    endpoint: Some(garage.endpoint.clone()),
+                    region: Some(dpxdt_e2e::garage::REGION.into()),
+                    access_key_id: Some(garage.key_id.clone()),
+                    secret_access_key: Some(garage.secret.clone()),
+                    allow_http: true,
+                },
+            };
+            let url = dpxdt_e2e::postgres::shared().fresh_database();
+            (DatabaseUrl::Postgres(url), artifacts)
+        }
+        other => panic!("unknown backend {other:?}: sqlite or pg_s3"),
+    };
+    println!("backend {backend}, {replicas} replica(s)");
+    let dirs: Vec<tempfile::TempDir> = (0..replicas)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let mut bases = Vec::new();
+    for dir in &dirs {
+        let mut config = Config::new(dir.path());
+        config.database = database.clone();
+        config.artifacts = artifacts.clone();
+        config.worker.capture = false;
+        config.worker.idle_pause = Duration::from_millis(50);
+        config.admin_key = Some(NewApiKey {
+            id: "load".into(),
+            secret: "load-secret-0123456789".into(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        bases.push(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(async move {
+            if let Err(e) = dpxdt_server::serve(listener, config, std::future::pending()).await {
+                eprintln!("load: a server failed: {e}");
+                std::process::exit(2);
+            }
+        });
+    }
+    let admin = dpxdt_client::Client::builder(&bases[0])
         .api_key("load", "load-secret-0123456789")
         .build()
         .unwrap();
@@ -82,10 +119,17 @@ async fn main() {
         }
     };
     let key = admin.create_api_key(build, None).await.unwrap();
-    let client = dpxdt_client::Client::builder(&base)
-        .api_key(&key.api_key, &key.api_secret)
-        .build()
-        .unwrap();
+    // One client per replica; request i goes to replica i mod REPLICAS.
+    let clients: Vec<dpxdt_client::Client> = bases
+        .iter()
+        .map(|base| {
+            dpxdt_client::Client::builder(base)
+                .api_key(&key.api_key, &key.api_secret)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let client = clients[0].clone();
     let release = |n: i64, name: &str| ReleaseKey {
         build_id: build,
         release_name: name.into(),
@@ -100,9 +144,9 @@ async fn main() {
         .unwrap()
         .sha1sum;
     let n = 2000;
-    let c = client.clone();
+    let cs = clients.clone();
     let took = run_concurrently(n, move |i| {
-        let (c, image) = (c.clone(), image.clone());
+        let (c, image) = (cs[i % cs.len()].clone(), image.clone());
         async move {
             let req = ReportRunRequest {
                 build_id: build,
@@ -127,9 +171,9 @@ async fn main() {
         .into_iter()
         .chain((0..1_000_000u32).map(|i| (i * 31 % 251) as u8))
         .collect();
-    let c = client.clone();
+    let cs = clients.clone();
     let took = run_concurrently(n, move |i| {
-        let c = c.clone();
+        let c = cs[i % cs.len()].clone();
         let mut bytes = mb.clone();
         bytes[100..108].copy_from_slice(&(i as u64).to_le_bytes());
         async move {
@@ -146,9 +190,9 @@ async fn main() {
     // 3. A release of `pairs` uploaded image pairs (800x600) to reviewing.
     client.create_release(build, "pairs", "u").await.unwrap();
     let start = Instant::now();
-    let c = client.clone();
+    let cs = clients.clone();
     run_concurrently(pairs, move |i| {
-        let c = c.clone();
+        let c = cs[i % cs.len()].clone();
         async move {
             let new = c
                 .upload_bytes(build, "new.png", png(800, 600, i as u32 * 2))

@@ -145,14 +145,20 @@ impl Postgres {
                 "listen_addresses=127.0.0.1",
                 "-c",
                 "max_connections=300",
-                // A throw-away cluster: durability buys nothing here.
+            ]);
+        // A throw-away cluster: durability buys nothing in tests. Benchmarks
+        // set DPXDT_PG_DURABLE=1 to commit as a real deployment does.
+        if std::env::var_os("DPXDT_PG_DURABLE").is_none() {
+            server.args([
                 "-c",
                 "fsync=off",
                 "-c",
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
-            ])
+            ]);
+        }
+        server
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)

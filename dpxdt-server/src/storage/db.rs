@@ -354,7 +354,7 @@ pub enum Db {
 /// an async runtime or not.
 pub struct PgConn {
     client: Arc<tokio_postgres::Client>,
-    statements: RefCell<HashMap<String, (tokio_postgres::Statement, Arc<[String]>)>>,
+    statements: RefCell<HashMap<String, Prepared>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -366,6 +366,9 @@ impl Drop for PgConn {
         }
     }
 }
+
+/// A prepared statement and its column names.
+type Prepared = (tokio_postgres::Statement, Arc<[String]>);
 
 /// The advisory lock every PostgreSQL write transaction takes.
 const PG_WRITE_LOCK: i64 = 0x6470_7864_7401;
@@ -406,22 +409,15 @@ impl PgConn {
         })
     }
 
-    /// Runs `work` on the connection's runtime and blocks until it is done.
-    fn wait<T: Send + 'static>(
+    /// Polls `work` on this thread until it is done. A client's request
+    /// only passes messages to the connection task, which does the socket
+    /// I/O on the connection's runtime; so no runtime is needed here, and
+    /// each statement costs one hand-over each way.
+    fn wait<T>(
         &self,
-        work: impl Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, DbError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let rt = self
-            .runtime
-            .as_ref()
-            .expect("the runtime lives as long as the connection");
-        rt.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        Ok(rx
-            .recv()
-            .map_err(|_| DbError::Other("the database connection ended".into()))??)
+        Ok(block_on(work)?)
     }
 
     /// The prepared form of `sql` (translated), prepared once per connection.
@@ -470,6 +466,29 @@ impl PgConn {
         let client = self.client.clone();
         let text = translate(sql);
         self.wait(async move { client.batch_execute(&text).await })
+    }
+}
+
+/// Runs a future to completion on the current thread, parking it while
+/// the future waits.
+fn block_on<F: Future>(work: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut work = std::pin::pin!(work);
+    loop {
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
     }
 }
 
@@ -738,16 +757,15 @@ impl Db {
 /// first statement, so a read-then-write inside it can never be invalidated
 /// by another writer (on PostgreSQL: by another replica's writer either).
 pub fn write_tx(db: &mut Db) -> Result<Tx<'_>, DbError> {
-    match db {
-        Db::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
-        Db::Postgres(c) => {
-            c.batch("BEGIN")?;
-            let tx = Tx { db, open: true };
-            tx.query_rows("SELECT pg_advisory_xact_lock(?1)", [PG_WRITE_LOCK])?;
-            return Ok(tx);
-        }
-    }
-    Ok(Tx { db, open: true })
+    let begin = match db {
+        Db::Sqlite(_) => "BEGIN IMMEDIATE".to_owned(),
+        // One round trip for both. Should the lock fail, the transaction is
+        // open, and dropping the Tx rolls it back.
+        Db::Postgres(_) => format!("BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"),
+    };
+    let tx = Tx { db, open: true };
+    tx.db.execute_batch(&begin)?;
+    Ok(tx)
 }
 
 /// An open transaction: rolled back when dropped uncommitted.

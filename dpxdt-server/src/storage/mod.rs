@@ -362,3 +362,43 @@ pub use releases::{
     list_runs, release_status, report_run, request_run, results_url_path, runs_done,
     set_release_verdict,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_parse_and_never_show_a_password() {
+        assert_eq!(
+            "sqlite:/var/lib/dpxdt/db.sqlite3".parse::<DatabaseUrl>(),
+            Ok(DatabaseUrl::Sqlite("/var/lib/dpxdt/db.sqlite3".into()))
+        );
+        assert_eq!(
+            "sqlite:///tmp/x.db".parse::<DatabaseUrl>(),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        let pg: DatabaseUrl = "postgres://dpxdt:hunter2@db.internal:5433/dpxdt"
+            .parse()
+            .unwrap();
+        assert!(matches!(pg, DatabaseUrl::Postgres(_)));
+        for shown in [pg.to_string(), format!("{pg:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("dpxdt:***@db.internal:5433/dpxdt"),
+                "{shown}"
+            );
+        }
+        let err = "sqlite:".parse::<DatabaseUrl>().unwrap_err();
+        assert!(err.contains("names no file"), "{err}");
+        let err = "mysql://root:hunter2@db/x"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(err.contains("neither sqlite:PATH nor postgres://"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = "postgres://u:hunter2@db:notaport/x"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(err.starts_with("database URL "), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -597,9 +597,10 @@ fn refuse_newer(current: i64) -> Result<(), StoreError> {
 /// PostgreSQL: each migration in a transaction that holds the write lock,
 /// so replicas starting together apply each one once.
 fn migrate_pg(db: &mut Db) -> Result<i64, StoreError> {
-    db.execute_batch("CREATE TABLE IF NOT EXISTS dpxdt_schema (version BIGINT NOT NULL)")?;
     for (reached, sql) in PG_MIGRATIONS {
         let tx = db.transaction()?;
+        // Inside the lock: replicas starting together must not race even here.
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS dpxdt_schema (version BIGINT NOT NULL)")?;
         let current = version(&tx)?;
         refuse_newer(current)?;
         if current >= *reached {

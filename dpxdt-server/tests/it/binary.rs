@@ -1609,6 +1609,7 @@ fn help_never_shows_secrets_from_the_environment() {
             .env("DPXDT_ADMIN_KEY", "admin:SECRET-ADMIN")
             .env("DPXDT_SMTP_URL", "smtp://user:SECRET-SMTP@relay")
             .env("DPXDT_API_KEY", "worker:SECRET-WORKER")
+            .env("DPXDT_DATABASE_URL", "postgres://u:SECRET-DB@db/x")
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

@@ -119,3 +119,33 @@ fn replicas_given_one_key_file_share_sealed_secrets() {
     .unwrap();
     assert!(own.secret_key().unwrap().open(&sealed).is_err());
 }
+
+/// Replicas started together on a new database: each applies or waits for
+/// the migrations under the write lock, and all of them open (found by the
+/// load benchmark: without the lock, two could race to create the schema
+/// table and one failed to start).
+#[test]
+fn replicas_starting_together_on_a_new_database_all_open() {
+    let url = DatabaseUrl::Postgres(dpxdt_e2e::postgres::shared().fresh_database());
+    let dir = tempfile::tempdir().unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let starts: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            let data = dir.path().join(format!("r{i}"));
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open_shared_at(&data, &url, &ArtifactsConfig::default()).map(|_| ())
+            })
+        })
+        .collect();
+    for start in starts {
+        start.join().unwrap().unwrap();
+    }
+    let store =
+        Store::open_shared_at(&dir.path().join("r0"), &url, &ArtifactsConfig::default()).unwrap();
+    let versions: i64 = store
+        .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM dpxdt_schema", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(versions, 1, "one version row");
+}
