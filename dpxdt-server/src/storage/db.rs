@@ -352,9 +352,17 @@ pub enum Db {
 /// A PostgreSQL connection whose I/O runs on a small runtime of its own, so
 /// blocking code (the storage modules) may use it from any thread, inside
 /// an async runtime or not.
+///
+/// A lost connection (the database restarted, a proxy cut it) is made again
+/// on the next statement, except inside a transaction: there, every
+/// statement fails until the transaction ends, so no statement of a
+/// transaction the server already rolled back can run on its own.
 pub struct PgConn {
-    client: Arc<tokio_postgres::Client>,
+    config: tokio_postgres::Config,
+    client: RefCell<Arc<tokio_postgres::Client>>,
     statements: RefCell<HashMap<String, Prepared>>,
+    /// Between `BEGIN` and `COMMIT` / `ROLLBACK`.
+    in_transaction: std::cell::Cell<bool>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -385,7 +393,23 @@ impl PgConn {
             .enable_all()
             .build()
             .map_err(|e| DbError::Other(format!("cannot start the database thread: {e}")))?;
+        let client = Self::open(&config, &runtime)?;
+        Ok(PgConn {
+            config,
+            client: RefCell::new(Arc::new(client)),
+            statements: RefCell::new(HashMap::new()),
+            in_transaction: std::cell::Cell::new(false),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// A new session, its socket driven by a task on `runtime`.
+    fn open(
+        config: &tokio_postgres::Config,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<tokio_postgres::Client, DbError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let config = config.clone();
         runtime.spawn(async move {
             match config.connect(tokio_postgres::NoTls).await {
                 Ok((client, connection)) => {
@@ -399,14 +423,31 @@ impl PgConn {
                 }
             }
         });
-        let client = rx
+        Ok(rx
             .recv()
-            .map_err(|_| DbError::Other("the database thread ended".into()))??;
-        Ok(PgConn {
-            client: Arc::new(client),
-            statements: RefCell::new(HashMap::new()),
-            runtime: Some(runtime),
-        })
+            .map_err(|_| DbError::Other("the database thread ended".into()))??)
+    }
+
+    /// The live client: a new session if the last one was lost, outside a
+    /// transaction.
+    fn client(&self) -> Result<Arc<tokio_postgres::Client>, DbError> {
+        if !self.client.borrow().is_closed() {
+            return Ok(self.client.borrow().clone());
+        }
+        if self.in_transaction.get() {
+            return Err(DbError::Other(
+                "the database connection was lost in the middle of a transaction".into(),
+            ));
+        }
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the connection");
+        let client = Arc::new(Self::open(&self.config, runtime)?);
+        tracing::warn!("reconnected to the database");
+        self.statements.borrow_mut().clear();
+        *self.client.borrow_mut() = client.clone();
+        Ok(client)
     }
 
     /// Polls `work` on this thread until it is done. A client's request
@@ -421,18 +462,15 @@ impl PgConn {
     }
 
     /// The prepared form of `sql` (translated), prepared once per connection.
-    fn statement(&self, sql: &str) -> Result<(tokio_postgres::Statement, Arc<[String]>), DbError> {
+    fn statement(&self, client: &tokio_postgres::Client, sql: &str) -> Result<Prepared, DbError> {
         if let Some(found) = self.statements.borrow().get(sql) {
             return Ok(found.clone());
         }
-        let client = self.client.clone();
         let text = translate(sql);
-        let stmt = self
-            .wait(async move { client.prepare(&text).await })
-            .map_err(|e| {
-                let shown: Vec<&str> = sql.split_whitespace().collect();
-                DbError::Other(format!("{e}, preparing: {}", shown.join(" ")))
-            })?;
+        let stmt = self.wait(client.prepare(&text)).map_err(|e| {
+            let shown: Vec<&str> = sql.split_whitespace().collect();
+            DbError::Other(format!("{e}, preparing: {}", shown.join(" ")))
+        })?;
         let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
         let mut cache = self.statements.borrow_mut();
         if cache.len() > 512 {
@@ -443,29 +481,35 @@ impl PgConn {
     }
 
     fn execute(&self, sql: &str, values: Vec<Value>) -> Result<usize, DbError> {
-        let (stmt, _) = self.statement(sql)?;
-        let client = self.client.clone();
-        let n = self.wait(async move {
-            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-            client.execute(&stmt, &refs).await
-        })?;
-        Ok(n as usize)
+        let client = self.client()?;
+        let (stmt, _) = self.statement(&client, sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        Ok(self.wait(client.execute(&stmt, &refs))? as usize)
     }
 
     fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Row>, DbError> {
-        let (stmt, names) = self.statement(sql)?;
-        let client = self.client.clone();
-        let rows = self.wait(async move {
-            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-            client.query(&stmt, &refs).await
-        })?;
+        let client = self.client()?;
+        let (stmt, names) = self.statement(&client, sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        let rows = self.wait(client.query(&stmt, &refs))?;
         rows.iter().map(|r| pg_row(r, &names)).collect()
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
-        let client = self.client.clone();
-        let text = translate(sql);
-        self.wait(async move { client.batch_execute(&text).await })
+        let ends = sql == "COMMIT" || sql == "ROLLBACK";
+        if sql == "ROLLBACK" && self.client.borrow().is_closed() {
+            // The server rolled it back when the session ended.
+            self.in_transaction.set(false);
+            return Ok(());
+        }
+        let client = self.client()?;
+        let done = self.wait(client.batch_execute(&translate(sql)));
+        if sql.starts_with("BEGIN") {
+            self.in_transaction.set(true);
+        } else if ends {
+            self.in_transaction.set(false);
+        }
+        done
     }
 }
 

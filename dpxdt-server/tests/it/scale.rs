@@ -149,3 +149,75 @@ fn replicas_starting_together_on_a_new_database_all_open() {
         .unwrap();
     assert_eq!(versions, 1, "one version row");
 }
+
+/// A lost database session (the database restarted, a proxy cut it) is
+/// made again by the next statement; but within a transaction nothing runs
+/// on a new session, so a transaction the server rolled back can never
+/// commit half of itself.
+#[test]
+fn a_lost_database_session_is_made_again_but_never_inside_a_transaction() {
+    let pg = dpxdt_e2e::postgres::shared();
+    let url = pg.fresh_database();
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_shared_at(
+        dir.path(),
+        &DatabaseUrl::Postgres(url),
+        &ArtifactsConfig::default(),
+    )
+    .unwrap();
+    let cut = || {
+        let ended = pg
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT COUNT(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = '{name}'"
+                ),
+            )
+            .unwrap();
+        assert_eq!(ended.trim(), "1", "one session to end");
+    };
+    let users = |s: &Store| -> Result<i64, dpxdt_server::storage::StoreError> {
+        s.blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM user", [], |r| r.get(0))?))
+    };
+    assert_eq!(users(&store).unwrap(), 0);
+
+    // Between statements: at most the first one fails, then all is well.
+    cut();
+    let first = users(&store);
+    assert_eq!(users(&store).unwrap(), 0, "after {first:?}");
+
+    // Inside a transaction: the statement that meets the cut fails, and
+    // so does every later one (a caller that went on anyway must not get a
+    // new session in the middle); nothing of the transaction stays.
+    let (met, late) = store
+        .blocking(|c| {
+            let tx = dpxdt_server::storage::db::write_tx(c)?;
+            tx.execute(
+                "INSERT INTO user (name, superuser, created) VALUES ('early', 0, 0)",
+                [],
+            )?;
+            cut();
+            let insert = |name: &str| {
+                tx.execute(
+                    "INSERT INTO user (name, superuser, created) VALUES (?1, 0, 0)",
+                    [name],
+                )
+            };
+            let met = insert("met").map_err(|e| e.to_string());
+            let late = insert("late").map_err(|e| e.to_string());
+            Ok((met, late))
+        })
+        .unwrap();
+    assert!(met.is_err(), "{met:?}");
+    let late = late.unwrap_err();
+    assert!(
+        late.contains("lost in the middle of a transaction"),
+        "{late}"
+    );
+    assert_eq!(
+        users(&store).unwrap(),
+        0,
+        "nothing of the transaction stayed"
+    );
+}
