@@ -17,6 +17,7 @@ use warp::http::HeaderMap;
 use super::params::multipart_error;
 use super::{ApiError, AppState, BodyStream};
 use crate::error::Doing;
+use crate::storage::db::write_tx;
 use crate::storage::{ApiKeyScope, build_exists, record_artifact};
 
 /// Content types an artifact may be served back with. Anything else is
@@ -191,8 +192,14 @@ pub async fn upload(
     state
         .store
         .call(move |c| {
+            // Bytes checked (sent again if a collection took them) and row
+            // recorded under the write lock, which the garbage collector
+            // holds to delete bytes (storage::gc::delete_artifact).
+            let tx = write_tx(c)?;
             artifacts.commit_temp(&temp_path, &id)?;
-            record_artifact(c, build, &id, &ct, size)
+            record_artifact(&tx, build, &id, &ct, size)?;
+            tx.commit()?;
+            Ok(())
         })
         .await?;
     received.temp.0 = None;

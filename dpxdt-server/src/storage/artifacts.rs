@@ -211,15 +211,18 @@ pub fn find_thumbnail(conn: &Db, key: &str) -> Result<Option<String>, StoreError
         .optional()?)
 }
 
-/// Records that the thumbnail cached under `key` is artifact `thumb`
-/// (whose bytes are already in place).
+/// Stores `png` as the thumbnail cached under `key`: its bytes (unless
+/// there) and its rows, both under the write lock, so the garbage collector
+/// never deletes the bytes of a row written in between. Returns its id.
 pub fn save_thumbnail(
     conn: &mut Db,
+    blobs: &super::Blobs,
     key: &str,
-    thumb: &dpxdt_core::ArtifactId,
-    size: i64,
-) -> Result<(), StoreError> {
+    png: &[u8],
+) -> Result<ArtifactId, StoreError> {
     let tx = write_tx(conn)?;
+    let thumb = blobs.write_bytes(png)?;
+    let size = png.len() as i64;
     tx.execute(
         "INSERT OR IGNORE INTO artifact (id, content_type, size, created) VALUES (?1, 'image/png', ?2, ?3)",
         params![thumb.as_str(), size, now_ms()],
@@ -230,7 +233,7 @@ pub fn save_thumbnail(
         params![key, thumb.as_str()],
     )?;
     tx.commit()?;
-    Ok(())
+    Ok(thumb)
 }
 
 #[cfg(test)]

@@ -460,7 +460,21 @@ fn delete_artifact(
     tx.execute("DELETE FROM thumbnail WHERE thumb_id = ?1", [id.as_str()])?;
     let gone = tx.execute("DELETE FROM artifact WHERE id = ?1", [id.as_str()])? == 1;
     tx.commit()?;
-    blobs.delete(id)?;
+    // The bytes go after the row, under the write lock again, and only if no
+    // upload recorded the artifact anew in between: uploads and thumbnails
+    // check and write their bytes and record the row under the same lock,
+    // so a row never points at deleted bytes, whichever process or replica
+    // made it.
+    let tx = write_tx(conn)?;
+    let recorded: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM artifact WHERE id = ?1)",
+        [id.as_str()],
+        |r| r.get(0),
+    )?;
+    if !recorded {
+        blobs.delete(id)?;
+    }
+    tx.commit()?;
     Ok(gone)
 }
 
@@ -674,9 +688,11 @@ mod tests {
             })
             .unwrap();
         // A thumbnail of a3 (which goes) is itself an artifact.
-        let thumb = store.artifacts().write_bytes(b"thumb of a3").unwrap();
-        store
-            .blocking(|c| artifacts::save_thumbnail(c, &format!("{a3}:320x200"), &thumb, 11))
+        let blobs = store.artifacts().clone();
+        let thumb = store
+            .blocking(|c| {
+                artifacts::save_thumbnail(c, &blobs, &format!("{a3}:320x200"), b"thumb of a3")
+            })
             .unwrap();
         let opts = GcOptions {
             defaults: Policy {

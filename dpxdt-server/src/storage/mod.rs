@@ -198,7 +198,7 @@ impl DatabaseUrl {
 }
 
 struct Inner {
-    conn: Mutex<Db>,
+    pool: Pool,
     artifacts: Blobs,
     db_shown: String,
     /// The server key's file (default: `server.key` in the data directory).
@@ -207,6 +207,36 @@ struct Inner {
     secret: std::sync::OnceLock<secrets::SecretKey>,
     /// Held for the store's life: the data directory's exclusive lock.
     _lock: Option<std::fs::File>,
+}
+
+/// The connections each server process keeps to PostgreSQL, so that reads
+/// and requests outside the write lock go on while one writes. (SQLite has
+/// one: it has one writer anyway.)
+const PG_CONNECTIONS: usize = 4;
+
+/// The process's database connections: taken by one call at a time.
+struct Pool {
+    free: Mutex<Vec<Db>>,
+    returned: std::sync::Condvar,
+}
+
+/// A connection out of the pool, put back when dropped (after a panic too).
+struct Lent<'a> {
+    pool: &'a Pool,
+    db: Option<Db>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(db) = self.db.take() {
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(db);
+            self.pool.returned.notify_one();
+        }
+    }
 }
 
 /// The database's file name in the data directory.
@@ -277,9 +307,18 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let mut conn = database.connect(data_dir)?;
         schema::migrate(&mut conn)?;
+        let mut conns = vec![conn];
+        if let DatabaseUrl::Postgres(_) = database {
+            for _ in 1..PG_CONNECTIONS {
+                conns.push(database.connect(data_dir)?);
+            }
+        }
         Ok(Store {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
+                pool: Pool {
+                    free: Mutex::new(conns),
+                    returned: std::sync::Condvar::new(),
+                },
                 artifacts,
                 db_shown: database
                     .sqlite_path(data_dir)
@@ -322,17 +361,23 @@ impl Store {
         Ok(self.inner.secret.get_or_init(|| key))
     }
 
-    /// Runs `f` with the connection, blocking the calling thread.
+    /// Runs `f` with a connection, blocking the calling thread (until one
+    /// is free, then while `f` runs).
     pub fn blocking<T>(
         &self,
         f: impl FnOnce(&mut Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut guard = self
-            .inner
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut guard)
+        let pool = &self.inner.pool;
+        let mut free = pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        let db = loop {
+            match free.pop() {
+                Some(db) => break db,
+                None => free = pool.returned.wait(free).unwrap_or_else(|p| p.into_inner()),
+            }
+        };
+        drop(free);
+        let mut lent = Lent { pool, db: Some(db) };
+        f(lent.db.as_mut().expect("lent until dropped"))
     }
 
     /// Runs `f` with the connection on tokio's blocking pool.

@@ -977,14 +977,8 @@ async fn render_thumbnail(ui: &Ui, id: &ArtifactId, key: String) -> Result<Artif
             .read(&source)
             .doing("reading a screenshot for its thumbnail")?;
         let png = super::thumbs::make_thumbnail(&bytes).map_err(UiError::BadRequest)?;
-        // File and row together, while holding the store (see storage::gc).
         let files = store.artifacts().clone();
-        let t = store.blocking(|c| {
-            let t = files.write_bytes(&png)?;
-            artifacts::save_thumbnail(c, &key, &t, png.len() as i64)?;
-            Ok(t)
-        })?;
-        Ok(t)
+        Ok(store.blocking(|c| artifacts::save_thumbnail(c, &files, &key, &png))?)
     })
     .await
     .doing("making a thumbnail")?

@@ -175,14 +175,16 @@ fn a_lost_database_session_is_made_again_but_never_inside_a_transaction() {
                 ),
             )
             .unwrap();
-        assert_eq!(ended.trim(), "1", "one session to end");
+        // The store's sessions (a pool of them).
+        assert!(ended.trim().parse::<u32>().unwrap() >= 1, "{ended}");
     };
     let users = |s: &Store| -> Result<i64, dpxdt_server::storage::StoreError> {
         s.blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM user", [], |r| r.get(0))?))
     };
     assert_eq!(users(&store).unwrap(), 0);
 
-    // Between statements: at most the first one fails, then all is well.
+    // Between statements: at most the first use of each session fails
+    // (sequential calls reuse the last one), then all is well.
     cut();
     let first = users(&store);
     assert_eq!(users(&store).unwrap(), 0, "after {first:?}");
