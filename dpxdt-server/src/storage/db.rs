@@ -346,7 +346,7 @@ pub enum Db {
     /// A SQLite file.
     Sqlite(rusqlite::Connection),
     /// A PostgreSQL server.
-    Postgres(PgConn),
+    Postgres(Box<PgConn>),
 }
 
 /// A PostgreSQL connection whose I/O runs on a small runtime of its own, so

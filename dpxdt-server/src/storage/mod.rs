@@ -189,9 +189,9 @@ impl DatabaseUrl {
                 let DatabaseUrl::Postgres(url) = self else {
                     unreachable!("only PostgreSQL has no file")
                 };
-                Ok(Db::Postgres(db::PgConn::connect(url).map_err(|e| {
-                    StoreError::Db(DbError::Other(format!("{}: {e}", redact_url(url))))
-                })?))
+                Ok(Db::Postgres(Box::new(db::PgConn::connect(url).map_err(
+                    |e| StoreError::Db(DbError::Other(format!("{}: {e}", redact_url(url)))),
+                )?)))
             }
         }
     }
