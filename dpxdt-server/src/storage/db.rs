@@ -981,6 +981,30 @@ mod tests {
     }
 
     #[test]
+    fn numerics_read_as_integers_or_doubles() {
+        use tokio_postgres::types::FromSql;
+        // PostgreSQL's binary NUMERIC: ndigits, weight, sign, dscale, then
+        // base-10000 digits, all big-endian 16-bit words.
+        let numeric = |words: &[u16]| {
+            let raw: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            Numeric::from_sql(&Type::NUMERIC, &raw).unwrap().0
+        };
+        assert_eq!(numeric(&[0, 0, 0, 0]), Value::Int(0));
+        assert_eq!(numeric(&[2, 1, 0, 0, 1234, 5678]), Value::Int(12_345_678));
+        assert_eq!(numeric(&[1, 2, 0x4000, 0, 7]), Value::Int(-700_000_000));
+        assert_eq!(numeric(&[2, 0, 0, 1, 1, 5000]), Value::Real(1.5));
+        // Beyond i64: a double.
+        assert!(matches!(
+            numeric(&[6, 5, 0, 0, 9999, 9999, 9999, 9999, 9999, 9999]),
+            Value::Real(_)
+        ));
+        assert!(
+            Numeric::from_sql(&Type::NUMERIC, &[0, 1]).is_err(),
+            "short input"
+        );
+    }
+
+    #[test]
     fn values_round_trip_through_sqlite() {
         let db = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         db.execute_batch("CREATE TABLE t (i INTEGER, f REAL, s TEXT, b BLOB, n INTEGER)")
