@@ -480,6 +480,26 @@ fn insert_run(tx: &Tx<'_>, release: ReleaseId, name: &str) -> Result<RunRow, Sto
         .ok_or_else(|| StoreError::NotFound(format!("run {name:?} vanished")))
 }
 
+/// Creates a run that this write transaction has seen does not exist yet,
+/// and returns it without reading it back.
+fn create_run(tx: &Tx<'_>, release: ReleaseId, name: &str) -> Result<RunRow, StoreError> {
+    let now = now_ms();
+    let status = RunStatus::DataPending;
+    let id: i64 = tx.query_row(
+        "INSERT INTO run (release_id, name, status, created, modified) VALUES (?1, ?2, ?3, ?4, ?4)
+         RETURNING id",
+        params![release.0, name, status.as_str(), now],
+        |r| r.get(0),
+    )?;
+    Ok(RunRow {
+        id: RunId(id),
+        release_id: release,
+        name: name.to_owned(),
+        status: Some(status),
+        ..RunRow::default()
+    })
+}
+
 /// Writes every data column of `run` and its new state, compare-and-set on `old`.
 fn store_run(tx: &Tx<'_>, run: &RunRow, old: RunStatus) -> Result<(), StoreError> {
     let n = tx.execute(
@@ -518,14 +538,15 @@ fn store_run(tx: &Tx<'_>, run: &RunRow, old: RunStatus) -> Result<(), StoreError
 }
 
 /// Moves a processing release to reviewing once no run is outstanding.
-fn maybe_finish_release(tx: &Tx<'_>, release: ReleaseId) -> Result<(), StoreError> {
-    let row = get_release_by_id(tx, release)?;
-    if row.status != ReleaseStatus::Processing {
+/// `release` was read in this write transaction, so its state is current
+/// (a release still receiving runs costs no further query).
+fn maybe_finish_release(tx: &Tx<'_>, release: &ReleaseRow) -> Result<(), StoreError> {
+    if release.status != ReleaseStatus::Processing {
         return Ok(());
     }
-    if outstanding_runs(tx, release)? == 0 {
-        set_release_status(tx, &row, ReleaseEvent::RunsFinished)?;
-        tracing::info!(release = %release, "release is ready for review");
+    if outstanding_runs(tx, release.id)? == 0 {
+        set_release_status(tx, release, ReleaseEvent::RunsFinished)?;
+        tracing::info!(release = %release.id, "release is ready for review");
     }
     Ok(())
 }
@@ -585,7 +606,7 @@ fn apply_report(
         )?;
         diff_queued = true;
     }
-    maybe_finish_release(tx, release.id)?;
+    maybe_finish_release(tx, release)?;
     Ok(ReportOutcome {
         status: to,
         diff_queued,
@@ -657,10 +678,13 @@ pub fn report_run(
     ] {
         check_owned(&tx, build, field, id)?;
     }
-    if get_run(&tx, release.id, &req.run_name)?.is_none() {
-        quotas::check_new_run(&tx, release.id, limits)?;
-    }
-    let old = insert_run(&tx, release.id, &req.run_name)?;
+    let old = match get_run(&tx, release.id, &req.run_name)? {
+        Some(run) => run,
+        None => {
+            quotas::check_new_run(&tx, release.id, limits)?;
+            create_run(&tx, release.id, &req.run_name)?
+        }
+    };
     let mut merged = old.clone();
     fn set(dst: &mut Option<String>, src: &Option<impl ToString>) {
         if let Some(v) = src {
