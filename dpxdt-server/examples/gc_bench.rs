@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let day = 86_400_000i64;
     let now = dpxdt_server::storage::now_ms();
     store.blocking(|c| {
-        let tx = c.transaction()?;
+        let tx = dpxdt_server::storage::db::write_tx(c)?;
         {
             let mut art = tx.prepare(
                 "INSERT INTO artifact (id, content_type, size, created) VALUES (?1, 'image/png', ?2, 0)",

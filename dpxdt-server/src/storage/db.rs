@@ -80,20 +80,6 @@ impl DbError {
             message: message.to_string(),
         }
     }
-
-    /// Whether a UNIQUE or PRIMARY KEY constraint refused the statement.
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-            }
-            DbError::Postgres(e) => {
-                e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-            }
-            _ => false,
-        }
-    }
 }
 
 /// A database result.
@@ -295,7 +281,7 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
-/// A column of a [`Row`]: its position, or its name.
+/// A column of a [`Row`]: its position.
 pub trait ColumnIndex {
     /// The position in `row`.
     fn position(&self, row: &Row) -> Result<usize, DbError>;
@@ -309,18 +295,9 @@ impl ColumnIndex for usize {
         }
     }
 }
-impl ColumnIndex for &str {
-    fn position(&self, row: &Row) -> Result<usize, DbError> {
-        row.names
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(self))
-            .ok_or_else(|| DbError::Other(format!("no column named {self}")))
-    }
-}
 
 /// One result row, read whole.
 pub struct Row {
-    names: Arc<[String]>,
     values: Vec<Value>,
 }
 
@@ -360,7 +337,7 @@ pub enum Db {
 pub struct PgConn {
     config: tokio_postgres::Config,
     client: RefCell<Arc<tokio_postgres::Client>>,
-    statements: RefCell<HashMap<String, Prepared>>,
+    statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
     /// Between `BEGIN` and `COMMIT` / `ROLLBACK`.
     in_transaction: std::cell::Cell<bool>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -374,9 +351,6 @@ impl Drop for PgConn {
         }
     }
 }
-
-/// A prepared statement and its column names.
-type Prepared = (tokio_postgres::Statement, Arc<[String]>);
 
 /// The advisory lock every PostgreSQL write transaction takes.
 const PG_WRITE_LOCK: i64 = 0x6470_7864_7401;
@@ -462,7 +436,11 @@ impl PgConn {
     }
 
     /// The prepared form of `sql` (translated), prepared once per connection.
-    fn statement(&self, client: &tokio_postgres::Client, sql: &str) -> Result<Prepared, DbError> {
+    fn statement(
+        &self,
+        client: &tokio_postgres::Client,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, DbError> {
         if let Some(found) = self.statements.borrow().get(sql) {
             return Ok(found.clone());
         }
@@ -471,28 +449,27 @@ impl PgConn {
             let shown: Vec<&str> = sql.split_whitespace().collect();
             DbError::Other(format!("{e}, preparing: {}", shown.join(" ")))
         })?;
-        let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
         let mut cache = self.statements.borrow_mut();
         if cache.len() > 512 {
             cache.clear();
         }
-        cache.insert(sql.to_owned(), (stmt.clone(), names.clone()));
-        Ok((stmt, names))
+        cache.insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
     }
 
     fn execute(&self, sql: &str, values: Vec<Value>) -> Result<usize, DbError> {
         let client = self.client()?;
-        let (stmt, _) = self.statement(&client, sql)?;
+        let stmt = self.statement(&client, sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
         Ok(self.wait(client.execute(&stmt, &refs))? as usize)
     }
 
     fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Row>, DbError> {
         let client = self.client()?;
-        let (stmt, names) = self.statement(&client, sql)?;
+        let stmt = self.statement(&client, sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
         let rows = self.wait(client.query(&stmt, &refs))?;
-        rows.iter().map(|r| pg_row(r, &names)).collect()
+        rows.iter().map(pg_row).collect()
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
@@ -536,7 +513,7 @@ fn block_on<F: Future>(work: F) -> F::Output {
     }
 }
 
-fn pg_row(row: &tokio_postgres::Row, names: &Arc<[String]>) -> Result<Row, DbError> {
+fn pg_row(row: &tokio_postgres::Row) -> Result<Row, DbError> {
     let mut values = Vec::with_capacity(row.len());
     for (i, column) in row.columns().iter().enumerate() {
         let value = match *column.type_() {
@@ -570,10 +547,7 @@ fn pg_row(row: &tokio_postgres::Row, names: &Arc<[String]>) -> Result<Row, DbErr
         };
         values.push(value.unwrap_or(Value::Null));
     }
-    Ok(Row {
-        names: names.clone(),
-        values,
-    })
+    Ok(Row { values })
 }
 
 /// PostgreSQL's NUMERIC (what `SUM` of integers returns), read as an integer
@@ -708,8 +682,7 @@ impl Db {
         match self {
             Db::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql)?;
-                let names: Arc<[String]> = stmt.column_names().map(|n| n.to_string()).collect();
-                let count = names.len();
+                let count = stmt.column_count();
                 let mut rows = stmt.query(rusqlite::params_from_iter(params.values()))?;
                 let mut out = Vec::new();
                 while let Some(r) = rows.next()? {
@@ -717,10 +690,7 @@ impl Db {
                     for i in 0..count {
                         values.push(sqlite_value(r.get_ref(i)?, i)?);
                     }
-                    out.push(Row {
-                        names: names.clone(),
-                        values,
-                    });
+                    out.push(Row { values });
                 }
                 Ok(out)
             }
@@ -781,19 +751,6 @@ impl Db {
             db: self,
             open: true,
         })
-    }
-
-    /// Starts a transaction that writes (see [`write_tx`]).
-    pub fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
-        write_tx(self)
-    }
-
-    /// The SQLite connection, where that is what this is.
-    pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
-        match self {
-            Db::Sqlite(c) => Some(c),
-            Db::Postgres(_) => None,
-        }
     }
 }
 
@@ -1019,7 +976,7 @@ mod tests {
                 Ok((
                     r.get::<_, bool>(0)?,
                     r.get::<_, f64>(1)?,
-                    r.get::<_, String>("s")?,
+                    r.get::<_, String>(2)?,
                     r.get::<_, Vec<u8>>(3)?,
                     r.get::<_, Option<i64>>(4)?,
                 ))

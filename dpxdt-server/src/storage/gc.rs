@@ -266,7 +266,7 @@ fn unused_claims(
     doomed: &[i64],
     looked: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = write_tx(conn)?;
     tx.execute_batch(match tx.dialect() {
         Dialect::Sqlite => {
             "CREATE TEMP TABLE IF NOT EXISTS gc_doomed (id INTEGER PRIMARY KEY);

@@ -148,7 +148,7 @@ pub fn migrate(
                 .iter()
                 .map(|r| r.get(0))
                 .collect::<Result<_, _>>()?;
-            let tx = dst.transaction()?;
+            let tx = super::db::write_tx(dst)?;
             for table in &tables {
                 let cols = columns(src, table)?;
                 let list = cols.join(", ");

@@ -574,7 +574,7 @@ pub fn migrate(db: &mut Db) -> Result<i64, StoreError> {
     let current = version(db)?;
     refuse_newer(current)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = db.transaction()?;
+        let tx = super::db::write_tx(db)?;
         tx.execute_batch(sql)?;
         // PRAGMA takes no bound parameters; the value is our own integer.
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
@@ -598,7 +598,7 @@ fn refuse_newer(current: i64) -> Result<(), StoreError> {
 /// so replicas starting together apply each one once.
 fn migrate_pg(db: &mut Db) -> Result<i64, StoreError> {
     for (reached, sql) in PG_MIGRATIONS {
-        let tx = db.transaction()?;
+        let tx = super::db::write_tx(db)?;
         // Inside the lock: replicas starting together must not race even here.
         tx.execute_batch("CREATE TABLE IF NOT EXISTS dpxdt_schema (version BIGINT NOT NULL)")?;
         let current = version(&tx)?;
