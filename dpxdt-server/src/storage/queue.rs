@@ -135,11 +135,11 @@ fn next_fair(tx: &Tx<'_>, queue: &str, now: i64) -> Result<Option<(i64, TaskRow)
         return Ok(None);
     };
     let pick = match tx.dialect() {
-        Dialect::Sqlite => PICK,
-        Dialect::Postgres => PICK_SKIP_LOCKED,
+        Dialect::Sqlite => PICK.to_owned(),
+        Dialect::Postgres => format!("{PICK} FOR UPDATE SKIP LOCKED"),
     };
     let task = tx
-        .query_row(pick, params![queue, now, group], |r| {
+        .query_row(&pick, params![queue, now, group], |r| {
             Ok(TaskRow {
                 id: TaskId(r.get(0)?),
                 payload: r.get(1)?,
@@ -156,10 +156,6 @@ const PICK: &str = "SELECT id, payload, lease_attempts, run_id, last_error FROM 
      WHERE queue = ?1 AND status = 'live' AND eta <= ?2 AND COALESCE(build_id, 0) = ?3
        AND lease_attempts < max_attempts
      ORDER BY eta, id LIMIT 1";
-const PICK_SKIP_LOCKED: &str = "SELECT id, payload, lease_attempts, run_id, last_error FROM task
-     WHERE queue = ?1 AND status = 'live' AND eta <= ?2 AND COALESCE(build_id, 0) = ?3
-       AND lease_attempts < max_attempts
-     ORDER BY eta, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 struct TaskRow {
     id: TaskId,
@@ -352,19 +348,16 @@ struct Held {
 const HELD: &str =
     "SELECT status, owner, eta, lease_ms, heartbeat_index, lease_attempts, max_attempts, run_id
      FROM task WHERE id = ?1 AND queue = ?2";
-const HELD_LOCKED: &str =
-    "SELECT status, owner, eta, lease_ms, heartbeat_index, lease_attempts, max_attempts, run_id
-     FROM task WHERE id = ?1 AND queue = ?2 FOR UPDATE";
 
 /// The task if `owner` holds an unexpired lease on it in `queue`; refused
 /// otherwise. On PostgreSQL its row stays locked until the transaction ends.
 fn held(tx: &Tx<'_>, queue: &str, task: TaskId, owner: &str, now: i64) -> Result<Held, StoreError> {
     let sql = match tx.dialect() {
-        Dialect::Sqlite => HELD,
-        Dialect::Postgres => HELD_LOCKED,
+        Dialect::Sqlite => HELD.to_owned(),
+        Dialect::Postgres => format!("{HELD} FOR UPDATE"),
     };
     let row = tx
-        .query_row(sql, params![task.0, queue], |r| {
+        .query_row(&sql, params![task.0, queue], |r| {
             Ok(Held {
                 status: r.get(0)?,
                 owner: r.get(1)?,
