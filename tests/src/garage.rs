@@ -8,7 +8,6 @@
 //! runs in its own process group under a watchdog that kills it and removes
 //! its directory when this process exits, however it exits.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +15,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dpxdt_core::capture::GroupKiller;
+
+use crate::free_port;
 
 /// The region name Garage answers to.
 pub const REGION: &str = "garage";
@@ -56,10 +57,6 @@ pub fn binary() -> Option<PathBuf> {
     dirs.into_iter()
         .map(|d| d.join("garage"))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `bytes` pseudo-random bytes as hex. Not secret (a throw-away node on

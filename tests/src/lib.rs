@@ -344,6 +344,11 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// A port free on 127.0.0.1 right now, for a server the harness starts.
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,6 @@
 //! process group under a watchdog that kills it and removes its directory
 //! when this process exits, however it exits.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +18,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use dpxdt_core::capture::GroupKiller;
+
+use crate::free_port;
 
 /// A running throw-away PostgreSQL cluster.
 pub struct Postgres {
@@ -84,10 +85,6 @@ fn is_root() -> bool {
         .unwrap_or(false);
     let _ = std::fs::remove_file(&probe);
     root
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Postgres {

@@ -167,6 +167,37 @@ fn create_build_with(data: &Path, name: &str, env: &[(&str, String)]) -> (BuildI
     )
 }
 
+/// `dpxdt-server create-user NAME --superuser` with `password`, on the
+/// database `env` names (default: the data directory's).
+fn create_superuser(data: &Path, name: &str, password: &str, env: &[(&str, String)]) {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["create-user", name, "--superuser"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("DPXDT_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A logged-in person marks the release `key` good in the review UI.
+async fn mark_good(person: &mut common::ui::Browser, key: &ReleaseKey) {
+    let form = [
+        ("build_id", key.build_id.0.to_string()),
+        ("name", key.release_name.clone()),
+        ("number", key.release_number.to_string()),
+        ("status", "good".to_string()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = person.act("/release/status", &form).await;
+    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+}
+
 async fn wait_for_status(client: &dpxdt_client::Client, key: &ReleaseKey, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -701,19 +732,7 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let admin = "admin-test:admin-test-secret-0123456789";
     let (build, key_id, key_secret) = create_build_with(dir_a.path(), "site", &env);
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir_b.path())
-        .args(["create-user", "rita", "--superuser"])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("DPXDT_PASSWORD", "rita-password-123")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_superuser(dir_b.path(), "rita", "rita-password-123", &env);
     // Both replicas seal secrets with one key, as a deployment would give them.
     let key_file = dir_a.path().join("shared.key");
     let key_file = key_file.to_str().unwrap();
@@ -810,15 +829,7 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
 
     // The person, logged in through A, reviews through B.
     person.base = b.base.clone();
-    let form = [
-        ("build_id", build.0.to_string()),
-        ("name", "r".to_string()),
-        ("number", key.release_number.to_string()),
-        ("status", "good".to_string()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let page = person.act("/release/status", &form).await;
-    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+    mark_good(&mut person, &key).await;
     assert_eq!(
         client_b.release_status(&key).await.unwrap().status.as_str(),
         "good"
@@ -879,18 +890,7 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
 async fn migrate_moves_a_sqlite_server_to_postgres_and_s3_with_its_history() {
     let dir = tempfile::tempdir().unwrap();
     let (build, key_id, key_secret) = create_build(dir.path(), "shop");
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["create-user", "mia", "--superuser"])
-        .env("DPXDT_PASSWORD", "mia-password-123")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_superuser(dir.path(), "mia", "mia-password-123", &[]);
     let old = Proc::start(dir.path(), &["--no-capture"]);
     let client = old.client(&key_id, &key_secret);
     let mut person = common::ui::Browser::new(&old.base);
@@ -927,15 +927,7 @@ async fn migrate_moves_a_sqlite_server_to_postgres_and_s3_with_its_history() {
         wait_for_status(&client, &key, "reviewing").await;
         releases.push(key);
     }
-    let form = [
-        ("build_id", build.0.to_string()),
-        ("name", "r1".to_string()),
-        ("number", "1".to_string()),
-        ("status", "good".to_string()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let page = person.act("/release/status", &form).await;
-    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+    mark_good(&mut person, &releases[0]).await;
     let pages = [
         "/".to_string(),
         format!("/build?id={}", build.0),
