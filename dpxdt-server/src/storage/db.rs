@@ -340,6 +340,9 @@ pub struct PgConn {
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
     /// Between `BEGIN` and `COMMIT` / `ROLLBACK`.
     in_transaction: std::cell::Cell<bool>,
+    /// A `BEGIN` (with its lock) not sent yet: it goes out with the
+    /// transaction's first statement, in the same round trip.
+    begin: RefCell<Option<String>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -373,6 +376,7 @@ impl PgConn {
             client: RefCell::new(Arc::new(client)),
             statements: RefCell::new(HashMap::new()),
             in_transaction: std::cell::Cell::new(false),
+            begin: RefCell::new(None),
             runtime: Some(runtime),
         })
     }
@@ -457,30 +461,87 @@ impl PgConn {
         Ok(stmt)
     }
 
+    /// Runs `work`, after the deferred `BEGIN` if there is one: both are
+    /// sent before either answer is awaited, so they cost one round trip,
+    /// and the statement runs inside the transaction (the server takes
+    /// the messages in order). Should the `BEGIN` fail, its error is the
+    /// one returned.
+    fn after_begin<T>(
+        &self,
+        client: &tokio_postgres::Client,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DbError> {
+        let Some(begin) = self.begin.borrow_mut().take() else {
+            return self.wait(work);
+        };
+        let mut begun = std::pin::pin!(client.batch_execute(&begin));
+        let mut work = std::pin::pin!(work);
+        let (mut began, mut out) = (None, None);
+        block_on(std::future::poll_fn(|cx| {
+            // The BEGIN is polled first, so it is queued first.
+            if began.is_none()
+                && let std::task::Poll::Ready(r) = begun.as_mut().poll(cx)
+            {
+                began = Some(r);
+            }
+            if out.is_none()
+                && let std::task::Poll::Ready(r) = work.as_mut().poll(cx)
+            {
+                out = Some(r);
+            }
+            if began.is_some() && out.is_some() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        }));
+        began.expect("polled to the end")?;
+        Ok(out.expect("polled to the end")?)
+    }
+
+    /// Opens a transaction with `begin` (`BEGIN`, perhaps with a lock),
+    /// sent with the transaction's first statement.
+    fn begin(&self, begin: &str) -> Result<(), DbError> {
+        // A lost session is replaced here, before the transaction starts.
+        self.client()?;
+        *self.begin.borrow_mut() = Some(begin.to_owned());
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
     fn execute(&self, sql: &str, values: Vec<Value>) -> Result<usize, DbError> {
         let client = self.client()?;
         let stmt = self.statement(&client, sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        Ok(self.wait(client.execute(&stmt, &refs))? as usize)
+        Ok(self.after_begin(&client, client.execute(&stmt, &refs))? as usize)
     }
 
     fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Row>, DbError> {
         let client = self.client()?;
         let stmt = self.statement(&client, sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        let rows = self.wait(client.query(&stmt, &refs))?;
+        let rows = self.after_begin(&client, client.query(&stmt, &refs))?;
         rows.iter().map(pg_row).collect()
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
         let ends = sql == "COMMIT" || sql == "ROLLBACK";
+        if ends && self.begin.borrow_mut().take().is_some() {
+            // Nothing ran in the transaction: nothing to send.
+            self.in_transaction.set(false);
+            return Ok(());
+        }
         if sql == "ROLLBACK" && self.client.borrow().is_closed() {
             // The server rolled it back when the session ended.
             self.in_transaction.set(false);
             return Ok(());
         }
         let client = self.client()?;
-        let done = self.wait(client.batch_execute(&translate(sql)));
+        let mut text = translate(sql);
+        if let Some(begin) = self.begin.borrow_mut().take() {
+            text = format!("{begin}; {text}");
+        }
+        let done = self.wait(client.batch_execute(&text));
         if sql.starts_with("BEGIN") {
             self.in_transaction.set(true);
         } else if ends {
@@ -746,11 +807,20 @@ impl Db {
     /// locks the rows it writes itself (`FOR UPDATE`) and so may run beside
     /// other replicas' writers. (On SQLite a write in it could fail as busy.)
     pub fn unlocked_tx(&mut self) -> Result<Tx<'_>, DbError> {
-        self.execute_batch("BEGIN")?;
+        self.begin("BEGIN")?;
         Ok(Tx {
             db: self,
             open: true,
         })
+    }
+
+    /// Starts a transaction with `sql`. PostgreSQL sends it with the
+    /// transaction's first statement (one round trip for both).
+    fn begin(&self, sql: &str) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Db::Postgres(c) => c.begin(sql),
+        }
     }
 }
 
@@ -760,12 +830,13 @@ impl Db {
 pub fn write_tx(db: &mut Db) -> Result<Tx<'_>, DbError> {
     let begin = match db {
         Db::Sqlite(_) => "BEGIN IMMEDIATE".to_owned(),
-        // One round trip for both. Should the lock fail, the transaction is
-        // open, and dropping the Tx rolls it back.
+        // Sent with the first statement: one round trip for all three.
+        // Should the lock fail, the transaction is open, and dropping the
+        // Tx rolls it back.
         Db::Postgres(_) => format!("BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"),
     };
     let tx = Tx { db, open: true };
-    tx.db.execute_batch(&begin)?;
+    tx.db.begin(&begin)?;
     Ok(tx)
 }
 

@@ -480,24 +480,39 @@ fn insert_run(tx: &Tx<'_>, release: ReleaseId, name: &str) -> Result<RunRow, Sto
         .ok_or_else(|| StoreError::NotFound(format!("run {name:?} vanished")))
 }
 
-/// Creates a run that this write transaction has seen does not exist yet,
-/// and returns it without reading it back.
-fn create_run(tx: &Tx<'_>, release: ReleaseId, name: &str) -> Result<RunRow, StoreError> {
-    let now = now_ms();
-    let status = RunStatus::DataPending;
+/// Writes a run this write transaction has seen does not exist yet, whole,
+/// in its state, and sets its id.
+fn insert_whole_run(tx: &Tx<'_>, run: &mut RunRow) -> Result<(), StoreError> {
     let id: i64 = tx.query_row(
-        "INSERT INTO run (release_id, name, status, created, modified) VALUES (?1, ?2, ?3, ?4, ?4)
+        "INSERT INTO run (release_id, name, status, url, image, log, config, ref_url, ref_image,
+            ref_log, ref_config, ref_expected, diff_image, diff_log, distortion, run_failed,
+            diff_failed, created, modified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)
          RETURNING id",
-        params![release.0, name, status.as_str(), now],
+        params![
+            run.release_id.0,
+            run.name,
+            run.status().as_str(),
+            run.url,
+            run.image,
+            run.log,
+            run.config,
+            run.ref_url,
+            run.ref_image,
+            run.ref_log,
+            run.ref_config,
+            run.ref_expected,
+            run.diff_image,
+            run.diff_log,
+            run.distortion,
+            run.run_failed,
+            run.diff_failed,
+            now_ms(),
+        ],
         |r| r.get(0),
     )?;
-    Ok(RunRow {
-        id: RunId(id),
-        release_id: release,
-        name: name.to_owned(),
-        status: Some(status),
-        ..RunRow::default()
-    })
+    run.id = RunId(id);
+    Ok(())
 }
 
 /// Writes every data column of `run` and its new state, compare-and-set on `old`.
@@ -561,19 +576,25 @@ fn outstanding_runs(conn: &Db, release: ReleaseId) -> Result<i64, StoreError> {
 
 /// Applies a data report to `run` (already merged), stores it and queues a
 /// diff when the run newly needs one.
+/// A `new` run (not stored yet) is inserted whole, and `merged` gets its id.
 fn apply_report(
     tx: &Tx<'_>,
     build: BuildId,
     release: &ReleaseRow,
     old: &RunRow,
-    mut merged: RunRow,
+    merged: &mut RunRow,
+    new: bool,
 ) -> Result<ReportOutcome, StoreError> {
     let from = old.status();
     let to = from
         .apply(RunEvent::Report(merged.facts()))
         .map_err(|e| StoreError::Conflict(format!("run {:?}: {e}", old.name)))?;
     merged.status = Some(to);
-    store_run(tx, &merged, from)?;
+    if new {
+        insert_whole_run(tx, merged)?;
+    } else {
+        store_run(tx, merged, from)?;
+    }
     let mut diff_queued = false;
     if to == RunStatus::NeedsDiff
         && (from != RunStatus::NeedsDiff
@@ -678,11 +699,18 @@ pub fn report_run(
     ] {
         check_owned(&tx, build, field, id)?;
     }
-    let old = match get_run(&tx, release.id, &req.run_name)? {
-        Some(run) => run,
+    let (old, new) = match get_run(&tx, release.id, &req.run_name)? {
+        Some(run) => (run, false),
         None => {
-            quotas::check_new_run(&tx, release.id, limits)?;
-            create_run(&tx, release.id, &req.run_name)?
+            quotas::count_new_run(&tx, release.id, limits)?;
+            // Stored below, whole, in one statement.
+            let run = RunRow {
+                release_id: release.id,
+                name: req.run_name.clone(),
+                status: Some(RunStatus::DataPending),
+                ..RunRow::default()
+            };
+            (run, true)
         }
     };
     let mut merged = old.clone();
@@ -709,7 +737,7 @@ pub fn report_run(
     if req.ref_image.is_some() || req.ref_url.is_some() {
         merged.ref_expected = true;
     }
-    if merged == old {
+    if merged == old && !new {
         // A repeated report (a client or worker retrying) changes nothing.
         tx.commit()?;
         return Ok(ReportOutcome {
@@ -717,10 +745,9 @@ pub fn report_run(
             diff_queued: false,
         });
     }
-    let compared = (merged.ref_image != old.ref_image).then(|| merged.clone());
-    let outcome = apply_report(&tx, build, &release, &old, merged)?;
-    if let Some(run) = compared {
-        record_baseline(&tx, build, &release, &run)?;
+    let outcome = apply_report(&tx, build, &release, &old, &mut merged, new)?;
+    if merged.ref_image != old.ref_image {
+        record_baseline(&tx, build, &release, &merged)?;
     }
     tx.commit()?;
     Ok(outcome)
@@ -759,7 +786,7 @@ pub fn request_run(
             input.run_name, input.release_name, input.release_number
         )));
     }
-    quotas::check_new_run(&tx, release.id, limits)?;
+    quotas::count_new_run(&tx, release.id, limits)?;
     quotas::check_queued_captures(&tx, build, 1 + u32::from(input.reference.is_some()), limits)?;
     let mut run = insert_run(&tx, release.id, &input.run_name)?;
     let old = run.clone();
@@ -941,7 +968,7 @@ pub fn fail_run_for_task(
     } else {
         merged.run_failed = Some(why.to_string());
     }
-    apply_report(tx, release.build_id, &release, &old, merged)?;
+    apply_report(tx, release.build_id, &release, &old, &mut merged, false)?;
     Ok(())
 }
 
