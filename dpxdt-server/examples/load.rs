@@ -8,6 +8,10 @@
 //! `pg_s3` starts a throw-away PostgreSQL cluster and a Garage node (the
 //! test suite's harness; `scripts/deps.sh --test` installs both) and runs
 //! REPLICAS servers (default 1) on them; requests go to the replicas in turn.
+//!
+//! After each phase it prints the CPU time spent per request by this process
+//! (the load generator and the servers), by PostgreSQL and by Garage, read
+//! from /proc: on two cores, the sum bounds the throughput.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,55 @@ fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     enc.set_color(png::ColorType::Rgba);
     enc.write_header().unwrap().write_image_data(&data).unwrap();
     out
+}
+
+/// CPU seconds used so far by this process, by every `postgres` process and
+/// by every `garage` process (from /proc; Linux counts in 1/100 s).
+fn cpu_seconds() -> [f64; 3] {
+    let ticks = |stat: &str| -> Option<(String, f64)> {
+        let (comm, rest) = stat.rsplit_once(") ")?;
+        let comm = comm.split_once(" (")?.1.to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let used: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some((comm, used / 100.0))
+    };
+    let mut out = [0.0; 3];
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((comm, used)) = ticks(&stat) else {
+            continue;
+        };
+        if name == me {
+            out[0] += used;
+        } else if comm == "postgres" {
+            out[1] += used;
+        } else if comm == "garage" {
+            out[2] += used;
+        }
+    }
+    out
+}
+
+/// Prints the CPU milliseconds per request since `since` for each part.
+fn print_cpu(what: &str, n: usize, since: [f64; 3]) {
+    let now = cpu_seconds();
+    let per = |i: usize| (now[i] - since[i]) * 1000.0 / n as f64;
+    println!(
+        "{what} cpu ms per request: load+servers {:.2}, postgres {:.2}, garage {:.2}, total {:.2}",
+        per(0),
+        per(1),
+        per(2),
+        per(0) + per(1) + per(2)
+    );
 }
 
 async fn run_concurrently<F, Fut>(n: usize, f: F) -> Duration
@@ -145,6 +198,7 @@ async fn main() {
         .sha1sum;
     let n = 2000;
     let cs = clients.clone();
+    let cpu = cpu_seconds();
     let took = run_concurrently(n, move |i| {
         let (c, image) = (cs[i % cs.len()].clone(), image.clone());
         async move {
@@ -164,6 +218,7 @@ async fn main() {
         "report_run: {n} requests, concurrency {CONCURRENCY}: {:.0} req/s",
         n as f64 / took.as_secs_f64()
     );
+    print_cpu("report_run:", n, cpu);
 
     // 2. 1 MB uploads per second (distinct bytes each time).
     let n = 300;
@@ -172,6 +227,7 @@ async fn main() {
         .chain((0..1_000_000u32).map(|i| (i * 31 % 251) as u8))
         .collect();
     let cs = clients.clone();
+    let cpu = cpu_seconds();
     let took = run_concurrently(n, move |i| {
         let c = cs[i % cs.len()].clone();
         let mut bytes = mb.clone();
@@ -186,10 +242,12 @@ async fn main() {
         n as f64 / took.as_secs_f64(),
         n as f64 / took.as_secs_f64()
     );
+    print_cpu("upload 1 MB:", n, cpu);
 
     // 3. A release of `pairs` uploaded image pairs (800x600) to reviewing.
     client.create_release(build, "pairs", "u").await.unwrap();
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let cs = clients.clone();
     run_concurrently(pairs, move |i| {
         let c = cs[i % cs.len()].clone();
@@ -229,4 +287,5 @@ async fn main() {
         reported.as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
+    print_cpu("release of pairs:", pairs, cpu);
 }

@@ -155,6 +155,12 @@ impl Postgres {
                 "full_page_writes=off",
             ]);
         }
+        // Extra settings for a look inside, e.g. `log_statement=all`.
+        if let Ok(extra) = std::env::var("DPXDT_PG_SETTINGS") {
+            for setting in extra.split_whitespace() {
+                server.args(["-c", setting]);
+            }
+        }
         server
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
