@@ -17,7 +17,7 @@ use warp::http::HeaderMap;
 use super::params::multipart_error;
 use super::{ApiError, AppState, BodyStream};
 use crate::error::Doing;
-use crate::storage::db::write_tx;
+use crate::storage::db::build_write_tx;
 use crate::storage::{ApiKeyScope, build_exists, record_artifact};
 
 /// Content types an artifact may be served back with. Anything else is
@@ -193,9 +193,10 @@ pub async fn upload(
         .store
         .call(move |c| {
             // Bytes checked (sent again if a collection took them) and row
-            // recorded under the write lock, which the garbage collector
-            // holds to delete bytes (storage::gc::delete_artifact).
-            let tx = write_tx(c)?;
+            // recorded under the build's write lock, which excludes the
+            // garbage collector's (storage::gc::delete_artifact holds the
+            // database's alone to delete bytes).
+            let tx = build_write_tx(c, build.0)?;
             artifacts.commit_temp(&temp_path, &id)?;
             record_artifact(&tx, build, &id, &ct, size)?;
             tx.commit()?;

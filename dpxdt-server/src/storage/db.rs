@@ -355,8 +355,12 @@ impl Drop for PgConn {
     }
 }
 
-/// The advisory lock every PostgreSQL write transaction takes.
+/// The advisory lock every PostgreSQL write transaction takes: alone in a
+/// [`write_tx`], shared in a [`build_write_tx`].
 const PG_WRITE_LOCK: i64 = 0x6470_7864_7401;
+
+/// The first key of each build's advisory lock (the second is the build).
+const PG_BUILD_LOCKS: i32 = 0x6470_7862;
 
 impl PgConn {
     /// Connects to `url` (`postgres://user:password@host:port/db`).
@@ -834,6 +838,31 @@ pub fn write_tx(db: &mut Db) -> Result<Tx<'_>, DbError> {
         // Should the lock fail, the transaction is open, and dropping the
         // Tx rolls it back.
         Db::Postgres(_) => format!("BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"),
+    };
+    let tx = Tx { db, open: true };
+    tx.db.begin(&begin)?;
+    Ok(tx)
+}
+
+/// Starts a write transaction confined to one build's rows (its releases,
+/// runs, tasks and artifact ownership; the shared `artifact` rows only
+/// through `INSERT OR IGNORE`). On SQLite it is [`write_tx`]. On PostgreSQL
+/// it shares the database lock with other builds' transactions and holds
+/// the build's own lock alone: writers of different builds run side by
+/// side on all replicas, while writers of one build, and every [`write_tx`]
+/// (which holds the database lock alone), are still serialized with it.
+/// Both locks are always taken in that order, so they cannot deadlock.
+pub fn build_write_tx(db: &mut Db, build: i64) -> Result<Tx<'_>, DbError> {
+    let begin = match db {
+        Db::Sqlite(_) => "BEGIN IMMEDIATE".to_owned(),
+        // The build's lock is in the two-key space, which never meets the
+        // one-key lock; builds past 2^31 share keys, which only serializes
+        // more.
+        Db::Postgres(_) => format!(
+            "BEGIN; SELECT pg_advisory_xact_lock_shared({PG_WRITE_LOCK}); \
+             SELECT pg_advisory_xact_lock({PG_BUILD_LOCKS}, {})",
+            build.rem_euclid(i64::from(i32::MAX)) as i32
+        ),
     };
     let tx = Tx { db, open: true };
     tx.db.begin(&begin)?;

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use dpxdt_core::BuildId;
 use rusqlite::OpenFlags;
 
 pub use db::{Db, DbError};
@@ -395,6 +396,12 @@ impl Store {
 /// Starts a write transaction (see [`db::write_tx`]).
 pub(crate) fn write_tx(conn: &mut Db) -> Result<db::Tx<'_>, StoreError> {
     Ok(db::write_tx(conn)?)
+}
+
+/// Starts a write transaction confined to `build`'s rows (see
+/// [`db::build_write_tx`]).
+pub(crate) fn build_write_tx(conn: &mut Db, build: BuildId) -> Result<db::Tx<'_>, StoreError> {
+    Ok(db::build_write_tx(conn, build.0)?)
 }
 
 pub use artifacts::{artifact_owned, record_artifact};

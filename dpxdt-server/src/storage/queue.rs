@@ -70,10 +70,11 @@ pub fn add(
         ));
     }
     let now = now_ms();
-    conn.execute(
+    let id = conn.query_row(
         "INSERT INTO task (queue, payload, status, eta, max_attempts, build_id, release_id, run_id,
                            created, modified)
-         VALUES (?1, ?2, 'live', ?3, ?4, ?5, ?6, ?7, ?3, ?3)",
+         VALUES (?1, ?2, 'live', ?3, ?4, ?5, ?6, ?7, ?3, ?3)
+         RETURNING id",
         params![
             queue,
             payload,
@@ -83,8 +84,9 @@ pub fn add(
             links.release.map(|r| r.0),
             links.run.map(|r| r.0)
         ],
+        |r| r.get(0),
     )?;
-    Ok(TaskId(conn.last_insert_rowid()?))
+    Ok(TaskId(id))
 }
 
 /// Adds a task in its own transaction (the HTTP `add` endpoint).
@@ -192,14 +194,16 @@ fn give_up_exhausted(
     now: i64,
     on_give_up: OnGiveUp,
 ) -> Result<(), StoreError> {
+    const EXHAUSTED: &str = "SELECT id, lease_attempts, run_id, last_error FROM task
+         WHERE queue = ?1 AND status = 'live' AND eta <= ?2 AND lease_attempts >= max_attempts";
+    // Almost always there are none: look before taking the write lock,
+    // which every lease would otherwise take and wait for.
+    if conn.query_rows(EXHAUSTED, params![queue, now])?.is_empty() {
+        return Ok(());
+    }
     let tx = write_tx(conn)?;
     let exhausted = tx
-        .query_rows(
-            "SELECT id, lease_attempts, run_id, last_error FROM task
-             WHERE queue = ?1 AND status = 'live' AND eta <= ?2
-               AND lease_attempts >= max_attempts",
-            params![queue, now],
-        )?
+        .query_rows(EXHAUSTED, params![queue, now])?
         .iter()
         .map(|r| {
             Ok(TaskRow {

@@ -19,7 +19,7 @@ use dpxdt_core::{
 use super::activity::log_in;
 use super::quotas::{self, Limits};
 use super::users::UserRow;
-use super::{StoreError, now_ms, write_tx};
+use super::{StoreError, build_write_tx, now_ms, write_tx};
 use crate::storage::queue;
 
 /// Lease attempts of capture and diff tasks before they are given up (the original's 3).
@@ -685,7 +685,7 @@ pub fn report_run(
         )));
     }
     let build = req.build_id;
-    let tx = write_tx(conn)?;
+    let tx = build_write_tx(conn, build)?;
     let release = release_accepting(&tx, build, &req.release_name, req.release_number)?;
     for (field, id) in [
         ("image", &req.image),
@@ -763,12 +763,18 @@ pub fn request_run(
 ) -> Result<bool, StoreError> {
     dpxdt_core::model::validate_name("run_name", &input.run_name).map_err(StoreError::Invalid)?;
     let build = input.build_id;
-    let tx = write_tx(conn)?;
+    let tx = build_write_tx(conn, build)?;
     let release = release_accepting(&tx, build, &input.release_name, input.release_number)?;
-    let config_len = input.config_json.len() as i64;
-    super::record_artifact(&tx, build, &input.config, "application/json", config_len)?;
+    // In id order: another build's request may record the same two
+    // configs at the same time, and the same order for both means neither
+    // waits on the other's second row while holding its first.
+    let mut configs = vec![(&input.config, input.config_json.len() as i64)];
     if let Some((_, json, id)) = &input.reference {
-        super::record_artifact(&tx, build, id, "application/json", json.len() as i64)?;
+        configs.push((id, json.len() as i64));
+    }
+    configs.sort();
+    for (id, len) in configs {
+        super::record_artifact(&tx, build, id, "application/json", len)?;
     }
     let ref_url = input.reference.as_ref().map(|r| r.0.clone());
     let ref_config = input.reference.as_ref().map(|r| r.2.to_string());

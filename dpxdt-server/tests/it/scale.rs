@@ -223,3 +223,132 @@ fn a_lost_database_session_is_made_again_but_never_inside_a_transaction() {
         "nothing of the transaction stayed"
     );
 }
+
+/// A build's writers lock only that build (and share the database lock):
+/// while one transaction holds build 1's lock on replica A, replica B
+/// reports a run of build 2 at once; a report of build 1 and a
+/// database-wide writer wait until build 1's transaction ends.
+#[test]
+fn writers_of_different_builds_do_not_wait_for_each_other() {
+    use dpxdt_core::api::ReportRunRequest;
+    use dpxdt_server::storage::db::{build_write_tx, write_tx};
+    use dpxdt_server::storage::releases::NewRelease;
+    use dpxdt_server::storage::{Limits, create_build, create_release, report_run};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let (_dir, a, b) = two_stores();
+    let limits = Limits::default();
+    let builds = a
+        .blocking(|c| {
+            let mut ids = Vec::new();
+            for name in ["one", "two"] {
+                let build = create_build(c, name)?;
+                let release = NewRelease {
+                    name: "r",
+                    url: "u",
+                    branch: None,
+                    commit_sha: None,
+                };
+                create_release(c, build, &release, &limits)?;
+                ids.push(build);
+            }
+            Ok(ids)
+        })
+        .unwrap();
+    let (one, two) = (builds[0], builds[1]);
+    let report = |store: &Store, build: dpxdt_core::BuildId, run: &str| {
+        let (store, run) = (store.clone(), run.to_owned());
+        std::thread::spawn(move || {
+            let req = ReportRunRequest {
+                build_id: build,
+                release_name: "r".into(),
+                release_number: 1,
+                run_name: run,
+                ..Default::default()
+            };
+            store.blocking(|c| report_run(c, &req, &Limits::default()))
+        })
+    };
+    // Waits (up to a deadline) until `n` lock requests are waiting.
+    let waiting = |n: i64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now: i64 = b
+                .blocking(|c| {
+                    Ok(c.query_row(
+                        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                        [],
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap();
+            if now >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{now} lock requests wait, not {n}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let (held_tx, held) = mpsc::channel();
+    let (end_tx, end) = mpsc::channel::<()>();
+    let holder = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            a.blocking(|c| {
+                let tx = build_write_tx(c, one.0)?;
+                // The lock goes out with the transaction's first statement.
+                tx.execute(
+                    "UPDATE release SET modified = modified WHERE build_id = ?1",
+                    [one.0],
+                )?;
+                held_tx.send(()).unwrap();
+                end.recv().unwrap();
+                tx.commit()?;
+                Ok(())
+            })
+        })
+    };
+    held.recv().unwrap();
+
+    // Build 2 is not held up: its report finishes while build 1 is locked.
+    let (done_tx, done) = mpsc::channel();
+    let other = report(&b, two, "/other");
+    std::thread::spawn(move || done_tx.send(other.join().unwrap()).unwrap());
+    let outcome = done
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a report of build 2 waited for build 1's lock");
+    outcome.unwrap();
+
+    // Build 1's report, and a database-wide writer, wait for the holder.
+    let same = report(&b, one, "/same");
+    waiting(1);
+    let global = {
+        let b = b.clone();
+        std::thread::spawn(move || {
+            b.blocking(|c| {
+                let tx = write_tx(c)?;
+                tx.execute(
+                    "UPDATE build SET modified = modified WHERE id = ?1",
+                    [two.0],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+        })
+    };
+    waiting(2);
+    assert!(!same.is_finished() && !global.is_finished());
+    end_tx.send(()).unwrap();
+    holder.join().unwrap().unwrap();
+    same.join().unwrap().unwrap();
+    global.join().unwrap().unwrap();
+    let runs: i64 = a
+        .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM run", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(runs, 2);
+}
