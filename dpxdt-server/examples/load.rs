@@ -1,5 +1,6 @@
-//! A load generator for the API on loopback: report_run and 1 MB upload
-//! requests per second, and the time for a release of N uploaded image pairs
+//! A load generator for the API on loopback: report_run requests per second
+//! (into one build's release, and spread over four builds), 1 MB uploads
+//! per second, and the time for a release of N uploaded image pairs
 //! to reach `reviewing` with the in-process diff workers.
 //!
 //! `cargo run --release -p dpxdt-server --no-default-features --example load [PAIRS] [sqlite|pg_s3] [REPLICAS]`
@@ -13,6 +14,7 @@
 //! (the load generator and the servers), by PostgreSQL and by Garage, read
 //! from /proc: on two cores, the sum bounds the throughput.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use dpxdt_core::ReleaseKey;
@@ -36,46 +38,45 @@ fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     out
 }
 
-/// CPU seconds used so far by this process, by every `postgres` process and
-/// by every `garage` process (from /proc; Linux counts in 1/100 s).
-fn cpu_seconds() -> [f64; 3] {
-    let ticks = |stat: &str| -> Option<(String, f64)> {
+/// CPU seconds used so far by each process: this one (part 0), every
+/// `postgres` process (1) and every `garage` process (2), read from /proc
+/// (Linux counts in 1/100 s).
+fn cpu_seconds() -> HashMap<u32, (usize, f64)> {
+    let parse = |stat: &str| -> Option<(String, f64)> {
         let (comm, rest) = stat.rsplit_once(") ")?;
         let comm = comm.split_once(" (")?.1.to_owned();
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let used: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        let used: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         Some((comm, used / 100.0))
     };
-    let mut out = [0.0; 3];
-    let me = std::process::id().to_string();
+    let mut out = HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
-        }
+        };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some((comm, used)) = ticks(&stat) else {
-            continue;
+        let Some((comm, used)) = parse(&stat) else { continue };
+        let part = match comm.as_str() {
+            _ if pid == std::process::id() => 0,
+            "postgres" => 1,
+            "garage" => 2,
+            _ => continue,
         };
-        if name == me {
-            out[0] += used;
-        } else if comm == "postgres" {
-            out[1] += used;
-        } else if comm == "garage" {
-            out[2] += used;
-        }
+        out.insert(pid, (part, used));
     }
     out
 }
 
-/// Prints the CPU milliseconds per request since `since` for each part.
-fn print_cpu(what: &str, n: usize, since: [f64; 3]) {
-    let now = cpu_seconds();
-    let per = |i: usize| (now[i] - since[i]) * 1000.0 / n as f64;
+/// Prints the CPU milliseconds per request since `since` for each part
+/// (processes that ended in between are left out, not counted negative).
+fn print_cpu(what: &str, n: usize, since: HashMap<u32, (usize, f64)>) {
+    let mut used = [0.0; 3];
+    for (pid, (part, now)) in cpu_seconds() {
+        used[part] += now - since.get(&pid).map_or(0.0, |s| s.1);
+    }
+    let per = |i: usize| used[i] * 1000.0 / n as f64;
     println!(
         "{what} cpu ms per request: load+servers {:.2}, postgres {:.2}, garage {:.2}, total {:.2}",
         per(0),
@@ -219,6 +220,54 @@ async fn main() {
         n as f64 / took.as_secs_f64()
     );
     print_cpu("report_run:", n, cpu);
+
+    // 1b. The same spread over four builds (teams), each its own release.
+    const BUILDS: usize = 4;
+    let mut teams = Vec::new();
+    for t in 0..BUILDS {
+        let id = admin.create_build(&format!("team-{t}")).await.unwrap().build_id;
+        let key = admin.create_api_key(id, None).await.unwrap();
+        let per_replica: Vec<dpxdt_client::Client> = bases
+            .iter()
+            .map(|base| {
+                dpxdt_client::Client::builder(base)
+                    .api_key(&key.api_key, &key.api_secret)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        per_replica[0].create_release(id, "reports", "u").await.unwrap();
+        let image = per_replica[0]
+            .upload_bytes(id, "a.png", png(64, 64, t as u32 + 10))
+            .await
+            .unwrap()
+            .sha1sum;
+        teams.push((id, per_replica, image));
+    }
+    let teams = std::sync::Arc::new(teams);
+    let cpu = cpu_seconds();
+    let shared = teams.clone();
+    let took = run_concurrently(n, move |i| {
+        let (id, cs, image) = &shared[i % BUILDS];
+        let (id, c, image) = (*id, cs[(i / BUILDS) % cs.len()].clone(), image.clone());
+        async move {
+            let req = ReportRunRequest {
+                build_id: id,
+                release_name: "reports".into(),
+                release_number: 1,
+                run_name: format!("/run/{i}"),
+                image: Some(image),
+                ..Default::default()
+            };
+            c.report_run(&req).await.unwrap();
+        }
+    })
+    .await;
+    println!(
+        "report_run over {BUILDS} builds: {n} requests, concurrency {CONCURRENCY}: {:.0} req/s",
+        n as f64 / took.as_secs_f64()
+    );
+    print_cpu("report_run over builds:", n, cpu);
 
     // 2. 1 MB uploads per second (distinct bytes each time).
     let n = 300;
