@@ -46,18 +46,25 @@ fn cpu_seconds() -> HashMap<u32, (usize, f64)> {
         let (comm, rest) = stat.rsplit_once(") ")?;
         let comm = comm.split_once(" (")?.1.to_owned();
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let used: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        let used: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         Some((comm, used / 100.0))
     };
     let mut out = HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some((comm, used)) = parse(&stat) else { continue };
+        let Some((comm, used)) = parse(&stat) else {
+            continue;
+        };
         let part = match comm.as_str() {
             _ if pid == std::process::id() => 0,
             "postgres" => 1,
@@ -225,7 +232,11 @@ async fn main() {
     const BUILDS: usize = 4;
     let mut teams = Vec::new();
     for t in 0..BUILDS {
-        let id = admin.create_build(&format!("team-{t}")).await.unwrap().build_id;
+        let id = admin
+            .create_build(&format!("team-{t}"))
+            .await
+            .unwrap()
+            .build_id;
         let key = admin.create_api_key(id, None).await.unwrap();
         let per_replica: Vec<dpxdt_client::Client> = bases
             .iter()
@@ -236,7 +247,10 @@ async fn main() {
                     .unwrap()
             })
             .collect();
-        per_replica[0].create_release(id, "reports", "u").await.unwrap();
+        per_replica[0]
+            .create_release(id, "reports", "u")
+            .await
+            .unwrap();
         let image = per_replica[0]
             .upload_bytes(id, "a.png", png(64, 64, t as u32 + 10))
             .await

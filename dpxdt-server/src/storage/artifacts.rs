@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::storage::db::{Db, OptionalExtension, params};
+use crate::storage::db::{Db, OptionalExtension, Params, Value, params};
 use dpxdt_core::{ArtifactId, BuildId};
 use rand::RngCore;
 
@@ -172,11 +172,18 @@ pub fn record_artifact(
 /// garbage collector, which only takes what nobody used since it looked,
 /// keeps it. Returns whether the build owns it.
 pub fn touch_artifact(conn: &Db, build: BuildId, id: &str) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE artifact_owner SET seen = ?3 WHERE build_id = ?1 AND artifact_id = ?2",
-        params![build.0, id, now_ms()],
-    )?;
-    Ok(n == 1)
+    Ok(!conn
+        .query_rows(TOUCH_ARTIFACT, touch_values(build, id).as_slice())?
+        .is_empty())
+}
+
+/// [`touch_artifact`]'s statement (a row back when the build owns it), and
+/// its values, for callers that send it with others ([`Db::query_many`]).
+pub(crate) const TOUCH_ARTIFACT: &str =
+    "UPDATE artifact_owner SET seen = ?3 WHERE build_id = ?1 AND artifact_id = ?2 RETURNING seen";
+
+pub(crate) fn touch_values(build: BuildId, id: &str) -> Vec<Value> {
+    params![build.0, id, now_ms()].values()
 }
 
 /// The artifact `id` if `build` owns it; `None` for unknown and not-owned alike.

@@ -178,6 +178,11 @@ impl Params for &[&dyn ToValue] {
         self.iter().map(|v| v.to_value()).collect()
     }
 }
+impl Params for &[Value] {
+    fn values(&self) -> Vec<Value> {
+        self.to_vec()
+    }
+}
 impl Params for [&dyn ToValue; 0] {
     fn values(&self) -> Vec<Value> {
         Vec::new()
@@ -465,42 +470,92 @@ impl PgConn {
         Ok(stmt)
     }
 
-    /// Runs `work`, after the deferred `BEGIN` if there is one: both are
-    /// sent before either answer is awaited, so they cost one round trip,
-    /// and the statement runs inside the transaction (the server takes
-    /// the messages in order). Should the `BEGIN` fail, its error is the
-    /// one returned.
-    fn after_begin<T>(
+    /// Runs `works` in order, after the deferred `BEGIN` if there is one:
+    /// all are sent before any answer is awaited, so together they cost one
+    /// round trip (the server takes the messages in order, so each runs
+    /// inside the transaction). The first error is the one returned,
+    /// the `BEGIN`'s before any other.
+    fn pipelined<T, F>(
         &self,
         client: &tokio_postgres::Client,
-        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, DbError> {
-        let Some(begin) = self.begin.borrow_mut().take() else {
-            return self.wait(work);
+        works: Vec<F>,
+    ) -> Result<Vec<T>, DbError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let begin = self.begin.borrow_mut().take();
+        if begin.is_none() && works.len() == 1 {
+            let work = works.into_iter().next().expect("one");
+            return Ok(vec![self.wait(work)?]);
+        }
+        let begun = async {
+            match &begin {
+                Some(sql) => client.batch_execute(sql).await,
+                None => Ok(()),
+            }
         };
-        let mut begun = std::pin::pin!(client.batch_execute(&begin));
-        let mut work = std::pin::pin!(work);
-        let (mut began, mut out) = (None, None);
+        let mut begun = std::pin::pin!(begun);
+        let mut works: Vec<std::pin::Pin<Box<F>>> = works.into_iter().map(Box::pin).collect();
+        let mut began = None;
+        let mut outs: Vec<Option<Result<T, tokio_postgres::Error>>> =
+            works.iter().map(|_| None).collect();
         block_on(std::future::poll_fn(|cx| {
-            // The BEGIN is polled first, so it is queued first.
+            // Polled in order, so the requests are queued in order.
             if began.is_none()
                 && let std::task::Poll::Ready(r) = begun.as_mut().poll(cx)
             {
                 began = Some(r);
             }
-            if out.is_none()
-                && let std::task::Poll::Ready(r) = work.as_mut().poll(cx)
-            {
-                out = Some(r);
+            for (work, out) in works.iter_mut().zip(outs.iter_mut()) {
+                if out.is_none()
+                    && let std::task::Poll::Ready(r) = work.as_mut().poll(cx)
+                {
+                    *out = Some(r);
+                }
             }
-            if began.is_some() && out.is_some() {
+            if began.is_some() && outs.iter().all(Option::is_some) {
                 std::task::Poll::Ready(())
             } else {
                 std::task::Poll::Pending
             }
         }));
         began.expect("polled to the end")?;
-        Ok(out.expect("polled to the end")?)
+        let mut results = Vec::with_capacity(outs.len());
+        for out in outs {
+            results.push(out.expect("polled to the end")?);
+        }
+        Ok(results)
+    }
+
+    fn after_begin<T>(
+        &self,
+        client: &tokio_postgres::Client,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DbError> {
+        let mut out = self.pipelined(client, vec![work])?;
+        Ok(out.pop().expect("one result for one statement"))
+    }
+
+    /// Statements sent together (see [`Db::query_many`]).
+    fn query_many(&self, statements: &[(&str, Vec<Value>)]) -> Result<Vec<Vec<Row>>, DbError> {
+        let client = self.client()?;
+        let prepared = statements
+            .iter()
+            .map(|(sql, _)| self.statement(&client, sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+            .iter()
+            .map(|(_, values)| values.iter().map(|v| v as _).collect())
+            .collect();
+        let works = prepared
+            .iter()
+            .zip(&refs)
+            .map(|(stmt, refs)| client.query(stmt, refs))
+            .collect();
+        self.pipelined(&client, works)?
+            .iter()
+            .map(|rows| rows.iter().map(pg_row).collect())
+            .collect()
     }
 
     /// Opens a transaction with `begin` (`BEGIN`, perhaps with a lock),
@@ -760,6 +815,20 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(c) => c.query(sql, params.values()),
+        }
+    }
+
+    /// The rows of each statement, for statements whose parameters do not
+    /// depend on each other's results. PostgreSQL is sent them all before
+    /// it answers any, so they cost one round trip instead of one each
+    /// (worth it inside a write lock); SQLite runs them in turn.
+    pub fn query_many(&self, statements: &[(&str, Vec<Value>)]) -> Result<Vec<Vec<Row>>, DbError> {
+        match self {
+            Db::Sqlite(_) => statements
+                .iter()
+                .map(|(sql, values)| self.query_rows(sql, values.as_slice()))
+                .collect(),
+            Db::Postgres(c) => c.query_many(statements),
         }
     }
 

@@ -6,7 +6,7 @@
 //! old`) inside an immediate transaction, so two requests racing on one run
 //! or release can never both win.
 
-use crate::storage::db::{Db, DbError, DbResult, OptionalExtension, Row, Tx, params};
+use crate::storage::db::{Db, DbError, DbResult, OptionalExtension, Params, Row, Tx, params};
 use dpxdt_core::api::{
     BaselineReason, CAPTURE_QUEUE, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest,
     RunBaseline, RunCount,
@@ -17,6 +17,7 @@ use dpxdt_core::{
 };
 
 use super::activity::log_in;
+use super::artifacts::{TOUCH_ARTIFACT, touch_values};
 use super::quotas::{self, Limits};
 use super::users::UserRow;
 use super::{StoreError, build_write_tx, now_ms, write_tx};
@@ -175,11 +176,13 @@ pub fn get_release(
         release_from_row,
     )
     .optional()?
-    .ok_or_else(|| {
-        StoreError::NotFound(format!(
-            "release {name:?} number {number} does not exist in build {build}"
-        ))
-    })
+    .ok_or_else(|| no_release(build, name, number))
+}
+
+fn no_release(build: BuildId, name: &str, number: i64) -> StoreError {
+    StoreError::NotFound(format!(
+        "release {name:?} number {number} does not exist in build {build}"
+    ))
 }
 
 /// The release with database id `id`.
@@ -634,23 +637,6 @@ fn apply_report(
     })
 }
 
-fn check_owned(
-    tx: &Tx<'_>,
-    build: BuildId,
-    field: &str,
-    id: &Option<ArtifactId>,
-) -> Result<(), StoreError> {
-    // Touching the owner row also tells the garbage collector it is in use.
-    if let Some(id) = id
-        && !super::artifacts::touch_artifact(tx, build, id.as_str())?
-    {
-        return Err(StoreError::Invalid(format!(
-            "{field}: artifact {id} was not uploaded to build {build}"
-        )));
-    }
-    Ok(())
-}
-
 /// The release, if it exists and still accepts runs (404 / 409 otherwise).
 /// Requests check it before they store anything, and again in their
 /// transaction.
@@ -661,13 +647,18 @@ pub fn release_accepting(
     number: i64,
 ) -> Result<ReleaseRow, StoreError> {
     let release = get_release(conn, build, name, number)?;
+    check_accepting(&release)?;
+    Ok(release)
+}
+
+fn check_accepting(release: &ReleaseRow) -> Result<(), StoreError> {
     if !release.status.accepts_runs() {
         return Err(StoreError::Conflict(format!(
-            "release {name:?} number {number} is {}: it no longer accepts runs",
-            release.status
+            "release {:?} number {} is {}: it no longer accepts runs",
+            release.name, release.number, release.status
         )));
     }
-    Ok(release)
+    Ok(())
 }
 
 /// Merges reported data into a run (creating it if new) and moves its state.
@@ -685,9 +676,7 @@ pub fn report_run(
         )));
     }
     let build = req.build_id;
-    let tx = build_write_tx(conn, build)?;
-    let release = release_accepting(&tx, build, &req.release_name, req.release_number)?;
-    for (field, id) in [
+    let named: Vec<(&str, &ArtifactId)> = [
         ("image", &req.image),
         ("log", &req.log),
         ("config", &req.config),
@@ -696,10 +685,53 @@ pub fn report_run(
         ("ref_config", &req.ref_config),
         ("diff_image", &req.diff_image),
         ("diff_log", &req.diff_log),
-    ] {
-        check_owned(&tx, build, field, id)?;
+    ]
+    .into_iter()
+    .filter_map(|(field, id)| Some((field, id.as_ref()?)))
+    .collect();
+    let tx = build_write_tx(conn, build)?;
+    // What the report needs to know, asked in one round trip (on
+    // PostgreSQL; inside the build's lock): the release, the run, and
+    // whether the build owns each artifact named. Touching an artifact's
+    // owner row also tells the garbage collector it is in use.
+    let (name, number) = (&req.release_name, req.release_number);
+    let release_sql = format!(
+        "SELECT {RELEASE_COLS} FROM release WHERE build_id = ?1 AND name = ?2 AND number = ?3"
+    );
+    let run_sql = format!(
+        "SELECT {RUN_COLS} FROM run
+         WHERE release_id = (SELECT id FROM release WHERE build_id = ?1 AND name = ?2 AND number = ?3)
+           AND name = ?4"
+    );
+    let mut asked = vec![
+        (
+            release_sql.as_str(),
+            params![build.0, name, number].values(),
+        ),
+        (
+            run_sql.as_str(),
+            params![build.0, name, number, req.run_name].values(),
+        ),
+    ];
+    for (_, id) in &named {
+        asked.push((TOUCH_ARTIFACT, touch_values(build, id.as_str())));
     }
-    let (old, new) = match get_run(&tx, release.id, &req.run_name)? {
+    let mut answers = tx.query_many(&asked)?.into_iter();
+    let mut next = || answers.next().expect("one answer per statement");
+    let release = match next().first() {
+        Some(row) => release_from_row(row)?,
+        None => return Err(no_release(build, name, number)),
+    };
+    check_accepting(&release)?;
+    let run = next().first().map(run_from_row).transpose()?;
+    for (field, id) in &named {
+        if next().is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "{field}: artifact {id} was not uploaded to build {build}"
+            )));
+        }
+    }
+    let (old, new) = match run {
         Some(run) => (run, false),
         None => {
             quotas::count_new_run(&tx, release.id, limits)?;

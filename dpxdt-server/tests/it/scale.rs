@@ -352,3 +352,48 @@ fn writers_of_different_builds_do_not_wait_for_each_other() {
         .unwrap();
     assert_eq!(runs, 2);
 }
+
+/// Statements sent together (`query_many`) after a deferred BEGIN run inside
+/// the transaction, in order: a rolled-back transaction leaves none of
+/// them, and a failing statement fails the call.
+#[test]
+fn statements_sent_together_run_in_order_inside_the_transaction() {
+    use dpxdt_server::storage::db::{Value, write_tx};
+    let (_dir, a, _b) = two_stores();
+    let count = |store: &Store| -> i64 {
+        store
+            .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM build", [], |r| r.get(0))?))
+            .unwrap()
+    };
+    let insert = "INSERT INTO build (name, created, modified) VALUES (?1, 0, 0) RETURNING id";
+    let named = |name: &str| vec![Value::Text(name.into())];
+    let answers = a
+        .blocking(|c| {
+            let tx = write_tx(c)?;
+            let answers = tx.query_many(&[
+                (insert, named("first")),
+                ("SELECT COUNT(*) FROM build WHERE name = 'first'", vec![]),
+                (insert, named("second")),
+            ])?;
+            // The count saw the first insert: they ran in order.
+            let seen: i64 = answers[1][0].get(0)?;
+            // Dropped uncommitted: rolled back.
+            Ok((answers.iter().map(Vec::len).collect::<Vec<_>>(), seen))
+        })
+        .unwrap();
+    assert_eq!(answers, (vec![1, 1, 1], 1));
+    assert_eq!(count(&a), 0, "a statement ran outside the transaction");
+    let failed = a.blocking(|c| {
+        let tx = write_tx(c)?;
+        tx.query_many(&[
+            (insert, named("third")),
+            ("SELECT no_such_column FROM build", vec![]),
+            (insert, named("fourth")),
+        ])?;
+        tx.commit()?;
+        Ok(())
+    });
+    let err = failed.unwrap_err().to_string();
+    assert!(err.contains("no_such_column"), "{err}");
+    assert_eq!(count(&a), 0);
+}
