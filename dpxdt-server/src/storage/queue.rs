@@ -14,7 +14,7 @@ use crate::storage::db::{Db, Dialect, OptionalExtension, Tx, params};
 use dpxdt_core::api::LeasedTask;
 use dpxdt_core::{BuildId, ReleaseId, RunId, TaskId};
 
-use crate::storage::{StoreError, now_ms, write_tx};
+use crate::storage::{StoreError, build_write_tx, now_ms, write_tx};
 
 /// What becomes of a given-up task's run: called in the same transaction
 /// with the run, the queue's name and why the task was given up. The queue
@@ -395,6 +395,26 @@ fn held(tx: &Tx<'_>, queue: &str, task: TaskId, owner: &str, now: i64) -> Result
     Ok(h)
 }
 
+/// The write transaction a task's heartbeat or end runs in. On PostgreSQL:
+/// its build's (a task's build never changes, so it is read before the
+/// lock), so workers finishing one team's tasks do not wait for another
+/// team's writers; the database's for a task without a build.
+fn task_tx(conn: &mut Db, task: TaskId) -> Result<Tx<'_>, StoreError> {
+    if conn.dialect() == Dialect::Sqlite {
+        return write_tx(conn);
+    }
+    let build: Option<i64> = conn
+        .query_row("SELECT build_id FROM task WHERE id = ?1", [task.0], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    match build {
+        Some(build) => build_write_tx(conn, BuildId(build)),
+        None => write_tx(conn),
+    }
+}
+
 /// Records progress and extends the lease. A heartbeat with an index not
 /// above the last one is accepted but changes nothing (it arrived late).
 pub fn heartbeat(
@@ -406,7 +426,7 @@ pub fn heartbeat(
     index: i64,
     timeout_secs: Option<u64>,
 ) -> Result<i64, StoreError> {
-    let tx = write_tx(conn)?;
+    let tx = task_tx(conn, task)?;
     let now = now_ms();
     let h = held(&tx, queue, task, owner, now)?;
     if index <= h.heartbeat_index {
@@ -441,7 +461,7 @@ pub fn finish(
     error: Option<&str>,
     on_give_up: OnGiveUp,
 ) -> Result<(), StoreError> {
-    let tx = write_tx(conn)?;
+    let tx = task_tx(conn, task)?;
     let now = now_ms();
     let h = held(&tx, queue, task, owner, now)?;
     match error {
