@@ -160,11 +160,22 @@ pub fn record_artifact(
         "INSERT OR IGNORE INTO artifact (id, content_type, size, created) VALUES (?1, ?2, ?3, ?4)",
         params![id.as_str(), content_type, size, now_ms()],
     )?;
-    conn.execute(
+    let claimed = conn.query_rows(
         "INSERT INTO artifact_owner (build_id, artifact_id, seen) VALUES (?1, ?2, ?3)
-         ON CONFLICT (build_id, artifact_id) DO UPDATE SET seen = excluded.seen",
+         ON CONFLICT (build_id, artifact_id) DO NOTHING RETURNING seen",
         params![build.0, id.as_str(), now_ms()],
     )?;
+    if claimed.is_empty() {
+        touch_artifact(conn, build, id.as_str())?;
+    } else {
+        // A new claim: the build's byte count grows by the artifact's size
+        // (as first recorded, whoever recorded it).
+        conn.execute(
+            "UPDATE build SET artifact_bytes = artifact_bytes
+                 + (SELECT size FROM artifact WHERE id = ?2) WHERE id = ?1",
+            params![build.0, id.as_str()],
+        )?;
+    }
     Ok(())
 }
 

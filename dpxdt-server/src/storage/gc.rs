@@ -423,10 +423,18 @@ fn end_claims(
     let tx = write_tx(conn)?;
     let mut n = 0;
     for id in ids {
-        n += tx.execute(
+        let ended = tx.execute(
             "DELETE FROM artifact_owner WHERE build_id = ?1 AND artifact_id = ?2 AND seen < ?3",
             params![build.0, id, looked],
-        )? as u64;
+        )?;
+        if ended == 1 {
+            tx.execute(
+                "UPDATE build SET artifact_bytes = artifact_bytes
+                     - (SELECT size FROM artifact WHERE id = ?2) WHERE id = ?1",
+                params![build.0, id],
+            )?;
+            n += 1;
+        }
     }
     tx.commit()?;
     Ok(n)
@@ -756,6 +764,21 @@ mod tests {
             collect(&store, &opts, &mut |_| {}).unwrap(),
             GcReport::default()
         );
+        // The build's byte count is that of what it still owns.
+        let (counted, owned) = store
+            .blocking(|c| {
+                let counted = crate::storage::quotas::build_bytes(c, build)?;
+                let owned: i64 = c.query_row(
+                    "SELECT SUM(a.size) FROM artifact_owner o JOIN artifact a ON a.id = o.artifact_id
+                     WHERE o.build_id = ?1",
+                    [build.0],
+                    |r| r.get(0),
+                )?;
+                Ok((counted, owned as u64))
+            })
+            .unwrap();
+        // Nine two-byte uploads, one claim ended.
+        assert_eq!((counted, owned), (16, 16));
         // The baselines are the same as before.
         let (good, _, _) = store
             .blocking(|c| releases::find_run(c, build, "/b", None))

@@ -3,7 +3,7 @@
 //! transaction that would go over the limit, so a refused request changes
 //! nothing.
 
-use crate::storage::db::{Db, params};
+use crate::storage::db::{Db, OptionalExtension, params};
 use dpxdt_core::{BuildId, ReleaseId};
 
 use super::{StoreError, now_ms};
@@ -116,13 +116,15 @@ pub(crate) fn check_queued_captures(
 
 /// The bytes of the artifacts `build` owns.
 pub fn build_bytes(conn: &Db, build: BuildId) -> Result<u64, StoreError> {
-    let bytes: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(a.size), 0) FROM artifact_owner o
-         JOIN artifact a ON a.id = o.artifact_id WHERE o.build_id = ?1",
-        [build.0],
-        |r| r.get(0),
-    )?;
-    Ok(bytes.max(0) as u64)
+    // Kept by record_artifact and the garbage collector's end_claims.
+    let bytes: Option<i64> = conn
+        .query_row(
+            "SELECT artifact_bytes FROM build WHERE id = ?1",
+            [build.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(bytes.unwrap_or(0).max(0) as u64)
 }
 
 /// Refuses an artifact of `size` bytes that `build` does not own yet when

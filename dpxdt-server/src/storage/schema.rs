@@ -309,7 +309,19 @@ CREATE TABLE login_limit (
     // and kept in one single-row update instead of counting the release's
     // runs for every new one.
     RELEASE_RUN_COUNT,
+    // 19: each build counts the bytes of the artifacts it owns, so the
+    // per-build limit does not sum them for every upload.
+    BUILD_ARTIFACT_BYTES,
 ];
+
+/// Migration 19 in both dialects (the same SQL).
+const BUILD_ARTIFACT_BYTES: &str = r#"
+ALTER TABLE build ADD COLUMN artifact_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE build SET artifact_bytes = (
+    SELECT COALESCE(SUM(a.size), 0) FROM artifact_owner o JOIN artifact a ON a.id = o.artifact_id
+    WHERE o.build_id = build.id
+);
+"#;
 
 /// Migration 18 in both dialects (the same SQL).
 const RELEASE_RUN_COUNT: &str = r#"
@@ -550,6 +562,7 @@ CREATE TABLE login_limit (
 "#,
     ),
     (18, RELEASE_RUN_COUNT),
+    (19, BUILD_ARTIFACT_BYTES),
 ];
 
 /// The version a fully migrated database has.
@@ -635,7 +648,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn releases_made_before_run_counts_are_counted_when_migrated() {
+    fn releases_and_builds_made_before_their_counts_are_counted_when_migrated() {
         let mut db = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         for (i, sql) in MIGRATIONS[..17].iter().enumerate() {
             db.execute_batch(sql).unwrap();
@@ -648,10 +661,20 @@ mod tests {
                  VALUES (1, 1, 'full', 1, 'receiving', 0, 0), (2, 1, 'empty', 1, 'receiving', 0, 0);
              INSERT INTO run (release_id, name, status, created, modified)
                  VALUES (1, 'a', 'data_pending', 0, 0), (1, 'b', 'data_pending', 0, 0),
-                        (1, 'c', 'data_pending', 0, 0);",
+                        (1, 'c', 'data_pending', 0, 0);
+             INSERT INTO artifact (id, content_type, size, created)
+                 VALUES ('x', 'image/png', 5, 0), ('y', 'image/png', 7, 0);
+             INSERT INTO artifact_owner (build_id, artifact_id, seen) VALUES (1, 'x', 0), (1, 'y', 0);",
         )
         .unwrap();
         assert_eq!(migrate(&mut db).unwrap(), latest_version());
+        // Migration 19 counts the bytes the build already owns.
+        let bytes: i64 = db
+            .query_row("SELECT artifact_bytes FROM build WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(bytes, 12);
         let count = |id: i64| -> i64 {
             db.query_row("SELECT run_count FROM release WHERE id = ?1", [id], |r| {
                 r.get(0)
