@@ -32,15 +32,21 @@ figures = {}
 for line in open(sys.argv[1]):
     setup, _, rest = line.partition(": ")
     for name, pattern in [
-        ("report_run req/s", r"report_run: .*: (\d+) req/s"),
+        ("report_run req/s", r"report_run: \d+ requests.*: (\d+) req/s"),
+        ("report_run cpu ms", r"report_run: cpu ms per request: .*total ([\d.]+)"),
+        ("report_run 4 builds req/s", r"report_run over 4 builds: .*: (\d+) req/s"),
+        ("report_run 4 builds cpu ms", r"report_run over builds: cpu .*total ([\d.]+)"),
         ("1 MB uploads/s", r"upload 1 MB: .*: (\d+) req/s"),
         ("pairs reported (s)", r"uploaded and reported in ([\d.]+) s"),
         ("pairs to reviewing (s)", r"reviewing after ([\d.]+) s"),
+        ("pairs cpu ms per pair", r"release of pairs: cpu .*total ([\d.]+)"),
+        ("pairs cpu ms: postgres", r"release of pairs: cpu .*postgres ([\d.]+)"),
+        ("pairs cpu ms: garage", r"release of pairs: cpu .*garage ([\d.]+)"),
     ]:
         m = re.search(pattern, rest)
         if m:
             figures.setdefault((setup, name), []).append(float(m.group(1)))
 print("\nmedians:")
 for (setup, name), values in figures.items():
-    print(f"  {setup:10} {name:24} {statistics.median(values):8.1f}   (runs: {values})")
+    print(f"  {setup:10} {name:28} {statistics.median(values):8.2f}   (runs: {values})")
 PY
