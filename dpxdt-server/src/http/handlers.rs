@@ -282,18 +282,12 @@ pub async fn request_run(
         config: config.clone(),
         reference: reference.clone(),
     };
-    // The config files go in place in the same hold of the store as the
-    // rows that point at them, as an upload's do (see storage::gc).
+    // The config files go in place under the build's lock, as the rows
+    // that point at them (see storage::gc).
     let artifacts = state.store.artifacts().clone();
     state
         .store
-        .call(move |c| {
-            artifacts.write_bytes(input.config_json.as_bytes())?;
-            if let Some((_, json, _)) = &input.reference {
-                artifacts.write_bytes(json.as_bytes())?;
-            }
-            storage::request_run(c, &input, &limits)
-        })
+        .call(move |c| storage::request_run(c, &artifacts, &input, &limits))
         .await?;
     json(&RequestRunResponse {
         success: true,

@@ -558,14 +558,17 @@ impl PgConn {
             .collect()
     }
 
-    /// Opens a transaction with `begin` (`BEGIN`, perhaps with a lock),
-    /// sent with the transaction's first statement.
-    fn begin(&self, begin: &str) -> Result<(), DbError> {
+    /// Opens a transaction with `begin` (`BEGIN`, perhaps with a lock):
+    /// now, or `deferred` until the transaction's first statement.
+    fn begin(&self, begin: &str, deferred: bool) -> Result<(), DbError> {
         // A lost session is replaced here, before the transaction starts.
-        self.client()?;
-        *self.begin.borrow_mut() = Some(begin.to_owned());
+        let client = self.client()?;
         self.in_transaction.set(true);
-        Ok(())
+        if deferred {
+            *self.begin.borrow_mut() = Some(begin.to_owned());
+            return Ok(());
+        }
+        self.wait(client.batch_execute(begin))
     }
 
     fn execute(&self, sql: &str, values: Vec<Value>) -> Result<usize, DbError> {
@@ -880,36 +883,38 @@ impl Db {
     /// locks the rows it writes itself (`FOR UPDATE`) and so may run beside
     /// other replicas' writers. (On SQLite a write in it could fail as busy.)
     pub fn unlocked_tx(&mut self) -> Result<Tx<'_>, DbError> {
-        self.begin("BEGIN")?;
+        self.begin("BEGIN", true)?;
         Ok(Tx {
             db: self,
             open: true,
         })
     }
 
-    /// Starts a transaction with `sql`. PostgreSQL sends it with the
-    /// transaction's first statement (one round trip for both).
-    fn begin(&self, sql: &str) -> Result<(), DbError> {
+    /// Starts a transaction with `sql`. PostgreSQL may be sent it
+    /// (`deferred`) with the transaction's first statement, one round trip
+    /// for both: then nothing the caller does before that statement is
+    /// inside the transaction or under its lock.
+    fn begin(&self, sql: &str, deferred: bool) -> Result<(), DbError> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Db::Postgres(c) => c.begin(sql),
+            Db::Postgres(c) => c.begin(sql, deferred),
         }
     }
 }
 
-/// Starts a write transaction that holds the database's write lock from its
-/// first statement, so a read-then-write inside it can never be invalidated
-/// by another writer (on PostgreSQL: by another replica's writer either).
+/// Starts a write transaction that holds the database's write lock when it
+/// returns, so a read-then-write inside it can never be invalidated by
+/// another writer (on PostgreSQL: by another replica's writer either), and
+/// what the caller does to files or a bucket inside it is under the lock.
 pub fn write_tx(db: &mut Db) -> Result<Tx<'_>, DbError> {
     let begin = match db {
         Db::Sqlite(_) => "BEGIN IMMEDIATE".to_owned(),
-        // Sent with the first statement: one round trip for all three.
         // Should the lock fail, the transaction is open, and dropping the
         // Tx rolls it back.
         Db::Postgres(_) => format!("BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"),
     };
     let tx = Tx { db, open: true };
-    tx.db.begin(&begin)?;
+    tx.db.begin(&begin, false)?;
     Ok(tx)
 }
 
@@ -922,6 +927,18 @@ pub fn write_tx(db: &mut Db) -> Result<Tx<'_>, DbError> {
 /// (which holds the database lock alone), are still serialized with it.
 /// Both locks are always taken in that order, so they cannot deadlock.
 pub fn build_write_tx(db: &mut Db, build: i64) -> Result<Tx<'_>, DbError> {
+    build_tx(db, build, false)
+}
+
+/// [`build_write_tx`] for a transaction whose every effect is a statement:
+/// on PostgreSQL the locks are taken with its first statement, one round
+/// trip less. Nothing done before that statement is under the lock, so
+/// whatever writes files or bucket objects uses [`build_write_tx`].
+pub fn build_statements_tx(db: &mut Db, build: i64) -> Result<Tx<'_>, DbError> {
+    build_tx(db, build, true)
+}
+
+fn build_tx(db: &mut Db, build: i64, deferred: bool) -> Result<Tx<'_>, DbError> {
     let begin = match db {
         Db::Sqlite(_) => "BEGIN IMMEDIATE".to_owned(),
         // The build's lock is in the two-key space, which never meets the
@@ -934,7 +951,7 @@ pub fn build_write_tx(db: &mut Db, build: i64) -> Result<Tx<'_>, DbError> {
         ),
     };
     let tx = Tx { db, open: true };
-    tx.db.begin(&begin)?;
+    tx.db.begin(&begin, deferred)?;
     Ok(tx)
 }
 

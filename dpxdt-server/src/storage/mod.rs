@@ -404,6 +404,12 @@ pub(crate) fn build_write_tx(conn: &mut Db, build: BuildId) -> Result<db::Tx<'_>
     Ok(db::build_write_tx(conn, build.0)?)
 }
 
+/// Starts a statements-only write transaction confined to `build`'s rows
+/// (see [`db::build_statements_tx`]).
+pub(crate) fn build_statements_tx(conn: &mut Db, build: BuildId) -> Result<db::Tx<'_>, StoreError> {
+    Ok(db::build_statements_tx(conn, build.0)?)
+}
+
 pub use artifacts::{artifact_owned, record_artifact};
 pub use builds::{
     bootstrap, build_exists, check_api_key, create_api_key, create_build, create_worker_key,

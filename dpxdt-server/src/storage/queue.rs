@@ -14,7 +14,7 @@ use crate::storage::db::{Db, Dialect, OptionalExtension, Tx, params};
 use dpxdt_core::api::LeasedTask;
 use dpxdt_core::{BuildId, ReleaseId, RunId, TaskId};
 
-use crate::storage::{StoreError, build_write_tx, now_ms, write_tx};
+use crate::storage::{StoreError, build_statements_tx, now_ms, write_tx};
 
 /// What becomes of a given-up task's run: called in the same transaction
 /// with the run, the queue's name and why the task was given up. The queue
@@ -410,7 +410,7 @@ fn task_tx(conn: &mut Db, task: TaskId) -> Result<Tx<'_>, StoreError> {
         .optional()?
         .flatten();
     match build {
-        Some(build) => build_write_tx(conn, BuildId(build)),
+        Some(build) => build_statements_tx(conn, BuildId(build)),
         None => write_tx(conn),
     }
 }

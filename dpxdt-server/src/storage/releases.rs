@@ -20,7 +20,7 @@ use super::activity::log_in;
 use super::artifacts::{TOUCH_ARTIFACT, touch_values};
 use super::quotas::{self, Limits};
 use super::users::UserRow;
-use super::{StoreError, build_write_tx, now_ms, write_tx};
+use super::{StoreError, build_statements_tx, build_write_tx, now_ms, write_tx};
 use crate::storage::queue;
 
 /// Lease attempts of capture and diff tasks before they are given up (the original's 3).
@@ -689,7 +689,8 @@ pub fn report_run(
     .into_iter()
     .filter_map(|(field, id)| Some((field, id.as_ref()?)))
     .collect();
-    let tx = build_write_tx(conn, build)?;
+    // Statements only (artifacts' bytes are in place already).
+    let tx = build_statements_tx(conn, build)?;
     // What the report needs to know, asked in one round trip (on
     // PostgreSQL; inside the build's lock): the release, the run, and
     // whether the build owns each artifact named. Touching an artifact's
@@ -787,15 +788,22 @@ pub fn report_run(
 
 /// Creates a run to be captured by the server (and its reference, with
 /// `ref_url`, or else the baseline run as reference) and queues its captures.
-/// Repeating the same request is accepted and queues nothing new.
+/// The configs' bytes go into `blobs` under the build's lock, as the rows
+/// that point at them (see [`super::gc`]). Repeating the same request is
+/// accepted and queues nothing new.
 pub fn request_run(
     conn: &mut Db,
+    blobs: &super::Blobs,
     input: &RequestRunInput,
     limits: &Limits,
 ) -> Result<bool, StoreError> {
     dpxdt_core::model::validate_name("run_name", &input.run_name).map_err(StoreError::Invalid)?;
     let build = input.build_id;
     let tx = build_write_tx(conn, build)?;
+    blobs.write_bytes(input.config_json.as_bytes())?;
+    if let Some((_, json, _)) = &input.reference {
+        blobs.write_bytes(json.as_bytes())?;
+    }
     let release = release_accepting(&tx, build, &input.release_name, input.release_number)?;
     // In id order: another build's request may record the same two
     // configs at the same time, and the same order for both means neither

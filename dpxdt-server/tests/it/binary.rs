@@ -836,7 +836,27 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
     );
 
     // Every run diffed, its diff task done exactly once, its diff image stored.
+    // A task whose worker died between its report and its finish is still
+    // leased to A's dead worker when the release is already `reviewing`:
+    // B's workers take it when that lease runs out (3 s) and finish it.
     let store = storage.open(dir_b.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let live: i64 = store
+            .blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM task WHERE queue = 'run-pdiff' AND status = 'live'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        if live == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{live} diff tasks never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (done, other, runs): (i64, i64, Vec<(String, Option<String>)>) = store
         .blocking(|c| {
             let done = c.query_row(

@@ -355,10 +355,10 @@ fn writers_of_different_builds_do_not_wait_for_each_other() {
 
 /// Statements sent together (`query_many`) after a deferred BEGIN run inside
 /// the transaction, in order: a rolled-back transaction leaves none of
-/// them, and a failing statement fails the call.
+/// them, and a statement failing as it runs fails the call.
 #[test]
 fn statements_sent_together_run_in_order_inside_the_transaction() {
-    use dpxdt_server::storage::db::{Value, write_tx};
+    use dpxdt_server::storage::db::{Value, build_statements_tx};
     let (_dir, a, _b) = two_stores();
     let count = |store: &Store| -> i64 {
         store
@@ -369,7 +369,8 @@ fn statements_sent_together_run_in_order_inside_the_transaction() {
     let named = |name: &str| vec![Value::Text(name.into())];
     let answers = a
         .blocking(|c| {
-            let tx = write_tx(c)?;
+            // Its BEGIN and locks go out with the first statement.
+            let tx = build_statements_tx(c, 1)?;
             let answers = tx.query_many(&[
                 (insert, named("first")),
                 ("SELECT COUNT(*) FROM build WHERE name = 'first'", vec![]),
@@ -384,16 +385,54 @@ fn statements_sent_together_run_in_order_inside_the_transaction() {
     assert_eq!(answers, (vec![1, 1, 1], 1));
     assert_eq!(count(&a), 0, "a statement ran outside the transaction");
     let failed = a.blocking(|c| {
-        let tx = write_tx(c)?;
+        let tx = build_statements_tx(c, 1)?;
+        // Prepared fine; fails only when it runs, after the first insert.
         tx.query_many(&[
             (insert, named("third")),
-            ("SELECT no_such_column FROM build", vec![]),
+            ("SELECT 1 / ?1", vec![Value::Int(0)]),
             (insert, named("fourth")),
         ])?;
         tx.commit()?;
         Ok(())
     });
     let err = failed.unwrap_err().to_string();
-    assert!(err.contains("no_such_column"), "{err}");
+    assert!(err.contains("division by zero"), "{err}");
     assert_eq!(count(&a), 0);
+}
+
+/// `build_write_tx` holds its build's lock when it returns (whatever the
+/// caller then writes to files or a bucket is under it); the statements-only
+/// kind takes it with its first statement.
+#[test]
+fn a_build_write_transaction_holds_its_lock_before_its_first_statement() {
+    use dpxdt_server::storage::db::{build_statements_tx, build_write_tx};
+    let (_dir, a, b) = two_stores();
+    let held = |build: i64| -> i64 {
+        b.blocking(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND objid::text::bigint = ?1",
+                [build],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap()
+    };
+    a.blocking(|c| {
+        let tx = build_write_tx(c, 41)?;
+        assert_eq!(held(41), 1, "build_write_tx returned without its lock");
+        tx.commit()?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(held(41), 0);
+    a.blocking(|c| {
+        let tx = build_statements_tx(c, 42)?;
+        assert_eq!(held(42), 0);
+        tx.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        assert_eq!(held(42), 1);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(held(42), 0, "rolled back when dropped");
 }
