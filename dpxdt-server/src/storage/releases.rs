@@ -6,7 +6,9 @@
 //! old`) inside an immediate transaction, so two requests racing on one run
 //! or release can never both win.
 
-use crate::storage::db::{Db, DbError, DbResult, OptionalExtension, Params, Row, Tx, params};
+use crate::storage::db::{
+    Db, DbError, DbResult, OptionalExtension, Params, Row, Tx, Value, params,
+};
 use dpxdt_core::api::{
     BaselineReason, CAPTURE_QUEUE, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest,
     RunBaseline, RunCount,
@@ -486,65 +488,56 @@ fn insert_run(tx: &Tx<'_>, release: ReleaseId, name: &str) -> Result<RunRow, Sto
 /// Writes a run this write transaction has seen does not exist yet, whole,
 /// in its state, and sets its id.
 fn insert_whole_run(tx: &Tx<'_>, run: &mut RunRow) -> Result<(), StoreError> {
+    let mut values = vec![Value::Int(run.release_id.0), Value::Text(run.name.clone())];
+    values.extend(state_values(run));
     let id: i64 = tx.query_row(
         "INSERT INTO run (release_id, name, status, url, image, log, config, ref_url, ref_image,
             ref_log, ref_config, ref_expected, diff_image, diff_log, distortion, run_failed,
             diff_failed, created, modified)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)
          RETURNING id",
-        params![
-            run.release_id.0,
-            run.name,
-            run.status().as_str(),
-            run.url,
-            run.image,
-            run.log,
-            run.config,
-            run.ref_url,
-            run.ref_image,
-            run.ref_log,
-            run.ref_config,
-            run.ref_expected,
-            run.diff_image,
-            run.diff_log,
-            run.distortion,
-            run.run_failed,
-            run.diff_failed,
-            now_ms(),
-        ],
+        values.as_slice(),
         |r| r.get(0),
     )?;
     run.id = RunId(id);
     Ok(())
 }
 
+/// A run's state, its data columns (`url` to `diff_failed`, in table
+/// order) and the time now: the values `insert_whole_run` and `store_run`
+/// both write.
+fn state_values(run: &RunRow) -> Vec<Value> {
+    params![
+        run.status().as_str(),
+        run.url,
+        run.image,
+        run.log,
+        run.config,
+        run.ref_url,
+        run.ref_image,
+        run.ref_log,
+        run.ref_config,
+        run.ref_expected,
+        run.diff_image,
+        run.diff_log,
+        run.distortion,
+        run.run_failed,
+        run.diff_failed,
+        now_ms(),
+    ]
+    .values()
+}
+
 /// Writes every data column of `run` and its new state, compare-and-set on `old`.
 fn store_run(tx: &Tx<'_>, run: &RunRow, old: RunStatus) -> Result<(), StoreError> {
+    let mut values = state_values(run);
+    values.extend([Value::Int(run.id.0), Value::Text(old.as_str().into())]);
     let n = tx.execute(
         "UPDATE run SET status = ?1, url = ?2, image = ?3, log = ?4, config = ?5, ref_url = ?6,
             ref_image = ?7, ref_log = ?8, ref_config = ?9, ref_expected = ?10, diff_image = ?11,
             diff_log = ?12, distortion = ?13, run_failed = ?14, diff_failed = ?15, modified = ?16
          WHERE id = ?17 AND status = ?18",
-        params![
-            run.status().as_str(),
-            run.url,
-            run.image,
-            run.log,
-            run.config,
-            run.ref_url,
-            run.ref_image,
-            run.ref_log,
-            run.ref_config,
-            run.ref_expected,
-            run.diff_image,
-            run.diff_log,
-            run.distortion,
-            run.run_failed,
-            run.diff_failed,
-            now_ms(),
-            run.id.0,
-            old.as_str(),
-        ],
+        values.as_slice(),
     )?;
     if n != 1 {
         return Err(StoreError::Conflict(format!(
