@@ -17,8 +17,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use dpxdt_core::ReleaseKey;
+use dpxdt_core::api::CreateApiKeyResponse as ApiKeyResponse;
 use dpxdt_core::api::ReportRunRequest;
+use dpxdt_core::{ArtifactId, BuildId, ReleaseKey};
 use dpxdt_server::Config;
 use dpxdt_server::storage::{ArtifactsConfig, ArtifactsUrl, DatabaseUrl, NewApiKey, S3Settings};
 
@@ -91,6 +92,31 @@ fn print_cpu(what: &str, n: usize, since: HashMap<u32, (usize, f64)>) {
         per(2),
         per(0) + per(1) + per(2)
     );
+}
+
+/// One client per replica, with `key`: request i goes to replica i mod REPLICAS.
+fn per_replica(bases: &[String], key: &ApiKeyResponse) -> Vec<dpxdt_client::Client> {
+    bases
+        .iter()
+        .map(|base| {
+            dpxdt_client::Client::builder(base)
+                .api_key(&key.api_key, &key.api_secret)
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The report of run `/run/{i}` in release "reports" number 1 of `build`.
+fn new_run(build: BuildId, i: usize, image: ArtifactId) -> ReportRunRequest {
+    ReportRunRequest {
+        build_id: build,
+        release_name: "reports".into(),
+        release_number: 1,
+        run_name: format!("/run/{i}"),
+        image: Some(image),
+        ..Default::default()
+    }
 }
 
 async fn run_concurrently<F, Fut>(n: usize, f: F) -> Duration
@@ -180,16 +206,7 @@ async fn main() {
         }
     };
     let key = admin.create_api_key(build, None).await.unwrap();
-    // One client per replica; request i goes to replica i mod REPLICAS.
-    let clients: Vec<dpxdt_client::Client> = bases
-        .iter()
-        .map(|base| {
-            dpxdt_client::Client::builder(base)
-                .api_key(&key.api_key, &key.api_secret)
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let clients = per_replica(&bases, &key);
     let client = clients[0].clone();
     let release = |n: i64, name: &str| ReleaseKey {
         build_id: build,
@@ -210,15 +227,7 @@ async fn main() {
     let took = run_concurrently(n, move |i| {
         let (c, image) = (cs[i % cs.len()].clone(), image.clone());
         async move {
-            let req = ReportRunRequest {
-                build_id: build,
-                release_name: "reports".into(),
-                release_number: 1,
-                run_name: format!("/run/{i}"),
-                image: Some(image),
-                ..Default::default()
-            };
-            c.report_run(&req).await.unwrap();
+            c.report_run(&new_run(build, i, image)).await.unwrap();
         }
     })
     .await;
@@ -238,25 +247,14 @@ async fn main() {
             .unwrap()
             .build_id;
         let key = admin.create_api_key(id, None).await.unwrap();
-        let per_replica: Vec<dpxdt_client::Client> = bases
-            .iter()
-            .map(|base| {
-                dpxdt_client::Client::builder(base)
-                    .api_key(&key.api_key, &key.api_secret)
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        per_replica[0]
-            .create_release(id, "reports", "u")
-            .await
-            .unwrap();
-        let image = per_replica[0]
+        let clients = per_replica(&bases, &key);
+        clients[0].create_release(id, "reports", "u").await.unwrap();
+        let image = clients[0]
             .upload_bytes(id, "a.png", png(64, 64, t as u32 + 10))
             .await
             .unwrap()
             .sha1sum;
-        teams.push((id, per_replica, image));
+        teams.push((id, clients, image));
     }
     let teams = std::sync::Arc::new(teams);
     let cpu = cpu_seconds();
@@ -265,15 +263,7 @@ async fn main() {
         let (id, cs, image) = &shared[i % BUILDS];
         let (id, c, image) = (*id, cs[(i / BUILDS) % cs.len()].clone(), image.clone());
         async move {
-            let req = ReportRunRequest {
-                build_id: id,
-                release_name: "reports".into(),
-                release_number: 1,
-                run_name: format!("/run/{i}"),
-                image: Some(image),
-                ..Default::default()
-            };
-            c.report_run(&req).await.unwrap();
+            c.report_run(&new_run(id, i, image)).await.unwrap();
         }
     })
     .await;
