@@ -842,15 +842,10 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
     let store = storage.open(dir_b.path());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let live: i64 = store
-            .blocking(|c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM task WHERE queue = 'run-pdiff' AND status = 'live'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
+        let live = common::count(
+            &store,
+            "SELECT COUNT(*) FROM task WHERE queue = 'run-pdiff' AND status = 'live'",
+        );
         if live == 0 {
             break;
         }
@@ -878,15 +873,10 @@ async fn two_replicas_share_one_database_and_bucket_and_survive_one_killed() {
         })
         .unwrap();
     assert_eq!((done, other), (RUNS as i64, 0));
-    let tasks: i64 = store
-        .blocking(|c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM task WHERE queue = 'run-pdiff'",
-                [],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let tasks = common::count(
+        &store,
+        "SELECT COUNT(*) FROM task WHERE queue = 'run-pdiff'",
+    );
     assert_eq!(tasks, RUNS as i64, "one diff task per run");
     assert_eq!(runs.len(), RUNS);
     let blobs = store.artifacts().clone();

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use dpxdt_server::storage::queue::{self, Links};
 use dpxdt_server::storage::{ArtifactsConfig, DatabaseUrl, Store, fail_run_for_task};
 
+use crate::common::count;
+
 /// Two replicas' stores on one fresh PostgreSQL database.
 fn two_stores() -> (tempfile::TempDir, Store, Store) {
     let url = DatabaseUrl::Postgres(dpxdt_e2e::postgres::shared().fresh_database());
@@ -144,9 +146,7 @@ fn replicas_starting_together_on_a_new_database_all_open() {
     }
     let store =
         Store::open_shared_at(&dir.path().join("r0"), &url, &ArtifactsConfig::default()).unwrap();
-    let versions: i64 = store
-        .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM dpxdt_schema", [], |r| r.get(0))?))
-        .unwrap();
+    let versions = count(&store, "SELECT COUNT(*) FROM dpxdt_schema");
     assert_eq!(versions, 1, "one version row");
 }
 
@@ -274,15 +274,10 @@ fn writers_of_different_builds_do_not_wait_for_each_other() {
     let waiting = |n: i64| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let now: i64 = b
-                .blocking(|c| {
-                    Ok(c.query_row(
-                        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-                        [],
-                        |r| r.get(0),
-                    )?)
-                })
-                .unwrap();
+            let now = count(
+                &b,
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            );
             if now >= n {
                 return;
             }
@@ -347,10 +342,7 @@ fn writers_of_different_builds_do_not_wait_for_each_other() {
     holder.join().unwrap().unwrap();
     same.join().unwrap().unwrap();
     global.join().unwrap().unwrap();
-    let runs: i64 = a
-        .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM run", [], |r| r.get(0))?))
-        .unwrap();
-    assert_eq!(runs, 2);
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM run"), 2);
 }
 
 /// Statements sent together (`query_many`) after a deferred BEGIN run inside
@@ -360,11 +352,7 @@ fn writers_of_different_builds_do_not_wait_for_each_other() {
 fn statements_sent_together_run_in_order_inside_the_transaction() {
     use dpxdt_server::storage::db::{Value, build_statements_tx};
     let (_dir, a, _b) = two_stores();
-    let count = |store: &Store| -> i64 {
-        store
-            .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM build", [], |r| r.get(0))?))
-            .unwrap()
-    };
+    let builds = |store: &Store| count(store, "SELECT COUNT(*) FROM build");
     let insert = "INSERT INTO build (name, created, modified) VALUES (?1, 0, 0) RETURNING id";
     let named = |name: &str| vec![Value::Text(name.into())];
     let answers = a
@@ -383,7 +371,7 @@ fn statements_sent_together_run_in_order_inside_the_transaction() {
         })
         .unwrap();
     assert_eq!(answers, (vec![1, 1, 1], 1));
-    assert_eq!(count(&a), 0, "a statement ran outside the transaction");
+    assert_eq!(builds(&a), 0, "a statement ran outside the transaction");
     let failed = a.blocking(|c| {
         let tx = build_statements_tx(c, 1)?;
         // Prepared fine; fails only when it runs, after the first insert.
@@ -397,7 +385,7 @@ fn statements_sent_together_run_in_order_inside_the_transaction() {
     });
     let err = failed.unwrap_err().to_string();
     assert!(err.contains("division by zero"), "{err}");
-    assert_eq!(count(&a), 0);
+    assert_eq!(builds(&a), 0);
 }
 
 /// `build_write_tx` holds its build's lock when it returns (whatever the

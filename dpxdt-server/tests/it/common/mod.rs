@@ -465,6 +465,13 @@ impl std::fmt::Display for Call {
 }
 
 /// The configured superuser key.
+/// The one integer `sql` (a `SELECT COUNT(*) …`) gives in `store`.
+pub fn count(store: &dpxdt_server::storage::Store, sql: &str) -> i64 {
+    store
+        .blocking(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .unwrap()
+}
+
 pub fn admin() -> Key {
     Key(ADMIN_ID.into(), ADMIN_SECRET.into())
 }
