@@ -10,8 +10,17 @@
 //! metadata lives), unspecified, multicast and broadcast never, private
 //! and shared ranges (RFC 1918, CGNAT, unique-local IPv6) when allowed,
 //! public always.
+//!
+//! "Loopback" means this machine, however it is reached: 127/8 and ::1,
+//! the unspecified addresses (`0.0.0.0` and `::` connect to the machine
+//! itself), and every address of its own network interfaces
+//! ([`is_this_machine`], re-read at most a minute apart), so that a
+//! server's public or private interface address is no way around the
+//! policy.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 /// What kind of address an IP is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +111,52 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
         ));
     }
     None
+}
+
+/// How long the list of this machine's interface addresses is trusted
+/// before it is read again (interfaces come and go: DHCP, VPNs, Docker).
+const OWN_ADDRESSES_TTL: Duration = Duration::from_secs(60);
+
+/// Whether `ip` reaches this machine: a loopback or unspecified address, or
+/// an address of one of its network interfaces (IPv4 inside IPv6 counts as
+/// that IPv4 address).
+pub fn is_this_machine(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || ip.is_unspecified() || own_addresses().contains(&ip)
+}
+
+/// The addresses of this machine's interfaces, read when first asked and
+/// again once [`OWN_ADDRESSES_TTL`] has passed. If they cannot be read,
+/// the last list read stays in force (and the failure is not fatal: the
+/// loopback and unspecified addresses are known without it).
+fn own_addresses() -> Vec<IpAddr> {
+    static CACHE: RwLock<Option<(Instant, Vec<IpAddr>)>> = RwLock::new(None);
+    if let Ok(guard) = CACHE.read()
+        && let Some((read_at, list)) = guard.as_ref()
+        && read_at.elapsed() < OWN_ADDRESSES_TTL
+    {
+        return list.clone();
+    }
+    let mut guard = CACHE.write().unwrap_or_else(|p| p.into_inner());
+    let fresh = if_addrs::get_if_addrs().map(|found| {
+        found
+            .iter()
+            .map(if_addrs::Interface::ip)
+            .collect::<Vec<_>>()
+    });
+    match (fresh, guard.as_mut()) {
+        (Ok(list), _) => *guard = Some((Instant::now(), list)),
+        // Keep the old list, and try again on the next call.
+        (Err(_), Some(_)) => {}
+        (Err(_), None) => return Vec::new(),
+    }
+    guard
+        .as_ref()
+        .map(|(_, list)| list.clone())
+        .unwrap_or_default()
 }
 
 /// An `--capture-allow` / `--capture-deny` entry: an address block in CIDR
@@ -258,7 +313,13 @@ impl NetworkPolicy {
         if self.deny.iter().any(|r| r.matches_ip(ip)) {
             return Err("denied by --capture-deny".into());
         }
-        let class = classify(ip);
+        // The machine's own interface addresses and 0.0.0.0 are loopback
+        // by another name.
+        let class = match classify(ip) {
+            AddressClass::Loopback => AddressClass::Loopback,
+            _ if is_this_machine(ip) => AddressClass::Loopback,
+            class => class,
+        };
         if class == AddressClass::Loopback && self.denied_loopback_ports.contains(&addr.port()) {
             return Err(format!(
                 "port {} on this machine belongs to the capture browser or the server",
@@ -273,9 +334,10 @@ impl NetworkPolicy {
             AddressClass::Private if self.allow_private => Ok(()),
             AddressClass::Private => Err("a private address (--capture-deny-private)".into()),
             AddressClass::Loopback if self.allow_loopback => Ok(()),
-            AddressClass::Loopback => {
-                Err("this machine (loopback; --capture-allow 127.0.0.1 lets pages reach it)".into())
-            }
+            AddressClass::Loopback => Err(format!(
+                "this machine (loopback or one of its own addresses; --capture-allow {ip} lets \
+                 pages reach it)"
+            )),
             AddressClass::LinkLocal => Err("link-local (where cloud metadata lives)".into()),
             AddressClass::Reserved => Err("a reserved address".into()),
         }
@@ -361,6 +423,45 @@ mod tests {
         };
         let err = private.check("staging", &[sa("10.0.0.5:80")]).unwrap_err();
         assert!(err.contains("--capture-deny-private"), "{err}");
+    }
+
+    #[test]
+    fn this_machines_own_addresses_are_loopback() {
+        let own: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .unwrap()
+            .iter()
+            .map(if_addrs::Interface::ip)
+            .filter(|ip| !ip.is_loopback())
+            .collect();
+        assert!(
+            !own.is_empty(),
+            "this test needs a network interface with an address besides loopback"
+        );
+        let p = NetworkPolicy::server();
+        for ip in own {
+            assert!(is_this_machine(ip), "{ip}");
+            let err = p.check("me", &[SocketAddr::new(ip, 80)]).unwrap_err();
+            assert!(err.contains("this machine"), "{ip}: {err}");
+            // Allowed by name, its denied ports stay denied.
+            let allowed = NetworkPolicy {
+                allow: vec![Rule::Net(ip, if ip.is_ipv4() { 32 } else { 128 })],
+                denied_loopback_ports: vec![5000],
+                ..NetworkPolicy::server()
+            };
+            assert!(
+                allowed.check("me", &[SocketAddr::new(ip, 80)]).is_ok(),
+                "{ip}"
+            );
+            let err = allowed
+                .check("me", &[SocketAddr::new(ip, 5000)])
+                .unwrap_err();
+            assert!(err.contains("port 5000"), "{ip}: {err}");
+        }
+        for unspecified in ["0.0.0.0:5000", "[::]:5000", "[::ffff:0.0.0.0]:5000"] {
+            let err = p.check("any", &[sa(unspecified)]).unwrap_err();
+            assert!(err.contains("this machine"), "{unspecified}: {err}");
+        }
+        assert!(!is_this_machine("8.8.8.8".parse().unwrap()));
     }
 
     #[test]

@@ -127,9 +127,15 @@ pub struct PageServer {
 }
 
 impl PageServer {
-    /// Starts a server with no routes (every path answers 404).
+    /// Starts a server on `127.0.0.1` with no routes (every path answers 404).
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Starts a server listening on `bind` (`[::]:0`: every interface, IPv4
+    /// and IPv6, as a server started with `--listen 0.0.0.0` would be).
+    pub fn start_on(bind: &str) -> Self {
+        let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             routes: RwLock::new(HashMap::new()),

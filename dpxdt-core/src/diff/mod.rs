@@ -49,7 +49,10 @@ use serde::{Deserialize, Serialize};
 pub use self::image::Image;
 pub use align::{Shift, ShiftKind};
 pub use kernel::{DiffImage, diff_images, render_diff_image};
-pub use png_io::{check_png_structure, decode_png, encode_diff_png, encode_rgba_png, load_png};
+pub use png_io::{
+    MAX_INFLATED_CHUNK, check_png_chunks, check_png_structure, decode_png, encode_diff_png,
+    encode_rgba_png, load_png,
+};
 pub use reference::reference_diff;
 
 /// The default pixel limit of a decoded image (100 megapixels). An image whose
@@ -394,6 +397,20 @@ pub enum DiffError {
         /// The limit.
         limit: u64,
     },
+    /// A compressed ancillary chunk (an ICC profile, compressed text)
+    /// inflates to more than it may: a decompression bomb.
+    #[error(
+        "{what}: its {chunk} chunk inflates to more than {limit} bytes (a decompression bomb?); \
+         remove the chunk, e.g. with `optipng -strip all`"
+    )]
+    Bomb {
+        /// Which input.
+        what: String,
+        /// The chunk type.
+        chunk: String,
+        /// The most it may inflate to.
+        limit: usize,
+    },
     /// The diff image could not be written.
     #[error("{}: cannot write diff image: {source}", path.display())]
     Write {
@@ -492,5 +509,7 @@ pub fn diff_files(
     Ok(report)
 }
 
+#[cfg(test)]
+mod png_bomb_tests;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! PNG in and out: decoding any PNG to RGBA with a pixel limit checked
 //! before allocation, and a fast encoder for diff images.
 
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Read, Write};
 use std::path::Path;
 
 use png::{BitDepth, ColorType, Compression, Decoder, Filter, Limits, Transformations};
@@ -36,8 +36,11 @@ pub fn decode_png(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Image, Di
             other => other.to_string(),
         },
     };
-    // Intermediate buffers are bounded by the pixel limit checked below.
-    let mut decoder = Decoder::new_with_limits(Cursor::new(bytes), Limits { bytes: usize::MAX });
+    // Ancillary chunks we have no use for are skipped, not inflated: an ICC
+    // profile or a compressed text of a few bytes may claim gigabytes.
+    let mut decoder = Decoder::new(Cursor::new(bytes));
+    decoder.set_ignore_iccp_chunk(true);
+    decoder.set_ignore_text_chunk(true);
     decoder.set_transformations(Transformations::normalize_to_color8());
     let header = decoder.read_header_info().map_err(|e| {
         // The decoder refuses a zero dimension as a format error; say it plainly.
@@ -71,6 +74,15 @@ pub fn decode_png(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Image, Di
         });
     }
     let interlaced = header.interlaced;
+    // What the decoder may allocate beyond our pixel buffer: a frame in its
+    // native layout (at most 8 bytes a pixel) and a few rows.
+    let row_bytes = (u64::from(width) * 8 + 1) as usize;
+    decoder.set_limits(Limits {
+        bytes: (pixels as usize)
+            .saturating_mul(8)
+            .saturating_add(row_bytes.saturating_mul(4))
+            .saturating_add(1 << 20),
+    });
     let mut reader = decoder.read_info().map_err(corrupt)?;
     let (color, depth) = reader.output_color_type();
     debug_assert_eq!(depth, BitDepth::Eight);
@@ -199,6 +211,89 @@ pub fn check_png_structure(
         });
     }
     Ok((width, height))
+}
+
+/// The most a compressed ancillary chunk (`iCCP`, `zTXt`, compressed
+/// `iTXt`) may inflate to: real ICC profiles and texts are far smaller.
+pub const MAX_INFLATED_CHUNK: usize = 4 << 20;
+
+/// Refuses a PNG whose compressed ancillary chunks inflate to more than
+/// [`MAX_INFLATED_CHUNK`], reading it as a stream (at most one chunk's
+/// compressed bytes held at once). What is not a PNG, or ends early, is
+/// left for the decoder to name: this only looks for bombs. For uploads,
+/// which are kept and handed to other programs, not only to our decoder
+/// (which skips these chunks).
+pub fn check_png_chunks(input: impl Read, what: &str) -> Result<(), DiffError> {
+    match find_bomb(input) {
+        Ok(Some(chunk)) => Err(DiffError::Bomb {
+            what: what.into(),
+            chunk,
+            limit: MAX_INFLATED_CHUNK,
+        }),
+        // Read errors and anything malformed are the decoder's to name.
+        Ok(None) | Err(_) => Ok(()),
+    }
+}
+
+/// The type of the first compressed ancillary chunk of a PNG stream that
+/// inflates beyond [`MAX_INFLATED_CHUNK`].
+fn find_bomb(mut input: impl Read) -> std::io::Result<Option<String>> {
+    let mut signature = [0u8; 8];
+    input.read_exact(&mut signature)?;
+    if signature != PNG_SIGNATURE {
+        return Ok(None);
+    }
+    let mut header = [0u8; 8];
+    loop {
+        input.read_exact(&mut header)?;
+        let len = u64::from(u32::from_be_bytes([
+            header[0], header[1], header[2], header[3],
+        ]));
+        let kind = [header[4], header[5], header[6], header[7]];
+        match &kind {
+            b"IEND" => return Ok(None),
+            b"iCCP" | b"zTXt" | b"iTXt" => {
+                let mut body = Vec::new();
+                (&mut input).take(len).read_to_end(&mut body)?;
+                if let Some(compressed) = compressed_part(&kind, &body)
+                    && inflates_beyond(compressed, MAX_INFLATED_CHUNK)
+                {
+                    return Ok(Some(String::from_utf8_lossy(&kind).into_owned()));
+                }
+                std::io::copy(&mut (&mut input).take(4), &mut std::io::sink())?;
+            }
+            // Any other chunk, with its CRC, is skipped unread.
+            _ => {
+                std::io::copy(&mut (&mut input).take(len + 4), &mut std::io::sink())?;
+            }
+        }
+    }
+}
+
+/// The zlib stream of a compressed ancillary chunk, if it has one.
+fn compressed_part<'a>(kind: &[u8; 4], body: &'a [u8]) -> Option<&'a [u8]> {
+    // Every one starts with a keyword (or profile name) ended by a zero.
+    let after_name = body.iter().position(|&b| b == 0)? + 1;
+    match kind {
+        // name, 0, compression method, data
+        b"iCCP" | b"zTXt" => body.get(after_name + 1..),
+        // keyword, 0, compressed flag, method, language, 0, translated keyword, 0, text
+        b"iTXt" if body.get(after_name) == Some(&1) => {
+            let rest = body.get(after_name + 2..)?;
+            let lang_end = rest.iter().position(|&b| b == 0)? + 1;
+            let rest = &rest[lang_end..];
+            let kw_end = rest.iter().position(|&b| b == 0)? + 1;
+            Some(&rest[kw_end..])
+        }
+        _ => None,
+    }
+}
+
+/// Whether the zlib stream `compressed` inflates to more than `limit`
+/// bytes (inflated in pieces, never held whole).
+fn inflates_beyond(compressed: &[u8], limit: usize) -> bool {
+    let mut inflater = flate2::read::ZlibDecoder::new(compressed).take(limit as u64 + 1);
+    matches!(std::io::copy(&mut inflater, &mut std::io::sink()), Ok(n) if n > limit as u64)
 }
 
 /// Width and height from the IHDR chunk, read directly (0, 0 if absent).

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use dpxdt_core::RunStatus;
-use dpxdt_core::netpolicy::{AddressClass, classify};
+use dpxdt_core::netpolicy::{AddressClass, classify, is_this_machine};
 
 mod mail;
 
@@ -171,7 +171,7 @@ async fn send_status(
     let token = state
         .store
         .secret_key()
-        .and_then(|k| k.open(&d.token))
+        .and_then(|k| statuses::open_token(k, &d.token, d.build_id, &d.api))
         .map(|t| String::from_utf8_lossy(&t).into_owned());
     // (error, permanent)
     let error = match token {
@@ -358,9 +358,10 @@ async fn webhook_client(url: &str, allow_private: bool) -> Result<reqwest::Clien
 /// Whether `ip` is an address a server should not be made to call on a
 /// build owner's word: anything but a public address (loopback, private,
 /// shared, link-local where cloud metadata lives, reserved; IPv4 addresses
-/// inside IPv6 by the address they carry).
+/// inside IPv6 by the address they carry), and any address of this
+/// machine's own interfaces, public or not.
 fn is_internal(ip: IpAddr) -> bool {
-    classify(ip) != AddressClass::Public
+    classify(ip) != AddressClass::Public || is_this_machine(ip)
 }
 
 #[cfg(test)]
@@ -416,12 +417,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_webhook_url_naming_an_internal_host_is_refused_before_any_call() {
+        // This machine's own interface addresses too, however public they
+        // are (the server itself, and whatever listens on 0.0.0.0 beside it).
+        let own: Vec<String> = if_addrs::get_if_addrs()
+            .unwrap()
+            .iter()
+            .filter(|i| !i.ip().is_loopback())
+            .map(|i| match i.ip() {
+                IpAddr::V4(v4) => format!("http://{v4}:9/x"),
+                IpAddr::V6(v6) => format!("http://[{v6}]:9/x"),
+            })
+            .collect();
+        assert!(
+            !own.is_empty(),
+            "this test needs a non-loopback interface address"
+        );
         for url in [
             "http://127.0.0.1:9/x",
             "http://[::1]:9/x",
             "http://localhost:9/x",
             "http://169.254.169.254/latest",
-        ] {
+            "http://0.0.0.0:9/x",
+        ]
+        .into_iter()
+        .chain(own.iter().map(String::as_str))
+        {
             let Err((why, permanent)) = webhook_client(url, false).await else {
                 panic!("{url} was allowed");
             };

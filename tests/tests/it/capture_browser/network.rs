@@ -99,6 +99,85 @@ async fn every_request_of_a_page_goes_through_the_policy() {
     browser.shutdown().await;
 }
 
+/// Regression: the policy knew this machine only as 127/8 and ::1, so a
+/// page reached a service listening on every interface (here standing in
+/// for the server itself on `--listen 0.0.0.0`) through the machine's own
+/// non-loopback addresses, IPv4 and IPv6. Every address of this machine's
+/// interfaces is now loopback to the policy: the page itself is refused,
+/// and so are its fetches and images, each named in the capture log.
+#[tokio::test]
+async fn this_machines_own_addresses_are_as_closed_as_loopback() {
+    let everywhere = PageServer::start_on("[::]:0");
+    everywhere.set_html("/login", "<!doctype html><p>the server's login page</p>");
+    let port = everywhere.addr().port();
+    let own: Vec<String> = if_addrs::get_if_addrs()
+        .unwrap()
+        .iter()
+        .map(if_addrs::Interface::ip)
+        .filter(|ip| {
+            !ip.is_loopback()
+                && !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+        })
+        .map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        })
+        .collect();
+    assert!(
+        !own.is_empty(),
+        "this test needs a network interface with a non-loopback address"
+    );
+    let staging = PageServer::start();
+    let browser = server_policy_browser(false).await;
+    for authority in &own {
+        // The page itself.
+        let err = browser
+            .capture(&format!("http://{authority}/login"), &config("{}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CaptureError::Refused { .. }),
+            "{authority}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains("this machine"),
+            "{authority}: {err}"
+        );
+        // A page on an allowed host that fetches it and shows it as an image.
+        staging.set_html(
+            "/probe",
+            &format!(
+                r#"<!doctype html><body style="margin:0">
+                <div id="box" style="width:100px;height:100px;background:green"></div>
+                <img src="http://{authority}/login.png" width="1" height="1">
+                <script>fetch('http://{authority}/login').catch(() => {{}});</script></body>"#
+            ),
+        );
+        let shot = browser
+            .capture(&staging.url("/probe"), &config("{}"))
+            .await
+            .expect("the allowed staging host is captured");
+        let refused: Vec<&str> = shot
+            .log
+            .lines()
+            .filter(|l| {
+                l.contains("refused by the network policy") && l.contains(authority.as_str())
+            })
+            .collect();
+        assert!(
+            refused.iter().any(|l| l.contains("this machine")),
+            "no refusal of {authority} in:\n{}",
+            shot.log
+        );
+    }
+    assert!(
+        everywhere.requests().is_empty(),
+        "the service on every interface was reached: {:?}",
+        everywhere.requests()
+    );
+    browser.shutdown().await;
+}
+
 #[tokio::test]
 async fn local_captures_reach_loopback_but_never_chromedriver() {
     let server = PageServer::start();
