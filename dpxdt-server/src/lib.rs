@@ -64,6 +64,9 @@ pub struct Config {
     /// addresses. Off by default: webhook URLs come from build owners, who
     /// could otherwise make the server call services only it can reach.
     pub allow_private_webhooks: bool,
+    /// Let commit-status APIs be plain `http://` (off: `https://` only, as
+    /// the token travels with every status; for tests and closed networks).
+    pub allow_http_status_api: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the
     /// login rate limits); requests from anywhere else are taken as they come.
     pub trusted_proxies: Vec<dpxdt_core::netpolicy::Rule>,
@@ -91,6 +94,7 @@ impl Config {
             worker: workers::WorkerConfig::default(),
             mail: None,
             allow_private_webhooks: false,
+            allow_http_status_api: false,
             trusted_proxies: Vec::new(),
             limits: storage::Limits::default(),
             gc_interval: std::time::Duration::from_secs(24 * 3600),

@@ -102,6 +102,10 @@ struct Args {
     /// addresses (off: only public ones; the variable takes 1/0, true/false…).
     #[arg(long, env = "DPXDT_ALLOW_PRIVATE_WEBHOOKS", value_parser = BoolishValueParser::new())]
     allow_private_webhooks: bool,
+    /// Let commit-status APIs be plain http:// (off: https:// only, since
+    /// the token goes with every status; for tests and closed networks).
+    #[arg(long, env = "DPXDT_ALLOW_HTTP_STATUS_API", value_parser = BoolishValueParser::new())]
+    allow_http_status_api: bool,
     /// Do not run the capture worker (no browser needed).
     #[arg(long, env = "DPXDT_NO_CAPTURE", value_parser = BoolishValueParser::new())]
     no_capture: bool,
@@ -276,6 +280,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     config.public_url = args.public_url.clone();
     config.in_process_workers = !args.no_workers;
     config.allow_private_webhooks = args.allow_private_webhooks;
+    config.allow_http_status_api = args.allow_http_status_api;
     config.trusted_proxies = args.trusted_proxy.clone();
     config.worker.capture = !args.no_capture;
     if let Some(n) = args.diff_workers {

@@ -9,6 +9,9 @@ use warp::reply::Response;
 use crate::error::Fault;
 use crate::storage::StoreError;
 
+/// How long a client is asked to wait after a 503.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
+
 /// A refused or failed API request.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -41,6 +44,9 @@ pub enum ApiError {
         /// Seconds until it may be tried again.
         retry_after_secs: u64,
     },
+    /// A service the server relies on is down (503, with `Retry-After`).
+    #[error("{0}")]
+    Unavailable(String),
     /// A fault of the server (500); the details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(#[from] Fault),
@@ -58,6 +64,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,6 +76,7 @@ impl ApiError {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_SECS),
             _ => None,
         };
         let message = match &self {
@@ -105,6 +113,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             StoreError::Forbidden(m) => ApiError::Forbidden(m),
             StoreError::OverLimit(m) => ApiError::TooLarge(m),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::RateLimited {
                 message,
                 retry_after_secs,

@@ -133,22 +133,30 @@ pub async fn create_release(
     check_build(&scope, req.build_id)?;
     check_link("url", &req.url)?;
     let limits = state.config.limits;
-    once_per_key(state, &scope, headers, "create_release", p, move |c| {
-        let release = storage::releases::NewRelease {
-            name: &req.release_name,
-            url: &req.url,
-            branch: req.branch.as_deref(),
-            commit_sha: req.commit_sha.as_deref(),
-        };
-        let number = storage::create_release(c, req.build_id, &release, &limits)?;
-        to_value(&CreateReleaseResponse {
-            success: true,
-            build_id: req.build_id,
-            release_name: req.release_name,
-            release_number: number,
-            url: req.url,
-        })
-    })
+    once_per_key(
+        state,
+        &scope,
+        headers,
+        "create_release",
+        Some(req.build_id),
+        p,
+        move |c| {
+            let release = storage::releases::NewRelease {
+                name: &req.release_name,
+                url: &req.url,
+                branch: req.branch.as_deref(),
+                commit_sha: req.commit_sha.as_deref(),
+            };
+            let number = storage::create_release(c, req.build_id, &release, &limits)?;
+            to_value(&CreateReleaseResponse {
+                success: true,
+                build_id: req.build_id,
+                release_name: req.release_name,
+                release_number: number,
+                url: req.url,
+            })
+        },
+    )
     .await
 }
 
@@ -160,6 +168,7 @@ async fn once_per_key(
     scope: &ApiKeyScope,
     headers: &HeaderMap,
     endpoint: &'static str,
+    build: Option<BuildId>,
     p: &Pairs,
     create: impl FnOnce(&mut storage::Db) -> Result<Value, storage::StoreError> + Send + 'static,
 ) -> Result<Value, ApiError> {
@@ -170,16 +179,21 @@ async fn once_per_key(
         .to_str()
         .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
         .to_string();
-    let mut sorted: Vec<&(String, String)> = p.iter().collect();
+    // The build as parsed, not as spelled: `01` and `1` are one build, in
+    // the scope and in the request compared on a repeat.
+    let build = build.map_or_else(|| "none".to_string(), |b| b.to_string());
+    let mut sorted: Vec<(&str, &str)> = p
+        .iter()
+        .map(|(name, value)| match name.as_str() {
+            "build_id" => (name.as_str(), build.as_str()),
+            _ => (name.as_str(), value.as_str()),
+        })
+        .collect();
     sorted.sort();
     let request = serde_json::to_string(&sorted).doing("encoding a request")?;
     // Per build and per API key: one build's clients never see another's
     // answers, and neither do two keys of one build (either may belong to
     // someone else).
-    let build = p
-        .iter()
-        .find(|(name, _)| name == "build_id")
-        .map_or("none", |(_, v)| v.as_str());
     let scope = format!("build {build} key {}", scope.key_id);
     Ok(state
         .store
@@ -451,7 +465,20 @@ pub async fn download(
     let req: DownloadQuery = super::params::decode(p)?;
     let id = ArtifactId::parse(&req.sha1sum)
         .map_err(|e| ApiError::BadRequest(format!("sha1sum: {e}")))?;
-    check_build_or_lease(state, &scope, req.build_id, None).await?;
+    if scope.worker {
+        let (key, build, artifact) = (scope.key_id.clone(), req.build_id, id.clone());
+        let named = state
+            .store
+            .call(move |c| queue::worker_may_download(c, &key, build, &artifact))
+            .await?;
+        if !named {
+            return Err(ApiError::Forbidden(format!(
+                "this worker key holds no lease on a task that needs artifact {id}"
+            )));
+        }
+    } else {
+        check_build(&scope, req.build_id)?;
+    }
     let build = req.build_id;
     let lookup = id.clone();
     let info = state
@@ -480,7 +507,7 @@ pub async fn create_build(
 ) -> Result<Value, ApiError> {
     check_superuser(&scope)?;
     let req: CreateBuildRequest = super::params::decode(p)?;
-    once_per_key(state, &scope, headers, "create_build", p, move |c| {
+    once_per_key(state, &scope, headers, "create_build", None, p, move |c| {
         let id = storage::create_build(c, &req.name)?;
         to_value(&CreateBuildResponse {
             success: true,
@@ -513,7 +540,9 @@ pub async fn create_api_key(
     })
 }
 
-/// `revoke_api_key`: a superuser key, or any key of the same build.
+/// `revoke_api_key`: a superuser key revokes any key of a build; a build
+/// key only itself (one leaked key must not be able to lock its build's
+/// other clients out; owners revoke any key on the build page).
 pub async fn revoke_api_key(
     state: &AppState,
     scope: ApiKeyScope,
@@ -521,6 +550,13 @@ pub async fn revoke_api_key(
 ) -> Result<Value, ApiError> {
     let req: RevokeApiKeyRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
+    if !scope.superuser && req.api_key != scope.key_id {
+        return Err(ApiError::Forbidden(format!(
+            "a build API key may revoke only itself, not {:?}; the build's owners revoke \
+             other keys on the build page",
+            req.api_key
+        )));
+    }
     let (build, key) = (req.build_id, req.api_key.clone());
     state
         .store

@@ -95,7 +95,7 @@ pub async fn read_params(
 /// Refuses the parameter after `count` others when there are too many, or
 /// when its name is too long: checked as each one is read, so an abusive
 /// body costs no more than reading it.
-fn check_param(count: usize, name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_param(count: usize, name: &str) -> Result<(), ApiError> {
     if count >= MAX_PARAMS {
         return Err(ApiError::BadRequest(format!(
             "more than {MAX_PARAMS} parameters"

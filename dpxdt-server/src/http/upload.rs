@@ -14,7 +14,7 @@ use sha1::{Digest, Sha1};
 use tokio::io::AsyncWriteExt;
 use warp::http::HeaderMap;
 
-use super::params::multipart_error;
+use super::params::{check_param, multipart_error};
 use super::{ApiError, AppState, BodyStream};
 use crate::error::Doing;
 use crate::storage::db::build_write_tx;
@@ -65,9 +65,53 @@ impl Drop for TempFile {
 
 struct Received {
     temp: TempFile,
+    /// The part's file name, as the client gave it.
+    name: Option<String>,
     id: ArtifactId,
     size: u64,
     content_type: String,
+}
+
+/// Longest text part of an upload (`build_id` and the like), in bytes.
+pub const MAX_UPLOAD_FIELD: usize = 1024;
+
+/// Reads a text part of an upload, refusing it as soon as it passes
+/// [`MAX_UPLOAD_FIELD`] (nothing more of it is held in memory).
+async fn small_field(name: &str, field: &mut multer::Field<'_>) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > MAX_UPLOAD_FIELD {
+            let shown: String = name.chars().take(20).collect();
+            return Err(ApiError::TooLarge(format!(
+                "upload field {shown:?} is longer than {MAX_UPLOAD_FIELD} bytes; only the file \
+                 part may be large"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        let shown: String = name.chars().take(20).collect();
+        ApiError::BadRequest(format!("upload field {shown:?} is not UTF-8"))
+    })
+}
+
+/// Refuses a PNG whose ancillary chunks inflate far beyond any real
+/// profile or text (our decoder skips them, but artifacts are handed on to
+/// people's browsers and tools).
+async fn refuse_png_bomb(received: &Received) -> Result<(), ApiError> {
+    let path = received.temp.0.clone().unwrap_or_default();
+    let what = format!("upload {:?}", received.name.as_deref().unwrap_or("file"));
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>(dpxdt_core::diff::check_png_chunks(
+            std::io::BufReader::new(file),
+            &what,
+        ))
+    })
+    .await
+    .doing("checking an upload's PNG chunks")?
+    .doing("reading an upload back")?
+    .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// Handles an upload.
@@ -94,11 +138,31 @@ pub async fn upload(
     let mut build_id: Option<String> = None;
     let mut file: Option<Received> = None;
     let mut too_large = false;
+    let mut text_fields = 0;
     while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
         let is_file = field.file_name().is_some() || field.name() == Some("file");
         if !is_file {
+            // Only the file may be large: the other parts are counted and
+            // bounded like any form's parameters.
             let name = field.name().unwrap_or("").to_string();
-            let text = field.text().await.map_err(multipart_error)?;
+            text_fields += 1;
+            let checked = match check_param(text_fields - 1, &name) {
+                Ok(()) => small_field(&name, &mut field).await,
+                Err(e) => Err(e),
+            };
+            let text = match checked {
+                Ok(text) => text,
+                Err(e) => {
+                    // Read what is left (it is dropped as it comes, up to
+                    // the drain cap) so that the client sees our answer
+                    // rather than a connection cut while it sends.
+                    drop(field);
+                    while let Ok(Some(mut rest)) = form.next_field().await {
+                        while let Ok(Some(_)) = rest.chunk().await {}
+                    }
+                    return Err(e);
+                }
+            };
             if name == "build_id" {
                 build_id = Some(text);
             }
@@ -113,7 +177,12 @@ pub async fn upload(
         let part_type = field.content_type().map(|m| m.essence_str().to_string());
         let temp = TempFile(Some(state.store.artifacts().temp_path()));
         let path = temp.0.clone().unwrap_or_default();
-        let mut out = tokio::fs::File::create(&path)
+        // 0600, as every file of the data directory (storage::artifacts).
+        let mut out = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
             .await
             .doing_with(|| format!("creating {}", path.display()))?;
         let mut hasher = Sha1::new();
@@ -147,6 +216,7 @@ pub async fn upload(
             id,
             size,
             content_type: content_type(file_name.as_deref(), part_type.as_deref(), &head),
+            name: file_name,
         });
     }
     if too_large {
@@ -163,6 +233,9 @@ pub async fn upload(
         file.ok_or_else(|| ApiError::BadRequest("upload must contain a file".into()))?;
     if !state.store.call(move |c| build_exists(c, build)).await? {
         return Err(ApiError::NotFound(format!("build {build} does not exist")));
+    }
+    if received.content_type == "image/png" {
+        refuse_png_bomb(&received).await?;
     }
     // Within the build's byte limit (checked before the bytes are put in
     // place; uploads racing each other may pass it by one upload each).
@@ -183,7 +256,7 @@ pub async fn upload(
     artifacts
         .stage(&temp_path, &received.id)
         .await
-        .doing("storing an upload")?;
+        .map_err(|e| artifacts.store_failed(e))?;
     let (id, size, ct) = (
         received.id.clone(),
         received.size as i64,
@@ -197,7 +270,9 @@ pub async fn upload(
             // garbage collector's (storage::gc::delete_artifact holds the
             // database's alone to delete bytes).
             let tx = build_write_tx(c, build.0)?;
-            artifacts.commit_temp(&temp_path, &id)?;
+            artifacts
+                .commit_temp(&temp_path, &id)
+                .map_err(|e| artifacts.store_failed(e))?;
             record_artifact(&tx, build, &id, &ct, size)?;
             tx.commit()?;
             Ok(())

@@ -6,6 +6,10 @@
 //! always points at complete bytes: a crash at any moment leaves at worst an
 //! orphan file without a row (never served) or a temp file (removed at start).
 //! Identical bytes land on the same path, which deduplicates for free.
+//!
+//! Everything here is the server's alone: directories are made 0700 and
+//! files 0600 ([`private_dir_all`], [`private_file`]), so the unprivileged
+//! user the capture browser runs as cannot read another build's artifacts.
 
 use std::fs::File;
 use std::io::Write;
@@ -16,6 +20,38 @@ use dpxdt_core::{ArtifactId, BuildId};
 use rand::RngCore;
 
 use super::{StoreError, now_ms, write_tx};
+
+/// Makes `dir` and any missing parents readable by this user only (0700).
+pub(crate) fn private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates (or truncates) the file `path`, readable by this user only (0600).
+pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Takes group and other permissions off `path` if it has any (a data
+/// directory made by an older version, or by hand).
+pub(crate) fn make_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = std::fs::metadata(path)?.permissions().mode();
+    if current & 0o077 != 0 {
+        tracing::info!(path = %path.display(), "taking group and other permissions off");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
 
 /// The artifact directory of a data dir.
 #[derive(Debug, Clone)]
@@ -43,7 +79,7 @@ impl ArtifactDir {
     /// The artifact directory `root`, receiving uploads in `tmp` (on the
     /// same file system, so that a finished upload is renamed into place).
     pub fn open_at(root: &Path, tmp: &Path, clean: bool) -> std::io::Result<ArtifactDir> {
-        std::fs::create_dir_all(root)?;
+        private_dir_all(root)?;
         Self::clean_tmp(tmp, clean)?;
         Ok(ArtifactDir {
             root: root.to_path_buf(),
@@ -56,7 +92,7 @@ impl ArtifactDir {
         if clean && tmp.exists() {
             std::fs::remove_dir_all(tmp)?;
         }
-        std::fs::create_dir_all(tmp)
+        private_dir_all(tmp)
     }
 
     /// The artifact directory of `data_dir` as it is: refused, not
@@ -105,7 +141,7 @@ impl ArtifactDir {
         }
         let dir = dest.parent().unwrap_or(&self.root);
         if !dir.exists() {
-            std::fs::create_dir_all(dir)?;
+            private_dir_all(dir)?;
             // A new shard directory must itself survive a crash: fsync
             // the directory that holds it.
             File::open(dir.parent().unwrap_or(&self.root))?.sync_all()?;
@@ -124,7 +160,7 @@ impl ArtifactDir {
         }
         let temp = self.temp_path();
         let result = (|| {
-            let mut f = File::create(&temp)?;
+            let mut f = private_file(&temp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             self.commit_temp(&temp, &id)

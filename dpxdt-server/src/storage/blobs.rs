@@ -187,6 +187,25 @@ impl Blobs {
         }
     }
 
+    /// The error for a failure to store bytes: for a bucket, a
+    /// [`StoreError::Unavailable`] that names it (a store that is down or
+    /// misconfigured now may answer soon, so the client is told to retry;
+    /// the cause goes to the log); for a directory, the I/O error as it is.
+    pub fn store_failed(&self, e: io::Error) -> super::StoreError {
+        match self {
+            Blobs::Dir(_) => super::StoreError::Io(e),
+            Blobs::S3(b) => {
+                // The detail (addresses, the store's own words) is for the
+                // operator's log, not for whoever holds a build key.
+                tracing::error!(store = %b.shown, error = %e, "the artifact store failed");
+                super::StoreError::Unavailable(format!(
+                    "the artifact store {} did not take the bytes; try again later",
+                    b.shown
+                ))
+            }
+        }
+    }
+
     /// Where the bytes are, for people: a directory or `s3://…`.
     pub fn describe(&self) -> String {
         match self {
@@ -383,7 +402,7 @@ impl Blobs {
     /// a bucket, where uploads are received): the health check.
     pub fn probe(&self) -> io::Result<()> {
         let temp = self.temp_path();
-        let written = std::fs::File::create(&temp).and_then(|mut f| {
+        let written = super::artifacts::private_file(&temp).and_then(|mut f| {
             io::Write::write_all(&mut f, b"dpxdt health probe")?;
             f.sync_all()
         });
@@ -457,7 +476,17 @@ impl Bucket {
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| env("AWS_ENDPOINT"));
         let allow_http = settings.allow_http || env("AWS_ALLOW_HTTP").as_deref() == Some("true");
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        // A request to the bucket gives up after a few quick tries: an
+        // upload that waits minutes for a store that is down holds its
+        // client and a worker; a 503 tells the client to come back.
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(15),
+            ..Default::default()
+        };
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(retry);
         if let Some(endpoint) = &endpoint {
             if endpoint.starts_with("http://") && !allow_http {
                 return Err(io::Error::other(format!(

@@ -32,6 +32,7 @@ pub mod sessions;
 pub mod statuses;
 pub mod users;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -72,6 +73,10 @@ pub enum StoreError {
     /// The build would go over one of its size limits.
     #[error("{0}")]
     OverLimit(String),
+    /// A service the store relies on (the artifact bucket) is not
+    /// answering; the request may be tried again.
+    #[error("{0}")]
+    Unavailable(String),
     /// The build has done this too often lately; it may again later.
     #[error("{message}")]
     RateLimited {
@@ -170,6 +175,12 @@ impl DatabaseUrl {
     pub fn connect(&self, data_dir: &Path) -> Result<Db, StoreError> {
         match self.sqlite_path(data_dir) {
             Some(path) => {
+                // SQLite would create the file 0644; its -wal and -shm files
+                // take the database file's mode, so they are 0600 too.
+                if !path.exists() {
+                    artifacts::private_file(&path)?;
+                }
+                artifacts::make_private(&path, 0o600)?;
                 let conn = rusqlite::Connection::open_with_flags(
                     &path,
                     OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -266,11 +277,15 @@ impl Store {
         database: &DatabaseUrl,
         artifacts: &ArtifactsConfig,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
+        // The data directory is the server's alone (0700): the capture
+        // browser runs as another, unprivileged user on this machine.
+        artifacts::private_dir_all(data_dir)?;
+        artifacts::make_private(data_dir, 0o700)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(data_dir.join("lock"))?;
         if lock.try_lock().is_err() {
             return Err(StoreError::Conflict(format!(
@@ -295,7 +310,7 @@ impl Store {
         database: &DatabaseUrl,
         artifacts: &ArtifactsConfig,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
+        artifacts::private_dir_all(data_dir)?;
         let artifacts = Blobs::open(data_dir, artifacts, false)?;
         Self::open_with(data_dir, database, artifacts, None)
     }

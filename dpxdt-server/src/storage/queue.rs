@@ -12,7 +12,7 @@
 
 use crate::storage::db::{Db, Dialect, OptionalExtension, Tx, params};
 use dpxdt_core::api::LeasedTask;
-use dpxdt_core::{BuildId, ReleaseId, RunId, TaskId};
+use dpxdt_core::{ArtifactId, BuildId, ReleaseId, RunId, TaskId};
 
 use crate::storage::{StoreError, build_statements_tx, now_ms, write_tx};
 
@@ -332,6 +332,32 @@ pub fn worker_holds(
                 release_number,
                 run_name
             ],
+            |_| Ok(()),
+        )
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Whether the worker key `key_id` holds an unexpired lease on a task of
+/// `build` whose run names `artifact` (its screenshot, reference, config or
+/// log, new or reference side): a worker reads what its tasks need, not
+/// every artifact of a build it happens to hold one task of.
+pub fn worker_may_download(
+    conn: &Db,
+    key_id: &str,
+    build: BuildId,
+    artifact: &ArtifactId,
+) -> Result<bool, StoreError> {
+    let prefix = format!("{key_id}/");
+    let found = conn
+        .query_row(
+            "SELECT 1 FROM task t
+             JOIN run u ON u.id = t.run_id
+             WHERE t.status = 'live' AND t.eta > ?1 AND t.build_id = ?2
+               AND substr(t.owner, 1, length(?3)) = ?3
+               AND ?4 IN (u.image, u.ref_image, u.config, u.ref_config, u.log, u.ref_log)
+             LIMIT 1",
+            params![now_ms(), build.0, prefix, artifact.as_str()],
             |_| Ok(()),
         )
         .optional()?;

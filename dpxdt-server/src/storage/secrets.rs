@@ -81,22 +81,29 @@ impl SecretKey {
     }
 
     /// Encrypts `plain`: a random nonce, then the ciphertext and its tag.
-    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+    /// `bound_to` (associated data) is not stored but must be given again
+    /// to open it: a secret bound to one build and address does not open
+    /// for another, even if its bytes are copied there.
+    pub fn seal(&self, plain: &[u8], bound_to: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| StoreError::Io(std::io::Error::other("no random bytes")))?;
         let mut data = plain.to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(bound_to),
+                &mut data,
+            )
             .map_err(|_| StoreError::Io(std::io::Error::other("sealing a secret failed")))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
         Ok(out)
     }
 
-    /// Decrypts what [`SecretKey::seal`] made with this key.
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    /// Decrypts what [`SecretKey::seal`] made with this key and `bound_to`.
+    pub fn open(&self, sealed: &[u8], bound_to: &[u8]) -> Result<Vec<u8>, StoreError> {
         let bad = || {
             StoreError::Invalid(
                 "a sealed secret does not open with this server's key (server.key was replaced?)"
@@ -111,7 +118,7 @@ impl SecretKey {
         let mut data = data.to_vec();
         let plain = self
             .0
-            .open_in_place(nonce, Aad::empty(), &mut data)
+            .open_in_place(nonce, Aad::from(bound_to), &mut data)
             .map_err(|_| bad())?;
         Ok(plain.to_vec())
     }
@@ -125,11 +132,14 @@ mod tests {
     fn a_sealed_secret_opens_with_the_same_key_only() {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretKey::load_or_create(dir.path()).unwrap();
-        let sealed = key.seal(b"ghp_token").unwrap();
+        let sealed = key.seal(b"ghp_token", b"build 1").unwrap();
         assert!(!sealed.windows(9).any(|w| w == b"ghp_token"));
         // The same file next time.
         let again = SecretKey::load_or_create(dir.path()).unwrap();
-        assert_eq!(again.open(&sealed).unwrap(), b"ghp_token");
+        assert_eq!(again.open(&sealed, b"build 1").unwrap(), b"ghp_token");
+        // Bound to what it was sealed for.
+        assert!(again.open(&sealed, b"build 2").is_err());
+        assert!(again.open(&sealed, b"").is_err());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -141,9 +151,9 @@ mod tests {
         }
         let other = tempfile::tempdir().unwrap();
         let stranger = SecretKey::load_or_create(other.path()).unwrap();
-        assert!(stranger.open(&sealed).is_err());
+        assert!(stranger.open(&sealed, b"build 1").is_err());
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(again.open(&tampered).is_err());
+        assert!(again.open(&tampered, b"build 1").is_err());
     }
 }

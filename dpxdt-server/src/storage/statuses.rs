@@ -56,13 +56,22 @@ pub fn target(conn: &Db, build: BuildId) -> Result<Option<StatusTarget>, StoreEr
         .flatten())
 }
 
-/// Checks a target typed by a person; the error names the field.
-pub fn validate(api: &str, repo: &str) -> Result<(), StoreError> {
+/// Checks a target typed by a person; the error names the field. Plain
+/// `http://` sends the token unencrypted, so it is refused unless the
+/// server allows it (`--allow-http-status-api`, for tests).
+pub fn validate(api: &str, repo: &str, allow_http: bool) -> Result<(), StoreError> {
     let url = url::Url::parse(api)
         .map_err(|e| StoreError::Invalid(format!("status API URL {api:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(StoreError::Invalid(format!(
             "status API URL must be http:// or https:// with a host, not {api:?}"
+        )));
+    }
+    if url.scheme() == "http" && !allow_http {
+        return Err(StoreError::Invalid(format!(
+            "status API URL {api:?} is plain http://, which would send the token \
+             unencrypted: use https:// (the server takes http:// only when started with \
+             --allow-http-status-api)"
         )));
     }
     let part_ok = |p: &str| {
@@ -79,6 +88,52 @@ pub fn validate(api: &str, repo: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The origin (scheme, host and port) of a status API URL: a stored token
+/// goes only to the origin it was given for.
+pub fn origin(api: &str) -> String {
+    url::Url::parse(api).map_or_else(|_| api.to_string(), |u| u.origin().ascii_serialization())
+}
+
+/// What a build's token is sealed to: the build and the API's origin, so
+/// that its sealed bytes open for no other build or address.
+pub fn token_binding(build: BuildId, api: &str) -> Vec<u8> {
+    format!("commit-status token of build {build} for {}", origin(api)).into_bytes()
+}
+
+/// Opens the sealed token of `build` for the API at `api`. Tokens stored
+/// before they were bound (older versions) open unbound; they are bound
+/// when their build's target is next saved with a token.
+pub fn open_token(
+    key: &super::secrets::SecretKey,
+    sealed: &[u8],
+    build: BuildId,
+    api: &str,
+) -> Result<Vec<u8>, StoreError> {
+    key.open(sealed, &token_binding(build, api))
+        .or_else(|e| key.open(sealed, b"").map_err(|_| e))
+}
+
+/// Refuses to keep the stored token when the API's origin changes: the
+/// token was given for one address and must be given again for another
+/// (otherwise whoever may edit the settings could send it anywhere).
+pub fn check_token_kept(
+    current: Option<&StatusTarget>,
+    api: &str,
+    token: &TokenChange,
+) -> Result<(), StoreError> {
+    match (current, token) {
+        (Some(t), TokenChange::Keep) if t.token_set && origin(&t.api) != origin(api) => {
+            Err(StoreError::Invalid(format!(
+                "status token: the status API moved from {} to {}; give the token again \
+                 (a stored token is sent only to the address it was given for)",
+                origin(&t.api),
+                origin(api)
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Sets (or with an empty `api`, removes) the build's status target; logged.
 pub fn set_target(
     conn: &mut Db,
@@ -87,6 +142,7 @@ pub fn set_target(
     api: &str,
     repo: &str,
     token: TokenChange,
+    allow_http: bool,
 ) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     if api.is_empty() {
@@ -98,8 +154,10 @@ pub fn set_target(
         tx.commit()?;
         return Ok(());
     }
-    validate(api, repo)?;
-    let has_token = target(&tx, build)?.is_some_and(|t| t.token_set);
+    validate(api, repo, allow_http)?;
+    let current = target(&tx, build)?;
+    check_token_kept(current.as_ref(), api, &token)?;
+    let has_token = current.is_some_and(|t| t.token_set);
     match token {
         TokenChange::Set(sealed) => {
             tx.execute(
@@ -280,4 +338,55 @@ pub fn status_done(
     log_in(&tx, d.build_id, None, log_type, &msg)?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_status_apis_need_the_servers_leave() {
+        assert!(validate("https://api.example", "a/b", false).is_ok());
+        let err = validate("http://api.example", "a/b", false).unwrap_err();
+        assert!(err.to_string().contains("plain http://"), "{err}");
+        assert!(validate("http://api.example", "a/b", true).is_ok());
+    }
+
+    #[test]
+    fn a_kept_token_stays_with_its_origin() {
+        let stored = StatusTarget {
+            api: "https://api.example/v3".into(),
+            repo: "a/b".into(),
+            token_set: true,
+        };
+        let keep = TokenChange::Keep;
+        let given = TokenChange::Set(vec![1]);
+        // Same origin, another path: kept.
+        assert!(check_token_kept(Some(&stored), "https://api.example/v4", &keep).is_ok());
+        // Another host, port or scheme: the token must be given again.
+        for moved in [
+            "https://evil.example/v3",
+            "https://api.example:8443/v3",
+            "http://api.example/v3",
+        ] {
+            let err = check_token_kept(Some(&stored), moved, &keep).unwrap_err();
+            assert!(
+                err.to_string().contains("give the token again"),
+                "{moved}: {err}"
+            );
+            assert!(
+                check_token_kept(Some(&stored), moved, &given).is_ok(),
+                "{moved}"
+            );
+        }
+        assert!(check_token_kept(None, "https://evil.example", &keep).is_ok());
+        assert_ne!(
+            token_binding(BuildId(1), "https://api.example/v3"),
+            token_binding(BuildId(2), "https://api.example/v3")
+        );
+        assert_eq!(
+            token_binding(BuildId(1), "https://api.example/v3"),
+            token_binding(BuildId(1), "https://api.example/other")
+        );
+    }
 }

@@ -105,15 +105,29 @@ impl Default for Limiter {
     }
 }
 
+/// Who the login limits count a client as: its address (see [`client_ip`]),
+/// or for IPv6 its /64 network, the block one subscriber line or one
+/// machine is given, so that walking the addresses of one's own /64 buys no
+/// further guesses. An IPv4 address inside IPv6 counts as that IPv4 address.
+fn client_bucket(req: &Req, trusted: &[dpxdt_core::netpolicy::Rule]) -> String {
+    match client_ip(req, trusted) {
+        None => String::new(),
+        Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(std::net::IpAddr::V6(v6)) => v6.to_canonical().to_string(),
+        Some(ip) => ip.to_string(),
+    }
+}
+
 /// The client's address: the peer, or, when the peer is a trusted proxy,
 /// the last address in `X-Forwarded-For` that is not a trusted proxy.
-fn client_ip(req: &Req, trusted: &[dpxdt_core::netpolicy::Rule]) -> String {
-    let Some(peer) = req.remote.map(|a| a.ip()) else {
-        return String::new();
-    };
+fn client_ip(req: &Req, trusted: &[dpxdt_core::netpolicy::Rule]) -> Option<std::net::IpAddr> {
+    let peer = req.remote.map(|a| a.ip())?;
     let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|r| r.matches_ip(ip));
     if !is_trusted(peer) {
-        return peer.to_string();
+        return Some(peer);
     }
     let forwarded = req
         .headers
@@ -126,11 +140,11 @@ fn client_ip(req: &Req, trusted: &[dpxdt_core::netpolicy::Rule]) -> String {
     for hop in forwarded.iter().rev() {
         match hop.parse::<std::net::IpAddr>() {
             Ok(ip) if is_trusted(ip) => continue,
-            Ok(ip) => return ip.to_string(),
+            Ok(ip) => return Some(ip),
             Err(_) => break,
         }
     }
-    peer.to_string()
+    Some(peer)
 }
 
 /// Equal-time comparison of two tokens.
@@ -299,7 +313,7 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             StatusCode::UNAUTHORIZED,
         );
     }
-    let ip = client_ip(req, &ui.state.config.trusted_proxies);
+    let ip = client_bucket(req, &ui.state.config.trusted_proxies);
     let keys = logins::keys(&name, &ip);
     let counted = keys.clone();
     ui.state
@@ -391,12 +405,30 @@ mod tests {
         let trusted: Vec<dpxdt_core::netpolicy::Rule> = vec!["10.0.0.0/8".parse().unwrap()];
         // Straight from a client: the header is the client's own words.
         let r = req_from("203.0.113.5:1000", &["198.51.100.1"]);
-        assert_eq!(client_ip(&r, &trusted), "203.0.113.5");
+        assert_eq!(client_bucket(&r, &trusted), "203.0.113.5");
         // Through the proxy: the last address the proxies did not add.
         let r = req_from("10.0.0.2:1000", &["198.51.100.1, 203.0.113.7", "10.0.0.3"]);
-        assert_eq!(client_ip(&r, &trusted), "203.0.113.7");
+        assert_eq!(client_bucket(&r, &trusted), "203.0.113.7");
         let r = req_from("10.0.0.2:1000", &[]);
-        assert_eq!(client_ip(&r, &trusted), "10.0.0.2");
-        assert_eq!(client_ip(&r, &[]), "10.0.0.2");
+        assert_eq!(client_bucket(&r, &trusted), "10.0.0.2");
+        assert_eq!(client_bucket(&r, &[]), "10.0.0.2");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        // Two addresses of one /64 are one client; the next /64 is another.
+        let a = req_from("[2001:db8:1:2:aaaa::1]:1000", &[]);
+        let b = req_from("[2001:db8:1:2:ffff:ffff:ffff:fffe]:1000", &[]);
+        let c = req_from("[2001:db8:1:3::1]:1000", &[]);
+        assert_eq!(client_bucket(&a, &[]), "2001:db8:1:2::/64");
+        assert_eq!(client_bucket(&a, &[]), client_bucket(&b, &[]));
+        assert_ne!(client_bucket(&a, &[]), client_bucket(&c, &[]));
+        // An IPv4 client on a dual-stack socket is its IPv4 address.
+        let mapped = req_from("[::ffff:203.0.113.9]:1000", &[]);
+        assert_eq!(client_bucket(&mapped, &[]), "203.0.113.9");
+        // Through a trusted proxy, the forwarded IPv6 client is grouped too.
+        let trusted: Vec<dpxdt_core::netpolicy::Rule> = vec!["10.0.0.0/8".parse().unwrap()];
+        let r = req_from("10.0.0.2:1000", &["2001:db8:9:9::77"]);
+        assert_eq!(client_bucket(&r, &trusted), "2001:db8:9:9::/64");
     }
 }

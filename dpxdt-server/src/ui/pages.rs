@@ -450,7 +450,8 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         }
         Some(api) => {
             let repo = req.f("status_repo").unwrap_or_default().trim().to_string();
-            statuses::validate(api, &repo)?;
+            let allow_http = ui.state.config.allow_http_status_api;
+            statuses::validate(api, &repo, allow_http)?;
             let typed = req
                 .f("status_token")
                 .map(str::trim)
@@ -474,15 +475,26 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                     Ok((statuses::target(c, build)?, sealed))
                 })
                 .await?;
+            let key = ui.state.store.secret_key()?;
+            let change = match typed {
+                None => statuses::TokenChange::Keep,
+                Some(t) => statuses::TokenChange::Set(
+                    key.seal(t.as_bytes(), &statuses::token_binding(build, api))?,
+                ),
+            };
+            // Before the stored token is opened, let alone sent anywhere.
+            statuses::check_token_kept(current.as_ref(), api, &change)?;
             let unchanged = typed.is_none()
                 && current
                     .as_ref()
                     .is_some_and(|t| t.api == api && t.repo == repo);
-            let key = ui.state.store.secret_key()?;
-            let token = match (typed, sealed) {
-                (Some(t), _) => Some(t.to_string()),
-                (None, Some(s)) => Some(String::from_utf8_lossy(&key.open(&s)?).into_owned()),
-                (None, None) => None,
+            let token = match (typed, sealed, &current) {
+                (Some(t), _, _) => Some(t.to_string()),
+                (None, Some(s), Some(t)) => {
+                    let plain = statuses::open_token(key, &s, build, &t.api)?;
+                    Some(String::from_utf8_lossy(&plain).into_owned())
+                }
+                (None, _, _) => None,
             };
             if !unchanged && let Some(token) = &token {
                 let allow = ui.state.config.allow_private_webhooks;
@@ -490,21 +502,18 @@ pub(crate) async fn settings(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                     .await
                     .map_err(|e| UiError::BadRequest(format!("status API: {e}")))?;
             }
-            let change = match typed {
-                None => statuses::TokenChange::Keep,
-                Some(t) => statuses::TokenChange::Set(key.seal(t.as_bytes())?),
-            };
             Some((api.to_string(), repo, change))
         }
     };
     let id = info.id;
+    let allow_http_status = ui.state.config.allow_http_status_api;
     ui.state
         .store
         .call(move |c| {
             if let Some((api, repo, token)) = status {
                 // First: the one setting that can still be refused here
                 // (no token given), before anything else is saved.
-                statuses::set_target(c, id, &user, &api, &repo, token)?;
+                statuses::set_target(c, id, &user, &api, &repo, token, allow_http_status)?;
             }
             builds::set_build_settings(c, id, &user, &settings)?;
             if let Some((releases, days)) = retention {

@@ -107,9 +107,9 @@ fn replicas_given_one_key_file_share_sealed_secrets() {
     let (dir, a, b) = two_stores();
     let key = dir.path().join("shared.key");
     let (a, b) = (a.with_key_file(&key), b.with_key_file(&key));
-    let sealed = a.secret_key().unwrap().seal(b"status token").unwrap();
+    let sealed = a.secret_key().unwrap().seal(b"status token", b"build 1").unwrap();
     assert_eq!(
-        b.secret_key().unwrap().open(&sealed).unwrap(),
+        b.secret_key().unwrap().open(&sealed, b"build 1").unwrap(),
         b"status token"
     );
     assert!(!dir.path().join("a/server.key").exists());
@@ -119,7 +119,7 @@ fn replicas_given_one_key_file_share_sealed_secrets() {
         &ArtifactsConfig::default(),
     )
     .unwrap();
-    assert!(own.secret_key().unwrap().open(&sealed).is_err());
+    assert!(own.secret_key().unwrap().open(&sealed, b"build 1").is_err());
 }
 
 /// Replicas started together on a new database: each applies or waits for

@@ -2012,7 +2012,7 @@ async fn commit_statuses_follow_each_release_in_order() {
     let unreachable = format!("http://{}/api", closed.local_addr().unwrap());
     drop(closed);
 
-    let server = UiServer::start(USERS, |_| {}).await;
+    let server = UiServer::start(USERS, |c| c.allow_http_status_api = true).await;
     let mut alice = server.login("alice").await;
     let build = alice.create_build("shop", false).await;
     let settings = |api: &str, repo: &str, token: &str| {
@@ -2223,4 +2223,234 @@ async fn commit_statuses_follow_each_release_in_order() {
     );
     server.stop().await;
     receiver.abort();
+}
+
+/// Regression: changing only a build's status API URL sent the stored token
+/// to the new address at once. A stored token now goes only to the origin
+/// (scheme, host, port) it was given for: a new origin needs the token
+/// typed again, and nothing is sent there before. Plain `http://` status
+/// APIs are refused unless the server allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_status_token_goes_only_to_the_address_it_was_given_for() {
+    use std::sync::{Arc, Mutex};
+    use warp::Filter;
+    // Two status APIs that answer every repository check with 200 and
+    // remember the Authorization header each got.
+    let start_api = || {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let route = warp::any()
+            .and(warp::header::optional::<String>("authorization"))
+            .map(move |auth: Option<String>| {
+                log.lock().unwrap().push(auth.unwrap_or_default());
+                "{}"
+            });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/api/v3", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let task = tokio::spawn(warp::serve(route).incoming(listener).run());
+        (url, seen, task)
+    };
+    let (good_url, good_seen, good_task) = start_api();
+    let (evil_url, evil_seen, evil_task) = start_api();
+
+    let server = UiServer::start(USERS, |c| c.allow_http_status_api = true).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("shop", false).await;
+    let save = |api: &str, token: &str| {
+        vec![
+            ("build_id", build.to_string()),
+            ("name", "shop".to_string()),
+            ("status_api", api.to_string()),
+            ("status_repo", "acme/shop".to_string()),
+            ("status_token", token.to_string()),
+        ]
+    };
+    let form = save(&good_url, "tok-123");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        alice.act("/build/settings", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(*good_seen.lock().unwrap(), ["Bearer tok-123"]);
+
+    // Only the address changes: refused, and the new address hears nothing.
+    let form = save(&evil_url, "");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = alice.act("/build/settings", &form).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(page.body.contains("give the token again"), "{}", page.body);
+    assert!(
+        evil_seen.lock().unwrap().is_empty(),
+        "no request to the new address"
+    );
+    let kept = server
+        .store
+        .blocking(move |c| dpxdt_server::storage::statuses::target(c, BuildId(build)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.api, good_url, "the old target stays");
+    // Another path on the same origin keeps the token.
+    let same_origin = good_url.replace("/api/v3", "/v4");
+    let form = save(&same_origin, "");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        alice.act("/build/settings", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        *good_seen.lock().unwrap(),
+        ["Bearer tok-123", "Bearer tok-123"]
+    );
+    // The token's sealed bytes, copied to another build, do not open there.
+    let other = alice.create_build("copy", false).await;
+    let store = server.store.clone();
+    store
+        .blocking(move |c| {
+            c.execute(
+                "UPDATE build SET status_api = (SELECT status_api FROM build WHERE id = ?1),
+                        status_repo = 'acme/shop',
+                        status_token = (SELECT status_token FROM build WHERE id = ?1)
+                 WHERE id = ?2",
+                [build, other],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let key = store.secret_key().unwrap();
+    let (sealed, api): (Vec<u8>, String) = store
+        .blocking(move |c| {
+            Ok(c.query_row(
+                "SELECT status_token, status_api FROM build WHERE id = ?1",
+                [other],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap();
+    let open = |b: i64| dpxdt_server::storage::statuses::open_token(key, &sealed, BuildId(b), &api);
+    assert_eq!(open(build).unwrap(), b"tok-123");
+    assert!(open(other).is_err(), "bound to its build");
+    server.stop().await;
+
+    // Without --allow-http-status-api, http:// is refused before any call.
+    let strict = UiServer::start(USERS, |_| {}).await;
+    let mut alice = strict.login("alice").await;
+    let build = alice.create_build("shop", false).await;
+    let form = [
+        ("build_id", build.to_string()),
+        ("name", "shop".to_string()),
+        ("status_api", evil_url.clone()),
+        ("status_repo", "acme/shop".to_string()),
+        ("status_token", "tok-123".to_string()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = alice.act("/build/settings", &form).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(page.body.contains("plain http://"), "{}", page.body);
+    assert!(evil_seen.lock().unwrap().is_empty());
+    strict.stop().await;
+    good_task.abort();
+    evil_task.abort();
+}
+
+/// Regression: a 1 MB PNG whose ICC profile inflates to a gigabyte cost
+/// the thumbnailer and the diff worker that much memory. Such a file is now
+/// refused at upload, naming the chunk; one already stored (here put in
+/// place directly, as an older version accepted it) is diffed and
+/// thumbnailed with the profile skipped. (The memory bound itself is
+/// measured in dpxdt-core's `decoding_a_bomb_costs_no_more_than_its_pixels`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_png_bomb_is_refused_at_upload_and_harmless_once_stored() {
+    use dpxdt_core::api::ReportRunRequest;
+    let server = UiServer::start(USERS, |c| {
+        c.admin_key = Some(dpxdt_server::storage::NewApiKey {
+            id: common::ADMIN_ID.into(),
+            secret: common::ADMIN_SECRET.into(),
+        });
+    })
+    .await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("bombs", false).await;
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = BuildId(build);
+    // A 64x64 image whose ICC profile is 64 MiB of zeros, compressed.
+    let bomb = {
+        let mut info = png::Info::with_size(64, 64);
+        info.color_type = png::ColorType::Rgb;
+        info.bit_depth = png::BitDepth::Eight;
+        info.icc_profile = Some(vec![0u8; 64 << 20].into());
+        let mut out = Vec::new();
+        let mut writer = png::Encoder::with_info(&mut out, info)
+            .unwrap()
+            .write_header()
+            .unwrap();
+        writer.write_image_data(&[200u8; 64 * 64 * 3]).unwrap();
+        writer.finish().unwrap();
+        out
+    };
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let err = client
+        .upload_bytes(b, "bomb.png", bomb.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(
+        err.to_string()
+            .contains("upload \"bomb.png\": its iCCP chunk inflates to more than"),
+        "{err}"
+    );
+    // As an older version stored it.
+    let id = server.store.artifacts().write_bytes(&bomb).unwrap();
+    let len = bomb.len() as i64;
+    let stored = id.clone();
+    server
+        .store
+        .blocking(move |c| dpxdt_server::storage::record_artifact(c, b, &stored, "image/png", len))
+        .unwrap();
+    let reference = client
+        .upload_bytes(b, "ref.png", png(64, 64, [10, 10, 10]))
+        .await
+        .unwrap()
+        .sha1sum;
+    let release = client.create_release(b, "r", "https://ci/1").await.unwrap();
+    client
+        .report_run(&ReportRunRequest {
+            build_id: b,
+            release_name: "r".into(),
+            release_number: release.release_number,
+            run_name: "/".into(),
+            image: Some(id.clone()),
+            ref_image: Some(reference),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .runs_done(&ReleaseKey {
+            build_id: b,
+            release_name: "r".into(),
+            release_number: release.release_number,
+        })
+        .await
+        .unwrap();
+    let admin = server.client(&(common::ADMIN_ID.into(), common::ADMIN_SECRET.into()));
+    let worker = dpxdt_server::workers::DiffWorker::new(admin, Duration::from_secs(30));
+    assert!(worker.run_once().await.unwrap(), "the diff task ran");
+    let distortion: Option<f64> = server
+        .store
+        .blocking(|c| {
+            Ok(
+                c.query_row("SELECT distortion FROM run WHERE name = '/'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    assert!(distortion.is_some_and(|d| d > 0.5), "{distortion:?}");
+    let thumb = alice.get(&format!("/thumb?build_id={build}&id={id}")).await;
+    assert_eq!(thumb.status, StatusCode::OK);
+    assert_eq!(thumb.headers["content-type"], "image/png");
+    server.stop().await;
 }
