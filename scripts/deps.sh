@@ -48,9 +48,15 @@ fi
 
 # With --test: Garage, the real S3-compatible store the tests keep artifacts
 # in (`--artifacts-url s3://…`). Compiled once into cargo's bin directory
-# (about 15 minutes on two cores) and reused after that.
+# and reused after that. Only what the tests use is built (the SQLite
+# metadata engine; no LMDB, K2V or metrics), at opt-level 1 without LTO:
+# a test node stores a few megabytes, so its speed does not matter, and
+# the build is what a fresh machine waits for.
 if [ "${1:-}" = "--test" ] && ! command -v garage >/dev/null 2>&1 &&
     [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
-    echo "deps: installing garage 2.5.0 (cargo install, about 15 minutes, once)" >&2
-    cargo install garage --version 2.5.0 --locked >&2
+    echo "deps: installing garage 2.5.0 for the tests (cargo install, once)" >&2
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=0 \
+        cargo install garage --version 2.5.0 --locked \
+        --no-default-features --features bundled-libs,sqlite >&2
 fi

@@ -29,5 +29,19 @@ cargo test --workspace --locked "$@"
 
 # The server's API, UI, worker and kill tests once more, every server on a
 # throw-away PostgreSQL and a Garage bucket instead of SQLite and a directory.
+# The test binary built above is run as it is: `cargo test -p dpxdt-server`
+# would resolve features for that one package and so build the shared
+# dependencies (and the binary) a second time.
 echo "== cargo test (server on PostgreSQL and S3)" >&2
-DPXDT_TEST_STORAGE=pg_s3 cargo test -p dpxdt-server --test it --locked "$@"
+server_it=$(cargo test --workspace --all-targets --locked --no-run --message-format=json |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    t = m.get("target", {})
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and t.get("name") == "it" and "/dpxdt-server/" in t.get("src_path", ""):
+        print(m["executable"])
+')
+[ -x "$server_it" ] || { echo "test.sh: no dpxdt-server test binary found" >&2; exit 2; }
+(cd dpxdt-server && DPXDT_TEST_STORAGE=pg_s3 "$server_it" "$@")
