@@ -379,7 +379,16 @@ impl PgConn {
             .enable_all()
             .build()
             .map_err(|e| DbError::Other(format!("cannot start the database thread: {e}")))?;
-        let client = Self::open(&config, &runtime)?;
+        let client = match Self::open(&config, &runtime) {
+            Ok(client) => client,
+            Err(e) => {
+                // Dropping a runtime may block, which async code (the
+                // server opening its store) must not do: it would panic
+                // instead of saying why the database is out of reach.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         Ok(PgConn {
             config,
             client: RefCell::new(Arc::new(client)),
