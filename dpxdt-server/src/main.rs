@@ -40,8 +40,9 @@ struct Args {
     #[arg(long, env = "DPXDT_ARTIFACTS_URL", global = true)]
     artifacts_url: Option<storage::ArtifactsUrl>,
     /// Where the database is: `sqlite:PATH`, or `postgres://USER:PASSWORD@HOST:PORT/DB`
-    /// for several replicas sharing one database. Default: `dpxdt.sqlite3` in
-    /// the data directory.
+    /// for several replicas sharing one database (TLS as libpq's `sslmode`
+    /// and `sslrootcert` say, e.g. `?sslmode=verify-full&sslrootcert=CA.pem`;
+    /// default `prefer`). Default: `dpxdt.sqlite3` in the data directory.
     #[arg(
         long,
         env = "DPXDT_DATABASE_URL",

@@ -7,6 +7,7 @@
 //! and hanging responses, and a log of the requests it saw.
 #![deny(missing_docs)]
 
+pub mod certs;
 pub mod garage;
 pub mod postgres;
 

@@ -9,6 +9,9 @@
 //! unprivileged `postgres` user (or `nobody`). The server runs in its own
 //! process group under a watchdog that kills it and removes its directory
 //! when this process exits, however it exits.
+//!
+//! [`Postgres::start_tls`] starts another cluster, with TLS, for the tests
+//! of TLS to PostgreSQL.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -34,7 +37,19 @@ pub struct Postgres {
 /// when the binaries are missing or the server does not come up.
 pub fn shared() -> &'static Postgres {
     static PG: OnceLock<Postgres> = OnceLock::new();
-    PG.get_or_init(|| Postgres::start().unwrap_or_else(|e| panic!("starting PostgreSQL: {e}")))
+    PG.get_or_init(|| Postgres::start(None).unwrap_or_else(|e| panic!("starting PostgreSQL: {e}")))
+}
+
+/// What a cluster that also takes TLS connections ([`Postgres::start_tls`])
+/// is given.
+pub struct Tls<'a> {
+    /// The server's certificate (PEM).
+    pub cert: &'a Path,
+    /// Its private key (PEM).
+    pub key: &'a Path,
+    /// `pg_hba.conf` lines to put before initdb's own (which trust every
+    /// local connection), e.g. to make one role log in with a password.
+    pub hba: &'a [&'a str],
 }
 
 /// The directory of `initdb` and `postgres`: Debian keeps them under
@@ -88,12 +103,26 @@ fn is_root() -> bool {
 }
 
 impl Postgres {
-    fn start() -> Result<Postgres, String> {
+    /// A new cluster of its own with `ssl=on`, serving `tls.cert`. The
+    /// shared one stays without TLS: benchmarks then measure no TLS they
+    /// did not ask for, and `prefer`'s fall-back to plain has a server to
+    /// be tried against. The cost (another initdb, about a second) is paid
+    /// only by test binaries that start one. Panics as [`shared`] does.
+    pub fn start_tls(tls: &Tls) -> Postgres {
+        Postgres::start(Some(tls)).unwrap_or_else(|e| panic!("starting PostgreSQL with TLS: {e}"))
+    }
+
+    fn start(tls: Option<&Tls>) -> Result<Postgres, String> {
         let bin = bin_dir().ok_or(
             "no PostgreSQL server binaries (initdb, postgres): run \
              `bash scripts/deps.sh --test` (it installs Debian's postgresql)",
         )?;
-        let dir = std::env::temp_dir().join(format!("dpxdt-postgres-{}", std::process::id()));
+        static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dpxdt-postgres-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let user = if is_root() {
@@ -129,6 +158,9 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        if let Some(tls) = tls {
+            Self::set_up_tls(tls, &data, user)?;
+        }
         let port = free_port().map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
         let mut server = Command::new(bin.join("postgres"));
@@ -143,6 +175,16 @@ impl Postgres {
                 "-c",
                 "max_connections=300",
             ]);
+        if tls.is_some() {
+            server.args([
+                "-c",
+                "ssl=on",
+                "-c",
+                "ssl_cert_file=server.crt",
+                "-c",
+                "ssl_key_file=server.key",
+            ]);
+        }
         // A throw-away cluster: durability buys nothing in tests. Benchmarks
         // set DPXDT_PG_DURABLE=1 to commit as a real deployment does.
         if std::env::var_os("DPXDT_PG_DURABLE").is_none() {
@@ -180,6 +222,36 @@ impl Postgres {
         };
         pg.wait_ready(&dir)?;
         Ok(pg)
+    }
+
+    /// Puts the certificate and key into the data directory (relative
+    /// paths in the settings are relative to it), owned by the server's user
+    /// and the key readable by it alone, as PostgreSQL demands; and puts
+    /// `tls.hba` before the lines of initdb.
+    fn set_up_tls(tls: &Tls, data: &Path, user: Option<(u32, u32)>) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        for (from, to, mode) in [
+            (tls.cert, "server.crt", 0o644),
+            (tls.key, "server.key", 0o600),
+        ] {
+            let to = data.join(to);
+            std::fs::copy(from, &to)
+                .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod {}: {e}", to.display()))?;
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", to.display()))?;
+            }
+        }
+        let hba = data.join("pg_hba.conf");
+        let initdb_lines =
+            std::fs::read_to_string(&hba).map_err(|e| format!("{}: {e}", hba.display()))?;
+        let mut lines = tls.hba.join("\n");
+        lines.push('\n');
+        lines.push_str(&initdb_lines);
+        std::fs::write(&hba, lines).map_err(|e| format!("{}: {e}", hba.display()))?;
+        Ok(())
     }
 
     /// Polls `pg_isready` until the server takes connections, with a deadline.

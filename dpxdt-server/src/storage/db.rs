@@ -1,5 +1,7 @@
 //! The SQL seam: [`Db`], one connection to SQLite (the default, one file)
-//! or to PostgreSQL (`postgres://`, for teams that run several replicas).
+//! or to PostgreSQL (`postgres://`, for teams that run several replicas;
+//! over TLS as the URL's `sslmode` and `sslrootcert` say, see
+//! [`pg_tls`](super::pg_tls)).
 //!
 //! The storage modules write every statement once, in SQLite's dialect,
 //! and call the small part of rusqlite's API they need (`execute`,
@@ -18,6 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio_postgres::types::{IsNull, ToSql, Type};
+
+use super::pg_tls;
 
 /// One SQL value, as SQLite stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +345,11 @@ pub enum Db {
 /// transaction the server already rolled back can run on its own.
 pub struct PgConn {
     config: tokio_postgres::Config,
+    /// The URL's `sslmode`, for error messages.
+    ssl_mode: pg_tls::SslMode,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask (made once: a
+    /// reconnection reads no CA file again).
+    tls: pg_tls::MakeTls,
     client: RefCell<Arc<tokio_postgres::Client>>,
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
     /// Between `BEGIN` and `COMMIT` / `ROLLBACK`.
@@ -360,6 +369,61 @@ impl Drop for PgConn {
     }
 }
 
+/// The tokio-postgres settings of the `postgres://` URL `url`, and its TLS
+/// settings, which tokio-postgres does not read itself (see [`pg_tls`]).
+pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, pg_tls::TlsSettings), String> {
+    let (rest, settings) = pg_tls::split_url(url)?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| error_chain(&e))?;
+    config.ssl_mode(settings.mode.negotiation());
+    Ok((config, settings))
+}
+
+/// The hosts and ports of `config`, as a user would write them.
+fn shown_hosts(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let mut shown: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                format!("[{name}]:{}", port(i))
+            }
+            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{}", port(i)),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(dir) => {
+                format!("{}/.s.PGSQL.{}", dir.display(), port(i))
+            }
+        })
+        .collect();
+    if shown.is_empty() {
+        shown = config
+            .get_hostaddrs()
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| std::net::SocketAddr::new(*addr, port(i)).to_string())
+            .collect();
+    }
+    shown.join(", ")
+}
+
+/// `e` and each of its causes, joined by ": ".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut shown = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        // Some errors repeat their cause in their own words.
+        if !shown.ends_with(&more) {
+            shown.push_str(": ");
+            shown.push_str(&more);
+        }
+        cause = c.source();
+    }
+    shown
+}
+
 /// The advisory lock every PostgreSQL write transaction takes: alone in a
 /// [`write_tx`], shared in a [`build_write_tx`].
 const PG_WRITE_LOCK: i64 = 0x6470_7864_7401;
@@ -368,20 +432,36 @@ const PG_WRITE_LOCK: i64 = 0x6470_7864_7401;
 const PG_BUILD_LOCKS: i32 = 0x6470_7862;
 
 impl PgConn {
-    /// Connects to `url` (`postgres://user:password@host:port/db`).
+    /// Connects to `url` (`postgres://user:password@host:port/db`, with
+    /// TLS as its `sslmode` and `sslrootcert` say: see [`pg_tls`]).
     pub fn connect(url: &str) -> Result<PgConn, DbError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| DbError::Other(format!("bad database URL: {e}")))?;
+        let (config, settings) = parse_url(url).map_err(DbError::Other)?;
+        let tls = pg_tls::MakeTls::new(&settings).map_err(|e| {
+            DbError::Other(format!(
+                "cannot connect to PostgreSQL at {}: {e}",
+                shown_hosts(&config)
+            ))
+        })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("dpxdt-postgres")
             .enable_all()
             .build()
             .map_err(|e| DbError::Other(format!("cannot start the database thread: {e}")))?;
-        let client = Self::open(&config, &runtime)?;
+        let client = match Self::open(&config, settings.mode, &tls, &runtime) {
+            Ok(client) => client,
+            Err(e) => {
+                // Dropping a runtime may block, which async code (the
+                // server opening its store) must not do: it would panic
+                // instead of saying why the database is out of reach.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         Ok(PgConn {
             config,
+            ssl_mode: settings.mode,
+            tls,
             client: RefCell::new(Arc::new(client)),
             statements: RefCell::new(HashMap::new()),
             in_transaction: std::cell::Cell::new(false),
@@ -390,15 +470,20 @@ impl PgConn {
         })
     }
 
-    /// A new session, its socket driven by a task on `runtime`.
+    /// A new session, its socket driven by a task on `runtime`. A failure
+    /// names the host and the whole chain of causes: tokio-postgres's own
+    /// words ("error performing TLS handshake") leave out the why.
     fn open(
         config: &tokio_postgres::Config,
+        ssl_mode: pg_tls::SslMode,
+        tls: &pg_tls::MakeTls,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<tokio_postgres::Client, DbError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let config = config.clone();
+        let (config, tls) = (config.clone(), tls.clone());
+        let shown = shown_hosts(&config);
         runtime.spawn(async move {
-            match config.connect(tokio_postgres::NoTls).await {
+            match config.connect(tls).await {
                 Ok((client, connection)) => {
                     let _ = tx.send(Ok(client));
                     if let Err(e) = connection.await {
@@ -410,9 +495,14 @@ impl PgConn {
                 }
             }
         });
-        Ok(rx
-            .recv()
-            .map_err(|_| DbError::Other("the database thread ended".into()))??)
+        rx.recv()
+            .map_err(|_| DbError::Other("the database thread ended".into()))?
+            .map_err(|e| {
+                DbError::Other(format!(
+                    "cannot connect to PostgreSQL at {shown}: {} (sslmode={ssl_mode})",
+                    error_chain(&e)
+                ))
+            })
     }
 
     /// The live client: a new session if the last one was lost, outside a
@@ -430,7 +520,7 @@ impl PgConn {
             .runtime
             .as_ref()
             .expect("the runtime lives as long as the connection");
-        let client = Arc::new(Self::open(&self.config, runtime)?);
+        let client = Arc::new(Self::open(&self.config, self.ssl_mode, &self.tls, runtime)?);
         tracing::warn!("reconnected to the database");
         self.statements.borrow_mut().clear();
         *self.client.borrow_mut() = client.clone();

@@ -23,6 +23,7 @@ pub mod ignores;
 pub mod logins;
 pub mod migrate;
 pub mod notifications;
+pub mod pg_tls;
 pub mod queue;
 pub mod quotas;
 pub mod releases;
@@ -121,8 +122,9 @@ impl std::str::FromStr for DatabaseUrl {
             }
             Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            s.parse::<tokio_postgres::Config>()
-                .map_err(|e| format!("database URL {}: {e}", redact_url(s)))?;
+            // Parsed here too, so a bad URL (an unknown sslmode, say) stops
+            // the command line at once, not the first connection.
+            db::parse_url(s).map_err(|e| format!("database URL {}: {e}", redact_url(s)))?;
             Ok(DatabaseUrl::Postgres(s.to_owned()))
         } else {
             Err(format!(
