@@ -1754,14 +1754,15 @@ async fn each_build_limit_is_refused_with_a_clear_status_and_changes_nothing() {
 async fn a_repeated_create_with_one_idempotency_key_creates_once() {
     let s = TestServer::start(|_| {}).await;
     let (build, key) = s.build_with_key("idem").await;
-    let create = |idem: &'static str, name: &'static str| {
+    // A create of release `name` in the build as spelled by `spelled`.
+    let create_in = |spelled: &str, idem: &'static str, name: &'static str| {
         let req = s
             .http
             .post(s.url("create_release"))
             .basic_auth(&key.0, Some(&key.1))
             .header("Idempotency-Key", idem)
             .form(&[
-                ("build_id", build.as_str()),
+                ("build_id", spelled),
                 ("release_name", name),
                 ("url", "http://ci/1"),
             ]);
@@ -1770,6 +1771,7 @@ async fn a_repeated_create_with_one_idempotency_key_creates_once() {
             (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
         }
     };
+    let create = |idem, name| create_in(&build, idem, name);
     let (code, first) = create("k-1", "main").await;
     assert_eq!(code, 200, "{first}");
     let (code, again) = create("k-1", "main").await;
@@ -1777,22 +1779,8 @@ async fn a_repeated_create_with_one_idempotency_key_creates_once() {
     assert_eq!(again, first, "the repeat is answered with the first answer");
     // The build as parsed, not as spelled: `01` is build 1, so a repeat
     // naming it with a leading zero is the same request in the same scope.
-    let padded = format!("0{build}");
-    let resp = s
-        .http
-        .post(s.url("create_release"))
-        .basic_auth(&key.0, Some(&key.1))
-        .header("Idempotency-Key", "k-1")
-        .form(&[
-            ("build_id", padded.as_str()),
-            ("release_name", "main"),
-            ("url", "http://ci/1"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let spelled: Value = resp.json().await.unwrap();
+    let (code, spelled) = create_in(&format!("0{build}"), "k-1", "main").await;
+    assert_eq!(code, 200, "{spelled}");
     assert_eq!(spelled, first, "build 0{build} is build {build}");
     let (code, other) = create("k-2", "main").await;
     assert_eq!(code, 200, "{other}");
@@ -2304,8 +2292,14 @@ async fn a_large_upload_goes_to_the_bucket_in_parts_and_downloads_whole() {
         .await;
     assert_eq!(status, 503, "{body}");
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains("did not take the bytes; try again later"), "{body}");
-    assert!(!error.contains("127.0.0.1") && !error.contains("403"), "{body}");
+    assert!(
+        error.contains("did not take the bytes; try again later"),
+        "{body}"
+    );
+    assert!(
+        !error.contains("127.0.0.1") && !error.contains("403"),
+        "{body}"
+    );
     let store = s.store();
     let rows: i64 = store
         .blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM artifact", [], |r| r.get(0))?))

@@ -107,7 +107,11 @@ fn replicas_given_one_key_file_share_sealed_secrets() {
     let (dir, a, b) = two_stores();
     let key = dir.path().join("shared.key");
     let (a, b) = (a.with_key_file(&key), b.with_key_file(&key));
-    let sealed = a.secret_key().unwrap().seal(b"status token", b"build 1").unwrap();
+    let sealed = a
+        .secret_key()
+        .unwrap()
+        .seal(b"status token", b"build 1")
+        .unwrap();
     assert_eq!(
         b.secret_key().unwrap().open(&sealed, b"build 1").unwrap(),
         b"status token"
