@@ -319,12 +319,18 @@ async fn first_start_prints_a_superuser_key_and_in_process_workers_diff() {
         .await
         .unwrap();
     assert_eq!(image, b);
-    // A spare key revoked over the API is refused from then on.
+    // A spare key revoked over the API (by a superuser: a build key may
+    // revoke only itself) is refused from then on.
     let spare = admin
         .create_api_key(build.build_id, Some("spare"))
         .await
         .unwrap();
-    client
+    let err = client
+        .revoke_api_key(build.build_id, &spare.api_key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    admin
         .revoke_api_key(build.build_id, &spare.api_key)
         .await
         .unwrap();
