@@ -1015,7 +1015,27 @@ async fn a_release_ready_for_review_is_announced_to_the_webhook_with_retries() {
             .unwrap()
             .ends_with(&format!("/release?build_id={build}&name=r1&number=1"))
     );
-    // Once delivered it is not sent again; both tries are in the activity log.
+    // Once delivered it is not sent again; both tries are in the activity
+    // log (written once the receiver's answer is in, so awaited here).
+    let logged = |store: &dpxdt_server::storage::Store| {
+        store
+            .blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM admin_log WHERE build_id = ?1 AND log_type = 'notify_webhook'",
+                    [build],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while logged(&server.store) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery is logged within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let page = alice.get(&format!("/build?id={build}")).await;
     assert!(page.body.contains("<strong>notify_retry</strong>"));
     assert!(page.body.contains("<strong>notify_webhook</strong>"));
