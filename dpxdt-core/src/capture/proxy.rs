@@ -20,7 +20,6 @@
 //! [`CaptureError::Refused`](super::CaptureError::Refused) when it was the
 //! page itself.
 
-use std::collections::BTreeSet;
 use std::io::{Error, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -71,19 +70,10 @@ pub(crate) struct Refusal {
     pub(crate) by_policy: bool,
 }
 
-/// What the proxy saw since it was last asked.
-#[derive(Debug, Default)]
-struct Journal {
-    refusals: Vec<Refusal>,
-    /// Origins the page reached (`http://h:8000`, `https://h`): the ones
-    /// whose storage the next capture clears.
-    origins: BTreeSet<String>,
-}
-
 /// A running filtering proxy; stopped (with its connections) when dropped.
 pub(crate) struct FilterProxy {
     port: u16,
-    journal: Arc<Mutex<Journal>>,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -102,8 +92,8 @@ impl FilterProxy {
         let mut policy = policy.clone();
         policy.denied_loopback_ports.push(port);
         let policy = Arc::new(policy);
-        let journal: Arc<Mutex<Journal>> = Arc::default();
-        let log = Arc::clone(&journal);
+        let refusals: Arc<Mutex<Vec<Refusal>>> = Arc::default();
+        let log = Arc::clone(&refusals);
         let task = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) ends every connection.
             let mut connections = JoinSet::new();
@@ -123,7 +113,7 @@ impl FilterProxy {
         });
         Ok(FilterProxy {
             port,
-            journal,
+            refusals,
             task,
         })
     }
@@ -135,12 +125,7 @@ impl FilterProxy {
 
     /// The refusals since the last call.
     pub(crate) fn take_refusals(&self) -> Vec<Refusal> {
-        std::mem::take(&mut self.journal.lock().expect("journal").refusals)
-    }
-
-    /// The origins pages reached since the last call.
-    pub(crate) fn take_origins(&self) -> BTreeSet<String> {
-        std::mem::take(&mut self.journal.lock().expect("journal").origins)
+        std::mem::take(&mut *self.refusals.lock().expect("refusals"))
     }
 }
 
@@ -163,7 +148,7 @@ impl Answer {
 async fn serve(
     client: TcpStream,
     policy: &NetworkPolicy,
-    log: &Mutex<Journal>,
+    log: &Mutex<Vec<Refusal>>,
 ) -> std::io::Result<()> {
     // Pieces of a response are passed on as they come: without this, Nagle's
     // algorithm holds a small second piece until the first is acknowledged.
@@ -186,7 +171,7 @@ async fn relay(
     client: &mut Peer,
     head: RequestHead,
     policy: &NetworkPolicy,
-    log: &Mutex<Journal>,
+    log: &Mutex<Vec<Refusal>>,
 ) -> std::io::Result<Result<(), Answer>> {
     let dest = match Destination::of(&head) {
         Ok(dest) => dest,
@@ -218,21 +203,6 @@ struct Destination {
 }
 
 impl Destination {
-    /// The origin reached (`http://h:8000`, `https://h`); a tunnel is
-    /// taken for HTTPS.
-    fn origin(&self) -> String {
-        let scheme = if self.path.is_some() { "http" } else { "https" };
-        let shown = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match (scheme, self.port) {
-            ("http", 80) | ("https", 443) => format!("{scheme}://{shown}"),
-            (_, port) => format!("{scheme}://{shown}:{port}"),
-        }
-    }
-
     fn of(head: &RequestHead) -> Result<Destination, Answer> {
         if head.method.eq_ignore_ascii_case("CONNECT") {
             let (host, port) = split_authority(&head.target)
@@ -271,11 +241,11 @@ async fn connect_checked(
     dest: &Destination,
     target: &str,
     policy: &NetworkPolicy,
-    log: &Mutex<Journal>,
+    log: &Mutex<Vec<Refusal>>,
 ) -> Result<TcpStream, Answer> {
     let host = &dest.host;
     let record = |reason: String, by_policy: bool| {
-        log.lock().expect("journal").refusals.push(Refusal {
+        log.lock().expect("refusals").push(Refusal {
             target: target.to_string(),
             authority: format!("{host}:{}", dest.port),
             reason,
@@ -297,7 +267,6 @@ async fn connect_checked(
         record(reason, true);
         Answer::new("403 Forbidden", text)
     })?;
-    log.lock().expect("journal").origins.insert(dest.origin());
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => {

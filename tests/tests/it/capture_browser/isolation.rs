@@ -152,6 +152,45 @@ async fn a_kept_alive_upstream_carries_nothing_into_the_next_capture() {
     b.shutdown().await;
 }
 
+/// A `file:` page's storage: its origin is reached without any request
+/// through the proxy, so only a fresh browser context per capture clears it.
+#[tokio::test]
+async fn storage_of_a_file_page_is_gone_in_the_next_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("writer.html"),
+        r#"<!doctype html><body><script>
+        localStorage.setItem('secret', 'build 1');
+        const p = document.createElement('p');
+        p.id = 'written';
+        document.body.appendChild(p);
+        </script></body>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("reader.html"),
+        probe_page("localStorage.length === 0"),
+    )
+    .unwrap();
+    let url = |name: &str| format!("file://{}", dir.path().join(name).display());
+    let b = Browser::launch(BrowserOptions {
+        attempts: 1,
+        ..BrowserOptions::default()
+    })
+    .await
+    .unwrap();
+    b.capture(
+        &url("writer.html"),
+        &config(r##"{"waitForSelector": "#written"}"##),
+    )
+    .await
+    .unwrap();
+    let read = b.capture(&url("reader.html"), &config("{}")).await.unwrap();
+    let img = image::load_from_memory(&read.png).unwrap().to_rgba8();
+    assert_eq!(px(&img, 10, 10), GREEN, "{}", read.log);
+    b.shutdown().await;
+}
+
 /// The processes of the browser behind `browser`: chromedriver (found by
 /// its port) and everything in its process group, as (uid, command line).
 fn browser_processes(browser: &Browser) -> Vec<(u32, String)> {
