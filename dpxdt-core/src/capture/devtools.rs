@@ -8,7 +8,7 @@
 //! (`Target.attachToTarget` with `flatten`), named by its `sessionId`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use thirtyfour::WebDriver;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::CaptureError;
 
@@ -78,6 +79,8 @@ struct Inner {
     replies: Arc<Replies>,
     events: broadcast::Sender<Event>,
     next_id: AtomicU64,
+    /// Set when the browser closed the connection: nothing will answer.
+    closed: Arc<AtomicBool>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -93,9 +96,17 @@ impl DevTools {
     /// Connects to the browser behind chromedriver's session `driver`.
     pub(crate) async fn connect(driver: &WebDriver) -> Result<DevTools, CaptureError> {
         let url = browser_socket_url(driver).await?;
-        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| CaptureError::browser_from("cannot open a DevTools connection", e))?;
+        // No size limits: a screenshot comes back as one message, and a tall
+        // tile can be larger than tungstenite's default limits. The peer is
+        // the browser itself. No Nagle delay: commands are small and each
+        // waits for its answer.
+        let config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
+                .await
+                .map_err(|e| CaptureError::browser_from("cannot open a DevTools connection", e))?;
         let (mut sink, mut stream) = socket.split();
         let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
@@ -107,16 +118,20 @@ impl DevTools {
             let _ = sink.close().await;
         });
         let replies: Arc<Replies> = Arc::default();
+        let closed: Arc<AtomicBool> = Arc::default();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let reader = {
             let (replies, events) = (Arc::clone(&replies), events.clone());
+            let closed = Arc::clone(&closed);
             tokio::spawn(async move {
                 while let Some(Ok(message)) = stream.next().await {
                     if let Message::Text(text) = message {
                         dispatch(text.as_str(), &replies, &events);
                     }
                 }
-                // Whoever still waits for an answer gets an error instead.
+                // Whoever still waits for an answer gets an error instead;
+                // a command sent from now on sees `closed` (set first).
+                closed.store(true, Ordering::SeqCst);
                 replies.lock().expect("replies").clear();
             })
         };
@@ -126,6 +141,7 @@ impl DevTools {
                 replies,
                 events,
                 next_id: AtomicU64::new(1),
+                closed,
                 reader,
             }),
         })
@@ -144,14 +160,16 @@ impl DevTools {
         if let Some(session) = session {
             frame["sessionId"] = json!(session);
         }
-        let (tx, rx) = oneshot::channel();
-        self.inner.replies.lock().expect("replies").insert(id, tx);
         let failed = |message: &str| CommandError {
             method: method.to_string(),
             message: message.to_string(),
         };
         let closed = || failed("the DevTools connection closed");
-        if self.inner.out.send(frame.to_string()).is_err() {
+        let (tx, rx) = oneshot::channel();
+        self.inner.replies.lock().expect("replies").insert(id, tx);
+        if self.inner.closed.load(Ordering::SeqCst)
+            || self.inner.out.send(frame.to_string()).is_err()
+        {
             self.inner.replies.lock().expect("replies").remove(&id);
             return Err(closed());
         }
