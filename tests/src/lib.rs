@@ -2,9 +2,10 @@
 //! serves pages on 127.0.0.1 for real Chromium (and the crawler) to load.
 //!
 //! It is deliberately small and blocking (a thread per connection, one
-//! request per connection): enough for a browser and an HTTP client, with
-//! routes that tests can change while it runs, optional basic auth, delays
-//! and hanging responses, and a log of the requests it saw.
+//! request per connection unless started with
+//! [`PageServer::start_keep_alive`]): enough for a browser and an HTTP
+//! client, with routes that tests can change while it runs, optional basic
+//! auth, delays and hanging responses, and a log of the requests it saw.
 #![deny(missing_docs)]
 
 pub mod certs;
@@ -97,12 +98,20 @@ pub struct Request {
     pub target: String,
     /// Headers, names lowercased.
     pub headers: Vec<(String, String)>,
+    /// Which connection it came on: the server numbers its connections
+    /// from 0 as it accepts them.
+    pub connection: usize,
 }
 
 impl Request {
-    /// The path without the query string.
+    /// The path without the query string (also of a target in absolute
+    /// form, `GET http://host/path`, which servers must accept).
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+        let target = self.target.split('?').next().unwrap_or("");
+        match target.strip_prefix("http://") {
+            Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        }
     }
 
     /// The first header of that (case-insensitive) name.
@@ -119,6 +128,8 @@ struct Shared {
     routes: RwLock<HashMap<String, Page>>,
     requests: Mutex<Vec<Request>>,
     stop: AtomicBool,
+    /// Serve every request a connection brings, and say `keep-alive`.
+    keep_alive: bool,
 }
 
 /// A page server on `127.0.0.1:<free port>`, stopped when dropped.
@@ -130,29 +141,41 @@ pub struct PageServer {
 impl PageServer {
     /// Starts a server on `127.0.0.1` with no routes (every path answers 404).
     pub fn start() -> Self {
-        Self::start_on("127.0.0.1:0")
+        Self::start_with("127.0.0.1:0", false)
     }
 
     /// Starts a server listening on `bind` (`[::]:0`: every interface, IPv4
     /// and IPv6, as a server started with `--listen 0.0.0.0` would be).
     pub fn start_on(bind: &str) -> Self {
+        Self::start_with(bind, false)
+    }
+
+    /// Like [`PageServer::start`], but the server keeps each connection
+    /// open for more requests and answers `Connection: keep-alive`, even
+    /// to a request that says `Connection: close` (as some servers do).
+    pub fn start_keep_alive() -> Self {
+        Self::start_with("127.0.0.1:0", true)
+    }
+
+    fn start_with(bind: &str, keep_alive: bool) -> Self {
         let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             routes: RwLock::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            keep_alive,
         });
         let accept_shared = Arc::clone(&shared);
         thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (connection, stream) in listener.incoming().enumerate() {
                 if accept_shared.stop.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
                 let conn_shared = Arc::clone(&accept_shared);
                 thread::spawn(move || {
-                    let _ = serve_one(stream, &conn_shared);
+                    let _ = serve_connection(stream, connection, &conn_shared);
                 });
             }
         });
@@ -220,14 +243,30 @@ impl Drop for PageServer {
     }
 }
 
-fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+fn serve_connection(stream: TcpStream, connection: usize, shared: &Shared) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
+    let mut stream = stream;
+    while let Some(request) = read_request(&mut reader, connection)? {
+        answer(&mut stream, &request, shared)?;
+        if !shared.keep_alive {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads one request (its body is read and dropped); `None` at the end of
+/// the connection.
+fn read_request(
+    reader: &mut BufReader<TcpStream>,
+    connection: usize,
+) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Ok(());
+        return Ok(None);
     };
     let (method, target) = (method.to_string(), target.to_string());
     let mut headers = Vec::new();
@@ -244,6 +283,7 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         method,
         target,
         headers,
+        connection,
     };
     if let Some(len) = request
         .header("content-length")
@@ -251,6 +291,10 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     {
         std::io::copy(&mut reader.by_ref().take(len), &mut std::io::sink())?;
     }
+    Ok(Some(request))
+}
+
+fn answer(stream: &mut TcpStream, request: &Request, shared: &Shared) -> std::io::Result<()> {
     shared
         .requests
         .lock()
@@ -263,9 +307,9 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         .expect("routes lock")
         .get(request.path())
         .cloned();
-    let mut stream = stream;
+    let keep_alive = shared.keep_alive;
     let Some(page) = page else {
-        return respond(&mut stream, 404, "text/plain", b"not found", &[]);
+        return respond(stream, keep_alive, 404, "text/plain", b"not found", &[]);
     };
     if page.hang {
         while !shared.stop.load(Ordering::SeqCst) {
@@ -283,11 +327,19 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 "WWW-Authenticate".to_string(),
                 "Basic realm=\"test\"".to_string(),
             )];
-            return respond(&mut stream, 401, "text/plain", b"unauthorized", &challenge);
+            return respond(
+                stream,
+                keep_alive,
+                401,
+                "text/plain",
+                b"unauthorized",
+                &challenge,
+            );
         }
     }
     respond(
-        &mut stream,
+        stream,
+        keep_alive,
         page.status,
         &page.content_type,
         &page.body,
@@ -297,13 +349,15 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
 
 fn respond(
     stream: &mut TcpStream,
+    keep_alive: bool,
     status: u16,
     content_type: &str,
     body: &[u8],
     headers: &[(String, String)],
 ) -> std::io::Result<()> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\nCache-Control: no-store\r\n",
         reason(status),
         body.len()
     );

@@ -17,7 +17,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What a capture does, in order: reset the session (cookies, blocked URLs,
+//! Each capture runs in a browser context of its own, made ahead of it and
+//! disposed after it: no storage, cookie, cache entry, service worker or
+//! open connection passes from one capture (one build's page) to the next
+//! in the same session.
+//!
+//! What a capture does, in order: set up its fresh page (blocked URLs,
 //! extra headers, user agent, viewport, white background), install the
 //! prelude for the config's clock and random seed, set the config's cookies,
 //! load the page, wait until it is settled (in the page and its same-origin
@@ -72,8 +77,9 @@
 //!
 //! Every request of the page (documents, redirects, subresources, fetch,
 //! XHR, WebSockets, iframes) goes through a filtering proxy that enforces
-//! [`BrowserOptions::network`]; refusals are named in the log, and a
-//! refused page fails with [`CaptureError::Refused`]. chromedriver's port
+//! [`BrowserOptions::network`], each request checked on its own (the proxy
+//! carries one request per connection); refusals are named in the log, and
+//! a refused page fails with [`CaptureError::Refused`]. chromedriver's port
 //! is never reachable from a page.
 //!
 //! `injectHeaders` go only with requests to the host they name (`"*"`:
@@ -84,6 +90,7 @@
 //! or image host never sees them. `injectHeadersAllHosts: true` sends the
 //! page host's headers and the credentials with every request instead.
 
+mod devtools;
 mod headers;
 mod js;
 pub(crate) mod process;
@@ -105,6 +112,10 @@ use session::Session;
 
 /// Longest wait for an idle session before a capture gives up.
 const SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Longest wait for a session to move to a fresh browser context after a
+/// capture; a session that takes longer is replaced.
+const RENEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One screenshot and what happened while taking it.
 #[derive(Debug, Clone)]
@@ -549,13 +560,27 @@ impl Borrowed<'_> {
             .expect("a borrowed session until returned")
     }
 
-    /// Puts the session back into the pool.
-    fn give_back(mut self) {
-        if let Some(s) = self.session.take()
-            && let Err(mpsc::error::SendError(s)) = self.inner.pool_tx.send(s)
-        {
-            s.abandon();
-        }
+    /// Moves the session to a fresh browser context and then puts it back
+    /// into the pool (or replaces it, if that fails), in the background:
+    /// the capture's caller need not wait for it.
+    fn renew_then_give_back(mut self) {
+        let Some(mut session) = self.session.take() else {
+            return;
+        };
+        let inner = Arc::clone(self.inner);
+        tokio::spawn(async move {
+            match tokio::time::timeout(RENEW_TIMEOUT, session.renew()).await {
+                Ok(Ok(())) => inner.give_back(session),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot renew a browser session");
+                    inner.replace(session);
+                }
+                Err(_) => {
+                    tracing::warn!("renewing a browser session timed out");
+                    inner.replace(session);
+                }
+            }
+        });
     }
 
     /// Quits the session and starts another in its place (as dropping does).
@@ -618,6 +643,14 @@ impl Inner {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Puts `session` back into the pool (forgets it when the browser is
+    /// shutting down).
+    fn give_back(&self, session: Session) {
+        if let Err(mpsc::error::SendError(s)) = self.pool_tx.send(session) {
+            s.abandon();
         }
     }
 
@@ -692,11 +725,11 @@ impl Inner {
             Ok(Ok(_)) => true,
             // A page-level failure leaves a usable session; anything else
             // may have broken it, so it is replaced.
-            Ok(Err(e)) => e.keeps_session() && session.get().reset().await.is_ok(),
+            Ok(Err(e)) => e.keeps_session(),
             Err(_) => false,
         };
         if keep {
-            session.give_back();
+            session.renew_then_give_back();
         } else {
             session.replace();
         }

@@ -1,15 +1,23 @@
 //! One browser session and the steps of a capture in it.
+//!
+//! Each capture runs in a browser context of its own (CDP
+//! `Target.createBrowserContext`), made ahead of it, switched to once the
+//! previous capture is done and disposed after its own capture, so no
+//! storage, cookie, cache entry, service worker or connection passes from
+//! one capture (one build) to the next. chromedriver navigates the page;
+//! every other command goes through our own DevTools session on it.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use thirtyfour::cdp::CdpSession;
 use thirtyfour::prelude::*;
 
+use super::devtools::DevTools;
 use super::headers::HeaderRules;
 use super::process::is_root;
 use super::proxy::FilterProxy;
@@ -20,11 +28,28 @@ use crate::diff::{DEFAULT_MAX_PIXELS, Image, decode_png, encode_rgba_png};
 /// How long the page must stay settled before the screenshot.
 const QUIET_MS: u64 = 30;
 
-/// What a capture clears of the origins the previous one reached. Not
-/// `"all"`: that also drops Chromium's shader cache and costs about 9 ms a
-/// call instead of 1.
-const CLEARED_STORAGE: &str =
-    "cookies,local_storage,indexeddb,cache_storage,service_workers,file_systems";
+/// Longest wait for a new browser to give us a DevTools connection and a
+/// first page (our own DevTools commands have no timeout of their own).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many times a command cut off by the page navigating is sent again.
+const NAVIGATION_RETRIES: u32 = 3;
+
+/// The window a capture's page opens in (as `--window-size` says for the
+/// first one); each capture sets its own viewport.
+const WINDOW: (u32, u32) = (1280, 800);
+
+/// Settings of one page that are applied to the next one ahead of its
+/// capture, which most likely asks for the same (captures of a build share
+/// their config), so that it need not send them. Not extra headers: they
+/// may hold credentials, and belong to one capture. Not stopped scripts:
+/// every capture starts them again.
+const CARRIED_SETTINGS: [&str; 4] = [
+    "Network.setUserAgentOverride",
+    "Emulation.setDeviceMetricsOverride",
+    "Emulation.setDefaultBackgroundColorOverride",
+    "Network.setBlockedURLs",
+];
 
 /// Tallest piece taken in one screenshot; taller shots are stitched from
 /// tiles (GPU-backed Chromium cannot capture much more than 16,384 px).
@@ -50,24 +75,166 @@ pub(crate) struct Session {
     /// Always `Some` until the session is quit or dropped.
     driver: Option<WebDriver>,
     default_user_agent: String,
-    /// Settings last sent to the browser, by CDP method: a capture only
-    /// sends what differs from the previous one (each call is a round trip).
-    applied: std::sync::Mutex<std::collections::HashMap<&'static str, Value>>,
-    /// The prelude installed for new documents: its source and identifier.
-    prelude: std::sync::Mutex<Option<(String, String)>>,
+    /// Our own DevTools connection to the browser: it makes and disposes
+    /// the capture's browser contexts and carries the capture's commands.
+    devtools: DevTools,
+    /// The browser context and page the next (or current) capture runs in.
+    page: Page,
+    /// The context and page for the capture after it, being made.
+    spare: Option<SpareTask>,
+    /// The page-load timeout given to chromedriver (a setting of the
+    /// session, not of a page).
+    page_timeout: Mutex<Option<Duration>>,
     /// The proxy all of this browser's traffic goes through.
     proxy: FilterProxy,
     /// Where the current capture's extra headers go.
-    header_rules: Arc<std::sync::Mutex<HeaderRules>>,
-    /// The DevTools connection that adds them, opened when first needed.
-    fetch: tokio::sync::Mutex<Option<FetchHook>>,
+    header_rules: Arc<Mutex<HeaderRules>>,
 }
 
-/// A DevTools connection of our own to the session's page, which pauses
-/// the requests that need extra headers and continues them with the
+/// A browser context of its own and the page in it, where one capture
+/// runs: disposed after it with all the page left (storage, cookies, cache,
+/// service workers, open connections).
+struct Page {
+    context: String,
+    /// Our DevTools session on the page, which every CDP command of the
+    /// capture goes through (a round trip on our own connection is cheaper
+    /// than one through chromedriver's `goog:cdp`).
+    session: String,
+    /// Settings in effect in this page, by CDP method: a capture only
+    /// sends what differs (each call is a round trip).
+    applied: Mutex<HashMap<&'static str, Value>>,
+    /// The prelude installed for new documents: its source and identifier.
+    prelude: Mutex<Option<(String, String)>>,
+    /// The hook that adds extra headers, set up when first needed.
+    fetch: tokio::sync::Mutex<Option<FetchHook>>,
+    /// How long moving to it (and applying the settings carried over)
+    /// took: after the previous capture, so not part of the next capture's
+    /// time unless that one had to wait for it.
+    made_in: Duration,
+}
+
+/// A browser context with a blank page and our DevTools session on it,
+/// made ahead of the capture that will use it: a new context needs a
+/// renderer process of its own, and starting one is most of what a fresh
+/// context costs, so it starts while the previous capture's caller is
+/// still busy with its result.
+struct Spare {
+    context: String,
+    target: String,
+    session: String,
+}
+
+/// A [`Spare`] being made.
+type SpareTask = tokio::task::JoinHandle<Result<Spare, CaptureError>>;
+
+impl Spare {
+    /// Makes one. The context takes the browser's proxy settings (its
+    /// command line), as no `proxyServer` is given, so its pages go
+    /// through the filtering proxy too; it is disposed if our DevTools
+    /// connection closes first (the session is being dropped).
+    async fn make(devtools: DevTools) -> Result<Spare, CaptureError> {
+        let made = devtools
+            .send(
+                None,
+                "Target.createBrowserContext",
+                json!({ "disposeOnDetach": true }),
+            )
+            .await?;
+        let context = id_in(&made, "browserContextId")?;
+        let made = devtools
+            .send(
+                None,
+                "Target.createTarget",
+                json!({
+                    "url": "about:blank",
+                    "browserContextId": context,
+                    "width": WINDOW.0,
+                    "height": WINDOW.1,
+                }),
+            )
+            .await?;
+        let target = id_in(&made, "targetId")?;
+        let attached = devtools
+            .send(
+                None,
+                "Target.attachToTarget",
+                json!({ "targetId": target, "flatten": true }),
+            )
+            .await?;
+        let session = id_in(&attached, "sessionId")?;
+        for (method, params) in [
+            ("Page.enable", json!({})),
+            ("Network.enable", json!({})),
+            ("Network.setCacheDisabled", json!({ "cacheDisabled": true })),
+        ] {
+            devtools.send(Some(&session), method, params).await?;
+        }
+        Ok(Spare {
+            context,
+            target,
+            session,
+        })
+    }
+
+    /// Starts making one in the background.
+    fn start(devtools: &DevTools) -> SpareTask {
+        tokio::spawn(Spare::make(devtools.clone()))
+    }
+
+    /// The one `task` made.
+    async fn finish(task: SpareTask) -> Result<Spare, CaptureError> {
+        task.await
+            .map_err(|e| CaptureError::browser_from("making a browser context", e))?
+    }
+}
+
+impl Page {
+    /// Makes the page of `spare` chromedriver's current window (the one
+    /// it navigates).
+    async fn open(driver: &WebDriver, spare: Spare) -> Result<Page, CaptureError> {
+        // chromedriver names a window by its target's id.
+        driver
+            .switch_to_window(WindowHandle::from(spare.target.clone()))
+            .await
+            .map_err(|e| CaptureError::browser_from("switching to a fresh page", e))?;
+        Ok(Page {
+            context: spare.context,
+            session: spare.session,
+            applied: Mutex::new(fresh_page_settings()),
+            prelude: Mutex::default(),
+            fetch: Default::default(),
+            made_in: Duration::ZERO,
+        })
+    }
+}
+
+/// Settings a fresh page starts with, as [`Session::cdp_setting`] would
+/// send them: a capture that asks for these sends nothing.
+fn fresh_page_settings() -> HashMap<&'static str, Value> {
+    HashMap::from([
+        ("Network.setBlockedURLs", json!({ "urls": [] })),
+        ("Network.setExtraHTTPHeaders", json!({ "headers": {} })),
+        (
+            "Emulation.setScriptExecutionDisabled",
+            json!({ "value": false }),
+        ),
+    ])
+}
+
+/// The string `field` of a CDP result.
+fn id_in(result: &Value, field: &str) -> Result<String, CaptureError> {
+    result[field]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| CaptureError::browser(format!("no {field} in {result}")))
+}
+
+/// What pauses the requests of the capture's page that need extra headers
+/// (through our DevTools session on it) and continues them with the
 /// headers added.
 struct FetchHook {
-    cdp: CdpSession,
+    devtools: DevTools,
+    session: String,
     /// `Fetch.enable` patterns in effect (empty: disabled).
     patterns: Vec<String>,
     task: tokio::task::JoinHandle<()>,
@@ -80,16 +247,11 @@ impl Drop for FetchHook {
 }
 
 impl FetchHook {
-    async fn open(
-        driver: &WebDriver,
-        rules: Arc<std::sync::Mutex<HeaderRules>>,
-    ) -> Result<FetchHook, CaptureError> {
-        let cdp = driver.cdp().connect().await.map_err(|e| {
-            CaptureError::browser_from("cannot open a DevTools connection for extra headers", e)
-        })?;
-        let mut events = cdp.subscribe_connection();
-        let session = cdp.session_id().cloned();
-        let conn = cdp.clone();
+    /// Listens for paused requests of `session` (which pauses none until
+    /// [`FetchHook::set_patterns`]).
+    fn new(devtools: &DevTools, session: &str, rules: Arc<Mutex<HeaderRules>>) -> FetchHook {
+        let mut events = devtools.events();
+        let (conn, ours) = (devtools.clone(), session.to_string());
         let task = tokio::spawn(async move {
             loop {
                 let event = match events.recv().await {
@@ -97,45 +259,77 @@ impl FetchHook {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 };
-                if event.session_id != session || event.method != "Fetch.requestPaused" {
+                if event.session.as_deref() != Some(ours.as_str())
+                    || event.method != "Fetch.requestPaused"
+                {
                     continue;
                 }
-                let params = event.params;
-                let Some(id) = params["requestId"].as_str().map(str::to_string) else {
+                let Some(continued) = continued_request(&event.params, &rules) else {
                     continue;
                 };
-                let url = params["request"]["url"].as_str().unwrap_or_default();
-                let extra = rules.lock().expect("header rules").for_url(url);
-                let mut continued = json!({ "requestId": id });
-                if !extra.is_empty() {
-                    let mut headers: Vec<Value> = params["request"]["headers"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .filter(|(name, _)| !extra.keys().any(|k| k.eq_ignore_ascii_case(name)))
-                        .map(|(name, value)| json!({ "name": name, "value": value }))
-                        .collect();
-                    headers.extend(
-                        extra
-                            .iter()
-                            .map(|(name, value)| json!({ "name": name, "value": value })),
-                    );
-                    continued["headers"] = json!(headers);
-                }
-                let conn = conn.clone();
+                let (conn, ours) = (conn.clone(), ours.clone());
                 // Each on its own, so one slow answer holds up no other request;
                 // a request the page dropped meanwhile cannot be continued.
                 tokio::spawn(async move {
-                    let _ = conn.send_raw("Fetch.continueRequest", continued).await;
+                    let _ = conn
+                        .send(Some(&ours), "Fetch.continueRequest", continued)
+                        .await;
                 });
             }
         });
-        Ok(FetchHook {
-            cdp,
+        FetchHook {
+            devtools: devtools.clone(),
+            session: session.to_string(),
             patterns: Vec::new(),
             task,
-        })
+        }
     }
+
+    /// Pauses the requests matching `patterns` from now on (none: stops).
+    async fn set_patterns(&mut self, patterns: Vec<String>) -> Result<(), CaptureError> {
+        if self.patterns == patterns {
+            return Ok(());
+        }
+        let (method, params) = if patterns.is_empty() {
+            ("Fetch.disable", json!({}))
+        } else {
+            let list: Vec<Value> = patterns
+                .iter()
+                .map(|p| json!({ "urlPattern": p, "requestStage": "Request" }))
+                .collect();
+            ("Fetch.enable", json!({ "patterns": list }))
+        };
+        self.devtools
+            .send(Some(&self.session), method, params)
+            .await?;
+        self.patterns = patterns;
+        Ok(())
+    }
+}
+
+/// The `Fetch.continueRequest` parameters for a paused request: its
+/// headers with the extra ones `rules` gives for its URL.
+fn continued_request(paused: &Value, rules: &Mutex<HeaderRules>) -> Option<Value> {
+    let id = paused["requestId"].as_str()?;
+    let url = paused["request"]["url"].as_str().unwrap_or_default();
+    let extra = rules.lock().expect("header rules").for_url(url);
+    let mut continued = json!({ "requestId": id });
+    if !extra.is_empty() {
+        let mut headers: Vec<Value> = paused["request"]["headers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| !extra.keys().any(|k| k.eq_ignore_ascii_case(name)))
+            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .collect();
+        headers.extend(
+            extra
+                .iter()
+                .map(|(name, value)| json!({ "name": name, "value": value })),
+        );
+        continued["headers"] = json!(headers);
+    }
+    Some(continued)
 }
 
 impl Drop for Session {
@@ -245,14 +439,32 @@ impl Session {
                 };
                 CaptureError::launch_from(doing, e)
             })?;
+        let opened = async {
+            let devtools = DevTools::connect(&driver).await?;
+            let spare = Spare::make(devtools.clone()).await?;
+            let page = Page::open(&driver, spare).await?;
+            Ok::<_, CaptureError>((devtools, page))
+        };
+        let opened = match tokio::time::timeout(SETUP_TIMEOUT, opened).await {
+            Ok(opened) => opened,
+            Err(_) => Err(CaptureError::browser("the browser did not answer in time")),
+        };
+        let (devtools, page) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                quit_in_background(driver);
+                return Err(CaptureError::launch_from("cannot set up Chromium", e));
+            }
+        };
         let mut session = Session {
             driver: Some(driver),
             default_user_agent: String::new(),
-            applied: Default::default(),
-            prelude: Default::default(),
+            spare: Some(Spare::start(&devtools)),
+            devtools,
+            page,
+            page_timeout: Mutex::default(),
             proxy,
             header_rules: Default::default(),
-            fetch: Default::default(),
         };
         if let Err(e) = session.init().await {
             session.discard();
@@ -262,10 +474,6 @@ impl Session {
     }
 
     async fn init(&mut self) -> Result<(), CaptureError> {
-        self.cdp("Page.enable", json!({})).await?;
-        self.cdp("Network.enable", json!({})).await?;
-        self.cdp("Network.setCacheDisabled", json!({ "cacheDisabled": true }))
-            .await?;
         let ua = self
             .call(js::USER_AGENT, &[])
             .await?
@@ -274,22 +482,100 @@ impl Session {
         Ok(())
     }
 
+    /// Moves to a fresh browser context for the next capture (the spare
+    /// one), disposes of the one the last capture ran in with all its page
+    /// left, and starts making the next spare. Run after each capture,
+    /// before the session serves another.
+    pub(crate) async fn renew(&mut self) -> Result<(), CaptureError> {
+        let start = Instant::now();
+        let spare = match self.spare.take() {
+            Some(task) => Spare::finish(task).await?,
+            None => Spare::make(self.devtools.clone()).await?,
+        };
+        let fresh = Page::open(self.d(), spare).await?;
+        let old = std::mem::replace(&mut self.page, fresh);
+        // Disposed after the switch, which it would slow down (the browser
+        // shuts the old page's renderer down meanwhile).
+        self.dispose_in_background(&old.context);
+        self.carry_settings(&old).await?;
+        self.spare = Some(Spare::start(&self.devtools));
+        self.page.made_in = start.elapsed();
+        Ok(())
+    }
+
+    /// Disposes of a browser context; nothing waits for it.
+    fn dispose_in_background(&self, context: &str) {
+        let devtools = self.devtools.clone();
+        let params = json!({ "browserContextId": context });
+        tokio::spawn(async move {
+            let disposed = devtools
+                .send(None, "Target.disposeBrowserContext", params)
+                .await;
+            if let Err(e) = disposed {
+                // It goes when the session does (`disposeOnDetach`).
+                tracing::debug!(error = %e, "cannot dispose a browser context");
+            }
+        });
+    }
+
+    /// Applies to the current page the settings of `old` worth carrying
+    /// over (see [`CARRIED_SETTINGS`]), and its prelude.
+    async fn carry_settings(&self, old: &Page) -> Result<(), CaptureError> {
+        let carried: Vec<(&'static str, Value)> = {
+            let applied = old.applied.lock().expect("applied");
+            CARRIED_SETTINGS
+                .iter()
+                .filter_map(|m| Some((*m, applied.get(m)?.clone())))
+                .collect()
+        };
+        for (method, params) in carried {
+            self.cdp_setting(method, params).await?;
+        }
+        let prelude = old.prelude.lock().expect("prelude").take();
+        if let Some((source, _)) = prelude {
+            self.set_prelude(source).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a CDP command to the capture's page, through our own DevTools
+    /// session on it. A command cut off by a navigation (a page that moves
+    /// itself on while it settles) is sent again in the new document once
+    /// chromedriver has waited for it to load, as chromedriver does with
+    /// its own commands.
     async fn cdp(&self, method: &str, params: Value) -> Result<Value, CaptureError> {
-        self.d()
-            .cdp()
-            .send_raw(method, params)
-            .await
-            .map_err(|e| CaptureError::browser_from(method, e))
+        let mut navigations = 0;
+        loop {
+            let sent = self
+                .devtools
+                .send(Some(&self.page.session), method, params.clone())
+                .await;
+            match sent {
+                Err(e) if e.aborted_by_navigation() && navigations < NAVIGATION_RETRIES => {
+                    navigations += 1;
+                    self.wait_for_navigation().await?;
+                }
+                sent => return Ok(sent?),
+            }
+        }
+    }
+
+    /// Waits until a navigation the page has started is done (by the page
+    /// load strategy): chromedriver waits so before any command of its own.
+    async fn wait_for_navigation(&self) -> Result<(), CaptureError> {
+        self.d().current_url().await.map_err(browser_err)?;
+        Ok(())
     }
 
     /// Sends a settings command unless the same one is already in effect.
     async fn cdp_setting(&self, method: &'static str, params: Value) -> Result<(), CaptureError> {
-        if self.applied.lock().expect("applied").get(method) == Some(&params) {
+        let applied = &self.page.applied;
+        if applied.lock().expect("applied").get(method) == Some(&params) {
             return Ok(());
         }
-        self.applied.lock().expect("applied").remove(method);
+        applied.lock().expect("applied").remove(method);
         self.cdp(method, params.clone()).await?;
-        self.applied.lock().expect("applied").insert(method, params);
+        applied.lock().expect("applied").insert(method, params);
         Ok(())
     }
 
@@ -301,10 +587,17 @@ impl Session {
             config.random_seed(),
             js::FREEZE_CSS,
         );
+        self.set_prelude(source).await
+    }
+
+    /// Installs `source` as the prelude of the page's new documents, unless
+    /// it already is.
+    async fn set_prelude(&self, source: String) -> Result<(), CaptureError> {
+        let installed = &self.page.prelude;
         let old = {
-            let current = self.prelude.lock().expect("prelude");
+            let current = installed.lock().expect("prelude");
             match &*current {
-                Some((installed, _)) if *installed == source => return Ok(()),
+                Some((same, _)) if *same == source => return Ok(()),
                 Some((_, id)) => Some(id.clone()),
                 None => None,
             }
@@ -315,7 +608,7 @@ impl Session {
                 json!({ "identifier": id }),
             )
             .await?;
-            *self.prelude.lock().expect("prelude") = None;
+            *installed.lock().expect("prelude") = None;
         }
         let reply = self
             .cdp(
@@ -323,11 +616,8 @@ impl Session {
                 json!({ "source": source }),
             )
             .await?;
-        let id = reply["identifier"]
-            .as_str()
-            .ok_or_else(|| CaptureError::browser("no identifier for the prelude"))?
-            .to_string();
-        *self.prelude.lock().expect("prelude") = Some((source, id));
+        let id = id_in(&reply, "identifier")?;
+        *installed.lock().expect("prelude") = Some((source, id));
         Ok(())
     }
 
@@ -379,11 +669,6 @@ impl Session {
             .unwrap_or_default())
     }
 
-    /// Leaves the current page so the next capture starts clean.
-    pub(crate) async fn reset(&self) -> Result<(), CaptureError> {
-        self.d().goto("about:blank").await.map_err(browser_err)
-    }
-
     /// Pauses requests matching `patterns` and adds what `rules` says
     /// (no patterns: no request is paused).
     async fn route_headers(
@@ -392,31 +677,15 @@ impl Session {
         patterns: Vec<String>,
     ) -> Result<(), CaptureError> {
         *self.header_rules.lock().expect("header rules") = rules;
-        let mut fetch = self.fetch.lock().await;
+        let mut fetch = self.page.fetch.lock().await;
         if patterns.is_empty() && fetch.as_ref().is_none_or(|f| f.patterns.is_empty()) {
             return Ok(());
         }
-        if fetch.is_none() {
-            *fetch = Some(FetchHook::open(self.d(), Arc::clone(&self.header_rules)).await?);
-        }
-        let hook = fetch.as_mut().expect("opened above");
-        if hook.patterns == patterns {
-            return Ok(());
-        }
-        let sent = if patterns.is_empty() {
-            hook.cdp.send_raw("Fetch.disable", json!({})).await
-        } else {
-            let list: Vec<Value> = patterns
-                .iter()
-                .map(|p| json!({ "urlPattern": p, "requestStage": "Request" }))
-                .collect();
-            hook.cdp
-                .send_raw("Fetch.enable", json!({ "patterns": list }))
-                .await
-        };
-        sent.map_err(|e| CaptureError::browser_from("Fetch.enable", e))?;
-        hook.patterns = patterns;
-        Ok(())
+        let rules = &self.header_rules;
+        let hook = fetch.get_or_insert_with(|| {
+            FetchHook::new(&self.devtools, &self.page.session, Arc::clone(rules))
+        });
+        hook.set_patterns(patterns).await
     }
 
     fn d(&self) -> &WebDriver {
@@ -425,20 +694,9 @@ impl Session {
 
     /// Quits the session in the background (used when it may be broken).
     pub(crate) fn discard(mut self) {
-        let Some(driver) = self.driver.take() else {
-            return;
-        };
-        // Whether the quit succeeds, fails (chromedriver is gone) or is cut
-        // off by the runtime shutting down, the handle is then forgotten
-        // quietly instead of thirtyfour's blocking fallback on drop.
-        // chromedriver runs a session's commands one at a time, so the quit
-        // waits for a navigation still in progress (up to the page timeout,
-        // at most 600 s): give it that long.
-        let forget = ForgetOnDrop(Some(driver.clone()));
-        tokio::spawn(async move {
-            let _forget = forget;
-            let _ = tokio::time::timeout(Duration::from_secs(660), driver.quit()).await;
-        });
+        if let Some(driver) = self.driver.take() {
+            quit_in_background(driver);
+        }
     }
 
     /// Forgets the session without talking to chromedriver (which is being killed).
@@ -464,19 +722,16 @@ impl Session {
         let page_timeout = config.page_timeout();
         let resource_timeout = config.resource_timeout();
 
-        // Reset what an earlier capture in this session may have set: the
-        // storage of every origin its pages reached (local and session
-        // storage, IndexedDB, Cache Storage, service workers, cookies), so
-        // nothing passes from one build's page to another's.
+        // The page is fresh, in a browser context of its own: nothing an
+        // earlier capture's page stored, cached or connected is there.
+        step(
+            &mut log,
+            &format!(
+                "fresh browser context (switched to in {} ms after the last capture)",
+                self.page.made_in.as_millis()
+            ),
+        );
         self.proxy.take_refusals();
-        for origin in self.proxy.take_origins() {
-            self.cdp(
-                "Storage.clearDataForOrigin",
-                json!({ "origin": origin, "storageTypes": CLEARED_STORAGE }),
-            )
-            .await?;
-        }
-        self.cdp("Network.clearBrowserCookies", json!({})).await?;
         let blocked = config.blocked_url_patterns();
         self.cdp_setting("Network.setBlockedURLs", json!({ "urls": blocked }))
             .await?;
@@ -554,16 +809,12 @@ impl Session {
         }
 
         // Load.
-        let timeouts = json!(page_timeout.as_millis() as u64);
-        if self.applied.lock().expect("applied").get("timeouts") != Some(&timeouts) {
+        if *self.page_timeout.lock().expect("page timeout") != Some(page_timeout) {
             self.d()
                 .set_page_load_timeout(page_timeout)
                 .await
                 .map_err(browser_err)?;
-            self.applied
-                .lock()
-                .expect("applied")
-                .insert("timeouts", timeouts);
+            *self.page_timeout.lock().expect("page timeout") = Some(page_timeout);
         }
         if let Err(e) = self.d().goto(url).await {
             return Err(load_error(url, &e));
@@ -748,8 +999,10 @@ impl Session {
         // The page is settled and decorated: stop its scripts so nothing
         // changes it during the screenshot. A page that navigates itself
         // (a timer setting `location`) while Chromium takes the screenshot
-        // would leave `Page.captureScreenshot` unanswered for good.
+        // would leave `Page.captureScreenshot` unanswered for good; one it
+        // started just before is waited for.
         self.set_scripts_enabled(false).await?;
+        self.wait_for_navigation().await?;
         let beyond = x.saturating_add(width) > viewport.width
             || y.saturating_add(shot_height) > viewport.height;
         let png = self
@@ -899,6 +1152,20 @@ fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut S
             ),
         );
     }
+}
+
+/// Quits a chromedriver session in the background. Whether the quit
+/// succeeds, fails (chromedriver is gone) or is cut off by the runtime
+/// shutting down, the handle is then forgotten quietly instead of
+/// thirtyfour's blocking fallback on drop. chromedriver runs a session's
+/// commands one at a time, so the quit waits for a navigation still in
+/// progress (up to the page timeout, at most 600 s): give it that long.
+fn quit_in_background(driver: WebDriver) {
+    let forget = ForgetOnDrop(Some(driver.clone()));
+    tokio::spawn(async move {
+        let _forget = forget;
+        let _ = tokio::time::timeout(Duration::from_secs(660), driver.quit()).await;
+    });
 }
 
 /// Whether `chromium` is Chromium's headless shell (`chrome-headless-shell`,

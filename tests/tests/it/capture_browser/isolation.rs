@@ -79,6 +79,118 @@ async fn storage_left_by_one_capture_is_gone_in_the_next() {
     b.shutdown().await;
 }
 
+/// Three captures of one page (builds 1, 2, then 1 again) through one
+/// browser session, against a server that keeps every connection open
+/// whatever `Connection: close` says. The page paints what an earlier
+/// capture left in its storage, then leaves its own there; each capture
+/// must find nothing. Each request must be checked by the policy on its
+/// own, so none may reach the server on a connection that carried another
+/// (Chromium would otherwise reuse the open one, unchecked and unrecorded),
+/// and a request to a refused host is refused.
+#[tokio::test]
+async fn a_kept_alive_upstream_carries_nothing_into_the_next_capture() {
+    let server = PageServer::start_keep_alive();
+    server.set_html(
+        "/page",
+        r#"<!doctype html><body style="margin:0"><div id="box" style="width:100px;height:100px;background:red"></div><script>
+        const left = [];
+        if (localStorage.length) left.push('localStorage');
+        if (document.cookie) left.push('cookie');
+        // What is left is reported to the server, for the failure message.
+        if (left.length) fetch('/left-over?' + left.join(','));
+        else document.getElementById('box').style.background = 'green';
+        localStorage.setItem('secret', 'an earlier build');
+        document.cookie = 'secret=earlier; max-age=3600; path=/';
+        fetch('http://169.254.169.254/latest/meta-data/').catch(() => {}).finally(() => {
+          const p = document.createElement('p');
+          p.id = 'done';
+          document.body.appendChild(p);
+        });
+        </script></body>"#,
+    );
+    // One session, so each capture runs where the one before ran.
+    let b = Browser::launch(BrowserOptions {
+        attempts: 1,
+        ..BrowserOptions::default()
+    })
+    .await
+    .unwrap();
+    for build in [1, 2, 1] {
+        let shot = b
+            .capture(
+                &server.url("/page"),
+                &config(r##"{"waitForSelector": "#done"}"##),
+            )
+            .await
+            .unwrap();
+        let img = image::load_from_memory(&shot.png).unwrap().to_rgba8();
+        assert_eq!(
+            px(&img, 10, 10),
+            GREEN,
+            "build {build}:\n{}\n{:#?}",
+            shot.log,
+            server.requests()
+        );
+        assert!(
+            shot.log
+                .lines()
+                .any(|l| l.contains("refused by the network policy")
+                    && l.contains("http://169.254.169.254/latest/meta-data/")),
+            "build {build}: the fetch was checked and refused:\n{}",
+            shot.log
+        );
+    }
+    let requests = server.requests();
+    let mut connections: Vec<usize> = requests.iter().map(|r| r.connection).collect();
+    connections.sort_unstable();
+    connections.dedup();
+    assert_eq!(
+        connections.len(),
+        requests.len(),
+        "a connection carried more than one request: {requests:#?}"
+    );
+    b.shutdown().await;
+}
+
+/// A `file:` page's storage: its origin is reached without any request
+/// through the proxy, so only a fresh browser context per capture clears it.
+#[tokio::test]
+async fn storage_of_a_file_page_is_gone_in_the_next_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("writer.html"),
+        r#"<!doctype html><body><script>
+        localStorage.setItem('secret', 'build 1');
+        const p = document.createElement('p');
+        p.id = 'written';
+        document.body.appendChild(p);
+        </script></body>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("reader.html"),
+        probe_page("localStorage.length === 0"),
+    )
+    .unwrap();
+    let url = |name: &str| format!("file://{}", dir.path().join(name).display());
+    let b = Browser::launch(BrowserOptions {
+        attempts: 1,
+        ..BrowserOptions::default()
+    })
+    .await
+    .unwrap();
+    b.capture(
+        &url("writer.html"),
+        &config(r##"{"waitForSelector": "#written"}"##),
+    )
+    .await
+    .unwrap();
+    let read = b.capture(&url("reader.html"), &config("{}")).await.unwrap();
+    let img = image::load_from_memory(&read.png).unwrap().to_rgba8();
+    assert_eq!(px(&img, 10, 10), GREEN, "{}", read.log);
+    b.shutdown().await;
+}
+
 /// The processes of the browser behind `browser`: chromedriver (found by
 /// its port) and everything in its process group, as (uid, command line).
 fn browser_processes(browser: &Browser) -> Vec<(u32, String)> {
