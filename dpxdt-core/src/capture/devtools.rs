@@ -49,6 +49,7 @@ impl CommandError {
             "Inspected target navigated or closed",
             "Execution context was destroyed",
             "Cannot find default execution context",
+            "Not attached to an active page",
         ]
         .iter()
         .any(|m| self.message.contains(m))

@@ -80,8 +80,9 @@ pub(crate) struct Session {
     devtools: DevTools,
     /// The browser context and page the next (or current) capture runs in.
     page: Page,
-    /// The context and page for the capture after it, being made.
-    spare: Option<SpareTask>,
+    /// The context and page for the capture after it, being made (from
+    /// the moment the current capture's page has loaded).
+    spare: Mutex<Option<SpareTask>>,
     /// The page-load timeout given to chromedriver (a setting of the
     /// session, not of a page).
     page_timeout: Mutex<Option<Duration>>,
@@ -116,8 +117,9 @@ struct Page {
 /// A browser context with a blank page and our DevTools session on it,
 /// made ahead of the capture that will use it: a new context needs a
 /// renderer process of its own, and starting one is most of what a fresh
-/// context costs, so it starts while the previous capture's caller is
-/// still busy with its result.
+/// context costs. It is started once the previous capture's page has
+/// loaded, so that the renderer starts while that page settles (mostly
+/// waiting) rather than while the next page loads.
 struct Spare {
     context: String,
     target: String,
@@ -176,9 +178,17 @@ impl Spare {
         })
     }
 
-    /// Starts making one in the background.
-    fn start(devtools: &DevTools) -> SpareTask {
-        tokio::spawn(Spare::make(devtools.clone()))
+    /// Starts making one in the background. Once it is made, chromedriver
+    /// is asked for its windows, which makes it attach to the new page now
+    /// (about 10 ms) rather than when the session switches to it.
+    fn start(devtools: &DevTools, driver: &WebDriver) -> SpareTask {
+        let (devtools, driver) = (devtools.clone(), driver.clone());
+        tokio::spawn(async move {
+            let spare = Spare::make(devtools).await?;
+            // Only a head start: if it fails, the switch attaches.
+            let _ = driver.windows().await;
+            Ok(spare)
+        })
     }
 
     /// The one `task` made.
@@ -459,7 +469,7 @@ impl Session {
         let mut session = Session {
             driver: Some(driver),
             default_user_agent: String::new(),
-            spare: Some(Spare::start(&devtools)),
+            spare: Mutex::default(),
             devtools,
             page,
             page_timeout: Mutex::default(),
@@ -483,12 +493,12 @@ impl Session {
     }
 
     /// Moves to a fresh browser context for the next capture (the spare
-    /// one), disposes of the one the last capture ran in with all its page
-    /// left, and starts making the next spare. Run after each capture,
-    /// before the session serves another.
+    /// one), and disposes of the one the last capture ran in with all its
+    /// page left. Run after each capture, before the session serves another.
     pub(crate) async fn renew(&mut self) -> Result<(), CaptureError> {
         let start = Instant::now();
-        let spare = match self.spare.take() {
+        let pending = self.spare.lock().expect("spare").take();
+        let spare = match pending {
             Some(task) => Spare::finish(task).await?,
             None => Spare::make(self.devtools.clone()).await?,
         };
@@ -498,9 +508,17 @@ impl Session {
         // shuts the old page's renderer down meanwhile).
         self.dispose_in_background(&old.context);
         self.carry_settings(&old).await?;
-        self.spare = Some(Spare::start(&self.devtools));
         self.page.made_in = start.elapsed();
         Ok(())
+    }
+
+    /// Starts making the spare context for the next capture, unless one is
+    /// being made already.
+    fn prepare_spare(&self) {
+        let mut spare = self.spare.lock().expect("spare");
+        if spare.is_none() {
+            *spare = Some(Spare::start(&self.devtools, self.d()));
+        }
     }
 
     /// Disposes of a browser context; nothing waits for it.
@@ -819,6 +837,8 @@ impl Session {
         if let Err(e) = self.d().goto(url).await {
             return Err(load_error(url, &e));
         }
+        step(&mut log, "navigated");
+        self.prepare_spare();
         // Settle, then freeze and decorate: one call.
         let user_css = config.inject_css.clone().unwrap_or_default();
         let settled = self
@@ -1000,7 +1020,9 @@ impl Session {
         // changes it during the screenshot. A page that navigates itself
         // (a timer setting `location`) while Chromium takes the screenshot
         // would leave `Page.captureScreenshot` unanswered for good; one it
-        // started just before is waited for.
+        // started just before is waited for (by chromedriver, which tracks
+        // navigations closely: the page's own DevTools events did not tell
+        // a pending one reliably).
         self.set_scripts_enabled(false).await?;
         self.wait_for_navigation().await?;
         let beyond = x.saturating_add(width) > viewport.width
