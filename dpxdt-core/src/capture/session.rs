@@ -449,17 +449,7 @@ impl Session {
                 };
                 CaptureError::launch_from(doing, e)
             })?;
-        let opened = async {
-            let devtools = DevTools::connect(&driver).await?;
-            let spare = Spare::make(devtools.clone()).await?;
-            let page = Page::open(&driver, spare).await?;
-            Ok::<_, CaptureError>((devtools, page))
-        };
-        let opened = match tokio::time::timeout(SETUP_TIMEOUT, opened).await {
-            Ok(opened) => opened,
-            Err(_) => Err(CaptureError::browser("the browser did not answer in time")),
-        };
-        let (devtools, page) = match opened {
+        let (devtools, page) = match first_page(&driver).await {
             Ok(opened) => opened,
             Err(e) => {
                 quit_in_background(driver);
@@ -1173,6 +1163,21 @@ fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut S
                 items.join("; ")
             ),
         );
+    }
+}
+
+/// Our DevTools connection to the browser behind `driver`, and the first
+/// page, in a browser context of its own.
+async fn first_page(driver: &WebDriver) -> Result<(DevTools, Page), CaptureError> {
+    let opened = async {
+        let devtools = DevTools::connect(driver).await?;
+        let spare = Spare::make(devtools.clone()).await?;
+        let page = Page::open(driver, spare).await?;
+        Ok((devtools, page))
+    };
+    match tokio::time::timeout(SETUP_TIMEOUT, opened).await {
+        Ok(opened) => opened,
+        Err(_) => Err(CaptureError::browser("the browser did not answer in time")),
     }
 }
 
