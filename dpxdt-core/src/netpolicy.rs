@@ -125,38 +125,28 @@ pub fn is_this_machine(ip: IpAddr) -> bool {
         IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    ip.is_loopback() || ip.is_unspecified() || own_addresses().contains(&ip)
+    ip.is_loopback() || ip.is_unspecified() || is_own_address(ip)
 }
 
-/// The addresses of this machine's interfaces, read when first asked and
-/// again once [`OWN_ADDRESSES_TTL`] has passed. If they cannot be read,
-/// the last list read stays in force (and the failure is not fatal: the
-/// loopback and unspecified addresses are known without it).
-fn own_addresses() -> Vec<IpAddr> {
+/// Whether `ip` is an address of this machine's interfaces, as read when
+/// first asked and again once [`OWN_ADDRESSES_TTL`] has passed. If they
+/// cannot be read, the last list read stays in force (and the failure is
+/// not fatal: the loopback and unspecified addresses are known without it).
+fn is_own_address(ip: IpAddr) -> bool {
     static CACHE: RwLock<Option<(Instant, Vec<IpAddr>)>> = RwLock::new(None);
     if let Ok(guard) = CACHE.read()
         && let Some((read_at, list)) = guard.as_ref()
         && read_at.elapsed() < OWN_ADDRESSES_TTL
     {
-        return list.clone();
+        return list.contains(&ip);
     }
     let mut guard = CACHE.write().unwrap_or_else(|p| p.into_inner());
-    let fresh = if_addrs::get_if_addrs().map(|found| {
-        found
-            .iter()
-            .map(if_addrs::Interface::ip)
-            .collect::<Vec<_>>()
-    });
-    match (fresh, guard.as_mut()) {
-        (Ok(list), _) => *guard = Some((Instant::now(), list)),
-        // Keep the old list, and try again on the next call.
-        (Err(_), Some(_)) => {}
-        (Err(_), None) => return Vec::new(),
+    if let Ok(found) = if_addrs::get_if_addrs() {
+        let list = found.iter().map(if_addrs::Interface::ip).collect();
+        *guard = Some((Instant::now(), list));
     }
-    guard
-        .as_ref()
-        .map(|(_, list)| list.clone())
-        .unwrap_or_default()
+    // On a failed read the old list (if any) stays, and the next call tries again.
+    guard.as_ref().is_some_and(|(_, list)| list.contains(&ip))
 }
 
 /// An `--capture-allow` / `--capture-deny` entry: an address block in CIDR

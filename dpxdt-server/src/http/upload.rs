@@ -78,10 +78,10 @@ pub const MAX_UPLOAD_FIELD: usize = 1024;
 /// Reads a text part of an upload, refusing it as soon as it passes
 /// [`MAX_UPLOAD_FIELD`] (nothing more of it is held in memory).
 async fn small_field(name: &str, field: &mut multer::Field<'_>) -> Result<String, ApiError> {
+    let shown: String = name.chars().take(20).collect();
     let mut bytes = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if bytes.len() + chunk.len() > MAX_UPLOAD_FIELD {
-            let shown: String = name.chars().take(20).collect();
             return Err(ApiError::TooLarge(format!(
                 "upload field {shown:?} is longer than {MAX_UPLOAD_FIELD} bytes; only the file \
                  part may be large"
@@ -89,10 +89,8 @@ async fn small_field(name: &str, field: &mut multer::Field<'_>) -> Result<String
         }
         bytes.extend_from_slice(&chunk);
     }
-    String::from_utf8(bytes).map_err(|_| {
-        let shown: String = name.chars().take(20).collect();
-        ApiError::BadRequest(format!("upload field {shown:?} is not UTF-8"))
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest(format!("upload field {shown:?} is not UTF-8")))
 }
 
 /// Refuses a PNG whose ancillary chunks inflate far beyond any real
