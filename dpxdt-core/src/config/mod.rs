@@ -9,6 +9,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod devices;
+mod locale;
+mod modes;
+
+pub use devices::{DEVICES, Device};
+pub use modes::{MAX_MODES, MODE_SEPARATOR, Mode, moded_name};
+
 /// Viewport used when a config names none (the original used PhantomJS's 400x300).
 pub const DEFAULT_VIEWPORT: ViewportSize = ViewportSize {
     width: 1280,
@@ -28,6 +35,15 @@ pub const DEFAULT_CLOCK: &str = "2024-01-01T12:00:00Z";
 pub const REDACTED: &str = "(hidden)";
 /// `clock` value that lets the page see the real, running clock.
 pub const REAL_CLOCK: &str = "real";
+/// The page's time zone when `timezone` is not set.
+pub const DEFAULT_TIMEZONE: &str = "UTC";
+/// The page's locale when `locale` is not set.
+pub const DEFAULT_LOCALE: &str = "en-US";
+/// Virtual time the page's timers get before the screenshot when
+/// `settleTimeMs` is not set.
+pub const DEFAULT_SETTLE_TIME_MS: u64 = 1_000;
+/// Largest `settleTimeMs`.
+pub const MAX_SETTLE_TIME_MS: u64 = 60_000;
 /// Hosts whose requests are always blocked: analytics never belongs in a screenshot.
 pub const ALWAYS_IGNORED_HOSTS: &[&str] = &[
     "www.google-analytics.com",
@@ -173,9 +189,50 @@ pub struct CaptureConfig {
     /// default [`DEFAULT_CLOCK`]. See the capture module for what it freezes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<String>,
-    /// *New.* Seed of the page's `Math.random` (0 to 4294967295); default 0.
+    /// *New.* Seed of the page's `Math.random`, `crypto.getRandomValues`
+    /// and `crypto.randomUUID` (0 to 4294967295); default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random_seed: Option<i64>,
+    /// *New.* Virtual time, in milliseconds, the page's timers and
+    /// animation frames get before the screenshot (0 to 60,000); default
+    /// [`DEFAULT_SETTLE_TIME_MS`]. Not with `"clock": "real"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_time_ms: Option<i64>,
+    /// *New.* The page's IANA time zone (`"Europe/Berlin"`); default
+    /// [`DEFAULT_TIMEZONE`], whatever the machine's `TZ`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// *New.* The page's BCP 47 locale (`"de-DE"`): `navigator.language`,
+    /// `Intl`, `Accept-Language`; default [`DEFAULT_LOCALE`], whatever the
+    /// machine's `LANG`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// *New.* `prefers-color-scheme`: `"light"` (default) or `"dark"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_scheme: Option<String>,
+    /// *New.* `prefers-reduced-motion`: `"no-preference"` (default) or `"reduce"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduced_motion: Option<String>,
+    /// *New.* `forced-colors`: `"none"` (default) or `"active"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_colors: Option<String>,
+    /// *New.* Device pixels per CSS pixel (0.5 to 4); the screenshot is
+    /// this many times the viewport's size. Default 1, or the device's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_scale_factor: Option<f64>,
+    /// *New.* A mobile browser: the viewport meta tag applies, with touch
+    /// events. Default false, or the device's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<bool>,
+    /// *New.* A named device preset (`"Pixel 7"`; `dpxdt devices` lists
+    /// them): its viewport, scale, mobile, touch and user agent, each
+    /// unless set by its own field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// *New.* Named variants of this capture, each a screenshot of its own
+    /// named `<name>@<mode>` (see [`Mode`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modes: Vec<Mode>,
 }
 
 /// A config that cannot be used.
@@ -190,6 +247,14 @@ pub enum ConfigError {
         /// The JSON field name.
         field: &'static str,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// One of `modes` cannot be used.
+    #[error("mode {mode:?}: {reason}")]
+    Mode {
+        /// The mode's name (empty when it has none).
+        mode: String,
+        /// What is wrong with it, naming the field.
         reason: String,
     },
 }
@@ -269,7 +334,156 @@ impl CaptureConfig {
                 format!("{seed} is outside 0..={}", u32::MAX),
             ));
         }
+        self.validate_environment()?;
+        if self.modes.len() > MAX_MODES {
+            return Err(invalid(
+                "modes",
+                format!("{} modes; at most {MAX_MODES}", self.modes.len()),
+            ));
+        }
+        if !self.modes.is_empty() {
+            self.variants()?;
+        }
         Ok(())
+    }
+
+    /// Checks the fields that say what machine the page believes it runs
+    /// on: time, place, screen and preferences.
+    fn validate_environment(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
+        if let Some(ms) = self.settle_time_ms
+            && !(0..=MAX_SETTLE_TIME_MS as i64).contains(&ms)
+        {
+            return Err(invalid(
+                "settleTimeMs",
+                format!("{ms} is outside 0..={MAX_SETTLE_TIME_MS}"),
+            ));
+        }
+        if let Some(zone) = &self.timezone {
+            locale::check_timezone(zone).map_err(|r| invalid("timezone", r))?;
+        }
+        if let Some(tag) = &self.locale {
+            locale::check_locale(tag).map_err(|r| invalid("locale", r))?;
+        }
+        for (field, value, allowed) in [
+            ("colorScheme", &self.color_scheme, &["light", "dark"]),
+            (
+                "reducedMotion",
+                &self.reduced_motion,
+                &["no-preference", "reduce"],
+            ),
+            ("forcedColors", &self.forced_colors, &["none", "active"]),
+        ] {
+            if let Some(v) = value
+                && !allowed.contains(&v.as_str())
+            {
+                return Err(invalid(
+                    field,
+                    format!("{v:?} is not one of {}", allowed.join(", ")),
+                ));
+            }
+        }
+        if let Some(scale) = self.device_scale_factor
+            && !(0.5..=4.0).contains(&scale)
+        {
+            return Err(invalid(
+                "deviceScaleFactor",
+                format!("{scale} is outside 0.5..=4"),
+            ));
+        }
+        if let Some(name) = &self.device
+            && devices::find(name).is_none()
+        {
+            return Err(invalid(
+                "device",
+                format!(
+                    "{name:?} is not a known device; known: {}",
+                    devices::names()
+                ),
+            ));
+        }
+        let (w, h) = (self.viewport().width, self.viewport().height);
+        let scale = self.scale();
+        if f64::from(w) * scale > f64::from(MAX_EDGE) || f64::from(h) * scale > f64::from(MAX_EDGE)
+        {
+            return Err(invalid(
+                "deviceScaleFactor",
+                format!(
+                    "a {w}x{h} viewport at scale {scale} is more than {MAX_EDGE} pixels on an edge"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The device preset named by `device`, if any.
+    pub fn device_preset(&self) -> Option<&'static Device> {
+        self.device.as_deref().and_then(devices::find)
+    }
+
+    /// The page's time zone.
+    pub fn timezone(&self) -> &str {
+        self.timezone.as_deref().unwrap_or(DEFAULT_TIMEZONE)
+    }
+
+    /// The page's locale.
+    pub fn locale(&self) -> &str {
+        self.locale.as_deref().unwrap_or(DEFAULT_LOCALE)
+    }
+
+    /// The `Accept-Language` header the page's requests carry.
+    pub fn accept_language(&self) -> String {
+        locale::accept_language(self.locale())
+    }
+
+    /// Virtual time the page's timers get before the screenshot, in ms.
+    pub fn settle_time_ms(&self) -> u64 {
+        self.settle_time_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .unwrap_or(DEFAULT_SETTLE_TIME_MS)
+            .min(MAX_SETTLE_TIME_MS)
+    }
+
+    /// Device pixels per CSS pixel.
+    pub fn scale(&self) -> f64 {
+        self.device_scale_factor
+            .or(self.device_preset().map(|d| d.scale))
+            .unwrap_or(1.0)
+    }
+
+    /// Whether the page is shown as in a mobile browser, with touch.
+    pub fn is_mobile(&self) -> bool {
+        self.mobile
+            .or(self.device_preset().map(|d| d.mobile))
+            .unwrap_or(false)
+    }
+
+    /// The user agent asked for, by `userAgent` or the device; `None`:
+    /// the browser's own.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent
+            .as_deref()
+            .or(self.device_preset().map(|d| d.user_agent))
+    }
+
+    /// The CSS media features the page is shown with, as
+    /// `(feature, value)` pairs: every one of them, defaults included, so
+    /// that the browser's own settings never show through.
+    pub fn media_features(&self) -> [(&'static str, &str); 3] {
+        [
+            (
+                "prefers-color-scheme",
+                self.color_scheme.as_deref().unwrap_or("light"),
+            ),
+            (
+                "prefers-reduced-motion",
+                self.reduced_motion.as_deref().unwrap_or("no-preference"),
+            ),
+            (
+                "forced-colors",
+                self.forced_colors.as_deref().unwrap_or("none"),
+            ),
+        ]
     }
 
     /// The instant the page's clock stands still at, in milliseconds since
@@ -309,9 +523,15 @@ impl CaptureConfig {
         out
     }
 
-    /// The viewport to use.
+    /// The viewport to use: `viewportSize`, else the device's, else
+    /// [`DEFAULT_VIEWPORT`].
     pub fn viewport(&self) -> ViewportSize {
-        self.viewport_size.unwrap_or(DEFAULT_VIEWPORT)
+        self.viewport_size
+            .or(self.device_preset().map(|d| ViewportSize {
+                width: d.width,
+                height: d.height,
+            }))
+            .unwrap_or(DEFAULT_VIEWPORT)
     }
 
     /// Whether to capture the whole document height.
@@ -479,6 +699,19 @@ mod tests {
             (r#"{"clock": "2024-13-01T00:00:00Z"}"#, "clock"),
             (r#"{"randomSeed": -1}"#, "randomSeed"),
             (r#"{"randomSeed": 4294967296}"#, "randomSeed"),
+            (r#"{"settleTimeMs": -1}"#, "settleTimeMs"),
+            (r#"{"settleTimeMs": 60001}"#, "settleTimeMs"),
+            (r#"{"timezone": "Mars/Olympus_Mons"}"#, "timezone"),
+            (r#"{"locale": "xx-YY"}"#, "locale"),
+            (r#"{"colorScheme": "blue"}"#, "colorScheme"),
+            (r#"{"reducedMotion": "yes"}"#, "reducedMotion"),
+            (r#"{"forcedColors": "on"}"#, "forcedColors"),
+            (r#"{"deviceScaleFactor": 9}"#, "deviceScaleFactor"),
+            (
+                r#"{"viewportSize": {"width": 9000, "height": 10}, "deviceScaleFactor": 2}"#,
+                "deviceScaleFactor",
+            ),
+            (r#"{"device": "Nokia 3310"}"#, "iPhone 15"),
         ] {
             let err = CaptureConfig::from_json(json).unwrap_err().to_string();
             assert!(err.contains(field), "{json}: {err}");
@@ -516,6 +749,29 @@ mod tests {
         assert_eq!(c.random_seed(), 7);
         let c = CaptureConfig::from_json(r#"{"clock": "real"}"#).unwrap();
         assert_eq!(c.frozen_clock_ms(), None);
+    }
+
+    #[test]
+    fn the_page_environment_has_machine_independent_defaults() {
+        let c = CaptureConfig::from_json("{}").unwrap();
+        assert_eq!((c.timezone(), c.locale()), ("UTC", "en-US"));
+        assert_eq!(c.accept_language(), "en-US,en;q=0.9");
+        assert_eq!(c.settle_time_ms(), 1_000);
+        assert_eq!(c.scale(), 1.0);
+        assert!(!c.is_mobile() && c.user_agent().is_none());
+        assert_eq!(
+            c.media_features(),
+            [
+                ("prefers-color-scheme", "light"),
+                ("prefers-reduced-motion", "no-preference"),
+                ("forced-colors", "none")
+            ]
+        );
+        let phone =
+            CaptureConfig::from_json(r#"{"device": "iPhone 15", "userAgent": "me"}"#).unwrap();
+        assert_eq!((phone.viewport().width, phone.scale()), (393, 3.0));
+        assert!(phone.is_mobile());
+        assert_eq!(phone.user_agent(), Some("me"));
     }
 
     #[test]
