@@ -43,11 +43,15 @@
 //! `dpxdt_core::check::assert_image("logo", &png_bytes)` and
 //! `dpxdt_core::check::assert_url("home", "http://127.0.0.1:8000/", &config).await`
 //! (the latter starts one shared headless Chromium for the test binary).
+//!
+//! A config with `modes` is one screenshot per mode, each checked against
+//! its own reference `<name>@<mode>.png` ([`Checker::check_url_modes`];
+//! `check_url` and `assert_url` check them all too).
 
 use std::path::{Path, PathBuf};
 
 use crate::capture::{Browser, BrowserOptions, CaptureError, Capturer};
-use crate::config::CaptureConfig;
+use crate::config::{CaptureConfig, ConfigError, MODE_SEPARATOR, moded_name};
 use crate::diff::{DiffError, DiffOptions, DiffReport, Region, diff_png_bytes};
 
 /// The extension of the new image a failing check leaves beside the
@@ -78,6 +82,9 @@ pub enum CheckOutcome {
         /// The difference that was accepted.
         report: DiffReport,
     },
+    /// A config with modes: the outcome of each mode's screenshot, named
+    /// `<name>@<mode>`, in the config's order.
+    Modes(Vec<(String, CheckOutcome)>),
 }
 
 /// Why a check failed.
@@ -125,8 +132,17 @@ pub enum CheckError {
         new: PathBuf,
     },
     /// A name that is not a safe file name.
-    #[error("invalid check name {0:?}: use letters, digits, '-', '_', '.' and '/' between them")]
+    #[error(
+        "invalid check name {0:?}: use letters, digits, '-', '_', '.', '@' and '/' between them"
+    )]
     BadName(String),
+    /// The capture config cannot be used (a mode names the mode and field).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Several screenshots of one config with modes failed; each error
+    /// names its `<name>@<mode>`.
+    #[error("{} screenshots failed:\n\n{}", .0.len(), join_errors(.0))]
+    Several(Vec<CheckError>),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -141,6 +157,23 @@ pub enum CheckError {
     /// The screenshot could not be taken.
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// A screenshot of [`Checker::check_url_modes`] could not be taken.
+    #[error("screenshot `{name}` could not be taken: {source}")]
+    ModeCapture {
+        /// The check's name, `<name>@<mode>`.
+        name: String,
+        /// Why.
+        #[source]
+        source: CaptureError,
+    },
+}
+
+fn join_errors(errors: &[CheckError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// The references directory, from a reference path and its name
@@ -231,9 +264,9 @@ impl Checker {
             && name.split('/').all(|part| {
                 !part.is_empty()
                     && !part.starts_with('.')
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    && part.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | MODE_SEPARATOR)
+                    })
             });
         if !ok {
             return Err(CheckError::BadName(name.to_string()));
@@ -329,7 +362,9 @@ impl Checker {
     }
 
     /// Screenshots `url` (with the shared browser, see [`shared_browser`])
-    /// and compares it with the reference of `name`.
+    /// and compares it with the reference of `name`. A config with modes
+    /// is checked as [`Checker::check_url_modes`] does, its outcomes in
+    /// [`CheckOutcome::Modes`].
     pub async fn check_url(
         &self,
         name: &str,
@@ -349,9 +384,76 @@ impl Checker {
         url: &str,
         config: &CaptureConfig,
     ) -> Result<CheckOutcome, CheckError> {
+        if !config.modes.is_empty() {
+            let outcomes = self
+                .check_url_modes_with(capturer, name, url, config)
+                .await?;
+            return Ok(CheckOutcome::Modes(outcomes));
+        }
         self.reference_path(name)?;
         let shot = capturer.capture(url, config).await?;
         self.check_image(name, &shot.png)
+    }
+
+    /// Screenshots `url` once per mode of `config` (once when it has none)
+    /// with the shared browser, and compares each screenshot with its own
+    /// reference, `<name>@<mode>` (`name` without modes). Every mode is
+    /// checked, so each failing one leaves its `.new.png`; the error is the
+    /// one failure, or [`CheckError::Several`]. A bad mode or name fails
+    /// before anything is captured.
+    pub async fn check_url_modes(
+        &self,
+        name: &str,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<Vec<(String, CheckOutcome)>, CheckError> {
+        self.check_url_modes_with(shared_browser().await?, name, url, config)
+            .await
+    }
+
+    /// [`Checker::check_url_modes`] with any [`Capturer`].
+    pub async fn check_url_modes_with(
+        &self,
+        capturer: &dyn Capturer,
+        name: &str,
+        url: &str,
+        config: &CaptureConfig,
+    ) -> Result<Vec<(String, CheckOutcome)>, CheckError> {
+        let variants = config.variants()?;
+        let mut named = Vec::with_capacity(variants.len());
+        for (mode, config) in variants {
+            let name = moded_name(name, mode.as_deref());
+            self.reference_path(&name)?;
+            named.push((name, config));
+        }
+        // The captures run side by side (as many as the capturer has
+        // sessions); the comparisons one after the other.
+        let shots = futures_util::future::join_all(
+            named
+                .iter()
+                .map(|(_, config)| capturer.capture(url, config)),
+        )
+        .await;
+        let mut outcomes = Vec::with_capacity(named.len());
+        let mut failures = Vec::new();
+        for ((name, _), shot) in named.into_iter().zip(shots) {
+            let checked = match shot {
+                Ok(shot) => self.check_image(&name, &shot.png),
+                Err(source) => Err(CheckError::ModeCapture {
+                    name: name.clone(),
+                    source,
+                }),
+            };
+            match checked {
+                Ok(outcome) => outcomes.push((name, outcome)),
+                Err(e) => failures.push(e),
+            }
+        }
+        match failures.len() {
+            0 => Ok(outcomes),
+            1 => Err(failures.remove(0)),
+            _ => Err(CheckError::Several(failures)),
+        }
     }
 }
 
@@ -574,10 +676,147 @@ mod tests {
         assert!(matches!(bad, Err(CheckError::BadName(_))));
     }
 
+    /// Paints each capture by the config's colour scheme (`dark` black,
+    /// otherwise white; `dark` red once `dark_changed`), counting captures.
+    #[derive(Default)]
+    struct Schemes {
+        captures: std::sync::atomic::AtomicUsize,
+        dark_changed: std::sync::atomic::AtomicBool,
+    }
+
+    impl Capturer for Schemes {
+        fn capture<'a>(
+            &'a self,
+            _url: &'a str,
+            config: &'a CaptureConfig,
+        ) -> crate::capture::CaptureFuture<'a> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.captures.fetch_add(1, SeqCst);
+            let rgb = match config.color_scheme.as_deref() {
+                Some("dark") if self.dark_changed.load(SeqCst) => [255, 0, 0],
+                Some("dark") => [0, 0, 0],
+                _ => [255, 255, 255],
+            };
+            Box::pin(async move {
+                Ok(crate::capture::Capture {
+                    png: png(4, 4, rgb),
+                    log: String::new(),
+                    located: Vec::new(),
+                    links: Vec::new(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn each_mode_is_checked_against_its_own_reference() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let c = checker(dir.path());
+        let pages = Schemes::default();
+        let config = CaptureConfig::from_json(
+            r#"{"modes": [{"name": "light"}, {"name": "dark", "colorScheme": "dark"}]}"#,
+        )
+        .unwrap();
+        let path = |name: &str| dir.path().join(name);
+
+        // No references: both fail, each leaving its own new image.
+        let err = c
+            .check_url_modes_with(&pages, "home", "http://x/", &config)
+            .await
+            .unwrap_err();
+        let CheckError::Several(failures) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(failures.len(), 2);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`home@light`") && msg.contains("`home@dark`"),
+            "{msg}"
+        );
+        let new_dark = std::fs::read(path("home@dark.new.png")).unwrap();
+        assert_eq!(new_dark, png(4, 4, [0, 0, 0]));
+        assert!(path("home@light.new.png").exists() && !path("home.new.png").exists());
+
+        // Accepting writes one reference per mode; then both match.
+        let o = c
+            .clone()
+            .update(true)
+            .check_url_with(&pages, "home", "http://x/", &config)
+            .await
+            .unwrap();
+        let CheckOutcome::Modes(outcomes) = o else {
+            panic!("{o:?}");
+        };
+        let names: Vec<_> = outcomes.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["home@light", "home@dark"]);
+        assert_eq!(std::fs::read(path("home@dark.png")).unwrap(), new_dark);
+        assert_eq!(
+            std::fs::read(path("home@light.png")).unwrap(),
+            png(4, 4, [255, 255, 255])
+        );
+        let matched = c
+            .check_url_modes_with(&pages, "home", "http://x/", &config)
+            .await
+            .unwrap();
+        assert!(
+            matched
+                .iter()
+                .all(|(_, o)| matches!(o, CheckOutcome::Matched { .. })),
+            "{matched:?}"
+        );
+
+        // One mode changes: the error is that mode's alone.
+        pages.dark_changed.store(true, SeqCst);
+        let err = c
+            .check_url_with(&pages, "home", "http://x/", &config)
+            .await
+            .unwrap_err();
+        let CheckError::Different { name, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(name, "home@dark");
+        assert!(err.to_string().contains("dpxdt accept"), "{err}");
+        assert!(path("home@dark.diff.png").exists() && !path("home@light.new.png").exists());
+
+        // A bad mode or name fails before any capture.
+        let before = pages.captures.load(SeqCst);
+        let mut bad = config.clone();
+        bad.modes[1]
+            .fields
+            .insert("colorScheme".into(), "blue".into());
+        let err = c
+            .check_url_modes_with(&pages, "home", "http://x/", &bad)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CheckError::Config(_)), "{err}");
+        assert!(
+            err.to_string().contains("\"dark\"") && err.to_string().contains("colorScheme"),
+            "{err}"
+        );
+        let err = c
+            .check_url_modes_with(&pages, "../home", "http://x/", &config)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CheckError::BadName(_)), "{err}");
+        assert_eq!(pages.captures.load(SeqCst), before);
+
+        // Without modes nothing changes: one check, named as given.
+        let plain = c
+            .clone()
+            .update(true)
+            .check_url_modes_with(&pages, "plain", "http://x/", &CaptureConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(plain[0].0, "plain");
+        assert!(path("plain.png").exists());
+    }
+
     #[test]
     fn bad_names_and_bad_images_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = checker(dir.path());
+        assert!(c.reference_path("ui/home@dark").is_ok());
         for bad in ["", "../x", "a/../b", "/abs", "a b", ".hidden", "a//b"] {
             assert!(
                 matches!(c.check_image(bad, b"x"), Err(CheckError::BadName(_))),
