@@ -6,11 +6,13 @@
 //! check named it. Accepting renames it over `<name>.png` (readers see the
 //! old reference or the new one, never half) and removes `<name>.diff.png`.
 //! A file that is not a decodable PNG is refused, so a stray file never
-//! becomes a reference.
+//! becomes a reference. A name stands for itself and for each of its modes
+//! (`home` for `home` and every `home@<mode>`; `home@dark` for that one).
 
 use std::path::{Path, PathBuf};
 
 use dpxdt_core::check::{DIFF_EXTENSION, NEW_EXTENSION};
+use dpxdt_core::config::MODE_SEPARATOR;
 use dpxdt_core::diff::{DEFAULT_MAX_PIXELS, decode_png};
 
 /// One image waiting to be accepted.
@@ -115,31 +117,44 @@ pub fn pending(dir: &Path) -> Result<Vec<Pending>, AcceptError> {
     Ok(found)
 }
 
-/// The pending images named (every one when `names` is empty), checked
-/// before any is accepted: an unknown name refuses the whole request.
+/// The pending images named (every one when `names` is empty; a name
+/// also stands for its modes, `<name>@<mode>`), checked before any is
+/// accepted: a name that matches nothing refuses the whole request.
 pub fn select(dir: &Path, names: &[String]) -> Result<Vec<Pending>, AcceptError> {
     let all = pending(dir)?;
     if names.is_empty() {
         return Ok(all);
     }
-    let mut chosen = Vec::new();
+    let mut chosen: Vec<Pending> = Vec::new();
     for name in names {
         let wanted = name
             .trim_end_matches(&format!(".{NEW_EXTENSION}"))
             .trim_end_matches(".png");
-        match all.iter().find(|p| p.name == wanted) {
-            Some(p) if !chosen.contains(p) => chosen.push(p.clone()),
-            Some(_) => {}
-            None => {
-                return Err(AcceptError::NotPending {
-                    name: name.clone(),
-                    dir: dir.to_path_buf(),
-                    pending: all.iter().map(|p| p.name.clone()).collect(),
-                });
+        let matching: Vec<&Pending> = all.iter().filter(|p| names_it(wanted, &p.name)).collect();
+        if matching.is_empty() {
+            return Err(AcceptError::NotPending {
+                name: name.clone(),
+                dir: dir.to_path_buf(),
+                pending: all.iter().map(|p| p.name.clone()).collect(),
+            });
+        }
+        for p in matching {
+            if !chosen.contains(p) {
+                chosen.push(p.clone());
             }
         }
     }
     Ok(chosen)
+}
+
+/// Whether the name `wanted` stands for the pending image `name`: the
+/// same name, or `wanted@<mode>`.
+fn names_it(wanted: &str, name: &str) -> bool {
+    name == wanted
+        || name
+            .strip_prefix(wanted)
+            .and_then(|rest| rest.strip_prefix(MODE_SEPARATOR))
+            .is_some_and(|mode| !mode.is_empty() && !mode.contains(['/', MODE_SEPARATOR]))
 }
 
 /// Makes one pending image the reference and removes its diff image.
@@ -218,6 +233,36 @@ mod tests {
         assert!(!dir.path().join("home.new.png").exists());
         assert!(!dir.path().join("home.diff.png").exists());
         assert!(pending(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_name_stands_for_itself_and_its_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "home.new.png",
+            "home@dark.new.png",
+            "home@v1.2.new.png",
+            "homepage@dark.new.png",
+            "about@dark.new.png",
+        ] {
+            put(dir.path(), name, &png([1, 1, 1]));
+        }
+        let names = |wanted: &[&str]| -> Vec<String> {
+            let wanted: Vec<String> = wanted.iter().map(|w| w.to_string()).collect();
+            select(dir.path(), &wanted)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        };
+        assert_eq!(names(&["home"]), ["home", "home@dark", "home@v1.2"]);
+        assert_eq!(names(&["home@dark", "about"]), ["home@dark", "about@dark"]);
+        assert_eq!(names(&["home@v1.2.new.png"]), ["home@v1.2"]);
+        let chosen = select(dir.path(), &["home@dark".into()]).unwrap();
+        assert_eq!(chosen[0].reference, dir.path().join("home@dark.png"));
+        accept(&chosen[0]).unwrap();
+        assert!(dir.path().join("home@dark.png").exists());
+        assert!(select(dir.path(), &["home@light".into()]).is_err());
     }
 
     #[test]
