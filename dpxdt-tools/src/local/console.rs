@@ -113,7 +113,7 @@ pub fn list_tests(files: &[SuiteFile], filter: &TestFilter) -> String {
     let mut out = String::new();
     for f in files {
         out.push_str(&format!("{}:\n", f.path.display()));
-        for t in f.tests.iter().filter(|t| filter.matches(&t.name)) {
+        for t in f.tests.iter().filter(|t| filter.selects(t)) {
             out.push_str(&format!("  {}\n", t.name));
         }
     }

@@ -5,7 +5,9 @@
 //! the tests selected by the filter are captured (up to `jobs` at once),
 //! and the setup is killed — also on error or Ctrl-C. `update` writes each
 //! test's screenshot to `DIR/<name>.png`; `test` compares a new screenshot
-//! with it and keeps the reference/run/diff triplet of each failure.
+//! with it and keeps the reference/run/diff triplet of each failure. A test
+//! with `modes` is one test per mode, named `<name>@<mode>` (its reference
+//! `DIR/<name>@<mode>.png`) from the YAML on.
 //!
 //! The runner reports progress through [`Reporter`] events; the
 //! command-line tool turns them into the original console messages.
@@ -329,12 +331,7 @@ pub async fn run(
 fn jobs(files: &[SuiteFile], options: &RunOptions) -> usize {
     let selected: usize = files
         .iter()
-        .map(|f| {
-            f.tests
-                .iter()
-                .filter(|t| options.filter.matches(&t.name))
-                .count()
-        })
+        .map(|f| f.tests.iter().filter(|t| options.filter.selects(t)).count())
         .sum();
     options.jobs.max(1).min(selected)
 }
@@ -374,7 +371,7 @@ pub async fn run_with(
         let tests: Vec<&TestSpec> = file
             .tests
             .iter()
-            .filter(|t| options.filter.matches(&t.name))
+            .filter(|t| options.filter.selects(t))
             .collect();
         if tests.is_empty() {
             continue;
@@ -777,5 +774,87 @@ mod tests {
             "{:?}",
             still.results
         );
+    }
+
+    /// Paints each capture by the config: black when `colorScheme` is
+    /// dark, white otherwise.
+    struct Schemes;
+
+    impl Capturer for Schemes {
+        fn capture<'a>(&'a self, _url: &'a str, config: &'a CaptureConfig) -> CaptureFuture<'a> {
+            let v = match config.color_scheme.as_deref() {
+                Some("dark") => 0,
+                _ => 255,
+            };
+            let png = rgba_png(&[v, v, v, 255].repeat(16 * 4));
+            Box::pin(async move {
+                Ok(Capture {
+                    png,
+                    log: String::new(),
+                    located: Vec::new(),
+                    links: Vec::new(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn each_mode_has_its_own_reference_and_the_filter_picks_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let yaml = "tests:\n  - name: home\n    url: http://site/\n    modes: [{name: light}, {name: dark, colorScheme: dark}]\n  - name: about\n    url: http://site/about\n";
+        let files = vec![parse_str(&dir.path().join("site.yaml"), yaml).unwrap()];
+        let run = |mode, filter: &str| {
+            let options = RunOptions {
+                jobs: 2,
+                filter: TestFilter::parse(filter),
+                output_dir: Some(out.path().to_path_buf()),
+                ..RunOptions::default()
+            };
+            let files = files.clone();
+            let dir = dir.path().to_path_buf();
+            async move { run_with(Arc::new(Schemes), mode, &dir, &files, &options, quiet()).await }
+        };
+        let names = |summary: &Summary| {
+            let mut names: Vec<String> = summary.results.iter().map(|r| r.name.clone()).collect();
+            names.sort();
+            names
+        };
+        let updated = run(Mode::Update, "").await.unwrap();
+        assert_eq!(names(&updated), ["about", "home@dark", "home@light"]);
+        let pixel = |name: &str| {
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
+            dpxdt_core::diff::decode_png(&bytes, name, u64::MAX)
+                .unwrap()
+                .as_rgba()[0]
+        };
+        assert_eq!((pixel("home@light.png"), pixel("home@dark.png")), (255, 0));
+        assert!(!dir.path().join("home.png").exists());
+
+        let one = run(Mode::Test, "home@dark").await.unwrap();
+        assert_eq!(names(&one), ["home@dark"]);
+        assert_eq!(one.exit_code(), 0, "{:?}", one.results);
+        let Outcome::Passed { reference, .. } = &one.results[0].outcome else {
+            panic!("{:?}", one.results);
+        };
+        assert_eq!(reference, &dir.path().join("home@dark.png"));
+        assert!(out.path().join("home@dark").join("screenshot.png").exists());
+        let home = run(Mode::Test, "home").await.unwrap();
+        assert_eq!(names(&home), ["home@dark", "home@light"]);
+
+        // The light reference made dark: that mode alone fails.
+        std::fs::copy(
+            dir.path().join("home@dark.png"),
+            dir.path().join("home@light.png"),
+        )
+        .unwrap();
+        let changed = run(Mode::Test, "").await.unwrap();
+        let failed: Vec<&str> = changed
+            .results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(failed, ["home@light"]);
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 use super::LocalError;
-use dpxdt_core::config::CaptureConfig;
+use dpxdt_core::config::{CaptureConfig, ConfigError, Mode, moded_name};
 use dpxdt_core::diff::Region;
 
 /// One YAML file of tests.
@@ -39,11 +39,14 @@ pub enum WaitFor {
 }
 
 /// One test: a page to capture (the `run` arm) and, for `ref`/`run`
-/// tests, another page whose capture is the reference.
+/// tests, another page whose capture is the reference. A test with
+/// `modes` is one `TestSpec` per mode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestSpec {
-    /// Name; the reference image is `<dir>/<name>.png`.
+    /// Name (`<test>@<mode>` for a mode); the reference image is `<dir>/<name>.png`.
     pub name: String,
+    /// The mode's name, for a test with `modes`.
+    pub mode: Option<String>,
     /// What `dpxdt test` captures.
     pub run: Arm,
     /// What `dpxdt update` captures (the same as `run` unless the test has
@@ -76,6 +79,7 @@ struct RawTest {
     threshold: Option<f64>,
     #[serde(default)]
     ignore: Vec<Region>,
+    modes: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -96,208 +100,72 @@ pub fn parse_file(path: &Path) -> Result<SuiteFile, LocalError> {
 
 /// Parses YAML text; `path` is only used in messages.
 pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
-    let err = |line: Option<usize>, key: &str, message: String| LocalError::Yaml {
-        path: path.to_path_buf(),
-        line,
-        key: key.to_string(),
-        message,
+    // Lines once, so that finding a key's line costs what lies between it
+    // and the last one found (a suite of many tests parses in linear time).
+    let src = Source {
+        path,
+        lines: text.lines().collect(),
     };
     let mut doc: Value = serde_norway::from_str(text).map_err(|e| {
-        err(
+        src.err(
             e.location().map(|l| l.line()),
             "",
             strip_location(&e.to_string()),
         )
     })?;
     doc.apply_merge()
-        .map_err(|e| err(e.location().map(|l| l.line()), "<<", e.to_string()))?;
-    // Lines once, so that finding a key's line costs what lies between it
-    // and the last one found (a suite of many tests parses in linear time).
-    let lines: Vec<&str> = text.lines().collect();
+        .map_err(|e| src.err(e.location().map(|l| l.line()), "<<", e.to_string()))?;
     let Value::Mapping(top) = doc else {
-        return Err(err(
+        return Err(src.err(
             Some(1),
             "",
             "the file must be a mapping with a `tests` list".into(),
         ));
     };
     let get = |k: &str| top.get(Value::String(k.into()));
-
     let setup = match get("setup") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            return Err(err(
-                find_key(&lines, "setup", 0),
+            return Err(src.err(
+                src.find_key("setup", 0),
                 "setup",
                 "must be a bash script (a string)".into(),
             ));
         }
     };
-    let wait_for = match get("waitFor") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(WaitFor::Script(s.clone())),
-        Some(Value::Mapping(m)) => {
-            let line = find_key(&lines, "waitFor", 0);
-            for k in m.keys() {
-                let k = k.as_str().unwrap_or("?");
-                if k != "url" && k != "timeout_secs" {
-                    return Err(err(
-                        find_key(&lines, k, line.unwrap_or(0)).or(line),
-                        &format!("waitFor.{k}"),
-                        "unknown field; known fields: url, timeout_secs".into(),
-                    ));
-                }
-            }
-            let url = m
-                .get(Value::String("url".into()))
-                .and_then(Value::as_str)
-                .ok_or_else(|| err(line, "waitFor.url", "missing or not a string".into()))?;
-            let timeout_secs = match m.get(Value::String("timeout_secs".into())) {
-                None => 30.0,
-                Some(v) => v.as_f64().filter(|t| *t > 0.0).ok_or_else(|| {
-                    err(
-                        find_key(&lines, "timeout_secs", line.unwrap_or(0)),
-                        "waitFor.timeout_secs",
-                        "must be a positive number".into(),
-                    )
-                })?,
-            };
-            Some(WaitFor::Url {
-                url: url.to_string(),
-                timeout_secs,
-            })
-        }
-        Some(_) => {
-            return Err(err(
-                find_key(&lines, "waitFor", 0),
-                "waitFor",
-                "must be a bash script or {url, timeout_secs}".into(),
-            ));
-        }
-    };
+    let wait_for = parse_wait_for(&src, get("waitFor"))?;
     let Some(Value::Sequence(raw_tests)) = get("tests") else {
-        return Err(err(
-            find_key(&lines, "tests", 0),
+        return Err(src.err(
+            src.find_key("tests", 0),
             "tests",
             "missing, or not a list of tests".into(),
         ));
     };
-    let tests_line = find_key(&lines, "tests", 0).unwrap_or(0);
-
     let mut tests = Vec::new();
     let mut seen = HashSet::new();
-    let mut cursor = tests_line;
+    let mut cursor = src.find_key("tests", 0).unwrap_or(0);
     for (i, raw) in raw_tests.iter().enumerate() {
         let name_hint = raw.get("name").and_then(Value::as_str).map(str::to_string);
         let at = name_hint
             .as_deref()
-            .and_then(|n| find_value(&lines, "name", n, cursor))
+            .and_then(|n| find_value(&src.lines, "name", n, cursor))
             .unwrap_or(cursor);
         cursor = at + 1;
         let where_ = match &name_hint {
             Some(n) => format!("tests[{i}] ({n})"),
             None => format!("tests[{i}]"),
         };
-        let raw: RawTest = serde_norway::from_value(raw.clone()).map_err(|e| {
-            let msg = e.to_string();
-            let key = unknown_field(&msg).unwrap_or_default();
-            err(
-                (!key.is_empty())
-                    .then(|| find_key(&lines, &key, at))
-                    .flatten()
-                    .or(Some(at)),
-                &if key.is_empty() {
-                    where_.clone()
-                } else {
-                    format!("{where_}.{key}")
-                },
-                msg,
-            )
-        })?;
-        check_name(&raw.name).map_err(|m| err(Some(at), &format!("{where_}.name"), m))?;
-        if !seen.insert(raw.name.clone()) {
-            return Err(err(
-                Some(at),
-                &format!("{where_}.name"),
-                format!("duplicate test name {:?}", raw.name),
-            ));
-        }
-        let config = |v: &Option<Value>, key: &str| -> Result<CaptureConfig, LocalError> {
-            let Some(v) = v else {
-                return Ok(CaptureConfig::default());
-            };
-            if v.is_null() {
-                return Ok(CaptureConfig::default());
-            }
-            let c: CaptureConfig = serde_norway::from_value(v.clone()).map_err(|e| {
-                let msg = e.to_string();
-                let field = unknown_field(&msg);
-                let line = field
-                    .as_deref()
-                    .and_then(|f| find_key(&lines, f, at))
-                    .or_else(|| find_key(&lines, "config", at));
-                err(
-                    line,
-                    &format!(
-                        "{where_}.{key}{}",
-                        field.map(|f| format!(".{f}")).unwrap_or_default()
-                    ),
-                    msg,
-                )
-            })?;
-            c.validate().map_err(|e| {
-                err(
-                    find_key(&lines, "config", at),
-                    &format!("{where_}.{key}"),
-                    e.to_string(),
-                )
-            })?;
-            Ok(c)
-        };
-        let (run, reference) = match (&raw.reference, &raw.run, &raw.url) {
-            (Some(r), Some(n), None) => (
-                Arm {
-                    url: n.url.clone(),
-                    config: config(&n.config, "run.config")?,
-                },
-                Arm {
-                    url: r.url.clone(),
-                    config: config(&r.config, "ref.config")?,
-                },
-            ),
-            (None, None, Some(url)) => {
-                let arm = Arm {
-                    url: url.clone(),
-                    config: config(&raw.config, "config")?,
-                };
-                (arm.clone(), arm)
-            }
-            _ => {
-                return Err(err(
+        for test in parse_test(&src, raw, &where_, at)? {
+            if !seen.insert(test.name.clone()) {
+                return Err(src.err(
                     Some(at),
-                    &where_,
-                    "a test needs either `url` (and optional `config`) or both `ref` and `run` arms"
-                        .into(),
+                    &format!("{where_}.name"),
+                    format!("duplicate test name {:?}", test.name),
                 ));
             }
-        };
-        if let Some(t) = raw.threshold
-            && !(0.0..=1.0).contains(&t)
-        {
-            return Err(err(
-                find_key(&lines, "threshold", at),
-                &format!("{where_}.threshold"),
-                format!("must be between 0 and 1, got {t}"),
-            ));
+            tests.push(test);
         }
-        tests.push(TestSpec {
-            name: raw.name,
-            run,
-            reference,
-            threshold: raw.threshold,
-            ignore: raw.ignore,
-        });
     }
     Ok(SuiteFile {
         path: path.to_path_buf(),
@@ -305,6 +173,313 @@ pub fn parse_str(path: &Path, text: &str) -> Result<SuiteFile, LocalError> {
         wait_for,
         tests,
     })
+}
+
+/// The file being parsed, for error messages: its path and lines.
+struct Source<'a> {
+    path: &'a Path,
+    lines: Vec<&'a str>,
+}
+
+impl Source<'_> {
+    fn err(&self, line: Option<usize>, key: &str, message: String) -> LocalError {
+        LocalError::Yaml {
+            path: self.path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    fn find_key(&self, key: &str, from: usize) -> Option<usize> {
+        find_key(&self.lines, key, from)
+    }
+}
+
+/// The `waitFor` stanza: a script, or `{url, timeout_secs}`.
+fn parse_wait_for(src: &Source<'_>, value: Option<&Value>) -> Result<Option<WaitFor>, LocalError> {
+    let m = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => return Ok(Some(WaitFor::Script(s.clone()))),
+        Some(Value::Mapping(m)) => m,
+        Some(_) => {
+            return Err(src.err(
+                src.find_key("waitFor", 0),
+                "waitFor",
+                "must be a bash script or {url, timeout_secs}".into(),
+            ));
+        }
+    };
+    let line = src.find_key("waitFor", 0);
+    for k in m.keys() {
+        let k = k.as_str().unwrap_or("?");
+        if k != "url" && k != "timeout_secs" {
+            return Err(src.err(
+                src.find_key(k, line.unwrap_or(0)).or(line),
+                &format!("waitFor.{k}"),
+                "unknown field; known fields: url, timeout_secs".into(),
+            ));
+        }
+    }
+    let url = m
+        .get(Value::String("url".into()))
+        .and_then(Value::as_str)
+        .ok_or_else(|| src.err(line, "waitFor.url", "missing or not a string".into()))?;
+    let timeout_secs = match m.get(Value::String("timeout_secs".into())) {
+        None => 30.0,
+        Some(v) => v.as_f64().filter(|t| *t > 0.0).ok_or_else(|| {
+            src.err(
+                src.find_key("timeout_secs", line.unwrap_or(0)),
+                "waitFor.timeout_secs",
+                "must be a positive number".into(),
+            )
+        })?,
+    };
+    Ok(Some(WaitFor::Url {
+        url: url.to_string(),
+        timeout_secs,
+    }))
+}
+
+/// One entry of `tests` (`where_` names it, `at` is its line): one
+/// [`TestSpec`], or one per mode.
+fn parse_test(
+    src: &Source<'_>,
+    raw: &Value,
+    where_: &str,
+    at: usize,
+) -> Result<Vec<TestSpec>, LocalError> {
+    let raw: RawTest = serde_norway::from_value(raw.clone()).map_err(|e| {
+        let msg = e.to_string();
+        let key = unknown_field(&msg).unwrap_or_default();
+        src.err(
+            (!key.is_empty())
+                .then(|| src.find_key(&key, at))
+                .flatten()
+                .or(Some(at)),
+            &if key.is_empty() {
+                where_.to_string()
+            } else {
+                format!("{where_}.{key}")
+            },
+            msg,
+        )
+    })?;
+    check_name(&raw.name).map_err(|m| src.err(Some(at), &format!("{where_}.name"), m))?;
+    let config =
+        |v: &Option<Value>, key: &str| parse_config(src, v, &format!("{where_}.{key}"), at);
+    let (mut run, mut reference) = match (&raw.reference, &raw.run, &raw.url) {
+        (Some(r), Some(n), None) => (
+            Arm {
+                url: n.url.clone(),
+                config: config(&n.config, "run.config")?,
+            },
+            Arm {
+                url: r.url.clone(),
+                config: config(&r.config, "ref.config")?,
+            },
+        ),
+        (None, None, Some(url)) => {
+            let arm = Arm {
+                url: url.clone(),
+                config: config(&raw.config, "config")?,
+            };
+            (arm.clone(), arm)
+        }
+        _ => {
+            return Err(src.err(
+                Some(at),
+                where_,
+                "a test needs either `url` (and optional `config`) or both `ref` and `run` arms"
+                    .into(),
+            ));
+        }
+    };
+    if let Some(t) = raw.threshold
+        && !(0.0..=1.0).contains(&t)
+    {
+        return Err(src.err(
+            src.find_key("threshold", at),
+            &format!("{where_}.threshold"),
+            format!("must be between 0 and 1, got {t}"),
+        ));
+    }
+    let modes = take_modes(
+        src,
+        raw.modes.as_ref(),
+        (&mut run, &mut reference),
+        where_,
+        at,
+    )?;
+    let test = TestSpec {
+        name: raw.name,
+        mode: None,
+        run,
+        reference,
+        threshold: raw.threshold,
+        ignore: raw.ignore,
+    };
+    expand_modes(src, test, &modes, where_, at)
+}
+
+/// A `config` (`key` names it in messages), checked; its `modes` are
+/// left for [`expand_modes`] to check, so their errors name the mode.
+fn parse_config(
+    src: &Source<'_>,
+    value: &Option<Value>,
+    key: &str,
+    at: usize,
+) -> Result<CaptureConfig, LocalError> {
+    let Some(v) = value.as_ref().filter(|v| !v.is_null()) else {
+        return Ok(CaptureConfig::default());
+    };
+    let mut c: CaptureConfig = serde_norway::from_value(v.clone()).map_err(|e| {
+        let msg = e.to_string();
+        let field = unknown_field(&msg);
+        let line = field
+            .as_deref()
+            .and_then(|f| src.find_key(f, at))
+            .or_else(|| src.find_key("config", at));
+        src.err(
+            line,
+            &format!(
+                "{key}{}",
+                field.map(|f| format!(".{f}")).unwrap_or_default()
+            ),
+            msg,
+        )
+    })?;
+    let modes = std::mem::take(&mut c.modes);
+    c.validate()
+        .map_err(|e| src.err(src.find_key("config", at), key, e.to_string()))?;
+    c.modes = modes;
+    Ok(c)
+}
+
+/// The test's modes, from its `modes` key or its `config`'s (not both),
+/// taken out of the arms' configs. A `ref`/`run` test's modes go on the
+/// test and apply to both arms (two arms that differ cannot have modes
+/// of their own).
+fn take_modes(
+    src: &Source<'_>,
+    raw: Option<&Value>,
+    (run, reference): (&mut Arm, &mut Arm),
+    where_: &str,
+    at: usize,
+) -> Result<Vec<Mode>, LocalError> {
+    let line = src.find_key("modes", at);
+    let same_arms = run == reference;
+    let in_config = std::mem::take(&mut run.config.modes);
+    let in_ref = std::mem::take(&mut reference.config.modes);
+    let arm_modes = !(in_config.is_empty() && in_ref.is_empty());
+    if arm_modes && !same_arms {
+        return Err(src.err(
+            line,
+            &format!("{where_}.modes"),
+            "modes of a test with `ref` and `run` go on the test; they apply to both arms".into(),
+        ));
+    }
+    let Some(raw) = raw.filter(|v| !v.is_null()) else {
+        return Ok(in_config);
+    };
+    if !in_config.is_empty() {
+        return Err(src.err(
+            line,
+            &format!("{where_}.modes"),
+            "modes are given both on the test and in its config; keep one".into(),
+        ));
+    }
+    serde_norway::from_value(raw.clone()).map_err(|e| {
+        src.err(
+            line,
+            &format!("{where_}.modes"),
+            format!(
+                "{} (modes are a list like [{{name: dark, colorScheme: dark}}])",
+                strip_location(&e.to_string())
+            ),
+        )
+    })
+}
+
+/// `test` once per mode, named `<name>@<mode>`, each arm's config with
+/// the mode's fields over it; `test` itself without modes. A mode that
+/// cannot be used is an error naming the test, the mode and the field.
+fn expand_modes(
+    src: &Source<'_>,
+    test: TestSpec,
+    modes: &[Mode],
+    where_: &str,
+    at: usize,
+) -> Result<Vec<TestSpec>, LocalError> {
+    if modes.is_empty() {
+        return Ok(vec![test]);
+    }
+    let modes_line = src.find_key("modes", at).unwrap_or(at);
+    let in_mode = |mode: &str| {
+        let index = modes.iter().position(|m| m.name == mode).unwrap_or(0);
+        let line = find_mode_line(&src.lines, mode, modes_line).unwrap_or(modes_line);
+        (Some(line), format!("{where_}.modes[{index}] ({mode})"))
+    };
+    let variants = |config: &CaptureConfig| {
+        let with_modes = CaptureConfig {
+            modes: modes.to_vec(),
+            ..config.clone()
+        };
+        with_modes
+            .validate()
+            .and_then(|()| with_modes.variants())
+            .map_err(|e| match &e {
+                ConfigError::Mode { mode, .. } => {
+                    let (line, key) = in_mode(mode);
+                    src.err(line, &key, e.to_string())
+                }
+                _ => src.err(Some(modes_line), &format!("{where_}.modes"), e.to_string()),
+            })
+    };
+    let runs = variants(&test.run.config)?;
+    let references = variants(&test.reference.config)?;
+    let mut out = Vec::with_capacity(runs.len());
+    for ((mode, run), (_, reference)) in runs.into_iter().zip(references) {
+        let name = moded_name(&test.name, mode.as_deref());
+        if let Err(m) = check_name(&name) {
+            let (line, key) = in_mode(mode.as_deref().unwrap_or(""));
+            return Err(src.err(line, &key, m));
+        }
+        out.push(TestSpec {
+            name,
+            mode,
+            run: Arm {
+                url: test.run.url.clone(),
+                config: run,
+            },
+            reference: Arm {
+                url: test.reference.url.clone(),
+                config: reference,
+            },
+            threshold: test.threshold,
+            ignore: test.ignore.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The 1-based line, at or after `from`, of a mode's `name: <mode>`, in
+/// block (`- name: dark`) or flow (`- {name: dark, ...}`) style.
+fn find_mode_line(lines: &[&str], mode: &str, from: usize) -> Option<usize> {
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let names_it = |line: &str| {
+        line.match_indices("name:").any(|(i, _)| {
+            let key_starts = !line[..i].ends_with(|c: char| c.is_ascii_alphanumeric());
+            let value = line[i + 5..].trim_start().trim_start_matches(['"', '\'']);
+            let rest = value.strip_prefix(mode);
+            key_starts && rest.is_some_and(|r| !r.starts_with(word))
+        })
+    };
+    lines
+        .iter()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, l)| names_it(l).then_some(i + 1))
 }
 
 /// A test name becomes a file name: keep it to one safe path component.
@@ -522,5 +697,168 @@ tests:
             "tests:\n  - name: a\n    url: http://x/\n    config:\n      viewportSize: {width: 0, height: 1}\n",
         );
         assert!(e.contains("viewportSize"), "{e}");
+    }
+
+    const MODES_EXAMPLE: &str = "tests:
+  - name: home
+    url: http://localhost:8000/
+    config: {viewportSize: {width: 800, height: 600}}
+    threshold: 0
+    modes:
+      - {name: light}
+      - {name: dark, colorScheme: dark}
+      - {name: phone, device: \"Pixel 7\"}
+      - name: de
+        locale: de-DE
+        timezone: Europe/Berlin
+  - name: about
+    url: http://localhost:8000/about
+";
+
+    #[test]
+    fn modes_make_one_test_per_mode_named_test_at_mode() {
+        let f = parse(MODES_EXAMPLE).unwrap();
+        let names: Vec<_> = f.tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["home@light", "home@dark", "home@phone", "home@de", "about"]
+        );
+        let modes: Vec<_> = f.tests.iter().map(|t| t.mode.as_deref()).collect();
+        assert_eq!(
+            modes,
+            [Some("light"), Some("dark"), Some("phone"), Some("de"), None]
+        );
+        let [light, dark, phone, de, about] = &f.tests[..] else {
+            panic!("{:?}", f.tests);
+        };
+        assert_eq!(light.run.config.color_scheme, None);
+        assert_eq!(dark.run.config.color_scheme.as_deref(), Some("dark"));
+        assert_eq!(phone.run.config.device.as_deref(), Some("Pixel 7"));
+        assert_eq!(
+            (de.run.config.locale(), de.run.config.timezone()),
+            ("de-DE", "Europe/Berlin")
+        );
+        // Each mode keeps the test's own config, URL and threshold.
+        for t in [light, dark, phone, de] {
+            assert_eq!(t.run.config.viewport().width, 800);
+            assert!(t.run.config.modes.is_empty());
+            assert_eq!(t.run.url, "http://localhost:8000/");
+            assert_eq!(t.threshold, Some(0.0));
+            assert_eq!(t.reference, t.run);
+        }
+        assert_eq!(about.run.config, CaptureConfig::default());
+    }
+
+    #[test]
+    fn modes_may_sit_in_the_config_and_apply_to_both_arms() {
+        let f = parse(
+            "tests:\n  - name: a\n    url: http://x/\n    config:\n      injectCss: 'p {}'\n      modes: [{name: dark, colorScheme: dark}]\n",
+        )
+        .unwrap();
+        assert_eq!(f.tests.len(), 1);
+        assert_eq!(f.tests[0].name, "a@dark");
+        assert!(f.tests[0].run.config.inject_css.is_some());
+        let f = parse(
+            "tests:\n  - name: b\n    modes: [{name: wide, viewportSize: {width: 900, height: 500}}, {name: narrow}]\n    ref:\n      url: http://old/\n    run:\n      url: http://new/\n      config: {userAgent: x}\n",
+        )
+        .unwrap();
+        let [wide, narrow] = &f.tests[..] else {
+            panic!("{:?}", f.tests);
+        };
+        assert_eq!(
+            (wide.name.as_str(), narrow.name.as_str()),
+            ("b@wide", "b@narrow")
+        );
+        assert_eq!(wide.reference.url, "http://old/");
+        assert_eq!(wide.run.url, "http://new/");
+        assert_eq!(wide.reference.config.viewport().width, 900);
+        assert_eq!(wide.run.config.viewport().width, 900);
+        assert_eq!(wide.run.config.user_agent.as_deref(), Some("x"));
+        assert_eq!(wide.reference.config.user_agent, None);
+        assert_eq!(narrow.run.config.viewport().width, 1280);
+    }
+
+    #[test]
+    fn bad_modes_name_file_line_test_mode_and_field() {
+        let with_modes = |modes: &str| {
+            error(&format!(
+                "tests:\n  - name: home\n    url: http://x/\n    modes:\n      - {{name: light}}\n{modes}"
+            ))
+        };
+        for (modes, line, key, says) in [
+            (
+                "      - {name: dark, colorScheme: blue}\n",
+                6,
+                "tests[0] (home).modes[1] (dark)",
+                "colorScheme",
+            ),
+            (
+                "      - name: dark\n        colour: red\n",
+                6,
+                "tests[0] (home).modes[1] (dark)",
+                "unknown field `colour`",
+            ),
+            (
+                "      - {name: light, colorScheme: dark}\n",
+                5,
+                "tests[0] (home).modes[0] (light)",
+                "two modes",
+            ),
+            (
+                "      - {name: phone, device: Nokia}\n",
+                6,
+                "tests[0] (home).modes[1] (phone)",
+                "Pixel 7",
+            ),
+            (
+                "      - {name: slow, settleTimeMs: -1}\n",
+                6,
+                "(slow)",
+                "settleTimeMs",
+            ),
+            ("      - {name: a/b}\n", 6, "(a/b)", "letters"),
+            (
+                "      - {colorScheme: dark}\n",
+                4,
+                "tests[0] (home).modes",
+                "name",
+            ),
+        ] {
+            let e = with_modes(modes);
+            assert!(e.starts_with(&format!("t.yaml:{line}: ")), "{modes}: {e}");
+            assert!(e.contains(key) && e.contains(says), "{modes}: {e}");
+        }
+        let e = error("tests:\n  - name: a\n    url: http://x/\n    modes: dark\n");
+        assert!(
+            e.starts_with("t.yaml:4:") && e.contains("a list like"),
+            "{e}"
+        );
+        let e = error(
+            "tests:\n  - name: a\n    url: http://x/\n    modes: [{name: x}]\n    config:\n      modes: [{name: y}]\n",
+        );
+        assert!(e.contains("both on the test and in its config"), "{e}");
+        let e = error(
+            "tests:\n  - name: a\n    ref: {url: http://x/}\n    run:\n      url: http://y/\n      config:\n        modes: [{name: y}]\n",
+        );
+        assert!(
+            e.starts_with("t.yaml:7:") && e.contains("apply to both arms"),
+            "{e}"
+        );
+        // A mode's name cannot take the place of another test's.
+        let e = error(
+            "tests:\n  - name: a@dark\n    url: http://x/\n  - name: a\n    url: http://x/\n    modes: [{name: dark}]\n",
+        );
+        assert!(
+            e.starts_with("t.yaml:4:") && e.contains("duplicate test name \"a@dark\""),
+            "{e}"
+        );
+        let long = "n".repeat(198);
+        let e = error(&format!(
+            "tests:\n  - name: {long}\n    url: http://x/\n    modes: [{{name: dark}}]\n"
+        ));
+        assert!(
+            e.contains("modes[0] (dark)") && e.contains("200 characters"),
+            "{e}"
+        );
     }
 }

@@ -15,7 +15,8 @@ pub use dpxdt_tools::local::Mode;
 pub struct LocalArgs {
     /// Directory with the `*.yaml` test files; references are `DIR/<name>.png`.
     dir: PathBuf,
-    /// Run a subset of tests, gtest style: `pos1:pos2-neg1:neg2` with `*` and `?`.
+    /// Run a subset of tests, gtest style: `pos1:pos2-neg1:neg2` with `*`
+    /// and `?`; `home` also runs every `home@<mode>`, `home@dark` one mode.
     #[arg(
         long = "test-filter",
         alias = "test_filter",
@@ -78,7 +79,7 @@ fn run_inner(mode: Mode, args: LocalArgs) -> anyhow::Result<u8> {
     let total = files
         .iter()
         .flat_map(|f| &f.tests)
-        .filter(|t| options.filter.matches(&t.name))
+        .filter(|t| options.filter.selects(t))
         .count();
     let console = Arc::new(Console::new(total));
     let runtime = tokio::runtime::Builder::new_multi_thread()
