@@ -2,235 +2,110 @@
 //! before any page script, the wait for a settled page, the stability
 //! stylesheet, masks and measurements.
 //!
-//! Apart from [`PRELUDE`], each script is a function expression; the
+//! Apart from [`prelude`], each script is a function expression; the
 //! session calls it with JSON arguments through CDP `Runtime.evaluate` and
 //! awaits the promise it may return (one round trip, no WebDriver script
 //! wrapper).
 
-/// Most animation frames a document gets while the clock is frozen; later
-/// `requestAnimationFrame` callbacks are held, so a loop that draws one step
-/// per frame stops at the same step every time.
-pub(crate) const FRAME_BUDGET: u32 = 100;
+/// Virtual milliseconds between two animation frames.
+const FRAME_MS: u32 = 16;
+
+/// Most timers (and animation frames) one document may run in virtual
+/// time: a page that schedules without end stops here, reported.
+const MAX_TIMERS: u32 = 100_000;
 
 /// Longest wait for animated images and videos to show their first frame.
 const FREEZE_TIMEOUT_MS: u64 = 3000;
 
-/// What `performance.now()` answers while the clock is frozen: a page that
-/// has been open for one second.
+/// What `performance.now()` answers when the page starts, with a frozen
+/// clock: a page that has been open for one second.
 const FROZEN_PERFORMANCE_NOW: f64 = 1000.0;
 
+/// What the prelude is told: the capture's clock, seed, locale and
+/// virtual-time budget.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PreludeParams<'a> {
+    /// The instant the clock starts at (ms since the epoch), or `None` for
+    /// the real clock and real timers.
+    pub clock_ms: Option<i64>,
+    /// Seed of `Math.random` and, with a frozen clock, of `crypto`.
+    pub seed: u32,
+    /// Virtual time the page's timers get.
+    pub settle_time_ms: u64,
+    /// Requests pending longer than this (real ms) no longer hold time.
+    pub resource_timeout_ms: u64,
+    /// `navigator.language`.
+    pub locale: &'a str,
+}
+
+impl<'a> PreludeParams<'a> {
+    /// The parameters `config` asks for.
+    pub(crate) fn of(config: &'a crate::config::CaptureConfig) -> Self {
+        PreludeParams {
+            clock_ms: config.frozen_clock_ms(),
+            seed: config.random_seed(),
+            settle_time_ms: config.settle_time_ms(),
+            resource_timeout_ms: config.resource_timeout().as_millis() as u64,
+            locale: config.locale(),
+        }
+    }
+}
+
 /// The script installed with `Page.addScriptToEvaluateOnNewDocument`, which
-/// runs in every frame (iframes included) before the frame's own scripts.
+/// runs in every frame (iframes included) before the frame's own scripts
+/// (source: `js/prelude.js`, plain DOM and JavaScript for every engine).
 ///
 /// In every frame it:
 /// - counts pending `fetch` and XHR requests (the browser's load event does
 ///   not) and records uncaught errors for the capture log;
 /// - answers `alert`, `confirm` and `prompt` at once (dismissed, as a person
 ///   who is not there would), so a dialog cannot block the capture;
-/// - replaces `Math.random` with a generator seeded with `seed`;
-/// - with a frozen clock (`clock_ms` is `Some`): `Date`, `Date.now()`,
-///   `performance.now()` and `performance.timeOrigin` stand still at that
-///   instant, `requestAnimationFrame` callbacks get that instant as their
-///   timestamp and run for at most [`FRAME_BUDGET`] frames;
-/// - adds the freeze stylesheet (`freeze_css`) once the document exists;
+/// - replaces `Math.random` with a generator seeded with `seed`, and sets
+///   `navigator.language(s)` to the locale;
+/// - with a frozen clock (`clock_ms` is `Some`): runs the page on virtual
+///   time. `Date`, `performance.now()` and animation-frame timestamps start
+///   at that instant and move only as timers run: `setTimeout`,
+///   `setInterval`, `requestAnimationFrame` (every 16 virtual ms) and
+///   `requestIdleCallback` run in order of their due time, as fast as the
+///   page allows, until none is due within `settle_time_ms`. Time moves
+///   only while the page is loaded and waits for no request, image or
+///   font. `crypto.getRandomValues` and `crypto.randomUUID` are seeded too;
+/// - adds the freeze stylesheet (`freeze_css`) once the document exists,
+///   and to every shadow root made in it, open or closed; stops marquees;
 /// - offers `__dpxdt.freeze()`, which finishes Web Animations, shows the
-///   first frame of animated images and of videos, and resolves when done.
+///   first frame of animated images, CSS backgrounds and videos, and
+///   resolves when done.
 ///
 /// The page's scripts see the replaced functions; the capture's own scripts
 /// use the real ones kept in `__dpxdt` (`now`, `setTimeout`).
-pub(crate) fn prelude(clock_ms: Option<i64>, seed: u32, freeze_css: &str) -> String {
-    let params = serde_json::json!({
-        "clock": clock_ms,
-        "seed": seed,
+pub(crate) fn prelude(params: &PreludeParams<'_>, freeze_css: &str) -> String {
+    let json = serde_json::json!({
+        "clock": params.clock_ms,
+        "seed": params.seed,
         "perfNow": FROZEN_PERFORMANCE_NOW,
-        "frameBudget": FRAME_BUDGET,
+        "frameMs": FRAME_MS,
+        "settleTime": params.settle_time_ms,
+        "maxTimers": MAX_TIMERS,
+        "resourceTimeout": params.resource_timeout_ms,
+        "locale": params.locale,
         "freezeCss": freeze_css,
+        "hostFreezeCss": HOST_FREEZE_CSS,
         "freezeTimeout": FREEZE_TIMEOUT_MS,
     });
-    PRELUDE_TEMPLATE.replace("__PARAMS__", &params.to_string())
+    PRELUDE_TEMPLATE.replace("__PARAMS__", &json.to_string())
 }
 
-const PRELUDE_TEMPLATE: &str = r#"(() => {
-  if (window.__dpxdt) return;
-  const P = __PARAMS__;
-  const realNow = performance.now.bind(performance);
-  const realSetTimeout = window.setTimeout.bind(window);
-  const s = window.__dpxdt = {
-    pending: new Map(), next: 0, errors: [], dialogs: [],
-    now: realNow, setTimeout: realSetTimeout, frames: 0, queued: 0, budget: P.frameBudget,
-  };
-  for (const kind of ['alert', 'confirm', 'prompt']) {
-    window[kind] = function (message) {
-      if (s.dialogs.length < 20) s.dialogs.push(kind + '(' + JSON.stringify(String(message === undefined ? '' : message)) + ')');
-      return kind === 'confirm' ? false : (kind === 'prompt' ? null : undefined);
-    };
-  }
-  const track = () => {
-    const id = s.next++;
-    s.pending.set(id, realNow());
-    return () => s.pending.delete(id);
-  };
-  const origFetch = window.fetch;
-  if (origFetch) {
-    window.fetch = function (...args) {
-      const end = track();
-      return origFetch.apply(this, args).finally(end);
-    };
-  }
-  const origSend = XMLHttpRequest.prototype.send;
-  XMLHttpRequest.prototype.send = function (...args) {
-    const end = track();
-    this.addEventListener('loadend', end);
-    return origSend.apply(this, args);
-  };
-  window.addEventListener('error', (e) => {
-    if (e instanceof ErrorEvent && s.errors.length < 100) s.errors.push(String(e.message));
-  }, true);
-  window.addEventListener('unhandledrejection', (e) => {
-    if (s.errors.length < 100) s.errors.push('unhandled rejection: ' + String(e.reason));
-  });
+const PRELUDE_TEMPLATE: &str = include_str!("js/prelude.js");
 
-  // A seeded Math.random (mulberry32): the same numbers in every capture.
-  let state = P.seed >>> 0;
-  Math.random = function random() {
-    state = (state + 0x6D2B79F5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-
-  if (P.clock !== null) {
-    const T = P.clock;
-    const RealDate = Date;
-    const FrozenDate = function Date(...args) {
-      if (!new.target) return new RealDate(T).toString();
-      return Reflect.construct(RealDate, args.length ? args : [T], new.target);
-    };
-    Object.setPrototypeOf(FrozenDate, RealDate);
-    FrozenDate.prototype = RealDate.prototype;
-    FrozenDate.now = () => T;
-    window.Date = FrozenDate;
-    Object.defineProperty(performance, 'now', { value: () => P.perfNow, configurable: true, writable: true });
-    Object.defineProperty(performance, 'timeOrigin', { get: () => T - P.perfNow, configurable: true });
-    // Animation frames: callbacks see the frozen instant and run as tasks
-    // (no real frame to wait for), for a bounded number of frames.
-    const callbacks = new Map();
-    let nextFrameId = 1;
-    let scheduled = false;
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => {
-      scheduled = false;
-      if (s.frames >= P.frameBudget) return;
-      s.frames++;
-      const batch = Array.from(callbacks.values());
-      callbacks.clear();
-      for (const cb of batch) {
-        try { cb(P.perfNow); } catch (e) { if (s.errors.length < 100) s.errors.push(String(e && e.message || e)); }
-      }
-      s.queued = callbacks.size;
-      if (callbacks.size && s.frames < P.frameBudget) schedule();
-    };
-    const schedule = () => {
-      if (!scheduled) { scheduled = true; channel.port2.postMessage(0); }
-    };
-    window.requestAnimationFrame = function requestAnimationFrame(cb) {
-      const id = nextFrameId++;
-      callbacks.set(id, cb);
-      s.queued = callbacks.size;
-      if (s.frames < P.frameBudget) schedule();
-      return id;
-    };
-    window.cancelAnimationFrame = function cancelAnimationFrame(id) {
-      callbacks.delete(id);
-      s.queued = callbacks.size;
-    };
-  }
-
-  // CSS animations and transitions off from the start, in this frame too.
-  const addFreezeCss = () => {
-    const root = document.documentElement;
-    if (!root || root.querySelector('style[data-dpxdt-freeze]')) return !!root;
-    const style = document.createElement('style');
-    style.setAttribute('data-dpxdt-freeze', '');
-    style.textContent = P.freezeCss;
-    (document.head || root).appendChild(style);
-    return true;
-  };
-  if (!addFreezeCss()) document.addEventListener('readystatechange', addFreezeCss, { once: true });
-  document.addEventListener('DOMContentLoaded', addFreezeCss);
-
-  // The first frame of an animated image, as a still image, or null.
-  const firstFrame = async (img) => {
-    if (typeof ImageDecoder !== 'function') return null;
-    const src = img.currentSrc || img.src;
-    if (!src || src.startsWith('blob:')) return null;
-    if (!/^(data:image\/(gif|png|apng|webp|avif)|https?:)/i.test(src)) return null;
-    if (/^https?:/i.test(src) && /\.(jpe?g|svg|bmp|ico)([?#]|$)/i.test(src)) return null;
-    const response = await origFetch.call(window, src);
-    const type = (response.headers.get('content-type') || '').split(';')[0].trim();
-    if (!/^image\/(gif|png|apng|webp|avif)$/.test(type)) return null;
-    const decoder = new ImageDecoder({ data: response.body, type });
-    try {
-      await decoder.tracks.ready;
-      const track = decoder.tracks.selectedTrack;
-      if (!track || !track.animated) return null;
-      const { image } = await decoder.decode({ frameIndex: 0 });
-      const canvas = new OffscreenCanvas(image.displayWidth, image.displayHeight);
-      canvas.getContext('2d').drawImage(image, 0, 0);
-      image.close();
-      return URL.createObjectURL(await canvas.convertToBlob({ type: 'image/png' }));
-    } finally {
-      decoder.close();
-    }
-  };
-  const stillImage = async (img) => {
-    // An image that never loaded is not animating.
-    if (!img.complete || img.naturalWidth === 0) return;
-    try {
-      const still = await firstFrame(img);
-      if (!still) return;
-      if (!img.hasAttribute('width') && img.width) img.setAttribute('width', img.width);
-      if (!img.hasAttribute('height') && img.height) img.setAttribute('height', img.height);
-      img.removeAttribute('srcset');
-      img.src = still;
-      await img.decode().catch(() => {});
-    } catch (e) {
-      if (s.errors.length < 100) s.errors.push('cannot show the first frame of ' + (img.currentSrc || img.src) + ': ' + (e && e.message || e));
-    }
-  };
-  const firstVideoFrame = (video) => new Promise((done) => {
-    video.autoplay = false;
-    video.pause();
-    const settle = () => done();
-    if (video.currentTime !== 0) {
-      video.addEventListener('seeked', settle, { once: true });
-      video.currentTime = 0;
-    } else if (video.readyState < 2 && video.preload !== 'none' && !video.poster && video.currentSrc) {
-      video.addEventListener('loadeddata', settle, { once: true });
-      video.addEventListener('error', settle, { once: true });
-    } else {
-      done();
-    }
-    realSetTimeout(settle, P.freezeTimeout);
-  });
-  HTMLMediaElement.prototype.play = function play() { this.autoplay = false; return Promise.resolve(); };
-  s.freeze = () => {
-    if (document.getAnimations) {
-      for (const a of document.getAnimations()) {
-        try { a.finish(); } catch (e) { a.cancel(); }
-      }
-    }
-    const work = [];
-    for (const img of document.images) work.push(stillImage(img));
-    for (const video of document.querySelectorAll('video')) work.push(firstVideoFrame(video));
-    // A straggler (an image that answers slowly) does not hold the capture.
-    return Promise.race([Promise.all(work), new Promise((done) => realSetTimeout(done, P.freezeTimeout))]);
-  };
-  window.addEventListener('message', (e) => {
-    if (e.data === '__dpxdt_freeze') s.freeze();
-  });
-})();"#;
+/// Added to the freeze stylesheet inside shadow roots: a shadow tree's own
+/// `:host` rules would otherwise win over the document's.
+const HOST_FREEZE_CSS: &str = ":host, :host::before, :host::after {
+  animation-delay: 0s !important;
+  animation-duration: 0s !important;
+  animation-iteration-count: 1 !important;
+  transition-delay: 0s !important;
+  transition-duration: 0s !important;
+}";
 
 /// Shared by the scripts below: the real clock and timer (the page's may be
 /// frozen), and a walk over this document and every same-origin frame in it.
@@ -272,7 +147,7 @@ const busy = () => {
       for (const t of s.pending.values()) {
         if (now - t < resourceTimeout) { why.push('pending fetch/XHR' + where); break; }
       }
-      if (s.queued > 0 && s.frames < s.budget) why.push('animation frames' + where);
+      if (s.timersDue()) why.push('timers due in virtual time' + where);
     }
     const h = win.innerHeight;
     for (const img of doc.images) {

@@ -44,11 +44,15 @@ const WINDOW: (u32, u32) = (1280, 800);
 /// their config), so that it need not send them. Not extra headers: they
 /// may hold credentials, and belong to one capture. Not stopped scripts:
 /// every capture starts them again.
-const CARRIED_SETTINGS: [&str; 4] = [
+const CARRIED_SETTINGS: [&str; 8] = [
     "Network.setUserAgentOverride",
     "Emulation.setDeviceMetricsOverride",
     "Emulation.setDefaultBackgroundColorOverride",
     "Network.setBlockedURLs",
+    "Emulation.setTimezoneOverride",
+    "Emulation.setLocaleOverride",
+    "Emulation.setEmulatedMedia",
+    "Emulation.setTouchEmulationEnabled",
 ];
 
 /// Tallest piece taken in one screenshot; taller shots are stitched from
@@ -64,10 +68,12 @@ struct Clip {
     height: u32,
 }
 
-/// The tallest full-page shot of a page `width` pixels wide: at most
-/// [`DEFAULT_MAX_PIXELS`], what the diff accepts by default.
-fn max_shot_height(width: u32) -> u32 {
-    (DEFAULT_MAX_PIXELS / u64::from(width.max(1))).min(u64::from(u32::MAX)) as u32
+/// The tallest full-page shot, in CSS pixels, of a page `width` CSS pixels
+/// wide at `scale` device pixels each: at most [`DEFAULT_MAX_PIXELS`]
+/// device pixels, what the diff accepts by default.
+fn max_shot_height(width: u32, scale: f64) -> u32 {
+    let css_pixels = DEFAULT_MAX_PIXELS as f64 / (scale * scale);
+    (css_pixels / f64::from(width.max(1))).min(f64::from(u32::MAX)) as u32
 }
 
 /// A Chromium session with our request-tracking prelude installed.
@@ -590,11 +596,7 @@ impl Session {
     /// Installs the prelude for `config` (its clock and random seed) for the
     /// documents loaded from now on, replacing another one.
     async fn install_prelude(&self, config: &CaptureConfig) -> Result<(), CaptureError> {
-        let source = js::prelude(
-            config.frozen_clock_ms(),
-            config.random_seed(),
-            js::FREEZE_CSS,
-        );
+        let source = js::prelude(&js::PreludeParams::of(config), js::FREEZE_CSS);
         self.set_prelude(source).await
     }
 
@@ -771,13 +773,7 @@ impl Session {
         )
         .await?;
         self.route_headers(rules, patterns).await?;
-        let ua = config
-            .user_agent
-            .clone()
-            .unwrap_or_else(|| self.default_user_agent.clone());
-        self.cdp_setting("Network.setUserAgentOverride", json!({ "userAgent": ua }))
-            .await?;
-        self.set_viewport(viewport.width, viewport.height).await?;
+        self.emulate_environment(config).await?;
         self.set_scripts_enabled(true).await?;
         self.install_prelude(config).await?;
         self.cdp_setting(
@@ -946,7 +942,7 @@ impl Session {
             Some(c) => (c.left, c.top, c.width, c.height),
             None => {
                 let mut height = viewport.height;
-                let max = max_shot_height(viewport.width);
+                let max = max_shot_height(viewport.width, config.scale());
                 if config.full_page() && doc_height > height {
                     height = doc_height.min(max);
                     if doc_height > max {
@@ -1025,6 +1021,7 @@ impl Session {
                     width,
                     height: shot_height,
                 },
+                config.scale(),
                 beyond,
             )
             .await?;
@@ -1057,39 +1054,46 @@ impl Session {
         })
     }
 
-    /// Takes the screenshot of `clip` (page coordinates). A clip taller
-    /// than [`TILE_HEIGHT`] is taken in tiles and stitched; `beyond` lets
-    /// the clip reach past the viewport without resizing it.
-    async fn screenshot(&self, clip: Clip, beyond: bool) -> Result<Vec<u8>, CaptureError> {
-        if clip.height <= TILE_HEIGHT {
+    /// Takes the screenshot of `clip` (page coordinates) at `scale` device
+    /// pixels per CSS pixel. A clip more than [`TILE_HEIGHT`] device pixels
+    /// tall is taken in tiles and stitched; `beyond` lets the clip reach
+    /// past the viewport without resizing it.
+    async fn screenshot(
+        &self,
+        clip: Clip,
+        scale: f64,
+        beyond: bool,
+    ) -> Result<Vec<u8>, CaptureError> {
+        let tile_css = ((f64::from(TILE_HEIGHT) / scale).floor() as u32).max(1);
+        if clip.height <= tile_css {
             return self.screenshot_tile(clip, beyond).await;
         }
-        let stride = clip.width as usize * 4;
-        let mut rgba = Vec::with_capacity(stride * clip.height as usize);
+        let mut rgba = Vec::new();
+        let (mut width, mut height) = (None, 0u32);
         let mut top = 0;
         while top < clip.height {
-            let height = TILE_HEIGHT.min(clip.height - top);
+            let rows = tile_css.min(clip.height - top);
             let tile = Clip {
                 y: clip.y + top,
-                height,
+                height: rows,
                 ..clip
             };
             let png = self.screenshot_tile(tile, true).await?;
             let image = decode_png(&png, "screenshot tile", DEFAULT_MAX_PIXELS)
                 .map_err(|e| CaptureError::browser_from("decoding a screenshot tile", e))?;
-            if image.width() != clip.width || image.height() != height {
+            if *width.get_or_insert(image.width()) != image.width() {
                 return Err(CaptureError::browser(format!(
-                    "a screenshot tile came back {}x{}, not {}x{height}",
+                    "a screenshot tile came back {} pixels wide, not {}",
                     image.width(),
-                    image.height(),
-                    clip.width
+                    width.unwrap_or_default()
                 )));
             }
             rgba.extend_from_slice(image.as_rgba());
-            top += height;
+            height += image.height();
+            top += rows;
         }
-        let image =
-            Image::from_rgba(clip.width, clip.height, rgba).expect("tiles add up to the clip");
+        let image = Image::from_rgba(width.unwrap_or_default(), height, rgba)
+            .expect("tiles add up to the clip");
         let mut png = Vec::new();
         encode_rgba_png(&image, &mut png)
             .map_err(|e| CaptureError::browser_from("encoding the screenshot", e))?;
@@ -1118,12 +1122,76 @@ impl Session {
             .map_err(|e| CaptureError::browser_from("screenshot is not base64", e))
     }
 
-    async fn set_viewport(&self, width: u32, height: u32) -> Result<(), CaptureError> {
+    /// Tells the browser what machine the page believes it is on, as the
+    /// config says and never as this machine is: the user agent and
+    /// `Accept-Language`, the time zone, the locale (for `Intl`), the CSS
+    /// media features, the screen (viewport, pixel ratio, mobile) and touch.
+    async fn emulate_environment(&self, config: &CaptureConfig) -> Result<(), CaptureError> {
+        let ua = config
+            .user_agent()
+            .map_or_else(|| self.default_user_agent.clone(), str::to_string);
         self.cdp_setting(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+            "Network.setUserAgentOverride",
+            json!({ "userAgent": ua, "acceptLanguage": config.accept_language() }),
+        )
+        .await?;
+        self.cdp_setting(
+            "Emulation.setTimezoneOverride",
+            json!({ "timezoneId": config.timezone() }),
         )
         .await
+        .map_err(|e| CaptureError::browser_from(format!("time zone {}", config.timezone()), e))?;
+        self.set_locale(config.locale()).await?;
+        let features: Vec<Value> = config
+            .media_features()
+            .iter()
+            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .collect();
+        self.cdp_setting(
+            "Emulation.setEmulatedMedia",
+            json!({ "media": "", "features": features }),
+        )
+        .await?;
+        let viewport = config.viewport();
+        self.cdp_setting(
+            "Emulation.setDeviceMetricsOverride",
+            json!({
+                "width": viewport.width,
+                "height": viewport.height,
+                "deviceScaleFactor": config.scale(),
+                "mobile": config.is_mobile(),
+            }),
+        )
+        .await?;
+        self.cdp_setting(
+            "Emulation.setTouchEmulationEnabled",
+            json!({ "enabled": config.is_mobile(), "maxTouchPoints": if config.is_mobile() { 5 } else { 1 } }),
+        )
+        .await
+    }
+
+    /// Sets the page's locale. Chromium refuses to replace one locale
+    /// override by another, so a different one is cleared first.
+    async fn set_locale(&self, locale: &str) -> Result<(), CaptureError> {
+        const METHOD: &str = "Emulation.setLocaleOverride";
+        let wanted = json!({ "locale": locale });
+        let current = self
+            .page
+            .applied
+            .lock()
+            .expect("applied")
+            .get(METHOD)
+            .cloned();
+        if current.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        if current.is_some() {
+            self.page.applied.lock().expect("applied").remove(METHOD);
+            self.cdp(METHOD, json!({})).await?;
+        }
+        self.cdp_setting(METHOD, wanted)
+            .await
+            .map_err(|e| CaptureError::browser_from(format!("locale {locale}"), e))
     }
 
     /// Lets the page's scripts run, or stops them (CDP evaluation still works).
