@@ -1,6 +1,7 @@
 //! `dpxdt diff` through the real binary: verdicts and exit codes, JSON,
-//! flags, every bad input, and agreement with ImageMagick's RMSE; and
-//! `dpxdt accept` after failing screenshot checks.
+//! flags, every bad input, and agreement with ImageMagick's RMSE;
+//! `dpxdt accept` after failing screenshot checks (with modes too), and
+//! `dpxdt devices`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -458,4 +459,67 @@ fn accept_promotes_what_a_failing_check_left_behind() {
     let nothing = dpxdt(&["accept", dir]);
     assert_eq!(nothing.status.code(), Some(0));
     assert!(stdout(&nothing).contains("nothing to accept"));
+}
+
+/// The images a check with modes left (`NAME@MODE.new.png`) are accepted
+/// one mode at a time by `NAME@MODE`, or all of a check's modes by `NAME`.
+#[test]
+fn accept_takes_one_mode_by_its_name_or_every_mode_by_the_check_name() {
+    use dpxdt_core::check::Checker;
+    let f = Fixture::new();
+    let refs = f.path("refs");
+    std::fs::create_dir(&refs).unwrap();
+    let checker = Checker::new().dir(&refs).update(false);
+    let changed = std::fs::read(f.path("changed.png")).unwrap();
+    for name in [
+        "ui/home@light",
+        "ui/home@dark",
+        "ui/home@phone",
+        "about@dark",
+    ] {
+        let err = checker.check_image(name, &changed).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("{} {name}", refs.display())),
+            "{err}"
+        );
+    }
+    let dir = refs.to_str().unwrap();
+    let one = dpxdt(&["accept", dir, "ui/home@dark"]);
+    assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
+    assert_eq!(stdout(&one).lines().count(), 1, "{}", stdout(&one));
+    assert!(refs.join("ui/home@dark.png").exists());
+    assert!(refs.join("ui/home@light.new.png").exists());
+
+    let rest = dpxdt(&["accept", dir, "ui/home"]);
+    assert_eq!(rest.status.code(), Some(0), "{}", stderr(&rest));
+    let out = stdout(&rest);
+    assert!(
+        out.contains("accepted ui/home@light") && out.contains("accepted ui/home@phone"),
+        "{out}"
+    );
+    assert!(!out.contains("about"), "{out}");
+    let left = dpxdt(&["accept", dir]);
+    assert_eq!(
+        stdout(&left).trim(),
+        format!(
+            "pending about@dark ({})",
+            refs.join("about@dark.new.png").display()
+        )
+    );
+}
+
+#[test]
+fn devices_lists_every_preset_and_exits_zero() {
+    let out = dpxdt(&["devices"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().count(),
+        dpxdt_core::config::DEVICES.len() + 1,
+        "{text}"
+    );
+    let pixel = text.lines().find(|l| l.starts_with("Pixel 7 ")).unwrap();
+    let cells: Vec<&str> = pixel.split_whitespace().collect();
+    assert_eq!(cells, ["Pixel", "7", "412x915", "2.625", "yes"], "{text}");
 }

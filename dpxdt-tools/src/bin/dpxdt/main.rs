@@ -1,7 +1,9 @@
 //! `dpxdt`: the local command-line tool — image diff, the YAML-driven
-//! `update` / `test` modes, and `accept` for screenshot checks.
+//! `update` / `test` modes, `accept` for screenshot checks, `stability`
+//! and the `devices` list.
 
 mod accept;
+mod devices;
 mod diff;
 mod local;
 mod stability;
@@ -33,6 +35,8 @@ enum Command {
     Accept(accept::AcceptArgs),
     /// Capture a page several times and show the regions that change between captures.
     Stability(stability::StabilityArgs),
+    /// List the device presets a capture config's `device` may name.
+    Devices,
 }
 
 fn main() -> ExitCode {
@@ -54,5 +58,6 @@ fn main() -> ExitCode {
         Command::Test(args) => local::run(local::Mode::Test, args),
         Command::Stability(args) => stability::run(args),
         Command::Accept(args) => accept::run(args),
+        Command::Devices => devices::run(),
     }
 }
