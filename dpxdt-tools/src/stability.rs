@@ -1,11 +1,13 @@
 //! `dpxdt stability`: captures one page several times and finds what
 //! changes between the captures (the flakes), with the element covering
 //! each changed region, so a person learns what to hide, mask or fix.
+//! A config with modes is checked once per mode ([`check_modes`]).
 
 use std::collections::BTreeSet;
 
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::capture::{Browser, CaptureError, Probe};
+use dpxdt_core::config::ConfigError;
 use dpxdt_core::diff::{DiffError, DiffOptions, Image, Region, decode_png, diff_images};
 
 /// A region of the page that changed between captures.
@@ -57,12 +59,55 @@ pub enum StabilityError {
     /// A screenshot could not be decoded.
     #[error(transparent)]
     Decode(#[from] DiffError),
+    /// The config cannot be used (a mode names the mode and field).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The check of one mode failed.
+    #[error("mode {mode:?}: {source}")]
+    InMode {
+        /// The mode.
+        mode: String,
+        /// Why.
+        #[source]
+        source: Box<StabilityError>,
+    },
 }
 
-/// Captures `url` `repeat` times (at least 2) with `config` and compares
-/// every capture with the first, pixel for pixel. `progress` is called with
-/// the number of each capture as it starts; the extra capture that names
-/// the elements comes last, numbered `repeat + 1`.
+/// [`check`] of each mode of `config` in turn (of `config` itself when it
+/// has none): one report per mode, with its name, in the config's order.
+/// `progress` gets the mode with each capture number. A bad mode fails
+/// before anything is captured.
+pub async fn check_modes(
+    browser: &Browser,
+    url: &str,
+    config: &CaptureConfig,
+    repeat: usize,
+    mut progress: impl FnMut(Option<&str>, usize, &[u8]),
+) -> Result<Vec<(Option<String>, StabilityReport)>, StabilityError> {
+    let variants = config.variants()?;
+    let mut reports = Vec::with_capacity(variants.len());
+    for (mode, config) in variants {
+        let report = check(browser, url, &config, repeat, |n, png| {
+            progress(mode.as_deref(), n, png)
+        })
+        .await
+        .map_err(|e| match &mode {
+            Some(m) => StabilityError::InMode {
+                mode: m.clone(),
+                source: Box::new(e),
+            },
+            None => e,
+        })?;
+        reports.push((mode, report));
+    }
+    Ok(reports)
+}
+
+/// Captures `url` `repeat` times (at least 2) with `config` (without
+/// modes: see [`check_modes`]) and compares every capture with the first,
+/// pixel for pixel. `progress` is called with the number of each capture
+/// as it starts; the extra capture that names the elements comes last,
+/// numbered `repeat + 1`.
 pub async fn check(
     browser: &Browser,
     url: &str,

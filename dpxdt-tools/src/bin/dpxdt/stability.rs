@@ -1,5 +1,6 @@
 //! `dpxdt stability URL`: flags in, `dpxdt_tools::stability` does the work,
 //! the changing regions out (exit 0 stable, 1 something changed, 2 error).
+//! A config with modes is checked per mode, each reported as `URL@mode`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::capture::{Browser, BrowserOptions};
+use dpxdt_core::config::moded_name;
 use dpxdt_tools::stability;
 
 /// Flags of `dpxdt stability`.
@@ -17,10 +19,12 @@ pub struct StabilityArgs {
     /// How many times to capture it (at least 2).
     #[arg(long, value_name = "N", default_value_t = 5)]
     repeat: usize,
-    /// A JSON capture config (the fields of local mode's `config`).
+    /// A JSON capture config (the fields of local mode's `config`); with
+    /// `modes`, each mode is checked.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Write every capture here as `capture-N.png`.
+    /// Write every capture here as `capture-N.png` (`capture-N@MODE.png`
+    /// for a config with modes).
     #[arg(long = "output-dir", value_name = "DIR")]
     output_dir: Option<PathBuf>,
 }
@@ -49,32 +53,47 @@ fn run_inner(args: StabilityArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(async {
+    let reports = runtime.block_on(async {
         let browser = Browser::launch(BrowserOptions::default()).await?;
         let mut write_error = None;
-        let report = stability::check(&browser, &args.url, &config, args.repeat, |n, png| {
-            if n > args.repeat {
-                eprintln!("stability: locating the elements that changed");
-                return;
-            }
-            eprintln!("stability: capture {n}/{}", args.repeat);
-            if let Some(dir) = &args.output_dir {
-                let path = dir.join(format!("capture-{n}.png"));
-                if let Err(e) = std::fs::write(&path, png) {
-                    write_error
-                        .get_or_insert(anyhow::anyhow!("cannot write {}: {e}", path.display()));
+        let reports =
+            stability::check_modes(&browser, &args.url, &config, args.repeat, |mode, n, png| {
+                let at = mode.map(|m| format!(" @{m}")).unwrap_or_default();
+                if n > args.repeat {
+                    eprintln!("stability{at}: locating the elements that changed");
+                    return;
                 }
-            }
-        })
-        .await;
+                eprintln!("stability{at}: capture {n}/{}", args.repeat);
+                if let Some(dir) = &args.output_dir {
+                    let path =
+                        dir.join(format!("{}.png", moded_name(&format!("capture-{n}"), mode)));
+                    if let Err(e) = std::fs::write(&path, png) {
+                        write_error
+                            .get_or_insert(anyhow::anyhow!("cannot write {}: {e}", path.display()));
+                    }
+                }
+            })
+            .await;
         browser.shutdown().await;
         if let Some(e) = write_error {
             return Err(e);
         }
-        Ok::<_, anyhow::Error>(report?)
+        Ok::<_, anyhow::Error>(reports?)
     })?;
+    let mut code = dpxdt_tools::EXIT_OK;
+    for (mode, report) in &reports {
+        let name = moded_name(&args.url, mode.as_deref());
+        if !print_report(&name, report) {
+            code = dpxdt_tools::EXIT_DIFFERENT;
+        }
+    }
+    Ok(code)
+}
+
+/// Prints what one check found about the page `name`; whether it is stable.
+fn print_report(name: &str, report: &stability::StabilityReport) -> bool {
     let (w, h) = report.size;
-    println!("{}: {} captures, {w}x{h}", args.url, report.captures);
+    println!("{name}: {} captures, {w}x{h}", report.captures);
     for (n, (w2, h2)) in &report.other_sizes {
         println!("capture {n} came back {w2}x{h2} instead of {w}x{h}");
     }
@@ -83,7 +102,7 @@ fn run_inner(args: StabilityArgs) -> anyhow::Result<u8> {
             "stable: every capture is pixel-identical to the first (0 of {} differed)",
             report.captures - 1
         );
-        return Ok(dpxdt_tools::EXIT_OK);
+        return true;
     }
     let others = report.captures - 1;
     println!(
@@ -105,5 +124,5 @@ fn run_inner(args: StabilityArgs) -> anyhow::Result<u8> {
         );
     }
     println!("hide or mask them with hideSelectors / maskSelectors, or fix the page");
-    Ok(dpxdt_tools::EXIT_DIFFERENT)
+    false
 }
