@@ -135,6 +135,10 @@ pub struct FindRunResponse {
 }
 
 /// `POST /api/request_run`: the server captures (and diffs) for the client.
+/// A `config` with `modes` asks for one run per mode, named
+/// `<run_name>@<mode>`, each captured with the mode's fields laid over
+/// `config` (and over `ref_config`, which may repeat the same modes but
+/// have no others).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRunRequest {
     /// The build.
@@ -183,6 +187,23 @@ pub struct RequestRunResponse {
     /// URL of the baseline page.
     pub ref_url: Option<String>,
     /// Artifact id of the stored baseline config.
+    pub ref_config: Option<ArtifactId>,
+    /// *New.* With modes: every run created, one per mode, in the config's
+    /// order (the fields above are the first one's). Absent without modes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RequestedRun>,
+}
+
+/// One run a `request_run` with modes created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestedRun {
+    /// The run name, `<run_name>@<mode>`.
+    pub run_name: String,
+    /// The mode.
+    pub mode: String,
+    /// Artifact id of its stored config (the mode's fields over `config`).
+    pub config: ArtifactId,
+    /// Artifact id of its stored baseline config, with `ref_url`.
     pub ref_config: Option<ArtifactId>,
 }
 

@@ -62,11 +62,12 @@ pub(crate) fn check_locale(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `Accept-Language` header for `locale`: the tag, then its bare
-/// language at a lower weight (`de-DE,de;q=0.9`).
+/// The languages of the `Accept-Language` header for `locale`, most
+/// wanted first: the tag, then its bare language (`de-DE,de`). The browser
+/// adds the weights (`de-DE,de;q=0.9`).
 pub(crate) fn accept_language(locale: &str) -> String {
     match locale.split_once('-') {
-        Some((language, _)) => format!("{locale},{language};q=0.9"),
+        Some((language, _)) => format!("{locale},{language}"),
         None => locale.to_string(),
     }
 }
@@ -109,7 +110,7 @@ mod tests {
         ] {
             assert!(check_locale(l).is_err(), "{l}");
         }
-        assert_eq!(accept_language("de-DE"), "de-DE,de;q=0.9");
+        assert_eq!(accept_language("de-DE"), "de-DE,de");
         assert_eq!(accept_language("fr"), "fr");
     }
 }

@@ -431,7 +431,8 @@ impl CaptureConfig {
         self.locale.as_deref().unwrap_or(DEFAULT_LOCALE)
     }
 
-    /// The `Accept-Language` header the page's requests carry.
+    /// The languages the page's requests accept, most wanted first
+    /// (`Accept-Language` without its weights, which the browser adds).
     pub fn accept_language(&self) -> String {
         locale::accept_language(self.locale())
     }
@@ -755,7 +756,7 @@ mod tests {
     fn the_page_environment_has_machine_independent_defaults() {
         let c = CaptureConfig::from_json("{}").unwrap();
         assert_eq!((c.timezone(), c.locale()), ("UTC", "en-US"));
-        assert_eq!(c.accept_language(), "en-US,en;q=0.9");
+        assert_eq!(c.accept_language(), "en-US,en");
         assert_eq!(c.settle_time_ms(), 1_000);
         assert_eq!(c.scale(), 1.0);
         assert!(!c.is_mobile() && c.user_agent().is_none());

@@ -10,6 +10,7 @@ use dpxdt_e2e::{Page, PageServer};
 use image::{Rgba, RgbaImage};
 use tokio::sync::OnceCell;
 
+mod environment;
 mod fidelity;
 mod isolation;
 mod network;

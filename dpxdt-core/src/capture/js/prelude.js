@@ -35,6 +35,18 @@
       return realFetch.apply(this, args).finally(end);
     };
   }
+  // Reading a response's body is part of the request: a page that sets a
+  // timer when its data is parsed must find time where it left it.
+  if (typeof Response === 'function') {
+    for (const method of ['arrayBuffer', 'blob', 'bytes', 'formData', 'json', 'text']) {
+      const real = Response.prototype[method];
+      if (typeof real !== 'function') continue;
+      Response.prototype[method] = function (...args) {
+        const end = track();
+        return real.apply(this, args).finally(end);
+      };
+    }
+  }
   const origSend = XMLHttpRequest.prototype.send;
   XMLHttpRequest.prototype.send = function (...args) {
     const end = track();

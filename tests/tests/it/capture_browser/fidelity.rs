@@ -155,6 +155,18 @@ async fn the_hostile_page_is_captured_pixel_identically() {
         r < 60 && g > 90 && b_ < 60,
         "the video shows its first (green) frame, not [{r}, {g}, {b_}]"
     );
+    for (x, y, what) in [
+        (30, 570, "the 400 ms timer ran in virtual time"),
+        (30, 670, "the open shadow root's animation is frozen"),
+        (110, 670, "the closed shadow root's animation is frozen"),
+        (
+            190,
+            670,
+            "the CSS background GIF shows its first (green) frame",
+        ),
+    ] {
+        assert_eq!(px(&a, x, y), GREEN, "{what}");
+    }
 
     // The real clock makes captures differ: the freeze is what holds them.
     let real = r#"{"clock": "real"}"#;
