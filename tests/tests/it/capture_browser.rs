@@ -11,7 +11,7 @@ use image::{Rgba, RgbaImage};
 use tokio::sync::OnceCell;
 
 mod environment;
-mod fidelity;
+pub(crate) mod fidelity;
 mod isolation;
 mod network;
 

@@ -51,6 +51,11 @@ struct Run {
 }
 
 fn run(args: &[&str]) -> Run {
+    run_env(args, &[])
+}
+
+/// Runs `dpxdt` with `env` added to this process's environment.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let Output {
         status,
         stdout,
@@ -58,6 +63,7 @@ fn run(args: &[&str]) -> Run {
     } = Command::new(dpxdt())
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .expect("run dpxdt");
     Run {
@@ -413,4 +419,52 @@ fn stability_names_the_element_that_changes_and_passes_a_frozen_page() {
         "{}",
         out.stderr
     );
+}
+
+/// The machine's time zone and language never reach the page: a reference
+/// of the hostile page made under `TZ=UTC LANG=C.UTF-8` passes under
+/// `TZ=Asia/Tokyo LANG=de_DE.UTF-8`, though the page prints its time zone,
+/// locale and clock (a `timezone` field does change it). With the real
+/// clock the same test fails: the freeze is what holds it.
+#[test]
+fn a_reference_made_in_one_time_zone_and_language_passes_in_another() {
+    let server = PageServer::start();
+    let url = crate::capture_browser::fidelity::serve_hostile(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hostile.yaml"),
+        format!(
+            "tests:\n  - name: hostile\n    url: {url}\n  - name: tokyo\n    url: {url}\n    config: {{timezone: Asia/Tokyo}}\n"
+        ),
+    )
+    .unwrap();
+    let dir_s = d.to_str().unwrap();
+    let here = [("TZ", "UTC"), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8")];
+    let there = [
+        ("TZ", "Asia/Tokyo"),
+        ("LANG", "de_DE.UTF-8"),
+        ("LC_ALL", "de_DE.UTF-8"),
+    ];
+    let r = run_env(&["update", dir_s], &here);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let read = |name: &str| std::fs::read(d.join(name)).expect("reference");
+    assert_ne!(
+        read("hostile.png"),
+        read("tokyo.png"),
+        "the page shows its time zone"
+    );
+    let r = run_env(&["test", dir_s], &there);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("hostile passed"), "{}", r.stdout);
+
+    std::fs::write(
+        d.join("hostile.yaml"),
+        format!("tests:\n  - name: hostile\n    url: {url}\n    config: {{clock: real}}\n"),
+    )
+    .unwrap();
+    std::fs::remove_file(d.join("tokyo.png")).unwrap();
+    assert_eq!(run_env(&["update", dir_s], &here).code, 0);
+    let r = run_env(&["test", dir_s], &here);
+    assert_eq!(r.code, 1, "real-clock captures matched: {}", r.stdout);
 }

@@ -198,10 +198,14 @@
 
     // Whether the page may be moved on in time: loaded, and waiting for
     // no request (younger than the resource timeout), image or font.
+    // What still loads after the resource timeout is abandoned, as the
+    // capture's wait abandons it, and holds time no longer.
+    const started = realNow();
     const mayAdvance = () => {
-      if (document.readyState !== 'complete') return false;
       const real = realNow();
-      for (const started of s.pending.values()) if (real - started < P.resourceTimeout) return false;
+      for (const since of s.pending.values()) if (real - since < P.resourceTimeout) return false;
+      if (real - started >= P.resourceTimeout) return true;
+      if (document.readyState !== 'complete') return false;
       if (document.fonts && document.fonts.status !== 'loaded') return false;
       for (const img of document.images) {
         if (!img.complete && img.loading !== 'lazy') return false;
