@@ -4,9 +4,10 @@ use dpxdt_core::api::{
     AddTaskRequest, AddTaskResponse, CancelTaskRequest, CreateApiKeyRequest, CreateApiKeyResponse,
     CreateBuildRequest, CreateBuildResponse, CreateReleaseRequest, CreateReleaseResponse,
     FindRunRequest, FindRunResponse, FinishRequest, HeartbeatRequest, LeaseRequest, LeaseResponse,
-    ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse,
+    ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse, RequestedRun,
     RevokeApiKeyRequest, RevokeApiKeyResponse, RunsDoneRequest, RunsDoneResponse, SuccessResponse,
 };
+use dpxdt_core::config::moded_name;
 use dpxdt_core::{ArtifactId, BuildId, CaptureConfig};
 use serde::Deserialize;
 use serde_json::Value;
@@ -247,7 +248,7 @@ pub async fn find_run(state: &AppState, scope: ApiKeyScope, p: &Pairs) -> Result
     })
 }
 
-/// `request_run`.
+/// `request_run`: one run, or one per mode of its config (all or none).
 pub async fn request_run(
     state: &AppState,
     scope: ApiKeyScope,
@@ -260,13 +261,13 @@ pub async fn request_run(
     let parse = |field: &str, json: &str| {
         CaptureConfig::from_json(json).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
     };
-    parse("config", &req.config)?;
-    let ref_json = match &req.ref_url {
+    let config = parse("config", &req.config)?;
+    let reference = match &req.ref_url {
         Some(ref_url) => {
             check_url("ref_url", ref_url)?;
             let json = req.ref_config.clone().unwrap_or_else(|| "{}".into());
-            parse("ref_config", &json)?;
-            Some((ref_url.clone(), json))
+            let ref_config = parse("ref_config", &json)?;
+            Some((ref_url.as_str(), json, ref_config))
         }
         None if req.ref_config.is_some() => {
             return Err(ApiError::BadRequest(
@@ -275,45 +276,113 @@ pub async fn request_run(
         }
         None => None,
     };
+    let runs = requested_runs(&req, &config, reference.as_ref())?;
     // Nothing is stored for a request that will be refused.
     let (build, name, number) = (req.build_id, req.release_name.clone(), req.release_number);
     state
         .store
         .call(move |c| storage::releases::release_accepting(c, build, &name, number).map(drop))
         .await?;
-    let config_json = req.config.clone();
-    let config = ArtifactId::of_bytes(config_json.as_bytes());
-    let reference = ref_json
-        .map(|(ref_url, json)| (ref_url, json.clone(), ArtifactId::of_bytes(json.as_bytes())));
+    let inputs: Vec<RequestRunInput> = runs.iter().map(|(_, input)| input.clone()).collect();
     let limits = state.config.limits;
-    let input = RequestRunInput {
-        build_id: req.build_id,
-        release_name: req.release_name.clone(),
-        release_number: req.release_number,
-        run_name: req.run_name.clone(),
-        url: req.url.clone(),
-        config_json,
-        config: config.clone(),
-        reference: reference.clone(),
-    };
     // The config files go in place under the build's lock, as the rows
     // that point at them (see storage::gc).
     let artifacts = state.store.artifacts().clone();
     state
         .store
-        .call(move |c| storage::request_run(c, &artifacts, &input, &limits))
+        .call(move |c| storage::request_runs(c, &artifacts, &inputs, &limits))
         .await?;
+    let ref_config = |input: &RequestRunInput| input.reference.as_ref().map(|r| r.2.clone());
+    let first = &runs[0].1;
     json(&RequestRunResponse {
         success: true,
         build_id: req.build_id,
         release_name: req.release_name,
         release_number: req.release_number,
-        run_name: req.run_name,
+        run_name: first.run_name.clone(),
         url: req.url,
-        config,
+        config: first.config.clone(),
         ref_url: req.ref_url,
-        ref_config: reference.map(|r| r.2),
+        ref_config: ref_config(first),
+        runs: runs
+            .iter()
+            .filter_map(|(mode, input)| {
+                Some(RequestedRun {
+                    run_name: input.run_name.clone(),
+                    mode: mode.clone()?,
+                    config: input.config.clone(),
+                    ref_config: ref_config(input),
+                })
+            })
+            .collect(),
     })
+}
+
+/// The runs a `request_run` asks for: itself, or one per mode of its
+/// config, named `<run_name>@<mode>`, each with the mode's fields laid
+/// over `config` and over the reference's config (which may repeat the
+/// same modes, as one config sent for both sides does, but no others).
+fn requested_runs(
+    req: &RequestRunRequest,
+    config: &CaptureConfig,
+    reference: Option<&(&str, String, CaptureConfig)>,
+) -> Result<Vec<(Option<String>, RequestRunInput)>, ApiError> {
+    let bad = |message: String| ApiError::BadRequest(message);
+    let input = |run_name: String, config_json: String, reference: Option<(&str, String)>| {
+        RequestRunInput {
+            build_id: req.build_id,
+            release_name: req.release_name.clone(),
+            release_number: req.release_number,
+            run_name,
+            url: req.url.clone(),
+            config: ArtifactId::of_bytes(config_json.as_bytes()),
+            config_json,
+            reference: reference.map(|(url, json)| {
+                let id = ArtifactId::of_bytes(json.as_bytes());
+                (url.to_string(), json, id)
+            }),
+        }
+    };
+    if let Some((_, _, ref_config)) = reference
+        && !ref_config.modes.is_empty()
+        && ref_config.modes != config.modes
+    {
+        return Err(bad(
+            "ref_config: modes go in config and apply to ref_config too; ref_config may only repeat them".into(),
+        ));
+    }
+    if config.modes.is_empty() {
+        let reference = reference.map(|(url, json, _)| (*url, json.clone()));
+        return Ok(vec![(
+            None,
+            input(req.run_name.clone(), req.config.clone(), reference),
+        )]);
+    }
+    let variants = config.variants().map_err(|e| bad(format!("config: {e}")))?;
+    let ref_variants = match reference {
+        Some((url, _, ref_config)) => {
+            let with_modes = CaptureConfig {
+                modes: config.modes.clone(),
+                ..ref_config.clone()
+            };
+            let v = with_modes
+                .variants()
+                .map_err(|e| bad(format!("ref_config: {e}")))?;
+            Some((*url, v))
+        }
+        None => None,
+    };
+    let mut runs = Vec::with_capacity(variants.len());
+    for (i, (mode, merged)) in variants.into_iter().enumerate() {
+        let run_name = moded_name(&req.run_name, mode.as_deref());
+        dpxdt_core::model::validate_name("run_name", &run_name)
+            .map_err(|e| bad(format!("mode {:?}: {e}", mode.as_deref().unwrap_or(""))))?;
+        let reference = ref_variants
+            .as_ref()
+            .map(|(url, v)| (*url, v[i].1.to_json()));
+        runs.push((mode, input(run_name, merged.to_json(), reference)));
+    }
+    Ok(runs)
 }
 
 /// `report_run`.

@@ -434,7 +434,7 @@ pub use builds::{
 };
 pub use releases::{
     create_release, fail_run_for_task, find_run, get_release, get_release_by_id, get_run,
-    list_runs, release_status, report_run, request_run, results_url_path, runs_done,
+    list_runs, release_status, report_run, request_run, request_runs, results_url_path, runs_done,
     set_release_verdict,
 };
 

@@ -790,34 +790,82 @@ pub fn request_run(
     input: &RequestRunInput,
     limits: &Limits,
 ) -> Result<bool, StoreError> {
-    dpxdt_core::model::validate_name("run_name", &input.run_name).map_err(StoreError::Invalid)?;
-    let build = input.build_id;
-    let tx = build_write_tx(conn, build)?;
-    blobs.write_bytes(input.config_json.as_bytes())?;
-    if let Some((_, json, _)) = &input.reference {
-        blobs.write_bytes(json.as_bytes())?;
+    Ok(request_runs(conn, blobs, std::slice::from_ref(input), limits)? == 1)
+}
+
+/// [`request_run`] for several runs of one release (one request's modes)
+/// in one transaction: every run is created, or none is. Returns how many
+/// were created (a repeated identical run is not).
+pub fn request_runs(
+    conn: &mut Db,
+    blobs: &super::Blobs,
+    inputs: &[RequestRunInput],
+    limits: &Limits,
+) -> Result<usize, StoreError> {
+    let Some(first) = inputs.first() else {
+        return Ok(0);
+    };
+    let release_of = |i: &RequestRunInput| (i.build_id, i.release_name.clone(), i.release_number);
+    for input in inputs {
+        dpxdt_core::model::validate_name("run_name", &input.run_name)
+            .map_err(StoreError::Invalid)?;
+        if release_of(input) != release_of(first) {
+            return Err(StoreError::Invalid(
+                "the runs of one request belong to one release".into(),
+            ));
+        }
     }
-    let release = release_accepting(&tx, build, &input.release_name, input.release_number)?;
-    // In id order: another build's request may record the same two
-    // configs at the same time, and the same order for both means neither
-    // waits on the other's second row while holding its first.
-    let mut configs = vec![(&input.config, input.config_json.len() as i64)];
-    if let Some((_, json, id)) = &input.reference {
-        configs.push((id, json.len() as i64));
+    let build = first.build_id;
+    let tx = build_write_tx(conn, build)?;
+    for input in inputs {
+        blobs.write_bytes(input.config_json.as_bytes())?;
+        if let Some((_, json, _)) = &input.reference {
+            blobs.write_bytes(json.as_bytes())?;
+        }
+    }
+    let release = release_accepting(&tx, build, &first.release_name, first.release_number)?;
+    // In id order: another build's request may record the same configs at
+    // the same time, and the same order for both means neither waits on
+    // the other's second row while holding its first.
+    let mut configs: Vec<(&ArtifactId, i64)> = Vec::new();
+    for input in inputs {
+        configs.push((&input.config, input.config_json.len() as i64));
+        if let Some((_, json, id)) = &input.reference {
+            configs.push((id, json.len() as i64));
+        }
     }
     configs.sort();
+    configs.dedup();
     for (id, len) in configs {
         super::record_artifact(&tx, build, id, "application/json", len)?;
     }
+    let mut created = 0;
+    for input in inputs {
+        if add_requested_run(&tx, &release, input, limits)? {
+            created += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(created)
+}
+
+/// One run of [`request_runs`], in its transaction; false when an
+/// identical run exists already.
+fn add_requested_run(
+    tx: &Tx<'_>,
+    release: &ReleaseRow,
+    input: &RequestRunInput,
+    limits: &Limits,
+) -> Result<bool, StoreError> {
+    let build = input.build_id;
     let ref_url = input.reference.as_ref().map(|r| r.0.clone());
     let ref_config = input.reference.as_ref().map(|r| r.2.to_string());
-    if let Some(existing) = get_run(&tx, release.id, &input.run_name)? {
+    if let Some(existing) = get_run(tx, release.id, &input.run_name)? {
         let same = existing.url.as_deref() == Some(input.url.as_str())
             && existing.config.as_deref() == Some(input.config.as_str())
             && (ref_url.is_none() || existing.ref_url == ref_url)
             && (ref_config.is_none() || existing.ref_config == ref_config);
         if same {
-            tx.commit()?;
             return Ok(false);
         }
         return Err(StoreError::Conflict(format!(
@@ -825,9 +873,9 @@ pub fn request_run(
             input.run_name, input.release_name, input.release_number
         )));
     }
-    quotas::count_new_run(&tx, release.id, limits)?;
-    quotas::check_queued_captures(&tx, build, 1 + u32::from(input.reference.is_some()), limits)?;
-    let mut run = insert_run(&tx, release.id, &input.run_name)?;
+    quotas::count_new_run(tx, release.id, limits)?;
+    quotas::check_queued_captures(tx, build, 1 + u32::from(input.reference.is_some()), limits)?;
+    let mut run = insert_run(tx, release.id, &input.run_name)?;
     let old = run.clone();
     run.url = Some(input.url.clone());
     run.config = Some(input.config.to_string());
@@ -836,7 +884,7 @@ pub fn request_run(
         run.ref_config = ref_config;
         run.ref_expected = true;
     } else if let Some((_, baseline, _)) =
-        find_run(&tx, build, &input.run_name, release.branch.as_deref())?
+        find_run(tx, build, &input.run_name, release.branch.as_deref())?
     {
         run.ref_url = baseline.url;
         run.ref_image = baseline.image;
@@ -848,12 +896,12 @@ pub fn request_run(
             .into_iter()
             .flatten()
         {
-            super::artifacts::touch_artifact(&tx, build, id)?;
+            super::artifacts::touch_artifact(tx, build, id)?;
         }
     }
     run.status = Some(run.facts().status());
-    store_run(&tx, &run, old.status())?;
-    record_baseline(&tx, build, &release, &run)?;
+    store_run(tx, &run, old.status())?;
+    record_baseline(tx, build, release, &run)?;
     let links = queue::Links {
         build: Some(build),
         release: Some(release.id),
@@ -881,9 +929,8 @@ pub fn request_run(
         };
         let payload =
             serde_json::to_string(&task).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        queue::add(&tx, CAPTURE_QUEUE, &payload, TASK_MAX_ATTEMPTS, links)?;
+        queue::add(tx, CAPTURE_QUEUE, &payload, TASK_MAX_ATTEMPTS, links)?;
     }
-    tx.commit()?;
     Ok(true)
 }
 

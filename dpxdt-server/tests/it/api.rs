@@ -356,6 +356,143 @@ async fn request_run_validates_its_input_and_queues_one_capture() {
     s.stop().await;
 }
 
+/// `request_run` with a config that has modes creates one run per mode,
+/// `<run>@<mode>`, each captured (both sides) with the mode's fields over
+/// the configs; a bad mode is a 400 naming the mode and field, and a
+/// request whose runs do not all fit stores none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_run_with_modes_creates_one_run_per_mode_or_none() {
+    let s = TestServer::start(|c| c.limits.runs_per_release = 3).await;
+    let (build, key) = s.build_with_key("modes").await;
+    let (k, b) = (Some(&key), build.as_str());
+    s.post(
+        k,
+        "create_release",
+        &[("build_id", b), ("release_name", "r"), ("url", "u")],
+    )
+    .await;
+    let config = r#"{"viewportSize": {"width": 800, "height": 600},
+        "modes": [{"name": "light"}, {"name": "dark", "colorScheme": "dark"}]}"#;
+    let request = |name: &'static str, config: &'static str| {
+        let mut form = release_form(b, "r", "1");
+        form.extend([
+            ("run_name", name),
+            ("url", "http://127.0.0.1:9/new"),
+            ("config", config),
+            ("ref_url", "http://127.0.0.1:9/old"),
+            // One config for both sides, as url_pair_diff sends it.
+            ("ref_config", config),
+        ]);
+        form
+    };
+    let (code, body) = s.post(k, "request_run", &request("/p", config)).await;
+    assert_eq!(code, 200, "{body}");
+    let runs = body["runs"].as_array().unwrap();
+    let names: Vec<_> = runs
+        .iter()
+        .map(|r| r["run_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["/p@light", "/p@dark"], "{body}");
+    assert_eq!(runs[1]["mode"], "dark");
+    assert_eq!(body["run_name"], "/p@light", "the first run, as before");
+    assert_eq!(body["config"], runs[0]["config"]);
+    assert_ne!(runs[0]["config"], runs[1]["config"]);
+
+    // Each run's config is stored: the mode's fields over the request's.
+    let stored = |id: &Value| {
+        let id = id.as_str().unwrap().to_string();
+        let s = &s;
+        async move {
+            let (code, bytes) = s
+                .get(k, "download", &[("sha1sum", &id), ("build_id", b)])
+                .await;
+            assert_eq!(code, 200);
+            dpxdt_core::CaptureConfig::from_json(std::str::from_utf8(&bytes).unwrap()).unwrap()
+        }
+    };
+    let dark = stored(&runs[1]["config"]).await;
+    assert_eq!(dark.color_scheme.as_deref(), Some("dark"));
+    assert_eq!(dark.viewport().width, 800);
+    assert!(dark.modes.is_empty());
+    let dark_ref = stored(&runs[1]["ref_config"]).await;
+    assert_eq!(dark_ref.color_scheme.as_deref(), Some("dark"));
+
+    // Two captures per run (new page and reference), each with its mode.
+    let leased = s
+        .client(&admin())
+        .lease("capture", "t", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut tasks: Vec<(String, bool, Option<String>)> = leased
+        .iter()
+        .map(|t| {
+            let task: dpxdt_core::api::CaptureTask = serde_json::from_str(&t.payload).unwrap();
+            let config = dpxdt_core::CaptureConfig::from_json(&task.config_json).unwrap();
+            (task.run_name, task.is_ref, config.color_scheme)
+        })
+        .collect();
+    tasks.sort();
+    let dark = Some("dark".to_string());
+    assert_eq!(
+        tasks,
+        [
+            ("/p@dark".into(), false, dark.clone()),
+            ("/p@dark".into(), true, dark),
+            ("/p@light".into(), false, None),
+            ("/p@light".into(), true, None),
+        ]
+    );
+    // Repeating the request is accepted and changes nothing.
+    let (code, again) = s.post(k, "request_run", &request("/p", config)).await;
+    assert_eq!((code, &again["runs"]), (200, &body["runs"]));
+
+    let runs_now = || async {
+        let status = status_of(&s, &key, b, "r", "1").await;
+        status["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(runs_now().await, 2);
+    s.expect(&[
+        Call::post(
+            k,
+            "request_run",
+            &request(
+                "/q",
+                r#"{"modes": [{"name": "a"}, {"name": "dark", "colorScheme": "blue"}]}"#,
+            ),
+        )
+        .is(400)
+        .says("mode \"dark\": invalid capture config: colorScheme"),
+        Call::post(
+            k,
+            "request_run",
+            &request("/q", r#"{"modes": [{"name": "a"}, {"name": "a"}]}"#),
+        )
+        .is(400)
+        .says("two modes"),
+        // The reference may repeat the config's modes, not have others.
+        Call::post(k, "request_run", &{
+            let mut form = request("/q", config);
+            form.retain(|(f, _)| *f != "ref_config");
+            form.push(("ref_config", r#"{"modes": [{"name": "other"}]}"#));
+            form
+        })
+        .is(400)
+        .says("ref_config"),
+        // Three runs at most: two more modes do not fit, and neither is stored.
+        Call::post(k, "request_run", &request("/q", config))
+            .is(413)
+            .says("--max-runs-per-release 3"),
+    ])
+    .await;
+    assert_eq!(runs_now().await, 2, "nothing stored by a refused request");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_curl_example_works_verbatim_as_multipart() {
     let s = TestServer::start(|_| {}).await;
