@@ -1,6 +1,7 @@
 //! The page and action handlers: home, builds, API keys, releases, runs
 //! and the authorized image route.
 
+use dpxdt_core::config::MODE_SEPARATOR;
 use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, ReleaseStatus, RunStatus};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
@@ -766,12 +767,36 @@ pub(super) async fn release_and_runs(
             Ok((release, runs))
         })
         .await?;
-    runs.sort_by_key(|r| {
-        r.status
-            .and_then(|s| RUN_ORDER.iter().position(|x| *x == s))
-            .unwrap_or(RUN_ORDER.len())
+    // By state, then by page, the modes of one page together (in byte
+    // order whatever the database's collation).
+    runs.sort_by(|a, b| {
+        let key = |r: &RunRow| {
+            let rank = r
+                .status
+                .and_then(|s| RUN_ORDER.iter().position(|x| *x == s))
+                .unwrap_or(RUN_ORDER.len());
+            let (page, mode) = split_mode(&r.name);
+            (rank, page.to_string(), mode.unwrap_or("").to_string())
+        };
+        key(a).cmp(&key(b))
     });
     Ok((info, access, release, runs))
+}
+
+/// A run name's page and mode: `home@dark` is `home` in mode `dark`
+/// (see `dpxdt_core::config::moded_name`); a name without a mode-like
+/// suffix is all page.
+pub(super) fn split_mode(name: &str) -> (&str, Option<&str>) {
+    let is_mode = |m: &str| {
+        !m.is_empty()
+            && !m.starts_with('.')
+            && m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match name.rsplit_once(MODE_SEPARATOR) {
+        Some((page, mode)) if !page.is_empty() && is_mode(mode) => (page, Some(mode)),
+        _ => (name, None),
+    }
 }
 
 /// `GET /release`: runs grouped by state, diffs first.
@@ -791,8 +816,11 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                 .iter()
                 .filter(|r| r.status == Some(*s))
                 .map(|r| {
+                    let (page, mode) = split_mode(&r.name);
                     json!({
                         "name": r.name,
+                        "page": page,
+                        "mode": mode,
                         "url": run_url(b, &rel.name, rel.number, &r.name),
                         "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
                         "thumb": r.diff_image.as_ref().or(r.image.as_ref())

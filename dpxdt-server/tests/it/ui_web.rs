@@ -1177,6 +1177,82 @@ async fn an_owner_lets_the_builds_keys_give_verdicts_in_its_settings() {
 /// A run whose new screenshot has a band inserted: the run page lists the
 /// shift (from the core's aligned report) and says that nothing else
 /// changed.
+/// The modes of one page (`/a@dark`, `/a@light`) are listed together,
+/// right after the page without a mode, each with its mode as a label; a
+/// name whose `@` part is not a mode is shown as it is.
+#[tokio::test]
+async fn the_modes_of_a_page_are_listed_together_with_a_label() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("modes", false).await;
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = BuildId(build);
+    let rel = client.create_release(b, "m", "https://ci/1").await.unwrap();
+    let image = client
+        .upload_bytes(b, "a.png", png(4, 4, [0, 0, 255]))
+        .await
+        .unwrap()
+        .sha1sum;
+    let names = ["/b", "/a@light", "/a/x", "/a", "/a-z", "/a@dark", "/u@x y"];
+    for run in names {
+        client
+            .report_run(&ReportRunRequest {
+                build_id: b,
+                release_name: "m".into(),
+                release_number: rel.release_number,
+                run_name: run.into(),
+                image: Some(image.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let page = alice
+        .get(&format!("/release?build_id={build}&name=m&number=1"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    // Each run's shown text, tags stripped, in page order.
+    let shown: Vec<String> = page
+        .body
+        .split("<span class=\"run-name\">")
+        .skip(1)
+        .map(|item| {
+            let item = &item[..item.find("</a>").unwrap()];
+            let mut text = String::new();
+            let mut in_tag = false;
+            for c in item.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text.trim().to_string()
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        ["/a", "/a@dark", "/a@light", "/a-z", "/a/x", "/b", "/u@x y"],
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<span class=\"run-name\">/a<span class=\"tag mode\">@dark</span></span>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<span class=\"run-name\">/u@x y</span>"),
+        "{}",
+        page.body
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_run_page_lists_moved_content() {
     let server = UiServer::start(USERS, |_| {}).await;
