@@ -23,14 +23,17 @@
 //! in the same session.
 //!
 //! What a capture does, in order: set up its fresh page (blocked URLs,
-//! extra headers, user agent, viewport, white background), install the
-//! prelude for the config's clock and random seed, set the config's cookies,
-//! load the page, wait until it is settled (in the page and its same-origin
-//! frames: document complete, no pending fetch/XHR, images in view decoded,
-//! web fonts loaded, no animation frame due, quiet for a moment; stragglers
-//! are abandoned after `resourceTimeoutMs`), freeze it (below) and apply
-//! `hideSelectors` and `injectCss`, run `injectJs`, wait for
-//! `waitForSelector`, paint `maskSelectors`, wait `delayMs`, stop the
+//! extra headers, user agent and languages, time zone, locale, media
+//! features, viewport, pixel ratio, touch, white background; most of it
+//! carried over from the previous capture while the page was made),
+//! install the prelude for the config's clock, seed, locale and
+//! virtual-time budget, set the config's cookies, load the page, wait until
+//! it is settled (in the page and its same-origin frames: document
+//! complete, no pending fetch/XHR, images in view decoded, web fonts
+//! loaded, no timer due within the virtual-time budget, quiet for a
+//! moment; stragglers are abandoned after `resourceTimeoutMs`), freeze it
+//! (below) and apply `hideSelectors` and `injectCss`, run `injectJs`, wait
+//! for `waitForSelector`, paint `maskSelectors`, wait `delayMs`, stop the
 //! page's scripts and take the screenshot.
 //!
 //! Full-page shots keep the viewport at its configured size, so `100vh`,
@@ -40,31 +43,41 @@
 //! clip of the same rendered page). A shot is cut at 100 megapixels.
 //!
 //! # Determinism
-//! Frozen by default, in every frame (iframes included, before any page
-//! script runs):
-//! - the clock: `Date`, `new Date()`, `Date.now()` stand at the config's
-//!   `clock` (default [`DEFAULT_CLOCK`](crate::config::DEFAULT_CLOCK));
-//!   `performance.now()` answers 1000 and `performance.timeOrigin` the
-//!   instant before it; `requestAnimationFrame` callbacks get that
-//!   timestamp, and a document gets at most 100 animation frames, so a
-//!   loop that draws a step per frame stops at the same step;
-//! - `Math.random`, a generator seeded with `randomSeed` (default 0);
-//! - CSS animations and transitions (they jump to their end), running Web
-//!   Animations (finished), the text caret (invisible);
-//! - animated GIF, APNG, WebP and AVIF `<img>`s show their first frame
-//!   (decoded with `ImageDecoder`; needs the image to be readable by the
-//!   page, i.e. same-origin or CORS-enabled), `<video>`s are paused on
-//!   their first frame or poster and never autoplay;
+//! By default nothing of this machine reaches the page, in every frame
+//! (iframes included, before any page script runs; the prelude is
+//! `js/prelude.js`, plain JavaScript for any engine):
+//! - virtual time: `Date`, `Date.now()`, `performance.now()` start at the
+//!   config's `clock` (default [`DEFAULT_CLOCK`](crate::config::DEFAULT_CLOCK))
+//!   and 1000, and move only as timers run. `setTimeout`, `setInterval`,
+//!   `requestAnimationFrame` (a frame every 16 ms) and
+//!   `requestIdleCallback` run in order of their due time, as fast as the
+//!   page allows, until none is due within `settleTimeMs`; time moves only
+//!   while the document is loaded and no request (body included), image
+//!   or font is pending;
+//! - `Math.random`, `crypto.getRandomValues` and `crypto.randomUUID`,
+//!   seeded with `randomSeed` (default 0);
+//! - the time zone, locale (`navigator.language(s)`, `Intl`,
+//!   `Accept-Language`) and media features, set through CDP `Emulation`
+//!   from the config's fields and their defaults, never from `TZ`, `LANG`
+//!   or the browser's own settings;
+//! - CSS animations and transitions (they jump to their end), in shadow
+//!   roots too (the freeze stylesheet is adopted by every shadow root made
+//!   with `attachShadow`, open or closed), running Web Animations
+//!   (finished), the text caret (invisible), marquees (stopped as they are
+//!   inserted);
+//! - animated GIF, APNG, WebP and AVIF `<img>`s and CSS backgrounds show
+//!   their first frame (decoded with `ImageDecoder`; needs the image to be
+//!   readable by the page, i.e. same-origin or CORS-enabled), `<video>`s
+//!   are paused on their first frame or poster and never autoplay;
 //! - web fonts, images in view and requests are awaited in the page and in
 //!   its same-origin frames.
 //!
-//! Not frozen: timers still fire in real time (a `setInterval` counter
-//! still counts), `event.timeStamp`, `crypto.getRandomValues` and
-//! `crypto.randomUUID`, CSS background images that animate, canvas or
-//! WebGL content drawn from timers, and the content of cross-origin
-//! frames beyond the prelude (they are asked to freeze, not awaited).
-//! `"clock": "real"` gives the page the real clock and animation frames
-//! back. `dpxdt stability URL` shows what still changes on a given page.
+//! Not frozen: `event.timeStamp`, timers in Web Workers, declarative
+//! closed shadow roots, animated backgrounds of pseudo-elements, and the
+//! content of cross-origin frames beyond the prelude (they are asked to
+//! freeze, not awaited). `"clock": "real"` gives the page the real clock,
+//! real timers and unseeded `crypto` back. `dpxdt stability URL` shows
+//! what still changes on a given page.
 //!
 //! Defaults: viewport 1280x800, full page, white background, resource
 //! timeout 10 s, whole-capture timeout 30 s. Each capture is tried up to
