@@ -300,6 +300,26 @@ for (const sel of sels) {
 return unmatched;
 }"#;
 
+/// `()`: whether the page would look the same loaded afresh with other
+/// media features: no script in it asked for one (`matchMedia`, recorded
+/// by the prelude), no canvas, and every frame readable.
+pub(crate) static MEDIA_BLIND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("function () {{ {HELPERS}\n{MEDIA_BLIND_BODY} }}"));
+
+const MEDIA_BLIND_BODY: &str = r#"
+const docs = __documents();
+for (const [win, doc] of docs) {
+  if (!win.__dpxdt || win.__dpxdt.mediaQueried) return false;
+  if (doc.querySelector('canvas')) return false;
+}
+let frames = 0;
+const count = (win) => {
+  for (let i = 0; i < win.frames.length; i++) { frames++; try { count(win.frames[i]); } catch (e) { return; } }
+};
+count(window);
+return docs.length === frames + 1;
+"#;
+
 /// `()`: the document's full height in CSS pixels.
 pub(crate) const DOC_HEIGHT: &str = r#"function () {
 const d = document.documentElement, b = document.body;

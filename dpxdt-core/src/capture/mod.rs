@@ -302,12 +302,52 @@ pub type CaptureFuture<'a> =
 pub trait Capturer: Send + Sync {
     /// Captures `url` as `config` says.
     fn capture<'a>(&'a self, url: &'a str, config: &'a CaptureConfig) -> CaptureFuture<'a>;
+
+    /// Captures `url` once per config of `configs` (the modes of one page),
+    /// each result as [`Capturer::capture`] would give it. By default one
+    /// capture after another; [`Browser`] takes modes that differ only in
+    /// media features from one load where the page cannot tell.
+    fn capture_modes<'a>(&'a self, url: &'a str, configs: &'a [CaptureConfig]) -> ModesFuture<'a> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(configs.len());
+            for config in configs {
+                out.push(self.capture(url, config).await);
+            }
+            out
+        })
+    }
 }
+
+/// The future [`Capturer::capture_modes`] returns.
+pub type ModesFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Vec<Result<Capture, CaptureError>>> + Send + 'a>,
+>;
 
 impl Capturer for Browser {
     fn capture<'a>(&'a self, url: &'a str, config: &'a CaptureConfig) -> CaptureFuture<'a> {
         Box::pin(Browser::capture(self, url, config))
     }
+
+    fn capture_modes<'a>(&'a self, url: &'a str, configs: &'a [CaptureConfig]) -> ModesFuture<'a> {
+        Box::pin(Browser::capture_modes(self, url, configs))
+    }
+}
+
+/// Whether `next` asks for the page `prev` captured with other media
+/// features only, and nothing that acts on the loaded page (`injectJs`,
+/// `waitForSelector`, `maskSelectors`: done once, for the first load).
+fn media_only_change(prev: &CaptureConfig, next: &CaptureConfig) -> bool {
+    let bare = |c: &CaptureConfig| CaptureConfig {
+        color_scheme: None,
+        reduced_motion: None,
+        forced_colors: None,
+        ..c.clone()
+    };
+    bare(prev) == bare(next)
+        && prev.media_features() != next.media_features()
+        && next.inject_js.is_none()
+        && next.wait_for_selector.is_none()
+        && next.mask_selectors.is_empty()
 }
 
 /// How to start the browser.
@@ -540,6 +580,67 @@ impl Browser {
             .map_err(|e| CaptureError::browser_from("capture task failed", e))?
     }
 
+    /// Captures `url` once per config of `configs` (the modes of one page),
+    /// in order, each result as [`Browser::capture`] would give it. A mode
+    /// that differs from the one before it only in its media features
+    /// (`colorScheme`, `reducedMotion`, `forcedColors`) is taken from the
+    /// page already loaded, with the new features applied and the page
+    /// settled again, when the page cannot tell the difference (see
+    /// `Session::media_blind`); any other mode gets a load of its own.
+    pub async fn capture_modes(
+        &self,
+        url: &str,
+        configs: &[CaptureConfig],
+    ) -> Vec<Result<Capture, CaptureError>> {
+        let mut out: Vec<Result<Capture, CaptureError>> = Vec::with_capacity(configs.len());
+        let mut i = 0;
+        while i < configs.len() {
+            let reusable = configs
+                .get(i + 1)
+                .is_some_and(|next| media_only_change(&configs[i], next));
+            if !reusable {
+                out.push(self.capture(url, &configs[i]).await);
+                i += 1;
+                continue;
+            }
+            // A run of modes one load may serve: in one task, so a
+            // caller that gives up frees the session.
+            let mut run = vec![configs[i].clone()];
+            while let Some(next) = configs.get(i + run.len()) {
+                if !media_only_change(&run[run.len() - 1], next) {
+                    break;
+                }
+                run.push(next.clone());
+            }
+            if let Err(e) = run[0].validate() {
+                out.push(Err(e.into()));
+                i += 1;
+                continue;
+            }
+            let inner = Arc::clone(&self.inner);
+            let (target, configs_of_run) = (url.to_string(), run.clone());
+            let task = self
+                .runtime
+                .spawn(async move { inner.capture_one_load(&target, &configs_of_run).await });
+            let _cancel = AbortOnDrop(task.abort_handle());
+            let results = match task.await {
+                Ok(results) => results,
+                Err(e) => vec![Err(CaptureError::browser_from("capture task failed", e))],
+            };
+            // What the shared load did not give is captured on its own.
+            let mut results = results.into_iter();
+            for (k, config) in run.iter().enumerate() {
+                match results.next() {
+                    Some(Ok(c)) => out.push(Ok(c)),
+                    Some(Err(e)) if k == 0 => out.push(Err(e)),
+                    _ => out.push(self.capture(url, config).await),
+                }
+            }
+            i += run.len();
+        }
+        out
+    }
+
     /// Kills chromedriver and its browsers and removes their profiles
     /// (what dropping the `Browser` does; this spells it out). Browsers are
     /// not asked to quit politely: there is nothing of theirs to keep, and
@@ -705,6 +806,103 @@ impl Inner {
         }
     }
 
+    /// Captures `configs[0]` as [`Inner::capture_with_retries`] does, then
+    /// each further config (which differs from the one before only in media
+    /// features) from the same load while the page cannot tell. Returns the
+    /// results it has: fewer than `configs` when the page can tell or a
+    /// re-take failed (the caller captures the rest on their own).
+    async fn capture_one_load(
+        self: &Arc<Self>,
+        url: &str,
+        configs: &[CaptureConfig],
+    ) -> Vec<Result<Capture, CaptureError>> {
+        let first = &configs[0];
+        let session = match self.borrow().await {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e)],
+        };
+        let timeout = first.page_timeout();
+        let probe = Probe::default();
+        let result = tokio::time::timeout(timeout, session.get().capture(url, first, &probe)).await;
+        let mut out = Vec::new();
+        let keep = match result {
+            Ok(Ok(c)) => {
+                out.push(Ok(c));
+                true
+            }
+            Ok(Err(e)) => {
+                let keep = e.keeps_session();
+                out.push(Err(e));
+                keep
+            }
+            Err(_) => {
+                out.push(Err(CaptureError::Timeout {
+                    url: url.to_string(),
+                    timeout_ms: timeout.as_millis() as u64,
+                }));
+                false
+            }
+        };
+        let mut broken = !keep;
+        if out[0].is_ok() {
+            for config in &configs[1..] {
+                match session.get().media_blind().await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+                let again = tokio::time::timeout(
+                    config.page_timeout(),
+                    session.get().recapture_media(config),
+                )
+                .await;
+                match again {
+                    Ok(Ok(c)) => out.push(Ok(c)),
+                    _ => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if broken {
+            session.replace();
+        } else {
+            session.renew_then_give_back();
+        }
+        if out[0].as_ref().is_err_and(|e| e.is_retryable()) {
+            // As a capture of its own would be: tried again.
+            out[0] = self.capture_with_retries(url, first, &probe).await;
+        }
+        out
+    }
+
+    /// Takes a session from the pool, waiting for a free one.
+    async fn borrow(self: &Arc<Self>) -> Result<Borrowed<'_>, CaptureError> {
+        // Waiting for a busy pool is queueing, not the page's fault: the
+        // capture's own timeout starts once it has a session.
+        let mut rx = self.pool_rx.lock().await;
+        match tokio::time::timeout(SESSION_WAIT, rx.recv()).await {
+            Ok(Some(s)) => Ok(Borrowed {
+                inner: self,
+                session: Some(s),
+            }),
+            Ok(None) => Err(CaptureError::Closed),
+            Err(_) => {
+                let why = self.last_start_error.lock().expect("error").clone();
+                Err(CaptureError::browser(format!(
+                    "no browser session became free within {} s{}",
+                    SESSION_WAIT.as_secs(),
+                    why.map(|w| format!(" (last session start failed: {w})"))
+                        .unwrap_or_default()
+                )))
+            }
+        }
+    }
+
     async fn capture_once(
         self: &Arc<Self>,
         url: &str,
@@ -712,27 +910,7 @@ impl Inner {
         probe: &Probe,
     ) -> Result<Capture, CaptureError> {
         let timeout = config.page_timeout();
-        let session = {
-            // Waiting for a busy pool is queueing, not the page's fault:
-            // the capture's own timeout starts once it has a session.
-            let mut rx = self.pool_rx.lock().await;
-            match tokio::time::timeout(SESSION_WAIT, rx.recv()).await {
-                Ok(Some(s)) => Borrowed {
-                    inner: self,
-                    session: Some(s),
-                },
-                Ok(None) => return Err(CaptureError::Closed),
-                Err(_) => {
-                    let why = self.last_start_error.lock().expect("error").clone();
-                    return Err(CaptureError::browser(format!(
-                        "no browser session became free within {} s{}",
-                        SESSION_WAIT.as_secs(),
-                        why.map(|w| format!(" (last session start failed: {w})"))
-                            .unwrap_or_default()
-                    )));
-                }
-            }
-        };
+        let session = self.borrow().await?;
         let result = tokio::time::timeout(timeout, session.get().capture(url, config, probe)).await;
         let keep = match &result {
             Ok(Ok(_)) => true,

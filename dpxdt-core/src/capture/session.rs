@@ -130,17 +130,29 @@ struct Spare {
     context: String,
     target: String,
     session: String,
+    /// Settings applied to it while it was made.
+    applied: HashMap<&'static str, Value>,
+    /// The prelude installed in it: its source and identifier.
+    prelude: Option<(String, String)>,
+}
+
+/// What a spare page is given while it is made: the settings and prelude
+/// of the capture before it, which the next one most likely shares.
+#[derive(Default)]
+struct Carried {
+    settings: Vec<(&'static str, Value)>,
+    prelude: Option<String>,
 }
 
 /// A [`Spare`] being made.
 type SpareTask = tokio::task::JoinHandle<Result<Spare, CaptureError>>;
 
 impl Spare {
-    /// Makes one. The context takes the browser's proxy settings (its
-    /// command line), as no `proxyServer` is given, so its pages go
-    /// through the filtering proxy too; it is disposed if our DevTools
-    /// connection closes first (the session is being dropped).
-    async fn make(devtools: DevTools) -> Result<Spare, CaptureError> {
+    /// Makes one with `carried` applied. The context takes the browser's
+    /// proxy settings (its command line), as no `proxyServer` is given, so
+    /// its pages go through the filtering proxy too; it is disposed if our
+    /// DevTools connection closes first (the session is being dropped).
+    async fn make(devtools: DevTools, carried: Carried) -> Result<Spare, CaptureError> {
         let made = devtools
             .send(
                 None,
@@ -170,27 +182,48 @@ impl Spare {
             )
             .await?;
         let session = id_in(&attached, "sessionId")?;
-        for (method, params) in [
+        // Sent together (the page handles them in order): one wait for
+        // the new renderer instead of one per command.
+        let mut commands: Vec<(&str, Value)> = vec![
             ("Page.enable", json!({})),
             ("Network.enable", json!({})),
             ("Network.setCacheDisabled", json!({ "cacheDisabled": true })),
-        ] {
-            devtools.send(Some(&session), method, params).await?;
+        ];
+        commands.extend(carried.settings.iter().map(|(m, p)| (*m, p.clone())));
+        if let Some(source) = &carried.prelude {
+            commands.push((
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": source }),
+            ));
         }
+        let replies = futures_util::future::try_join_all(
+            commands
+                .into_iter()
+                .map(|(method, params)| devtools.send(Some(&session), method, params)),
+        )
+        .await?;
+        let prelude = match (carried.prelude, replies.last()) {
+            (Some(source), Some(reply)) => Some((source, id_in(reply, "identifier")?)),
+            _ => None,
+        };
+        let mut applied = fresh_page_settings();
+        applied.extend(carried.settings);
         Ok(Spare {
             context,
             target,
             session,
+            applied,
+            prelude,
         })
     }
 
     /// Starts making one in the background. Once it is made, chromedriver
     /// is asked for its windows, which makes it attach to the new page now
     /// (about 10 ms) rather than when the session switches to it.
-    fn start(devtools: &DevTools, driver: &WebDriver) -> SpareTask {
+    fn start(devtools: &DevTools, driver: &WebDriver, carried: Carried) -> SpareTask {
         let (devtools, driver) = (devtools.clone(), driver.clone());
         tokio::spawn(async move {
-            let spare = Spare::make(devtools).await?;
+            let spare = Spare::make(devtools, carried).await?;
             // Only a head start: if it fails, the switch attaches.
             let _ = driver.windows().await;
             Ok(spare)
@@ -205,6 +238,24 @@ impl Spare {
 }
 
 impl Page {
+    /// What of this page's settings the next page is given (see
+    /// [`CARRIED_SETTINGS`]), and its prelude.
+    fn carried(&self) -> Carried {
+        let applied = self.applied.lock().expect("applied");
+        Carried {
+            settings: CARRIED_SETTINGS
+                .iter()
+                .filter_map(|m| Some((*m, applied.get(m)?.clone())))
+                .collect(),
+            prelude: self
+                .prelude
+                .lock()
+                .expect("prelude")
+                .as_ref()
+                .map(|(source, _)| source.clone()),
+        }
+    }
+
     /// Makes the page of `spare` chromedriver's current window (the one
     /// it navigates).
     async fn open(driver: &WebDriver, spare: Spare) -> Result<Page, CaptureError> {
@@ -216,8 +267,8 @@ impl Page {
         Ok(Page {
             context: spare.context,
             session: spare.session,
-            applied: Mutex::new(fresh_page_settings()),
-            prelude: Mutex::default(),
+            applied: Mutex::new(spare.applied),
+            prelude: Mutex::new(spare.prelude),
             fetch: Default::default(),
             made_in: Duration::ZERO,
         })
@@ -230,6 +281,10 @@ fn fresh_page_settings() -> HashMap<&'static str, Value> {
     HashMap::from([
         ("Network.setBlockedURLs", json!({ "urls": [] })),
         ("Network.setExtraHTTPHeaders", json!({ "headers": {} })),
+        (
+            "Emulation.setTouchEmulationEnabled",
+            json!({ "enabled": false, "maxTouchPoints": 1 }),
+        ),
         (
             "Emulation.setScriptExecutionDisabled",
             json!({ "value": false }),
@@ -399,7 +454,10 @@ impl Session {
             // Every frame in the page's own renderer, so the prelude
             // (frozen clock, seeded random) runs in cross-site iframes too.
             "--disable-site-isolation-trials",
-            "--disable-features=IsolateOrigins,site-per-process",
+            // RenderDocument off: a navigation keeps the frame's renderer
+            // objects, which saves about 10 ms a capture in a fresh context
+            // (benches/README.md).
+            "--disable-features=IsolateOrigins,site-per-process,RenderDocument",
             // Videos start paused on their first frame or poster.
             "--autoplay-policy=user-gesture-required",
         ]
@@ -496,14 +554,13 @@ impl Session {
         let pending = self.spare.lock().expect("spare").take();
         let spare = match pending {
             Some(task) => Spare::finish(task).await?,
-            None => Spare::make(self.devtools.clone()).await?,
+            None => Spare::make(self.devtools.clone(), self.page.carried()).await?,
         };
         let fresh = Page::open(self.d(), spare).await?;
         let old = std::mem::replace(&mut self.page, fresh);
         // Disposed after the switch, which it would slow down (the browser
         // shuts the old page's renderer down meanwhile).
         self.dispose_in_background(&old.context);
-        self.carry_settings(&old).await?;
         self.page.made_in = start.elapsed();
         Ok(())
     }
@@ -513,7 +570,7 @@ impl Session {
     fn prepare_spare(&self) {
         let mut spare = self.spare.lock().expect("spare");
         if spare.is_none() {
-            *spare = Some(Spare::start(&self.devtools, self.d()));
+            *spare = Some(Spare::start(&self.devtools, self.d(), self.page.carried()));
         }
     }
 
@@ -530,26 +587,6 @@ impl Session {
                 tracing::debug!(error = %e, "cannot dispose a browser context");
             }
         });
-    }
-
-    /// Applies to the current page the settings of `old` worth carrying
-    /// over (see [`CARRIED_SETTINGS`]), and its prelude.
-    async fn carry_settings(&self, old: &Page) -> Result<(), CaptureError> {
-        let carried: Vec<(&'static str, Value)> = {
-            let applied = old.applied.lock().expect("applied");
-            CARRIED_SETTINGS
-                .iter()
-                .filter_map(|m| Some((*m, applied.get(m)?.clone())))
-                .collect()
-        };
-        for (method, params) in carried {
-            self.cdp_setting(method, params).await?;
-        }
-        let prelude = old.prelude.lock().expect("prelude").take();
-        if let Some((source, _)) = prelude {
-            self.set_prelude(source).await?;
-        }
-        Ok(())
     }
 
     /// Sends a CDP command to the capture's page, through our own DevTools
@@ -593,7 +630,7 @@ impl Session {
         Ok(())
     }
 
-    /// Installs the prelude for `config` (its clock and random seed) for the
+    /// Installs the prelude for `config` (clock, seed, locale, budget) for the
     /// documents loaded from now on, replacing another one.
     async fn install_prelude(&self, config: &CaptureConfig) -> Result<(), CaptureError> {
         let source = js::prelude(&js::PreludeParams::of(config), js::FREEZE_CSS);
@@ -728,7 +765,6 @@ impl Session {
             let _ = writeln!(log, "[{:>5} ms] {what}", start.elapsed().as_millis());
         };
         step(&mut log, &format!("capture {url}"));
-        let viewport = config.viewport();
         let page_timeout = config.page_timeout();
         let resource_timeout = config.resource_timeout();
 
@@ -927,9 +963,7 @@ impl Session {
             self.settle(resource_timeout).await?;
         }
 
-        // Size the shot. The viewport keeps its size, so `100vh` and fixed
-        // elements lay out as in a browser window; the screenshot reaches
-        // beyond it.
+        // Size the shot.
         let doc_height = if page_changed {
             self.doc_height().await?
         } else {
@@ -938,25 +972,10 @@ impl Session {
                 .unwrap_or(0)
                 .min(u64::from(u32::MAX)) as u32
         };
-        let (x, y, width, shot_height) = match config.clip_rect {
-            Some(c) => (c.left, c.top, c.width, c.height),
-            None => {
-                let mut height = viewport.height;
-                let max = max_shot_height(viewport.width, config.scale());
-                if config.full_page() && doc_height > height {
-                    height = doc_height.min(max);
-                    if doc_height > max {
-                        step(
-                            &mut log,
-                            &format!(
-                                "page is {doc_height}px high; cut at {max}px ({DEFAULT_MAX_PIXELS} pixels at most)"
-                            ),
-                        );
-                    }
-                }
-                (0, 0, viewport.width, height)
-            }
-        };
+        let (clip, cut) = shot_clip(config, doc_height);
+        if let Some(note) = cut {
+            step(&mut log, &note);
+        }
 
         if !config.mask_selectors.is_empty() {
             let color = config.mask_color.as_deref().unwrap_or(DEFAULT_MASK_COLOR);
@@ -1002,32 +1021,15 @@ impl Session {
             });
         }
 
-        // The page is settled and decorated: stop its scripts so nothing
-        // changes it during the screenshot. A page that navigates itself
-        // (a timer setting `location`) while Chromium takes the screenshot
-        // would leave `Page.captureScreenshot` unanswered for good; one it
-        // started just before is waited for (by chromedriver, which tracks
-        // navigations closely: the page's own DevTools events did not tell
-        // a pending one reliably).
-        self.set_scripts_enabled(false).await?;
-        self.wait_for_navigation().await?;
-        let beyond = x.saturating_add(width) > viewport.width
-            || y.saturating_add(shot_height) > viewport.height;
-        let png = self
-            .screenshot(
-                Clip {
-                    x,
-                    y,
-                    width,
-                    height: shot_height,
-                },
-                config.scale(),
-                beyond,
-            )
-            .await?;
+        let png = self.take_shot(config, clip).await?;
         step(
             &mut log,
-            &format!("screenshot {width}x{shot_height} ({} bytes)", png.len()),
+            &format!(
+                "screenshot {}x{} ({} bytes)",
+                clip.width,
+                clip.height,
+                png.len()
+            ),
         );
         refused.extend(self.proxy.take_refusals());
         for r in &refused {
@@ -1051,6 +1053,105 @@ impl Session {
             log,
             located,
             links,
+        })
+    }
+
+    /// Takes the screenshot of the settled, decorated page. Its scripts are
+    /// stopped first, so nothing changes it meanwhile. A page that
+    /// navigates itself (a timer setting `location`) while Chromium takes
+    /// the screenshot would leave `Page.captureScreenshot` unanswered for
+    /// good; one it started just before is waited for (by chromedriver,
+    /// which tracks navigations closely: the page's own DevTools events did
+    /// not tell a pending one reliably).
+    async fn take_shot(&self, config: &CaptureConfig, clip: Clip) -> Result<Vec<u8>, CaptureError> {
+        self.set_scripts_enabled(false).await?;
+        self.wait_for_navigation().await?;
+        let viewport = config.viewport();
+        let beyond = clip.x.saturating_add(clip.width) > viewport.width
+            || clip.y.saturating_add(clip.height) > viewport.height;
+        self.screenshot(clip, config.scale(), beyond).await
+    }
+
+    /// Whether the loaded page would look the same loaded afresh with other
+    /// media features: none of its scripts asked for a media feature
+    /// (`matchMedia`), it has no canvas (drawn by script, perhaps in the
+    /// colours of the moment) and no frame it cannot be asked about.
+    pub(crate) async fn media_blind(&self) -> Result<bool, CaptureError> {
+        let blind = self
+            .call(&js::MEDIA_BLIND, &[])
+            .await?
+            .map_err(CaptureError::browser)?;
+        Ok(blind == Value::Bool(true))
+    }
+
+    /// Takes the page the last capture loaded again with `config`'s media
+    /// features, for a mode that differs from that capture only in them
+    /// (the caller checks, and [`Session::media_blind`]): no second load.
+    pub(crate) async fn recapture_media(
+        &self,
+        config: &CaptureConfig,
+    ) -> Result<Capture, CaptureError> {
+        let start = Instant::now();
+        let mut log = String::new();
+        let mut step = |log: &mut String, what: &str| {
+            let _ = writeln!(log, "[{:>5} ms] {what}", start.elapsed().as_millis());
+        };
+        let features: Vec<String> = config
+            .media_features()
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}"))
+            .collect();
+        step(
+            &mut log,
+            &format!(
+                "the page of the capture before, with {} (no second load)",
+                features.join(", ")
+            ),
+        );
+        self.set_media(config).await?;
+        self.set_scripts_enabled(true).await?;
+        let timeout = config.resource_timeout().as_millis() as u64;
+        let settled = self
+            .call(
+                &js::SETTLE_THEN_STABILIZE,
+                &[
+                    json!(timeout),
+                    json!(QUIET_MS),
+                    json!(""),
+                    json!([]),
+                    json!(""),
+                ],
+            )
+            .await?
+            .map_err(CaptureError::browser)?;
+        step(
+            &mut log,
+            &format!("settled after {} ms", settled["waitedMs"]),
+        );
+        log_abandoned(&mut log, &settled, &mut step);
+        let height = settled["height"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(u64::from(u32::MAX)) as u32;
+        let (clip, cut) = shot_clip(config, height);
+        if let Some(note) = cut {
+            step(&mut log, &note);
+        }
+        let png = self.take_shot(config, clip).await?;
+        step(
+            &mut log,
+            &format!(
+                "screenshot {}x{} ({} bytes)",
+                clip.width,
+                clip.height,
+                png.len()
+            ),
+        );
+        Ok(Capture {
+            png,
+            log,
+            located: Vec::new(),
+            links: Vec::new(),
         })
     }
 
@@ -1142,16 +1243,7 @@ impl Session {
         .await
         .map_err(|e| CaptureError::browser_from(format!("time zone {}", config.timezone()), e))?;
         self.set_locale(config.locale()).await?;
-        let features: Vec<Value> = config
-            .media_features()
-            .iter()
-            .map(|(name, value)| json!({ "name": name, "value": value }))
-            .collect();
-        self.cdp_setting(
-            "Emulation.setEmulatedMedia",
-            json!({ "media": "", "features": features }),
-        )
-        .await?;
+        self.set_media(config).await?;
         let viewport = config.viewport();
         self.cdp_setting(
             "Emulation.setDeviceMetricsOverride",
@@ -1166,6 +1258,21 @@ impl Session {
         self.cdp_setting(
             "Emulation.setTouchEmulationEnabled",
             json!({ "enabled": config.is_mobile(), "maxTouchPoints": if config.is_mobile() { 5 } else { 1 } }),
+        )
+        .await
+    }
+
+    /// Sets the CSS media features `config` asks for (all of them, so the
+    /// browser's own never show through).
+    async fn set_media(&self, config: &CaptureConfig) -> Result<(), CaptureError> {
+        let features: Vec<Value> = config
+            .media_features()
+            .iter()
+            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .collect();
+        self.cdp_setting(
+            "Emulation.setEmulatedMedia",
+            json!({ "media": "", "features": features }),
         )
         .await
     }
@@ -1221,6 +1328,41 @@ impl Session {
     }
 }
 
+/// The rectangle to take: `clipRect`, or the viewport's width and the
+/// document's height (full page, cut at [`max_shot_height`]: the note
+/// says so) or the viewport's. The viewport keeps its size, so `100vh` and
+/// fixed elements lay out as in a browser window; the shot reaches beyond.
+fn shot_clip(config: &CaptureConfig, doc_height: u32) -> (Clip, Option<String>) {
+    if let Some(c) = config.clip_rect {
+        let clip = Clip {
+            x: c.left,
+            y: c.top,
+            width: c.width,
+            height: c.height,
+        };
+        return (clip, None);
+    }
+    let viewport = config.viewport();
+    let mut height = viewport.height;
+    let mut note = None;
+    let max = max_shot_height(viewport.width, config.scale());
+    if config.full_page() && doc_height > height {
+        height = doc_height.min(max);
+        if doc_height > max {
+            note = Some(format!(
+                "page is {doc_height}px high; cut at {max}px ({DEFAULT_MAX_PIXELS} pixels at most)"
+            ));
+        }
+    }
+    let clip = Clip {
+        x: 0,
+        y: 0,
+        width: viewport.width,
+        height,
+    };
+    (clip, note)
+}
+
 fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut String, &str)) {
     if let Some(list) = settled["abandoned"].as_array().filter(|l| !l.is_empty()) {
         let items: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
@@ -1239,7 +1381,7 @@ fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut S
 async fn first_page(driver: &WebDriver) -> Result<(DevTools, Page), CaptureError> {
     let opened = async {
         let devtools = DevTools::connect(driver).await?;
-        let spare = Spare::make(devtools.clone()).await?;
+        let spare = Spare::make(devtools.clone(), Carried::default()).await?;
         let page = Page::open(driver, spare).await?;
         Ok((devtools, page))
     };

@@ -354,10 +354,11 @@ fn stability_names_the_element_that_changes_and_passes_a_frozen_page() {
         <p class="token" style="margin:0;width:400px">token <span id="token"></span></p>
         <p style="margin:0">now <span>0</span></p>
         <script>
-          // Not frozen: the crypto generator. Always ten digits, so the
-          // span is as wide in every capture and covers every change.
+          // Not frozen: an event's time stamp, real time in tenths of a
+          // millisecond. Always ten digits, so the span is as wide in every
+          // capture and covers every change.
           document.getElementById('token').textContent =
-            String(crypto.getRandomValues(new Uint32Array(1))[0]).padStart(10, '0');
+            String(Math.round(new Event('x').timeStamp * 10)).padStart(10, '0');
           document.querySelectorAll('span')[1].textContent = Date.now() + ' ' + Math.random();
         </script></body></html>"#,
     );

@@ -72,6 +72,16 @@
   const nextRandom = generator(P.seed);
   Math.random = function random() { return nextRandom() / 4294967296; };
 
+  // A page that asks for a media feature may draw by it: its modes are
+  // then never taken from one load (see MEDIA_BLIND).
+  const realMatchMedia = window.matchMedia;
+  if (realMatchMedia) {
+    window.matchMedia = function matchMedia(query) {
+      if (/prefers-|forced-colors|inverted-colors/i.test(String(query))) s.mediaQueried = true;
+      return realMatchMedia.call(window, query);
+    };
+  }
+
   // The locale, engine-neutral (the browser is also told, for Intl).
   if (P.locale) {
     const languages = Object.freeze([P.locale, P.locale.split('-')[0]].filter((l, i, all) => all.indexOf(l) === i));
