@@ -36,7 +36,7 @@ pub use console::{Console, list_tests};
 pub use filter::TestFilter;
 pub use yaml::{Arm, SuiteFile, TestSpec, WaitFor, parse_file, parse_str};
 
-use dpxdt_core::capture::{Browser, BrowserOptions, CaptureError, Capturer};
+use dpxdt_core::capture::{Browser, BrowserOptions, Capture, CaptureError, Capturer};
 use dpxdt_core::diff::{DiffOptions, DiffReport, diff_png_bytes};
 
 /// Which local mode runs.
@@ -336,6 +336,37 @@ fn jobs(files: &[SuiteFile], options: &RunOptions) -> usize {
     options.jobs.max(1).min(selected)
 }
 
+/// The selected tests in groups run as one: each test alone, except that
+/// the consecutive modes of one test (`home@light`, `home@dark`) go
+/// together.
+fn mode_groups(tests: Vec<&TestSpec>) -> Vec<Vec<&TestSpec>> {
+    let base = |t: &TestSpec| {
+        t.mode.as_ref().and_then(|m| {
+            t.name
+                .strip_suffix(m.as_str())
+                .and_then(|n| n.strip_suffix(dpxdt_core::config::MODE_SEPARATOR))
+                .map(str::to_string)
+        })
+    };
+    let mut groups: Vec<Vec<&TestSpec>> = Vec::new();
+    for t in tests {
+        let joins = match groups.last().and_then(|g| g.last()) {
+            Some(prev) => {
+                base(t).is_some()
+                    && base(prev) == base(t)
+                    && prev.run.url == t.run.url
+                    && prev.reference.url == t.reference.url
+            }
+            None => false,
+        };
+        match groups.last_mut() {
+            Some(group) if joins => group.push(t),
+            _ => groups.push(vec![t]),
+        }
+    }
+    groups
+}
+
 /// [`run`] with any [`Capturer`] (a browser, or a stand-in in tests).
 pub async fn run_with(
     capturer: Arc<dyn Capturer>,
@@ -429,27 +460,35 @@ pub async fn run_with(
         let mut set = tokio::task::JoinSet::new();
         // At most `jobs` tests in flight, so a test's time is its own.
         let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
-        for t in tests {
-            let ctx = TestContext {
-                mode,
-                dir: dir.to_path_buf(),
-                out: output_dir.join(&t.name),
-                file: file.path.clone(),
-                test: t.clone(),
-                capturer: Arc::clone(&capturer),
-                reporter: Arc::clone(&reporter),
-                pass_on_shift: options.pass_on_shift,
-            };
+        // The modes of one test run together, in one job: modes that differ
+        // only in media features may then share one load of the page.
+        for group in mode_groups(tests) {
+            let contexts: Vec<TestContext> = group
+                .into_iter()
+                .map(|t| TestContext {
+                    mode,
+                    dir: dir.to_path_buf(),
+                    out: output_dir.join(&t.name),
+                    file: file.path.clone(),
+                    test: t.clone(),
+                    capturer: Arc::clone(&capturer),
+                    reporter: Arc::clone(&reporter),
+                    pass_on_shift: options.pass_on_shift,
+                })
+                .collect();
             let slots = Arc::clone(&slots);
             set.spawn(async move {
                 let _slot = slots.acquire_owned().await;
-                ctx.run().await
+                TestContext::run_modes(contexts).await
             });
         }
         while let Some(done) = set.join_next().await {
-            let result = done.map_err(|e| LocalError::Setup(format!("a test task failed: {e}")))?;
-            reporter.event(&Event::Done(&result));
-            summary.results.push(result);
+            let results =
+                done.map_err(|e| LocalError::Setup(format!("a test task failed: {e}")))?;
+            for result in results {
+                reporter.event(&Event::Done(&result));
+                summary.results.push(result);
+            }
         }
         drop(setup_proc);
     }
@@ -468,28 +507,57 @@ struct TestContext {
 }
 
 impl TestContext {
-    async fn run(self) -> TestResult {
-        let start = Instant::now();
-        let arm = match self.mode {
+    /// The arm this run captures.
+    fn arm(&self) -> &Arm {
+        match self.mode {
             Mode::Update => &self.test.reference,
             Mode::Test => &self.test.run,
-        };
-        let mut log = String::new();
-        let outcome = self
-            .outcome(arm, &mut log)
-            .await
-            .unwrap_or_else(|message| Outcome::Error { message });
-        TestResult {
-            file: self.file.clone(),
-            name: self.test.name.clone(),
-            url: arm.url.clone(),
-            outcome,
-            duration: start.elapsed(),
-            log,
         }
     }
 
-    async fn outcome(&self, arm: &Arm, log: &mut String) -> Result<Outcome, String> {
+    /// Runs the tests of one group from [`mode_groups`]: a test alone, or
+    /// the modes of one test captured together (each mode's time is an
+    /// equal share of the group's).
+    async fn run_modes(contexts: Vec<TestContext>) -> Vec<TestResult> {
+        let Some(first) = contexts.first() else {
+            return Vec::new();
+        };
+        let start = Instant::now();
+        for c in &contexts {
+            c.reporter.event(&Event::Capturing { name: &c.test.name });
+        }
+        let configs: Vec<_> = contexts.iter().map(|c| c.arm().config.clone()).collect();
+        let url = first.arm().url.clone();
+        let shots = if contexts.len() == 1 {
+            vec![first.capturer.capture(&url, &configs[0]).await]
+        } else {
+            first.capturer.capture_modes(&url, &configs).await
+        };
+        let share = start.elapsed() / contexts.len().max(1) as u32;
+        let mut results = Vec::with_capacity(contexts.len());
+        for (ctx, shot) in contexts.iter().zip(shots) {
+            let begun = Instant::now();
+            let mut log = String::new();
+            let outcome = match shot {
+                Ok(shot) => ctx.outcome(shot, &mut log).await,
+                Err(e) => Err(e.to_string()),
+            }
+            .unwrap_or_else(|message| Outcome::Error { message });
+            results.push(TestResult {
+                file: ctx.file.clone(),
+                name: ctx.test.name.clone(),
+                url: ctx.arm().url.clone(),
+                outcome,
+                duration: share + begun.elapsed(),
+                log,
+            });
+        }
+        results
+    }
+
+    /// What `shot`, this test's capture, makes of it: the new reference
+    /// (update), or a pass or a failure against the reference (test).
+    async fn outcome(&self, shot: Capture, log: &mut String) -> Result<Outcome, String> {
         let name = self.test.name.as_str();
         let reference = self.dir.join(format!("{name}.png"));
         let ref_bytes = match self.mode {
@@ -506,12 +574,6 @@ impl TestContext {
             })?),
             Mode::Update => None,
         };
-        self.reporter.event(&Event::Capturing { name });
-        let shot = self
-            .capturer
-            .capture(&arm.url, &arm.config)
-            .await
-            .map_err(|e| e.to_string())?;
         log.push_str(&shot.log);
         let write = |path: &Path, bytes: &[u8]| -> Result<(), String> {
             dpxdt_core::atomic::write(path, bytes)
@@ -856,5 +918,32 @@ mod tests {
             .map(|r| r.name.as_str())
             .collect();
         assert_eq!(failed, ["home@light"]);
+    }
+
+    #[test]
+    fn the_modes_of_one_test_are_grouped_and_nothing_else() {
+        let yaml = "tests:
+  - name: home
+    url: http://127.0.0.1:1/
+    modes: [{name: light}, {name: dark, colorScheme: dark}]
+  - name: about
+    url: http://127.0.0.1:1/about
+  - name: other
+    url: http://127.0.0.1:1/other
+    modes: [{name: light}]
+";
+        let file = parse_str(Path::new("site.yaml"), yaml).unwrap();
+        let groups: Vec<Vec<&str>> = mode_groups(file.tests.iter().collect())
+            .into_iter()
+            .map(|g| g.into_iter().map(|t| t.name.as_str()).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                vec!["home@light", "home@dark"],
+                vec!["about"],
+                vec!["other@light"]
+            ]
+        );
     }
 }
