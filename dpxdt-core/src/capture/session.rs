@@ -611,6 +611,44 @@ impl Session {
         }
     }
 
+    /// Loads `url` in the page and waits for its `DOMContentLoaded` (the
+    /// "eager" page load strategy), at most `timeout`. Through our own
+    /// DevTools session rather than chromedriver's navigation command,
+    /// which costs 10 to 30 ms more on a fresh page; chromedriver follows
+    /// the navigation from the page's events all the same.
+    async fn navigate(&self, url: &str, timeout: Duration) -> Result<(), CaptureError> {
+        let mut events = self.devtools.events();
+        let load_error = |reason: String| CaptureError::Load {
+            url: url.to_string(),
+            reason,
+        };
+        let navigated = self.cdp("Page.navigate", json!({ "url": url })).await?;
+        if let Some(text) = navigated["errorText"].as_str().filter(|t| !t.is_empty()) {
+            return Err(load_error(text.to_string()));
+        }
+        let session = self.page.session.as_str();
+        let loaded = async {
+            loop {
+                match events.recv().await {
+                    Ok(e)
+                        if e.session.as_deref() == Some(session)
+                            && e.method == "Page.domContentEventFired" =>
+                    {
+                        return Ok(());
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(CaptureError::browser("the DevTools connection closed"));
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, loaded).await {
+            Ok(done) => done,
+            Err(_) => Err(load_error("the page did not finish loading in time".into())),
+        }
+    }
+
     /// Waits until a navigation the page has started is done (by the page
     /// load strategy): chromedriver waits so before any command of its own.
     async fn wait_for_navigation(&self) -> Result<(), CaptureError> {
@@ -856,9 +894,7 @@ impl Session {
                 .map_err(browser_err)?;
             *self.page_timeout.lock().expect("page timeout") = Some(page_timeout);
         }
-        if let Err(e) = self.d().goto(url).await {
-            return Err(load_error(url, &e));
-        }
+        self.navigate(url, page_timeout).await?;
         step(&mut log, "navigated");
         self.prepare_spare();
         // Settle, then freeze and decorate: one call.
@@ -1411,25 +1447,6 @@ fn is_headless_shell(chromium: &Path) -> bool {
     chromium
         .file_name()
         .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
-}
-
-fn load_error(url: &str, e: &WebDriverError) -> CaptureError {
-    let text = e.to_string();
-    if text.contains("timeout") || text.contains("Timed out") {
-        return CaptureError::Load {
-            url: url.to_string(),
-            reason: "the page did not finish loading in time".into(),
-        };
-    }
-    let reason = text
-        .split_whitespace()
-        .find(|w| w.starts_with("net::"))
-        .map(|w| w.trim_end_matches([',', '.', ')', '"']).to_string())
-        .unwrap_or(text);
-    CaptureError::Load {
-        url: url.to_string(),
-        reason,
-    }
 }
 
 /// `host:port` of a URL (no brackets around IPv6 hosts), as the proxy
