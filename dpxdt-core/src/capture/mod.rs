@@ -556,6 +556,15 @@ impl Browser {
         probe: &Probe,
     ) -> Result<Capture, CaptureError> {
         config.validate()?;
+        if !config.modes.is_empty() {
+            return Err(crate::config::ConfigError::Invalid {
+                field: "modes",
+                reason: "a config with modes stands for one capture per mode: \
+                         capture each of its variants() (or use capture_modes)"
+                    .into(),
+            }
+            .into());
+        }
         let parsed = url::Url::parse(url).map_err(|e| CaptureError::Url {
             url: url.to_string(),
             reason: e.to_string(),

@@ -63,6 +63,12 @@ impl CaptureConfig {
         if self.modes.is_empty() {
             return Ok(vec![(None, self.clone())]);
         }
+        if self.modes.len() > MAX_MODES {
+            return Err(ConfigError::Invalid {
+                field: "modes",
+                reason: format!("{} modes; at most {MAX_MODES}", self.modes.len()),
+            });
+        }
         let mut base = self.clone();
         base.modes.clear();
         let Value::Object(base_fields) = serde_json::to_value(&base)? else {

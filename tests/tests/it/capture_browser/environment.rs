@@ -195,6 +195,13 @@ async fn media_features_devices_and_modes_change_the_page() {
         shoot(&url, r#"{"fullPage": false, "colorScheme": "dark"}"#).await,
         phone,
     ];
+    let refused = browser().await.capture(&url, &moded).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("modes")),
+        "one capture of a config with modes is refused"
+    );
     let variants = moded.variants().expect("modes");
     assert_eq!(variants.len(), 3);
     for ((name, variant), expected) in variants.iter().zip(&expected) {
