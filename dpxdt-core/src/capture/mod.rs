@@ -333,6 +333,21 @@ impl Capturer for Browser {
     }
 }
 
+/// Refuses a URL that is not http, https or file.
+fn check_url(url: &str) -> Result<(), CaptureError> {
+    let parsed = url::Url::parse(url).map_err(|e| CaptureError::Url {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https" | "file") {
+        return Err(CaptureError::Url {
+            url: url.to_string(),
+            reason: format!("scheme {} is not http, https or file", parsed.scheme()),
+        });
+    }
+    Ok(())
+}
+
 /// Whether `next` asks for the page `prev` captured with other media
 /// features only, and nothing that acts on the loaded page (`injectJs`,
 /// `waitForSelector`, `maskSelectors`: done once, for the first load).
@@ -556,6 +571,7 @@ impl Browser {
         probe: &Probe,
     ) -> Result<Capture, CaptureError> {
         config.validate()?;
+        check_url(url)?;
         if !config.modes.is_empty() {
             return Err(crate::config::ConfigError::Invalid {
                 field: "modes",
@@ -564,16 +580,6 @@ impl Browser {
                     .into(),
             }
             .into());
-        }
-        let parsed = url::Url::parse(url).map_err(|e| CaptureError::Url {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https" | "file") {
-            return Err(CaptureError::Url {
-                url: url.to_string(),
-                reason: format!("scheme {} is not http, https or file", parsed.scheme()),
-            });
         }
         let inner = Arc::clone(&self.inner);
         let url = url.to_string();
@@ -621,8 +627,9 @@ impl Browser {
                 }
                 run.push(next.clone());
             }
-            if let Err(e) = run[0].validate() {
-                out.push(Err(e.into()));
+            // What a capture of its own would refuse is refused by one.
+            if check_url(url).is_err() || run.iter().any(|c| c.validate().is_err()) {
+                out.push(self.capture(url, &configs[i]).await);
                 i += 1;
                 continue;
             }

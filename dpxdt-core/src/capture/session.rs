@@ -988,8 +988,11 @@ impl Session {
                 }
                 _ => {
                     return Err(CaptureError::Selector(format!(
-                        "waitForSelector {sel:?} matched nothing after {} ms",
-                        remaining.as_millis()
+                        "waitForSelector {sel:?} matched nothing after {} ms (the page's \
+                         timers ran for settleTimeMs, {} ms of virtual time, and wait \
+                         meanwhile)",
+                        remaining.as_millis(),
+                        config.settle_time_ms()
                     )));
                 }
             }
@@ -1201,7 +1204,9 @@ impl Session {
         scale: f64,
         beyond: bool,
     ) -> Result<Vec<u8>, CaptureError> {
-        let tile_css = ((f64::from(TILE_HEIGHT) / scale).floor() as u32).max(1);
+        // A multiple of 8 CSS pixels: whole device pixels at every seam, as
+        // the scale is a multiple of 1/8.
+        let tile_css = (((f64::from(TILE_HEIGHT) / scale).floor() as u32) / 8 * 8).max(8);
         if clip.height <= tile_css {
             return self.screenshot_tile(clip, beyond).await;
         }

@@ -36,8 +36,9 @@ pub(crate) fn check_timezone(name: &str) -> Result<(), String> {
 }
 
 /// Why `tag` is not a usable BCP 47 locale: its language must be a known
-/// two-letter code, a region two letters or three digits, a script four
-/// letters, other subtags 1 to 8 letters or digits.
+/// two-letter code (ISO 639-1) or three letters (ISO 639-2/3, e.g. `fil`),
+/// other subtags 1 to 8 letters or digits, and the tag written in the
+/// case the page will see (`en-US`, `zh-Hant-TW`).
 pub(crate) fn check_locale(tag: &str) -> Result<(), String> {
     let bad = |why: &str| {
         Err(format!(
@@ -46,11 +47,12 @@ pub(crate) fn check_locale(tag: &str) -> Result<(), String> {
     };
     let mut parts = tag.split('-');
     let language = parts.next().unwrap_or_default();
-    if !LANGUAGES
+    let known = LANGUAGES
         .split_whitespace()
         .any(|l| l.eq_ignore_ascii_case(language))
-    {
-        return bad(&format!("{language:?} is not an ISO 639-1 language code"));
+        || (language.len() == 3 && language.bytes().all(|b| b.is_ascii_alphabetic()));
+    if !known {
+        return bad(&format!("{language:?} is not an ISO 639 language code"));
     }
     for part in parts {
         let ok =
@@ -59,7 +61,28 @@ pub(crate) fn check_locale(tag: &str) -> Result<(), String> {
             return bad(&format!("{part:?} is not a subtag"));
         }
     }
+    let canonical = canonical_case(tag);
+    if canonical != tag {
+        return bad(&format!("write it {canonical:?}"));
+    }
     Ok(())
+}
+
+/// `tag` in BCP 47's usual case: language lower, script title, region upper.
+fn canonical_case(tag: &str) -> String {
+    tag.split('-')
+        .enumerate()
+        .map(|(i, part)| match part.len() {
+            _ if i == 0 => part.to_ascii_lowercase(),
+            2 => part.to_ascii_uppercase(),
+            4 if part.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                let lower = part.to_ascii_lowercase();
+                lower[..1].to_ascii_uppercase() + &lower[1..]
+            }
+            _ => part.to_ascii_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The languages of the `Accept-Language` header for `locale`, most
@@ -97,12 +120,22 @@ mod tests {
 
     #[test]
     fn locales_are_checked_by_subtag() {
-        for l in ["en-US", "de-DE", "de", "zh-Hant-TW", "pt-BR", "es-419"] {
+        for l in [
+            "en-US",
+            "de-DE",
+            "de",
+            "zh-Hant-TW",
+            "pt-BR",
+            "es-419",
+            "fil-PH",
+        ] {
             assert!(check_locale(l).is_ok(), "{l}");
         }
         for l in [
             "",
             "xx-YY",
+            "EN-us",
+            "zh-hant-tw",
             "english",
             "en_US",
             "en--US",

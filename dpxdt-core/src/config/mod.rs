@@ -383,12 +383,25 @@ impl CaptureConfig {
                 ));
             }
         }
-        if let Some(scale) = self.device_scale_factor
-            && !(0.5..=4.0).contains(&scale)
-        {
+        if let Some(scale) = self.device_scale_factor {
+            if !(0.5..=4.0).contains(&scale) {
+                return Err(invalid(
+                    "deviceScaleFactor",
+                    format!("{scale} is outside 0.5..=4"),
+                ));
+            }
+            // Whole device pixels at every tile seam of a tall shot.
+            if (scale * 8.0).fract() != 0.0 {
+                return Err(invalid(
+                    "deviceScaleFactor",
+                    format!("{scale} is not a multiple of 1/8 (like 1.5, 2.625 or 3)"),
+                ));
+            }
+        }
+        if self.settle_time_ms.is_some() && self.clock.as_deref() == Some(REAL_CLOCK) {
             return Err(invalid(
-                "deviceScaleFactor",
-                format!("{scale} is outside 0.5..=4"),
+                "settleTimeMs",
+                "there is no virtual time with \"clock\": \"real\"".into(),
             ));
         }
         if let Some(name) = &self.device
@@ -402,14 +415,17 @@ impl CaptureConfig {
                 ),
             ));
         }
-        let (w, h) = (self.viewport().width, self.viewport().height);
         let scale = self.scale();
+        let (what, w, h) = match self.clip_rect {
+            Some(c) => ("clipRect", c.width, c.height),
+            None => ("viewport", self.viewport().width, self.viewport().height),
+        };
         if f64::from(w) * scale > f64::from(MAX_EDGE) || f64::from(h) * scale > f64::from(MAX_EDGE)
         {
             return Err(invalid(
                 "deviceScaleFactor",
                 format!(
-                    "a {w}x{h} viewport at scale {scale} is more than {MAX_EDGE} pixels on an edge"
+                    "a {w}x{h} {what} at scale {scale} is more than {MAX_EDGE} pixels on an edge"
                 ),
             ));
         }
@@ -708,6 +724,13 @@ mod tests {
             (r#"{"reducedMotion": "yes"}"#, "reducedMotion"),
             (r#"{"forcedColors": "on"}"#, "forcedColors"),
             (r#"{"deviceScaleFactor": 9}"#, "deviceScaleFactor"),
+            (r#"{"deviceScaleFactor": 1.3}"#, "1/8"),
+            (r#"{"clock": "real", "settleTimeMs": 10}"#, "settleTimeMs"),
+            (
+                r#"{"clipRect": {"left": 0, "top": 0, "width": 9000, "height": 9000}, "deviceScaleFactor": 2}"#,
+                "clipRect at scale",
+            ),
+            (r#"{"locale": "EN-us"}"#, "en-US"),
             (
                 r#"{"viewportSize": {"width": 9000, "height": 10}, "deviceScaleFactor": 2}"#,
                 "deviceScaleFactor",

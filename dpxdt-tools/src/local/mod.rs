@@ -519,61 +519,91 @@ impl TestContext {
     /// the modes of one test captured together (each mode's time is an
     /// equal share of the group's).
     async fn run_modes(contexts: Vec<TestContext>) -> Vec<TestResult> {
-        let Some(first) = contexts.first() else {
-            return Vec::new();
-        };
         let start = Instant::now();
-        for c in &contexts {
+        // A test without its reference fails before anything is captured.
+        let mut results = Vec::with_capacity(contexts.len());
+        let mut ready = Vec::with_capacity(contexts.len());
+        for ctx in contexts {
+            match ctx.read_reference() {
+                Ok(reference) => ready.push((ctx, reference)),
+                Err(message) => results.push(ctx.result(Outcome::Error { message }, start, "")),
+            }
+        }
+        let Some((first, _)) = ready.first() else {
+            return results;
+        };
+        for (c, _) in &ready {
             c.reporter.event(&Event::Capturing { name: &c.test.name });
         }
-        let configs: Vec<_> = contexts.iter().map(|c| c.arm().config.clone()).collect();
+        let configs: Vec<_> = ready.iter().map(|(c, _)| c.arm().config.clone()).collect();
         let url = first.arm().url.clone();
-        let shots = if contexts.len() == 1 {
+        let shots = if ready.len() == 1 {
             vec![first.capturer.capture(&url, &configs[0]).await]
         } else {
             first.capturer.capture_modes(&url, &configs).await
         };
-        let share = start.elapsed() / contexts.len().max(1) as u32;
-        let mut results = Vec::with_capacity(contexts.len());
-        for (ctx, shot) in contexts.iter().zip(shots) {
-            let begun = Instant::now();
+        let share = start.elapsed() / ready.len() as u32;
+        for ((ctx, reference), shot) in ready.into_iter().zip(shots) {
+            let begun = Instant::now()
+                .checked_sub(share)
+                .unwrap_or_else(Instant::now);
             let mut log = String::new();
             let outcome = match shot {
-                Ok(shot) => ctx.outcome(shot, &mut log).await,
+                Ok(shot) => ctx.outcome(shot, reference, &mut log).await,
                 Err(e) => Err(e.to_string()),
             }
             .unwrap_or_else(|message| Outcome::Error { message });
-            results.push(TestResult {
-                file: ctx.file.clone(),
-                name: ctx.test.name.clone(),
-                url: ctx.arm().url.clone(),
-                outcome,
-                duration: share + begun.elapsed(),
-                log,
-            });
+            results.push(ctx.result(outcome, begun, &log));
         }
         results
     }
 
+    /// This test's result: `outcome`, timed from `start`.
+    fn result(&self, outcome: Outcome, start: Instant, log: &str) -> TestResult {
+        TestResult {
+            file: self.file.clone(),
+            name: self.test.name.clone(),
+            url: self.arm().url.clone(),
+            outcome,
+            duration: start.elapsed(),
+            log: log.to_string(),
+        }
+    }
+
+    /// The reference's bytes when testing (`None` when updating), or why
+    /// it cannot be read.
+    fn read_reference(&self) -> Result<Option<Vec<u8>>, String> {
+        if self.mode == Mode::Update {
+            return Ok(None);
+        }
+        let reference = self.reference_path();
+        std::fs::read(&reference).map(Some).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "reference image {} does not exist; run `dpxdt update {}` first",
+                    reference.display(),
+                    self.dir.display()
+                )
+            } else {
+                format!("cannot read {}: {e}", reference.display())
+            }
+        })
+    }
+
+    fn reference_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.png", self.test.name))
+    }
+
     /// What `shot`, this test's capture, makes of it: the new reference
     /// (update), or a pass or a failure against the reference (test).
-    async fn outcome(&self, shot: Capture, log: &mut String) -> Result<Outcome, String> {
+    async fn outcome(
+        &self,
+        shot: Capture,
+        ref_bytes: Option<Vec<u8>>,
+        log: &mut String,
+    ) -> Result<Outcome, String> {
         let name = self.test.name.as_str();
-        let reference = self.dir.join(format!("{name}.png"));
-        let ref_bytes = match self.mode {
-            Mode::Test => Some(std::fs::read(&reference).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    format!(
-                        "reference image {} does not exist; run `dpxdt update {}` first",
-                        reference.display(),
-                        self.dir.display()
-                    )
-                } else {
-                    format!("cannot read {}: {e}", reference.display())
-                }
-            })?),
-            Mode::Update => None,
-        };
+        let reference = self.reference_path();
         log.push_str(&shot.log);
         let write = |path: &Path, bytes: &[u8]| -> Result<(), String> {
             dpxdt_core::atomic::write(path, bytes)

@@ -7,12 +7,14 @@
   const realNow = performance.now.bind(performance);
   const realSetTimeout = window.setTimeout.bind(window);
   const realFetch = window.fetch;
-  const s = window.__dpxdt = {
+  const s = {
     pending: new Map(), next: 0, errors: [], dialogs: [],
     now: realNow, setTimeout: realSetTimeout, frames: 0, timersRun: 0,
     // Whether virtual time still has timers to run within its budget.
     timersDue: () => false,
   };
+  // Out of the page's reach: it cannot replace or delete it.
+  Object.defineProperty(window, '__dpxdt', { value: s, writable: false, configurable: false, enumerable: false });
   const report = (message) => { if (s.errors.length < 100) s.errors.push(String(message)); };
   try { performance.setResourceTimingBufferSize(10000); } catch (e) {}
 
@@ -43,7 +45,12 @@
       if (typeof real !== 'function') continue;
       Response.prototype[method] = function (...args) {
         const end = track();
-        return real.apply(this, args).finally(end);
+        try {
+          return real.apply(this, args).finally(end);
+        } catch (e) {
+          end();
+          throw e;
+        }
       };
     }
   }
@@ -51,7 +58,12 @@
   XMLHttpRequest.prototype.send = function (...args) {
     const end = track();
     this.addEventListener('loadend', end);
-    return origSend.apply(this, args);
+    try {
+      return origSend.apply(this, args);
+    } catch (e) {
+      end();
+      throw e;
+    }
   };
   window.addEventListener('error', (e) => {
     if (e instanceof ErrorEvent) report(e.message);
@@ -137,14 +149,18 @@
     };
     Object.setPrototypeOf(VirtualDate, RealDate);
     VirtualDate.prototype = RealDate.prototype;
+    // `new (new Date()).constructor()` is virtual too.
+    Object.defineProperty(RealDate.prototype, 'constructor', { value: VirtualDate, configurable: true, writable: true });
     VirtualDate.now = () => T + now;
     window.Date = VirtualDate;
     Object.defineProperty(performance, 'now', { value: () => P.perfNow + now, configurable: true, writable: true });
     Object.defineProperty(performance, 'timeOrigin', { get: () => T - P.perfNow, configurable: true });
 
+    // Page timers have ids 1, 2, ...; the prelude's own (animation frames,
+    // idle callbacks) -1, -2, ..., which no clearTimeout of the page hits.
     const timers = new Map();
     const queue = [];
-    let nextId = 1, order = 0, depth = 0;
+    let nextId = 1, nextOwnId = -1, order = 0, depth = 0;
     const insert = (t) => {
       let lo = 0, hi = queue.length;
       while (lo < hi) {
@@ -159,12 +175,15 @@
       return queue[0];
     };
     const callable = (fn) => (typeof fn === 'function' ? fn : () => (0, eval)(String(fn)));
-    const schedule = (fn, delay, args, repeat) => {
-      let ms = Number(delay) || 0;
+    const schedule = (fn, delay, args, repeat, own) => {
+      // As the browser converts a delay (WebIDL long): whole milliseconds,
+      // NaN, infinite and out-of-range values 0.
+      let ms = Number(delay) | 0;
       if (ms < 0) ms = 0;
       // Browsers hold deeply nested timers and intervals to 4 ms.
       if (ms < 4 && (repeat || depth >= 5)) ms = 4;
-      const t = { id: nextId++, due: now + ms, order: order++, fn: callable(fn), args, every: repeat ? ms : 0, depth: depth + 1 };
+      const id = own ? nextOwnId-- : nextId++;
+      const t = { id, due: now + ms, order: order++, fn: callable(fn), args, every: repeat ? ms : 0, depth: depth + 1 };
       timers.set(t.id, t);
       insert(t);
       kick();
@@ -174,37 +193,56 @@
       const t = timers.get(id);
       if (t) { t.dead = true; timers.delete(id); }
     };
-    window.setTimeout = function setTimeout(fn, delay, ...args) { return schedule(fn, delay, args, false); };
-    window.setInterval = function setInterval(fn, delay, ...args) { return schedule(fn, delay, args, true); };
-    window.clearTimeout = function clearTimeout(id) { cancel(id); };
-    window.clearInterval = function clearInterval(id) { cancel(id); };
+    const cancelPage = (id) => { if (id > 0) cancel(id); };
+    window.setTimeout = function setTimeout(fn, delay, ...args) { return schedule(fn, delay, args, false, false); };
+    window.setInterval = function setInterval(fn, delay, ...args) { return schedule(fn, delay, args, true, false); };
+    window.clearTimeout = function clearTimeout(id) { cancelPage(id); };
+    window.clearInterval = function clearInterval(id) { cancelPage(id); };
 
     // Animation frames: every P.frameMs of virtual time while callbacks wait.
     const frameCallbacks = new Map();
-    let frameTimer = 0;
+    let frameTimer = 0, nextFrameId = 1, running = null;
     const runFrame = () => {
       frameTimer = 0;
       s.frames++;
-      const batch = Array.from(frameCallbacks.values());
+      // Callbacks cancelled by an earlier one of the same frame do not run.
+      running = new Map(frameCallbacks);
       frameCallbacks.clear();
       const stamp = performance.now();
-      for (const cb of batch) {
+      for (const [id, cb] of running) {
+        if (!running.has(id)) continue;
         try { cb(stamp); } catch (e) { report(e && e.message || e); }
       }
+      running = null;
     };
     window.requestAnimationFrame = function requestAnimationFrame(cb) {
-      const id = nextId++;
+      const id = nextFrameId++;
       frameCallbacks.set(id, cb);
       if (!frameTimer) {
         const next = (Math.floor(now / P.frameMs) + 1) * P.frameMs;
-        frameTimer = schedule(runFrame, next - now, [], false);
+        frameTimer = schedule(runFrame, next - now, [], false, true);
       }
       return id;
     };
-    window.cancelAnimationFrame = function cancelAnimationFrame(id) { frameCallbacks.delete(id); };
-    const idleDeadline = Object.freeze({ didTimeout: false, timeRemaining: () => 50 });
-    window.requestIdleCallback = function requestIdleCallback(cb) { return schedule(() => cb(idleDeadline), 0, [], false); };
-    window.cancelIdleCallback = function cancelIdleCallback(id) { cancel(id); };
+    window.cancelAnimationFrame = function cancelAnimationFrame(id) {
+      frameCallbacks.delete(id);
+      if (running) running.delete(id);
+    };
+    // Idle callbacks get 50 ms that run out as the page asks (one ms per
+    // look), so a loop that works while time remains ends.
+    const idleIds = new Map();
+    let nextIdleId = 1;
+    window.requestIdleCallback = function requestIdleCallback(cb) {
+      const id = nextIdleId++;
+      let left = 50;
+      const deadline = Object.freeze({ didTimeout: false, timeRemaining: () => (left = Math.max(0, left - 1)) });
+      idleIds.set(id, schedule(() => { idleIds.delete(id); cb(deadline); }, 0, [], false, true));
+      return id;
+    };
+    window.cancelIdleCallback = function cancelIdleCallback(id) {
+      cancel(idleIds.get(id));
+      idleIds.delete(id);
+    };
 
     // Whether the page may be moved on in time: loaded, and waiting for
     // no request (younger than the resource timeout), image or font.
@@ -241,7 +279,12 @@
       if (!t) return;
       if (t.due > now) {
         if (t.due > P.settleTime) return;
-        if (!mayAdvance()) { realSetTimeout(kick, 5); return; }
+        if (!mayAdvance()) {
+          // One look every 5 ms, however many timers wait.
+          kicked = true;
+          realSetTimeout(() => { kicked = false; kick(); }, 5);
+          return;
+        }
         now = t.due;
       }
       if (s.timersRun >= P.maxTimers) {
@@ -290,6 +333,17 @@
       if (!root.adoptedStyleSheets.includes(shadowSheet)) root.adoptedStyleSheets = [...root.adoptedStyleSheets, shadowSheet];
     } catch (e) {}
   };
+  // A component that sets its own adopted sheets keeps the freeze sheet.
+  const adopted = typeof ShadowRoot === 'function' && Object.getOwnPropertyDescriptor(ShadowRoot.prototype, 'adoptedStyleSheets');
+  if (shadowSheet && adopted && adopted.set) {
+    Object.defineProperty(ShadowRoot.prototype, 'adoptedStyleSheets', {
+      configurable: true, enumerable: adopted.enumerable, get: adopted.get,
+      set(sheets) {
+        const list = Array.from(sheets || []);
+        adopted.set.call(this, shadowRoots.includes(this) && !list.includes(shadowSheet) ? [...list, shadowSheet] : list);
+      },
+    });
+  }
   const realAttachShadow = Element.prototype.attachShadow;
   if (realAttachShadow) {
     Element.prototype.attachShadow = function attachShadow(init) {
@@ -303,13 +357,12 @@
   // the tree (declarative shadow DOM), each once, nested ones included.
   const allShadowRoots = () => {
     const out = new Set(shadowRoots);
-    const walk = (root) => {
-      for (const el of root.querySelectorAll('*')) {
-        if (el.shadowRoot && !out.has(el.shadowRoot)) out.add(el.shadowRoot);
+    const todo = [document, ...shadowRoots];
+    while (todo.length) {
+      for (const el of todo.pop().querySelectorAll('*')) {
+        if (el.shadowRoot && !out.has(el.shadowRoot)) { out.add(el.shadowRoot); todo.push(el.shadowRoot); }
       }
-    };
-    walk(document);
-    for (const root of Array.from(out)) walk(root);
+    }
     return Array.from(out);
   };
 

@@ -60,6 +60,34 @@ async fn timers_run_in_virtual_time_up_to_the_settle_budget() {
 }
 
 #[tokio::test]
+async fn virtual_time_behaves_as_browsers_do_at_the_edges() {
+    let server = PageServer::start();
+    // Clearing every timer id leaves animation frames alone; delays are
+    // whole milliseconds (Infinity is 0); an interval cleared in its own
+    // callback stops; an idle loop that works while time remains ends; a
+    // frame callback cancelled by an earlier one of its frame does not run.
+    let setup = "let first = setTimeout(() => {}, 0); while (first > 0) clearTimeout(first--);
+let frames = 0; const loop = () => { frames++; requestAnimationFrame(loop); }; requestAnimationFrame(loop);
+let fractional = null; setTimeout(() => { fractional = Date.now(); }, 1000 / 60);
+let infinite = false; setTimeout(() => { infinite = performance.now() === 1000; }, Infinity);
+let ticks = 0; const iv = setInterval(() => { ticks++; if (ticks === 3) clearInterval(iv); }, 10);
+let idle = -1; requestIdleCallback((d) => { let n = 0; while (d.timeRemaining() > 0) n++; idle = n; });
+let ran = false; requestAnimationFrame(() => cancelAnimationFrame(later));
+const later = requestAnimationFrame(() => { ran = true; });";
+    server.set_html(
+        "/edges",
+        &timed_probe(
+            setup,
+            999,
+            "frames === 62 && fractional === 1704110400016 && infinite && ticks === 3 \
+             && idle === 49 && !ran",
+        ),
+    );
+    let img = shoot(&server.url("/edges"), "{}").await;
+    assert_eq!(px(&img, 10, 10), GREEN);
+}
+
+#[tokio::test]
 async fn virtual_time_waits_for_the_network() {
     let server = PageServer::start();
     server.set(
