@@ -153,6 +153,26 @@
     Object.defineProperty(RealDate.prototype, 'constructor', { value: VirtualDate, configurable: true, writable: true });
     VirtualDate.now = () => T + now;
     window.Date = VirtualDate;
+    // Intl formats "now" when given no date: the virtual now. `format` is
+    // a getter of a bound function (`dates.map(fmt.format)` works).
+    const dtf = Intl.DateTimeFormat.prototype;
+    const formatGetter = Object.getOwnPropertyDescriptor(dtf, 'format');
+    if (formatGetter && formatGetter.get) {
+      Object.defineProperty(dtf, 'format', {
+        configurable: true,
+        get() {
+          const bound = formatGetter.get.call(this);
+          return (date) => bound(date === undefined ? T + now : date);
+        },
+      });
+    }
+    const realParts = dtf.formatToParts;
+    if (typeof realParts === 'function') {
+      Object.defineProperty(dtf, 'formatToParts', {
+        configurable: true, writable: true,
+        value: function formatToParts(date) { return realParts.call(this, date === undefined ? T + now : date); },
+      });
+    }
     Object.defineProperty(performance, 'now', { value: () => P.perfNow + now, configurable: true, writable: true });
     Object.defineProperty(performance, 'timeOrigin', { get: () => T - P.perfNow, configurable: true });
 
@@ -262,7 +282,7 @@
     };
     s.timersDue = () => {
       const t = earliest();
-      return !!t && t.due <= P.settleTime && s.timersRun < P.maxTimers;
+      return !!t && t.due <= P.settleTime && s.timersRun < P.maxTimers && !s.timeStopped;
     };
     s.virtualNow = () => now;
 
@@ -278,7 +298,7 @@
       const t = earliest();
       if (!t) return;
       if (t.due > now) {
-        if (t.due > P.settleTime) return;
+        if (t.due > P.settleTime || s.timeStopped) return;
         if (!mayAdvance()) {
           // One look every 5 ms, however many timers wait.
           kicked = true;

@@ -141,6 +141,8 @@ async fn time_zone_and_locale_are_the_configs() {
     let check = "Intl.DateTimeFormat().resolvedOptions().timeZone === ZONE \
          && navigator.language === LANG && navigator.languages[0] === LANG \
          && Intl.NumberFormat().resolvedOptions().locale === LANG \
+         && Intl.DateTimeFormat(LANG, { timeStyle: 'medium', timeZone: ZONE }).format() \
+            === [new Date()].map(Intl.DateTimeFormat(LANG, { timeStyle: 'medium', timeZone: ZONE }).format)[0] \
          && new Date().getHours() === HOUR && (1234.5).toLocaleString() === NUMBER";
     let probe = |zone: &str, lang: &str, hour: u32, number: &str| {
         probe_page(
