@@ -386,16 +386,24 @@
     return Array.from(out);
   };
 
-  // Marquees stand still at their start from the moment they exist.
+  // Marquees and videos stand still at their start from the moment they
+  // exist: a muted video may autoplay under any policy, and one that
+  // played would have to be sought back to its first frame.
+  const still = (el) => {
+    try {
+      if (el.localName === 'marquee') el.stop();
+      else if (el.localName === 'video') { el.autoplay = false; el.pause(); }
+    } catch (e) {}
+  };
   const stopMarquees = (root) => {
-    for (const m of root.querySelectorAll('marquee')) { try { m.stop(); } catch (e) {} }
+    for (const el of root.querySelectorAll('marquee, video')) still(el);
   };
   new MutationObserver((records) => {
     for (const r of records) {
       for (const n of r.addedNodes) {
         if (n.nodeType !== 1) continue;
-        if (n.localName === 'marquee') { try { n.stop(); } catch (e) {} }
-        else if (n.firstElementChild) stopMarquees(n);
+        still(n);
+        if (n.firstElementChild) stopMarquees(n);
       }
     }
   }).observe(document, { childList: true, subtree: true });
