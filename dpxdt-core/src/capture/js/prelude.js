@@ -395,7 +395,7 @@
       else if (el.localName === 'video') { el.autoplay = false; el.pause(); }
     } catch (e) {}
   };
-  const stopMarquees = (root) => {
+  const stopMovers = (root) => {
     for (const el of root.querySelectorAll('marquee, video')) still(el);
   };
   new MutationObserver((records) => {
@@ -403,7 +403,7 @@
       for (const n of r.addedNodes) {
         if (n.nodeType !== 1) continue;
         still(n);
-        if (n.firstElementChild) stopMarquees(n);
+        if (n.firstElementChild) stopMovers(n);
       }
     }
   }).observe(document, { childList: true, subtree: true });
@@ -497,7 +497,7 @@
     const roots = [document, ...allShadowRoots()];
     for (const root of roots) {
       if (root !== document) freezeShadow(root);
-      stopMarquees(root);
+      stopMovers(root);
     }
     if (document.getAnimations) {
       for (const a of document.getAnimations()) {

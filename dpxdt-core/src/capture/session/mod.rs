@@ -35,7 +35,7 @@ mod shot;
 use context::{Page, Spare, SpareTask, first_page, id_in};
 use fetch::FetchHook;
 
-use shot::shot_clip;
+use shot::{css_pixels, shot_clip, shot_line};
 
 /// How long the page must stay settled before the screenshot.
 const QUIET_MS: u64 = 30;
@@ -692,10 +692,7 @@ impl Session {
         let doc_height = if page_changed {
             self.doc_height().await?
         } else {
-            stabilized_height
-                .as_u64()
-                .unwrap_or(0)
-                .min(u64::from(u32::MAX)) as u32
+            css_pixels(&stabilized_height)
         };
         let (clip, cut) = shot_clip(config, doc_height);
         if let Some(note) = cut {
@@ -747,15 +744,7 @@ impl Session {
         }
 
         let png = self.take_shot(config, clip).await?;
-        step(
-            &mut log,
-            &format!(
-                "screenshot {}x{} ({} bytes)",
-                clip.width,
-                clip.height,
-                png.len()
-            ),
-        );
+        step(&mut log, &shot_line(clip, &png));
         refused.extend(self.proxy.take_refusals());
         for r in &refused {
             let what = if r.by_policy {
@@ -804,7 +793,7 @@ impl Session {
             .call(js::DOC_HEIGHT, &[])
             .await?
             .map_err(CaptureError::browser)?;
-        Ok(v.as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32)
+        Ok(css_pixels(&v))
     }
 }
 

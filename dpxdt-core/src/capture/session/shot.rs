@@ -110,24 +110,12 @@ impl Session {
             &format!("settled after {} ms", settled["waitedMs"]),
         );
         log_abandoned(&mut log, &settled, &mut step);
-        let height = settled["height"]
-            .as_u64()
-            .unwrap_or(0)
-            .min(u64::from(u32::MAX)) as u32;
-        let (clip, cut) = shot_clip(config, height);
+        let (clip, cut) = shot_clip(config, css_pixels(&settled["height"]));
         if let Some(note) = cut {
             step(&mut log, &note);
         }
         let png = self.take_shot(config, clip).await?;
-        step(
-            &mut log,
-            &format!(
-                "screenshot {}x{} ({} bytes)",
-                clip.width,
-                clip.height,
-                png.len()
-            ),
-        );
+        step(&mut log, &shot_line(clip, &png));
         Ok(Capture {
             png,
             log,
@@ -209,6 +197,21 @@ impl Session {
             .decode(data)
             .map_err(|e| CaptureError::browser_from("screenshot is not base64", e))
     }
+}
+
+/// A length the page reported, in CSS pixels (0 when it is not a number).
+pub(super) fn css_pixels(v: &Value) -> u32 {
+    v.as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32
+}
+
+/// The capture log's line for a screenshot of `clip`.
+pub(super) fn shot_line(clip: Clip, png: &[u8]) -> String {
+    format!(
+        "screenshot {}x{} ({} bytes)",
+        clip.width,
+        clip.height,
+        png.len()
+    )
 }
 
 /// The rectangle to take: `clipRect`, or the viewport's width and the
