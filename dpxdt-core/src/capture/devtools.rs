@@ -6,6 +6,9 @@
 //!
 //! One WebSocket per browser; commands for a page go in a flat session
 //! (`Target.attachToTarget` with `flatten`), named by its `sessionId`.
+//! Firefox's WebDriver BiDi socket frames its commands, replies and events
+//! the same way (no sessions; errors as a code and a message), so the same
+//! connection carries it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -97,6 +100,12 @@ impl DevTools {
     /// Connects to the browser behind chromedriver's session `driver`.
     pub(crate) async fn connect(driver: &WebDriver) -> Result<DevTools, CaptureError> {
         let url = browser_socket_url(driver).await?;
+        DevTools::connect_to(&url).await
+    }
+
+    /// Connects to the WebSocket at `url`: a DevTools or a WebDriver BiDi
+    /// endpoint (the two frame commands, replies and events alike).
+    pub(crate) async fn connect_to(url: &str) -> Result<DevTools, CaptureError> {
         // No size limits: a screenshot comes back as one message, and a tall
         // tile can be larger than tungstenite's default limits. The peer is
         // the browser itself. No Nagle delay: commands are small and each
@@ -104,10 +113,9 @@ impl DevTools {
         let config = WebSocketConfig::default()
             .max_message_size(None)
             .max_frame_size(None);
-        let (socket, _) =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
-                .await
-                .map_err(|e| CaptureError::browser_from("cannot open a DevTools connection", e))?;
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(|e| CaptureError::browser_from("cannot open a DevTools connection", e))?;
         let (mut sink, mut stream) = socket.split();
         let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
@@ -197,6 +205,11 @@ fn dispatch(text: &str, replies: &Replies, events: &broadcast::Sender<Event>) {
             return;
         };
         let reply = match message.get("error") {
+            // WebDriver BiDi: an error code, and the message beside it.
+            Some(Value::String(code)) => Err(format!(
+                "{code}: {}",
+                message["message"].as_str().unwrap_or("failed")
+            )),
             Some(error) => Err(error["message"].as_str().unwrap_or("failed").to_string()),
             None => Ok(message["result"].take()),
         };

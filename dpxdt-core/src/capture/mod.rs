@@ -103,25 +103,31 @@
 //! or image host never sees them. `injectHeadersAllHosts: true` sends the
 //! page host's headers and the credentials with every request instead.
 
+mod chromium;
 mod devtools;
+mod engines;
+mod firefox;
 mod headers;
 mod js;
+mod pool;
 pub(crate) mod process;
 mod proxy;
-mod session;
+mod shot;
+mod steps;
 
 pub use process::GroupKiller;
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+pub use crate::config::Engine;
 use crate::config::{CaptureConfig, ConfigError};
 use crate::diff::Region;
 use crate::netpolicy::NetworkPolicy;
-use process::{DriverProcess, is_root};
-use session::Session;
+use pool::Inner;
 
 /// Longest wait for an idle session before a capture gives up.
 const SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -375,6 +381,16 @@ pub struct BrowserOptions {
     pub chromium: PathBuf,
     /// chromedriver binary; default `$DPXDT_CHROMEDRIVER` or `/usr/bin/chromedriver`.
     pub chromedriver: PathBuf,
+    /// Firefox binary; default `$DPXDT_FIREFOX`, else `/usr/bin/firefox-esr`
+    /// when installed, else `/usr/bin/firefox`.
+    pub firefox: PathBuf,
+    /// geckodriver binary; default `$DPXDT_GECKODRIVER`, else `geckodriver`
+    /// on `PATH` or in cargo's bin directory.
+    pub geckodriver: PathBuf,
+    /// Engines started by [`Browser::launch`], so that a broken install
+    /// fails there; default Chromium. Any other engine starts at its first
+    /// capture.
+    pub engines: Vec<Engine>,
     /// Most browser sessions used at once (= parallel captures); default 1.
     /// Sessions are started on first use and then reused.
     pub sessions: usize,
@@ -418,12 +434,87 @@ impl Default for BrowserOptions {
         BrowserOptions {
             chromium: env_path("DPXDT_CHROMIUM", default_chromium()),
             chromedriver: env_path("DPXDT_CHROMEDRIVER", "/usr/bin/chromedriver"),
+            firefox: env_path("DPXDT_FIREFOX", default_firefox()),
+            geckodriver: std::env::var_os("DPXDT_GECKODRIVER")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(default_geckodriver),
+            engines: vec![Engine::Chromium],
             sessions: 1,
             attempts: 2,
             extra_args: Vec::new(),
             network: NetworkPolicy::local(),
             as_root: AsRoot::default(),
         }
+    }
+}
+
+/// Firefox ESR (Debian's `firefox-esr`) when installed, else `firefox`.
+fn default_firefox() -> &'static str {
+    const ESR: &str = "/usr/bin/firefox-esr";
+    if Path::new(ESR).exists() {
+        ESR
+    } else {
+        "/usr/bin/firefox"
+    }
+}
+
+/// `geckodriver` on `PATH`, else in cargo's bin directory (where
+/// `cargo install geckodriver` puts it).
+fn default_geckodriver() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("geckodriver"))
+            .find(|p| p.is_file())
+    });
+    let in_cargo = || {
+        let home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+        Some(home.join("bin/geckodriver")).filter(|p| p.is_file())
+    };
+    on_path
+        .or_else(in_cargo)
+        .unwrap_or_else(|| PathBuf::from("geckodriver"))
+}
+
+/// What to install for `engine`, when its browser or driver is missing.
+pub fn install_hint(engine: Engine, options: &BrowserOptions) -> Option<String> {
+    let missing = |p: &Path| !p.is_file();
+    match engine {
+        Engine::Chromium if missing(&options.chromium) => Some(format!(
+            "{} is not installed (apt-get install chromium, or scripts/deps.sh)",
+            options.chromium.display()
+        )),
+        Engine::Chromium if missing(&options.chromedriver) => Some(format!(
+            "{} is not installed (apt-get install chromium-driver, or scripts/deps.sh)",
+            options.chromedriver.display()
+        )),
+        Engine::Firefox if missing(&options.firefox) => Some(format!(
+            "{} is not installed (apt-get install firefox-esr, or scripts/deps.sh)",
+            options.firefox.display()
+        )),
+        Engine::Firefox if missing(&options.geckodriver) => Some(format!(
+            "{} is not installed (cargo install geckodriver --locked, or scripts/deps.sh)",
+            options.geckodriver.display()
+        )),
+        _ => None,
+    }
+}
+
+/// The engines whose browser and driver are installed, as `options` names them.
+pub fn installed_engines(options: &BrowserOptions) -> Vec<Engine> {
+    [Engine::Chromium, Engine::Firefox]
+        .into_iter()
+        .filter(|e| install_hint(*e, options).is_none())
+        .collect()
+}
+
+/// A start failure, with what to install when that is the cause.
+fn installing(engine: Engine, error: &CaptureError, options: &BrowserOptions) -> String {
+    match install_hint(engine, options) {
+        Some(hint) => hint,
+        None => error.to_string(),
     }
 }
 
@@ -442,28 +533,19 @@ fn default_chromium() -> &'static str {
 /// Cheap to share by reference across tasks: [`Browser::capture`] takes
 /// `&self` and runs up to [`BrowserOptions::sessions`] captures at once.
 pub struct Browser {
-    inner: Arc<Inner>,
+    /// Each engine's pool, started on first use (or at launch, for
+    /// [`BrowserOptions::engines`]).
+    pools: HashMap<Engine, tokio::sync::OnceCell<Result<Arc<Inner>, String>>>,
+    options: BrowserOptions,
     runtime: tokio::runtime::Handle,
     stop: Option<oneshot::Sender<()>>,
-}
-
-struct Inner {
-    options: BrowserOptions,
-    process: Mutex<Option<DriverProcess>>,
-    driver_url: String,
-    /// Idle sessions. A capture waits here for one; sessions come back
-    /// after each capture, and broken ones are replaced in the background.
-    pool_tx: mpsc::UnboundedSender<Session>,
-    pool_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Session>>,
-    /// Why the last session start failed, for a capture that waits in vain.
-    last_start_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Browser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Browser")
-            .field("driver_url", &self.inner.driver_url)
-            .field("sessions", &self.inner.options.sessions)
+            .field("driver_url", &self.driver_url())
+            .field("sessions", &self.options.sessions)
             .finish()
     }
 }
@@ -498,59 +580,55 @@ impl Browser {
             .map_err(|_| CaptureError::launch("the browser thread died"))?
             .map_err(|e| CaptureError::launch_from("cannot start the browser's runtime", e))?;
 
-        let sessions = options.sessions.max(1);
-        let opts = options.clone();
-        let started = runtime
-            .spawn(async move {
-                let user =
-                    (is_root() && opts.as_root == AsRoot::Unprivileged).then(process::User::nobody);
-                let process = DriverProcess::start(&opts.chromedriver, user.as_ref()).await?;
-                let first = Session::start(&process.url, &opts).await;
-                match first {
-                    Ok(s) => Ok((process, s)),
-                    Err(e) => {
-                        drop(process);
-                        Err(e)
-                    }
-                }
-            })
-            .await
-            .map_err(|e| CaptureError::launch_from("the start-up task failed", e))?;
-        let (process, first) = match started {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = stop_tx.send(());
-                return Err(e);
-            }
-        };
-        let (pool_tx, pool_rx) = mpsc::unbounded_channel();
-        let _ = pool_tx.send(first);
-        let inner = Arc::new(Inner {
-            options: BrowserOptions {
-                sessions,
-                ..options
-            },
-            driver_url: process.url.clone(),
-            process: Mutex::new(Some(process)),
-            pool_tx,
-            pool_rx: tokio::sync::Mutex::new(pool_rx),
-            last_start_error: Mutex::new(None),
-        });
-        // Warm the other sessions up while the caller gets ready.
-        for _ in 1..sessions {
-            let inner = Arc::clone(&inner);
-            runtime.spawn(async move { inner.add_session().await });
+        let mut pools = std::collections::HashMap::new();
+        for engine in Engine::ALL {
+            pools.insert(engine, tokio::sync::OnceCell::new());
         }
-        Ok(Browser {
-            inner,
+        let browser = Browser {
+            pools,
+            options: options.clone(),
             runtime,
             stop: Some(stop_tx),
-        })
+        };
+        for engine in options.engines.iter().copied() {
+            // Dropping the browser on failure kills what did start.
+            browser.pool(engine).await?;
+        }
+        Ok(browser)
     }
 
-    /// chromedriver's address (`http://127.0.0.1:<port>`), for logs.
+    /// The pool of `engine`'s sessions, started on first use. A start that
+    /// failed fails every capture in that engine with the same error.
+    async fn pool(&self, engine: Engine) -> Result<Arc<Inner>, CaptureError> {
+        let cell = self.pools.get(&engine).expect("a cell per engine");
+        let started = cell
+            .get_or_init(|| async {
+                let options = self.options.clone();
+                let launched = self
+                    .runtime
+                    .spawn(async move { Inner::launch(engine, options).await })
+                    .await;
+                match launched {
+                    Ok(Ok(inner)) => Ok(inner),
+                    Ok(Err(e)) => Err(format!(
+                        "{engine}: {}",
+                        installing(engine, &e, &self.options)
+                    )),
+                    Err(e) => Err(format!("{engine}: the start-up task failed: {e}")),
+                }
+            })
+            .await;
+        started.clone().map_err(CaptureError::launch)
+    }
+
+    /// chromedriver's address (`http://127.0.0.1:<port>`), for logs; empty
+    /// when Chromium has not been started.
     pub fn driver_url(&self) -> &str {
-        &self.inner.driver_url
+        self.pools
+            .get(&Engine::Chromium)
+            .and_then(|cell| cell.get())
+            .and_then(|started| started.as_ref().ok())
+            .map_or("", |inner| inner.driver_url.as_str())
     }
 
     /// Captures `url` with `config`, retrying retryable failures up to
@@ -581,7 +659,7 @@ impl Browser {
             }
             .into());
         }
-        let inner = Arc::clone(&self.inner);
+        let inner = self.pool(config.engine()).await?;
         let url = url.to_string();
         let config = config.clone();
         let probe = probe.clone();
@@ -613,11 +691,14 @@ impl Browser {
             let reusable = configs
                 .get(i + 1)
                 .is_some_and(|next| media_only_change(&configs[i], next));
-            if !reusable {
-                out.push(self.capture(url, &configs[i]).await);
-                i += 1;
-                continue;
-            }
+            let inner = match self.pool(configs[i].engine()).await {
+                Ok(inner) if reusable && inner.engine == Engine::Chromium => inner,
+                _ => {
+                    out.push(self.capture(url, &configs[i]).await);
+                    i += 1;
+                    continue;
+                }
+            };
             // A run of modes one load may serve: in one task, so a
             // caller that gives up frees the session.
             let mut run = vec![configs[i].clone()];
@@ -633,7 +714,6 @@ impl Browser {
                 i += 1;
                 continue;
             }
-            let inner = Arc::clone(&self.inner);
             let (target, configs_of_run) = (url.to_string(), run.clone());
             let task = self
                 .runtime
@@ -675,290 +755,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A session taken from the pool for one capture. Given back or replaced
-/// explicitly; dropped without either (the capture was cancelled halfway),
-/// it is replaced, since the browser may still be busy with the page.
-struct Borrowed<'a> {
-    inner: &'a Arc<Inner>,
-    session: Option<Session>,
-}
-
-impl Borrowed<'_> {
-    fn get(&self) -> &Session {
-        self.session
-            .as_ref()
-            .expect("a borrowed session until returned")
-    }
-
-    /// Moves the session to a fresh browser context and then puts it back
-    /// into the pool (or replaces it, if that fails), in the background:
-    /// the capture's caller need not wait for it.
-    fn renew_then_give_back(mut self) {
-        let Some(mut session) = self.session.take() else {
-            return;
-        };
-        let inner = Arc::clone(self.inner);
-        tokio::spawn(async move {
-            match tokio::time::timeout(RENEW_TIMEOUT, session.renew()).await {
-                Ok(Ok(())) => inner.give_back(session),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot renew a browser session");
-                    inner.replace(session);
-                }
-                Err(_) => {
-                    tracing::warn!("renewing a browser session timed out");
-                    inner.replace(session);
-                }
-            }
-        });
-    }
-
-    /// Quits the session and starts another in its place (as dropping does).
-    fn replace(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Borrowed<'_> {
-    fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            self.inner.replace(s);
-        }
-    }
-}
-
 impl Drop for Browser {
     fn drop(&mut self) {
-        self.inner.kill();
+        for inner in self.pools.values().filter_map(|cell| cell.get()).flatten() {
+            inner.kill();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-    }
-}
-
-impl Inner {
-    fn kill(&self) {
-        if let Ok(mut rx) = self.pool_rx.try_lock() {
-            rx.close();
-            while let Ok(s) = rx.try_recv() {
-                s.abandon();
-            }
-        }
-        if let Some(mut p) = self.process.lock().expect("process").take() {
-            p.kill();
-        }
-    }
-
-    async fn capture_with_retries(
-        self: &Arc<Self>,
-        url: &str,
-        config: &CaptureConfig,
-        probe: &Probe,
-    ) -> Result<Capture, CaptureError> {
-        let attempts = self.options.attempts.max(1);
-        let mut earlier = String::new();
-        let mut attempt = 1;
-        loop {
-            match self.capture_once(url, config, probe).await {
-                Ok(mut c) => {
-                    if !earlier.is_empty() {
-                        c.log = format!("{earlier}{}", c.log);
-                    }
-                    return Ok(c);
-                }
-                Err(e) if attempt < attempts && e.is_retryable() => {
-                    tracing::debug!(url, attempt, error = %e, "capture failed, retrying");
-                    earlier.push_str(&format!("attempt {attempt} failed: {e}\n"));
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Puts `session` back into the pool (forgets it when the browser is
-    /// shutting down).
-    fn give_back(&self, session: Session) {
-        if let Err(mpsc::error::SendError(s)) = self.pool_tx.send(session) {
-            s.abandon();
-        }
-    }
-
-    /// Quits `session` in the background and starts another into the pool
-    /// (only forgets it when the browser is shutting down).
-    fn replace(self: &Arc<Self>, session: Session) {
-        if self.pool_tx.is_closed() || tokio::runtime::Handle::try_current().is_err() {
-            session.abandon();
-            return;
-        }
-        session.discard();
-        tokio::spawn(Arc::clone(self).add_session());
-    }
-
-    /// Starts one more session into the pool (retrying a little).
-    async fn add_session(self: Arc<Self>) {
-        for attempt in 0..3 {
-            if self.process.lock().expect("process").is_none() {
-                return; // shut down
-            }
-            match Session::start(&self.driver_url, &self.options).await {
-                Ok(s) => {
-                    // A closed pool means the browser is shutting down.
-                    if let Err(mpsc::error::SendError(s)) = self.pool_tx.send(s) {
-                        s.abandon();
-                    }
-                    return;
-                }
-                Err(e) => {
-                    if self.pool_tx.is_closed() || self.process.lock().expect("process").is_none() {
-                        // The browser is shutting down.
-                        return;
-                    }
-                    tracing::warn!(attempt, error = %e, "cannot start a browser session");
-                    *self.last_start_error.lock().expect("error") = Some(e.to_string());
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
-
-    /// Captures `configs[0]` as [`Inner::capture_with_retries`] does, then
-    /// each further config (which differs from the one before only in media
-    /// features) from the same load while the page cannot tell. Returns the
-    /// results it has: fewer than `configs` when the page can tell or a
-    /// re-take failed (the caller captures the rest on their own).
-    async fn capture_one_load(
-        self: &Arc<Self>,
-        url: &str,
-        configs: &[CaptureConfig],
-    ) -> Vec<Result<Capture, CaptureError>> {
-        let first = &configs[0];
-        let session = match self.borrow().await {
-            Ok(s) => s,
-            Err(e) => return vec![Err(e)],
-        };
-        let timeout = first.page_timeout();
-        let probe = Probe::default();
-        let result = tokio::time::timeout(timeout, session.get().capture(url, first, &probe)).await;
-        let mut out = Vec::new();
-        let keep = match result {
-            Ok(Ok(c)) => {
-                out.push(Ok(c));
-                true
-            }
-            Ok(Err(e)) => {
-                let keep = e.keeps_session();
-                out.push(Err(e));
-                keep
-            }
-            Err(_) => {
-                out.push(Err(CaptureError::Timeout {
-                    url: url.to_string(),
-                    timeout_ms: timeout.as_millis() as u64,
-                }));
-                false
-            }
-        };
-        let mut broken = !keep;
-        if out[0].is_ok() {
-            for config in &configs[1..] {
-                match session.get().media_blind().await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(_) => {
-                        broken = true;
-                        break;
-                    }
-                }
-                let again = tokio::time::timeout(
-                    config.page_timeout(),
-                    session.get().recapture_media(config),
-                )
-                .await;
-                match again {
-                    Ok(Ok(c)) => out.push(Ok(c)),
-                    _ => {
-                        broken = true;
-                        break;
-                    }
-                }
-            }
-        }
-        if broken {
-            session.replace();
-        } else {
-            session.renew_then_give_back();
-        }
-        if out[0].as_ref().is_err_and(|e| e.is_retryable()) {
-            // As a capture of its own would be: tried again.
-            out[0] = self.capture_with_retries(url, first, &probe).await;
-        }
-        out
-    }
-
-    /// Takes a session from the pool, waiting for a free one.
-    async fn borrow(self: &Arc<Self>) -> Result<Borrowed<'_>, CaptureError> {
-        // Waiting for a busy pool is queueing, not the page's fault: the
-        // capture's own timeout starts once it has a session.
-        let mut rx = self.pool_rx.lock().await;
-        match tokio::time::timeout(SESSION_WAIT, rx.recv()).await {
-            Ok(Some(s)) => Ok(Borrowed {
-                inner: self,
-                session: Some(s),
-            }),
-            Ok(None) => Err(CaptureError::Closed),
-            Err(_) => {
-                let why = self.last_start_error.lock().expect("error").clone();
-                Err(CaptureError::browser(format!(
-                    "no browser session became free within {} s{}",
-                    SESSION_WAIT.as_secs(),
-                    why.map(|w| format!(" (last session start failed: {w})"))
-                        .unwrap_or_default()
-                )))
-            }
-        }
-    }
-
-    async fn capture_once(
-        self: &Arc<Self>,
-        url: &str,
-        config: &CaptureConfig,
-        probe: &Probe,
-    ) -> Result<Capture, CaptureError> {
-        let timeout = config.page_timeout();
-        let session = self.borrow().await?;
-        let result = tokio::time::timeout(timeout, session.get().capture(url, config, probe)).await;
-        let keep = match &result {
-            Ok(Ok(_)) => true,
-            // A page-level failure leaves a usable session; anything else
-            // may have broken it, so it is replaced.
-            Ok(Err(e)) => e.keeps_session(),
-            Err(_) => false,
-        };
-        if keep {
-            session.renew_then_give_back();
-        } else {
-            session.replace();
-        }
-        match result {
-            Ok(r) => r,
-            Err(_) => Err(CaptureError::Timeout {
-                url: url.to_string(),
-                timeout_ms: timeout.as_millis() as u64,
-            }),
-        }
-    }
-}
-
-impl CaptureError {
-    fn keeps_session(&self) -> bool {
-        matches!(
-            self,
-            CaptureError::Load { .. }
-                | CaptureError::Refused { .. }
-                | CaptureError::HttpStatus { .. }
-                | CaptureError::Selector(_)
-                | CaptureError::Script(_)
-        )
     }
 }

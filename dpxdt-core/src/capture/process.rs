@@ -1,6 +1,7 @@
-//! The chromedriver process: started on a free loopback port in its own
-//! process group, and killed with everything it started (Chromium included)
-//! when dropped — or when this process dies, through a watchdog.
+//! A WebDriver process (chromedriver, geckodriver): started on a free
+//! loopback port in its own process group, and killed with everything it
+//! started (the browser included) when dropped — or when this process
+//! dies, through a watchdog.
 //!
 //! The watchdog is a tiny `sh` in its own process group that blocks reading
 //! a pipe from us. When the pipe closes — because we dropped it, or because
@@ -22,25 +23,66 @@ use super::CaptureError;
 /// How long chromedriver may take to answer its status endpoint.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running chromedriver and its watchdog.
+/// Which WebDriver server to run, and how it is told its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// chromedriver: any number of Chromium sessions.
+    Chromedriver,
+    /// geckodriver: one Firefox session; its WebDriver BiDi socket on a
+    /// port Firefox picks, and system access for the preferences that
+    /// set media features.
+    Geckodriver,
+}
+
+impl Driver {
+    fn name(self) -> &'static str {
+        match self {
+            Driver::Chromedriver => "chromedriver",
+            Driver::Geckodriver => "geckodriver",
+        }
+    }
+
+    fn args(self, port: u16, websocket_port: u16) -> Vec<String> {
+        match self {
+            Driver::Chromedriver => vec![format!("--port={port}"), "--log-level=OFF".into()],
+            Driver::Geckodriver => [
+                "--port",
+                &port.to_string(),
+                "--websocket-port",
+                &websocket_port.to_string(),
+                "--allow-system-access",
+                "--log",
+                "fatal",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        }
+    }
+}
+
+/// A running WebDriver server and its watchdog.
 pub(crate) struct DriverProcess {
+    kind: Driver,
     child: Child,
     killer: GroupKiller,
     /// `http://127.0.0.1:<port>`.
     pub(crate) url: String,
+    /// The browser's WebDriver BiDi port (geckodriver's Firefox), else 0.
+    pub(crate) websocket_port: u16,
 }
 
 impl DriverProcess {
-    /// Starts chromedriver and waits until it answers, retrying on another
-    /// port if the one picked was taken in the meantime.
-    /// With `user`, chromedriver (and so Chromium) runs as that user.
+    /// Starts the driver at `binary` and waits until it answers, retrying
+    /// on another port if the one picked was taken in the meantime.
+    /// With `user`, the driver (and so the browser) runs as that user.
     pub(crate) async fn start(
-        chromedriver: &Path,
+        kind: Driver,
+        binary: &Path,
         user: Option<&User>,
     ) -> Result<Self, CaptureError> {
         let mut last = None;
         for _ in 0..3 {
-            match Self::start_once(chromedriver, user).await {
+            match Self::start_once(kind, binary, user).await {
                 Ok(p) => return Ok(p),
                 Err(e) => last = Some(e),
             }
@@ -48,21 +90,30 @@ impl DriverProcess {
         Err(last.expect("three tries were made"))
     }
 
-    async fn start_once(chromedriver: &Path, user: Option<&User>) -> Result<Self, CaptureError> {
+    async fn start_once(
+        kind: Driver,
+        binary: &Path,
+        user: Option<&User>,
+    ) -> Result<Self, CaptureError> {
         let port =
             free_port().map_err(|e| CaptureError::launch_from("no free loopback port", e))?;
+        let websocket_port = match kind {
+            Driver::Chromedriver => 0,
+            Driver::Geckodriver => {
+                free_port().map_err(|e| CaptureError::launch_from("no free loopback port", e))?
+            }
+        };
         let profiles =
             std::env::temp_dir().join(format!("dpxdt-browser-{}-{}", std::process::id(), port));
         std::fs::create_dir_all(&profiles).map_err(|e| {
             CaptureError::launch_from(format!("cannot create {}", profiles.display()), e)
         })?;
-        let mut command = Command::new(chromedriver);
+        let mut command = Command::new(binary);
         command
-            .arg(format!("--port={port}"))
-            .arg("--log-level=OFF")
-            // chromedriver makes each session's profile under $TMPDIR (and
-            // passes the browser a start page only when it picks the
-            // profile itself, which the headless shell needs).
+            .args(kind.args(port, websocket_port))
+            // Both drivers make each session's profile under $TMPDIR
+            // (chromedriver passes the browser a start page only when it
+            // picks the profile itself, which the headless shell needs).
             .env("TMPDIR", &profiles)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -86,7 +137,7 @@ impl DriverProcess {
                 .env("XDG_CONFIG_HOME", profiles.join(".config"));
         }
         let child = command.spawn().map_err(|e| {
-            CaptureError::launch_from(format!("cannot start {}", chromedriver.display()), e)
+            CaptureError::launch_from(format!("cannot start {}", binary.display()), e)
         })?;
         let killer = match GroupKiller::new(child.id(), false, Some(&profiles)) {
             Ok(k) => k,
@@ -101,9 +152,11 @@ impl DriverProcess {
             }
         };
         let mut process = DriverProcess {
+            kind,
             child,
             killer,
             url: format!("http://127.0.0.1:{port}"),
+            websocket_port,
         };
         process.wait_ready().await?;
         Ok(process)
@@ -119,7 +172,8 @@ impl DriverProcess {
         loop {
             if let Ok(Some(exit)) = self.child.try_wait() {
                 return Err(CaptureError::launch(format!(
-                    "chromedriver exited at startup ({exit})"
+                    "{} exited at startup ({exit})",
+                    self.kind.name()
                 )));
             }
             if let Ok(resp) = client.get(&status).send().await
@@ -129,7 +183,8 @@ impl DriverProcess {
             }
             if start.elapsed() > STARTUP_TIMEOUT {
                 return Err(CaptureError::launch(format!(
-                    "chromedriver did not answer on {} within {}s",
+                    "{} did not answer on {} within {}s",
+                    self.kind.name(),
                     self.url,
                     STARTUP_TIMEOUT.as_secs()
                 )));
@@ -138,7 +193,7 @@ impl DriverProcess {
         }
     }
 
-    /// Kills chromedriver and the browsers it started, and waits for it.
+    /// Kills the driver and the browsers it started, and waits for it.
     pub(crate) fn kill(&mut self) {
         self.killer.fire();
         let _ = self.child.kill();

@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod devices;
+mod engine;
 mod locale;
 mod modes;
 
 pub use devices::{DEVICES, Device};
+pub use engine::Engine;
 pub use modes::{MAX_MODES, MODE_SEPARATOR, Mode, moded_name};
 
 /// Viewport used when a config names none (the original used PhantomJS's 400x300).
@@ -229,6 +231,10 @@ pub struct CaptureConfig {
     /// unless set by its own field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// *New.* The browser engine that takes the screenshot: `"chromium"`
+    /// (the default), `"firefox"` or `"webkit"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
     /// *New.* Named variants of this capture, each a screenshot of its own
     /// named `<name>@<mode>` (see [`Mode`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -335,6 +341,15 @@ impl CaptureConfig {
             ));
         }
         self.validate_environment()?;
+        if let Some(name) = &self.browser {
+            let engine = Engine::parse(name).map_err(|r| invalid("browser", r))?;
+            if let Some((field, why)) = engine.unsupported(self) {
+                return Err(invalid(
+                    "browser",
+                    format!("{engine} cannot honour {field}: {why}"),
+                ));
+            }
+        }
         if self.modes.len() > MAX_MODES {
             return Err(invalid(
                 "modes",
@@ -430,6 +445,15 @@ impl CaptureConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The engine that takes the screenshot (`browser`; call on a
+    /// validated config: an unknown name counts as the default).
+    pub fn engine(&self) -> Engine {
+        self.browser
+            .as_deref()
+            .and_then(|b| Engine::parse(b).ok())
+            .unwrap_or_default()
     }
 
     /// The device preset named by `device`, if any.

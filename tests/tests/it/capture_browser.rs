@@ -10,6 +10,7 @@ use dpxdt_e2e::{Page, PageServer};
 use image::{Rgba, RgbaImage};
 use tokio::sync::OnceCell;
 
+mod engines;
 mod environment;
 pub(crate) mod fidelity;
 mod isolation;

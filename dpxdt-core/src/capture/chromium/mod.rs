@@ -11,7 +11,6 @@
 //! `emulate.rs`: the machine the page believes it runs on; `fetch.rs`:
 //! extra headers; `shot.rs`: the screenshot.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -24,8 +23,10 @@ use super::devtools::DevTools;
 use super::headers::HeaderRules;
 use super::process::is_root;
 use super::proxy::FilterProxy;
+use super::shot::Clip;
+use super::steps::{self, Log};
 use super::{AsRoot, BrowserOptions, Capture, CaptureError, Probe, js};
-use crate::config::{CaptureConfig, DEFAULT_MASK_COLOR};
+use crate::config::CaptureConfig;
 
 mod context;
 mod emulate;
@@ -34,11 +35,6 @@ mod shot;
 
 use context::{Page, Spare, SpareTask, first_page, id_in};
 use fetch::FetchHook;
-
-use shot::{css_pixels, shot_clip, shot_line};
-
-/// How long the page must stay settled before the screenshot.
-const QUIET_MS: u64 = 30;
 
 /// Longest wait for a new browser to give us a DevTools connection and a
 /// first page (our own DevTools commands have no timeout of their own).
@@ -420,26 +416,6 @@ impl Session {
             .unwrap_or(Value::Null)))
     }
 
-    /// Calls a script that returns an array of strings (or nulls).
-    async fn call_strings(
-        &self,
-        function: &str,
-        args: &[Value],
-    ) -> Result<Vec<Option<String>>, CaptureError> {
-        let found = self
-            .call(function, args)
-            .await?
-            .map_err(CaptureError::browser)?;
-        Ok(found
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
     /// Pauses requests matching `patterns` and adds what `rules` says
     /// (no patterns: no request is paused).
     async fn route_headers(
@@ -483,24 +459,16 @@ impl Session {
         config: &CaptureConfig,
         probe: &Probe,
     ) -> Result<Capture, CaptureError> {
-        let start = Instant::now();
-        let mut log = String::new();
-        let mut step = |log: &mut String, what: &str| {
-            let _ = writeln!(log, "[{:>5} ms] {what}", start.elapsed().as_millis());
-        };
-        step(&mut log, &format!("capture {url}"));
+        let mut log = Log::start();
+        log.step(&format!("capture {url}"));
         let page_timeout = config.page_timeout();
-        let resource_timeout = config.resource_timeout();
 
         // The page is fresh, in a browser context of its own: nothing an
         // earlier capture's page stored, cached or connected is there.
-        step(
-            &mut log,
-            &format!(
-                "fresh browser context (switched to in {} ms after the last capture)",
-                self.page.made_in.as_millis()
-            ),
-        );
+        log.step(&format!(
+            "fresh browser context (switched to in {} ms after the last capture)",
+            self.page.made_in.as_millis()
+        ));
         self.proxy.take_refusals();
         let blocked = config.blocked_url_patterns();
         self.cdp_setting("Network.setBlockedURLs", json!({ "urls": blocked }))
@@ -525,7 +493,7 @@ impl Session {
             } else {
                 patterns.join(" ")
             };
-            step(&mut log, &format!("extra headers for {where_to}"));
+            log.step(&format!("extra headers for {where_to}"));
         }
         self.cdp_setting(
             "Network.setExtraHTTPHeaders",
@@ -569,7 +537,7 @@ impl Session {
             }
         }
         if !config.cookies.is_empty() {
-            step(&mut log, &format!("set {} cookie(s)", config.cookies.len()));
+            log.step(&format!("set {} cookie(s)", config.cookies.len()));
         }
 
         // Load.
@@ -581,193 +549,11 @@ impl Session {
             *self.page_timeout.lock().expect("page timeout") = Some(page_timeout);
         }
         self.navigate(url, page_timeout).await?;
-        step(&mut log, "navigated");
+        log.step("navigated");
         self.prepare_spare();
         // Settle, then freeze and decorate: one call.
-        let user_css = config.inject_css.clone().unwrap_or_default();
-        let settled = self
-            .call(
-                &js::SETTLE_THEN_STABILIZE,
-                &[
-                    json!(resource_timeout.as_millis() as u64),
-                    json!(QUIET_MS),
-                    json!(js::FREEZE_CSS),
-                    json!(config.hide_selectors),
-                    json!(user_css),
-                ],
-            )
-            .await?
-            .map_err(CaptureError::browser)?;
-        let mut refused = self.proxy.take_refusals();
-        let page = [Some(url), settled["href"].as_str()].map(|u| u.and_then(authority));
-        if let Some(r) = refused
-            .iter()
-            .find(|r| page.iter().flatten().any(|a| *a == r.authority))
-        {
-            let (url, reason) = (url.to_string(), r.reason.clone());
-            return Err(if r.by_policy {
-                CaptureError::Refused { url, reason }
-            } else {
-                CaptureError::Load { url, reason }
-            });
-        }
-        if settled["href"]
-            .as_str()
-            .is_some_and(|h| h.starts_with("chrome-error://"))
-        {
-            return Err(CaptureError::Load {
-                url: url.to_string(),
-                reason: "the browser showed an error page".into(),
-            });
-        }
-        let status = settled["status"].as_u64().unwrap_or(0) as u16;
-        step(
-            &mut log,
-            &format!(
-                "loaded: HTTP {status}, settled after {} ms",
-                settled["waitedMs"]
-            ),
-        );
-        if status >= 400 {
-            return Err(CaptureError::HttpStatus {
-                url: url.to_string(),
-                status,
-            });
-        }
-        log_abandoned(&mut log, &settled, &mut step);
-        for d in settled["dialogs"].as_array().into_iter().flatten() {
-            step(
-                &mut log,
-                &format!("dismissed dialog: {}", d.as_str().unwrap_or("?")),
-            );
-        }
-        if let Some(e) = settled["stabilizeError"].as_str() {
-            return Err(CaptureError::Selector(e.to_string()));
-        }
-        let stabilized_height = settled["height"].clone();
-
-        if let Some(code) = &config.inject_js {
-            // The code is a function body, as in the original (`return` works).
-            self.call(&format!("function () {{\n{code}\n}}"), &[])
-                .await?
-                .map_err(CaptureError::Script)?;
-            step(&mut log, "ran injectJs");
-        }
-        if let Some(sel) = &config.wait_for_selector {
-            // Leave time to report the miss before the whole capture times out.
-            let remaining = page_timeout
-                .saturating_sub(start.elapsed())
-                .saturating_sub(Duration::from_millis(500));
-            let found = self
-                .call(
-                    js::WAIT_FOR_SELECTOR,
-                    &[json!(sel), json!(remaining.as_millis() as u64)],
-                )
-                .await?
-                .map_err(CaptureError::browser)?;
-            match found.as_str() {
-                Some("found") => step(&mut log, &format!("waitForSelector {sel:?} matched")),
-                Some("invalid") => {
-                    return Err(CaptureError::Selector(format!(
-                        "invalid waitForSelector {sel:?}"
-                    )));
-                }
-                _ => {
-                    return Err(CaptureError::Selector(format!(
-                        "waitForSelector {sel:?} matched nothing after {} ms (the page's \
-                         timers ran for settleTimeMs, {} ms of virtual time, and wait \
-                         meanwhile)",
-                        remaining.as_millis(),
-                        config.settle_time_ms()
-                    )));
-                }
-            }
-        }
-        let page_changed = config.inject_js.is_some() || config.wait_for_selector.is_some();
-        if page_changed {
-            self.settle(resource_timeout).await?;
-        }
-
-        // Size the shot.
-        let doc_height = if page_changed {
-            self.doc_height().await?
-        } else {
-            css_pixels(&stabilized_height)
-        };
-        let (clip, cut) = shot_clip(config, doc_height);
-        if let Some(note) = cut {
-            step(&mut log, &note);
-        }
-
-        if !config.mask_selectors.is_empty() {
-            let color = config.mask_color.as_deref().unwrap_or(DEFAULT_MASK_COLOR);
-            let unmatched = self
-                .call(js::MASK, &[json!(config.mask_selectors), json!(color)])
-                .await?
-                .map_err(CaptureError::Selector)?;
-            if let Some(list) = unmatched.as_array().filter(|l| !l.is_empty()) {
-                step(
-                    &mut log,
-                    &format!("maskSelectors matched nothing: {list:?}"),
-                );
-            }
-        }
-        if let Some(ms) = config.delay_ms {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            step(&mut log, &format!("waited delayMs {ms}"));
-        }
-
-        let located = if probe.locate.is_empty() {
-            Vec::new()
-        } else {
-            let boxes: Vec<[u32; 4]> = probe
-                .locate
-                .iter()
-                .map(|r| [r.x1, r.y1, r.x2, r.y2])
-                .collect();
-            self.call_strings(js::LOCATE, &[json!(boxes)]).await?
-        };
-        let links = if probe.links {
-            let found = self.call_strings(&js::LINKS, &[]).await?;
-            found.into_iter().flatten().collect()
-        } else {
-            Vec::new()
-        };
-        if probe.no_screenshot {
-            step(&mut log, "no screenshot asked for");
-            return Ok(Capture {
-                png: Vec::new(),
-                log,
-                located,
-                links,
-            });
-        }
-
-        let png = self.take_shot(config, clip).await?;
-        step(&mut log, &shot_line(clip, &png));
-        refused.extend(self.proxy.take_refusals());
-        for r in &refused {
-            let what = if r.by_policy {
-                "refused by the network policy"
-            } else {
-                "failed to load"
-            };
-            step(&mut log, &format!("{what}: {} ({})", r.target, r.reason));
-        }
-        if let Some(errors) = settled["errors"].as_array().filter(|e| !e.is_empty()) {
-            for e in errors {
-                step(
-                    &mut log,
-                    &format!("page error: {}", e.as_str().unwrap_or("?")),
-                );
-            }
-        }
-        Ok(Capture {
-            png,
-            log,
-            located,
-            links,
-        })
+        let settled = steps::settle_and_stabilize(self, config, true).await?;
+        steps::finish(self, &self.proxy, url, config, probe, settled, log).await
     }
 
     /// Lets the page's scripts run, or stops them (CDP evaluation still works).
@@ -777,36 +563,6 @@ impl Session {
             json!({ "value": !enabled }),
         )
         .await
-    }
-
-    async fn settle(&self, resource_timeout: Duration) -> Result<Value, CaptureError> {
-        self.call(
-            &js::SETTLE,
-            &[json!(resource_timeout.as_millis() as u64), json!(QUIET_MS)],
-        )
-        .await?
-        .map_err(CaptureError::browser)
-    }
-
-    async fn doc_height(&self) -> Result<u32, CaptureError> {
-        let v = self
-            .call(js::DOC_HEIGHT, &[])
-            .await?
-            .map_err(CaptureError::browser)?;
-        Ok(css_pixels(&v))
-    }
-}
-
-fn log_abandoned(log: &mut String, settled: &Value, step: &mut impl FnMut(&mut String, &str)) {
-    if let Some(list) = settled["abandoned"].as_array().filter(|l| !l.is_empty()) {
-        let items: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
-        step(
-            log,
-            &format!(
-                "gave up waiting (resourceTimeoutMs) for: {}",
-                items.join("; ")
-            ),
-        );
     }
 }
 
@@ -832,17 +588,6 @@ fn is_headless_shell(chromium: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
 }
 
-/// `host:port` of a URL (no brackets around IPv6 hosts), as the proxy
-/// records its refusals.
-fn authority(url: &str) -> Option<String> {
-    let u = url::Url::parse(url).ok()?;
-    Some(format!(
-        "{}:{}",
-        u.host_str()?.trim_matches(['[', ']']),
-        u.port_or_known_default()?
-    ))
-}
-
 fn browser_err(e: WebDriverError) -> CaptureError {
     CaptureError::browser_from("chromedriver", e)
 }
@@ -862,5 +607,19 @@ fn exception_message(details: &Value) -> String {
             .as_str()
             .unwrap_or("the script failed")
             .to_string(),
+    }
+}
+
+impl steps::Page for Session {
+    async fn call(
+        &self,
+        function: &str,
+        args: &[Value],
+    ) -> Result<Result<Value, String>, CaptureError> {
+        Session::call(self, function, args).await
+    }
+
+    async fn take_shot(&self, config: &CaptureConfig, clip: Clip) -> Result<Vec<u8>, CaptureError> {
+        Session::take_shot(self, config, clip).await
     }
 }
