@@ -456,8 +456,24 @@ pub struct FinishRequest {
     pub error: Option<String>,
 }
 
-/// Name of the work queue of capture tasks.
+/// Name of the work queue of capture tasks in Chromium (the default engine).
 pub const CAPTURE_QUEUE: &str = "capture";
+
+/// The work queue of capture tasks in `engine`: [`CAPTURE_QUEUE`] for
+/// Chromium, `capture-firefox` and `capture-webkit` for the others, so a
+/// capture worker leases only tasks for the engines it has.
+pub fn capture_queue(engine: crate::config::Engine) -> &'static str {
+    match engine {
+        crate::config::Engine::Chromium => CAPTURE_QUEUE,
+        crate::config::Engine::Firefox => "capture-firefox",
+        crate::config::Engine::Webkit => "capture-webkit",
+    }
+}
+
+/// Every capture queue, one per engine.
+pub fn capture_queues() -> [&'static str; 3] {
+    crate::config::Engine::ALL.map(capture_queue)
+}
 /// Name of the work queue of diff tasks (the original's name).
 pub const DIFF_QUEUE: &str = "run-pdiff";
 

@@ -125,6 +125,12 @@ struct Args {
     #[arg(long, env = "DPXDT_CAPTURE_SESSIONS", default_value_t = 1,
           value_parser = value_parser!(u64).range(1..=32))]
     capture_sessions: u64,
+    /// The browser engines whose capture tasks this process's capture
+    /// worker takes, comma-separated (`chromium,firefox`); default: every
+    /// engine installed here. Tasks for other engines wait for a worker
+    /// that has them.
+    #[arg(long, env = "DPXDT_BROWSERS", value_parser = parse_browsers)]
+    browsers: Option<Browsers>,
     /// Refuse captured pages' requests to private networks (10/8,
     /// 172.16/12, 192.168/16, 100.64/10, fc00::/7) too; by default they are
     /// allowed (staging servers), and this machine and link-local addresses
@@ -289,6 +295,10 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         config.worker.diff_workers = n;
     }
     config.worker.capture_sessions = args.capture_sessions as usize;
+    #[cfg(feature = "capture")]
+    {
+        config.worker.capture_browsers = args.browsers.clone().map(|b| b.0);
+    }
     config.worker.capture_network = NetworkPolicy {
         allow_private: !args.capture_deny_private,
         allow: args.capture_allow.clone(),
@@ -556,4 +566,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--browsers`: engines, as one comma-separated value.
+#[derive(Debug, Clone)]
+struct Browsers(Vec<dpxdt_core::config::Engine>);
+
+fn parse_browsers(list: &str) -> Result<Browsers, String> {
+    dpxdt_core::config::Engine::parse_list(list).map(Browsers)
 }

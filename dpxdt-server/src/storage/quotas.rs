@@ -96,9 +96,11 @@ pub(crate) fn check_queued_captures(
     adding: u32,
     limits: &Limits,
 ) -> Result<(), StoreError> {
+    let queues = dpxdt_core::api::capture_queues();
     let queued: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM task WHERE queue = ?1 AND status = 'live' AND build_id = ?2",
-        params![dpxdt_core::api::CAPTURE_QUEUE, build.0],
+        "SELECT COUNT(*) FROM task
+         WHERE queue IN (?1, ?2, ?3) AND status = 'live' AND build_id = ?4",
+        params![queues[0], queues[1], queues[2], build.0],
         |r| r.get(0),
     )?;
     if queued + i64::from(adding) > i64::from(limits.queued_captures) {

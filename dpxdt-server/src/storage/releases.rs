@@ -10,8 +10,7 @@ use crate::storage::db::{
     Db, DbError, DbResult, OptionalExtension, Params, Row, Tx, Value, params,
 };
 use dpxdt_core::api::{
-    BaselineReason, CAPTURE_QUEUE, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest,
-    RunBaseline, RunCount,
+    BaselineReason, CaptureTask, DIFF_QUEUE, DiffTask, ReportRunRequest, RunBaseline, RunCount,
 };
 use dpxdt_core::{
     ArtifactId, BuildId, ReleaseEvent, ReleaseId, ReleaseStatus, RunEvent, RunFacts, RunId,
@@ -927,9 +926,19 @@ fn add_requested_run(
             config,
             is_ref,
         };
+        // The engine picks the queue; a config the server already checked.
+        let engine = dpxdt_core::CaptureConfig::from_json(&task.config_json)
+            .map(|c| c.engine())
+            .unwrap_or_default();
         let payload =
             serde_json::to_string(&task).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        queue::add(tx, CAPTURE_QUEUE, &payload, TASK_MAX_ATTEMPTS, links)?;
+        queue::add(
+            tx,
+            dpxdt_core::api::capture_queue(engine),
+            &payload,
+            TASK_MAX_ATTEMPTS,
+            links,
+        )?;
     }
     Ok(true)
 }

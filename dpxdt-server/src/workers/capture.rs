@@ -1,14 +1,16 @@
 //! The capture worker: takes a screenshot through a [`Capturer`] (by
-//! default the core's headless Chromium) and reports the image, log and
-//! config of the run or its reference.
+//! default the core's browsers) and reports the image, log and config of
+//! the run or its reference. It leases from the capture queue of each
+//! engine it has (`--browsers`), taking turns.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
-use dpxdt_core::api::{CAPTURE_QUEUE, CaptureTask, LeasedTask};
-use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions, Capturer};
+use dpxdt_core::api::{CaptureTask, LeasedTask, capture_queue};
+use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions, Capturer, Engine};
 use dpxdt_core::netpolicy::NetworkPolicy;
 use tokio::sync::OnceCell;
 
@@ -23,6 +25,10 @@ pub struct CaptureWorker {
     sessions: usize,
     network: NetworkPolicy,
     as_root: AsRoot,
+    /// The engines whose queues it leases from.
+    engines: Vec<Engine>,
+    /// The engine whose queue is asked first next time.
+    turn: AtomicUsize,
     capturer: OnceCell<Arc<dyn Capturer>>,
 }
 
@@ -44,8 +50,26 @@ impl CaptureWorker {
             sessions: sessions.max(1),
             network,
             as_root,
+            engines: vec![Engine::Chromium],
+            turn: AtomicUsize::new(0),
             capturer: OnceCell::new(),
         }
+    }
+
+    /// Leases only tasks for `engines` (default: Chromium's). An empty
+    /// list counts as Chromium's.
+    pub fn browsers(mut self, engines: Vec<Engine>) -> CaptureWorker {
+        self.engines = if engines.is_empty() {
+            vec![Engine::Chromium]
+        } else {
+            engines
+        };
+        self
+    }
+
+    /// The engines whose tasks it leases.
+    pub fn engines(&self) -> &[Engine] {
+        &self.engines
     }
 
     /// A capture worker using a capturer the caller made: a browser it
@@ -62,6 +86,8 @@ impl CaptureWorker {
             sessions: 1,
             network: NetworkPolicy::server(),
             as_root: AsRoot::Unprivileged,
+            engines: vec![Engine::Chromium],
+            turn: AtomicUsize::new(0),
             capturer: OnceCell::new_with(Some(capturer)),
         }
     }
@@ -69,10 +95,12 @@ impl CaptureWorker {
     async fn capturer(&self) -> Result<&Arc<dyn Capturer>, WorkerError> {
         self.capturer
             .get_or_try_init(|| async {
+                // Each engine starts at its first task.
                 let options = BrowserOptions {
                     sessions: self.sessions,
                     network: self.network.clone(),
                     as_root: self.as_root,
+                    engines: Vec::new(),
                     ..BrowserOptions::default()
                 };
                 let browser = Browser::launch(options)
@@ -83,23 +111,37 @@ impl CaptureWorker {
             .await
     }
 
-    /// Leases one capture task and does it. `Ok(false)`: there was no work.
+    /// Leases one capture task, from the queue of one of its engines
+    /// (each asked first in turn), and does it. `Ok(false)`: there was no
+    /// work in any of them.
     pub async fn run_once(&self) -> Result<bool, WorkerError> {
-        self.queue()
-            .run_once("capturing", |task| async move { self.work(&task).await })
-            .await
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        for k in 0..self.engines.len() {
+            let engine = self.engines[(first + k) % self.engines.len()];
+            let did = self
+                .queue(engine)
+                .run_once(
+                    "capturing",
+                    |task| async move { self.work(engine, &task).await },
+                )
+                .await?;
+            if did {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    fn queue(&self) -> Queue<'_> {
+    fn queue(&self, engine: Engine) -> Queue<'_> {
         Queue {
             client: &self.client,
-            name: CAPTURE_QUEUE,
+            name: capture_queue(engine),
             owner: &self.owner,
             lease: self.lease,
         }
     }
 
-    async fn work(&self, task: &LeasedTask) -> Result<(), WorkerError> {
+    async fn work(&self, engine: Engine, task: &LeasedTask) -> Result<(), WorkerError> {
         let t: CaptureTask = serde_json::from_str(&task.payload).map_err(WorkerError::Payload)?;
         let mut report = report_for(t.build_id, &t.release_name, t.release_number, &t.run_name);
         let config = match CaptureConfig::from_json(&t.config_json) {
@@ -139,6 +181,6 @@ impl CaptureWorker {
                 Err(e) => report.run_failed = Some(e.to_string()),
             }
         }
-        self.queue().report(&report).await
+        self.queue(engine).report(&report).await
     }
 }

@@ -41,6 +41,10 @@ pub struct WorkerConfig {
     pub capture: bool,
     /// Parallel captures (browser sessions).
     pub capture_sessions: usize,
+    /// The engines whose capture tasks this process's workers take;
+    /// `None`: every engine installed here.
+    #[cfg(feature = "capture")]
+    pub capture_browsers: Option<Vec<dpxdt_core::capture::Engine>>,
     /// What captured pages may reach; default [`NetworkPolicy::server`]:
     /// not this machine, not link-local (cloud metadata).
     pub capture_network: NetworkPolicy,
@@ -60,6 +64,8 @@ impl Default for WorkerConfig {
             diff_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             capture: true,
             capture_sessions: 1,
+            #[cfg(feature = "capture")]
+            capture_browsers: None,
             capture_network: NetworkPolicy::server(),
             capture_allow_root: false,
         }
@@ -178,17 +184,27 @@ pub fn spawn_all(
     }
     #[cfg(feature = "capture")]
     if config.capture {
-        let worker = std::sync::Arc::new(CaptureWorker::new(
-            client.clone(),
-            config.capture_lease,
-            config.capture_sessions,
-            config.capture_network.clone(),
-            if config.capture_allow_root {
-                dpxdt_core::capture::AsRoot::NoSandbox
-            } else {
-                dpxdt_core::capture::AsRoot::Unprivileged
-            },
-        ));
+        let browsers = config.capture_browsers.clone().unwrap_or_else(|| {
+            dpxdt_core::capture::installed_engines(&dpxdt_core::capture::BrowserOptions::default())
+        });
+        tracing::info!(
+            browsers = %browsers.iter().map(|e| e.name()).collect::<Vec<_>>().join(","),
+            "capture workers take tasks for these engines"
+        );
+        let worker = std::sync::Arc::new(
+            CaptureWorker::new(
+                client.clone(),
+                config.capture_lease,
+                config.capture_sessions,
+                config.capture_network.clone(),
+                if config.capture_allow_root {
+                    dpxdt_core::capture::AsRoot::NoSandbox
+                } else {
+                    dpxdt_core::capture::AsRoot::Unprivileged
+                },
+            )
+            .browsers(browsers),
+        );
         for _ in 0..config.capture_sessions.max(1) {
             let worker = worker.clone();
             let stop = stop.clone();

@@ -139,3 +139,119 @@ async fn requested_runs_are_captured_diffed_and_reviewed() {
     }
     s.stop().await;
 }
+
+/// A release whose runs use two engines (modes of one page): one worker
+/// with both engines captures it, and so do two workers with one engine
+/// each, where each leases only its own engine's tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_in_two_engines_is_captured_by_one_worker_or_two() {
+    use dpxdt_core::capture::Engine;
+    let pages = PageServer::start();
+    pages.set_html(
+        "/engine",
+        "<!doctype html><body><script>document.body.style.background = \
+         CSS.supports('-moz-appearance', 'none') ? 'orange' : 'blue';</script></body>",
+    );
+    let s = TestServer::start(|_| {}).await;
+    let (build, key) = s.build_with_key("engines").await;
+    s.allow_key_verdicts(&build);
+    let build = BuildId(build.parse().unwrap());
+    let client = s.client(&key);
+    let browser = Arc::new(Browser::launch(BrowserOptions::default()).await.unwrap());
+    let worker = |engines: Vec<Engine>| {
+        CaptureWorker::with_capturer(
+            s.client(&admin()),
+            Duration::from_secs(120),
+            browser.clone(),
+        )
+        .browsers(engines)
+    };
+    let both = worker(vec![Engine::Chromium, Engine::Firefox]);
+    let chromium = worker(vec![Engine::Chromium]);
+    let firefox = worker(vec![Engine::Firefox]);
+    let diff = DiffWorker::new(s.client(&admin()), Duration::from_secs(60));
+    let config = r#"{"viewportSize": {"width": 320, "height": 200},
+        "modes": [{"name": "chromium"}, {"name": "firefox", "browser": "firefox"}]}"#;
+    let release = |n: i64| ReleaseKey {
+        build_id: build,
+        release_name: "main".into(),
+        release_number: n,
+    };
+    let request = |key: &ReleaseKey| dpxdt_core::api::RequestRunRequest {
+        build_id: key.build_id,
+        release_name: key.release_name.clone(),
+        release_number: key.release_number,
+        run_name: "/engine".into(),
+        url: pages.url("/engine"),
+        config: config.into(),
+        ref_config: Some(config.into()),
+        ref_url: Some(pages.url("/engine")),
+    };
+
+    // One worker with both engines: both runs, new and reference.
+    let r1 = client.create_release(build, "main", "u").await.unwrap();
+    let key1 = release(r1.release_number);
+    let made = client.request_run(&request(&key1)).await.unwrap();
+    let names: Vec<&str> = made.runs.iter().map(|r| r.run_name.as_str()).collect();
+    assert_eq!(names, ["/engine@chromium", "/engine@firefox"]);
+    client.runs_done(&key1).await.unwrap();
+    let mut captured = 0;
+    while both.run_once().await.unwrap() {
+        captured += 1;
+    }
+    assert_eq!(captured, 4, "two runs, each with its reference");
+    while diff.run_once().await.unwrap() {}
+    let st = client.release_status(&key1).await.unwrap();
+    assert_eq!(st.status.as_str(), "reviewing");
+    assert_eq!(counts(&st), [("diff_not_found".to_string(), 2)]);
+
+    // Two workers with one engine each: the Chromium one leaves the
+    // Firefox tasks alone, and the release waits for them.
+    let r2 = client.create_release(build, "main", "u").await.unwrap();
+    let key2 = release(r2.release_number);
+    client.request_run(&request(&key2)).await.unwrap();
+    client.runs_done(&key2).await.unwrap();
+    let mut by_chromium = 0;
+    while chromium.run_once().await.unwrap() {
+        by_chromium += 1;
+    }
+    assert_eq!(by_chromium, 2);
+    while diff.run_once().await.unwrap() {}
+    let st = client.release_status(&key2).await.unwrap();
+    assert_eq!(
+        st.status.as_str(),
+        "processing",
+        "the Firefox run is not captured yet"
+    );
+    let mut by_firefox = 0;
+    while firefox.run_once().await.unwrap() {
+        by_firefox += 1;
+    }
+    assert_eq!(by_firefox, 2);
+    while diff.run_once().await.unwrap() {}
+    let st = client.release_status(&key2).await.unwrap();
+    assert_eq!(st.status.as_str(), "reviewing");
+
+    // Each run's screenshot shows its own engine.
+    let good = [
+        ("build_id", build.to_string()),
+        ("release_name", "main".to_string()),
+        ("release_number", key2.release_number.to_string()),
+        ("status", "good".to_string()),
+    ];
+    let form: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(s.post(Some(&key), "update_release", &form).await.0, 200);
+    for (run, colour) in [
+        ("/engine@chromium", [0, 0, 255]),
+        ("/engine@firefox", [255, 165, 0]),
+    ] {
+        let found = client.find_run(build, run).await.unwrap().expect("the run");
+        let png = client
+            .download(build, &found.image.expect("an image"))
+            .await
+            .unwrap();
+        let img = dpxdt_core::diff::decode_png(&png, run, 1 << 20).unwrap();
+        let p = img.pixel(100, 100);
+        assert_eq!([p[0], p[1], p[2]], colour, "{run}");
+    }
+}
