@@ -193,6 +193,7 @@ pub struct Checker {
     update: bool,
     options: DiffOptions,
     pass_on_shift: bool,
+    browser: Option<crate::config::Engine>,
 }
 
 impl Default for Checker {
@@ -222,6 +223,7 @@ impl Checker {
             update: flag("DPXDT_UPDATE"),
             options: DiffOptions::default(),
             pass_on_shift: false,
+            browser: None,
         }
     }
 
@@ -256,6 +258,25 @@ impl Checker {
     pub fn pass_on_shift(mut self, pass: bool) -> Checker {
         self.pass_on_shift = pass;
         self
+    }
+
+    /// Capture in `engine` wherever a config (or its mode) names no
+    /// `browser`; default Chromium.
+    pub fn browser(mut self, engine: crate::config::Engine) -> Checker {
+        self.browser = Some(engine);
+        self
+    }
+
+    /// `config` with the checker's engine where it names none.
+    fn in_browser(&self, config: &CaptureConfig) -> Result<CaptureConfig, CheckError> {
+        let mut config = config.clone();
+        if let Some(engine) = self.browser
+            && config.browser.is_none()
+        {
+            config.browser = Some(engine.name().to_string());
+            config.validate()?;
+        }
+        Ok(config)
     }
 
     /// The reference file of `name`.
@@ -384,6 +405,7 @@ impl Checker {
         url: &str,
         config: &CaptureConfig,
     ) -> Result<CheckOutcome, CheckError> {
+        let config = &self.in_browser(config)?;
         if !config.modes.is_empty() {
             let outcomes = self
                 .check_url_modes_with(capturer, name, url, config)
@@ -419,7 +441,7 @@ impl Checker {
         url: &str,
         config: &CaptureConfig,
     ) -> Result<Vec<(String, CheckOutcome)>, CheckError> {
-        let variants = config.variants()?;
+        let variants = self.in_browser(config)?.variants()?;
         let mut named = Vec::with_capacity(variants.len());
         for (mode, config) in variants {
             let name = moded_name(name, mode.as_deref());

@@ -212,6 +212,8 @@ pub struct TestResult {
     pub name: String,
     /// The URL captured.
     pub url: String,
+    /// The engine that captured it.
+    pub browser: dpxdt_core::config::Engine,
     /// How it ended.
     pub outcome: Outcome,
     /// Time taken.
@@ -444,6 +446,7 @@ pub async fn run_with(
                             file: file.path.clone(),
                             name: t.name.clone(),
                             url: t.run.url.clone(),
+                            browser: t.run.config.engine(),
                             outcome: Outcome::Error {
                                 message: message.clone(),
                             },
@@ -564,6 +567,7 @@ impl TestContext {
             file: self.file.clone(),
             name: self.test.name.clone(),
             url: self.arm().url.clone(),
+            browser: self.arm().config.engine(),
             outcome,
             duration: start.elapsed(),
             log: log.to_string(),

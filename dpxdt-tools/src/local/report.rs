@@ -121,6 +121,7 @@ h1{font-size:1.4em} .test{border:1px solid #ccc;border-radius:6px;margin:1em 0;p
 .failed{border-color:#c33} .error{border-color:#e90} .passed{border-color:#3a3}
 .status{font-weight:bold;text-transform:uppercase;margin-right:.6em}
 .failed .status{color:#c33} .passed .status{color:#3a3} .error .status{color:#e90}
+.engine{font-size:.8em;border:1px solid #999;border-radius:3px;padding:0 .3em;color:#555}
 .row{display:flex;gap:1em;flex-wrap:wrap;margin-top:.6em} figure{margin:0;max-width:32%}
 figure img{max-width:100%;border:1px solid #ddd} figcaption{font-size:.9em;color:#555}
 .slider{position:relative;display:inline-block;margin-top:.8em;max-width:100%}
@@ -184,8 +185,9 @@ pub fn write_html(summary: &Summary, dir: &Path) -> Result<(), LocalError> {
         let _ = write!(
             html,
             "<div class=\"test {class}\"><span class=\"status\">{class}</span><strong>{}</strong> \
-             <a href=\"{}\">{}</a><div>{}</div>",
+             <span class=\"engine\">{}</span> <a href=\"{}\">{}</a><div>{}</div>",
             escape(&r.name),
+            r.browser,
             escape(&r.url),
             escape(&r.url),
             escape(&detail)
@@ -255,6 +257,7 @@ mod tests {
             file: PathBuf::from("/d/site.yaml"),
             name: name.into(),
             url: "http://x/?a=1&b=<2>".into(),
+            browser: dpxdt_core::config::Engine::Firefox,
             outcome,
             duration: Duration::from_millis(1500),
             log: "log <b>".into(),
@@ -347,5 +350,9 @@ mod tests {
         assert!(html.contains("images/t0-diff.png"));
         assert!(out.join("images/t0-ref.png").exists());
         assert!(html.contains("type=\"range\""));
+        assert!(
+            html.contains("<span class=\"engine\">firefox</span>"),
+            "each test names its engine"
+        );
     }
 }

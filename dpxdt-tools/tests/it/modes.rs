@@ -229,3 +229,81 @@ fn stability_checks_each_mode_and_reports_it_by_name() {
     );
     assert_eq!(pages.requests().len(), requests);
 }
+
+/// A page painted by the engine that renders it: orange in Gecko, blue
+/// elsewhere.
+const ENGINE_PAGE: &str = r#"<!doctype html><body style="margin:0"><script>
+document.body.style.background = CSS.supports('-moz-appearance', 'none') ? 'orange' : 'blue';
+</script></body>"#;
+
+#[test]
+fn a_mode_may_name_its_engine_and_the_report_names_it() {
+    let pages = PageServer::start();
+    pages.set_html("/", ENGINE_PAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("site.yaml"),
+        format!(
+            "tests:\n  - name: home\n    url: {}\n    config: {{viewportSize: {{width: 200, height: 100}}}}\n    modes:\n      - name: chromium\n      - name: firefox\n        browser: firefox\n",
+            pages.url("/")
+        ),
+    )
+    .unwrap();
+    let r = dpxdt(&["update", d.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        image(&d.join("home@chromium.png")).pixel(50, 50),
+        [0, 0, 255, 255]
+    );
+    assert_eq!(
+        image(&d.join("home@firefox.png")).pixel(50, 50),
+        [255, 165, 0, 255]
+    );
+    let report = d.join("report");
+    let r = dpxdt(&[
+        "test",
+        d.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for engine in ["chromium", "firefox"] {
+        assert!(
+            html.contains(&format!("<span class=\"engine\">{engine}</span>")),
+            "the report names {engine}"
+        );
+    }
+}
+
+#[test]
+fn stability_captures_in_the_engine_it_is_given() {
+    let pages = PageServer::start();
+    pages.set_html("/", ENGINE_PAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let url = pages.url("/");
+    let r = dpxdt(&[
+        "stability",
+        &url,
+        "--repeat",
+        "2",
+        "--browser",
+        "firefox",
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        image(&dir.path().join("capture-1.png")).pixel(50, 50),
+        [255, 165, 0, 255],
+        "captured in Firefox"
+    );
+    let r = dpxdt(&["stability", &url, "--browser", "safari"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("chromium, firefox, webkit"),
+        "{}",
+        r.stderr
+    );
+}

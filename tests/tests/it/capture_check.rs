@@ -93,3 +93,42 @@ async fn a_reference_kept_in_the_repo_matches() {
         "the reference is committed, so this is a comparison: {outcome:?}"
     );
 }
+
+/// `Checker::browser` captures in that engine wherever a config names
+/// none; a config that names its own engine keeps it.
+#[tokio::test]
+async fn the_checker_captures_in_the_engine_it_is_given() {
+    let server = PageServer::start();
+    server.set_html(
+        "/engine",
+        r#"<!doctype html><body style="margin:0"><script>
+        document.body.style.background = CSS.supports('-moz-appearance', 'none') ? 'orange' : 'blue';
+        </script></body>"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let checker = Checker::new()
+        .dir(dir.path())
+        .update(true)
+        .browser(dpxdt_core::config::Engine::Firefox);
+    let config = CaptureConfig::from_json(
+        r#"{"viewportSize": {"width": 100, "height": 100},
+            "modes": [{"name": "default"}, {"name": "chromium", "browser": "chromium"}]}"#,
+    )
+    .unwrap();
+    checker
+        .check_url("engine", &server.url("/engine"), &config)
+        .await
+        .unwrap();
+    let pixel = |name: &str| {
+        let bytes = std::fs::read(dir.path().join(name)).unwrap();
+        dpxdt_core::diff::decode_png(&bytes, name, u64::MAX)
+            .unwrap()
+            .pixel(50, 50)
+    };
+    assert_eq!(pixel("engine@default.png"), [255, 165, 0, 255], "Firefox");
+    assert_eq!(
+        pixel("engine@chromium.png"),
+        [0, 0, 255, 255],
+        "the mode's own engine"
+    );
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use dpxdt_core::CaptureConfig;
-use dpxdt_core::capture::{Browser, BrowserOptions};
+use dpxdt_core::capture::{Browser, BrowserOptions, Engine};
 use dpxdt_core::config::moded_name;
 use dpxdt_tools::stability;
 
@@ -27,6 +27,10 @@ pub struct StabilityArgs {
     /// for a config with modes).
     #[arg(long = "output-dir", value_name = "DIR")]
     output_dir: Option<PathBuf>,
+    /// The engine to capture in: chromium (default), firefox, webkit. A
+    /// mode that names its own `browser` keeps it.
+    #[arg(long, value_name = "ENGINE", value_parser = Engine::parse)]
+    browser: Option<Engine>,
 }
 
 pub fn run(args: StabilityArgs) -> ExitCode {
@@ -38,7 +42,7 @@ pub fn run(args: StabilityArgs) -> ExitCode {
 
 fn run_inner(args: StabilityArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(args.repeat >= 2, "--repeat must be at least 2");
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -46,6 +50,10 @@ fn run_inner(args: StabilityArgs) -> anyhow::Result<u8> {
         }
         None => CaptureConfig::default(),
     };
+    if let Some(engine) = args.browser {
+        config.browser = Some(engine.name().to_string());
+        config.validate().context("--browser")?;
+    }
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -54,7 +62,12 @@ fn run_inner(args: StabilityArgs) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let reports = runtime.block_on(async {
-        let browser = Browser::launch(BrowserOptions::default()).await?;
+        // Each engine the config asks for starts at its first capture.
+        let browser = Browser::launch(BrowserOptions {
+            engines: Vec::new(),
+            ..BrowserOptions::default()
+        })
+        .await?;
         let mut write_error = None;
         let reports =
             stability::check_modes(&browser, &args.url, &config, args.repeat, |mode, n, png| {
