@@ -809,6 +809,7 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         .store
         .call(move |c| gc::kept(c, release_id))
         .await?;
+    let engines = engines_of(ui, &runs).await;
     let groups: Vec<Value> = RUN_ORDER
         .iter()
         .filter_map(|s| {
@@ -817,10 +818,17 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                 .filter(|r| r.status == Some(*s))
                 .map(|r| {
                     let (page, mode) = split_mode(&r.name);
+                    // Chromium is the default: only other engines are named.
+                    let engine = r
+                        .config
+                        .as_deref()
+                        .and_then(|id| engines.get(id))
+                        .filter(|e| **e != dpxdt_core::config::Engine::Chromium);
                     json!({
                         "name": r.name,
                         "page": page,
                         "mode": mode,
+                        "engine": engine.map(|e| e.name()),
                         "url": run_url(b, &rel.name, rel.number, &r.name),
                         "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
                         "thumb": r.diff_image.as_ref().or(r.image.as_ref())
@@ -925,6 +933,44 @@ pub(crate) async fn image(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         return Ok(resp);
     }
     send_artifact(ui, req, &id, &ct, info.public).await
+}
+
+/// The engine a run's capture config (artifact id `config`) names, when
+/// it has a readable config.
+pub(super) async fn config_engine(
+    ui: &Ui,
+    config: Option<&str>,
+) -> Option<dpxdt_core::config::Engine> {
+    let id = ArtifactId::parse(config?).ok()?;
+    read_capture_config(ui, &id).await.map(|c| c.engine())
+}
+
+/// Most distinct capture configs a release page reads to name engines: a
+/// release whose runs each carry a config of their own shows none.
+const MAX_CONFIGS_READ: usize = 32;
+
+/// The engines of `runs`' capture configs, by config artifact id: each
+/// distinct config read once (a release's runs share a few), at most
+/// [`MAX_CONFIGS_READ`] of them.
+async fn engines_of(
+    ui: &Ui,
+    runs: &[storage::RunRow],
+) -> std::collections::HashMap<String, dpxdt_core::config::Engine> {
+    let mut out = std::collections::HashMap::new();
+    let mut distinct: Vec<&str> = runs.iter().filter_map(|r| r.config.as_deref()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() > MAX_CONFIGS_READ {
+        return out;
+    }
+    for id in distinct {
+        if !out.contains_key(id)
+            && let Some(engine) = config_engine(ui, Some(id)).await
+        {
+            out.insert(id.to_string(), engine);
+        }
+    }
+    out
 }
 
 /// The artifact as a capture config, when it is one (a small JSON object

@@ -43,6 +43,7 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let report = load_report(ui, b, r.diff_log.as_deref())
         .await
         .map(|r| report_json(&r));
+    let engine = super::pages::config_engine(ui, r.config.as_deref()).await;
     let (lookup, release_id) = (r.name.clone(), rel.id);
     let (ignored, baseline) = ui
         .state
@@ -93,6 +94,7 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": release_url(b, &rel.name, rel.number)},
             "run": {
                 "name": r.name,
+                "engine": engine.map(|e| e.name()),
                 "status": status.as_str(),
                 "label": label(status),
                 "url": r.url,

@@ -1253,6 +1253,69 @@ async fn the_modes_of_a_page_are_listed_together_with_a_label() {
     server.stop().await;
 }
 
+/// A run captured in another engine than Chromium is labelled with it on
+/// the release page, and the run page always names its engine.
+#[tokio::test]
+async fn runs_name_the_engine_that_captured_them() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.browser();
+    alice.login("alice", "alice-password").await;
+    let build = alice.create_build("engines", false).await;
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = BuildId(build);
+    let rel = client.create_release(b, "m", "https://ci/1").await.unwrap();
+    let image = client
+        .upload_bytes(b, "a.png", png(4, 4, [0, 0, 255]))
+        .await
+        .unwrap()
+        .sha1sum;
+    for (run, config) in [
+        ("/a@chromium", "{}"),
+        ("/a@firefox", r#"{"browser": "firefox"}"#),
+    ] {
+        let config = client
+            .upload_bytes(b, "config.json", config.as_bytes().to_vec())
+            .await
+            .unwrap()
+            .sha1sum;
+        client
+            .report_run(&ReportRunRequest {
+                build_id: b,
+                release_name: "m".into(),
+                release_number: rel.release_number,
+                run_name: run.into(),
+                image: Some(image.clone()),
+                config: Some(config),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let page = alice
+        .get(&format!("/release?build_id={build}&name=m&number=1"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.body.matches("class=\"tag engine\"").count(),
+        1,
+        "only the Firefox run is labelled: {}",
+        page.body
+    );
+    assert!(page.body.contains(">firefox</span>"), "{}", page.body);
+    for (run, engine) in [("/a@chromium", "chromium"), ("/a@firefox", "firefox")] {
+        let page = alice
+            .get(&format!(
+                "/run?build_id={build}&name=m&number=1&run={}",
+                run.replace('@', "%40")
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.text_of("run-engine"), engine, "{run}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_run_page_lists_moved_content() {
     let server = UiServer::start(USERS, |_| {}).await;
