@@ -8,10 +8,14 @@
 # With taskset it also runs 1 job pinned to one core: 2 jobs on 2 cores
 # against that shows how throughput grows with cores.
 #
-# Usage: benches/capture.sh [PAGES]   (default 60; needs python3, chromium)
+# BROWSER=firefox measures Firefox instead (every test with `browser:
+# firefox`), against a bare `firefox-esr --headless --screenshot` per page.
+#
+# Usage: [BROWSER=firefox] benches/capture.sh [PAGES]   (default 60; needs python3, chromium)
 # Build first: cargo build --release -p dpxdt-tools --bin dpxdt
 set -euo pipefail
 PAGES=${1:-60}
+BROWSER=${BROWSER:-chromium}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DPXDT=${DPXDT:-$ROOT/target/release/dpxdt}
 [ -x "$DPXDT" ] || DPXDT=$ROOT/target/debug/dpxdt
@@ -35,7 +39,8 @@ until curl -sf "http://127.0.0.1:$PORT/p1.html" >/dev/null; do sleep 0.05; done
 make_suite() { # DIR N
   mkdir -p "$1"
   { echo "tests:"; for i in $(seq 1 "$2"); do
-      echo "  - name: p$i"; echo "    url: http://127.0.0.1:$PORT/p$i.html"; done; } > "$1/bench.yaml"
+      echo "  - name: p$i"; echo "    url: http://127.0.0.1:$PORT/p$i.html"
+      [ "$BROWSER" = chromium ] || echo "    config: {browser: $BROWSER}"; done; } > "$1/bench.yaml"
 }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 now() { date +%s.%N; }
@@ -71,8 +76,21 @@ for JOBS in 1 2; do
     "$JOBS" "$(echo "$MED * 1000" | bc -l)" "$PPM" "$W_ALL" "$PAGES" "$W_SHORT" "$SHORT"
 done
 
-# Bare Chromium: one process per page, as a script without a warm session would.
+# The bare browser: one process per page, as a script without a warm
+# session would.
 N=$(( PAGES < 10 ? PAGES : 10 ))
+if [ "$BROWSER" = firefox ]; then
+  FIREFOX=$(command -v firefox-esr || command -v firefox)
+  for i in $(seq 1 "$N"); do
+    mkdir -p "$WORK/ffprof$i"
+    t0=$(now)
+    "$FIREFOX" --headless -no-remote -profile "$WORK/ffprof$i" --window-size=1280,800 \
+      --screenshot "$WORK/bare$i.png" "http://127.0.0.1:$PORT/p$i.html" >/dev/null 2>&1
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l
+  done | median | awk '{printf "bare %s --headless --screenshot: median %.0f ms per page (%d runs)\n", "'"$(basename "$FIREFOX")"'", $1*1000, '"$N"'}'
+  exit 0
+fi
 for BARE in /usr/bin/chromium /usr/bin/chromium-headless-shell; do
   [ -x "$BARE" ] || continue
   for i in $(seq 1 "$N"); do

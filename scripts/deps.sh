@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Depicted needs at run time and is missing: Chromium, its
 # WebDriver (chromedriver), Chromium's headless shell (the faster capture
-# engine, used when installed) and the fonts screenshots are rendered with.
+# engine, used when installed), Firefox ESR and its WebDriver (geckodriver,
+# built once with cargo: Mozilla publishes it on crates.io, Debian does not
+# package it) and the fonts screenshots are rendered with.
 # With --test it also installs what the test suite compares against
 # (ImageMagick's `compare`, the reference for the distortion metric,
 # `openssl`, which makes the TLS tests' certificates, PostgreSQL, whose
@@ -13,6 +15,7 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || need+=(firefox-esr)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 [ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 if [ "${1:-}" = "--test" ]; then
@@ -44,6 +47,17 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "deps: cargo is missing; install Rust (https://rustup.rs) first" >&2
     exit 2
+fi
+
+# geckodriver, Firefox's WebDriver: compiled once into cargo's bin
+# directory and reused after that. It only relays a session's start, so it
+# is built at opt-level 1 without LTO: the build is what a machine waits for.
+if ! command -v geckodriver >/dev/null 2>&1 &&
+    [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver" ]; then
+    echo "deps: installing geckodriver 0.37.1 (cargo install, once)" >&2
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=0 \
+        cargo install geckodriver --version 0.37.1 --locked >&2
 fi
 
 # With --test: Garage, the real S3-compatible store the tests keep artifacts

@@ -76,6 +76,10 @@ fn prefs() -> Value {
         set(name, json!(false));
     }
     set("network.proxy.no_proxies_on", json!(""));
+    // Every site in the page's own content processes (no process per site),
+    // so the prelude runs in cross-site frames too and a fresh user
+    // context's first load does not wait for a new process: half its time.
+    set("fission.autostart", json!(false));
     // Scrollbars over the page, taking no room (as Chromium's are hidden).
     set("ui.useOverlayScrollbars", json!(1));
     set("network.http.speculative-parallel-limit", json!(0));
@@ -88,10 +92,36 @@ fn prefs() -> Value {
     Value::Object(prefs)
 }
 
+/// What a capture sets on its user context and tab, carried over to the
+/// spare one made for the next capture (which most likely asks the same).
+#[derive(Debug, Clone, PartialEq)]
+struct Settings {
+    timezone: String,
+    locale: String,
+    user_agent: Option<String>,
+    viewport: (u32, u32, f64),
+    prelude: String,
+}
+
+impl Settings {
+    fn of(config: &CaptureConfig) -> Settings {
+        let viewport = config.viewport();
+        Settings {
+            timezone: config.timezone().to_string(),
+            locale: config.locale().to_string(),
+            user_agent: config.user_agent().map(str::to_string),
+            viewport: (viewport.width, viewport.height, config.scale()),
+            prelude: js::prelude(&js::PreludeParams::of(config), js::FREEZE_CSS),
+        }
+    }
+}
+
 /// A user context and the tab in it that one capture runs in.
 struct Tab {
     user_context: String,
     context: String,
+    /// The settings in effect, and the preload script's id.
+    applied: Option<(Settings, String)>,
 }
 
 /// One headless Firefox and the tab of the current capture.
@@ -103,8 +133,13 @@ pub(crate) struct Session {
     chrome: String,
     proxy: FilterProxy,
     tab: Tab,
+    /// The tab for the next capture, being made (from the moment the
+    /// current capture's page has loaded).
+    spare: Mutex<Option<tokio::task::JoinHandle<Result<Tab, CaptureError>>>>,
     /// The media preferences in effect (colour scheme, motion, colours).
     media: Mutex<Option<[i64; 3]>>,
+    /// User contexts of past captures, still to be removed.
+    retired: Mutex<Vec<String>>,
 }
 
 impl Session {
@@ -181,28 +216,64 @@ impl Session {
             .as_str()
             .ok_or_else(|| CaptureError::launch("Firefox shows no browser window"))?
             .to_string();
-        let tab = new_tab(&bidi).await?;
+        let tab = new_tab(&bidi, None).await?;
+        bidi.send(
+            None,
+            "browsingContext.activate",
+            json!({ "context": tab.context }),
+        )
+        .await?;
         Ok(Session {
             _process: process,
             bidi,
             chrome,
             proxy,
             tab,
+            spare: Mutex::new(None),
             media: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
         })
     }
 
-    /// Moves to a fresh user context for the next capture and removes the
-    /// one the last capture ran in, with its tab.
+    /// Moves to a fresh user context for the next capture (the spare one)
+    /// and removes the one the last capture ran in, with its tab.
     pub(crate) async fn renew(&mut self) -> Result<(), CaptureError> {
-        let fresh = new_tab(&self.bidi).await?;
-        let old = std::mem::replace(&mut self.tab, fresh);
+        let pending = self.spare.lock().expect("spare").take();
+        let fresh = match pending {
+            Some(task) => task
+                .await
+                .map_err(|e| CaptureError::browser_from("making a tab failed", e))??,
+            None => new_tab(&self.bidi, None).await?,
+        };
         self.send(
-            "browser.removeUserContext",
-            json!({ "userContext": old.user_context }),
+            "browsingContext.activate",
+            json!({ "context": fresh.context }),
         )
         .await?;
+        let old = std::mem::replace(&mut self.tab, fresh);
+        // Removed while the next capture's page settles, with the next
+        // spare made (not while that page loads, which it would slow).
+        self.retired.lock().expect("retired").push(old.user_context);
         Ok(())
+    }
+
+    /// Starts making the tab for the next capture, with this capture's
+    /// settings, unless one is being made already.
+    fn prepare_spare(&self, settings: &Settings) {
+        let mut spare = self.spare.lock().expect("spare");
+        if spare.is_none() {
+            let (bidi, settings) = (self.bidi.clone(), settings.clone());
+            let retired = std::mem::take(&mut *self.retired.lock().expect("retired"));
+            *spare = Some(tokio::spawn(async move {
+                for user_context in retired {
+                    let params = json!({ "userContext": user_context });
+                    if let Err(e) = bidi.send(None, "browser.removeUserContext", params).await {
+                        tracing::debug!(error = %e, "cannot remove a user context");
+                    }
+                }
+                new_tab(&bidi, Some(&settings)).await
+            }));
+        }
     }
 
     /// Quits the session (Firefox and its geckodriver are killed).
@@ -230,7 +301,14 @@ impl Session {
         log.step(&format!("capture {url}"));
         log.step("fresh user context (Firefox)");
         self.proxy.take_refusals();
-        self.emulate(config).await?;
+        let settings = Settings::of(config);
+        let carried = self.tab.applied.as_ref();
+        futures_util::future::try_join(
+            apply(&self.bidi, &self.tab.user_context, &settings, carried),
+            self.set_media(config),
+        )
+        .await?;
+        log.step("settings applied");
         let rules = HeaderRules::new(url, config);
         if !rules.is_empty() {
             // Only with injectHeadersAllHosts (the config says so otherwise).
@@ -246,57 +324,15 @@ impl Session {
             .await?;
             log.step("extra headers for every host (injectHeadersAllHosts)");
         }
-        let prelude = js::prelude(&js::PreludeParams::of(config), js::FREEZE_CSS);
-        self.send(
-            "script.addPreloadScript",
-            json!({
-                "functionDeclaration": format!("() => {{\n{prelude}\n}}"),
-                "userContexts": [self.tab.user_context],
-            }),
-        )
-        .await?;
         self.set_cookies(url, config).await?;
         if !config.cookies.is_empty() {
             log.step(&format!("set {} cookie(s)", config.cookies.len()));
         }
         self.navigate(url, config.page_timeout()).await?;
         log.step("navigated");
+        self.prepare_spare(&settings);
         let settled = steps::settle_and_stabilize(self, config, true).await?;
         steps::finish(self, &self.proxy, url, config, probe, settled, log).await
-    }
-
-    /// Sets the machine the page believes it runs on: time zone, locale,
-    /// user agent, viewport and pixel ratio, media features.
-    async fn emulate(&self, config: &CaptureConfig) -> Result<(), CaptureError> {
-        let contexts = json!([self.tab.user_context]);
-        self.send(
-            "emulation.setTimezoneOverride",
-            json!({ "timezone": config.timezone(), "userContexts": contexts }),
-        )
-        .await?;
-        self.send(
-            "emulation.setLocaleOverride",
-            json!({ "locale": config.locale(), "userContexts": contexts }),
-        )
-        .await?;
-        if let Some(agent) = config.user_agent() {
-            self.send(
-                "emulation.setUserAgentOverride",
-                json!({ "userAgent": agent, "userContexts": contexts }),
-            )
-            .await?;
-        }
-        let viewport = config.viewport();
-        self.send(
-            "browsingContext.setViewport",
-            json!({
-                "context": self.tab.context,
-                "viewport": { "width": viewport.width, "height": viewport.height },
-                "devicePixelRatio": config.scale(),
-            }),
-        )
-        .await?;
-        self.set_media(config).await
     }
 
     /// Sets the media features as Firefox preferences, unless they are
@@ -457,8 +493,10 @@ impl steps::Page for Session {
     }
 }
 
-/// Makes a user context and a tab in it.
-async fn new_tab(bidi: &DevTools) -> Result<Tab, CaptureError> {
+/// Makes a user context with `settings` applied (when given: set on the
+/// user context, they are in effect from the tab's first document) and a
+/// tab in it, in the background: shown by [`Session::renew`].
+async fn new_tab(bidi: &DevTools, settings: Option<&Settings>) -> Result<Tab, CaptureError> {
     let made = bidi
         .send(None, "browser.createUserContext", json!({}))
         .await?;
@@ -466,11 +504,18 @@ async fn new_tab(bidi: &DevTools) -> Result<Tab, CaptureError> {
         .as_str()
         .ok_or_else(|| CaptureError::browser("Firefox made no user context"))?
         .to_string();
+    let applied = match settings {
+        Some(settings) => Some((
+            settings.clone(),
+            apply(bidi, &user_context, settings, None).await?,
+        )),
+        None => None,
+    };
     let tab = bidi
         .send(
             None,
             "browsingContext.create",
-            json!({ "type": "tab", "userContext": user_context }),
+            json!({ "type": "tab", "userContext": user_context, "background": true }),
         )
         .await?;
     let context = tab["context"]
@@ -480,7 +525,86 @@ async fn new_tab(bidi: &DevTools) -> Result<Tab, CaptureError> {
     Ok(Tab {
         user_context,
         context,
+        applied,
     })
+}
+
+/// Sends the settings of `wanted` that differ from `have` (all of them on
+/// a fresh tab), side by side; returns the preload script's id.
+async fn apply(
+    bidi: &DevTools,
+    user_context: &str,
+    wanted: &Settings,
+    have: Option<&(Settings, String)>,
+) -> Result<String, CaptureError> {
+    let old = have.map(|(s, _)| s);
+    let differs = |f: fn(&Settings) -> Value| old.is_none_or(|o| f(o) != f(wanted));
+    let contexts = json!([user_context]);
+    let mut calls: Vec<(&str, Value)> = Vec::new();
+    if differs(|s| json!(s.timezone)) {
+        calls.push((
+            "emulation.setTimezoneOverride",
+            json!({ "timezone": wanted.timezone, "userContexts": contexts }),
+        ));
+    }
+    if differs(|s| json!(s.locale)) {
+        calls.push((
+            "emulation.setLocaleOverride",
+            json!({ "locale": wanted.locale, "userContexts": contexts }),
+        ));
+    }
+    // A fresh tab has the browser's own agent: nothing to reset.
+    if (old.is_some() || wanted.user_agent.is_some()) && differs(|s| json!(s.user_agent)) {
+        calls.push((
+            "emulation.setUserAgentOverride",
+            json!({ "userAgent": wanted.user_agent, "userContexts": contexts }),
+        ));
+    }
+    if differs(|s| json!(s.viewport)) {
+        let (width, height, scale) = wanted.viewport;
+        calls.push((
+            "browsingContext.setViewport",
+            json!({
+                "userContexts": contexts,
+                "viewport": { "width": width, "height": height },
+                "devicePixelRatio": scale,
+            }),
+        ));
+    }
+    let sent = futures_util::future::try_join_all(
+        calls
+            .into_iter()
+            .map(|(method, params)| bidi.send(None, method, params)),
+    );
+    let prelude = async {
+        match have {
+            Some((s, id)) if s.prelude == wanted.prelude => Ok(id.clone()),
+            _ => {
+                if let Some((_, id)) = have {
+                    bidi.send(None, "script.removePreloadScript", json!({ "script": id }))
+                        .await?;
+                }
+                let added = bidi
+                    .send(
+                        None,
+                        "script.addPreloadScript",
+                        json!({
+                            "functionDeclaration": format!("() => {{\n{}\n}}", wanted.prelude),
+                            "userContexts": [user_context],
+                        }),
+                    )
+                    .await?;
+                added["script"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| CaptureError::browser("Firefox named no preload script"))
+            }
+        }
+    };
+    let (_, id) =
+        futures_util::future::try_join(async { sent.await.map_err(CaptureError::from) }, prelude)
+            .await?;
+    Ok(id)
 }
 
 /// What a script threw, from BiDi's `exceptionDetails`: the text of an

@@ -119,6 +119,11 @@ impl DriverProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
+        if kind == Driver::Geckodriver {
+            // Firefox honours its Remote Settings server preference (set to
+            // nothing, so it never syncs) only with this variable.
+            command.env("MOZ_REMOTE_SETTINGS_DEVTOOLS", "1");
+        }
         if let Some(user) = user {
             check_traversable(&profiles, user).map_err(CaptureError::launch)?;
             // The profiles directory is the only place the browser writes

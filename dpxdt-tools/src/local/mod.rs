@@ -313,9 +313,26 @@ pub async fn run(
     if jobs == 0 {
         return Ok(Summary::default());
     }
+    // Chromium starts up front when a selected test uses it, so a broken
+    // install fails the run at once; any other engine starts at its first
+    // capture, and one that cannot fails only its own tests.
+    let chromium = files
+        .iter()
+        .flat_map(|f| &f.tests)
+        .filter(|t| options.filter.selects(t))
+        .any(|t| {
+            [&t.run.config, &t.reference.config]
+                .iter()
+                .any(|c| c.engine() == dpxdt_core::config::Engine::Chromium)
+        });
     let browser = Arc::new(
         Browser::launch(BrowserOptions {
             sessions: jobs,
+            engines: if chromium {
+                vec![dpxdt_core::config::Engine::Chromium]
+            } else {
+                Vec::new()
+            },
             ..options.browser.clone()
         })
         .await?,

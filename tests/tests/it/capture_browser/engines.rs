@@ -222,6 +222,13 @@ async fn firefox_traffic_goes_through_the_network_policy() {
             shot.log
         );
     }
+    // Firefox's own traffic (updates, telemetry, Remote Settings,
+    // captive-portal checks) is turned off, so none reaches the proxy.
+    assert!(
+        !shot.log.contains("mozilla"),
+        "Firefox called home:\n{}",
+        shot.log
+    );
     b.shutdown().await;
 
     let closed = Browser::launch(BrowserOptions {
