@@ -49,15 +49,19 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 2
 fi
 
-# geckodriver, Firefox's WebDriver: compiled once into cargo's bin
-# directory and reused after that. It only relays a session's start, so it
-# is built at opt-level 1 without LTO: the build is what a machine waits for.
+# geckodriver, Firefox's WebDriver: compiled once and reused after that.
+# As root it goes to /usr/local/bin, where the unprivileged user a server
+# runs the browser as (`nobody`) may run it; otherwise to cargo's bin
+# directory. It only relays a session's start, so it is built at opt-level
+# 1 without LTO: the build is what a machine waits for.
 if ! command -v geckodriver >/dev/null 2>&1 &&
     [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver" ]; then
     echo "deps: installing geckodriver 0.37.1 (cargo install, once)" >&2
+    root=()
+    [ "$(id -u)" -ne 0 ] || root=(--root /usr/local)
     CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=0 \
-        cargo install geckodriver --version 0.37.1 --locked >&2
+        cargo install geckodriver --version 0.37.1 --locked "${root[@]}" >&2
 fi
 
 # With --test: Garage, the real S3-compatible store the tests keep artifacts

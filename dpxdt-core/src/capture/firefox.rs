@@ -265,12 +265,7 @@ impl Session {
             let (bidi, settings) = (self.bidi.clone(), settings.clone());
             let retired = std::mem::take(&mut *self.retired.lock().expect("retired"));
             *spare = Some(tokio::spawn(async move {
-                for user_context in retired {
-                    let params = json!({ "userContext": user_context });
-                    if let Err(e) = bidi.send(None, "browser.removeUserContext", params).await {
-                        tracing::debug!(error = %e, "cannot remove a user context");
-                    }
-                }
+                remove_user_contexts(bidi.clone(), retired).await;
                 new_tab(&bidi, Some(&settings)).await
             }));
         }
@@ -490,6 +485,16 @@ impl steps::Page for Session {
 
     async fn take_shot(&self, config: &CaptureConfig, clip: Clip) -> Result<Vec<u8>, CaptureError> {
         stitched(clip, config.scale(), |tile, _| self.shot_tile(tile)).await
+    }
+}
+
+/// Removes user contexts, with their tabs and all they stored.
+async fn remove_user_contexts(bidi: DevTools, user_contexts: Vec<String>) {
+    for user_context in user_contexts {
+        let params = json!({ "userContext": user_context });
+        if let Err(e) = bidi.send(None, "browser.removeUserContext", params).await {
+            tracing::debug!(error = %e, "cannot remove a user context");
+        }
     }
 }
 

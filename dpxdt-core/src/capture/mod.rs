@@ -384,8 +384,8 @@ pub struct BrowserOptions {
     /// Firefox binary; default `$DPXDT_FIREFOX`, else `/usr/bin/firefox-esr`
     /// when installed, else `/usr/bin/firefox`.
     pub firefox: PathBuf,
-    /// geckodriver binary; default `$DPXDT_GECKODRIVER`, else `geckodriver`
-    /// on `PATH` or in cargo's bin directory.
+    /// geckodriver binary; default `$DPXDT_GECKODRIVER`, else the one in
+    /// `/usr/local/bin` or `/usr/bin`, on `PATH` or in cargo's bin directory.
     pub geckodriver: PathBuf,
     /// Engines started by [`Browser::launch`], so that a broken install
     /// fails there; default Chromium. Any other engine starts at its first
@@ -459,9 +459,18 @@ fn default_firefox() -> &'static str {
     }
 }
 
-/// `geckodriver` on `PATH`, else in cargo's bin directory (where
-/// `cargo install geckodriver` puts it).
+/// geckodriver in `/usr/local/bin` or `/usr/bin` (where every user may
+/// run it, the unprivileged one a server's browser runs as included), else
+/// on `PATH`, else in cargo's bin directory (where `cargo install
+/// geckodriver` puts it).
 fn default_geckodriver() -> PathBuf {
+    let system = ["/usr/local/bin/geckodriver", "/usr/bin/geckodriver"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    if let Some(found) = system {
+        return found;
+    }
     let on_path = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join("geckodriver"))

@@ -141,8 +141,16 @@ impl DriverProcess {
                 .env("XDG_CACHE_HOME", profiles.join(".cache"))
                 .env("XDG_CONFIG_HOME", profiles.join(".config"));
         }
-        let child = command.spawn().map_err(|e| {
-            CaptureError::launch_from(format!("cannot start {}", binary.display()), e)
+        let child = command.spawn().map_err(|e| match user {
+            Some(user) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                CaptureError::launch(format!(
+                    "{} cannot run {}: install it where every user may run it \
+                     (scripts/deps.sh run as root puts geckodriver in /usr/local/bin)",
+                    user.name,
+                    binary.display()
+                ))
+            }
+            _ => CaptureError::launch_from(format!("cannot start {}", binary.display()), e),
         })?;
         let killer = match GroupKiller::new(child.id(), false, Some(&profiles)) {
             Ok(k) => k,

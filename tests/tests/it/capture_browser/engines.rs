@@ -7,6 +7,7 @@ use dpxdt_core::capture::Engine;
 use dpxdt_core::netpolicy::{NetworkPolicy, Rule};
 
 use super::fidelity::serve_hostile;
+use super::isolation::{Proc, processes, uid_of};
 use super::*;
 
 const BLUE: [u8; 3] = [0, 0, 255];
@@ -336,5 +337,51 @@ async fn an_engine_that_cannot_start_fails_its_captures_naming_what_to_install()
     b.capture(&server.url("/"), &config("{}"))
         .await
         .expect("Chromium still captures");
+    b.shutdown().await;
+}
+
+/// What a server launches, as root: geckodriver and every Firefox process
+/// run as `nobody`.
+#[tokio::test]
+async fn a_server_firefox_never_runs_as_root() {
+    let b = Browser::launch(BrowserOptions {
+        attempts: 1,
+        as_root: AsRoot::Unprivileged,
+        engines: vec![Engine::Firefox],
+        ..BrowserOptions::default()
+    })
+    .await
+    .expect("Firefox starts as nobody");
+    let pages = PageServer::start();
+    pages.set_html("/p", &probe_page("true"));
+    let shot = b
+        .capture(&pages.url("/p"), &in_firefox("{}"))
+        .await
+        .expect("capture as nobody");
+    let img = image::load_from_memory(&shot.png).expect("png").to_rgba8();
+    assert_eq!(px(&img, 50, 50), GREEN, "the page rendered and ran");
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .expect("/proc/self");
+    if as_root {
+        let nobody = uid_of("nobody");
+        // Each of our geckodrivers leads a process group with its Firefox.
+        let procs = processes();
+        let groups: Vec<u32> = procs
+            .iter()
+            .filter(|p| p.cmd.contains("geckodriver") && p.uid == nobody)
+            .map(|p| p.pid)
+            .collect();
+        assert!(!groups.is_empty(), "a geckodriver runs as nobody");
+        let ours: Vec<&Proc> = procs.iter().filter(|p| groups.contains(&p.pgrp)).collect();
+        assert!(
+            ours.iter().any(|p| p.cmd.contains("-contentproc")),
+            "a content process among {:?}",
+            ours.iter().map(|p| &p.cmd).collect::<Vec<_>>()
+        );
+        for p in ours {
+            assert_eq!(p.uid, nobody, "runs as nobody: {}", p.cmd);
+        }
+    }
     b.shutdown().await;
 }

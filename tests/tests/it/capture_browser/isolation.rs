@@ -193,15 +193,22 @@ async fn storage_of_a_file_page_is_gone_in_the_next_capture() {
 
 /// The processes of the browser behind `browser`: chromedriver (found by
 /// its port) and everything in its process group, as (uid, command line).
-fn browser_processes(browser: &Browser) -> Vec<(u32, String)> {
-    let port = browser.driver_url().rsplit(':').next().expect("port");
-    let port_arg = format!("--port={port}");
-    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+/// A process: its id, process group, user and command line.
+pub(super) struct Proc {
+    pub(super) pid: u32,
+    pub(super) pgrp: u32,
+    pub(super) uid: u32,
+    pub(super) cmd: String,
+}
+
+/// Every process of this machine.
+pub(super) fn processes() -> Vec<Proc> {
+    std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let pgrp: u32 = stat
+            let pgrp = stat
                 .rsplit_once(')')?
                 .1
                 .split_whitespace()
@@ -209,34 +216,43 @@ fn browser_processes(browser: &Browser) -> Vec<(u32, String)> {
                 .parse()
                 .ok()?;
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let uid: u32 = status
+            let uid = status
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))?
                 .split_whitespace()
                 .next()?
                 .parse()
                 .ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            Some((pid, pgrp, format!("{uid} {cmdline}")))
-        })
-        .collect();
-    let driver = procs
-        .iter()
-        .find(|(_, _, c)| c.contains("chromedriver") && c.contains(&port_arg))
-        .map(|(pid, _, _)| *pid)
-        .expect("chromedriver process");
-    procs
-        .into_iter()
-        .filter(|(_, pgrp, _)| *pgrp == driver)
-        .map(|(_, _, c)| {
-            let (uid, cmd) = c.split_once(' ').expect("uid");
-            (uid.parse().expect("uid"), cmd.to_string())
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            Some(Proc {
+                pid,
+                pgrp,
+                uid,
+                cmd,
+            })
         })
         .collect()
 }
 
-fn uid_of(user: &str) -> u32 {
+/// The processes of `browser`'s chromedriver group: (uid, command line).
+fn browser_processes(browser: &Browser) -> Vec<(u32, String)> {
+    let port = browser.driver_url().rsplit(':').next().expect("port");
+    let port_arg = format!("--port={port}");
+    let procs = processes();
+    let driver = procs
+        .iter()
+        .find(|p| p.cmd.contains("chromedriver") && p.cmd.contains(&port_arg))
+        .map(|p| p.pid)
+        .expect("chromedriver process");
+    procs
+        .into_iter()
+        .filter(|p| p.pgrp == driver)
+        .map(|p| (p.uid, p.cmd))
+        .collect()
+}
+
+pub(super) fn uid_of(user: &str) -> u32 {
     let out = std::process::Command::new("id")
         .args(["-u", user])
         .output()
