@@ -264,8 +264,12 @@ where
             move |method: Method, headers: HeaderMap, query: String, body: BodyStream| {
                 let (state, handler) = (state.clone(), handler.clone());
                 async move {
-                    let scope = authorize(&state, name, methods, &method, &headers).await?;
-                    let params = params::read_params(&headers, &query, body).await?;
+                    let scope = authorize(&state, name, methods, &method, &headers)
+                        .await
+                        .map_err(Refusal::unread)?;
+                    let params = params::read_params(&headers, &query, body)
+                        .await
+                        .map_err(Refusal::unread)?;
                     handler(Call {
                         state,
                         scope,
@@ -273,10 +277,11 @@ where
                         params,
                     })
                     .await
+                    .map_err(Refusal::after_body)
                 }
             },
         )
-        .map(respond)
+        .map(respond_closing)
         .boxed()
 }
 
@@ -290,18 +295,23 @@ fn upload_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
             move |method: Method, headers: HeaderMap, _query: String, body: BodyStream| {
                 let state = state.clone();
                 async move {
-                    let scope =
-                        authorize(&state, "upload", &[Method::POST], &method, &headers).await?;
-                    let uploaded = upload::upload(&state, scope, &headers, body).await?;
+                    let scope = authorize(&state, "upload", &[Method::POST], &method, &headers)
+                        .await
+                        .map_err(Refusal::unread)?;
+                    // The upload may stop reading at any point: closed.
+                    let uploaded = upload::upload(&state, scope, &headers, body)
+                        .await
+                        .map_err(Refusal::unread)?;
                     json_ok(
                         serde_json::to_value(uploaded)
                             .doing("encoding a reply")
                             .map_err(ApiError::from),
                     )
+                    .map_err(Refusal::after_body)
                 }
             },
         )
-        .map(respond)
+        .map(respond_closing)
         .boxed()
 }
 
@@ -319,14 +329,18 @@ fn work_queue_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)>
                   body: BodyStream| {
                 let state = state.clone();
                 async move {
-                    let scope =
-                        authorize(&state, "work_queue", &[Method::POST], &method, &headers).await?;
-                    let p = params::read_params(&headers, &query, body).await?;
+                    let scope = authorize(&state, "work_queue", &[Method::POST], &method, &headers)
+                        .await
+                        .map_err(Refusal::unread)?;
+                    let p = params::read_params(&headers, &query, body)
+                        .await
+                        .map_err(Refusal::unread)?;
                     json_ok(handlers::work_queue(&state, scope, &queue, &action, &p).await)
+                        .map_err(Refusal::after_body)
                 }
             },
         )
-        .map(respond)
+        .map(respond_closing)
         .boxed()
 }
 
@@ -347,8 +361,49 @@ async fn authorize(
     params::authenticate(&state.store, headers).await
 }
 
-fn respond(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(ApiError::into_response)
+/// An error answer, and whether the request's body may be partly unread
+/// (the method, the key or the body itself was refused).
+struct Refusal {
+    error: ApiError,
+    unread: bool,
+}
+
+impl Refusal {
+    /// Refused before or while the body was read.
+    fn unread(error: ApiError) -> Refusal {
+        Refusal {
+            error,
+            unread: true,
+        }
+    }
+
+    /// Refused once the whole body was read.
+    fn after_body(error: ApiError) -> Refusal {
+        Refusal {
+            error,
+            unread: false,
+        }
+    }
+}
+
+/// The answer, or the error's; the connection is closed after a refusal
+/// that left the body unread: the server drops such a connection anyway, and `Connection:
+/// close` tells the client not to send its next request on it (which it
+/// would otherwise find cut off halfway).
+fn respond_closing(result: Result<Response, Refusal>) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(Refusal { error, unread }) => {
+            let mut r = error.into_response();
+            if unread {
+                r.headers_mut().insert(
+                    warp::http::header::CONNECTION,
+                    warp::http::HeaderValue::from_static("close"),
+                );
+            }
+            r
+        }
+    }
 }
 
 fn json_ok(value: Result<serde_json::Value, ApiError>) -> Result<Response, ApiError> {
