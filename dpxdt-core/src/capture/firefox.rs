@@ -122,6 +122,8 @@ struct Tab {
     context: String,
     /// The settings in effect, and the preload script's id.
     applied: Option<(Settings, String)>,
+    /// Whether requests to the analytics hosts are paused already.
+    intercepting: bool,
 }
 
 /// One headless Firefox and the tab of the current capture.
@@ -319,6 +321,7 @@ impl Session {
             .await?;
             log.step("extra headers for every host (injectHeadersAllHosts)");
         }
+        let _blocker = self.block_requests(config).await?;
         self.set_cookies(url, config).await?;
         if !config.cookies.is_empty() {
             log.step(&format!("set {} cookie(s)", config.cookies.len()));
@@ -328,6 +331,64 @@ impl Session {
         self.prepare_spare(&settings);
         let settled = steps::settle_and_stabilize(self, config, true).await?;
         steps::finish(self, &self.proxy, url, config, probe, settled, log).await
+    }
+
+    /// Blocks the requests the config blocks (the known analytics hosts,
+    /// and any URL containing a `resourcesToIgnore` entry) as Chromium's
+    /// `Network.setBlockedURLs` does: the tab's matching requests are
+    /// paused (all of them when `resourcesToIgnore` is set, else only those
+    /// to the analytics hosts) and each failed or let go by the same rule,
+    /// [`CaptureConfig::is_ignored`]. Blocking lasts while the returned
+    /// guard lives.
+    async fn block_requests(&self, config: &CaptureConfig) -> Result<Blocker, CaptureError> {
+        // Listening before anything is paused, so no request is missed.
+        let mut events = self.bidi.events();
+        let context = self.tab.context.clone();
+        if !self.tab.intercepting {
+            intercept_analytics(&self.bidi, &context).await?;
+        }
+        if config.resources_to_ignore.iter().any(|r| !r.is_empty()) {
+            self.send(
+                "network.addIntercept",
+                json!({ "phases": ["beforeRequestSent"], "contexts": [context] }),
+            )
+            .await?;
+        }
+        let (bidi, config) = (self.bidi.clone(), config.clone());
+        let task = tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                };
+                let p = &event.params;
+                if event.method != "network.beforeRequestSent"
+                    || p["isBlocked"] != Value::Bool(true)
+                    || p["context"].as_str() != Some(context.as_str())
+                {
+                    continue;
+                }
+                let request = p["request"]["request"].clone();
+                let blocked = p["request"]["url"]
+                    .as_str()
+                    .is_some_and(|u| config.is_ignored(u));
+                let method = if blocked {
+                    "network.failRequest"
+                } else {
+                    "network.continueRequest"
+                };
+                let (bidi, params) = (bidi.clone(), json!({ "request": request }));
+                // Each answered on its own: one slow answer holds no other.
+                tokio::spawn(async move {
+                    if let Err(e) = bidi.send(None, method, params).await {
+                        tracing::debug!(error = %e, "cannot answer a paused request");
+                    }
+                });
+            }
+        });
+        Ok(Blocker(task))
     }
 
     /// Sets the media features as Firefox preferences, unless they are
@@ -488,6 +549,15 @@ impl steps::Page for Session {
     }
 }
 
+/// Answers a capture's paused requests until dropped.
+struct Blocker(tokio::task::JoinHandle<()>);
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Removes user contexts, with their tabs and all they stored.
 async fn remove_user_contexts(bidi: DevTools, user_contexts: Vec<String>) {
     for user_context in user_contexts {
@@ -527,11 +597,39 @@ async fn new_tab(bidi: &DevTools, settings: Option<&Settings>) -> Result<Tab, Ca
         .as_str()
         .ok_or_else(|| CaptureError::browser("Firefox made no tab"))?
         .to_string();
+    // A spare tab is made ready to block too; no capture uses the first.
+    let intercepting = settings.is_some();
+    if intercepting {
+        intercept_analytics(bidi, &context).await?;
+    }
     Ok(Tab {
         user_context,
         context,
         applied,
+        intercepting,
     })
+}
+
+/// Pauses the tab's requests to the known analytics hosts (answered by
+/// the capture's [`Blocker`]), and has their events sent to us.
+async fn intercept_analytics(bidi: &DevTools, context: &str) -> Result<(), CaptureError> {
+    bidi.send(
+        None,
+        "session.subscribe",
+        json!({ "events": ["network.beforeRequestSent"], "contexts": [context] }),
+    )
+    .await?;
+    let hosts: Vec<Value> = crate::config::ALWAYS_IGNORED_HOSTS
+        .iter()
+        .map(|h| json!({ "type": "pattern", "hostname": h }))
+        .collect();
+    bidi.send(
+        None,
+        "network.addIntercept",
+        json!({ "phases": ["beforeRequestSent"], "contexts": [context], "urlPatterns": hosts }),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Sends the settings of `wanted` that differ from `have` (all of them on

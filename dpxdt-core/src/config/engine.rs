@@ -67,6 +67,11 @@ impl Engine {
                 let headers = !config.inject_headers.is_empty() || config.http_user_name.is_some();
                 let checks: [(bool, &'static str, &'static str); 4] = [
                     (
+                        self == Engine::Webkit && !config.resources_to_ignore.is_empty(),
+                        "resourcesToIgnore",
+                        "blocking requests by URL needs request interception",
+                    ),
+                    (
                         headers && !config.inject_headers_all_hosts,
                         if config.inject_headers.is_empty() {
                             "httpUserName"
@@ -75,11 +80,6 @@ impl Engine {
                         },
                         "headers only for the hosts they name need Chromium's DevTools \
                          protocol; with \"injectHeadersAllHosts\": true they go with every request",
-                    ),
-                    (
-                        !config.resources_to_ignore.is_empty(),
-                        "resourcesToIgnore",
-                        "blocking requests by URL pattern needs Chromium's DevTools protocol",
                     ),
                     (
                         config.is_mobile(),

@@ -385,3 +385,45 @@ async fn a_server_firefox_never_runs_as_root() {
     }
     b.shutdown().await;
 }
+
+/// Firefox blocks what Chromium blocks: any URL containing a
+/// `resourcesToIgnore` entry, and the known analytics hosts, which never
+/// reach the network (nor the proxy's log).
+#[tokio::test]
+async fn firefox_blocks_ignored_resources_and_analytics() {
+    let server = PageServer::start();
+    server.set_html(
+        "/p",
+        r#"<html><body style="margin:0"><div id="box" style="width:100px;height:100px;background:green"></div>
+        <script src="/paint-red.js"></script>
+        <script src="http://www.google-analytics.com/analytics.js"></script></body></html>"#,
+    );
+    server.set(
+        "/paint-red.js",
+        Page::new(
+            "text/javascript",
+            "document.getElementById('box').style.background = 'red';",
+        ),
+    );
+    let url = server.url("/p");
+    let shot = browser()
+        .await
+        .capture(&url, &in_firefox("{}"))
+        .await
+        .unwrap();
+    let img = image::load_from_memory(&shot.png).unwrap().to_rgba8();
+    assert_eq!(px(&img, 10, 10), RED, "not ignored: the script ran");
+    assert!(
+        !shot.log.contains("google-analytics"),
+        "the analytics host was blocked in the browser:\n{}",
+        shot.log
+    );
+    let before = server.requests_for("/paint-red.js").len();
+    let img = shoot_firefox(&url, r#"{"resourcesToIgnore": ["paint-red"]}"#).await;
+    assert_eq!(px(&img, 10, 10), GREEN);
+    assert_eq!(
+        server.requests_for("/paint-red.js").len(),
+        before,
+        "never requested"
+    );
+}
