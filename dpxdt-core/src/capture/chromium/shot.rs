@@ -22,6 +22,10 @@ impl Session {
         config: &CaptureConfig,
         clip: Clip,
     ) -> Result<Vec<u8>, CaptureError> {
+        // A navigation the page started while it settled (a meta refresh
+        // at load) ends first, with scripts on, so its target is shown as
+        // it loads; one started after that is waited for with them off.
+        self.wait_for_navigation().await?;
         self.set_scripts_enabled(false).await?;
         self.wait_for_navigation().await?;
         let viewport = config.viewport();
