@@ -24,7 +24,7 @@ use super::devtools::DevTools;
 use super::headers::HeaderRules;
 use super::process::{Driver, DriverProcess, User, is_root};
 use super::proxy::FilterProxy;
-use super::shot::{Clip, stitched};
+use super::shot::{Clip, shot_data, stitched};
 use super::steps::{self, Log};
 use super::{AsRoot, BrowserOptions, Capture, CaptureError, Probe, js};
 use crate::config::CaptureConfig;
@@ -501,13 +501,7 @@ impl Session {
                 }),
             )
             .await?;
-        let data = shot["data"]
-            .as_str()
-            .ok_or_else(|| CaptureError::browser("screenshot without data"))?;
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| CaptureError::browser_from("screenshot is not base64", e))
+        shot_data(&shot)
     }
 }
 

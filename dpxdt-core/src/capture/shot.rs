@@ -80,6 +80,18 @@ where
     Ok(png)
 }
 
+/// The PNG in a screenshot reply (CDP's and BiDi's both carry it as
+/// base64 `data`).
+pub(crate) fn shot_data(reply: &Value) -> Result<Vec<u8>, CaptureError> {
+    let data = reply["data"]
+        .as_str()
+        .ok_or_else(|| CaptureError::browser("screenshot without data"))?;
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| CaptureError::browser_from("screenshot is not base64", e))
+}
+
 /// A length the page reported, in CSS pixels (0 when it is not a number).
 pub(crate) fn css_pixels(v: &Value) -> u32 {
     v.as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::super::shot::{Clip, css_pixels, shot_clip, shot_line, stitched};
+use super::super::shot::{Clip, css_pixels, shot_clip, shot_data, shot_line, stitched};
 use super::super::steps::{self, Log};
 use super::super::{Capture, CaptureError, js};
 use super::Session;
@@ -114,12 +114,6 @@ impl Session {
                 }),
             )
             .await?;
-        let data = shot["data"]
-            .as_str()
-            .ok_or_else(|| CaptureError::browser("screenshot without data"))?;
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| CaptureError::browser_from("screenshot is not base64", e))
+        shot_data(&shot)
     }
 }

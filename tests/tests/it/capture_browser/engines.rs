@@ -6,7 +6,7 @@
 use dpxdt_core::capture::Engine;
 use dpxdt_core::netpolicy::{NetworkPolicy, Rule};
 
-use super::fidelity::serve_hostile;
+use super::fidelity::{TALL_PAGE, differing_pixels, serve_hostile};
 use super::isolation::{Proc, processes, uid_of};
 use super::*;
 
@@ -28,15 +28,6 @@ async fn shoot_firefox(url: &str, json: &str) -> RgbaImage {
         .await
         .unwrap_or_else(|e| panic!("capture {url} in Firefox: {e}"));
     image::load_from_memory(&shot.png).expect("png").to_rgba8()
-}
-
-fn differing_pixels(a: &RgbaImage, b: &RgbaImage) -> usize {
-    assert_eq!(
-        a.dimensions(),
-        b.dimensions(),
-        "the captures differ in size"
-    );
-    a.pixels().zip(b.pixels()).filter(|(p, q)| p != q).count()
 }
 
 #[tokio::test]
@@ -148,21 +139,7 @@ async fn firefox_full_pages_keep_100vh_and_reach_30000_px() {
     assert_eq!(px(&img, 600, 800), GREEN);
 
     const HEIGHT: u32 = 30_000;
-    server.set_html(
-        "/tall",
-        r#"<!doctype html><html><head><style>
-        body { margin: 0; font: 14px monospace; }
-        .row { height: 50px; box-sizing: border-box; border-bottom: 1px solid #888; }
-        </style></head><body><script>
-        for (let i = 0; i < 600; i++) {
-          const d = document.createElement('div');
-          d.className = 'row';
-          d.style.background = 'hsl(' + (i * 37 % 360) + ', 70%, 75%)';
-          d.textContent = 'row ' + i;
-          document.body.appendChild(d);
-        }
-        </script></body></html>"#,
-    );
+    server.set_html("/tall", TALL_PAGE);
     let url = server.url("/tall");
     let full = shoot_firefox(&url, "{}").await;
     assert_eq!((full.width(), full.height()), (1280, HEIGHT));

@@ -21,7 +21,7 @@ pub(crate) fn serve_hostile(server: &PageServer) -> String {
     server.url("/hostile/index.html")
 }
 
-fn differing_pixels(a: &RgbaImage, b: &RgbaImage) -> usize {
+pub(crate) fn differing_pixels(a: &RgbaImage, b: &RgbaImage) -> usize {
     assert_eq!(
         a.dimensions(),
         b.dimensions(),
@@ -90,14 +90,8 @@ async fn fixed_header_and_footer_stay_where_a_browser_window_shows_them() {
     );
 }
 
-#[tokio::test]
-async fn a_30000_px_page_matches_a_reference_stitched_from_viewport_captures() {
-    const HEIGHT: u32 = 30_000;
-    const VIEW: u32 = 800;
-    let server = PageServer::start();
-    server.set_html(
-        "/tall",
-        r#"<!doctype html><html><head><style>
+/// 600 rows of 50 px, each its own colour and label: a 30,000 px page.
+pub(crate) const TALL_PAGE: &str = r#"<!doctype html><html><head><style>
         body { margin: 0; font: 14px monospace; }
         .row { height: 50px; box-sizing: border-box; border-bottom: 1px solid #888; }
         </style></head><body><script>
@@ -108,8 +102,14 @@ async fn a_30000_px_page_matches_a_reference_stitched_from_viewport_captures() {
           d.textContent = 'row ' + i + ' at y=' + (i * 50);
           document.body.appendChild(d);
         }
-        </script></body></html>"#,
-    );
+        </script></body></html>"#;
+
+#[tokio::test]
+async fn a_30000_px_page_matches_a_reference_stitched_from_viewport_captures() {
+    const HEIGHT: u32 = 30_000;
+    const VIEW: u32 = 800;
+    let server = PageServer::start();
+    server.set_html("/tall", TALL_PAGE);
     let url = server.url("/tall");
     let full = shoot(&url, "{}").await;
     assert_eq!((full.width(), full.height()), (1280, HEIGHT));
