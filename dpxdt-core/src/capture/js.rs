@@ -328,7 +328,7 @@ return docs.length === frames + 1;
 /// `()`: the document's full height in CSS pixels.
 pub(crate) const DOC_HEIGHT: &str = r#"function () {
 const d = document.documentElement, b = document.body;
-return Math.ceil(Math.max(d.scrollHeight, d.offsetHeight, b ? b.scrollHeight : 0, b ? b.offsetHeight : 0));
+return Math.ceil(Math.max(d ? d.scrollHeight : 0, d ? d.offsetHeight : 0, b ? b.scrollHeight : 0, b ? b.offsetHeight : 0));
 }"#;
 
 /// `()`: the browser's own user agent.

@@ -28,6 +28,13 @@ pub(crate) trait Page: Sync {
         args: &[Value],
     ) -> impl Future<Output = Result<Result<Value, String>, CaptureError>> + Send;
 
+    /// Waits for a navigation the page has started by now (`injectJs`
+    /// setting `location`) to reach its new document, where the engine can
+    /// tell one is under way.
+    fn follow_navigation(&self) -> impl Future<Output = Result<(), CaptureError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Takes the screenshot of `clip` of the settled page, as `config`
     /// asks (its scale), stopping what the engine can stop first.
     fn take_shot(
@@ -238,6 +245,7 @@ async fn run_page_steps(
             .await?
             .map_err(CaptureError::Script)?;
         log.step("ran injectJs");
+        page.follow_navigation().await?;
     }
     if let Some(sel) = &config.wait_for_selector {
         // Leave time to report the miss before the whole capture times out.

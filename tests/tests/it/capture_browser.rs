@@ -254,6 +254,20 @@ async fn pages_that_redirect_themselves_are_captured_at_the_target() {
         let img = shoot(&server.url(path), "{}").await;
         assert_eq!(px(&img, 10, 10), GREEN, "{path} is captured at its target");
     }
+    // A navigation `injectJs` starts, whose new document comes late, is
+    // waited for: the old document stays quiet meanwhile, and the target
+    // still gets to run its scripts.
+    server.set(
+        "/slow-target",
+        Page::html(&probe_page("true")).with_delay(Duration::from_millis(400)),
+    );
+    server.set_html("/inject", "<p>moving</p>");
+    let img = shoot(
+        &server.url("/inject"),
+        r#"{"injectJs": "location.href = '/slow-target'"}"#,
+    )
+    .await;
+    assert_eq!(px(&img, 10, 10), GREEN, "a late target is waited for");
     // A page that moves on after it has settled is taken as it was then
     // or at its target, but the capture never hangs (a navigation during
     // the screenshot used to leave it unanswered until the timeout).

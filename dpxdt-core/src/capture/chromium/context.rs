@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use thirtyfour::prelude::*;
 
 use super::super::CaptureError;
-use super::super::devtools::DevTools;
+use super::super::devtools::{DevTools, Event};
 use super::{CARRIED_SETTINGS, SETUP_TIMEOUT, WINDOW, fetch::FetchHook};
 
 /// A browser context of its own and the page in it, where one capture
@@ -32,6 +32,76 @@ pub(super) struct Page {
     /// took: after the previous capture, so not part of the next capture's
     /// time unless that one had to wait for it.
     pub(super) made_in: Duration,
+    /// The navigations of the page, as its DevTools events tell them.
+    pub(super) navigations: Mutex<Navigations>,
+}
+
+/// Whether the page has a navigation under way, followed from the events
+/// of its main frame: from its request (a script set `location`, a meta
+/// refresh fired) or its start of loading until its new document commits
+/// and reaches `DOMContentLoaded` (or stops loading). The renderer sends
+/// those events as the navigation starts, on the connection its command
+/// replies come back on, so after any reply from the page every
+/// navigation it had started by then is known. A requested navigation
+/// that never commits (cancelled, a download) stays pending: the caller
+/// then asks chromedriver, which knows.
+pub(super) struct Navigations {
+    events: tokio::sync::broadcast::Receiver<Event>,
+    session: String,
+    main_frame: String,
+    pending: bool,
+    /// A navigation was requested and no new document has committed since.
+    uncommitted: bool,
+}
+
+impl Navigations {
+    fn new(
+        events: tokio::sync::broadcast::Receiver<Event>,
+        session: &str,
+        main_frame: &str,
+    ) -> Navigations {
+        Navigations {
+            events,
+            session: session.to_string(),
+            main_frame: main_frame.to_string(),
+            pending: false,
+            uncommitted: false,
+        }
+    }
+
+    /// Whether a navigation is under way, by the events received so far;
+    /// when some were lost (the subscriber fell behind), it may be.
+    pub(super) fn pending(&mut self) -> bool {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let mut lost = false;
+        loop {
+            match self.events.try_recv() {
+                Ok(e) if e.session.as_deref() == Some(self.session.as_str()) => self.follow(&e),
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(_)) => lost = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        self.pending || lost
+    }
+
+    fn follow(&mut self, e: &Event) {
+        let frame = e.params["frameId"]
+            .as_str()
+            .or_else(|| e.params["frame"]["id"].as_str());
+        let main = frame == Some(self.main_frame.as_str());
+        match e.method.as_str() {
+            "Page.frameRequestedNavigation" | "Page.frameScheduledNavigation" if main => {
+                self.pending = true;
+                self.uncommitted = true;
+            }
+            "Page.frameStartedLoading" if main => self.pending = true,
+            "Page.frameNavigated" if main => self.uncommitted = false,
+            "Page.frameStoppedLoading" if main && !self.uncommitted => self.pending = false,
+            "Page.domContentEventFired" if !self.uncommitted => self.pending = false,
+            _ => {}
+        }
+    }
 }
 
 /// A browser context with a blank page and our DevTools session on it,
@@ -172,7 +242,13 @@ impl Page {
 
     /// Makes the page of `spare` chromedriver's current window (the one
     /// it navigates).
-    pub(super) async fn open(driver: &WebDriver, spare: Spare) -> Result<Page, CaptureError> {
+    pub(super) async fn open(
+        driver: &WebDriver,
+        devtools: &DevTools,
+        spare: Spare,
+    ) -> Result<Page, CaptureError> {
+        // Subscribed before chromedriver moves to it, ahead of any load.
+        let navigations = Navigations::new(devtools.events(), &spare.session, &spare.target);
         // chromedriver names a window by its target's id.
         driver
             .switch_to_window(WindowHandle::from(spare.target.clone()))
@@ -185,6 +261,7 @@ impl Page {
             prelude: Mutex::new(spare.prelude),
             fetch: Default::default(),
             made_in: Duration::ZERO,
+            navigations: Mutex::new(navigations),
         })
     }
 }
@@ -220,11 +297,95 @@ pub(super) async fn first_page(driver: &WebDriver) -> Result<(DevTools, Page), C
     let opened = async {
         let devtools = DevTools::connect(driver).await?;
         let spare = Spare::make(devtools.clone(), Carried::default()).await?;
-        let page = Page::open(driver, spare).await?;
+        let page = Page::open(driver, &devtools, spare).await?;
         Ok((devtools, page))
     };
     match tokio::time::timeout(SETUP_TIMEOUT, opened).await {
         Ok(opened) => opened,
         Err(_) => Err(CaptureError::browser("the browser did not answer in time")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends the main frame's (`F`) events, in order, and answers whether
+    /// a navigation is pending after them.
+    fn pending_after(events: &[(&str, Value)]) -> bool {
+        let (send, receive) = tokio::sync::broadcast::channel(16);
+        let mut navigations = Navigations::new(receive, "S", "F");
+        for (method, params) in events {
+            let event = Event {
+                session: Some("S".into()),
+                method: method.to_string(),
+                params: params.clone(),
+            };
+            send.send(event).expect("sent");
+        }
+        navigations.pending()
+    }
+
+    #[test]
+    fn a_navigation_is_pending_from_its_request_to_its_new_document() {
+        let main = json!({ "frameId": "F" });
+        let committed = ("Page.frameNavigated", json!({ "frame": { "id": "F" } }));
+        let requested = ("Page.frameRequestedNavigation", main.clone());
+        let loading = ("Page.frameStartedLoading", main.clone());
+        let dom = ("Page.domContentEventFired", json!({}));
+        let stopped = ("Page.frameStoppedLoading", main.clone());
+        // The capture's own load, to its end.
+        let load = [loading.clone(), committed.clone(), dom.clone()];
+        assert!(!pending_after(&load));
+        assert!(
+            pending_after(&load[..2]),
+            "loading, before DOMContentLoaded"
+        );
+        // A script sets `location` in a DOMContentLoaded handler: the old
+        // document's event comes after the request and ends nothing.
+        assert!(pending_after(&[
+            loading.clone(),
+            requested.clone(),
+            dom.clone()
+        ]));
+        assert!(pending_after(&[requested.clone(), stopped.clone()]));
+        // Its new document commits and loads.
+        let moved = [
+            requested.clone(),
+            dom.clone(),
+            committed.clone(),
+            dom.clone(),
+        ];
+        assert!(!pending_after(&moved));
+        let moved = [requested.clone(), committed.clone(), stopped.clone()];
+        assert!(!pending_after(&moved));
+        // A frame's navigation, or another page's, is not the page's.
+        let child = json!({ "frameId": "child" });
+        assert!(!pending_after(&[("Page.frameRequestedNavigation", child)]));
+        let (send, receive) = tokio::sync::broadcast::channel(16);
+        let mut navigations = Navigations::new(receive, "S", "F");
+        let other = Event {
+            session: Some("other".into()),
+            method: requested.0.into(),
+            params: main.clone(),
+        };
+        send.send(other).expect("sent");
+        assert!(!navigations.pending());
+    }
+
+    #[test]
+    fn lost_events_count_as_a_pending_navigation() {
+        let (send, receive) = tokio::sync::broadcast::channel(2);
+        let mut navigations = Navigations::new(receive, "S", "F");
+        for _ in 0..3 {
+            let event = Event {
+                session: Some("S".into()),
+                method: "Network.dataReceived".into(),
+                params: json!({}),
+            };
+            send.send(event).expect("sent");
+        }
+        assert!(navigations.pending());
+        assert!(!navigations.pending(), "known again once caught up");
     }
 }

@@ -14,9 +14,7 @@ impl Session {
     /// stopped first, so nothing changes it meanwhile. A page that
     /// navigates itself (a timer setting `location`) while Chromium takes
     /// the screenshot would leave `Page.captureScreenshot` unanswered for
-    /// good; one it started just before is waited for (by chromedriver,
-    /// which tracks navigations closely: the page's own DevTools events did
-    /// not tell a pending one reliably).
+    /// good; one it started just before is waited for.
     pub(super) async fn take_shot(
         &self,
         config: &CaptureConfig,
@@ -25,9 +23,9 @@ impl Session {
         // A navigation the page started while it settled (a meta refresh
         // at load) ends first, with scripts on, so its target is shown as
         // it loads; one started after that is waited for with them off.
-        self.wait_for_navigation().await?;
+        self.wait_for_started_navigation().await?;
         self.set_scripts_enabled(false).await?;
-        self.wait_for_navigation().await?;
+        self.wait_for_started_navigation().await?;
         let viewport = config.viewport();
         let beyond = clip.x.saturating_add(clip.width) > viewport.width
             || clip.y.saturating_add(clip.height) > viewport.height;
