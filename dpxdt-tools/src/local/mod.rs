@@ -511,6 +511,13 @@ pub async fn run_with(
             }
         }
         drop(setup_proc);
+        // Nothing was kept for this file (no setup log): no empty folder.
+        let _ = std::fs::remove_dir(&file_dir);
+    }
+    if options.output_dir.is_none() {
+        // A temporary folder that kept nothing (an update) is not left
+        // behind; one with screenshots or logs is, for a look.
+        let _ = std::fs::remove_dir(&output_dir);
     }
     Ok(summary)
 }
@@ -756,6 +763,11 @@ mod tests {
         let updated = run(Mode::Update).await.unwrap();
         assert_eq!(updated.results.len(), 2);
         assert!(dir.path().join("home.png").exists() && dir.path().join("about.png").exists());
+        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "an update leaves no empty folder: {left:?}"
+        );
 
         let same = run(Mode::Test).await.unwrap();
         assert_eq!(
