@@ -405,15 +405,15 @@ impl Checker {
         url: &str,
         config: &CaptureConfig,
     ) -> Result<CheckOutcome, CheckError> {
-        let config = &self.in_browser(config)?;
         if !config.modes.is_empty() {
             let outcomes = self
                 .check_url_modes_with(capturer, name, url, config)
                 .await?;
             return Ok(CheckOutcome::Modes(outcomes));
         }
+        let config = self.in_browser(config)?;
         self.reference_path(name)?;
-        let shot = capturer.capture(url, config).await?;
+        let shot = capturer.capture(url, &config).await?;
         self.check_image(name, &shot.png)
     }
 

@@ -635,29 +635,30 @@ async fn apply(
     have: Option<&(Settings, String)>,
 ) -> Result<String, CaptureError> {
     let old = have.map(|(s, _)| s);
-    let differs = |f: fn(&Settings) -> Value| old.is_none_or(|o| f(o) != f(wanted));
     let contexts = json!([user_context]);
     let mut calls: Vec<(&str, Value)> = Vec::new();
-    if differs(|s| json!(s.timezone)) {
+    if old.is_none_or(|o| o.timezone != wanted.timezone) {
         calls.push((
             "emulation.setTimezoneOverride",
             json!({ "timezone": wanted.timezone, "userContexts": contexts }),
         ));
     }
-    if differs(|s| json!(s.locale)) {
+    if old.is_none_or(|o| o.locale != wanted.locale) {
         calls.push((
             "emulation.setLocaleOverride",
             json!({ "locale": wanted.locale, "userContexts": contexts }),
         ));
     }
     // A fresh tab has the browser's own agent: nothing to reset.
-    if (old.is_some() || wanted.user_agent.is_some()) && differs(|s| json!(s.user_agent)) {
+    if (old.is_some() || wanted.user_agent.is_some())
+        && old.is_none_or(|o| o.user_agent != wanted.user_agent)
+    {
         calls.push((
             "emulation.setUserAgentOverride",
             json!({ "userAgent": wanted.user_agent, "userContexts": contexts }),
         ));
     }
-    if differs(|s| json!(s.viewport)) {
+    if old.is_none_or(|o| o.viewport != wanted.viewport) {
         let (width, height, scale) = wanted.viewport;
         calls.push((
             "browsingContext.setViewport",

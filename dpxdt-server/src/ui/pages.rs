@@ -964,9 +964,7 @@ async fn engines_of(
         return out;
     }
     for id in distinct {
-        if !out.contains_key(id)
-            && let Some(engine) = config_engine(ui, Some(id)).await
-        {
+        if let Some(engine) = config_engine(ui, Some(id)).await {
             out.insert(id.to_string(), engine);
         }
     }

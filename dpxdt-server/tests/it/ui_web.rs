@@ -26,6 +26,66 @@ fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
     out
 }
 
+/// Alice's new build with a release `m` and one uploaded 4x4 image, which
+/// the release page tests report their runs with.
+struct OneImageRelease {
+    client: dpxdt_client::Client,
+    build: BuildId,
+    number: i64,
+    image: dpxdt_core::ArtifactId,
+}
+
+impl OneImageRelease {
+    /// Logs Alice in and makes build `name` with its release.
+    async fn start(server: &UiServer, name: &str) -> (Browser, OneImageRelease) {
+        let mut alice = server.browser();
+        alice.login("alice", "alice-password").await;
+        let build = alice.create_build(name, false).await;
+        let key = alice.create_key(build).await;
+        let client = server.client(&key);
+        let b = BuildId(build);
+        let rel = client.create_release(b, "m", "https://ci/1").await.unwrap();
+        let image = client
+            .upload_bytes(b, "a.png", png(4, 4, [0, 0, 255]))
+            .await
+            .unwrap()
+            .sha1sum;
+        let release = OneImageRelease {
+            client,
+            build: b,
+            number: rel.release_number,
+            image,
+        };
+        (alice, release)
+    }
+
+    /// Reports run `name` with the image and, when given, a capture config.
+    async fn report(&self, name: &str, config: Option<&str>) {
+        let config = match config {
+            Some(json) => Some(
+                self.client
+                    .upload_bytes(self.build, "config.json", json.as_bytes().to_vec())
+                    .await
+                    .unwrap()
+                    .sha1sum,
+            ),
+            None => None,
+        };
+        self.client
+            .report_run(&ReportRunRequest {
+                build_id: self.build,
+                release_name: "m".into(),
+                release_number: self.number,
+                run_name: name.into(),
+                image: Some(self.image.clone()),
+                config,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+}
+
 /// Uploads a release through the API with one run that has a diff and one
 /// that has none, and says runs_done. Returns the artifact id of the diff image.
 async fn upload_release(base: &str, build: i64, key: &(String, String), name: &str) -> String {
@@ -1183,31 +1243,11 @@ async fn an_owner_lets_the_builds_keys_give_verdicts_in_its_settings() {
 #[tokio::test]
 async fn the_modes_of_a_page_are_listed_together_with_a_label() {
     let server = UiServer::start(USERS, |_| {}).await;
-    let mut alice = server.browser();
-    alice.login("alice", "alice-password").await;
-    let build = alice.create_build("modes", false).await;
-    let key = alice.create_key(build).await;
-    let client = server.client(&key);
-    let b = BuildId(build);
-    let rel = client.create_release(b, "m", "https://ci/1").await.unwrap();
-    let image = client
-        .upload_bytes(b, "a.png", png(4, 4, [0, 0, 255]))
-        .await
-        .unwrap()
-        .sha1sum;
+    let (mut alice, release) = OneImageRelease::start(&server, "modes").await;
+    let build = release.build.0;
     let names = ["/b", "/a@light", "/a/x", "/a", "/a-z", "/a@dark", "/u@x y"];
     for run in names {
-        client
-            .report_run(&ReportRunRequest {
-                build_id: b,
-                release_name: "m".into(),
-                release_number: rel.release_number,
-                run_name: run.into(),
-                image: Some(image.clone()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        release.report(run, None).await;
     }
     let page = alice
         .get(&format!("/release?build_id={build}&name=m&number=1"))
@@ -1258,39 +1298,13 @@ async fn the_modes_of_a_page_are_listed_together_with_a_label() {
 #[tokio::test]
 async fn runs_name_the_engine_that_captured_them() {
     let server = UiServer::start(USERS, |_| {}).await;
-    let mut alice = server.browser();
-    alice.login("alice", "alice-password").await;
-    let build = alice.create_build("engines", false).await;
-    let key = alice.create_key(build).await;
-    let client = server.client(&key);
-    let b = BuildId(build);
-    let rel = client.create_release(b, "m", "https://ci/1").await.unwrap();
-    let image = client
-        .upload_bytes(b, "a.png", png(4, 4, [0, 0, 255]))
-        .await
-        .unwrap()
-        .sha1sum;
+    let (mut alice, release) = OneImageRelease::start(&server, "engines").await;
+    let build = release.build.0;
     for (run, config) in [
         ("/a@chromium", "{}"),
         ("/a@firefox", r#"{"browser": "firefox"}"#),
     ] {
-        let config = client
-            .upload_bytes(b, "config.json", config.as_bytes().to_vec())
-            .await
-            .unwrap()
-            .sha1sum;
-        client
-            .report_run(&ReportRunRequest {
-                build_id: b,
-                release_name: "m".into(),
-                release_number: rel.release_number,
-                run_name: run.into(),
-                image: Some(image.clone()),
-                config: Some(config),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        release.report(run, Some(config)).await;
     }
     let page = alice
         .get(&format!("/release?build_id={build}&name=m&number=1"))

@@ -291,13 +291,15 @@ async fn pages_that_redirect_themselves_are_captured_at_the_target() {
     }
 }
 
-#[tokio::test]
-async fn resources_to_ignore_are_blocked() {
-    let server = PageServer::start();
+/// Serves at `/p` a green box that the script `/paint-red.js` paints red,
+/// then `more` (markup); the page's URL.
+fn serve_paint_red(server: &PageServer, more: &str) -> String {
     server.set_html(
         "/p",
-        r#"<html><body style="margin:0"><div id="box" style="width:100px;height:100px;background:green"></div>
-        <script src="/paint-red.js"></script></body></html>"#,
+        &format!(
+            r#"<html><body style="margin:0"><div id="box" style="width:100px;height:100px;background:green"></div>
+        <script src="/paint-red.js"></script>{more}</body></html>"#
+        ),
     );
     server.set(
         "/paint-red.js",
@@ -306,7 +308,13 @@ async fn resources_to_ignore_are_blocked() {
             "document.getElementById('box').style.background = 'red';",
         ),
     );
-    let url = server.url("/p");
+    server.url("/p")
+}
+
+#[tokio::test]
+async fn resources_to_ignore_are_blocked() {
+    let server = PageServer::start();
+    let url = serve_paint_red(&server, "");
     assert_eq!(px(&shoot(&url, "{}").await, 10, 10), RED);
     let before = server.requests_for("/paint-red.js").len();
     let img = shoot(&url, r#"{"resourcesToIgnore": ["paint-red"]}"#).await;

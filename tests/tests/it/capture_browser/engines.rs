@@ -369,20 +369,10 @@ async fn a_server_firefox_never_runs_as_root() {
 #[tokio::test]
 async fn firefox_blocks_ignored_resources_and_analytics() {
     let server = PageServer::start();
-    server.set_html(
-        "/p",
-        r#"<html><body style="margin:0"><div id="box" style="width:100px;height:100px;background:green"></div>
-        <script src="/paint-red.js"></script>
-        <script src="http://www.google-analytics.com/analytics.js"></script></body></html>"#,
+    let url = serve_paint_red(
+        &server,
+        r#"<script src="http://www.google-analytics.com/analytics.js"></script>"#,
     );
-    server.set(
-        "/paint-red.js",
-        Page::new(
-            "text/javascript",
-            "document.getElementById('box').style.background = 'red';",
-        ),
-    );
-    let url = server.url("/p");
     let shot = browser()
         .await
         .capture(&url, &in_firefox("{}"))
