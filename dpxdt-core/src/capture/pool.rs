@@ -55,7 +55,13 @@ impl Borrowed<'_> {
             match tokio::time::timeout(RENEW_TIMEOUT, session.renew()).await {
                 Ok(Ok(())) => inner.give_back(session),
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot renew a browser session");
+                    if inner.open.load(Ordering::SeqCst) {
+                        tracing::warn!(error = %e, "cannot renew a browser session");
+                    } else {
+                        // Killed under it as the browser shuts down (the
+                        // end of every run): nothing went wrong.
+                        tracing::debug!(error = %e, "browser shut down while renewing a session");
+                    }
                     inner.replace(session);
                 }
                 Err(_) => {

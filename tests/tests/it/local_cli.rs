@@ -122,6 +122,8 @@ tests:
 
     let r = run(&["update", dir_s, "--jobs", "2"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // The browser's shutdown at the end of a good run is no warning.
+    assert!(!r.stderr.contains("WARN"), "{}", r.stderr);
     assert!(
         r.stdout.contains(&format!(
             "Request for {} succeeded, continuing with tests...",
