@@ -140,9 +140,6 @@ pub enum ServeError {
     /// The listener has no local address.
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
-    /// The in-process workers' client could not be set up.
-    #[error("starting workers: {0}")]
-    Workers(#[source] dpxdt_client::ClientError),
     /// Opening the data directory did not finish.
     #[error("opening the data directory: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -191,17 +188,14 @@ pub async fn serve_store(
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut worker_tasks = Vec::new();
+    store.blocking(storage::remove_internal_keys)?;
     if config.in_process_workers {
-        let key = store.blocking(storage::replace_internal_key)?;
-        // Workers reach the server over loopback even when it listens on all interfaces.
-        let mut local = addr;
-        if local.ip().is_unspecified() {
-            local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let base = format!("http://{local}/");
-        let client =
-            workers::client_for(&base, &key.id, &key.secret).map_err(ServeError::Workers)?;
-        worker_tasks = workers::spawn_all(client, config.worker.clone(), stop_rx.clone());
+        let local = workers::Local::new(store.clone(), config.limits, config.upload_limit);
+        worker_tasks = workers::spawn_all(
+            workers::Link::Local(local),
+            config.worker.clone(),
+            stop_rx.clone(),
+        );
     }
     let state = AppState {
         store,

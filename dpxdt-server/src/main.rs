@@ -530,7 +530,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let (id, secret) = split_key(&api_key)?;
             let client = workers::client_for(&server, &id, &secret)?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let tasks = workers::spawn_all(client, config.worker.clone(), stop_rx);
+            let tasks =
+                workers::spawn_all(workers::Link::Http(client), config.worker.clone(), stop_rx);
             shutdown_signal().await;
             let _ = stop_tx.send(true);
             workers::join_all(tasks, Duration::from_secs(10)).await;

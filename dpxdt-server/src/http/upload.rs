@@ -5,7 +5,7 @@
 //! within the limit, and the key may write to the build. An over-limit or
 //! malformed upload leaves nothing behind.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use dpxdt_core::api::UploadResponse;
 use dpxdt_core::{ArtifactId, BuildId};
@@ -17,40 +17,8 @@ use warp::http::HeaderMap;
 use super::params::{check_param, multipart_error};
 use super::{ApiError, AppState, BodyStream};
 use crate::error::Doing;
-use crate::storage::db::build_write_tx;
-use crate::storage::{ApiKeyScope, build_exists, record_artifact};
-
-/// Content types an artifact may be served back with. Anything else is
-/// served as `application/octet-stream`, so an uploaded HTML page can never
-/// run as part of the server's origin.
-const SAFE_TYPES: &[(&str, &str)] = &[
-    ("png", "image/png"),
-    ("jpg", "image/jpeg"),
-    ("jpeg", "image/jpeg"),
-    ("gif", "image/gif"),
-    ("webp", "image/webp"),
-    ("txt", "text/plain"),
-    ("log", "text/plain"),
-    ("json", "application/json"),
-];
-
-/// The content type of an upload: from the file name, then the part's own
-/// type if it is a safe one, then the bytes.
-fn content_type(file_name: Option<&str>, part_type: Option<&str>, head: &[u8]) -> String {
-    if let Some(ext) = file_name.and_then(|n| Path::new(n).extension()?.to_str()) {
-        let ext = ext.to_ascii_lowercase();
-        if let Some((_, t)) = SAFE_TYPES.iter().find(|(e, _)| *e == ext) {
-            return t.to_string();
-        }
-    }
-    if let Some(t) = part_type.and_then(|p| SAFE_TYPES.iter().find(|(_, t)| *t == p)) {
-        return t.1.to_string();
-    }
-    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return "image/png".into();
-    }
-    "application/octet-stream".into()
-}
+use crate::storage::ApiKeyScope;
+use crate::storage::uploads::{Staged, content_type, put_upload};
 
 /// A temp file removed on drop unless it was committed.
 struct TempFile(Option<PathBuf>);
@@ -91,25 +59,6 @@ async fn small_field(name: &str, field: &mut multer::Field<'_>) -> Result<String
     }
     String::from_utf8(bytes)
         .map_err(|_| ApiError::BadRequest(format!("upload field {shown:?} is not UTF-8")))
-}
-
-/// Refuses a PNG whose ancillary chunks inflate far beyond any real
-/// profile or text (our decoder skips them, but artifacts are handed on to
-/// people's browsers and tools).
-async fn refuse_png_bomb(received: &Received) -> Result<(), ApiError> {
-    let path = received.temp.0.clone().unwrap_or_default();
-    let what = format!("upload {:?}", received.name.as_deref().unwrap_or("file"));
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        Ok::<_, std::io::Error>(dpxdt_core::diff::check_png_chunks(
-            std::io::BufReader::new(file),
-            &what,
-        ))
-    })
-    .await
-    .doing("checking an upload's PNG chunks")?
-    .doing("reading an upload back")?
-    .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// Handles an upload.
@@ -229,53 +178,16 @@ pub async fn upload(
     super::handlers::check_build_or_lease(state, &scope, build, None).await?;
     let mut received =
         file.ok_or_else(|| ApiError::BadRequest("upload must contain a file".into()))?;
-    if !state.store.call(move |c| build_exists(c, build)).await? {
-        return Err(ApiError::NotFound(format!("build {build} does not exist")));
-    }
-    if received.content_type == "image/png" {
-        refuse_png_bomb(&received).await?;
-    }
-    // Within the build's byte limit (checked before the bytes are put in
-    // place; uploads racing each other may pass it by one upload each).
-    let (id, size, limits) = (received.id.clone(), received.size, state.config.limits);
-    state
-        .store
-        .call(move |c| crate::storage::quotas::check_build_bytes(c, build, &id, size, &limits))
-        .await?;
-    // Bytes first (fsynced, renamed into place), then the row that points
-    // at them, both while holding the store's connection: the garbage
-    // collector deletes an artifact's row and file while holding it too, so
-    // it can never remove bytes an upload just found in place. A bucket
-    // gets the bytes before the hold (the slow part), and within it is only
-    // asked whether they are still there (sent again in the rare case that
-    // a collection took them in between).
     let temp_path = received.temp.0.clone().unwrap_or_default();
-    let artifacts = state.store.artifacts().clone();
-    artifacts
-        .stage(&temp_path, &received.id)
-        .await
-        .map_err(|e| artifacts.store_failed(e))?;
-    let (id, size, ct) = (
-        received.id.clone(),
-        received.size as i64,
-        received.content_type.clone(),
-    );
-    state
-        .store
-        .call(move |c| {
-            // Bytes checked (sent again if a collection took them) and row
-            // recorded under the build's write lock, which excludes the
-            // garbage collector's (storage::gc::delete_artifact holds the
-            // database's alone to delete bytes).
-            let tx = build_write_tx(c, build.0)?;
-            artifacts
-                .commit_temp(&temp_path, &id)
-                .map_err(|e| artifacts.store_failed(e))?;
-            record_artifact(&tx, build, &id, &ct, size)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    let what = format!("upload {:?}", received.name.as_deref().unwrap_or("file"));
+    let staged = Staged {
+        temp: &temp_path,
+        id: &received.id,
+        size: received.size,
+        content_type: &received.content_type,
+        what: &what,
+    };
+    put_upload(&state.store, &state.config.limits, build, staged).await?;
     received.temp.0 = None;
     Ok(UploadResponse {
         success: true,

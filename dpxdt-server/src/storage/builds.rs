@@ -184,19 +184,17 @@ pub fn ensure_api_key(conn: &mut Db, key: &NewApiKey) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Replaces the worker key of the in-process workers with a fresh one
-/// (each start makes a new one; the old one is dropped).
-pub fn replace_internal_key(conn: &mut Db) -> Result<NewApiKey, StoreError> {
-    const PURPOSE: &str = "in-process workers";
+/// Revokes the API keys that in-process workers of earlier versions minted
+/// for themselves at every start (they call into the store directly now):
+/// no credential is left that nothing uses.
+pub fn remove_internal_keys(conn: &mut Db) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
-    tx.execute("DELETE FROM api_key WHERE purpose = ?1", [PURPOSE])?;
-    let key = NewApiKey {
-        id: random_hex(16),
-        secret: random_hex(32),
-    };
-    insert_key(&tx, &key, Role::Worker, PURPOSE)?;
+    tx.execute(
+        "DELETE FROM api_key WHERE purpose = ?1",
+        ["in-process workers"],
+    )?;
     tx.commit()?;
-    Ok(key)
+    Ok(())
 }
 
 /// Revokes the active API key `key` of `build`, for the API's

@@ -31,6 +31,7 @@ mod schema;
 pub mod secrets;
 pub mod sessions;
 pub mod statuses;
+pub mod uploads;
 pub mod users;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -430,7 +431,7 @@ pub(crate) fn build_statements_tx(conn: &mut Db, build: BuildId) -> Result<db::T
 pub use artifacts::{artifact_owned, record_artifact};
 pub use builds::{
     bootstrap, build_exists, check_api_key, create_api_key, create_build, create_worker_key,
-    ensure_api_key, replace_internal_key, revoke_build_api_key,
+    ensure_api_key, remove_internal_keys, revoke_build_api_key,
 };
 pub use releases::{
     create_release, fail_run_for_task, find_run, get_release, get_release_by_id, get_run,

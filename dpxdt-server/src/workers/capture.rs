@@ -7,19 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dpxdt_client::Client;
 use dpxdt_core::CaptureConfig;
 use dpxdt_core::api::{CaptureTask, LeasedTask, capture_queue};
 use dpxdt_core::capture::{AsRoot, Browser, BrowserOptions, Capturer, Engine};
 use dpxdt_core::netpolicy::NetworkPolicy;
 use tokio::sync::OnceCell;
 
-use super::{Queue, WorkerError, owner_name, report_for};
+use super::{Link, Queue, WorkerError, owner_name, report_for};
 
 /// Leases and does capture tasks. The capturer (a browser started on the
 /// first task, or one given by the caller) is shared by every step.
 pub struct CaptureWorker {
-    client: Client,
+    link: Link,
     owner: String,
     lease: Duration,
     sessions: usize,
@@ -37,14 +36,14 @@ impl CaptureWorker {
     /// reach what `network` allows, when first needed (run as `as_root`
     /// says when this process runs as root).
     pub fn new(
-        client: Client,
+        link: Link,
         lease: Duration,
         sessions: usize,
         network: NetworkPolicy,
         as_root: AsRoot,
     ) -> CaptureWorker {
         CaptureWorker {
-            client,
+            link,
             owner: owner_name("capture"),
             lease,
             sessions: sessions.max(1),
@@ -75,12 +74,12 @@ impl CaptureWorker {
     /// A capture worker using a capturer the caller made: a browser it
     /// started (tests share one), or any other [`Capturer`].
     pub fn with_capturer(
-        client: Client,
+        link: Link,
         lease: Duration,
         capturer: Arc<dyn Capturer>,
     ) -> CaptureWorker {
         CaptureWorker {
-            client,
+            link,
             owner: owner_name("capture"),
             lease,
             sessions: 1,
@@ -134,7 +133,7 @@ impl CaptureWorker {
 
     fn queue(&self, engine: Engine) -> Queue<'_> {
         Queue {
-            client: &self.client,
+            link: &self.link,
             name: capture_queue(engine),
             owner: &self.owner,
             lease: self.lease,
@@ -156,22 +155,22 @@ impl CaptureWorker {
             match shot {
                 Ok(shot) => {
                     let image = self
-                        .client
-                        .upload_bytes(t.build_id, "screenshot.png", shot.png)
+                        .link
+                        .upload(t.build_id, "screenshot.png", shot.png)
                         .await?;
                     let log = self
-                        .client
-                        .upload_bytes(t.build_id, "capture.log", shot.log.into_bytes())
+                        .link
+                        .upload(t.build_id, "capture.log", shot.log.into_bytes())
                         .await?;
                     if t.is_ref {
                         report.ref_url = Some(t.url.clone());
-                        report.ref_image = Some(image.sha1sum);
-                        report.ref_log = Some(log.sha1sum);
+                        report.ref_image = Some(image);
+                        report.ref_log = Some(log);
                         report.ref_config = Some(t.config.clone());
                     } else {
                         report.url = Some(t.url.clone());
-                        report.image = Some(image.sha1sum);
-                        report.log = Some(log.sha1sum);
+                        report.image = Some(image);
+                        report.log = Some(log);
                         report.config = Some(t.config.clone());
                     }
                 }

@@ -1,6 +1,7 @@
 //! The workers: they lease tasks from the work queue, do them and report the
-//! results, all over HTTP through `dpxdt-client` — the same code runs inside
-//! the server process and as `dpxdt-server worker` on other machines.
+//! results. The same code runs inside the server process, calling into its
+//! store directly, and as `dpxdt-server worker` on other machines, over
+//! HTTP through `dpxdt-client` ([`Link`]).
 //!
 //! Each worker exposes `run_once`, one lease-work-finish step that says
 //! whether it did work, so tests drive workers to idle without sleeping;
@@ -9,6 +10,7 @@
 #[cfg(feature = "capture")]
 mod capture;
 mod diff;
+mod link;
 
 use dpxdt_core::netpolicy::NetworkPolicy;
 use std::future::Future;
@@ -23,6 +25,7 @@ use tokio::task::JoinHandle;
 #[cfg(feature = "capture")]
 pub use capture::CaptureWorker;
 pub use diff::DiffWorker;
+pub use link::{Link, LinkError, Local};
 
 /// How workers lease and poll.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ impl Default for WorkerConfig {
 pub enum WorkerError {
     /// Talking to the server failed.
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Link(#[from] LinkError),
     /// The task payload is not what the queue promised.
     #[error("bad task payload: {0}")]
     Payload(#[source] serde_json::Error),
@@ -148,6 +151,69 @@ pub async fn run_loop<F, Fut>(
     tracing::info!(worker = name, "worker stopped");
 }
 
+/// Leases tasks for up to `slots` of them at once, as many at a time as
+/// there are free slots (one lease request for a batch), and does each with
+/// `step` in a task of its own, until `stop` turns true; then waits for
+/// those in flight. Pauses `idle` when the queue is empty or leasing fails.
+pub(crate) async fn pump<L, S, Fut>(
+    name: &str,
+    slots: usize,
+    mut lease: L,
+    step: S,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    L: AsyncFnMut(u32) -> Result<Vec<LeasedTask>, WorkerError>,
+    S: Fn(LeasedTask) -> Fut,
+    Fut: Future<Output = Result<(), WorkerError>> + Send + 'static,
+{
+    let slots = slots.max(1);
+    let free = std::sync::Arc::new(tokio::sync::Semaphore::new(slots));
+    tracing::info!(worker = name, slots, "worker started");
+    while !*stop.borrow() {
+        let first = tokio::select! {
+            permit = free.clone().acquire_owned() => permit,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Ok(first) = first else { break };
+        let mut permits = vec![first];
+        while let Ok(p) = free.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let count = u32::try_from(permits.len()).unwrap_or(u32::MAX);
+        let tasks = match lease(count).await {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::warn!(worker = name, "worker step failed: cannot lease: {e}");
+                Vec::new()
+            }
+        };
+        if tasks.is_empty() {
+            drop(permits);
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
+        for (task, permit) in tasks.into_iter().zip(permits) {
+            let work = step(task);
+            let name = name.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = work.await {
+                    tracing::warn!(worker = name, "worker step failed: {e}");
+                }
+                drop(permit);
+            });
+        }
+    }
+    // Every slot free again: the tasks in flight have ended.
+    let _ = free
+        .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
+        .await;
+    tracing::info!(worker = name, "worker stopped");
+}
+
 /// Waits for spawned tasks to end, each for at most `grace`; a task that
 /// panicked, failed or outlived its grace is logged (and left running
 /// until the runtime drops it).
@@ -166,21 +232,27 @@ pub async fn join_all(tasks: Vec<JoinHandle<()>>, grace: std::time::Duration) {
     }
 }
 
+/// Diff tasks in flight per diff computing at once: the others download,
+/// upload and report meanwhile, so the cores do not wait on the store.
+pub const DIFF_TASKS_PER_DIFF: usize = 4;
+
 /// Starts the configured workers on the current runtime.
 pub fn spawn_all(
-    client: Client,
+    link: Link,
     config: WorkerConfig,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     if config.diff {
-        for _ in 0..config.diff_workers.max(1) {
-            let worker = DiffWorker::new(client.clone(), config.diff_lease);
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                run_loop("diff", || worker.run_once(), config.idle_pause, stop).await;
-            }));
-        }
+        let diffs = config.diff_workers.max(1);
+        let cpu = std::sync::Arc::new(tokio::sync::Semaphore::new(diffs));
+        let worker = DiffWorker::new(link.clone(), config.diff_lease).sharing_cpu(cpu);
+        let slots = diffs * DIFF_TASKS_PER_DIFF;
+        tasks.push(tokio::spawn(worker.pump(
+            slots,
+            config.idle_pause,
+            stop.clone(),
+        )));
     }
     #[cfg(feature = "capture")]
     if config.capture {
@@ -193,7 +265,7 @@ pub fn spawn_all(
         );
         let worker = std::sync::Arc::new(
             CaptureWorker::new(
-                client.clone(),
+                link.clone(),
                 config.capture_lease,
                 config.capture_sessions,
                 config.capture_network.clone(),
@@ -222,7 +294,7 @@ pub fn spawn_all(
 
 /// The task a worker leased, for [`keep_lease`].
 pub(crate) struct Lease<'a> {
-    pub client: &'a Client,
+    pub link: &'a Link,
     pub queue: &'a str,
     pub task: TaskId,
     pub owner: &'a str,
@@ -240,7 +312,7 @@ pub(crate) async fn keep_lease<T>(
     lease: Lease<'_>,
     message: &str,
     work: impl Future<Output = T>,
-) -> Result<T, ClientError> {
+) -> Result<T, LinkError> {
     let beats = async {
         let period = (lease.length / 3).max(Duration::from_millis(100));
         let mut index = 0;
@@ -254,9 +326,9 @@ pub(crate) async fn keep_lease<T>(
                 index,
                 timeout: None,
             };
-            match lease.client.heartbeat(lease.queue, &hb).await {
+            match lease.link.heartbeat(lease.queue, &hb).await {
                 Ok(()) => {}
-                Err(e) if is_moot(&e) => return e,
+                Err(e) if e.is_moot() => return e,
                 Err(e) => tracing::warn!(task = %lease.task, "heartbeat failed: {e}"),
             }
         }
@@ -267,15 +339,9 @@ pub(crate) async fn keep_lease<T>(
     }
 }
 
-/// Whether a client error means the report is moot (the release moved on,
-/// the run was settled): the task is then done, not failed.
-fn is_moot(e: &ClientError) -> bool {
-    matches!(e.status(), Some(404 | 409))
-}
-
 /// Where a worker leases from and as whom.
 pub(crate) struct Queue<'a> {
-    pub client: &'a Client,
+    pub link: &'a Link,
     pub name: &'static str,
     pub owner: &'a str,
     pub lease: Duration,
@@ -296,15 +362,31 @@ impl Queue<'_> {
         Fut: Future<Output = Result<(), WorkerError>>,
     {
         let tasks = self
-            .client
+            .link
             .lease(self.name, self.owner, 1, self.lease)
             .await?;
         let Some(task) = tasks.into_iter().next() else {
             return Ok(false);
         };
+        self.do_task(task, doing, work).await?;
+        Ok(true)
+    }
+
+    /// Does a leased task with `work` while keeping its lease, and
+    /// finishes it (with `work`'s error, so the queue retries it). A lost
+    /// lease abandons the work without finishing.
+    pub async fn do_task<Fut>(
+        &self,
+        task: LeasedTask,
+        doing: &str,
+        work: impl FnOnce(LeasedTask) -> Fut,
+    ) -> Result<(), WorkerError>
+    where
+        Fut: Future<Output = Result<(), WorkerError>>,
+    {
         let (id, attempt) = (task.task_id, task.lease_attempts);
         let lease = Lease {
-            client: self.client,
+            link: self.link,
             queue: self.name,
             task: id,
             owner: self.owner,
@@ -314,24 +396,24 @@ impl Queue<'_> {
             Ok(result) => result,
             Err(lost) => {
                 tracing::warn!(task = %id, queue = self.name, "lease lost, work abandoned: {lost}");
-                return Ok(true);
+                return Ok(());
             }
         };
         let error = result.as_ref().err().map(|e| e.to_string());
         if let Some(e) = &error {
             tracing::warn!(task = %id, queue = self.name, attempt, "task failed: {e}");
         }
-        self.client
+        self.link
             .finish(self.name, id, self.owner, error.as_deref())
             .await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Sends a task's `report_run`. A report the server no longer needs
     /// (the release moved on, the run was settled) ends the task as done.
     pub async fn report(&self, report: &ReportRunRequest) -> Result<(), WorkerError> {
-        match self.client.report_run(report).await {
-            Err(e) if is_moot(&e) => {
+        match self.link.report_run(report).await {
+            Err(e) if e.is_moot() => {
                 tracing::info!(run = %report.run_name, queue = self.name, "result not needed any more: {e}");
                 Ok(())
             }

@@ -8,7 +8,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Call, Key, TestServer, admin, png};
-use dpxdt_server::workers::DiffWorker;
+use dpxdt_server::workers::{DiffWorker, Link};
 use serde_json::Value;
 
 fn release_form<'a>(build: &'a str, name: &'a str, number: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -712,7 +712,7 @@ each_backend! {
         assert_eq!(count(&st, "needs_diff"), 2);
 
         // Drive the diff worker to idle.
-        let worker = DiffWorker::new(s.client(&admin()), Duration::from_secs(30));
+        let worker = DiffWorker::new(Link::Http(s.client(&admin())), Duration::from_secs(30));
         let mut steps = 0;
         while worker.run_once().await.unwrap() {
             steps += 1;
@@ -766,6 +766,93 @@ each_backend! {
             .unwrap();
         assert_eq!(again.status().as_u16(), 304);
         assert!(again.bytes().await.unwrap().is_empty());
+        s.stop().await;
+    }
+}
+
+each_backend! {
+    /// The in-process workers call into the store instead of their own
+    /// HTTP API, under its rules: they read and write only for tasks they
+    /// hold, their uploads have the API's size limit, and their diff ends
+    /// the run as the HTTP worker's does.
+    async fn in_process_workers_call_the_store_under_the_api_rules(backend) {
+        let s = TestServer::start(|c| {
+            backend.apply(c);
+            c.upload_limit = 4096;
+        })
+        .await;
+        let (build, key) = s.build_with_key("local").await;
+        let client = s.client(&key);
+        let build_id = dpxdt_core::BuildId(build.parse().unwrap());
+        let store = s.store();
+        let local = dpxdt_server::workers::Local::new(store.clone(), Default::default(), 4096);
+        let link = Link::Local(local);
+        let old = client
+            .upload_bytes(build_id, "a.png", png(32, 16, [250, 250, 250, 255], None))
+            .await
+            .unwrap()
+            .sha1sum;
+        let new = client
+            .upload_bytes(build_id, "b.png", png(32, 16, [250, 250, 250, 255], Some([0, 0, 0, 255])))
+            .await
+            .unwrap()
+            .sha1sum;
+        // No task held: no reading, no writing.
+        let refused = link.download(build_id, &old).await.unwrap_err();
+        assert!(refused.to_string().contains("hold no lease"), "{refused}");
+        let refused = link.upload(build_id, "x.txt", b"x".to_vec()).await.unwrap_err();
+        assert!(refused.to_string().contains("hold no lease"), "{refused}");
+
+        client.create_release(build_id, "r", "u").await.unwrap();
+        let req = dpxdt_core::api::ReportRunRequest {
+            build_id,
+            release_name: "r".into(),
+            release_number: 1,
+            run_name: "/page".into(),
+            image: Some(new.clone()),
+            ref_image: Some(old.clone()),
+            ..Default::default()
+        };
+        client.report_run(&req).await.unwrap();
+        let release = dpxdt_core::ReleaseKey {
+            build_id,
+            release_name: "r".into(),
+            release_number: 1,
+        };
+        client.runs_done(&release).await.unwrap();
+        // Holding the diff task: the task's images may be read, the build
+        // written to within the limit, and only so.
+        let leased = link
+            .lease(dpxdt_core::api::DIFF_QUEUE, "probe", 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(link.download(build_id, &new).await.unwrap(), png(32, 16, [250, 250, 250, 255], Some([0, 0, 0, 255])));
+        let unrelated = client.upload_bytes(build_id, "c.txt", b"other".to_vec()).await.unwrap().sha1sum;
+        let refused = link.download(build_id, &unrelated).await.unwrap_err();
+        assert!(refused.to_string().contains("needs artifact"), "{refused}");
+        let refused = link.upload(build_id, "big.txt", vec![b'x'; 5000]).await.unwrap_err();
+        assert!(refused.to_string().contains("limit of 4096 bytes"), "{refused}");
+        let stored = link.upload(build_id, "note.txt", b"note".to_vec()).await.unwrap();
+        assert_eq!(client.download(build_id, &stored).await.unwrap(), b"note");
+        let task = leased[0].task_id;
+        link.finish(dpxdt_core::api::DIFF_QUEUE, task, "someone-else", Some("x"))
+            .await
+            .unwrap_err();
+        link.finish(dpxdt_core::api::DIFF_QUEUE, task, "probe", Some("probe gave up"))
+            .await
+            .unwrap();
+
+        // The task comes back and a diff worker on the same link does it.
+        let worker = DiffWorker::new(link, Duration::from_secs(30));
+        while worker.run_once().await.unwrap() {}
+        let st = client.release_status(&release).await.unwrap();
+        assert_eq!(st.status.as_str(), "reviewing");
+        let owners = common::count(
+            &store,
+            "SELECT COUNT(*) FROM task WHERE status = 'done' AND owner LIKE 'in-process/diff-%'",
+        );
+        assert_eq!(owners, 1);
         s.stop().await;
     }
 }
@@ -1207,7 +1294,7 @@ async fn a_capture_whose_release_is_marked_bad_is_dropped_at_the_next_heartbeat(
     let (started, mut capturing) = tokio::sync::mpsc::unbounded_channel();
     let lease = Duration::from_secs(1);
     let worker = Arc::new(CaptureWorker::with_capturer(
-        s.client(&admin()),
+        Link::Http(s.client(&admin())),
         lease,
         Arc::new(Hanging(started)),
     ));

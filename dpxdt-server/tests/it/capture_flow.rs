@@ -12,7 +12,7 @@ use common::{TestServer, admin};
 use dpxdt_core::capture::{Browser, BrowserOptions};
 use dpxdt_core::{BuildId, ReleaseKey};
 use dpxdt_e2e::{Page, PageServer};
-use dpxdt_server::workers::{CaptureWorker, DiffWorker};
+use dpxdt_server::workers::{CaptureWorker, DiffWorker, Link};
 
 const CONFIG: &str = r#"{"viewportSize": {"width": 320, "height": 200}}"#;
 
@@ -46,11 +46,11 @@ async fn requested_runs_are_captured_diffed_and_reviewed() {
     let client = s.client(&key);
     let browser = Arc::new(Browser::launch(BrowserOptions::default()).await.unwrap());
     let capture = CaptureWorker::with_capturer(
-        s.client(&admin()),
+        Link::Http(s.client(&admin())),
         Duration::from_secs(120),
         browser.clone(),
     );
-    let diff = DiffWorker::new(s.client(&admin()), Duration::from_secs(60));
+    let diff = DiffWorker::new(Link::Http(s.client(&admin())), Duration::from_secs(60));
     let drive = || async {
         let mut captures = 0;
         while capture.run_once().await.unwrap() {
@@ -160,7 +160,7 @@ async fn a_release_in_two_engines_is_captured_by_one_worker_or_two() {
     let browser = Arc::new(Browser::launch(BrowserOptions::default()).await.unwrap());
     let worker = |engines: Vec<Engine>| {
         CaptureWorker::with_capturer(
-            s.client(&admin()),
+            Link::Http(s.client(&admin())),
             Duration::from_secs(120),
             browser.clone(),
         )
@@ -169,7 +169,7 @@ async fn a_release_in_two_engines_is_captured_by_one_worker_or_two() {
     let both = worker(vec![Engine::Chromium, Engine::Firefox]);
     let chromium = worker(vec![Engine::Chromium]);
     let firefox = worker(vec![Engine::Firefox]);
-    let diff = DiffWorker::new(s.client(&admin()), Duration::from_secs(60));
+    let diff = DiffWorker::new(Link::Http(s.client(&admin())), Duration::from_secs(60));
     let config = r#"{"viewportSize": {"width": 320, "height": 200},
         "modes": [{"name": "chromium"}, {"name": "firefox", "browser": "firefox"}]}"#;
     let release = |n: i64| ReleaseKey {

@@ -2609,7 +2609,10 @@ async fn a_png_bomb_is_refused_at_upload_and_harmless_once_stored() {
         .await
         .unwrap();
     let admin = server.client(&(common::ADMIN_ID.into(), common::ADMIN_SECRET.into()));
-    let worker = dpxdt_server::workers::DiffWorker::new(admin, Duration::from_secs(30));
+    let worker = dpxdt_server::workers::DiffWorker::new(
+        dpxdt_server::workers::Link::Http(admin),
+        Duration::from_secs(30),
+    );
     assert!(worker.run_once().await.unwrap(), "the diff task ran");
     let distortion: Option<f64> = server
         .store
