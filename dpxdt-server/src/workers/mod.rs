@@ -21,6 +21,7 @@ use dpxdt_core::TaskId;
 use dpxdt_core::api::{HeartbeatRequest, LeasedTask, ReportRunRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 #[cfg(feature = "capture")]
 pub use capture::CaptureWorker;
@@ -339,6 +340,21 @@ pub(crate) async fn keep_lease<T>(
     }
 }
 
+/// The span a task's work logs in: its queue and id, and the release and
+/// run its payload names (every task of the release queues names them).
+fn task_span(queue: &str, task: &LeasedTask) -> tracing::Span {
+    let payload: serde_json::Value = serde_json::from_str(&task.payload).unwrap_or_default();
+    let text = |field: &str| payload[field].as_str().unwrap_or_default().to_string();
+    tracing::info_span!(
+        "task",
+        queue,
+        id = %task.task_id,
+        release = %text("release_name"),
+        number = payload["release_number"].as_i64().unwrap_or_default(),
+        run = %text("run_name"),
+    )
+}
+
 /// Where a worker leases from and as whom.
 pub(crate) struct Queue<'a> {
     pub link: &'a Link,
@@ -384,29 +400,34 @@ impl Queue<'_> {
     where
         Fut: Future<Output = Result<(), WorkerError>>,
     {
-        let (id, attempt) = (task.task_id, task.lease_attempts);
-        let lease = Lease {
-            link: self.link,
-            queue: self.name,
-            task: id,
-            owner: self.owner,
-            length: self.lease,
-        };
-        let result = match keep_lease(lease, doing, work(task)).await {
-            Ok(result) => result,
-            Err(lost) => {
-                tracing::warn!(task = %id, queue = self.name, "lease lost, work abandoned: {lost}");
-                return Ok(());
+        let span = task_span(self.name, &task);
+        async move {
+            let (id, attempt) = (task.task_id, task.lease_attempts);
+            let lease = Lease {
+                link: self.link,
+                queue: self.name,
+                task: id,
+                owner: self.owner,
+                length: self.lease,
+            };
+            let result = match keep_lease(lease, doing, work(task)).await {
+                Ok(result) => result,
+                Err(lost) => {
+                    tracing::warn!("lease lost, work abandoned: {lost}");
+                    return Ok(());
+                }
+            };
+            let error = result.as_ref().err().map(|e| e.to_string());
+            if let Some(e) = &error {
+                tracing::warn!(attempt, "task failed: {e}");
             }
-        };
-        let error = result.as_ref().err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            tracing::warn!(task = %id, queue = self.name, attempt, "task failed: {e}");
+            self.link
+                .finish(self.name, id, self.owner, error.as_deref())
+                .await?;
+            Ok(())
         }
-        self.link
-            .finish(self.name, id, self.owner, error.as_deref())
-            .await?;
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// Sends a task's `report_run`. A report the server no longer needs
@@ -435,5 +456,77 @@ pub(crate) fn report_for(
         release_number,
         run_name: run_name.to_string(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_tasks_log_lines_name_its_queue_release_and_run() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let task = LeasedTask {
+            task_id: TaskId(7),
+            queue_name: "run-pdiff".into(),
+            payload:
+                r#"{"build_id":1,"release_name":"main","release_number":3,"run_name":"/docs.html"}"#
+                    .into(),
+            lease_attempts: 1,
+            eta: 0,
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let _inside = task_span("run-pdiff", &task).entered();
+            tracing::warn!("task failed: the bytes are gone");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        for field in [
+            "queue=\"run-pdiff\"",
+            "id=7",
+            "release=main",
+            "number=3",
+            "run=/docs.html",
+        ] {
+            assert!(text.contains(field), "{field} missing from {text:?}");
+        }
+        // A payload that is not a release's task still gets its span.
+        let odd = LeasedTask {
+            payload: "[1, 2]".into(),
+            ..task
+        };
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let _inside = task_span("custom", &odd).entered();
+            tracing::warn!("odd");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("queue=\"custom\" id=7"), "{text:?}");
     }
 }
