@@ -117,8 +117,10 @@ struct Args {
     /// captures); workers heartbeat every third of it.
     #[arg(long, env = "DPXDT_LEASE_SECS", value_parser = value_parser!(u64).range(1..=86_400))]
     lease_secs: Option<u64>,
-    /// Diff workers side by side, in the server or in `worker` (default: one
-    /// per CPU; 0 runs none, e.g. on a capture-only machine).
+    /// Diffs computed side by side, in the server or in `worker` (default:
+    /// one per CPU; 0 runs none, e.g. on a capture-only machine); four times
+    /// as many diff tasks are in flight, downloading, uploading and
+    /// reporting meanwhile.
     #[arg(long, env = "DPXDT_DIFF_WORKERS")]
     diff_workers: Option<usize>,
     /// Pages the capture worker loads at once (browser sessions).
