@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod notify;
 pub mod storage;
+pub mod telemetry;
 pub mod ui;
 pub mod workers;
 
@@ -75,6 +76,9 @@ pub struct Config {
     pub limits: storage::Limits,
     /// How often the server collects garbage (`storage::gc`); zero: never.
     pub gc_interval: std::time::Duration,
+    /// Where to serve `/metrics` to anyone, besides the main port (where
+    /// it needs a superuser key): an address of a private scrape network.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The retention defaults and grace period of each collection.
     pub gc: storage::gc::GcOptions,
 }
@@ -98,6 +102,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             limits: storage::Limits::default(),
             gc_interval: std::time::Duration::from_secs(24 * 3600),
+            metrics_listen: None,
             gc: storage::gc::GcOptions::default(),
         }
     }
@@ -186,6 +191,7 @@ pub async fn serve_store(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
+    telemetry::install();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut worker_tasks = Vec::new();
     store.blocking(storage::remove_internal_keys)?;
@@ -213,7 +219,23 @@ pub async fn serve_store(
     });
     let mut stop_for_grace = stop_rx.clone();
     use warp::Filter as _;
-    let app = http::health_routes(&state)
+    if let Some(metrics_addr) = state.config.metrics_listen {
+        let scrape = tokio::net::TcpListener::bind(metrics_addr).await?;
+        tracing::info!(addr = %scrape.local_addr()?, "serving /metrics without a key");
+        let mut stop = stop_rx.clone();
+        let only = http::metrics_route(&state, true);
+        worker_tasks.push(tokio::spawn(
+            warp::serve(only)
+                .incoming(scrape)
+                .graceful(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .run(),
+        ));
+    }
+    let app = http::metrics_route(&state, false)
+        .or(http::health_routes(&state))
+        .unify()
         .or(ui::with_ui(state.clone(), http::routes(state)))
         .unify();
     let server = warp::serve(app)

@@ -117,6 +117,10 @@ struct Args {
     /// captures); workers heartbeat every third of it.
     #[arg(long, env = "DPXDT_LEASE_SECS", value_parser = value_parser!(u64).range(1..=86_400))]
     lease_secs: Option<u64>,
+    /// Also serve `/metrics` here, without a key: an address on a private
+    /// scrape network (on the main port it needs a superuser key).
+    #[arg(long, env = "DPXDT_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Diffs computed side by side, in the server or in `worker` (default:
     /// one per CPU; 0 runs none, e.g. on a capture-only machine); four times
     /// as many diff tasks are in flight, downloading, uploading and
@@ -288,6 +292,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     };
     config.public_url = args.public_url.clone();
     config.in_process_workers = !args.no_workers;
+    config.metrics_listen = args.metrics_listen;
     config.allow_private_webhooks = args.allow_private_webhooks;
     config.allow_http_status_api = args.allow_http_status_api;
     config.trusted_proxies = args.trusted_proxy.clone();

@@ -112,15 +112,21 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             StoreError::Forbidden(m) => ApiError::Forbidden(m),
-            StoreError::OverLimit(m) => ApiError::TooLarge(m),
+            StoreError::OverLimit(m) => {
+                metrics::counter!("dpxdt_limits_hit_total", "kind" => "size").increment(1);
+                ApiError::TooLarge(m)
+            }
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::RateLimited {
                 message,
                 retry_after_secs,
-            } => ApiError::TooManyRequests {
-                message,
-                retry_after_secs,
-            },
+            } => {
+                metrics::counter!("dpxdt_limits_hit_total", "kind" => "rate").increment(1);
+                ApiError::TooManyRequests {
+                    message,
+                    retry_after_secs,
+                }
+            }
             e @ (StoreError::Db(_) | StoreError::Io(_)) => Fault::new("using the store", e).into(),
         }
     }

@@ -50,6 +50,7 @@ async fn artifact_response(
     id: &dpxdt_core::ArtifactId,
 ) -> std::io::Result<Response> {
     let (len, chunks) = store.artifacts().stream(id).await?;
+    metrics::counter!("dpxdt_artifact_bytes_read_total").increment(len);
     let mut resp = warp::reply::stream(chunks).into_response();
     resp.headers_mut().insert("content-length", len.into());
     Ok(resp)
@@ -162,6 +163,7 @@ pub fn routes(
         .with(warp::log::custom(|info| {
             let (method, path, status) = (info.method(), info.path(), info.status().as_u16());
             let ms = info.elapsed().as_millis() as u64;
+            crate::telemetry::record_request(path, status, info.elapsed());
             let polled =
                 path.starts_with("/api/work_queue/") || path == "/healthz" || path == "/readyz";
             if polled && status < 400 {
@@ -223,6 +225,48 @@ fn plain(status: StatusCode, body: String) -> Response {
         warp::http::HeaderValue::from_static("no-store"),
     );
     resp
+}
+
+/// `GET /metrics`: the Prometheus text ([`crate::telemetry`]), for a
+/// superuser key; with `open`, for anyone (the `--metrics-listen`
+/// address, meant for a private scrape network).
+pub fn metrics_route(state: &AppState, open: bool) -> warp::filters::BoxedFilter<(Response,)> {
+    let store = state.store.clone();
+    warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .then(move |headers: HeaderMap| {
+            let store = store.clone();
+            async move {
+                if !open {
+                    match params::authenticate(&store, &headers).await {
+                        Ok(scope) if scope.superuser => {}
+                        Ok(_) => {
+                            return ApiError::Forbidden(
+                                "/metrics needs a superuser API key".into(),
+                            )
+                            .into_response();
+                        }
+                        Err(e) => return e.into_response(),
+                    }
+                }
+                match crate::telemetry::render(&store).await {
+                    Ok(text) => {
+                        let mut resp = plain(StatusCode::OK, text);
+                        resp.headers_mut().insert(
+                            "content-type",
+                            warp::http::HeaderValue::from_static(
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            ),
+                        );
+                        resp
+                    }
+                    Err(e) => ApiError::from(e).into_response(),
+                }
+            }
+        })
+        .boxed()
 }
 
 /// One authenticated API call: the server, who calls, and with what.

@@ -396,7 +396,10 @@ impl Store {
         };
         drop(free);
         let mut lent = Lent { pool, db: Some(db) };
-        f(lent.db.as_mut().expect("lent until dropped"))
+        let started = std::time::Instant::now();
+        let out = f(lent.db.as_mut().expect("lent until dropped"));
+        metrics::histogram!("dpxdt_db_call_duration_seconds").record(started.elapsed());
+        out
     }
 
     /// Runs `f` with the connection on tokio's blocking pool.

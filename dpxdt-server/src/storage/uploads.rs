@@ -113,7 +113,9 @@ pub async fn put_upload(
             tx.commit()?;
             Ok(())
         })
-        .await
+        .await?;
+    metrics::counter!("dpxdt_artifact_bytes_written_total").increment(upload.size);
+    Ok(())
 }
 
 /// Refuses a PNG whose ancillary chunks inflate far beyond any real

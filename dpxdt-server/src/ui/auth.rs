@@ -321,6 +321,7 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         .call(move |c| logins::begin(c, &counted, now_ms()))
         .await?
         .map_err(|wait_ms| {
+            metrics::counter!("dpxdt_login_refusals_total", "reason" => "throttled").increment(1);
             UiError::TooManyRequests(format!(
                 "too many failed logins; try again in {} seconds",
                 (wait_ms / 1000).max(1)
@@ -335,6 +336,7 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let user = checked?;
     let Some(user) = user else {
         tracing::warn!(user = %name, %ip, "failed login");
+        metrics::counter!("dpxdt_login_refusals_total", "reason" => "wrong").increment(1);
         return login_page(
             ui,
             req,

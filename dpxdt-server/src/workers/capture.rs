@@ -151,7 +151,11 @@ impl CaptureWorker {
             }
         };
         if let Some(config) = config {
-            let shot = self.capturer().await?.capture(&t.url, &config).await;
+            let capturer = self.capturer().await?;
+            let started = std::time::Instant::now();
+            let shot = capturer.capture(&t.url, &config).await;
+            metrics::histogram!("dpxdt_capture_duration_seconds", "browser" => engine.name())
+                .record(started.elapsed());
             match shot {
                 Ok(shot) => {
                     let image = self

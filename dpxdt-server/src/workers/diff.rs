@@ -96,7 +96,9 @@ impl DiffWorker {
             None => None,
         };
         let outcome = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let outcome = diff_png_bytes(&reference, &new, &options);
+            metrics::histogram!("dpxdt_diff_duration_seconds").record(started.elapsed());
             drop(permit);
             outcome
         })

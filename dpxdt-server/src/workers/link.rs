@@ -231,10 +231,11 @@ impl Link {
             return Err(StoreError::NotFound(format!("build {build} has no artifact {id}")).into());
         }
         let bytes = l.store.artifacts().read_small(id, u64::MAX).await;
-        bytes
+        let bytes = bytes
             .map_err(StoreError::Io)?
-            .ok_or_else(|| StoreError::NotFound(format!("the bytes of artifact {id} are gone")))
-            .map_err(LinkError::Store)
+            .ok_or_else(|| StoreError::NotFound(format!("the bytes of artifact {id} are gone")))?;
+        metrics::counter!("dpxdt_artifact_bytes_read_total").increment(bytes.len() as u64);
+        Ok(bytes)
     }
 
     /// Stores `bytes` as an artifact of `build` named `file_name` (which

@@ -340,6 +340,14 @@ pub(crate) async fn keep_lease<T>(
     }
 }
 
+/// Counts a task's end and its time from lease to finish.
+fn finished(queue: &'static str, outcome: &'static str, started: std::time::Instant) {
+    metrics::counter!("dpxdt_tasks_finished_total", "queue" => queue, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("dpxdt_task_duration_seconds", "queue" => queue, "outcome" => outcome)
+        .record(started.elapsed());
+}
+
 /// The span a task's work logs in: its queue and id, and the release and
 /// run its payload names (every task of the release queues names them).
 fn task_span(queue: &str, task: &LeasedTask) -> tracing::Span {
@@ -401,6 +409,8 @@ impl Queue<'_> {
         Fut: Future<Output = Result<(), WorkerError>>,
     {
         let span = task_span(self.name, &task);
+        let (queue, started) = (self.name, std::time::Instant::now());
+        metrics::histogram!("dpxdt_task_attempts", "queue" => queue).record(task.lease_attempts);
         async move {
             let (id, attempt) = (task.task_id, task.lease_attempts);
             let lease = Lease {
@@ -414,6 +424,7 @@ impl Queue<'_> {
                 Ok(result) => result,
                 Err(lost) => {
                     tracing::warn!("lease lost, work abandoned: {lost}");
+                    finished(queue, "abandoned", started);
                     return Ok(());
                 }
             };
@@ -424,6 +435,11 @@ impl Queue<'_> {
             self.link
                 .finish(self.name, id, self.owner, error.as_deref())
                 .await?;
+            finished(
+                queue,
+                if error.is_some() { "failed" } else { "done" },
+                started,
+            );
             Ok(())
         }
         .instrument(span)

@@ -2635,3 +2635,109 @@ async fn an_upload_to_a_bucket_that_is_down_is_a_503_to_retry() {
     );
     s.stop().await;
 }
+
+/// The value of the `/metrics` series `name` whose labels include every
+/// one of `labels` (`queue="run-pdiff"`), summed over the others; 0 when
+/// there is none.
+fn series(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
+            let wanted = metric == name && labels.iter().all(|want| rest.contains(want));
+            wanted.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+each_backend! {
+    /// `GET /metrics`: refused without a superuser key; with one, the
+    /// queue's depth rises when a release needs diffs and falls as the
+    /// worker does them, and the task, diff and request series count them.
+    /// `--metrics-listen` serves the same without a key.
+    async fn metrics_show_the_queue_rise_and_fall_and_count_the_work(backend) {
+        let scrape_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = TestServer::start(|c| {
+            backend.apply(c);
+            c.metrics_listen = Some(scrape_port);
+        })
+        .await;
+        let (build, key) = s.build_with_key("metrics").await;
+        let url = format!("{}/metrics", s.base);
+        let anonymous = s.http.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let build_key = s.http.get(&url).basic_auth(&key.0, Some(&key.1)).send().await.unwrap();
+        assert_eq!(build_key.status(), 403);
+        let scrape = || async {
+            let resp = s
+                .http
+                .get(&url)
+                .basic_auth(common::ADMIN_ID, Some(common::ADMIN_SECRET))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+            resp.text().await.unwrap()
+        };
+        let done = |text: &str| {
+            series(text, "dpxdt_task_duration_seconds_count", &["queue=\"run-pdiff\"", "outcome=\"done\""])
+        };
+        let waiting = |text: &str| {
+            series(text, "dpxdt_tasks", &["queue=\"run-pdiff\"", "state=\"waiting\""])
+        };
+        let before = scrape().await;
+        assert_eq!(waiting(&before), 0.0, "{before}");
+
+        let client = s.client(&key);
+        let build_id = dpxdt_core::BuildId(build.parse().unwrap());
+        let old = client
+            .upload_bytes(build_id, "a.png", png(16, 16, [250, 250, 250, 255], None))
+            .await
+            .unwrap()
+            .sha1sum;
+        client.create_release(build_id, "r", "u").await.unwrap();
+        for (i, dot) in [[0, 0, 0, 255], [255, 0, 0, 255]].into_iter().enumerate() {
+            let new = client
+                .upload_bytes(build_id, "b.png", png(16, 16, [250, 250, 250, 255], Some(dot)))
+                .await
+                .unwrap()
+                .sha1sum;
+            let req = dpxdt_core::api::ReportRunRequest {
+                build_id,
+                release_name: "r".into(),
+                release_number: 1,
+                run_name: format!("/page{i}"),
+                image: Some(new),
+                ref_image: Some(old.clone()),
+                ..Default::default()
+            };
+            client.report_run(&req).await.unwrap();
+        }
+        let during = scrape().await;
+        assert_eq!(waiting(&during), 2.0, "{during}");
+
+        let worker = DiffWorker::new(Link::Http(s.client(&admin())), Duration::from_secs(30));
+        while worker.run_once().await.unwrap() {}
+        let after = scrape().await;
+        assert_eq!(waiting(&after), 0.0, "{after}");
+        assert_eq!(series(&after, "dpxdt_tasks", &["queue=\"run-pdiff\"", "state=\"done\""]), 2.0);
+        // One recorder per process: other tests' tasks may count too.
+        assert!(done(&after) >= done(&before) + 2.0, "{after}");
+        assert!(series(&after, "dpxdt_diff_duration_seconds_count", &[]) >= 2.0);
+        assert!(series(&after, "dpxdt_http_requests_total", &["route=\"report_run\"", "status=\"200\""]) >= 2.0);
+        assert!(series(&after, "dpxdt_artifact_bytes_written_total", &[]) > 0.0);
+        assert!(series(&after, "dpxdt_db_call_duration_seconds_count", &[]) > 0.0);
+
+        // The private scrape address needs no key.
+        let open = reqwest::get(format!("http://{scrape_port}/metrics")).await.unwrap();
+        assert_eq!(open.status(), 200);
+        let text = open.text().await.unwrap();
+        assert_eq!(series(&text, "dpxdt_tasks", &["queue=\"run-pdiff\"", "state=\"done\""]), 2.0);
+        s.stop().await;
+    }
+}

@@ -378,7 +378,8 @@ fn stability_names_the_element_that_changes_and_passes_a_frozen_page() {
         })
         .unwrap_or_else(|| panic!("{}", out.stdout));
     assert!(
-        out.stdout.contains(&format!("changed in {differed}: #token")),
+        out.stdout
+            .contains(&format!("changed in {differed}: #token")),
         "{}",
         out.stdout
     );
