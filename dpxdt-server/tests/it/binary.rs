@@ -1657,3 +1657,46 @@ fn a_stop_cuts_off_a_request_that_never_finishes() {
     .unwrap();
     assert!(server.terminate().success());
 }
+
+#[test]
+fn log_format_json_writes_one_object_per_line_with_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--no-workers",
+                "--log-format",
+                "json",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("DPXDT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?} after {seen:#?}"));
+        seen.push(line);
+        if event["fields"]["message"] == "serving the API" {
+            assert_eq!(event["level"], "INFO", "{event}");
+            assert!(
+                event["fields"]["addr"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("127.0.0.1:"),
+                "{event}"
+            );
+            assert!(event["timestamp"].is_string(), "{event}");
+            return;
+        }
+    }
+    panic!("the server never said it serves: {seen:#?}");
+}
