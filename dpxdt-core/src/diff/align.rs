@@ -76,6 +76,20 @@ pub(crate) struct Alignment {
 }
 
 impl Alignment {
+    /// What the diff image marks: for each new row whether it was
+    /// inserted, and each removed band's new-image row and height.
+    pub(crate) fn marks(&self) -> (Vec<bool>, Vec<(u32, u32)>) {
+        let inserted = self.rows.iter().map(|s| *s == Source::Inserted).collect();
+        let removed = self.shifts.iter().filter(|s| s.kind == ShiftKind::Removed);
+        let removed = self
+            .removed_at
+            .iter()
+            .zip(removed)
+            .map(|(&at, s)| (at, s.height))
+            .collect();
+        (inserted, removed)
+    }
+
     /// The reference rearranged to the new image's rows: what the new image
     /// is compared with once aligned.
     pub(crate) fn reference_image(&self, reference: &Image, new: &Image) -> Image {

@@ -346,16 +346,19 @@ impl DiffImage {
         self.mask
     }
 
-    /// Shades inserted bands green (a faded green copy of the new rows, or
+    /// Shades inserted rows green (a faded green copy of the new rows, or
     /// flat green in a mask) and draws a purple line where each removed
-    /// band was.
-    pub(crate) fn mark_shifts(&mut self, alignment: &super::align::Alignment, new: &Image) {
+    /// band was: `inserted` says for each row of the new image whether it
+    /// was inserted, `removed` gives each removed band's new-image row and
+    /// height.
+    pub(crate) fn mark_shifts(&mut self, inserted: &[bool], removed: &[(u32, u32)], new: &Image) {
         let purple = if self.mask { MASK_PURPLE } else { PURPLE };
         let width = self.width as usize;
-        for (y, source) in alignment.rows.iter().enumerate() {
-            if *source != super::align::Source::Inserted {
-                continue;
-            }
+        for (y, _) in inserted
+            .iter()
+            .enumerate()
+            .filter(|(_, inserted)| **inserted)
+        {
             let out = &mut self.indices[y * width..(y + 1) * width];
             if self.mask {
                 out.fill(MASK_GREEN);
@@ -366,18 +369,14 @@ impl DiffImage {
                 }
             }
         }
-        let removed = alignment
-            .shifts
-            .iter()
-            .filter(|s| s.kind == super::ShiftKind::Removed);
-        for (&at, shift) in alignment.removed_at.iter().zip(removed) {
+        for &(at, height) in removed {
             let start = at.min(self.height.saturating_sub(REMOVED_LINE));
             for y in start..(start + REMOVED_LINE).min(self.height) {
                 let y = y as usize;
                 self.indices[y * width..(y + 1) * width].fill(purple);
             }
             // The label, "-<rows>", just above the line (below it at the top).
-            let label = format!("-{}", shift.height);
+            let label = format!("-{height}");
             let top = if start >= LABEL_HEIGHT + 2 {
                 start - LABEL_HEIGHT - 2
             } else {

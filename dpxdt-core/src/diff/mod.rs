@@ -329,7 +329,8 @@ pub fn compare_images(
         Some(alignment) => {
             let moved = alignment.reference_image(reference, new);
             let mut image = render_diff_image(&moved, new, opts);
-            image.mark_shifts(alignment, new);
+            let (inserted, removed) = alignment.marks();
+            image.mark_shifts(&inserted, &removed, new);
             image
         }
         None => render_diff_image(reference, new, opts),
