@@ -49,24 +49,14 @@ pub async fn check_build_or_lease(
         return check_build(scope, build);
     }
     let key = scope.key_id.clone();
-    let what = match &run {
-        Some((release, number, run)) => format!("run {run:?} of release {release:?} {number}"),
-        None => format!("build {build}"),
-    };
-    let holds = state
+    state
         .store
         .call(move |c| {
             let run = run.as_ref().map(|(r, n, u)| (r.as_str(), *n, u.as_str()));
-            queue::worker_holds(c, &key, build, run)
+            queue::require_worker_holds(c, &key, "this worker key holds", build, run)
         })
         .await?;
-    if holds {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "this worker key holds no lease on a task of {what}"
-        )))
-    }
+    Ok(())
 }
 
 fn check_superuser(scope: &ApiKeyScope) -> Result<(), ApiError> {
@@ -536,15 +526,18 @@ pub async fn download(
         .map_err(|e| ApiError::BadRequest(format!("sha1sum: {e}")))?;
     if scope.worker {
         let (key, build, artifact) = (scope.key_id.clone(), req.build_id, id.clone());
-        let named = state
+        state
             .store
-            .call(move |c| queue::worker_may_download(c, &key, build, &artifact))
+            .call(move |c| {
+                queue::require_worker_may_download(
+                    c,
+                    &key,
+                    "this worker key holds",
+                    build,
+                    &artifact,
+                )
+            })
             .await?;
-        if !named {
-            return Err(ApiError::Forbidden(format!(
-                "this worker key holds no lease on a task that needs artifact {id}"
-            )));
-        }
     } else {
         check_build(&scope, req.build_id)?;
     }

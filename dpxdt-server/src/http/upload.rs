@@ -5,8 +5,6 @@
 //! within the limit, and the key may write to the build. An over-limit or
 //! malformed upload leaves nothing behind.
 
-use std::path::PathBuf;
-
 use dpxdt_core::api::UploadResponse;
 use dpxdt_core::{ArtifactId, BuildId};
 use futures_util::StreamExt;
@@ -18,18 +16,7 @@ use super::params::{check_param, multipart_error};
 use super::{ApiError, AppState, BodyStream};
 use crate::error::Doing;
 use crate::storage::ApiKeyScope;
-use crate::storage::uploads::{Staged, content_type, put_upload};
-
-/// A temp file removed on drop unless it was committed.
-struct TempFile(Option<PathBuf>);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
+use crate::storage::uploads::{Staged, TempFile, content_type, put_upload};
 
 struct Received {
     temp: TempFile,

@@ -338,6 +338,46 @@ pub fn worker_holds(
     Ok(found.is_some())
 }
 
+/// Refuses, saying who (`who_holds`: "this worker key holds"), unless
+/// [`worker_holds`]:
+/// the check before a worker uploads or reports, through the API or in
+/// the server's own process.
+pub fn require_worker_holds(
+    conn: &Db,
+    key_id: &str,
+    who_holds: &str,
+    build: BuildId,
+    run: Option<(&str, i64, &str)>,
+) -> Result<(), StoreError> {
+    if worker_holds(conn, key_id, build, run)? {
+        return Ok(());
+    }
+    let what = match run {
+        Some((release, number, run)) => format!("run {run:?} of release {release:?} {number}"),
+        None => format!("build {build}"),
+    };
+    Err(StoreError::Forbidden(format!(
+        "{who_holds} no lease on a task of {what}"
+    )))
+}
+
+/// Refuses, saying who as above, unless [`worker_may_download`]: the check
+/// before a worker reads an artifact.
+pub fn require_worker_may_download(
+    conn: &Db,
+    key_id: &str,
+    who_holds: &str,
+    build: BuildId,
+    artifact: &ArtifactId,
+) -> Result<(), StoreError> {
+    if worker_may_download(conn, key_id, build, artifact)? {
+        return Ok(());
+    }
+    Err(StoreError::Forbidden(format!(
+        "{who_holds} no lease on a task that needs artifact {artifact}"
+    )))
+}
+
 /// Whether the worker key `key_id` holds an unexpired lease on a task of
 /// `build` whose run names `artifact` (its screenshot, reference, config or
 /// log, new or reference side): a worker reads what its tasks need, not

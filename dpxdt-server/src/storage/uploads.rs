@@ -3,7 +3,7 @@
 //! exists, a PNG is no decompression bomb, the build stays within its byte
 //! limit), then the bytes, then the row that points at them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dpxdt_core::{ArtifactId, BuildId};
 
@@ -40,6 +40,18 @@ pub fn content_type(file_name: Option<&str>, part_type: Option<&str>, head: &[u8
         return "image/png".into();
     }
     "application/octet-stream".into()
+}
+
+/// A temp file of an upload, removed on drop unless it was put in place
+/// (the caller then sets it to `None`).
+pub struct TempFile(pub Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// A received upload, complete and fsynced in a temp file of the store.

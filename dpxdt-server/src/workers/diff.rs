@@ -54,10 +54,7 @@ impl DiffWorker {
     pub async fn pump(self, slots: usize, idle: Duration, stop: watch::Receiver<bool>) {
         let worker = Arc::new(self);
         let leaser = worker.clone();
-        let lease = async move |count: u32| {
-            let q = leaser.queue();
-            Ok(q.link.lease(q.name, q.owner, count, q.lease).await?)
-        };
+        let lease = async move |count: u32| leaser.queue().lease(count).await;
         let step = |task: LeasedTask| {
             let worker = worker.clone();
             async move {

@@ -4,7 +4,7 @@
 //! a lease is held by its owner alone, a worker touches only the builds,
 //! runs and artifacts of tasks it holds, and uploads pass the same checks.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use dpxdt_client::{Client, ClientError};
@@ -12,7 +12,7 @@ use dpxdt_core::api::{HeartbeatRequest, LeasedTask, ReportRunRequest};
 use dpxdt_core::{ArtifactId, BuildId, TaskId};
 use tokio::io::AsyncWriteExt;
 
-use crate::storage::uploads::{Staged, content_type, put_upload};
+use crate::storage::uploads::{Staged, TempFile, content_type, put_upload};
 use crate::storage::{self, Limits, Store, StoreError, queue};
 
 /// A worker's way to the server.
@@ -38,6 +38,9 @@ pub struct Local {
 /// key id has a `-`, so no key can pass for them.
 const LOCAL_OWNER: &str = "in-process";
 
+/// How a refusal names them.
+const WHO: &str = "the in-process workers hold";
+
 impl Local {
     /// Direct calls into `store`, refusing uploads over `upload_limit`
     /// bytes and holding builds to `limits`, as the API does.
@@ -60,24 +63,12 @@ impl Local {
         build: BuildId,
         run: Option<(String, i64, String)>,
     ) -> Result<(), StoreError> {
-        let what = match &run {
-            Some((release, number, run)) => format!("run {run:?} of release {release:?} {number}"),
-            None => format!("build {build}"),
-        };
-        let holds = self
-            .store
+        self.store
             .call(move |c| {
                 let run = run.as_ref().map(|(r, n, u)| (r.as_str(), *n, u.as_str()));
-                queue::worker_holds(c, LOCAL_OWNER, build, run)
+                queue::require_worker_holds(c, LOCAL_OWNER, WHO, build, run)
             })
-            .await?;
-        if holds {
-            Ok(())
-        } else {
-            Err(StoreError::Forbidden(format!(
-                "the in-process workers hold no lease on a task of {what}"
-            )))
-        }
+            .await
     }
 }
 
@@ -100,17 +91,6 @@ impl LinkError {
         match self {
             LinkError::Client(e) => matches!(e.status(), Some(404 | 409)),
             LinkError::Store(e) => matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_)),
-        }
-    }
-}
-
-/// A temp file of the store, removed on drop unless it was put in place.
-struct Temp(Option<PathBuf>);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -218,12 +198,7 @@ impl Link {
         let found = l
             .store
             .call(move |c| {
-                if !queue::worker_may_download(c, LOCAL_OWNER, build, &artifact)? {
-                    return Err(StoreError::Forbidden(format!(
-                        "the in-process workers hold no lease on a task that needs artifact \
-                         {artifact}"
-                    )));
-                }
+                queue::require_worker_may_download(c, LOCAL_OWNER, WHO, build, &artifact)?;
                 storage::artifact_owned(c, build, &artifact)
             })
             .await?;
@@ -259,7 +234,7 @@ impl Link {
         }
         l.check_holds(build, None).await?;
         let id = ArtifactId::of_bytes(&bytes);
-        let temp = Temp(Some(l.store.artifacts().temp_path()));
+        let mut temp = TempFile(Some(l.store.artifacts().temp_path()));
         let path = temp.0.clone().unwrap_or_default();
         write_temp(&path, &bytes).await.map_err(StoreError::Io)?;
         let kind = content_type(Some(file_name), None, &bytes);
@@ -273,7 +248,6 @@ impl Link {
         };
         put_upload(&l.store, &l.limits, build, staged).await?;
         // In place now: the temp file was renamed or removed.
-        let mut temp = temp;
         temp.0 = None;
         Ok(id)
     }

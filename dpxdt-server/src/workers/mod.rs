@@ -385,15 +385,19 @@ impl Queue<'_> {
     where
         Fut: Future<Output = Result<(), WorkerError>>,
     {
-        let tasks = self
-            .link
-            .lease(self.name, self.owner, 1, self.lease)
-            .await?;
-        let Some(task) = tasks.into_iter().next() else {
+        let Some(task) = self.lease(1).await?.into_iter().next() else {
             return Ok(false);
         };
         self.do_task(task, doing, work).await?;
         Ok(true)
+    }
+
+    /// Leases up to `count` tasks.
+    pub async fn lease(&self, count: u32) -> Result<Vec<LeasedTask>, WorkerError> {
+        Ok(self
+            .link
+            .lease(self.name, self.owner, count, self.lease)
+            .await?)
     }
 
     /// Does a leased task with `work` while keeping its lease, and
@@ -496,14 +500,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_tasks_log_lines_name_its_queue_release_and_run() {
+    /// The log lines `f` writes, as the server's text format has them.
+    fn logged(f: impl FnOnce()) -> String {
         let sink = Sink::default();
         let writer = sink.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_tasks_log_lines_name_its_queue_release_and_run() {
         let task = LeasedTask {
             task_id: TaskId(7),
             queue_name: "run-pdiff".into(),
@@ -513,11 +523,10 @@ mod tests {
             lease_attempts: 1,
             eta: 0,
         };
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logged(|| {
             let _inside = task_span("run-pdiff", &task).entered();
             tracing::warn!("task failed: the bytes are gone");
         });
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         for field in [
             "queue=\"run-pdiff\"",
             "id=7",
@@ -532,17 +541,10 @@ mod tests {
             payload: "[1, 2]".into(),
             ..task
         };
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logged(|| {
             let _inside = task_span("custom", &odd).entered();
             tracing::warn!("odd");
         });
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("queue=\"custom\" id=7"), "{text:?}");
     }
 }
