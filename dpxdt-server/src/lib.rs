@@ -233,11 +233,13 @@ pub async fn serve_store(
                 .run(),
         ));
     }
-    let app = http::metrics_route(&state, false)
-        .or(http::health_routes(&state))
-        .unify()
-        .or(ui::with_ui(state.clone(), http::routes(state)))
-        .unify();
+    let app = http::request_id::traced(
+        http::metrics_route(&state, false)
+            .or(http::health_routes(&state))
+            .unify()
+            .or(ui::with_ui(state.clone(), http::routes(state)))
+            .unify(),
+    );
     let server = warp::serve(app)
         .incoming(listener)
         .graceful(async move {

@@ -562,8 +562,11 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Warp's own per-request events only repeat the API's request line.
+    let quiet_warp = "warp::filters::trace=off".parse().expect("a directive");
     let filter = tracing_subscriber::EnvFilter::try_from_env("DPXDT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(quiet_warp);
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

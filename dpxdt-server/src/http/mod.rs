@@ -5,6 +5,7 @@
 mod error;
 mod handlers;
 pub mod params;
+pub mod request_id;
 mod upload;
 
 use std::convert::Infallible;

@@ -2741,3 +2741,51 @@ each_backend! {
         s.stop().await;
     }
 }
+
+/// Every reply names its request: the client's `X-Request-Id` when it is a
+/// plain one, else a new id, on API answers and refusals, UI pages and the
+/// fallback 404 alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_carries_a_request_id() {
+    let s = TestServer::start(|_| {}).await;
+    let id_of = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("x-request-id")
+            .unwrap_or_else(|| panic!("no X-Request-Id on {}", resp.url()))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for path in [
+        "/api/create_release",
+        "/api/nothing",
+        "/",
+        "/no/such/page",
+        "/healthz",
+    ] {
+        let resp = s.http.get(s.url(path)).send().await.unwrap();
+        let id = id_of(&resp);
+        assert_eq!(id.len(), 16, "{path}: {id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{path}: {id}");
+        assert!(seen.insert(id), "{path}: an id used twice");
+        let given = s
+            .http
+            .get(s.url(path))
+            .header("x-request-id", "ci-run-42.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(id_of(&given), "ci-run-42.7", "{path}");
+    }
+    let forged = s
+        .http
+        .get(s.url("/api/nothing"))
+        .header("x-request-id", "a\"} {\"level\":\"ERROR")
+        .send()
+        .await
+        .unwrap();
+    let id = id_of(&forged);
+    assert_eq!(id.len(), 16, "a forged id is replaced: {id}");
+    s.stop().await;
+}

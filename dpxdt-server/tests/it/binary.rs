@@ -1659,7 +1659,7 @@ fn a_stop_cuts_off_a_request_that_never_finishes() {
 }
 
 #[test]
-fn log_format_json_writes_one_object_per_line_with_its_fields() {
+fn log_format_json_writes_one_object_per_line_with_its_fields_and_request_ids() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = KillOnDrop(
         Command::new(BIN)
@@ -1679,7 +1679,7 @@ fn log_format_json_writes_one_object_per_line_with_its_fields() {
             .unwrap(),
     );
     let stderr = child.0.stderr.take().unwrap();
-    let mut seen = Vec::new();
+    let (mut seen, mut asked) = (Vec::new(), false);
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
         let event: serde_json::Value = serde_json::from_str(&line)
@@ -1695,8 +1695,38 @@ fn log_format_json_writes_one_object_per_line_with_its_fields() {
                 "{event}"
             );
             assert!(event["timestamp"].is_string(), "{event}");
+            let addr = event["fields"]["addr"].as_str().unwrap().to_owned();
+            let reply = raw_get(&addr, "/api/nothing", "X-Request-Id: ci-7\r\n");
+            assert!(
+                reply
+                    .to_ascii_lowercase()
+                    .contains("x-request-id: ci-7\r\n"),
+                "{reply}"
+            );
+            asked = true;
+            continue;
+        }
+        if asked && event["fields"]["message"] == "request" {
+            // The API's request line is logged inside the request's span.
+            assert_eq!(event["span"]["name"], "request", "{event}");
+            assert_eq!(event["span"]["id"], "ci-7", "{event}");
+            assert_eq!(event["fields"]["status"], 404, "{event}");
             return;
         }
     }
-    panic!("the server never said it serves: {seen:#?}");
+    panic!("the server never logged the request: {seen:#?}");
+}
+
+/// The head and body of `GET path` on a connection of its own.
+fn raw_get(addr: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    reply
 }
