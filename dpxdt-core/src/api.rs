@@ -14,6 +14,7 @@ use crate::run::RunStatus;
 
 /// The body of every failed request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Always false.
     pub success: bool,
@@ -23,6 +24,7 @@ pub struct ErrorBody {
 
 /// `POST /api/create_release`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateReleaseRequest {
     /// The build.
     pub build_id: BuildId,
@@ -42,6 +44,7 @@ pub struct CreateReleaseRequest {
 
 /// Reply to `create_release`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateReleaseResponse {
     /// Always true.
     pub success: bool,
@@ -57,6 +60,7 @@ pub struct CreateReleaseResponse {
 
 /// `POST /api/find_run`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FindRunRequest {
     /// The build.
     pub build_id: BuildId,
@@ -70,6 +74,7 @@ pub struct FindRunRequest {
 
 /// *New.* Why a run has the reference it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BaselineReason {
     /// The newest good release of the run's own branch.
@@ -107,6 +112,7 @@ impl std::str::FromStr for BaselineReason {
 
 /// Reply to `find_run`: the run of that name in the last good release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FindRunResponse {
     /// Always true.
     pub success: bool,
@@ -140,6 +146,7 @@ pub struct FindRunResponse {
 /// `config` (and over `ref_config`, which may repeat the same modes but
 /// have no others).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestRunRequest {
     /// The build.
     pub build_id: BuildId,
@@ -169,6 +176,7 @@ fn empty_config() -> String {
 
 /// Reply to `request_run`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestRunResponse {
     /// Always true.
     pub success: bool,
@@ -196,6 +204,7 @@ pub struct RequestRunResponse {
 
 /// One run a `request_run` with modes created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestedRun {
     /// The run name, `<run_name>@<mode>`.
     pub run_name: String,
@@ -209,6 +218,7 @@ pub struct RequestedRun {
 
 /// Reply to `POST /api/upload` (multipart: `build_id` and one file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadResponse {
     /// Always true.
     pub success: bool,
@@ -222,6 +232,7 @@ pub struct UploadResponse {
 
 /// `POST /api/report_run`: data for a run, possibly in several calls.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportRunRequest {
     /// The build.
     pub build_id: BuildId,
@@ -291,6 +302,7 @@ impl ReportRunRequest {
 
 /// A reply that carries nothing but success.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SuccessResponse {
     /// Always true.
     pub success: bool,
@@ -298,6 +310,7 @@ pub struct SuccessResponse {
 
 /// `POST /api/runs_done`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunsDoneRequest {
     /// The build.
     pub build_id: BuildId,
@@ -309,6 +322,7 @@ pub struct RunsDoneRequest {
 
 /// Reply to `runs_done`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunsDoneResponse {
     /// Always true.
     pub success: bool,
@@ -319,6 +333,7 @@ pub struct RunsDoneResponse {
 /// *New.* `GET /api/release_status?build_id&release_name&release_number`:
 /// what CI waits on (`--wait`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseStatusResponse {
     /// Always true.
     pub success: bool,
@@ -347,6 +362,7 @@ pub struct ReleaseStatusResponse {
 
 /// *New.* What one run of a release was compared with, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunBaseline {
     /// The run.
     pub run_name: String,
@@ -365,8 +381,56 @@ pub struct RunBaseline {
     pub branch: Option<String>,
 }
 
+/// *New.* The query of `GET /api/release_status` (or its POST form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseStatusRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+}
+
+/// *New.* `POST /api/update_release`: a verdict on a release, from a
+/// superuser key or a key of a build that takes verdicts from keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateReleaseRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The verdict: `good`, `bad`, or `reviewing` to take one back.
+    pub status: String,
+}
+
+/// Reply to `update_release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateReleaseResponse {
+    /// Always true.
+    pub success: bool,
+    /// The release's state now.
+    pub status: ReleaseStatus,
+}
+
+/// The query of `GET /api/download`: the reply is the artifact's bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DownloadRequest {
+    /// The artifact id (SHA-1 of its bytes).
+    pub sha1sum: String,
+    /// The build that owns it.
+    pub build_id: BuildId,
+}
+
 /// A count of runs in one state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunCount {
     /// The state.
     pub status: RunStatus,
@@ -376,6 +440,7 @@ pub struct RunCount {
 
 /// `POST /api/work_queue/<queue>/add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddTaskRequest {
     /// Task payload (JSON text).
     pub payload: String,
@@ -386,6 +451,7 @@ pub struct AddTaskRequest {
 
 /// Reply to `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddTaskResponse {
     /// Always true.
     pub success: bool,
@@ -395,6 +461,7 @@ pub struct AddTaskResponse {
 
 /// `POST /api/work_queue/<queue>/lease`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseRequest {
     /// Who leases (a worker's unique name).
     pub owner: String,
@@ -406,6 +473,7 @@ pub struct LeaseRequest {
 
 /// One leased task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeasedTask {
     /// The task.
     pub task_id: TaskId,
@@ -421,6 +489,7 @@ pub struct LeasedTask {
 
 /// Reply to `lease`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseResponse {
     /// Always true.
     pub success: bool,
@@ -430,6 +499,7 @@ pub struct LeaseResponse {
 
 /// `POST /api/work_queue/<queue>/heartbeat`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatRequest {
     /// The task.
     pub task_id: TaskId,
@@ -446,6 +516,7 @@ pub struct HeartbeatRequest {
 
 /// `POST /api/work_queue/<queue>/finish`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FinishRequest {
     /// The task.
     pub task_id: TaskId,
@@ -521,6 +592,7 @@ pub struct DiffTask {
 
 /// *New.* `POST /api/create_build` (superuser key): creates a build.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateBuildRequest {
     /// The build's name.
     pub name: String,
@@ -528,6 +600,7 @@ pub struct CreateBuildRequest {
 
 /// Reply to `create_build`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateBuildResponse {
     /// Always true.
     pub success: bool,
@@ -539,6 +612,7 @@ pub struct CreateBuildResponse {
 
 /// *New.* `POST /api/create_api_key` (superuser key): creates a key scoped to one build.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateApiKeyRequest {
     /// The build the key may act on.
     pub build_id: BuildId,
@@ -549,6 +623,7 @@ pub struct CreateApiKeyRequest {
 
 /// Reply to `create_api_key`: the secret is shown this once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateApiKeyResponse {
     /// Always true.
     pub success: bool,
@@ -565,6 +640,7 @@ pub struct CreateApiKeyResponse {
 /// itself or a sibling, e.g. one that leaked); superuser keys are not
 /// revoked here. A revoked key is refused (401) on every endpoint at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeApiKeyRequest {
     /// The build the key belongs to.
     pub build_id: BuildId,
@@ -574,6 +650,7 @@ pub struct RevokeApiKeyRequest {
 
 /// Reply to `revoke_api_key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeApiKeyResponse {
     /// Always true.
     pub success: bool,
@@ -585,6 +662,7 @@ pub struct RevokeApiKeyResponse {
 
 /// `POST /api/work_queue/<queue>/cancel`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelTaskRequest {
     /// The task.
     pub task_id: TaskId,

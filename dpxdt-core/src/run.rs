@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a run is in its life. The wire names are the original's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Requested; nothing captured yet (or the reference is still being captured).

@@ -3,13 +3,14 @@
 use dpxdt_core::api::{
     AddTaskRequest, AddTaskResponse, CancelTaskRequest, CreateApiKeyRequest, CreateApiKeyResponse,
     CreateBuildRequest, CreateBuildResponse, CreateReleaseRequest, CreateReleaseResponse,
-    FindRunRequest, FindRunResponse, FinishRequest, HeartbeatRequest, LeaseRequest, LeaseResponse,
-    ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse, RequestedRun,
-    RevokeApiKeyRequest, RevokeApiKeyResponse, RunsDoneRequest, RunsDoneResponse, SuccessResponse,
+    DownloadRequest, FindRunRequest, FindRunResponse, FinishRequest, HeartbeatRequest,
+    LeaseRequest, LeaseResponse, ReleaseStatusRequest, ReleaseStatusResponse, ReportRunRequest,
+    RequestRunRequest, RequestRunResponse, RequestedRun, RevokeApiKeyRequest, RevokeApiKeyResponse,
+    RunsDoneRequest, RunsDoneResponse, SuccessResponse, UpdateReleaseRequest,
+    UpdateReleaseResponse,
 };
 use dpxdt_core::config::moded_name;
 use dpxdt_core::{ArtifactId, BuildId, CaptureConfig};
-use serde::Deserialize;
 use serde_json::Value;
 use warp::http::HeaderMap;
 
@@ -422,13 +423,6 @@ pub async fn runs_done(
     })
 }
 
-#[derive(Deserialize)]
-struct ReleaseQuery {
-    build_id: BuildId,
-    release_name: String,
-    release_number: i64,
-}
-
 /// `release_status`.
 pub async fn release_status(
     state: &AppState,
@@ -436,7 +430,7 @@ pub async fn release_status(
     headers: &HeaderMap,
     p: &Pairs,
 ) -> Result<Value, ApiError> {
-    let req: ReleaseQuery = super::params::decode(p)?;
+    let req: ReleaseStatusRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
     let (build, name, number) = (req.build_id, req.release_name.clone(), req.release_number);
     let (release, runs, baselines) = state
@@ -462,21 +456,13 @@ pub async fn release_status(
     })
 }
 
-#[derive(Deserialize)]
-struct VerdictRequest {
-    build_id: BuildId,
-    release_name: String,
-    release_number: i64,
-    status: String,
-}
-
 /// *New.* `update_release`: a person's verdict (`status` = good, bad or reviewing).
 pub async fn update_release(
     state: &AppState,
     scope: ApiKeyScope,
     p: &Pairs,
 ) -> Result<Value, ApiError> {
-    let req: VerdictRequest = super::params::decode(p)?;
+    let req: UpdateReleaseRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
     if !scope.superuser {
         let build = req.build_id;
@@ -505,13 +491,10 @@ pub async fn update_release(
             )
         })
         .await?;
-    Ok(serde_json::json!({"success": true, "status": status}))
-}
-
-#[derive(Deserialize)]
-struct DownloadQuery {
-    sha1sum: String,
-    build_id: BuildId,
+    json(&UpdateReleaseResponse {
+        success: true,
+        status,
+    })
 }
 
 /// `download`: the bytes of an artifact the key's build owns.
@@ -521,7 +504,7 @@ pub async fn download(
     p: &Pairs,
     headers: &HeaderMap,
 ) -> Result<warp::reply::Response, ApiError> {
-    let req: DownloadQuery = super::params::decode(p)?;
+    let req: DownloadRequest = super::params::decode(p)?;
     let id = ArtifactId::parse(&req.sha1sum)
         .map_err(|e| ApiError::BadRequest(format!("sha1sum: {e}")))?;
     if scope.worker {
@@ -731,7 +714,8 @@ pub async fn work_queue(
             json(&SUCCESS)
         }
         other => Err(ApiError::NotFound(format!(
-            "no work queue action {other:?} (add, lease, heartbeat, finish, cancel)"
+            "no work queue action {other:?} ({})",
+            super::openapi::work_queue_actions().join(", ")
         ))),
     }
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod handlers;
+pub mod openapi;
 pub mod params;
 pub mod request_id;
 mod upload;
@@ -110,47 +111,44 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    use Method as M;
-    const POST: &[Method] = &[M::POST];
-    const GET: &[Method] = &[M::GET];
-    const GET_OR_POST: &[Method] = &[M::GET, M::POST];
     let s = &state;
     let table: Vec<warp::filters::BoxedFilter<(Response,)>> = vec![
-        endpoint(s, "create_release", POST, |c| async move {
+        endpoint(s, "create_release", |c| async move {
             json_ok(handlers::create_release(&c.state, c.scope, &c.headers, &c.params).await)
         }),
-        endpoint(s, "find_run", POST, |c| async move {
+        endpoint(s, "find_run", |c| async move {
             json_ok(handlers::find_run(&c.state, c.scope, &c.params).await)
         }),
-        endpoint(s, "request_run", POST, |c| async move {
+        endpoint(s, "request_run", |c| async move {
             json_ok(handlers::request_run(&c.state, c.scope, &c.params).await)
         }),
-        endpoint(s, "report_run", POST, |c| async move {
+        endpoint(s, "report_run", |c| async move {
             json_ok(handlers::report_run(&c.state, c.scope, &c.params).await)
         }),
-        endpoint(s, "runs_done", POST, |c| async move {
+        endpoint(s, "runs_done", |c| async move {
             json_ok(handlers::runs_done(&c.state, c.scope, &c.headers, &c.params).await)
         }),
-        endpoint(s, "release_status", GET_OR_POST, |c| async move {
+        endpoint(s, "release_status", |c| async move {
             json_ok(handlers::release_status(&c.state, c.scope, &c.headers, &c.params).await)
         }),
-        endpoint(s, "download", GET, |c| async move {
+        endpoint(s, "download", |c| async move {
             handlers::download(&c.state, c.scope, &c.params, &c.headers).await
         }),
-        endpoint(s, "update_release", POST, |c| async move {
+        endpoint(s, "update_release", |c| async move {
             json_ok(handlers::update_release(&c.state, c.scope, &c.params).await)
         }),
-        endpoint(s, "create_build", POST, |c| async move {
+        endpoint(s, "create_build", |c| async move {
             json_ok(handlers::create_build(&c.state, c.scope, &c.headers, &c.params).await)
         }),
-        endpoint(s, "create_api_key", POST, |c| async move {
+        endpoint(s, "create_api_key", |c| async move {
             json_ok(handlers::create_api_key(&c.state, c.scope, &c.params).await)
         }),
-        endpoint(s, "revoke_api_key", POST, |c| async move {
+        endpoint(s, "revoke_api_key", |c| async move {
             json_ok(handlers::revoke_api_key(&c.state, c.scope, &c.params).await)
         }),
         upload_route(s),
         work_queue_route(s),
+        openapi_route(),
     ];
     let endpoints = table
         .into_iter()
@@ -288,13 +286,13 @@ fn request_parts()
         .and(warp::body::stream().map(boxed_body))
 }
 
-/// The filter of one endpoint, `/api/NAME` with one of `methods`: the
-/// method is checked, then the key (before any of the body is read), then
-/// the parameters are read from the query and the form, and `handler` runs.
+/// The filter of one endpoint, `/api/NAME` with one of the methods its
+/// description ([`openapi::ENDPOINTS`]) names: the method is checked, then
+/// the key (before any of the body is read), then the parameters are read
+/// from the query and the form, and `handler` runs.
 fn endpoint<F, Fut>(
     state: &AppState,
     name: &'static str,
-    methods: &'static [Method],
     handler: F,
 ) -> warp::filters::BoxedFilter<(Response,)>
 where
@@ -302,6 +300,7 @@ where
     Fut: std::future::Future<Output = Result<Response, ApiError>> + Send,
 {
     let state = state.clone();
+    let methods = openapi::methods(name);
     warp::path(name)
         .and(warp::path::end())
         .and(request_parts())
@@ -333,6 +332,7 @@ where
 /// `/api/upload`: the body is the multipart upload itself, streamed to disk.
 fn upload_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
     let state = state.clone();
+    let methods = openapi::methods("upload");
     warp::path("upload")
         .and(warp::path::end())
         .and(request_parts())
@@ -340,7 +340,7 @@ fn upload_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)> {
             move |method: Method, headers: HeaderMap, _query: String, body: BodyStream| {
                 let state = state.clone();
                 async move {
-                    let scope = authorize(&state, "upload", &[Method::POST], &method, &headers)
+                    let scope = authorize(&state, "upload", methods, &method, &headers)
                         .await
                         .map_err(Refusal::unread)?;
                     // The upload may stop reading at any point: closed.
@@ -374,7 +374,15 @@ fn work_queue_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)>
                   body: BodyStream| {
                 let state = state.clone();
                 async move {
-                    let scope = authorize(&state, "work_queue", &[Method::POST], &method, &headers)
+                    let described = format!("work_queue/{{queue}}/{action}");
+                    let Some(methods) = openapi::described(&described) else {
+                        return Err(Refusal::unread(ApiError::NotFound(format!(
+                            "no work queue action {action:?} ({})",
+                            openapi::work_queue_actions().join(", ")
+                        ))));
+                    };
+                    let path = format!("work_queue/{queue}/{action}");
+                    let scope = authorize(&state, &path, methods, &method, &headers)
                         .await
                         .map_err(Refusal::unread)?;
                     let p = params::read_params(&headers, &query, body)
@@ -386,6 +394,32 @@ fn work_queue_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)>
             },
         )
         .map(respond_closing)
+        .boxed()
+}
+
+/// `GET /api/openapi.json`: the API's description, for anyone.
+fn openapi_route() -> warp::filters::BoxedFilter<(Response,)> {
+    let methods = openapi::methods("openapi.json");
+    let body = openapi::document()
+        .to_pretty_json()
+        .expect("the API's description encodes");
+    warp::path("openapi.json")
+        .and(warp::path::end())
+        .and(warp::method())
+        .map(move |method: Method| {
+            if !methods.contains(&method) {
+                return ApiError::MethodNotAllowed(format!(
+                    "/api/openapi.json does not accept {method}"
+                ))
+                .into_response();
+            }
+            let mut resp = Response::new(body.clone().into());
+            resp.headers_mut().insert(
+                "content-type",
+                warp::http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        })
         .boxed()
 }
 
