@@ -383,9 +383,11 @@ pub fn encode_rgba_png(image: &Image, out: &mut impl Write) -> Result<(), DiffEr
 }
 
 /// Writes the diff image to `path` atomically ([`crate::atomic`]), so
-/// readers never see a partial file.
+/// readers never see a partial file; not fsynced: a diff image lost to a
+/// power cut is made again by diffing again.
 pub(crate) fn write_png_atomically(image: &DiffImage, path: &Path) -> Result<(), DiffError> {
-    crate::atomic::write_with(path, |out| {
+    use crate::atomic::Durability;
+    crate::atomic::write_with(path, Durability::Replaceable, |out| {
         encode_diff_png(image, out).map_err(std::io::Error::other)
     })
     .map_err(|source| DiffError::Write {
