@@ -3,14 +3,27 @@
 # capture every page through the server's workers and wait until the release
 # reaches `reviewing` (`site_diff --wait`), with 1 and with 2 capture workers
 # (the server's in-process worker, plus one `dpxdt-server worker` process).
+# First, the floor: `dpxdt update` of the same pages in local mode (its
+# default jobs), browser start included as it is in the server runs.
 #
-# Usage: benches/site_diff.sh [PAGES]   (default 200; needs python3, chromium)
-# Builds the release binaries it needs. Prints one line per worker count.
+# Usage: benches/site_diff.sh [PAGES] [ROUNDS]   (default 200 pages, 1
+# round; needs python3, chromium). SERVER_ARGS adds arguments to
+# dpxdt-server (e.g. "--capture-sessions 1"); RENDER=1 lets site_diff
+# render pages while crawling.
+# Builds the release binaries it needs. Prints one line per run.
 set -euo pipefail
 PAGES=${1:-200}
+ROUNDS=${2:-1}
+# The crawl reads each page's HTML only (site_diff's default renders every
+# page in Chromium to find script-made links too, which is a second capture
+# of each page: RENDER=1 measures that).
+CRAWL=(--no-render)
+[ -n "${RENDER:-}" ] && CRAWL=()
+# Captured pages may reach this machine (the site is on loopback).
+read -r -a EXTRA <<< "--capture-allow 127.0.0.1 ${SERVER_ARGS:-}"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-cargo build --release --quiet -p dpxdt-server -p dpxdt-tools --bin dpxdt-server --bin site_diff
+cargo build --release --quiet -p dpxdt-server -p dpxdt-tools --bin dpxdt-server --bin site_diff --bin dpxdt
 BIN=$ROOT/target/release
 WORK=$(mktemp -d)
 PIDS=()
@@ -45,17 +58,33 @@ SITE_PORT=$(free_port)
 PIDS+=($!)
 until curl -sf "http://127.0.0.1:$SITE_PORT/index.html" >/dev/null; do sleep 0.05; done
 
+# The floor: local mode, the same pages.
+mkdir -p "$WORK/local"
+{ echo "tests:"; echo "  - name: index"; echo "    url: http://127.0.0.1:$SITE_PORT/index.html"
+  for i in $(seq 1 $((PAGES - 1))); do
+    echo "  - name: p$i"; echo "    url: http://127.0.0.1:$SITE_PORT/p$i.html"; done; } > "$WORK/local/site.yaml"
+pages_per_min() { echo "$1 * 60 / $2" | bc -l; }
+for ROUND in $(seq 1 "$ROUNDS"); do
+rm -rf "$WORK/local/references"
+t0=$(date +%s.%N)
+status=0
+"$BIN/dpxdt" update "$WORK/local" > "$WORK/local.txt" 2>&1 || status=$?
+t1=$(date +%s.%N)
+SECS=$(echo "$t1 - $t0" | bc -l)
+printf 'local pages=%s seconds=%.1f pages/min=%.0f exit=%s\n' "$PAGES" "$SECS" "$(pages_per_min "$PAGES" "$SECS")" "$status"
+
 for WORKERS in 1 2; do
   DATA=$WORK/data$WORKERS
   PORT=$(free_port)
   KEY="bench$WORKERS:$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  DPXDT_ADMIN_KEY=$KEY "$BIN/dpxdt-server" --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
+  rm -rf "$DATA" "$WORK/worker"
+  DPXDT_ADMIN_KEY=$KEY "$BIN/dpxdt-server" --listen "127.0.0.1:$PORT" --data-dir "$DATA" "${EXTRA[@]}" \
     > "$WORK/server$WORKERS.log" 2>&1 &
   PIDS+=($!)
   until curl -s "http://127.0.0.1:$PORT/api/release_status" >/dev/null; do sleep 0.1; done
   if [ "$WORKERS" = 2 ]; then
-    "$BIN/dpxdt-server" worker --server "http://127.0.0.1:$PORT/" --api-key "$KEY" \
-      --data-dir "$WORK/worker" > "$WORK/worker.log" 2>&1 &
+    "$BIN/dpxdt-server" --data-dir "$WORK/worker" "${EXTRA[@]}" worker \
+      --server "http://127.0.0.1:$PORT/" --api-key "$KEY" > "$WORK/worker.log" 2>&1 &
     PIDS+=($!)
   fi
   eval "$("$BIN/dpxdt-server" --data-dir "$DATA" create-build bench | sed 's/^/export B_/')"
@@ -64,12 +93,15 @@ for WORKERS in 1 2; do
   DPXDT_CLIENT_ID=$B_api_key DPXDT_CLIENT_SECRET=$B_api_secret "$BIN/site_diff" \
     --release_server_prefix "http://127.0.0.1:$PORT/api" \
     --upload_build_id "$B_build_id" --upload_release_name bench --wait --poll_interval_ms 200 \
+    "${CRAWL[@]}" \
     "http://127.0.0.1:$SITE_PORT/index.html" > "$WORK/out$WORKERS.txt" 2> "$WORK/err$WORKERS.txt" || status=$?
   t1=$(date +%s.%N)
-  printf 'workers=%s pages=%s seconds=%.1f exit=%s\n' "$WORKERS" "$PAGES" "$(echo "$t1 - $t0" | bc -l)" "$status"
-  tail -1 "$WORK/out$WORKERS.txt"
+  SECS=$(echo "$t1 - $t0" | bc -l)
+  printf 'server workers=%s pages=%s seconds=%.1f pages/min=%.0f exit=%s\n' "$WORKERS" "$PAGES" "$SECS" "$(pages_per_min "$PAGES" "$SECS")" "$status"
+  tail -1 "$WORK/out$WORKERS.txt" | grep -v '^$' || true
   [ "$status" = 0 ] || { echo "site_diff failed:" >&2; tail -5 "$WORK/err$WORKERS.txt" >&2; }
   # Stop this round's server and worker before the next round.
   for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
   PIDS=("${PIDS[0]}")
+done
 done

@@ -131,10 +131,11 @@ struct Args {
     /// reporting meanwhile.
     #[arg(long, env = "DPXDT_DIFF_WORKERS")]
     diff_workers: Option<usize>,
-    /// Pages the capture worker loads at once (browser sessions).
-    #[arg(long, env = "DPXDT_CAPTURE_SESSIONS", default_value_t = 1,
+    /// Pages the capture worker loads at once (browser sessions; default:
+    /// one per CPU, as `dpxdt update`'s jobs).
+    #[arg(long, env = "DPXDT_CAPTURE_SESSIONS",
           value_parser = value_parser!(u64).range(1..=32))]
-    capture_sessions: u64,
+    capture_sessions: Option<u64>,
     /// The browser engines whose capture tasks this process's capture
     /// worker takes, comma-separated (`chromium,firefox`); default: every
     /// engine installed here. Tasks for other engines wait for a worker
@@ -305,7 +306,9 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         config.worker.diff = n > 0;
         config.worker.diff_workers = n;
     }
-    config.worker.capture_sessions = args.capture_sessions as usize;
+    if let Some(n) = args.capture_sessions {
+        config.worker.capture_sessions = n as usize;
+    }
     #[cfg(feature = "capture")]
     {
         config.worker.capture_browsers = args.browsers.clone().map(|b| b.0);
