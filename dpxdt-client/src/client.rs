@@ -375,6 +375,12 @@ impl Client {
             .await
             .map_err(|e| self.transport_error(endpoint, url, e))?;
         let status = response.status();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| id.len() <= 64)
+            .map(str::to_string);
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -392,6 +398,7 @@ impl Client {
             endpoint: endpoint.to_string(),
             status: status.as_u16(),
             message: error_message(status, &body),
+            request_id,
         };
         if status.is_server_error() {
             Err(Attempt::Transient(err))

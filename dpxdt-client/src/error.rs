@@ -28,7 +28,10 @@ pub enum ClientError {
         reason: String,
     },
     /// The server answered with an error status (after any retries for 5xx).
-    #[error("{endpoint}: server said {status}: {message}")]
+    #[error(
+        "{endpoint}: server said {status}: {message}{}",
+        request_id.as_deref().map(|id| format!(" (request {id})")).unwrap_or_default()
+    )]
     Api {
         /// The endpoint, e.g. `create_release`.
         endpoint: String,
@@ -36,6 +39,9 @@ pub enum ClientError {
         status: u16,
         /// The server's `error` message (or the start of the body when it sent no JSON).
         message: String,
+        /// The id the server gave the request (`X-Request-Id`), which its
+        /// log lines about it carry: the thing to quote to its operator.
+        request_id: Option<String>,
     },
     /// The server could not be reached (after the retries).
     #[error("{endpoint}: cannot reach the server at {url}: {detail}")]
@@ -98,6 +104,15 @@ impl ClientError {
     pub fn server_message(&self) -> Option<&str> {
         match self {
             ClientError::Api { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The id the server gave the failed request, for [`ClientError::Api`]
+    /// (when the server sent one, as this project's does).
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { request_id, .. } => request_id.as_deref(),
             _ => None,
         }
     }

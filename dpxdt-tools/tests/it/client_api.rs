@@ -203,4 +203,12 @@ async fn refusals_arrive_with_the_servers_message_and_are_not_retried() {
         .unwrap_err();
     assert!(err.is_auth(), "a key works for its own build only: {err}");
     assert!(matches!(err, ClientError::Api { .. }));
+    // The error names the server's id for the request, to quote to its
+    // operator: the id its log lines carry.
+    let id = err.request_id().expect("the server names the request");
+    assert_eq!(id.len(), 16, "{id}");
+    assert!(
+        err.to_string().ends_with(&format!(" (request {id})")),
+        "{err}"
+    );
 }
