@@ -18,7 +18,7 @@ ROUNDS=${2:-1}
 # page in Chromium to find script-made links too, which is a second capture
 # of each page: RENDER=1 measures that).
 CRAWL=(--no-render)
-[ -n "${RENDER:-}" ] && CRAWL=()
+[ "${RENDER:-0}" = 1 ] && CRAWL=()
 # Captured pages may reach this machine (the site is on loopback).
 read -r -a EXTRA <<< "--capture-allow 127.0.0.1 ${SERVER_ARGS:-}"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,7 +65,7 @@ mkdir -p "$WORK/local"
     echo "  - name: p$i"; echo "    url: http://127.0.0.1:$SITE_PORT/p$i.html"; done; } > "$WORK/local/site.yaml"
 pages_per_min() { echo "$1 * 60 / $2" | bc -l; }
 for ROUND in $(seq 1 "$ROUNDS"); do
-rm -rf "$WORK/local/references"
+rm -f "$WORK/local/"*.png
 t0=$(date +%s.%N)
 status=0
 "$BIN/dpxdt" update "$WORK/local" > "$WORK/local.txt" 2>&1 || status=$?
@@ -93,7 +93,7 @@ for WORKERS in 1 2; do
   DPXDT_CLIENT_ID=$B_api_key DPXDT_CLIENT_SECRET=$B_api_secret "$BIN/site_diff" \
     --release_server_prefix "http://127.0.0.1:$PORT/api" \
     --upload_build_id "$B_build_id" --upload_release_name bench --wait --poll_interval_ms 200 \
-    "${CRAWL[@]}" \
+    ${CRAWL[@]+"${CRAWL[@]}"} \
     "http://127.0.0.1:$SITE_PORT/index.html" > "$WORK/out$WORKERS.txt" 2> "$WORK/err$WORKERS.txt" || status=$?
   t1=$(date +%s.%N)
   SECS=$(echo "$t1 - $t0" | bc -l)
@@ -101,7 +101,7 @@ for WORKERS in 1 2; do
   tail -1 "$WORK/out$WORKERS.txt" | grep -v '^$' || true
   [ "$status" = 0 ] || { echo "site_diff failed:" >&2; tail -5 "$WORK/err$WORKERS.txt" >&2; }
   # Stop this round's server and worker before the next round.
-  for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   PIDS=("${PIDS[0]}")
 done
 done

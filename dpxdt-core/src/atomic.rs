@@ -1,5 +1,6 @@
 //! Writing a file so that readers see the old content or the new, never a
-//! half-written file, even if the process dies or the machine loses power.
+//! half-written file, even if the process dies, and for
+//! [`Durability::Durable`] files even if the machine loses power.
 //!
 //! The bytes go to a hidden temporary sibling (same directory, so the
 //! rename cannot cross file systems) and the temporary file is renamed over
@@ -7,11 +8,10 @@
 //! directory after, so the rename itself survives a crash. On any error the
 //! temporary file is removed and the target is left as it was.
 //!
-//! Every writer of references, diff images and stored artifacts uses this
-//! one helper; only diff images, which running again makes again, skip the
-//! fsyncs ([`Durability::Replaceable`]): on this project's VM disks the two
-//! fsyncs were a tenth of `dpxdt diff -o`'s median and most of its slowest
-//! runs.
+//! Every writer of references and diff images uses this one helper (the
+//! server's artifact store has its own). Only diff images, which running
+//! again makes again, skip the fsyncs ([`Durability::Replaceable`]): they
+//! cost `dpxdt diff -o` about 6% of its median on this project's VM disks.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -52,7 +52,6 @@ int_id!(
 /// Content address of an artifact: the SHA-1 of its bytes as 40 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{40}$"))]
 #[serde(transparent)]
 pub struct ArtifactId(String);
 

@@ -223,7 +223,13 @@ pub async fn serve_store(
         let scrape = tokio::net::TcpListener::bind(metrics_addr).await?;
         tracing::info!(addr = %scrape.local_addr()?, "serving /metrics without a key");
         let mut stop = stop_rx.clone();
-        let only = http::metrics_route(&state, true);
+        let only = http::request_id::traced(
+            http::metrics_route(&state, true)
+                .or(warp::any().map(|| {
+                    http::ApiError::NotFound("only /metrics is served here".into()).into_response()
+                }))
+                .unify(),
+        );
         worker_tasks.push(tokio::spawn(
             warp::serve(only)
                 .incoming(scrape)

@@ -132,7 +132,7 @@ struct Args {
     #[arg(long, env = "DPXDT_DIFF_WORKERS")]
     diff_workers: Option<usize>,
     /// Pages the capture worker loads at once (browser sessions; default:
-    /// one per CPU, as `dpxdt update`'s jobs).
+    /// one per CPU up to 32, as `dpxdt update`'s jobs).
     #[arg(long, env = "DPXDT_CAPTURE_SESSIONS",
           value_parser = value_parser!(u64).range(1..=32))]
     capture_sessions: Option<u64>,

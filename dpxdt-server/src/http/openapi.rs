@@ -63,8 +63,11 @@ pub enum Who {
     BuildKey,
     /// A superuser key only.
     Superuser,
-    /// A worker key (for the task it holds) or a superuser key.
+    /// A key of the build, a worker key (for the task it holds) or a
+    /// superuser key.
     Worker,
+    /// A worker key or a superuser key.
+    WorkerKey,
 }
 
 /// One endpoint: its path under `/api/`, its methods, and what it does.
@@ -203,7 +206,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         path: "work_queue/{queue}/lease",
         methods: POST,
         summary: "Leases up to `count` waiting tasks, oldest first.",
-        who: Who::Worker,
+        who: Who::WorkerKey,
         takes: fields!(api::LeaseRequest),
         gives: Gives::Json(schema::<api::LeaseResponse>),
     },
@@ -211,7 +214,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         path: "work_queue/{queue}/heartbeat",
         methods: POST,
         summary: "Extends a held lease and records progress.",
-        who: Who::Worker,
+        who: Who::WorkerKey,
         takes: fields!(api::HeartbeatRequest),
         gives: Gives::Json(schema::<api::SuccessResponse>),
     },
@@ -219,7 +222,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         path: "work_queue/{queue}/finish",
         methods: POST,
         summary: "Ends a held task, done or failed (a failed task is retried until its attempts run out).",
-        who: Who::Worker,
+        who: Who::WorkerKey,
         takes: fields!(api::FinishRequest),
         gives: Gives::Json(schema::<api::SuccessResponse>),
     },
@@ -332,6 +335,7 @@ fn operation(
         Who::Worker => {
             "A key of the build, a worker key for the task it holds, or a superuser key."
         }
+        Who::WorkerKey => "A worker key or a superuser key.",
     };
     let mut op = OperationBuilder::new()
         .operation_id(Some(id))
@@ -372,9 +376,12 @@ fn operation(
             ContentBuilder::new().schema(Some(named(schemas))).build(),
         ),
         Gives::Bytes => ResponseBuilder::new()
-            .description("The artifact's bytes, with its content type.")
+            .description(
+                "The artifact's bytes, with the content type it was stored with and its id \
+                 as the ETag.",
+            )
             .content(
-                "application/octet-stream",
+                "*/*",
                 ContentBuilder::new()
                     .schema(Some(
                         ObjectBuilder::new()

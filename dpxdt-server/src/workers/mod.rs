@@ -67,7 +67,7 @@ impl Default for WorkerConfig {
             diff: true,
             diff_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             capture: true,
-            capture_sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            capture_sessions: std::thread::available_parallelism().map_or(1, |n| n.get().min(32)),
             #[cfg(feature = "capture")]
             capture_browsers: None,
             capture_network: NetworkPolicy::server(),

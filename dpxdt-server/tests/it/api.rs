@@ -2736,6 +2736,9 @@ each_backend! {
         // The private scrape address needs no key.
         let open = reqwest::get(format!("http://{scrape_port}/metrics")).await.unwrap();
         assert_eq!(open.status(), 200);
+        assert!(open.headers().contains_key("x-request-id"));
+        let elsewhere = reqwest::get(format!("http://{scrape_port}/api/openapi.json")).await.unwrap();
+        assert_eq!(elsewhere.status(), 404, "the scrape address serves /metrics only");
         let text = open.text().await.unwrap();
         assert_eq!(series(&text, "dpxdt_tasks", &["queue=\"run-pdiff\"", "state=\"done\""]), 2.0);
         s.stop().await;
