@@ -4,22 +4,15 @@
 
 use std::path::Path;
 
-use dpxdt_core::api::UploadResponse;
+use dpxdt_core::api::{DownloadRequest, UploadResponse};
 use dpxdt_core::{ArtifactId, BuildId};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
-use serde::Serialize;
 use sha1::{Digest, Sha1};
 use tokio::io::AsyncReadExt;
 
 use crate::client::Client;
 use crate::error::ClientError;
-
-#[derive(Serialize)]
-struct DownloadQuery<'a> {
-    sha1sum: &'a str,
-    build_id: BuildId,
-}
 
 impl Client {
     /// Uploads bytes as an artifact of the build (`POST upload`, multipart).
@@ -93,8 +86,8 @@ impl Client {
         sha1sum: &ArtifactId,
     ) -> Result<Vec<u8>, ClientError> {
         let url = self.endpoint_url(&["download"]);
-        let query = DownloadQuery {
-            sha1sum: sha1sum.as_str(),
+        let query = DownloadRequest {
+            sha1sum: sha1sum.as_str().to_owned(),
             build_id,
         };
         let (_, body) = self

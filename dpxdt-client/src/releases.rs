@@ -4,12 +4,13 @@
 use dpxdt_core::api::{
     CreateReleaseRequest, CreateReleaseResponse, FindRunRequest, FindRunResponse,
     ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse,
-    RunsDoneRequest, RunsDoneResponse, SuccessResponse,
+    RunsDoneRequest, RunsDoneResponse, SuccessResponse, UpdateReleaseRequest,
+    UpdateReleaseResponse,
 };
 use dpxdt_core::{BuildId, ReleaseKey, ReleaseStatus};
 use reqwest::Method;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -141,25 +142,14 @@ impl Client {
         release: &ReleaseKey,
         status: ReleaseStatus,
     ) -> Result<ReleaseStatus, ClientError> {
-        #[derive(Serialize)]
-        struct Verdict<'a> {
-            build_id: BuildId,
-            release_name: &'a str,
-            release_number: i64,
-            status: ReleaseStatus,
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            status: ReleaseStatus,
-        }
-        let answer: Answer = self
+        let answer: UpdateReleaseResponse = self
             .post_form(
                 "update_release",
-                &Verdict {
+                &UpdateReleaseRequest {
                     build_id: release.build_id,
-                    release_name: &release.release_name,
+                    release_name: release.release_name.clone(),
                     release_number: release.release_number,
-                    status,
+                    status: status.as_str().to_owned(),
                 },
             )
             .await?;
