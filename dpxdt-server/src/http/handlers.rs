@@ -713,9 +713,14 @@ pub async fn work_queue(
                 .await?;
             json(&SUCCESS)
         }
-        other => Err(ApiError::NotFound(format!(
-            "no work queue action {other:?} ({})",
-            super::openapi::work_queue_actions().join(", ")
-        ))),
+        other => Err(no_work_queue_action(other)),
     }
+}
+
+/// The 404 of a work queue action that does not exist, naming those that do.
+pub(super) fn no_work_queue_action(action: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no work queue action {action:?} ({})",
+        super::openapi::work_queue_actions().join(", ")
+    ))
 }

@@ -162,7 +162,7 @@ pub fn routes(
         .with(warp::log::custom(|info| {
             let (method, path, status) = (info.method(), info.path(), info.status().as_u16());
             let ms = info.elapsed().as_millis() as u64;
-            crate::telemetry::record_request(path, status, info.elapsed());
+            crate::telemetry::record_request(openapi::route_label(path), status, info.elapsed());
             let polled =
                 path.starts_with("/api/work_queue/") || path == "/healthz" || path == "/readyz";
             if polled && status < 400 {
@@ -376,10 +376,7 @@ fn work_queue_route(state: &AppState) -> warp::filters::BoxedFilter<(Response,)>
                 async move {
                     let described = format!("work_queue/{{queue}}/{action}");
                     let Some(methods) = openapi::described(&described) else {
-                        return Err(Refusal::unread(ApiError::NotFound(format!(
-                            "no work queue action {action:?} ({})",
-                            openapi::work_queue_actions().join(", ")
-                        ))));
+                        return Err(Refusal::unread(handlers::no_work_queue_action(&action)));
                     };
                     let path = format!("work_queue/{queue}/{action}");
                     let scope = authorize(&state, &path, methods, &method, &headers)
@@ -407,11 +404,8 @@ fn openapi_route() -> warp::filters::BoxedFilter<(Response,)> {
         .and(warp::path::end())
         .and(warp::method())
         .map(move |method: Method| {
-            if !methods.contains(&method) {
-                return ApiError::MethodNotAllowed(format!(
-                    "/api/openapi.json does not accept {method}"
-                ))
-                .into_response();
+            if let Err(e) = check_method("openapi.json", methods, &method) {
+                return e.into_response();
             }
             let mut resp = Response::new(body.clone().into());
             resp.headers_mut().insert(
@@ -424,7 +418,7 @@ fn openapi_route() -> warp::filters::BoxedFilter<(Response,)> {
 }
 
 /// What every endpoint checks first, before any of the body is read: the
-/// method (405 if the endpoint does not take it), then the API key.
+/// method ([`check_method`]), then the API key.
 async fn authorize(
     state: &AppState,
     name: &str,
@@ -432,12 +426,19 @@ async fn authorize(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<crate::storage::ApiKeyScope, ApiError> {
-    if !methods.contains(method) {
-        return Err(ApiError::MethodNotAllowed(format!(
-            "/api/{name} does not accept {method}"
-        )));
-    }
+    check_method(name, methods, method)?;
     params::authenticate(&state.store, headers).await
+}
+
+/// 405 unless `/api/NAME` takes `method`.
+fn check_method(name: &str, methods: &[Method], method: &Method) -> Result<(), ApiError> {
+    if methods.contains(method) {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed(format!(
+            "/api/{name} does not accept {method}"
+        )))
+    }
 }
 
 /// An error answer, and whether the request's body may be partly unread

@@ -255,6 +255,21 @@ pub fn methods(path: &str) -> &'static [Method] {
     described(path).unwrap_or_else(|| panic!("/api/{path} is served but not in openapi::ENDPOINTS"))
 }
 
+/// The metrics label of an API request path: the endpoint's first path
+/// segment (`report_run`, `work_queue`), or `other` for a path that names
+/// none, so that labels are a known few whatever path was asked for.
+pub fn route_label(path: &str) -> &'static str {
+    let first = path
+        .strip_prefix("/api/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("");
+    ENDPOINTS
+        .iter()
+        .filter_map(|e| e.path.split('/').next())
+        .find(|r| *r == first)
+        .unwrap_or("other")
+}
+
 /// The work queue actions, for error messages.
 pub fn work_queue_actions() -> Vec<&'static str> {
     ENDPOINTS
@@ -506,6 +521,16 @@ mod tests {
             work_queue_actions(),
             ["add", "lease", "heartbeat", "finish", "cancel"]
         );
+    }
+
+    #[test]
+    fn a_route_label_is_one_of_the_endpoints_or_other() {
+        assert_eq!(route_label("/api/report_run"), "report_run");
+        assert_eq!(route_label("/api/work_queue/run-pdiff/lease"), "work_queue");
+        assert_eq!(route_label("/api/openapi.json"), "openapi.json");
+        assert_eq!(route_label("/api/../../etc/passwd"), "other");
+        assert_eq!(route_label("/api/report_run_and_more"), "other");
+        assert_eq!(route_label("/metrics"), "other");
     }
 
     fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
