@@ -107,7 +107,7 @@ const DESCRIBED: &[(&str, &str)] = &[
 ];
 
 /// Counts an API request and its latency under `route`, one of a known
-/// few labels ([`crate::http::openapi::route_label`]).
+/// few labels (the API's endpoints, or `other`; the HTTP layer names it).
 pub fn record_request(route: &'static str, status: u16, elapsed: Duration) {
     metrics::counter!("dpxdt_http_requests_total", "route" => route, "status" => status.to_string())
         .increment(1);
