@@ -428,6 +428,134 @@ pub struct DownloadRequest {
     pub build_id: BuildId,
 }
 
+/// Most characters of a comment on a run.
+pub const MAX_COMMENT_CHARS: usize = 10_000;
+/// Most characters of the reason given with a run's verdict.
+pub const MAX_REASON_CHARS: usize = 2_000;
+
+/// *New.* What a reviewer says of one run: `approve` its difference,
+/// `reject` it as a regression, or `clear` the verdict given before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunVerdict {
+    /// The difference is intended: the run is `diff_approved`.
+    Approve,
+    /// The run shows a regression; with a reason, so others see why.
+    Reject,
+    /// Takes back an approval or a rejection.
+    Clear,
+}
+
+/// *New.* A verdict recorded on a run: which, why, by whom, when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Reviewed {
+    /// Approved: the difference is intended.
+    Approved,
+    /// Rejected: a regression.
+    Rejected,
+}
+
+impl Reviewed {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reviewed::Approved => "approved",
+            Reviewed::Rejected => "rejected",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Reviewed> {
+        match s {
+            "approved" => Some(Reviewed::Approved),
+            "rejected" => Some(Reviewed::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// *New.* One run's recorded verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunReview {
+    /// Approved or rejected.
+    pub verdict: Reviewed,
+    /// Why, as the reviewer wrote it (plain text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who: a user name, or `API key <id>`.
+    pub by: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// *New.* `POST /api/review_run`: a verdict on one run, from a superuser
+/// key or a key of a build that takes verdicts from keys (as
+/// `update_release`). The release must not have a verdict of its own yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewRunRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run.
+    pub run_name: String,
+    /// `approve`, `reject` or `clear`.
+    pub verdict: RunVerdict,
+    /// Why (at most 2,000 characters; shown as plain text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Reply to `review_run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewRunResponse {
+    /// Always true.
+    pub success: bool,
+    /// The run's state now.
+    pub status: RunStatus,
+    /// The verdict now recorded (none after `clear`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<RunReview>,
+}
+
+/// *New.* `POST /api/comment`: adds a comment to a run's thread, from any
+/// key of the run's build (not a worker key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CommentRequest {
+    /// The build.
+    pub build_id: BuildId,
+    /// The release name.
+    pub release_name: String,
+    /// The release number.
+    pub release_number: i64,
+    /// The run.
+    pub run_name: String,
+    /// The comment (1 to 10,000 characters; shown as plain text).
+    pub text: String,
+    /// A rectangle of the new image it is about, `x1:y1-x2:y2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// Reply to `comment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CommentResponse {
+    /// Always true.
+    pub success: bool,
+    /// The new comment's id.
+    pub comment_id: i64,
+}
+
 /// A count of runs in one state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -81,6 +81,7 @@
   var panes = Array.prototype.slice.call(document.querySelectorAll(".pane"));
   var changes = Array.prototype.slice.call(document.querySelectorAll("#changes .change"));
   var ignores = Array.prototype.slice.call(document.querySelectorAll("#ignores .ignore"));
+  var pins = Array.prototype.slice.call(document.querySelectorAll("#thread .comment[data-x]"));
   var zooms = ["fit", "1", "2"];
   var zoom = "fit";
   var current = -1;
@@ -123,8 +124,17 @@
         ignores.forEach(function (li) {
           addBox(p, "ignored", num(li, "x"), num(li, "y"), num(li, "w"), num(li, "h"));
         });
+        pins.forEach(function (li) {
+          addBox(p, "pinned", num(li, "x"), num(li, "y"), num(li, "w"), num(li, "h"));
+        });
       }
-      if (current >= 0) {
+      if (current < 0) {
+        // Before n or p: every change outlined, so the fit view shows them all.
+        changes.forEach(function (c) {
+          addBox(p, "mark faint", num(c, "x"), num(c, isRef(p) ? "ry" : "y"), num(c, "w"),
+            num(c, isRef(p) ? "rh" : "h"));
+        });
+      } else {
         var c = changes[current];
         if (isRef(p)) {
           addBox(p, "mark", num(c, "x"), num(c, "ry"), num(c, "w"), num(c, "rh"));
@@ -268,6 +278,8 @@
     // A click, not a drag (measured on the screen, whatever the zoom).
     var small = Math.abs(e.clientX - drag.sx) < 4 && Math.abs(e.clientY - drag.sy) < 4;
     if (drag.el) { drag.el.remove(); }
+    var pin = document.getElementById("comment-region");
+    if (!small && pin) { pin.value = r.x1 + ":" + r.y1 + "-" + r.x2 + ":" + r.y2; }
     if (!small && ignoreBox) {
       drawn = { pane: drag.pane, x1: r.x1, y1: r.y1, x2: r.x2, y2: r.y2 };
       drawBoxes();
@@ -332,6 +344,16 @@
       } else { return; }
     } else { return; }
     e.preventDefault();
+  });
+
+  // Destructive actions ask first: a form or the button that submits it
+  // names what will happen in data-confirm.
+  document.querySelectorAll("form").forEach(function (f) {
+    f.addEventListener("submit", function (e) {
+      var by = e.submitter && e.submitter.getAttribute("data-confirm");
+      var ask = by || f.getAttribute("data-confirm");
+      if (ask && !window.confirm(ask)) { e.preventDefault(); leaving = false; }
+    });
   });
 
   // Activity log times in the reader's locale.

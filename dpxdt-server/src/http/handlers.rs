@@ -1,15 +1,17 @@
 //! The API handlers: parse → check the key's scope → storage → reply.
 
 use dpxdt_core::api::{
-    AddTaskRequest, AddTaskResponse, CancelTaskRequest, CreateApiKeyRequest, CreateApiKeyResponse,
-    CreateBuildRequest, CreateBuildResponse, CreateReleaseRequest, CreateReleaseResponse,
-    DownloadRequest, FindRunRequest, FindRunResponse, FinishRequest, HeartbeatRequest,
-    LeaseRequest, LeaseResponse, ReleaseStatusRequest, ReleaseStatusResponse, ReportRunRequest,
-    RequestRunRequest, RequestRunResponse, RequestedRun, RevokeApiKeyRequest, RevokeApiKeyResponse,
+    AddTaskRequest, AddTaskResponse, CancelTaskRequest, CommentRequest, CommentResponse,
+    CreateApiKeyRequest, CreateApiKeyResponse, CreateBuildRequest, CreateBuildResponse,
+    CreateReleaseRequest, CreateReleaseResponse, DownloadRequest, FindRunRequest, FindRunResponse,
+    FinishRequest, HeartbeatRequest, LeaseRequest, LeaseResponse, ReleaseStatusRequest,
+    ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse, RequestedRun,
+    ReviewRunRequest, ReviewRunResponse, RevokeApiKeyRequest, RevokeApiKeyResponse,
     RunsDoneRequest, RunsDoneResponse, SuccessResponse, UpdateReleaseRequest,
     UpdateReleaseResponse,
 };
 use dpxdt_core::config::moded_name;
+use dpxdt_core::diff::Region;
 use dpxdt_core::{ArtifactId, BuildId, CaptureConfig};
 use serde_json::Value;
 use warp::http::HeaderMap;
@@ -17,6 +19,7 @@ use warp::http::HeaderMap;
 use super::{ApiError, AppState};
 use crate::error::Doing;
 use crate::storage::queue;
+use crate::storage::reviews::{self, Reviewer};
 use crate::storage::{self, ApiKeyScope, RequestRunInput, TASK_MAX_ATTEMPTS};
 
 type Pairs = [(String, String)];
@@ -463,21 +466,7 @@ pub async fn update_release(
     p: &Pairs,
 ) -> Result<Value, ApiError> {
     let req: UpdateReleaseRequest = super::params::decode(p)?;
-    check_build(&scope, req.build_id)?;
-    if !scope.superuser {
-        let build = req.build_id;
-        let info = state
-            .store
-            .call(move |c| storage::builds::build_info(c, build))
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("build {build} does not exist")))?;
-        if !info.key_verdicts {
-            return Err(ApiError::Forbidden(format!(
-                "build {build} takes verdicts from people only; an owner can let its API keys \
-                 mark releases good or bad in the build's settings"
-            )));
-        }
-    }
+    check_verdicts_from_keys(state, &scope, req.build_id).await?;
     let status = state
         .store
         .call(move |c| {
@@ -494,6 +483,90 @@ pub async fn update_release(
     json(&UpdateReleaseResponse {
         success: true,
         status,
+    })
+}
+
+/// Refuses a key that may not give verdicts on `build`: a superuser key
+/// may; a build's key only if its build takes verdicts from keys.
+async fn check_verdicts_from_keys(
+    state: &AppState,
+    scope: &ApiKeyScope,
+    build: BuildId,
+) -> Result<(), ApiError> {
+    check_build(scope, build)?;
+    if scope.superuser {
+        return Ok(());
+    }
+    let info = state
+        .store
+        .call(move |c| storage::builds::build_info(c, build))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("build {build} does not exist")))?;
+    if info.key_verdicts {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "build {build} takes verdicts from people only; an owner can let its API keys \
+             give verdicts in the build's settings"
+        )))
+    }
+}
+
+/// *New.* `review_run`: a verdict on one run (approve, reject, clear).
+pub async fn review_run(
+    state: &AppState,
+    scope: ApiKeyScope,
+    p: &Pairs,
+) -> Result<Value, ApiError> {
+    let req: ReviewRunRequest = super::params::decode(p)?;
+    check_verdicts_from_keys(state, &scope, req.build_id).await?;
+    let by = Reviewer::key(&scope.key_id);
+    let (status, review) = state
+        .store
+        .call(move |c| {
+            let release =
+                storage::get_release(c, req.build_id, &req.release_name, req.release_number)?;
+            reviews::review_run(
+                c,
+                release.id,
+                &req.run_name,
+                req.verdict,
+                req.reason.as_deref(),
+                &by,
+            )
+        })
+        .await?;
+    json(&ReviewRunResponse {
+        success: true,
+        status,
+        review,
+    })
+}
+
+/// *New.* `comment`: adds a comment to a run's thread.
+pub async fn comment(state: &AppState, scope: ApiKeyScope, p: &Pairs) -> Result<Value, ApiError> {
+    let req: CommentRequest = super::params::decode(p)?;
+    check_build(&scope, req.build_id)?;
+    let region = match req.region.as_deref() {
+        Some(raw) => Some(raw.parse::<Region>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "region must be x1:y1-x2:y2 (pixels of the new image), not {raw:?}"
+            ))
+        })?),
+        None => None,
+    };
+    let by = Reviewer::key(&scope.key_id);
+    let comment_id = state
+        .store
+        .call(move |c| {
+            let release =
+                storage::get_release(c, req.build_id, &req.release_name, req.release_number)?;
+            reviews::add_comment(c, release.id, &req.run_name, &by, &req.text, region)
+        })
+        .await?;
+    json(&CommentResponse {
+        success: true,
+        comment_id,
     })
 }
 

@@ -137,6 +137,12 @@ pub fn routes(
         endpoint(s, "update_release", |c| async move {
             json_ok(handlers::update_release(&c.state, c.scope, &c.params).await)
         }),
+        endpoint(s, "review_run", |c| async move {
+            json_ok(handlers::review_run(&c.state, c.scope, &c.params).await)
+        }),
+        endpoint(s, "comment", |c| async move {
+            json_ok(handlers::comment(&c.state, c.scope, &c.params).await)
+        }),
         endpoint(s, "create_build", |c| async move {
             json_ok(handlers::create_build(&c.state, c.scope, &c.headers, &c.params).await)
         }),

@@ -171,6 +171,22 @@ pub static ENDPOINTS: &[Endpoint] = &[
         gives: Gives::Json(schema::<api::UpdateReleaseResponse>),
     },
     Endpoint {
+        path: "review_run",
+        methods: POST,
+        summary: "A verdict on one run: approve, reject (a regression, with a reason) or clear.",
+        who: Who::BuildKey,
+        takes: fields!(api::ReviewRunRequest),
+        gives: Gives::Json(schema::<api::ReviewRunResponse>),
+    },
+    Endpoint {
+        path: "comment",
+        methods: POST,
+        summary: "Adds a comment to a run's thread, optionally about a rectangle of its new image.",
+        who: Who::BuildKey,
+        takes: fields!(api::CommentRequest),
+        gives: Gives::Json(schema::<api::CommentResponse>),
+    },
+    Endpoint {
         path: "create_build",
         methods: POST,
         summary: "Creates a build.",

@@ -397,6 +397,7 @@ fn delete_releases(conn: &mut Db, build: BuildId, ids: &[i64]) -> Result<(), Sto
             "DELETE FROM commit_status WHERE release_id = ?1",
             "DELETE FROM notification WHERE release_id = ?1",
             "DELETE FROM task WHERE release_id = ?1",
+            "DELETE FROM run_comment WHERE run_id IN (SELECT id FROM run WHERE release_id = ?1)",
             "DELETE FROM run WHERE release_id = ?1",
         ] {
             tx.execute(sql, [id])?;

@@ -27,6 +27,7 @@ pub mod pg_tls;
 pub mod queue;
 pub mod quotas;
 pub mod releases;
+pub mod reviews;
 mod schema;
 pub mod secrets;
 pub mod sessions;

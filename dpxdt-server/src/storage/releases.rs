@@ -17,10 +17,8 @@ use dpxdt_core::{
     RunStatus,
 };
 
-use super::activity::log_in;
 use super::artifacts::{TOUCH_ARTIFACT, touch_values};
 use super::quotas::{self, Limits};
-use super::users::UserRow;
 use super::{StoreError, build_statements_tx, build_write_tx, now_ms, write_tx};
 use crate::storage::queue;
 
@@ -87,6 +85,8 @@ pub struct RunRow {
     pub run_failed: Option<String>,
     /// Why the diff failed.
     pub diff_failed: Option<String>,
+    /// A reviewer's verdict on it, if any.
+    pub review: Option<dpxdt_core::api::RunReview>,
 }
 
 impl RunRow {
@@ -198,7 +198,8 @@ pub fn get_release_by_id(conn: &Db, id: ReleaseId) -> Result<ReleaseRow, StoreEr
 }
 
 const RUN_COLS: &str = "id, release_id, name, status, url, image, log, config, ref_url, ref_image, \
-     ref_log, ref_config, ref_expected, diff_image, diff_log, distortion, run_failed, diff_failed";
+     ref_log, ref_config, ref_expected, diff_image, diff_log, distortion, run_failed, diff_failed, \
+     review, review_reason, reviewed_by, reviewed_at";
 
 fn run_from_row(r: &Row) -> DbResult<RunRow> {
     let status: String = r.get(3)?;
@@ -221,6 +222,7 @@ fn run_from_row(r: &Row) -> DbResult<RunRow> {
         distortion: r.get(15)?,
         run_failed: r.get(16)?,
         diff_failed: r.get(17)?,
+        review: super::reviews::review_from_columns(r.get(18)?, r.get(19)?, r.get(20)?, r.get(21)?),
     })
 }
 
@@ -1189,122 +1191,12 @@ pub fn list_releases(
     Ok(out)
 }
 
-/// A person's verdict on one run (approve or reject a found diff), decided
-/// by the core's run state machine and stored compare-and-set.
-pub fn set_run_verdict(
-    conn: &mut Db,
-    release: ReleaseId,
-    run_name: &str,
-    user: &UserRow,
-    event: RunEvent,
-) -> Result<RunStatus, StoreError> {
-    let tx = write_tx(conn)?;
-    let (build, next) = run_verdict_in(&tx, release, run_name, event)?;
-    let log_type = match event {
-        RunEvent::Approve => "run_approve",
-        RunEvent::Reject => "run_reject",
-        RunEvent::Report(_) => "run_report",
-    };
-    log_in(&tx, build, Some(user.id), log_type, run_name)?;
-    tx.commit()?;
-    Ok(next)
-}
-
-/// Approves a run of a release whose branch is not the default one and lets
-/// its screenshot be the default branch's baseline too, once that release
-/// is good (a person's "also for the default branch").
-pub fn approve_for_default_branch(
-    conn: &mut Db,
-    release: ReleaseId,
-    run_name: &str,
-    user: &UserRow,
-) -> Result<RunStatus, StoreError> {
-    let tx = write_tx(conn)?;
-    let (build, next) = run_verdict_in(&tx, release, run_name, RunEvent::Approve)?;
-    tx.execute(
-        "UPDATE run SET for_default_branch = 1 WHERE release_id = ?1 AND name = ?2",
-        params![release.0, run_name],
-    )?;
-    log_in(&tx, build, Some(user.id), "run_approve_default", run_name)?;
-    tx.commit()?;
-    Ok(next)
-}
-
-/// Approves every run of `runs` in one transaction (all or none: a run that
-/// cannot be approved any more refuses the whole batch) and logs one entry
-/// saying why (`reason`, e.g. "only moved content").
-pub fn approve_runs(
-    conn: &mut Db,
-    release: ReleaseId,
-    runs: &[String],
-    user: &UserRow,
-    reason: &str,
-) -> Result<(), StoreError> {
-    let tx = write_tx(conn)?;
-    let mut build = None;
-    for name in runs {
-        build = Some(run_verdict_in(&tx, release, name, RunEvent::Approve)?.0);
-    }
-    if let Some(build) = build {
-        log_in(
-            &tx,
-            build,
-            Some(user.id),
-            "run_bulk_approve",
-            &format!("{} runs ({reason})", runs.len()),
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Applies `event` to one run inside `tx`; the run's build and new state.
-fn run_verdict_in(
-    tx: &Tx<'_>,
-    release: ReleaseId,
-    run_name: &str,
-    event: RunEvent,
-) -> Result<(BuildId, RunStatus), StoreError> {
-    let (run_id, build, status): (i64, i64, String) = tx
-        .query_row(
-            "SELECT r.id, rel.build_id, r.status FROM run r JOIN release rel ON rel.id = r.release_id
-             WHERE r.release_id = ?1 AND r.name = ?2",
-            params![release.0, run_name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("run {run_name:?} does not exist")))?;
-    let old: RunStatus = status
-        .parse()
-        .map_err(|e| StoreError::Invalid(format!("run {run_name:?}: {e}")))?;
-    let next = old
-        .apply(event)
-        .map_err(|e| StoreError::Conflict(format!("run {run_name:?}: {e}")))?;
-    // Un-approving also takes back "approved for the default branch too".
-    let n = tx.execute(
-        "UPDATE run SET status = ?1, modified = ?2,
-             for_default_branch = CASE WHEN ?5 THEN 0 ELSE for_default_branch END
-         WHERE id = ?3 AND status = ?4",
-        params![
-            next.as_str(),
-            now_ms(),
-            run_id,
-            old.as_str(),
-            event == RunEvent::Reject
-        ],
-    )?;
-    if n != 1 {
-        return Err(StoreError::Conflict(format!(
-            "run {run_name:?} changed state concurrently"
-        )));
-    }
-    Ok((BuildId(build), next))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::reviews::{Reviewer, approve_for_default_branch, review_run};
     use crate::storage::{Store, create_build};
+    use dpxdt_core::api::RunVerdict;
 
     fn report(build: BuildId, number: i64, run: &str) -> ReportRunRequest {
         ReportRunRequest {
@@ -1530,8 +1422,9 @@ mod tests {
             report_run(c, &run("f", 1, "/b", 2, true), &Limits::default())?;
             runs_done(c, build, "f", 1)?;
             let f = get_release(c, build, "f", 1)?;
-            approve_for_default_branch(c, f.id, "/a", &ann)?;
-            set_run_verdict(c, f.id, "/b", &ann, RunEvent::Approve)?;
+            let by = Reviewer::user(&ann);
+            approve_for_default_branch(c, f.id, "/a", &by)?;
+            review_run(c, f.id, "/b", RunVerdict::Approve, None, &by)?;
             let baseline = |c: &Db, run: &str| -> Result<String, StoreError> {
                 let (_, found, _) = find_run(c, build, run, None)?.unwrap();
                 Ok(found.image.unwrap())
@@ -1547,7 +1440,7 @@ mod tests {
             );
             // Back to reviewing and un-approved: main's own again.
             set_release_verdict(c, build, "f", 1, "reviewing", Some(ann.id))?;
-            set_run_verdict(c, f.id, "/a", &ann, RunEvent::Reject)?;
+            review_run(c, f.id, "/a", RunVerdict::Clear, None, &by)?;
             set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
             assert_eq!(baseline(c, "/a")?, ids[0].as_str());
             Ok(())

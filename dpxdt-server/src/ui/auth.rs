@@ -240,8 +240,32 @@ pub(crate) fn login_page(
     if req.session.is_some() && message.is_none() {
         return Ok(redirect("/"));
     }
-    let token = random_token(16);
     let next = safe_next(req.q("next").or(req.f("next")));
+    render_login(ui, req, next, message, status)
+}
+
+/// The login page for someone logged out who opened a page that needs a
+/// login: it returns there once they are in. The same for a page that does
+/// not exist, so it tells nothing of which builds there are.
+pub(crate) fn login_to_return(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let next = safe_next(Some(&req.target));
+    render_login(
+        ui,
+        req,
+        next,
+        Some("Log in to see this page."),
+        StatusCode::UNAUTHORIZED,
+    )
+}
+
+fn render_login(
+    ui: &Ui,
+    req: &Req,
+    next: String,
+    message: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, UiError> {
+    let token = random_token(16);
     let mut resp = ui.render(
         req,
         "login",
@@ -394,6 +418,7 @@ mod tests {
         Req {
             method: warp::http::Method::POST,
             path: "/login".into(),
+            target: "/login".into(),
             query: HashMap::new(),
             form: HashMap::new(),
             headers,

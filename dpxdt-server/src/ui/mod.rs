@@ -8,7 +8,9 @@
 //! machines), store, render or redirect.
 
 mod auth;
+mod format;
 mod pages;
+mod release;
 mod review;
 mod thumbs;
 
@@ -48,6 +50,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users", include_str!("../../templates/users.hbs")),
     ("bulk", include_str!("../../templates/bulk.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
+    ("confirm", include_str!("../../templates/confirm.hbs")),
 ];
 const STATIC: &[(&str, &str, &str)] = &[
     (
@@ -116,6 +119,8 @@ impl UiError {
 pub(crate) struct Req {
     method: Method,
     path: String,
+    /// The path with its query, as requested (where a login returns to).
+    target: String,
     query: HashMap<String, String>,
     form: HashMap<String, String>,
     headers: HeaderMap,
@@ -211,6 +216,7 @@ pub fn routes(
         route(path!("ignore" / "remove").and(post()), Page::RemoveIgnore),
         route(path!("run").and(get()), Page::Run),
         route(path!("run" / "verdict").and(post()), Page::RunVerdict),
+        route(path!("run" / "comment").and(post()), Page::AddComment),
         route(path!("image").and(get()), Page::Image),
         route(path!("thumb").and(get()), Page::Thumb),
         path("static")
@@ -256,14 +262,21 @@ pub fn routes(
                     let form = if method == Method::POST {
                         match read_form(body).await {
                             Ok(f) => f,
-                            Err(e) => return ui.error_page(&e),
+                            Err(e) => return ui.error_page(None, &e),
                         }
                     } else {
                         HashMap::new()
                     };
+                    let target = if query.is_empty() {
+                        full.as_str().to_string()
+                    } else {
+                        format!("{}?{query}", full.as_str())
+                    };
+                    let deep_link = page.needs_login_to_see();
                     let mut req = Req {
                         method,
                         path: full.as_str().to_string(),
+                        target,
                         query: parse_pairs(query.as_bytes()),
                         form,
                         headers,
@@ -273,8 +286,20 @@ pub fn routes(
                     let response = match ui.load_session(&mut req).await {
                         Ok(()) => ui.show(page, &req).await,
                         Err(e) => Err(e),
-                    }
-                    .unwrap_or_else(|e| ui.error_page(&e));
+                    };
+                    let response = match response {
+                        Ok(r) => r,
+                        // A page that is not there for someone logged out
+                        // (a link from a mail, say) asks them to log in
+                        // and returns there, whether or not it exists.
+                        Err(UiError::NotFound | UiError::Forbidden(_))
+                            if deep_link && req.session.is_none() && req.method != Method::POST =>
+                        {
+                            auth::login_to_return(&ui, &req)
+                                .unwrap_or_else(|e| ui.error_page(Some(&req), &e))
+                        }
+                        Err(e) => ui.error_page(Some(&req), &e),
+                    };
                     tracing::info!(
                         method = %req.method,
                         path = %req.path,
@@ -326,10 +351,29 @@ enum Page {
     RemoveIgnore,
     Run,
     RunVerdict,
+    AddComment,
     Image,
     Thumb,
     Static(String),
     NotFound,
+}
+
+impl Page {
+    /// Whether this is a page a person opens from a link and may see
+    /// once logged in (not an action, an asset or an unknown path).
+    fn needs_login_to_see(&self) -> bool {
+        matches!(
+            self,
+            Page::Build
+                | Page::Release
+                | Page::Run
+                | Page::BulkPreview
+                | Page::Account
+                | Page::Queue
+                | Page::Users
+                | Page::NewBuildForm
+        )
+    }
 }
 
 /// The UI's routes in front of `api` (which answers everything under `/api/`).
@@ -459,15 +503,16 @@ impl Ui {
             Page::Queue => pages::queue(self, req).await,
             Page::Users => pages::users(self, req, None).await,
             Page::ChangeUser => pages::change_user(self, req).await,
-            Page::Release => pages::release(self, req).await,
-            Page::ReleaseVerdict => pages::release_verdict(self, req).await,
-            Page::KeepRelease => pages::keep_release(self, req).await,
+            Page::Release => release::release(self, req).await,
+            Page::ReleaseVerdict => release::release_verdict(self, req).await,
+            Page::KeepRelease => release::keep_release(self, req).await,
             Page::BulkPreview => review::bulk_preview(self, req).await,
             Page::BulkApprove => review::bulk_approve(self, req).await,
             Page::AddIgnore => review::add_ignore(self, req).await,
             Page::RemoveIgnore => review::remove_ignore(self, req).await,
             Page::Run => review::run(self, req).await,
             Page::RunVerdict => review::run_verdict(self, req).await,
+            Page::AddComment => review::add_comment(self, req).await,
             Page::Image => pages::image(self, req).await,
             Page::Thumb => pages::thumb(self, req).await,
             Page::Static(name) => static_file(req, &name),
@@ -501,8 +546,14 @@ impl Ui {
         Ok(resp)
     }
 
-    fn error_page(&self, e: &UiError) -> Response {
-        let data = serde_json::json!({ "title": "Error", "status": e.status().as_u16(), "message": e.to_string() });
+    /// The error page; it shows the requester's real session, if any.
+    fn error_page(&self, req: Option<&Req>, e: &UiError) -> Response {
+        let mut data = serde_json::json!({ "title": "Error", "status": e.status().as_u16(), "message": e.to_string() });
+        if let Some(s) = req.and_then(|r| r.session.as_ref()) {
+            data["user"] = serde_json::json!(s.user.name);
+            data["csrf"] = serde_json::json!(s.csrf);
+            data["superuser"] = serde_json::json!(s.user.superuser);
+        }
         match self.hb.render("error", &data) {
             Ok(html) => {
                 let mut resp = Response::new(html.into());

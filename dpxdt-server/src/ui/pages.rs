@@ -1,7 +1,6 @@
 //! The page and action handlers: home, builds, API keys, releases, runs
 //! and the authorized image route.
 
-use dpxdt_core::config::MODE_SEPARATOR;
 use dpxdt_core::{ArtifactId, BuildId, CaptureConfig, ReleaseStatus, RunStatus};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
@@ -12,21 +11,10 @@ use super::{Req, Ui, UiError, redirect};
 use crate::error::Doing;
 use crate::storage::builds::{Access, BuildInfo};
 use crate::storage::users::{self, UserRow};
-use crate::storage::{self, NewApiKey, ReleaseRow, RunRow};
+use crate::storage::{self, NewApiKey};
 use crate::storage::{
     activity, artifacts, builds, gc, ignores, notifications, queue, releases, statuses,
 };
-
-/// The order runs are shown in: what needs a person first.
-pub(super) const RUN_ORDER: [RunStatus; 7] = [
-    RunStatus::DiffFound,
-    RunStatus::Failed,
-    RunStatus::DiffApproved,
-    RunStatus::NeedsDiff,
-    RunStatus::DataPending,
-    RunStatus::NoDiffNeeded,
-    RunStatus::DiffNotFound,
-];
 
 pub(super) fn label(s: RunStatus) -> &'static str {
     match s {
@@ -749,156 +737,6 @@ pub(crate) async fn change_user(ui: &Ui, req: &Req) -> Result<Response, UiError>
     Ok(redirect("/users"))
 }
 
-/// The release named by the request's parameters and its runs in display order.
-pub(super) async fn release_and_runs(
-    ui: &Ui,
-    req: &Req,
-) -> Result<(BuildInfo, Access, ReleaseRow, Vec<RunRow>), UiError> {
-    let (info, access) = build_for(ui, req, "build_id").await?;
-    let name = param(req, "name")?.to_string();
-    let number = int_param(req, "number")?;
-    let id = info.id;
-    let (release, mut runs) = ui
-        .state
-        .store
-        .call(move |c| {
-            let release = storage::get_release(c, id, &name, number)?;
-            let runs = storage::list_runs(c, release.id)?;
-            Ok((release, runs))
-        })
-        .await?;
-    // By state, then by page, the modes of one page together (in byte
-    // order whatever the database's collation).
-    runs.sort_by(|a, b| {
-        let key = |r: &RunRow| {
-            let rank = r
-                .status
-                .and_then(|s| RUN_ORDER.iter().position(|x| *x == s))
-                .unwrap_or(RUN_ORDER.len());
-            let (page, mode) = split_mode(&r.name);
-            (rank, page.to_string(), mode.unwrap_or("").to_string())
-        };
-        key(a).cmp(&key(b))
-    });
-    Ok((info, access, release, runs))
-}
-
-/// A run name's page and mode: `home@dark` is `home` in mode `dark`
-/// (see `dpxdt_core::config::moded_name`); a name without a mode-like
-/// suffix is all page.
-pub(super) fn split_mode(name: &str) -> (&str, Option<&str>) {
-    let is_mode = |m: &str| {
-        !m.is_empty()
-            && !m.starts_with('.')
-            && m.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    };
-    match name.rsplit_once(MODE_SEPARATOR) {
-        Some((page, mode)) if !page.is_empty() && is_mode(mode) => (page, Some(mode)),
-        _ => (name, None),
-    }
-}
-
-/// `GET /release`: runs grouped by state, diffs first.
-pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    let (info, access, rel, runs) = release_and_runs(ui, req).await?;
-    let b = info.id;
-    let release_id = rel.id;
-    let kept = ui
-        .state
-        .store
-        .call(move |c| gc::kept(c, release_id))
-        .await?;
-    let engines = engines_of(ui, &runs).await;
-    let groups: Vec<Value> = RUN_ORDER
-        .iter()
-        .filter_map(|s| {
-            let members: Vec<Value> = runs
-                .iter()
-                .filter(|r| r.status == Some(*s))
-                .map(|r| {
-                    let (page, mode) = split_mode(&r.name);
-                    // Chromium is the default: only other engines are named.
-                    let engine = r
-                        .config
-                        .as_deref()
-                        .and_then(|id| engines.get(id))
-                        .filter(|e| **e != dpxdt_core::config::Engine::Chromium);
-                    json!({
-                        "name": r.name,
-                        "page": page,
-                        "mode": mode,
-                        "engine": engine.map(|e| e.name()),
-                        "url": run_url(b, &rel.name, rel.number, &r.name),
-                        "distortion": r.distortion.map(|d| format!("{:.4}%", d * 100.0)),
-                        "thumb": r.diff_image.as_ref().or(r.image.as_ref())
-                            .map(|id| format!("/thumb?build_id={b}&id={id}")),
-                    })
-                })
-                .collect();
-            (!members.is_empty()).then(|| {
-                json!({"status": s.as_str(), "label": label(*s), "count": members.len(), "runs": members})
-            })
-        })
-        .collect();
-    use dpxdt_core::ReleaseEvent as E;
-    let can = |e| access == Access::Owner && rel.status.apply(e).is_ok();
-    ui.render(
-        req,
-        "release",
-        StatusCode::OK,
-        json!({
-            "title": format!("{} #{}", rel.name, rel.number),
-            "build": {"name": info.name, "url": build_url(b), "id": b.0},
-            "release": {"name": rel.name, "number": rel.number, "status": rel.status.as_str(), "url": rel.url,
-                        "branch": rel.branch, "commit": rel.commit_sha},
-            "groups": groups,
-            "total": runs.len(),
-            "can_good": can(E::MarkGood),
-            "can_bad": can(E::MarkBad),
-            "can_reviewing": can(E::MarkReviewing),
-            "owner": access == Access::Owner,
-            "kept": kept,
-            "can_bulk": access == Access::Owner && runs.iter().any(|r| r.status == Some(RunStatus::DiffFound)),
-            "page": "release",
-        }),
-    )
-}
-
-/// `POST /release/keep`: keep a release whatever the retention policy says
-/// (`keep=1`), or let the policy decide again (`keep=0`).
-pub(crate) async fn keep_release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    let (info, user) = owned_build(ui, req, "build_id").await?;
-    let name = param(req, "name")?.to_string();
-    let number = int_param(req, "number")?;
-    let keep = param(req, "keep")? == "1";
-    let id = info.id;
-    let back = release_url(id, &name, number);
-    ui.state
-        .store
-        .call(move |c| {
-            let release = storage::get_release(c, id, &name, number)?;
-            gc::set_keep(c, id, release.id, keep, &user)
-        })
-        .await?;
-    Ok(redirect(&back))
-}
-
-/// `POST /release/status`: Good, Bad or back to Reviewing (the core decides).
-pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
-    let (info, user) = owned_build(ui, req, "build_id").await?;
-    let name = param(req, "name")?.to_string();
-    let number = int_param(req, "number")?;
-    let verdict = param(req, "status")?.to_string();
-    let id = info.id;
-    let back = release_url(id, &name, number);
-    ui.state
-        .store
-        .call(move |c| storage::set_release_verdict(c, id, &name, number, &verdict, Some(user.id)))
-        .await?;
-    Ok(redirect(&back))
-}
-
 /// `GET /image?build_id=&id=`: an artifact of a build the requester may
 /// read. Images are served as images; everything else as plain text, so an
 /// uploaded file can never run as a page of this site.
@@ -952,7 +790,7 @@ const MAX_CONFIGS_READ: usize = 32;
 /// The engines of `runs`' capture configs, by config artifact id: each
 /// distinct config read once (a release's runs share a few), at most
 /// [`MAX_CONFIGS_READ`] of them.
-async fn engines_of(
+pub(super) async fn engines_of(
     ui: &Ui,
     runs: &[storage::RunRow],
 ) -> std::collections::HashMap<String, dpxdt_core::config::Engine> {

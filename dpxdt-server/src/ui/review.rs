@@ -3,20 +3,22 @@
 //! approval of the runs of a release that only moved or only changed inside
 //! a given rectangle.
 
-use dpxdt_core::api::BaselineReason;
+use dpxdt_core::api::{BaselineReason, Reviewed, RunVerdict};
 use dpxdt_core::diff::{DiffReport, Region, Shift, ShiftKind};
-use dpxdt_core::{ArtifactId, BuildId, RunEvent, RunStatus};
+use dpxdt_core::{ArtifactId, BuildId, ReleaseStatus, RunEvent, RunStatus};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::format::{grouped, when};
 use super::pages::{
-    build_url, image_url, int_param, label, owned_build, param, release_and_runs, release_url,
-    run_url,
+    build_url, image_url, int_param, label, owned_build, param, release_url, run_url,
 };
+use super::release::release_and_runs;
 use super::{Req, Ui, UiError, redirect};
 use crate::storage::builds::Access;
-use crate::storage::{self, RunRow, ignores, releases};
+use crate::storage::reviews::{self, Reviewer};
+use crate::storage::{self, ReleaseRow, RunRow, ignores, releases};
 
 /// Changes listed (and reachable with `n`/`p`) on one run page.
 const MAX_CHANGES: usize = 200;
@@ -44,8 +46,8 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         .await
         .map(|r| report_json(&r));
     let engine = super::pages::config_engine(ui, r.config.as_deref()).await;
-    let (lookup, release_id) = (r.name.clone(), rel.id);
-    let (ignored, baseline) = ui
+    let (lookup, release_id, run_id) = (r.name.clone(), rel.id, r.id);
+    let (ignored, baseline, comments) = ui
         .state
         .store
         .call(move |c| {
@@ -53,9 +55,29 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             let baseline = releases::run_baselines(c, release_id)?
                 .into_iter()
                 .find(|x| x.run_name == lookup);
-            Ok((ignored, baseline))
+            let comments = reviews::comments(c, run_id)?;
+            Ok((ignored, baseline, comments))
         })
         .await?;
+    let now = storage::now_ms();
+    let open = !matches!(rel.status, ReleaseStatus::Good | ReleaseStatus::Bad);
+    let comments: Vec<Value> = comments
+        .iter()
+        .map(|c| {
+            let g = c.region;
+            json!({"id": c.id, "author": c.author, "body": c.body, "when": when(c.created_ms, now),
+                   "region": g.map(|g| g.to_string()),
+                   "x": g.map(|g| g.x1), "y": g.map(|g| g.y1),
+                   "w": g.map(|g| g.width()), "h": g.map(|g| g.height())})
+        })
+        .collect();
+    let review = r.review.as_ref().map(|v| {
+        json!({"verdict": v.verdict.as_str(), "reason": v.reason, "by": v.by, "when": when(v.at_ms, now)})
+    });
+    let rejected = r
+        .review
+        .as_ref()
+        .is_some_and(|v| v.verdict == Reviewed::Rejected);
     let compared = baseline.and_then(|x| {
         let why = match x.reason? {
             BaselineReason::SameBranch => "same branch",
@@ -115,18 +137,72 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "compared": compared,
             "branch": rel.branch,
             "default_branch": info.default_branch,
-            "can_approve_default": owner && off_default && status.apply(RunEvent::Approve).is_ok(),
+            "can_approve_default": owner && open && off_default && status.apply(RunEvent::Approve).is_ok(),
             "ignores": ignored,
             "can_ignore": owner && r.image.is_some(),
             "position": pos + 1,
             "total": runs.len(),
             "prev": neighbour(pos.checked_sub(1)),
             "next": neighbour(Some(pos + 1)),
-            "can_approve": owner && status.apply(RunEvent::Approve).is_ok(),
-            "can_reject": owner && status.apply(RunEvent::Reject).is_ok(),
+            "can_approve": owner && open && status.apply(RunEvent::Approve).is_ok(),
+            "can_reject": owner && open && !rejected
+                && !matches!(status, RunStatus::DataPending | RunStatus::NeedsDiff),
+            "can_clear": owner && open && (r.review.is_some() || status == RunStatus::DiffApproved),
+            "closed": (!open).then(|| rel.status.as_str()),
+            "review": review,
+            "comment_count": comments.len(),
+            "comments": comments,
+            "can_comment": owner,
+            "progress": progress(&runs, pos, b, &rel),
+            "flash": flash(req, &runs, now),
             "page": "run",
         }),
     )
+}
+
+/// Whether a run is one a person has to look at: a found difference, and
+/// any run someone gave a verdict.
+fn needs_a_look(r: &RunRow) -> bool {
+    r.review.is_some()
+        || matches!(
+            r.status,
+            Some(RunStatus::DiffFound | RunStatus::DiffApproved)
+        )
+}
+
+/// "reviewed 2 of 4 · next: /docs.html" for the run page: how many of the
+/// release's runs that need a look have a verdict, and the next one still
+/// waiting after run `pos` (wrapping around).
+fn progress(runs: &[RunRow], pos: usize, b: BuildId, rel: &ReleaseRow) -> Option<Value> {
+    let (mut total, mut done) = (0, 0);
+    for r in runs.iter().filter(|r| needs_a_look(r)) {
+        total += 1;
+        done += usize::from(r.review.is_some() || r.status == Some(RunStatus::DiffApproved));
+    }
+    let waits = |r: &RunRow| r.status == Some(RunStatus::DiffFound) && r.review.is_none();
+    let next = runs[pos + 1..]
+        .iter()
+        .chain(&runs[..pos])
+        .find(|r| waits(r));
+    (total > 0).then(|| {
+        json!({"done": done, "total": total, "this_waits": waits(&runs[pos]),
+               "next": next.map(|n| json!({"name": n.name, "url": run_url(b, &rel.name, rel.number, &n.name)}))})
+    })
+}
+
+/// The message after an action that redirected here: an approval (with
+/// Undo while the approver may still take it back), or an undone one.
+pub(super) fn flash(req: &Req, runs: &[RunRow], now: i64) -> Option<Value> {
+    if req.q("undone").is_some() {
+        return Some(json!({"text": "Approval undone."}));
+    }
+    let name = req.q("approved")?;
+    let me = req.session.as_ref()?.user.name.as_str();
+    let run = runs.iter().find(|r| r.name == name)?;
+    let undo = run.review.as_ref().is_some_and(|v| {
+        v.verdict == Reviewed::Approved && v.by == me && now - v.at_ms <= reviews::UNDO_WINDOW_MS
+    });
+    Some(json!({"text": format!("Approved {name}."), "undo": undo.then_some(name)}))
 }
 
 /// The diff worker's report (the run's diff log, JSON). `None` when there
@@ -193,7 +269,7 @@ fn report_json(r: &DiffReport) -> Value {
         let (w, h) = (span(g.x1, g.x2), span(g.y1, g.y2));
         changes.push((
             i64::from(g.y1),
-            json!({"kind": "region", "label": format!("changed {g}"),
+            json!({"kind": "region", "label": format!("{w}×{h} px changed at {}, {}", g.x1, g.y1),
                    "x": g.x1, "y": g.y1, "w": w, "h": h,
                    "ry": reference_row(&r.shifts, g.y1), "rh": h}),
         ));
@@ -224,13 +300,19 @@ fn report_json(r: &DiffReport) -> Value {
         .take(MAX_CHANGES)
         .map(|(_, c)| c)
         .collect();
+    let headline = if r.changed_pixels == 0 && !r.shifts.is_empty() {
+        "moved content only · 0 px changed".to_string()
+    } else {
+        format!("{} px changed", grouped(r.changed_pixels))
+    };
     json!({
+        "headline": headline,
         "changes": changes,
         "more_changes": more,
         "shift_count": r.shifts.len(),
         "aligned_distortion": format!("{:.4}%", r.aligned_distortion * 100.0),
-        "changed": r.changed_pixels,
-        "total": r.total_pixels,
+        "changed": grouped(r.changed_pixels),
+        "total": grouped(r.total_pixels),
         "percentage": format!("{:.3}%", r.percentage),
         "size": format!("{}×{}", r.width, r.height),
         "reference_size": format!("{}×{}", r.reference_width, r.reference_height),
@@ -273,8 +355,10 @@ fn shift_text(shift: &Shift) -> String {
     }
 }
 
-/// `POST /run/verdict`: approve or reject a found diff (the core decides);
-/// an approval goes on to the next diff to review.
+/// `POST /run/verdict`: approve a found diff (optionally for the default
+/// branch too), reject a run as a regression with a reason, clear a
+/// verdict, or undo one's own approval of a moment ago. An approval goes on
+/// to the next run still to review, which offers to undo it.
 pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (_, access, rel, runs) = release_and_runs(ui, req).await?;
     let user = req
@@ -287,13 +371,11 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
             "only the build's owners may do this".into(),
         ));
     }
-    let (event, for_default) = match param(req, "action")? {
-        "approve" => (RunEvent::Approve, false),
-        "approve_default" => (RunEvent::Approve, true),
-        "reject" => (RunEvent::Reject, false),
+    let action = match param(req, "action")? {
+        a @ ("approve" | "approve_default" | "reject" | "clear" | "undo") => a.to_string(),
         other => {
             return Err(UiError::BadRequest(format!(
-                "action must be approve, approve_default or reject, not {other:?}"
+                "action must be approve, approve_default, reject, clear or undo, not {other:?}"
             )));
         }
     };
@@ -307,25 +389,68 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
     let next = runs[pos + 1..]
         .iter()
         .chain(&runs[..pos])
-        .find(|r| r.status == Some(RunStatus::DiffFound))
+        .find(|r| r.status == Some(RunStatus::DiffFound) && r.review.is_none())
         .map(|n| n.name.clone());
     let release_id = rel.id;
+    let reason = req.f("reason").map(str::to_string);
+    let (by, name, act) = (Reviewer::user(&user), run_name.clone(), action.clone());
     ui.state
         .store
         .call(move |c| {
-            if for_default {
-                releases::approve_for_default_branch(c, release_id, &run_name, &user)
-            } else {
-                releases::set_run_verdict(c, release_id, &run_name, &user, event)
-            }
+            let verdict = match act.as_str() {
+                "approve_default" => {
+                    return reviews::approve_for_default_branch(c, release_id, &name, &by)
+                        .map(|_| ());
+                }
+                "undo" => return reviews::undo_approval(c, release_id, &name, &by).map(|_| ()),
+                "approve" => RunVerdict::Approve,
+                "reject" => RunVerdict::Reject,
+                _ => RunVerdict::Clear,
+            };
+            reviews::review_run(c, release_id, &name, verdict, reason.as_deref(), &by).map(|_| ())
         })
         .await?;
     let b = rel.build_id;
-    Ok(redirect(&match (event, next) {
-        (RunEvent::Approve, Some(n)) => run_url(b, &rel.name, rel.number, &n),
-        (RunEvent::Approve, None) => release_url(b, &rel.name, rel.number),
-        _ => run_url(b, &rel.name, rel.number, param(req, "run")?),
+    let approved = format!("approved={}", super::pages::enc(&run_name));
+    Ok(redirect(&match (action.as_str(), next) {
+        ("approve" | "approve_default", Some(n)) => {
+            format!("{}&{approved}", run_url(b, &rel.name, rel.number, &n))
+        }
+        ("approve" | "approve_default", None) => {
+            format!("{}&{approved}", release_url(b, &rel.name, rel.number))
+        }
+        ("undo", _) => format!("{}&undone=1", run_url(b, &rel.name, rel.number, &run_name)),
+        _ => run_url(b, &rel.name, rel.number, &run_name),
     }))
+}
+
+/// `POST /run/comment`: adds a comment to a run's thread (owners only),
+/// optionally about a rectangle of the new image (`region`, `x1:y1-x2:y2`).
+pub(crate) async fn add_comment(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, user) = owned_build(ui, req, "build_id").await?;
+    let (_, _, rel, _) = release_and_runs(ui, req).await?;
+    let run_name = param(req, "run")?.to_string();
+    let text = req.f("text").unwrap_or("").to_string();
+    let region = match req.f("region").map(str::trim).filter(|g| !g.is_empty()) {
+        Some(raw) => Some(raw.parse::<Region>().map_err(|_| {
+            UiError::BadRequest(format!(
+                "region must be x1:y1-x2:y2 (pixels of the new image), not {raw:?}"
+            ))
+        })?),
+        None => None,
+    };
+    let (release, name) = (rel.id, run_name.clone());
+    let id = ui
+        .state
+        .store
+        .call(move |c| {
+            reviews::add_comment(c, release, &name, &Reviewer::user(&user), &text, region)
+        })
+        .await?;
+    Ok(redirect(&format!(
+        "{}#comment-{id}",
+        run_url(info.id, &rel.name, rel.number, &run_name)
+    )))
 }
 
 /// A rectangle from the form fields `x1`, `y1`, `x2`, `y2` (corners
@@ -530,7 +655,7 @@ pub(crate) async fn bulk_approve(ui: &Ui, req: &Req) -> Result<Response, UiError
     let reason = bulk.describe();
     ui.state
         .store
-        .call(move |c| releases::approve_runs(c, release, &taken, &user, &reason))
+        .call(move |c| reviews::approve_runs(c, release, &taken, &Reviewer::user(&user), &reason))
         .await?;
     Ok(redirect(&release_url(info.id, &rel.name, rel.number)))
 }

@@ -1003,6 +1003,11 @@ fn every_endpoint(build: &str) -> Vec<(&'static str, Vec<(&'static str, String)>
         ("report_run", rel(&[("run_name", "/")])),
         ("runs_done", rel(&[])),
         ("update_release", rel(&[("status", "bad")])),
+        (
+            "review_run",
+            rel(&[("run_name", "/"), ("verdict", "approve")]),
+        ),
+        ("comment", rel(&[("run_name", "/"), ("text", "hello")])),
         ("create_build", vec![("name", "other".into())]),
         ("create_api_key", vec![b()]),
         ("revoke_api_key", vec![b(), ("api_key", "x".into())]),
@@ -2790,5 +2795,201 @@ async fn every_reply_carries_a_request_id() {
         .unwrap();
     let id = id_of(&forged);
     assert_eq!(id.len(), 16, "a forged id is replaced: {id}");
+    s.stop().await;
+}
+
+/// A run's verdict and comment thread over the API: approve, reject with a
+/// reason (kept verbatim), clear; comments with and without a region. Bad
+/// input, a key of another build and a release that has its verdict are
+/// each refused with a message, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_take_verdicts_and_comments_over_the_api() {
+    let (s, build, key) = server_with_verdict_key().await;
+    let (_, other_key) = s.build_with_key("elsewhere").await;
+    let (k, b) = (Some(&key), build.as_str());
+    let new_release = [("build_id", b), ("release_name", "r"), ("url", "u")];
+    assert_eq!(s.post(k, "create_release", &new_release).await.0, 200);
+    let mut ids = Vec::new();
+    for rgba in [[255, 0, 0, 255], [0, 0, 255, 255]] {
+        let (code, up) = s.upload(&key, b, "x.png", png(4, 4, rgba, None)).await;
+        assert_eq!(code, 200, "{up}");
+        ids.push(up["sha1sum"].as_str().unwrap().to_string());
+    }
+    let (new, old) = (ids[0].as_str(), ids[1].as_str());
+    let changed = [
+        release_form(b, "r", "1"),
+        vec![
+            ("run_name", "/x"),
+            ("image", new),
+            ("ref_image", old),
+            ("diff_image", new),
+            ("distortion", "0.5"),
+        ],
+    ]
+    .concat();
+    let first = [
+        release_form(b, "r", "1"),
+        vec![("run_name", "/first"), ("image", new)],
+    ]
+    .concat();
+    s.expect(&[
+        Call::post(k, "report_run", &changed),
+        Call::post(k, "report_run", &first),
+    ])
+    .await;
+    assert_eq!(
+        s.post(k, "runs_done", &release_form(b, "r", "1")).await.0,
+        200
+    );
+    let on = |run: &'static str, extra: &[(&'static str, &'static str)]| {
+        [
+            release_form(b, "r", "1"),
+            vec![("run_name", run)],
+            extra.to_vec(),
+        ]
+        .concat()
+    };
+
+    let (code, body) = s
+        .post(k, "review_run", &on("/x", &[("verdict", "approve")]))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "diff_approved");
+    assert_eq!(body["review"]["verdict"], "approved");
+    assert_eq!(body["review"]["by"], format!("API key {}", key.0));
+    let reason = "<b>logo</b> moved 4 px";
+    let (code, body) = s
+        .post(
+            k,
+            "review_run",
+            &on("/x", &[("verdict", "reject"), ("reason", reason)]),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["status"], "diff_found",
+        "a rejection takes the approval back"
+    );
+    assert_eq!(body["review"]["verdict"], "rejected");
+    assert_eq!(body["review"]["reason"], reason);
+
+    let long_reason: &'static str = "x".repeat(2_001).leak();
+    let long_text: &'static str = "y".repeat(10_001).leak();
+    let other = Some(&other_key);
+    s.expect(&[
+        Call::post(k, "review_run", &on("/x", &[("verdict", "maybe")]))
+            .is(400)
+            .says("verdict"),
+        Call::post(
+            k,
+            "review_run",
+            &on("/x", &[("verdict", "approve"), ("reason", long_reason)]),
+        )
+        .is(400)
+        .says("at most 2000 characters"),
+        Call::post(k, "review_run", &on("/nothing", &[("verdict", "approve")])).is(404),
+        Call::post(k, "review_run", &on("/first", &[("verdict", "clear")]))
+            .is(409)
+            .says("no verdict to take back"),
+        Call::post(k, "review_run", &on("/first", &[("verdict", "approve")])).is(409),
+        Call::post(other, "review_run", &on("/x", &[("verdict", "approve")])).is(403),
+        Call::post(k, "comment", &on("/x", &[("text", "   ")]))
+            .is(400)
+            .says("empty"),
+        Call::post(k, "comment", &on("/x", &[("text", long_text)]))
+            .is(400)
+            .says("at most 10000 characters"),
+        Call::post(k, "comment", &on("/x", &[("text", "t"), ("region", "1:1")]))
+            .is(400)
+            .says("x1:y1-x2:y2"),
+        Call::post(other, "comment", &on("/x", &[("text", "sneaky")])).is(403),
+    ])
+    .await;
+    let store = s.store();
+    assert_eq!(
+        common::count(&store, "SELECT COUNT(*) FROM run WHERE review = 'rejected'"),
+        1,
+        "the refused approval changed nothing"
+    );
+    assert_eq!(common::count(&store, "SELECT COUNT(*) FROM run_comment"), 0);
+
+    let (code, body) = s
+        .post(
+            k,
+            "comment",
+            &on(
+                "/x",
+                &[("text", "<script>x</script> is off"), ("region", "1:1-2:3")],
+            ),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["comment_id"].as_i64().unwrap() > 0, "{body}");
+    assert_eq!(
+        common::count(
+            &store,
+            "SELECT COUNT(*) FROM run_comment WHERE body = '<script>x</script> is off' \
+             AND region = '1:1-2:3'"
+        ),
+        1
+    );
+
+    // Clear: the run waits for review again, and the release can be marked.
+    let (code, body) = s
+        .post(k, "review_run", &on("/x", &[("verdict", "clear")]))
+        .await;
+    assert_eq!(
+        (code, &body["status"]),
+        (200, &Value::from("diff_found")),
+        "{body}"
+    );
+    assert!(body.get("review").is_none(), "{body}");
+    let good = [release_form(b, "r", "1"), vec![("status", "good")]].concat();
+    assert_eq!(s.post(k, "update_release", &good).await.0, 200);
+    s.expect(&[
+        Call::post(k, "review_run", &on("/x", &[("verdict", "approve")]))
+            .is(409)
+            .says("already marked good"),
+        // A thread stays open after the verdict.
+        Call::post(k, "comment", &on("/x", &[("text", "shipped anyway")])),
+    ])
+    .await;
+
+    // A build that takes verdicts from people only: comments, no verdicts.
+    let (plain, plain_key) = s.build_with_key("people").await;
+    let pk = Some(&plain_key);
+    let rel = [
+        ("build_id", plain.as_str()),
+        ("release_name", "r"),
+        ("url", "u"),
+    ];
+    assert_eq!(s.post(pk, "create_release", &rel).await.0, 200);
+    let (code, up) = s
+        .upload(&plain_key, &plain, "x.png", png(2, 2, [0, 0, 0, 255], None))
+        .await;
+    assert_eq!(code, 200, "{up}");
+    let image = up["sha1sum"].as_str().unwrap().to_string();
+    let run = [
+        release_form(&plain, "r", "1"),
+        vec![("run_name", "/"), ("image", image.as_str())],
+    ]
+    .concat();
+    assert_eq!(s.post(pk, "report_run", &run).await.0, 200);
+    let at = |extra: &[(&'static str, &'static str)]| {
+        [
+            release_form(&plain, "r", "1"),
+            vec![("run_name", "/")],
+            extra.to_vec(),
+        ]
+        .concat()
+    };
+    s.expect(&[
+        Call::post(pk, "review_run", &at(&[("verdict", "reject")]))
+            .is(403)
+            .says("people only"),
+        Call::post(pk, "comment", &at(&[("text", "looks fine")])),
+        Call::post(Some(&admin()), "review_run", &at(&[("verdict", "reject")])),
+    ])
+    .await;
     s.stop().await;
 }

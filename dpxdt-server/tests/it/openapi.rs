@@ -89,7 +89,7 @@ async fn the_description_is_valid_and_covers_every_route() {
 
     let adm = admin();
     let paths = d.doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 18, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 20, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, item) in paths {
         let served = path.replace("{queue}", "capture");
         let url = format!("{}{served}", s.base);

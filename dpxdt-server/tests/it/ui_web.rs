@@ -410,7 +410,8 @@ async fn names_are_escaped_and_the_pages_show_the_diff() {
         page.body
             .contains("&lt;script&gt;alert(&quot;run&quot;)&lt;/script&gt;")
     );
-    assert_eq!(page.text_of("distortion"), "25.0000%");
+    assert_eq!(page.text_of("headline"), "64 px changed");
+    assert_eq!(page.text_of("progress"), "Reviewed ");
     assert!(
         page.text_of("diff-report")
             .starts_with("64 of 64 pixels changed (100.000%)"),
@@ -418,7 +419,7 @@ async fn names_are_escaped_and_the_pages_show_the_diff() {
         page.body
     );
     assert!(
-        page.body.contains("data-x=\"0\" data-y=\"0\" data-w=\"8\" data-h=\"8\" data-ry=\"0\" data-rh=\"8\"><a href=\"#\" class=\"change-link\">changed 0:0-7:7</a>"),
+        page.body.contains("data-x=\"0\" data-y=\"0\" data-w=\"8\" data-h=\"8\" data-ry=\"0\" data-rh=\"8\"><a href=\"#\" class=\"change-link\">8×8 px changed at 0, 0</a>"),
         "{}",
         page.body
     );
@@ -633,14 +634,30 @@ async fn another_user_cannot_see_or_change_a_private_build() {
         format!("/image?build_id={build}&id={diff_id}"),
         format!("/thumb?build_id={build}&id={diff_id}"),
     ];
-    for who in [&mut bob, &mut anon] {
-        for p in &pages {
+    for (n, who) in [&mut bob, &mut anon].into_iter().enumerate() {
+        for (i, p) in pages.iter().enumerate() {
             let page = who.get(p).await;
-            assert_eq!(page.status, StatusCode::NOT_FOUND, "{p}");
+            // Someone logged out is asked to log in to see a page, and
+            // told no more than that.
+            let expect = if n == 1 && i < 3 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            assert_eq!(page.status, expect, "{p}");
             assert!(!page.body.contains("alice-private"));
         }
         assert!(!who.get("/").await.body.contains("alice-private"));
     }
+    let (missing, theirs) = (
+        anon.get("/build?id=999999").await,
+        anon.get(&pages[0]).await,
+    );
+    assert_eq!(missing.status, theirs.status);
+    assert_eq!(
+        missing.text_of("login-error"),
+        theirs.text_of("login-error")
+    );
     // A missing build looks exactly the same as someone else's.
     let missing = bob.get("/build?id=999999").await;
     let theirs = bob.get(&pages[0]).await;
@@ -2628,5 +2645,247 @@ async fn a_png_bomb_is_refused_at_upload_and_harmless_once_stored() {
     let thumb = alice.get(&format!("/thumb?build_id={build}&id={id}")).await;
     assert_eq!(thumb.status, StatusCode::OK);
     assert_eq!(thumb.headers["content-type"], "image/png");
+    server.stop().await;
+}
+
+/// POSTs a form of owned values.
+async fn post_owned(
+    b: &mut common::ui::Browser,
+    path: &str,
+    form: &[(&str, String)],
+) -> common::ui::Page {
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post(path, &pairs).await
+}
+
+/// An attribute's value as the browser reads it (handlebars escapes `&`,
+/// `=` and quotes).
+fn unescape(s: &str) -> String {
+    s.replace("&#x3D;", "=")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x60;", "`")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A reviewer rejects a run with a reason and comments on a region of it,
+/// both shown as text; "Good" then asks first, names what waits, refuses a
+/// stale confirmation and logs the override; a verdict on a run of a
+/// release that has its own is refused; an approval can be undone for a
+/// while.
+#[tokio::test]
+async fn a_run_is_rejected_commented_on_and_good_asks_first() {
+    let Reviewed {
+        server,
+        mut alice,
+        build,
+        release_path,
+        run_path,
+        ..
+    } = reviewed_release().await;
+    let csrf = alice.csrf().await;
+    let b = build.to_string();
+    let at_run = |extra: &[(&'static str, &'static str)]| {
+        let mut form: Vec<(&str, String)> = vec![
+            ("csrf", csrf.clone()),
+            ("build_id", b.clone()),
+            ("name", XSS_RELEASE.into()),
+            ("number", "1".into()),
+            ("run", XSS_RUN.into()),
+        ];
+        form.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        form
+    };
+
+    // Good with a diff nobody looked at asks first, and changes nothing.
+    let verdict = |status: &'static str, extra: &[(&'static str, &'static str)]| {
+        let mut form = at_run(&[("status", status)]);
+        form.retain(|(k, _)| *k != "run");
+        form.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        form
+    };
+    let good = |extra: &[(&'static str, &'static str)]| verdict("good", extra);
+    let page = post_owned(&mut alice, "/release/status", &good(&[])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.text_of("waiting"), "1 not reviewed");
+    assert_eq!(
+        alice.get(&release_path).await.text_of("release-status"),
+        "reviewing"
+    );
+
+    // Reject with a reason that looks like markup: stored and shown as text.
+    let reason = "<img src=x onerror=alert(1)> price is wrong";
+    let page = post_owned(
+        &mut alice,
+        "/run/verdict",
+        &at_run(&[("action", "reject"), ("reason", reason)]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = alice.get(&run_path).await;
+    assert_eq!(page.text_of("review-state"), "rejected");
+    assert_eq!(
+        page.text_of("review-reason"),
+        "&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt; price is wrong"
+    );
+    assert!(!page.body.contains("<img src=x"));
+    let release = alice.get(&release_path).await;
+    let rejected = release
+        .body
+        .find("id=\"group-rejected\"")
+        .expect("a rejected group");
+    let diffs = release.body.find("id=\"group-diff_found\"");
+    assert!(diffs.is_none(), "the one diff is rejected now");
+    assert_eq!(
+        release.body.find("id=\"group-"),
+        Some(rejected),
+        "rejected runs come first"
+    );
+
+    // Comments: empty and over-long ones are refused; one on a region is
+    // shown as text and outlined on the new image.
+    let long: &'static str = "z".repeat(10_001).leak();
+    for (text, says) in [("  ", "empty"), (long, "at most 10000")] {
+        let page = post_owned(&mut alice, "/run/comment", &at_run(&[("text", text)])).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+        assert!(page.body.contains(says), "{}", page.body);
+    }
+    let page = post_owned(
+        &mut alice,
+        "/run/comment",
+        &at_run(&[("text", "<b>price</b>\nsecond line"), ("region", "0:0-3:3")]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(page.location().contains("#comment-"), "{}", page.location());
+    let page = alice.get(&run_path).await;
+    assert_eq!(page.text_of("comment-count"), "1");
+    assert!(
+        page.body
+            .contains("<p class=\"body\">&lt;b&gt;price&lt;/b&gt;\nsecond line</p>")
+    );
+    assert!(
+        page.body
+            .contains("data-x=\"0\" data-y=\"0\" data-w=\"4\" data-h=\"4\"")
+    );
+    assert!(
+        alice
+            .get(&release_path)
+            .await
+            .body
+            .contains("1 comment</span>")
+    );
+
+    // Good now names the rejection; a confirmation that saw less is stale.
+    let page = post_owned(&mut alice, "/release/status", &good(&[])).await;
+    assert_eq!(page.text_of("waiting"), "1 rejected");
+    let stale = good(&[
+        ("override", "1"),
+        ("unreviewed", "0"),
+        ("rejected", "0"),
+        ("failed", "0"),
+    ]);
+    let page = post_owned(&mut alice, "/release/status", &stale).await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    assert!(
+        page.body.contains("changed since you confirmed"),
+        "{}",
+        page.body
+    );
+    let seen = good(&[
+        ("override", "1"),
+        ("unreviewed", "0"),
+        ("rejected", "1"),
+        ("failed", "0"),
+    ]);
+    let page = post_owned(&mut alice, "/release/status", &seen).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(
+        alice.get(&release_path).await.text_of("release-status"),
+        "good"
+    );
+    let log = alice.get(&format!("/build?id={build}")).await;
+    assert!(
+        log.body.contains("release_good_override</strong>") && log.body.contains("with 1 rejected"),
+        "{}",
+        log.body
+    );
+    // The release has its verdict: the run takes none.
+    let page = post_owned(&mut alice, "/run/verdict", &at_run(&[("action", "clear")])).await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    assert!(page.body.contains("already marked good"), "{}", page.body);
+
+    // Back to reviewing; clear, approve, and undo the approval.
+    let page = post_owned(&mut alice, "/release/status", &verdict("reviewing", &[])).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    for action in ["clear", "approve"] {
+        let page = post_owned(&mut alice, "/run/verdict", &at_run(&[("action", action)])).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{action}: {}",
+            page.body
+        );
+        if action == "approve" {
+            // The last one to review: back to the release, which offers Undo.
+            let next = alice.get(page.location()).await;
+            assert!(next.body.contains("id=\"flash\""), "{}", next.body);
+            assert!(next.body.contains("id=\"undo\""), "{}", next.body);
+        }
+    }
+    let page = post_owned(&mut alice, "/run/verdict", &at_run(&[("action", "undo")])).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = alice.get(&run_path).await;
+    assert_eq!(page.text_of("run-status"), "Diff found");
+    let page = post_owned(&mut alice, "/run/verdict", &at_run(&[("action", "undo")])).await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    assert!(page.body.contains("no approval of yours"), "{}", page.body);
+
+    // An error page shows the real session.
+    let missing = alice
+        .get(&format!("/release?build_id={build}&name=nope&number=1"))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("Log out") && !missing.body.contains(">Log in<"));
+    drop(alice);
+    server.stop().await;
+}
+
+/// Someone logged out who follows a link to a page (from a mail, say) is
+/// asked to log in and comes back to it; a link to a build that does not
+/// exist gets the same answer.
+#[tokio::test]
+async fn a_logged_out_deep_link_logs_in_and_returns() {
+    let Reviewed {
+        server, run_path, ..
+    } = reviewed_release().await;
+    let mut visitor = server.browser();
+    let nowhere = visitor
+        .get("/run?build_id=987654&name=x&number=1&run=%2F")
+        .await;
+    assert_eq!(nowhere.status, StatusCode::UNAUTHORIZED);
+    assert!(nowhere.body.contains("Log in to see this page."));
+    let page = visitor.get(&run_path).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    assert!(page.body.contains("id=\"login-form\""));
+    assert_eq!(unescape(&page.input("next")), run_path);
+    let csrf = page.input("csrf");
+    let next = unescape(&page.input("next"));
+    let done = visitor
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("name", "alice"),
+                ("password", "alice-password"),
+                ("next", &next),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), run_path);
+    assert_eq!(visitor.get(&run_path).await.status, StatusCode::OK);
     server.stop().await;
 }

@@ -1,0 +1,532 @@
+//! Reviewing runs: one run's verdict (approve, reject as a regression,
+//! clear), bulk approval, the short undo of an approval, and each run's
+//! comment thread.
+//!
+//! A run's state still moves only through the core's run state machine
+//! (approve: `diff_found` → `diff_approved`; taking an approval back: the
+//! other way); the verdict beside it records who gave it, when and why. A
+//! release that has a verdict of its own (good or bad) takes no run
+//! verdicts: it goes back to reviewing first.
+
+use std::collections::HashMap;
+
+use dpxdt_core::api::{MAX_COMMENT_CHARS, MAX_REASON_CHARS, Reviewed, RunReview, RunVerdict};
+use dpxdt_core::diff::Region;
+use dpxdt_core::{BuildId, ReleaseId, ReleaseStatus, RunEvent, RunId, RunStatus};
+
+use super::db::{Db, OptionalExtension, Tx, params};
+use super::releases::get_release_by_id;
+use super::users::UserRow;
+use super::{StoreError, now_ms, write_tx};
+
+/// How long an approval can be undone by the person who gave it.
+pub const UNDO_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Most comments on one run: a key of the build could otherwise grow a
+/// thread without end.
+pub const MAX_COMMENTS_PER_RUN: i64 = 500;
+
+/// Who gives a verdict or writes a comment: a person or an API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reviewer {
+    /// The person's user id.
+    pub user_id: Option<i64>,
+    /// The API key's id.
+    pub api_key_id: Option<String>,
+    /// As shown: the user name, or `API key <id>`.
+    pub name: String,
+}
+
+impl Reviewer {
+    /// A logged-in person.
+    pub fn user(user: &UserRow) -> Reviewer {
+        Reviewer {
+            user_id: Some(user.id),
+            api_key_id: None,
+            name: user.name.clone(),
+        }
+    }
+
+    /// An API key.
+    pub fn key(id: &str) -> Reviewer {
+        Reviewer {
+            user_id: None,
+            api_key_id: Some(id.to_string()),
+            name: format!("API key {id}"),
+        }
+    }
+}
+
+/// One comment of a run's thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    /// Database id.
+    pub id: i64,
+    /// Who wrote it.
+    pub author: String,
+    /// The text, as written (plain text).
+    pub body: String,
+    /// The rectangle of the new image it is about.
+    pub region: Option<Region>,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// The review of a run as stored in its `review*` columns.
+pub(crate) fn review_from_columns(
+    verdict: Option<String>,
+    reason: Option<String>,
+    by: Option<String>,
+    at: Option<i64>,
+) -> Option<RunReview> {
+    Some(RunReview {
+        verdict: Reviewed::parse(verdict.as_deref()?)?,
+        reason,
+        by: by.unwrap_or_default(),
+        at_ms: at.unwrap_or(0),
+    })
+}
+
+/// The run of `release` named `name`, inside `tx`: id, build, state, and
+/// its review. Refused when the release has a verdict of its own.
+fn open_run(
+    tx: &Tx<'_>,
+    release: ReleaseId,
+    name: &str,
+) -> Result<(RunId, BuildId, RunStatus, Option<RunReview>), StoreError> {
+    let rel = get_release_by_id(tx, release)?;
+    if matches!(rel.status, ReleaseStatus::Good | ReleaseStatus::Bad) {
+        return Err(StoreError::Conflict(format!(
+            "release {} #{} is already marked {}: take that back (back to reviewing) before \
+             reviewing its runs",
+            rel.name,
+            rel.number,
+            rel.status.as_str()
+        )));
+    }
+    type Found = (
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let found: Option<Found> = tx
+        .query_row(
+            "SELECT id, status, review, review_reason, reviewed_by, reviewed_at FROM run
+             WHERE release_id = ?1 AND name = ?2",
+            params![release.0, name],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let (id, status, verdict, reason, by, at) =
+        found.ok_or_else(|| StoreError::NotFound(format!("run {name:?} does not exist")))?;
+    let status: RunStatus = status
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("run {name:?}: {e}")))?;
+    Ok((
+        RunId(id),
+        rel.build_id,
+        status,
+        review_from_columns(verdict, reason, by, at),
+    ))
+}
+
+/// Moves a run's state by `event` (the core decides), compare-and-set.
+fn transition(
+    tx: &Tx<'_>,
+    run: RunId,
+    name: &str,
+    old: RunStatus,
+    event: RunEvent,
+) -> Result<RunStatus, StoreError> {
+    let next = old
+        .apply(event)
+        .map_err(|e| StoreError::Conflict(format!("run {name:?}: {e}")))?;
+    // Un-approving also takes back "approved for the default branch too".
+    let n = tx.execute(
+        "UPDATE run SET status = ?1, modified = ?2,
+             for_default_branch = CASE WHEN ?5 THEN 0 ELSE for_default_branch END
+         WHERE id = ?3 AND status = ?4",
+        params![
+            next.as_str(),
+            now_ms(),
+            run.0,
+            old.as_str(),
+            event == RunEvent::Reject
+        ],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Conflict(format!(
+            "run {name:?} changed state concurrently"
+        )));
+    }
+    Ok(next)
+}
+
+/// Records (or, with `None`, removes) a run's verdict.
+fn record(
+    tx: &Tx<'_>,
+    run: RunId,
+    verdict: Option<Reviewed>,
+    reason: Option<&str>,
+    by: &Reviewer,
+    at: i64,
+) -> Result<Option<RunReview>, StoreError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    tx.execute(
+        "UPDATE run SET review = ?2, review_reason = ?3, reviewed_by = ?4, reviewed_at = ?5
+         WHERE id = ?1",
+        params![
+            run.0,
+            verdict.map(Reviewed::as_str),
+            verdict.and(reason),
+            verdict.map(|_| by.name.as_str()),
+            verdict.map(|_| at)
+        ],
+    )?;
+    Ok(verdict.map(|verdict| RunReview {
+        verdict,
+        reason: reason.map(str::to_string),
+        by: by.name.clone(),
+        at_ms: at,
+    }))
+}
+
+/// An entry of the build's activity log, by a person or a key.
+fn log(
+    tx: &Tx<'_>,
+    build: BuildId,
+    by: &Reviewer,
+    log_type: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO admin_log (build_id, user_id, api_key_id, log_type, message, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            build.0,
+            by.user_id,
+            by.api_key_id,
+            log_type,
+            message,
+            now_ms()
+        ],
+    )?;
+    Ok(())
+}
+
+/// A reason as given: at most [`MAX_REASON_CHARS`] characters.
+fn check_reason(reason: Option<&str>) -> Result<(), StoreError> {
+    match reason {
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(StoreError::Invalid(format!(
+            "reason: at most {MAX_REASON_CHARS} characters, not {}",
+            r.chars().count()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Applies one verdict inside `tx`; the run's build, new state and review.
+fn review_in(
+    tx: &Tx<'_>,
+    release: ReleaseId,
+    name: &str,
+    verdict: RunVerdict,
+    reason: Option<&str>,
+    by: &Reviewer,
+) -> Result<(BuildId, RunStatus, Option<RunReview>), StoreError> {
+    check_reason(reason)?;
+    let (run, build, status, review) = open_run(tx, release, name)?;
+    let now = now_ms();
+    let (status, review) = match verdict {
+        RunVerdict::Approve => {
+            let next = transition(tx, run, name, status, RunEvent::Approve)?;
+            (
+                next,
+                record(tx, run, Some(Reviewed::Approved), reason, by, now)?,
+            )
+        }
+        RunVerdict::Reject => {
+            if matches!(status, RunStatus::DataPending | RunStatus::NeedsDiff) {
+                return Err(StoreError::Conflict(format!(
+                    "run {name:?} is {status}: there is nothing to review yet"
+                )));
+            }
+            let next = if status == RunStatus::DiffApproved {
+                transition(tx, run, name, status, RunEvent::Reject)?
+            } else {
+                status
+            };
+            (
+                next,
+                record(tx, run, Some(Reviewed::Rejected), reason, by, now)?,
+            )
+        }
+        RunVerdict::Clear => {
+            if review.is_none() && status != RunStatus::DiffApproved {
+                return Err(StoreError::Conflict(format!(
+                    "run {name:?} has no verdict to take back"
+                )));
+            }
+            let next = if status == RunStatus::DiffApproved {
+                transition(tx, run, name, status, RunEvent::Reject)?
+            } else {
+                status
+            };
+            (next, record(tx, run, None, None, by, now)?)
+        }
+    };
+    Ok((build, status, review))
+}
+
+/// One verdict on one run (see [`RunVerdict`]), logged in the build's
+/// activity; the run's new state and its review.
+pub fn review_run(
+    conn: &mut Db,
+    release: ReleaseId,
+    name: &str,
+    verdict: RunVerdict,
+    reason: Option<&str>,
+    by: &Reviewer,
+) -> Result<(RunStatus, Option<RunReview>), StoreError> {
+    let tx = write_tx(conn)?;
+    let (build, status, review) = review_in(&tx, release, name, verdict, reason, by)?;
+    let (log_type, message) = match (verdict, reason.map(str::trim).filter(|r| !r.is_empty())) {
+        (RunVerdict::Approve, _) => ("run_approve", name.to_string()),
+        (RunVerdict::Reject, Some(why)) => ("run_reject", format!("{name}: {why}")),
+        (RunVerdict::Reject, None) => ("run_reject", name.to_string()),
+        (RunVerdict::Clear, _) => ("run_clear", name.to_string()),
+    };
+    log(&tx, build, by, log_type, &message)?;
+    tx.commit()?;
+    Ok((status, review))
+}
+
+/// Approves a run of a release whose branch is not the default one and lets
+/// its screenshot be the default branch's baseline too, once that release
+/// is good (a person's "also for the default branch").
+pub fn approve_for_default_branch(
+    conn: &mut Db,
+    release: ReleaseId,
+    name: &str,
+    by: &Reviewer,
+) -> Result<RunStatus, StoreError> {
+    let tx = write_tx(conn)?;
+    let (build, next, _) = review_in(&tx, release, name, RunVerdict::Approve, None, by)?;
+    tx.execute(
+        "UPDATE run SET for_default_branch = 1 WHERE release_id = ?1 AND name = ?2",
+        params![release.0, name],
+    )?;
+    log(&tx, build, by, "run_approve_default", name)?;
+    tx.commit()?;
+    Ok(next)
+}
+
+/// Takes back an approval `by` gave less than [`UNDO_WINDOW_MS`] ago.
+pub fn undo_approval(
+    conn: &mut Db,
+    release: ReleaseId,
+    name: &str,
+    by: &Reviewer,
+) -> Result<RunStatus, StoreError> {
+    let tx = write_tx(conn)?;
+    let (_, _, _, review) = open_run(&tx, release, name)?;
+    match review {
+        Some(r) if r.verdict == Reviewed::Approved && r.by == by.name => {
+            let age = now_ms() - r.at_ms;
+            if age > UNDO_WINDOW_MS {
+                return Err(StoreError::Conflict(format!(
+                    "the approval of {name:?} is {} minutes old; it could be undone for {} \
+                     minutes: take it back with Clear instead",
+                    age / 60_000,
+                    UNDO_WINDOW_MS / 60_000
+                )));
+            }
+        }
+        _ => {
+            return Err(StoreError::Conflict(format!(
+                "run {name:?} has no approval of yours to undo"
+            )));
+        }
+    }
+    let (build, status, _) = review_in(&tx, release, name, RunVerdict::Clear, None, by)?;
+    log(&tx, build, by, "run_undo", name)?;
+    tx.commit()?;
+    Ok(status)
+}
+
+/// Approves every run of `runs` in one transaction (all or none: a run that
+/// cannot be approved any more refuses the whole batch) and logs one entry
+/// saying why (`reason`, e.g. "only moved content").
+pub fn approve_runs(
+    conn: &mut Db,
+    release: ReleaseId,
+    runs: &[String],
+    by: &Reviewer,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    let mut build = None;
+    for name in runs {
+        build = Some(review_in(&tx, release, name, RunVerdict::Approve, Some(reason), by)?.0);
+    }
+    if let Some(build) = build {
+        log(
+            &tx,
+            build,
+            by,
+            "run_bulk_approve",
+            &format!("{} runs ({reason})", runs.len()),
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Adds a comment to a run's thread; its id. The text is 1 to
+/// [`MAX_COMMENT_CHARS`] characters; a run holds at most
+/// [`MAX_COMMENTS_PER_RUN`].
+pub fn add_comment(
+    conn: &mut Db,
+    release: ReleaseId,
+    name: &str,
+    by: &Reviewer,
+    text: &str,
+    region: Option<Region>,
+) -> Result<i64, StoreError> {
+    let text = text.trim();
+    let chars = text.chars().count();
+    if chars == 0 {
+        return Err(StoreError::Invalid("text: the comment is empty".into()));
+    }
+    if chars > MAX_COMMENT_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "text: at most {MAX_COMMENT_CHARS} characters, not {chars}"
+        )));
+    }
+    let tx = write_tx(conn)?;
+    let rel = get_release_by_id(&tx, release)?;
+    let run: i64 = tx
+        .query_row(
+            "SELECT id FROM run WHERE release_id = ?1 AND name = ?2",
+            params![release.0, name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run {name:?} does not exist")))?;
+    let count: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM run_comment WHERE run_id = ?1",
+        [run],
+        |r| r.get(0),
+    )?;
+    if count >= MAX_COMMENTS_PER_RUN {
+        return Err(StoreError::OverLimit(format!(
+            "run {name:?} already has {MAX_COMMENTS_PER_RUN} comments, the most a run holds"
+        )));
+    }
+    let id: i64 = tx.query_row(
+        "INSERT INTO run_comment (run_id, author, body, region, created)
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        params![run, by.name, text, region.map(|g| g.to_string()), now_ms()],
+        |r| r.get(0),
+    )?;
+    log(&tx, rel.build_id, by, "run_comment", name)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// A run's comments, oldest first.
+pub fn comments(conn: &Db, run: RunId) -> Result<Vec<Comment>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, author, body, region, created FROM run_comment WHERE run_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([run.0], |r| {
+        let region: Option<String> = r.get(3)?;
+        Ok(Comment {
+            id: r.get(0)?,
+            author: r.get(1)?,
+            body: r.get(2)?,
+            region: region.and_then(|g| g.parse().ok()),
+            created_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many comments each run of a release has (runs without any are
+/// left out).
+pub fn comment_counts(conn: &Db, release: ReleaseId) -> Result<HashMap<RunId, i64>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT c.run_id, COUNT(*) FROM run_comment c JOIN run r ON r.id = c.run_id
+         WHERE r.release_id = ?1 GROUP BY c.run_id",
+    )?;
+    let rows = stmt.query_map([release.0], |r| Ok((RunId(r.get(0)?), r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What still waits in a release before it should be marked good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outstanding {
+    /// Found differences nobody approved or rejected.
+    pub unreviewed: i64,
+    /// Runs rejected as regressions.
+    pub rejected: i64,
+    /// Runs whose capture or diff failed (and nobody gave a verdict).
+    pub failed: i64,
+}
+
+impl Outstanding {
+    /// Nothing waits.
+    pub fn is_clear(&self) -> bool {
+        *self == Outstanding::default()
+    }
+
+    /// Whether anything waits beyond what `seen` counted.
+    pub fn exceeds(&self, seen: &Outstanding) -> bool {
+        self.unreviewed > seen.unreviewed
+            || self.rejected > seen.rejected
+            || self.failed > seen.failed
+    }
+
+    /// "2 not reviewed, 1 rejected": the counts that are not zero.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            (self.unreviewed, "not reviewed"),
+            (self.rejected, "rejected"),
+            (self.failed, "failed"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        parts.join(", ")
+    }
+}
+
+/// Counts what still waits in `release`.
+pub fn outstanding(conn: &Db, release: ReleaseId) -> Result<Outstanding, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(CASE WHEN status = 'diff_found' AND review IS NULL THEN 1 END),
+                COUNT(CASE WHEN review = 'rejected' THEN 1 END),
+                COUNT(CASE WHEN status = 'failed' AND review IS NULL THEN 1 END)
+         FROM run WHERE release_id = ?1",
+        [release.0],
+        |r| {
+            Ok(Outstanding {
+                unreviewed: r.get(0)?,
+                rejected: r.get(1)?,
+                failed: r.get(2)?,
+            })
+        },
+    )?)
+}
