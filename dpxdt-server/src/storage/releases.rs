@@ -222,7 +222,22 @@ fn run_from_row(r: &Row) -> DbResult<RunRow> {
         distortion: r.get(15)?,
         run_failed: r.get(16)?,
         diff_failed: r.get(17)?,
-        review: super::reviews::review_from_columns(r.get(18)?, r.get(19)?, r.get(20)?, r.get(21)?),
+        review: review_from_columns(r.get(18)?, r.get(19)?, r.get(20)?, r.get(21)?),
+    })
+}
+
+/// The review of a run as stored in its `review*` columns.
+pub(crate) fn review_from_columns(
+    verdict: Option<String>,
+    reason: Option<String>,
+    by: Option<String>,
+    at: Option<i64>,
+) -> Option<dpxdt_core::api::RunReview> {
+    Some(dpxdt_core::api::RunReview {
+        verdict: dpxdt_core::api::Reviewed::parse(verdict.as_deref()?)?,
+        reason,
+        by: by.unwrap_or_default(),
+        at_ms: at.unwrap_or(0),
     })
 }
 
@@ -1194,9 +1209,7 @@ pub fn list_releases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::reviews::{Reviewer, approve_for_default_branch, review_run};
     use crate::storage::{Store, create_build};
-    use dpxdt_core::api::RunVerdict;
 
     fn report(build: BuildId, number: i64, run: &str) -> ReportRunRequest {
         ReportRunRequest {
@@ -1368,81 +1381,6 @@ mod tests {
                 get_release(c, build, "r2", 1)?.status,
                 ReleaseStatus::Reviewing
             );
-            Ok(())
-        })
-        .unwrap();
-    }
-
-    /// A run approved "also for the default branch" on a feature branch is
-    /// the default branch's baseline once its release is good; approved
-    /// for its branch only, it is not; un-approving takes it back.
-    #[test]
-    fn an_approval_may_count_for_the_default_branch_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let ids: Vec<ArtifactId> = (0..3u8)
-            .map(|i| s.artifacts().write_bytes(&[i; 9]).unwrap())
-            .collect();
-        s.blocking(|c| {
-            let build = create_build(c, "site")?;
-            for id in &ids {
-                super::super::record_artifact(c, build, id, "image/png", 9)?;
-            }
-            let user_id = super::super::users::upsert_user(c, "ann", "x", false)?;
-            let ann = super::super::users::find_user(c, "ann")?.unwrap();
-            assert_eq!(ann.id, user_id);
-            // main: image 0, good. feature: two runs changed to images 1, 2.
-            let release = |c: &mut Db, name: &str, branch: Option<&str>| {
-                let new = NewRelease {
-                    name,
-                    url: "u",
-                    branch,
-                    commit_sha: None,
-                };
-                create_release(c, build, &new, &Limits::default())
-            };
-            let run = |name: &str, number: i64, run: &str, image: usize, reference: bool| {
-                ReportRunRequest {
-                    release_name: name.into(),
-                    image: Some(ids[image].clone()),
-                    ref_image: reference.then(|| ids[0].clone()),
-                    diff_image: reference.then(|| ids[image].clone()),
-                    distortion: reference.then_some(0.5),
-                    ..report(build, number, run)
-                }
-            };
-            release(c, "m", None)?;
-            for r in ["/a", "/b"] {
-                report_run(c, &run("m", 1, r, 0, false), &Limits::default())?;
-            }
-            runs_done(c, build, "m", 1)?;
-            set_release_verdict(c, build, "m", 1, "good", Some(ann.id))?;
-            release(c, "f", Some("feature"))?;
-            report_run(c, &run("f", 1, "/a", 1, true), &Limits::default())?;
-            report_run(c, &run("f", 1, "/b", 2, true), &Limits::default())?;
-            runs_done(c, build, "f", 1)?;
-            let f = get_release(c, build, "f", 1)?;
-            let by = Reviewer::user(&ann);
-            approve_for_default_branch(c, f.id, "/a", &by)?;
-            review_run(c, f.id, "/b", RunVerdict::Approve, None, &by)?;
-            let baseline = |c: &Db, run: &str| -> Result<String, StoreError> {
-                let (_, found, _) = find_run(c, build, run, None)?.unwrap();
-                Ok(found.image.unwrap())
-            };
-            // Not good yet: main's baselines are main's.
-            assert_eq!(baseline(c, "/a")?, ids[0].as_str());
-            set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
-            assert_eq!(baseline(c, "/a")?, ids[1].as_str(), "approved for main too");
-            assert_eq!(
-                baseline(c, "/b")?,
-                ids[0].as_str(),
-                "approved for feature only"
-            );
-            // Back to reviewing and un-approved: main's own again.
-            set_release_verdict(c, build, "f", 1, "reviewing", Some(ann.id))?;
-            review_run(c, f.id, "/a", RunVerdict::Clear, None, &by)?;
-            set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
-            assert_eq!(baseline(c, "/a")?, ids[0].as_str());
             Ok(())
         })
         .unwrap();

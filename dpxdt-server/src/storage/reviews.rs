@@ -15,7 +15,7 @@ use dpxdt_core::diff::Region;
 use dpxdt_core::{BuildId, ReleaseId, ReleaseStatus, RunEvent, RunId, RunStatus};
 
 use super::db::{Db, OptionalExtension, Tx, params};
-use super::releases::get_release_by_id;
+use super::releases::{get_release_by_id, review_from_columns};
 use super::users::UserRow;
 use super::{StoreError, now_ms, write_tx};
 
@@ -69,21 +69,6 @@ pub struct Comment {
     pub region: Option<Region>,
     /// When, in milliseconds since the Unix epoch.
     pub created_ms: i64,
-}
-
-/// The review of a run as stored in its `review*` columns.
-pub(crate) fn review_from_columns(
-    verdict: Option<String>,
-    reason: Option<String>,
-    by: Option<String>,
-    at: Option<i64>,
-) -> Option<RunReview> {
-    Some(RunReview {
-        verdict: Reviewed::parse(verdict.as_deref()?)?,
-        reason,
-        by: by.unwrap_or_default(),
-        at_ms: at.unwrap_or(0),
-    })
 }
 
 /// The run of `release` named `name`, inside `tx`: id, build, state, and
@@ -529,4 +514,102 @@ pub fn outstanding(conn: &Db, release: ReleaseId) -> Result<Outstanding, StoreEr
             })
         },
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::quotas::Limits;
+    use crate::storage::releases::{
+        NewRelease, create_release, find_run, get_release, report_run, runs_done,
+        set_release_verdict,
+    };
+    use crate::storage::{Store, create_build};
+    use dpxdt_core::ArtifactId;
+    use dpxdt_core::api::ReportRunRequest;
+
+    fn report(build: BuildId, number: i64, run: &str) -> ReportRunRequest {
+        ReportRunRequest {
+            build_id: build,
+            release_name: "r".into(),
+            release_number: number,
+            run_name: run.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A run approved "also for the default branch" on a feature branch is
+    /// the default branch's baseline once its release is good; approved
+    /// for its branch only, it is not; un-approving takes it back.
+    #[test]
+    fn an_approval_may_count_for_the_default_branch_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let ids: Vec<ArtifactId> = (0..3u8)
+            .map(|i| s.artifacts().write_bytes(&[i; 9]).unwrap())
+            .collect();
+        s.blocking(|c| {
+            let build = create_build(c, "site")?;
+            for id in &ids {
+                crate::storage::record_artifact(c, build, id, "image/png", 9)?;
+            }
+            let user_id = crate::storage::users::upsert_user(c, "ann", "x", false)?;
+            let ann = crate::storage::users::find_user(c, "ann")?.unwrap();
+            assert_eq!(ann.id, user_id);
+            // main: image 0, good. feature: two runs changed to images 1, 2.
+            let release = |c: &mut Db, name: &str, branch: Option<&str>| {
+                let new = NewRelease {
+                    name,
+                    url: "u",
+                    branch,
+                    commit_sha: None,
+                };
+                create_release(c, build, &new, &Limits::default())
+            };
+            let run = |name: &str, number: i64, run: &str, image: usize, reference: bool| {
+                ReportRunRequest {
+                    release_name: name.into(),
+                    image: Some(ids[image].clone()),
+                    ref_image: reference.then(|| ids[0].clone()),
+                    diff_image: reference.then(|| ids[image].clone()),
+                    distortion: reference.then_some(0.5),
+                    ..report(build, number, run)
+                }
+            };
+            release(c, "m", None)?;
+            for r in ["/a", "/b"] {
+                report_run(c, &run("m", 1, r, 0, false), &Limits::default())?;
+            }
+            runs_done(c, build, "m", 1)?;
+            set_release_verdict(c, build, "m", 1, "good", Some(ann.id))?;
+            release(c, "f", Some("feature"))?;
+            report_run(c, &run("f", 1, "/a", 1, true), &Limits::default())?;
+            report_run(c, &run("f", 1, "/b", 2, true), &Limits::default())?;
+            runs_done(c, build, "f", 1)?;
+            let f = get_release(c, build, "f", 1)?;
+            let by = Reviewer::user(&ann);
+            approve_for_default_branch(c, f.id, "/a", &by)?;
+            review_run(c, f.id, "/b", RunVerdict::Approve, None, &by)?;
+            let baseline = |c: &Db, run: &str| -> Result<String, StoreError> {
+                let (_, found, _) = find_run(c, build, run, None)?.unwrap();
+                Ok(found.image.unwrap())
+            };
+            // Not good yet: main's baselines are main's.
+            assert_eq!(baseline(c, "/a")?, ids[0].as_str());
+            set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
+            assert_eq!(baseline(c, "/a")?, ids[1].as_str(), "approved for main too");
+            assert_eq!(
+                baseline(c, "/b")?,
+                ids[0].as_str(),
+                "approved for feature only"
+            );
+            // Back to reviewing and un-approved: main's own again.
+            set_release_verdict(c, build, "f", 1, "reviewing", Some(ann.id))?;
+            review_run(c, f.id, "/a", RunVerdict::Clear, None, &by)?;
+            set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
+            assert_eq!(baseline(c, "/a")?, ids[0].as_str());
+            Ok(())
+        })
+        .unwrap();
+    }
 }
