@@ -193,6 +193,7 @@ async fn review_a_release_with_the_keyboard_in_chromium() {
         new_build_and_baseline(&driver, &base).await;
         changes_ignores_and_bulk(&driver, &mut server, &alice).await;
         superuser_screens(&driver, &server).await;
+        every_width(&driver, &base, build).await;
     })
     .catch_unwind()
     .await;
@@ -1103,6 +1104,21 @@ async fn superuser_screens(driver: &WebDriver, server: &Served) {
         .unwrap();
     disable.focus().await.unwrap();
     disable.send_keys("\u{E007}").await.unwrap();
+    // Disabling asks first, naming who; nothing happens until confirmed.
+    wait_until("the confirmation", || async {
+        driver.get_alert_text().await.is_ok()
+    })
+    .await;
+    let asked = driver.get_alert_text().await.unwrap();
+    assert!(asked.starts_with("Disable alice?"), "{asked}");
+    driver.dismiss_alert().await.unwrap();
+    assert_eq!(state("alice").await, "active", "dismissed: nothing changed");
+    disable.send_keys("\u{E007}").await.unwrap();
+    wait_until("the confirmation again", || async {
+        driver.get_alert_text().await.is_ok()
+    })
+    .await;
+    driver.accept_alert().await.unwrap();
     wait_until("alice disabled", || async {
         state("alice").await == "disabled"
     })
@@ -1145,4 +1161,56 @@ async fn superuser_screens(driver: &WebDriver, server: &Served) {
         .await
         .unwrap();
     check_screen(driver, "build-search").await;
+}
+
+/// Every page at a desktop's width (1280×800) and a phone's (390×844):
+/// none is wider than the window, and the release and run pages at the
+/// phone's width are kept as pictures.
+async fn every_width(driver: &WebDriver, base: &str, build: BuildId) {
+    let release = format!("/release?build_id={build}&name=2026-11-25-r01&number=1");
+    let pages = [
+        ("home", "/".to_string()),
+        ("build", format!("/build?id={build}")),
+        ("release", release.clone()),
+        (
+            "run",
+            release.replacen("/release", "/run", 1) + "&run=%2Fabout",
+        ),
+        ("new build", "/new_build".to_string()),
+        ("account", "/account".to_string()),
+        ("users", "/users".to_string()),
+        ("queue", "/queue".to_string()),
+    ];
+    for (width, height) in [(1280, 800), (390, 844)] {
+        driver.set_window_rect(0, 0, width, height).await.unwrap();
+        for (name, path) in &pages {
+            driver.goto(format!("{base}{path}")).await.unwrap();
+            wait_until("the page", || async {
+                driver.find(By::Css("main")).await.is_ok()
+            })
+            .await;
+            let widths = js_num(
+                driver,
+                "return document.documentElement.scrollWidth - window.innerWidth;",
+            )
+            .await;
+            assert!(
+                widths <= 0.0,
+                "the {name} page is {widths} px wider than a {width} px window"
+            );
+            if width < 500 && matches!(*name, "release" | "run") {
+                // "just now" or "a minute ago": masked, as a person would
+                // not count it as a change of the page.
+                driver
+                    .execute(
+                        "document.querySelectorAll('time').forEach(t => t.textContent = 'then');",
+                        Vec::new(),
+                    )
+                    .await
+                    .unwrap();
+                check_screen(driver, &format!("phone-{}", name)).await;
+            }
+        }
+    }
+    driver.set_window_rect(0, 0, 1280, 800).await.unwrap();
 }
