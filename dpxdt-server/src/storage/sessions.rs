@@ -26,7 +26,7 @@ pub fn random_token(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

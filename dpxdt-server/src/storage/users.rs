@@ -92,6 +92,27 @@ pub fn upsert_user(
     Ok(id)
 }
 
+/// Sets `user`'s password hash and ends every other session of theirs:
+/// all but the one whose token hashes to `keep` (where they changed it).
+pub fn change_password(
+    conn: &mut Db,
+    user: i64,
+    password_hash: &str,
+    keep: &str,
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    tx.execute(
+        "UPDATE user SET password_hash = ?1 WHERE id = ?2",
+        params![password_hash, user],
+    )?;
+    tx.execute(
+        "DELETE FROM session WHERE user_id = ?1 AND token_sha256 <> ?2",
+        params![user, keep],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// Ends every session of `user`. Sessions hang off their user, so this
 /// module owns the rule (and `sessions`, which reads users, is not needed
 /// here).

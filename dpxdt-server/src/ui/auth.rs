@@ -389,6 +389,68 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     Ok(resp)
 }
 
+/// `POST /account/password`: a person changes their own password. The
+/// current one is required and counted like a login (a stolen session
+/// cannot guess it faster than a login form could); every other session of
+/// theirs ends, this one stays.
+pub(crate) async fn change_password(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let user = req
+        .session
+        .as_ref()
+        .map(|s| s.user.clone())
+        .ok_or_else(|| UiError::Forbidden("log in first".into()))?;
+    let current = req.f("current_password").unwrap_or("").to_string();
+    let new = req.f("new_password").unwrap_or("");
+    if new != req.f("new_password_again").unwrap_or("") {
+        return Err(UiError::BadRequest(
+            "the new password and its repetition differ".into(),
+        ));
+    }
+    if new.chars().count() < 8 {
+        return Err(UiError::BadRequest(
+            "a password must have at least 8 characters".into(),
+        ));
+    }
+    if new.len() > 1024 {
+        return Err(UiError::BadRequest(
+            "a password may have at most 1024 bytes".into(),
+        ));
+    }
+    let ip = client_bucket(req, &ui.state.config.trusted_proxies);
+    let keys = logins::keys(&user.name, &ip);
+    let counted = keys.clone();
+    ui.state
+        .store
+        .call(move |c| logins::begin(c, &counted, now_ms()))
+        .await?
+        .map_err(|wait_ms| {
+            UiError::TooManyRequests(format!(
+                "too many wrong passwords; try again in {} seconds",
+                (wait_ms / 1000).max(1)
+            ))
+        })?;
+    let checked = check_login(ui, &user.name, current).await;
+    let ok = matches!(checked, Ok(Some(_)));
+    ui.state
+        .store
+        .call(move |c| logins::end(c, &keys, ok, now_ms()))
+        .await?;
+    if checked?.is_none() {
+        return Err(UiError::Forbidden("the current password is wrong".into()));
+    }
+    let new = new.to_string();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
+        .await
+        .doing("hashing a password")??;
+    let keep = sessions::hash_token(&req.cookie(SESSION_COOKIE).unwrap_or_default());
+    ui.state
+        .store
+        .call(move |c| users::change_password(c, user.id, &hash, &keep))
+        .await?;
+    tracing::info!(user = %user.name, "password changed");
+    Ok(redirect("/account?password=1"))
+}
+
 /// `POST /logout` (CSRF checked by the route table).
 pub(crate) async fn logout(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     if let Some(token) = req.cookie(SESSION_COOKIE) {

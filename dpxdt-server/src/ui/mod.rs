@@ -201,6 +201,10 @@ pub fn routes(
         route(path!("account").and(get()), Page::Account),
         route(path!("account").and(post()), Page::SetAccount),
         route(path!("account" / "invite").and(post()), Page::AnswerInvite),
+        route(
+            path!("account" / "password").and(post()),
+            Page::ChangePassword,
+        ),
         route(path!("queue").and(get()), Page::Queue),
         route(path!("users").and(get()), Page::Users),
         route(path!("users").and(post()), Page::ChangeUser),
@@ -339,6 +343,7 @@ enum Page {
     Account,
     SetAccount,
     AnswerInvite,
+    ChangePassword,
     Queue,
     Users,
     ChangeUser,
@@ -495,11 +500,16 @@ impl Ui {
             Page::Settings => pages::settings(self, req).await,
             Page::Owners => pages::owners(self, req).await,
             Page::Account => {
-                let saved = req.q("saved").is_some().then_some("Saved.");
+                let saved = if req.q("password").is_some() {
+                    Some("Password changed. Your other sessions have ended.")
+                } else {
+                    req.q("saved").is_some().then_some("Saved.")
+                };
                 pages::account(self, req, saved).await
             }
             Page::SetAccount => pages::set_account(self, req).await,
             Page::AnswerInvite => pages::answer_invite(self, req).await,
+            Page::ChangePassword => auth::change_password(self, req).await,
             Page::Queue => pages::queue(self, req).await,
             Page::Users => pages::users(self, req, None).await,
             Page::ChangeUser => pages::change_user(self, req).await,

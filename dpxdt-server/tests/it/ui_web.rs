@@ -2889,3 +2889,74 @@ async fn a_logged_out_deep_link_logs_in_and_returns() {
     assert_eq!(visitor.get(&run_path).await.status, StatusCode::OK);
     server.stop().await;
 }
+
+/// A person changes their own password: the current one is required, the
+/// new one is typed twice; their other browsers are logged out, this one
+/// stays, and only the new password logs in.
+#[tokio::test]
+async fn a_person_changes_their_own_password() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut here = server.browser();
+    here.login("alice", "alice-password").await;
+    let mut elsewhere = server.browser();
+    elsewhere.login("alice", "alice-password").await;
+    let change = |current: &'static str, new: &'static str, again: &'static str| {
+        [
+            ("current_password", current),
+            ("new_password", new),
+            ("new_password_again", again),
+        ]
+    };
+    for (form, status, says) in [
+        (
+            change("wrong-password", "a-new-secret", "a-new-secret"),
+            StatusCode::FORBIDDEN,
+            "the current password is wrong",
+        ),
+        (
+            change("alice-password", "a-new-secret", "a-new-secrex"),
+            StatusCode::BAD_REQUEST,
+            "differ",
+        ),
+        (
+            change("alice-password", "short", "short"),
+            StatusCode::BAD_REQUEST,
+            "at least 8 characters",
+        ),
+    ] {
+        let page = here.act("/account/password", &form).await;
+        assert_eq!(page.status, status, "{}", page.body);
+        assert!(page.body.contains(says), "{}", page.body);
+    }
+    assert_eq!(elsewhere.get("/account").await.status, StatusCode::OK);
+    let page = here
+        .act(
+            "/account/password",
+            &change("alice-password", "a-new-secret", "a-new-secret"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = here.get(page.location()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text_of("account-notice")
+            .starts_with("Password changed.")
+    );
+    let gone = elsewhere.get("/account").await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER);
+    assert!(
+        gone.location().starts_with("/login"),
+        "the other browser is logged out: {}",
+        gone.location()
+    );
+    let mut again = server.browser();
+    assert_eq!(
+        again.login("alice", "alice-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        again.login("alice", "a-new-secret").await.status,
+        StatusCode::SEE_OTHER
+    );
+    server.stop().await;
+}
