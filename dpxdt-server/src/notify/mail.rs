@@ -264,6 +264,32 @@ impl Mailer {
     }
 }
 
+impl Mailer {
+    /// Sends a plain-text message to `to`.
+    pub(crate) async fn send_text(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+    ) -> Result<(), String> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|_| format!("{to:?} is not an e-mail address"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| format!("building the message: {e}"))?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("mail failed: {e}"))
+    }
+}
+
 /// The message: a subject naming the build and release, and a plain-text
 /// body with the counts and the absolute release link.
 pub fn message(

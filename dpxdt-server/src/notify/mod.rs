@@ -125,6 +125,28 @@ pub fn spawn_notifier(
     })
 }
 
+/// Mails `name` their invitation `link` at `to`, once (the person who
+/// invited them sees the link too, should it not arrive).
+pub async fn mail_invitation(
+    config: &MailConfig,
+    to: &str,
+    name: &str,
+    link: &str,
+) -> Result<(), String> {
+    let body = format!(
+        "An account called {name} was made for you on Depicted, the visual review server.\n\
+         \n\
+         Choose your password here (the link works once, for seven days):\n\
+         {link}\n"
+    );
+    let mailer = Mailer::new(config);
+    let send = mailer.send_text(to, "[Depicted] Your account", body);
+    match tokio::time::timeout(Duration::from_secs(20), send).await {
+        Ok(sent) => sent,
+        Err(_) => Err("the mail server did not answer within 20 seconds".into()),
+    }
+}
+
 /// Sends every due notification once, all channels concurrently; returns
 /// how many were tried. Without a mailer no e-mail is queued or sent.
 pub(crate) async fn run_once(

@@ -20,6 +20,7 @@ pub mod gc;
 pub mod health;
 pub mod idempotency;
 pub mod ignores;
+pub mod invites;
 pub mod logins;
 pub mod migrate;
 pub mod notifications;

@@ -329,6 +329,18 @@ CREATE TABLE run_comment (
 );
 CREATE INDEX run_comment_run ON run_comment (run_id, id);
 "#,
+    // 21: invitations: a superuser creates an account without a password
+    // and a one-time link lets its person choose one.
+    r#"
+CREATE TABLE user_invite (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES user(id),
+    created_by INTEGER REFERENCES user(id),
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE INDEX user_invite_user ON user_invite (user_id);
+"#,
 ];
 
 /// Migration 19 in both dialects (the same SQL).
@@ -596,6 +608,19 @@ CREATE TABLE run_comment (
     created BIGINT NOT NULL
 );
 CREATE INDEX run_comment_run ON run_comment (run_id, id);
+"#,
+    ),
+    (
+        21,
+        r#"
+CREATE TABLE user_invite (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES "user"(id),
+    created_by BIGINT REFERENCES "user"(id),
+    created BIGINT NOT NULL,
+    expires BIGINT NOT NULL
+);
+CREATE INDEX user_invite_user ON user_invite (user_id);
 "#,
     ),
 ];

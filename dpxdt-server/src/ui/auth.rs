@@ -368,12 +368,37 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             StatusCode::UNAUTHORIZED,
         );
     };
+    start_session(ui, req, user.id, &safe_next(req.f("next"))).await
+}
+
+/// A new password: 8 characters or more, at most 1024 bytes.
+pub(crate) fn check_new_password(password: &str) -> Result<(), UiError> {
+    if password.chars().count() < 8 {
+        return Err(UiError::BadRequest(
+            "a password must have at least 8 characters".into(),
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(UiError::BadRequest(
+            "a password may have at most 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts a session for `user` and goes on to `next` with its cookie set.
+pub(crate) async fn start_session(
+    ui: &Ui,
+    req: &Req,
+    user: i64,
+    next: &str,
+) -> Result<Response, UiError> {
     let token = ui
         .state
         .store
-        .call(move |c| sessions::create_session(c, user.id))
+        .call(move |c| sessions::create_session(c, user))
         .await?;
-    let mut resp = redirect(&safe_next(req.f("next")));
+    let mut resp = redirect(next);
     let secure = req.secure(&ui.state);
     let h = resp.headers_mut();
     h.append(
@@ -406,16 +431,7 @@ pub(crate) async fn change_password(ui: &Ui, req: &Req) -> Result<Response, UiEr
             "the new password and its repetition differ".into(),
         ));
     }
-    if new.chars().count() < 8 {
-        return Err(UiError::BadRequest(
-            "a password must have at least 8 characters".into(),
-        ));
-    }
-    if new.len() > 1024 {
-        return Err(UiError::BadRequest(
-            "a password may have at most 1024 bytes".into(),
-        ));
-    }
+    check_new_password(new)?;
     let ip = client_bucket(req, &ui.state.config.trusted_proxies);
     let keys = logins::keys(&user.name, &ip);
     let counted = keys.clone();

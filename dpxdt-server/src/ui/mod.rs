@@ -7,6 +7,7 @@
 //! ([`crate::storage::builds::build_access`]), what the core says (state
 //! machines), store, render or redirect.
 
+mod accounts;
 mod auth;
 mod format;
 mod pages;
@@ -51,6 +52,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("bulk", include_str!("../../templates/bulk.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
     ("confirm", include_str!("../../templates/confirm.hbs")),
+    ("welcome", include_str!("../../templates/welcome.hbs")),
 ];
 const STATIC: &[(&str, &str, &str)] = &[
     (
@@ -80,6 +82,9 @@ pub enum UiError {
     /// The action conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// A one-time link that no longer works.
+    #[error("{0}")]
+    Gone(String),
     /// Too many failed logins.
     #[error("{0}")]
     TooManyRequests(String),
@@ -110,6 +115,7 @@ impl UiError {
             UiError::Forbidden(_) => StatusCode::FORBIDDEN,
             UiError::Conflict(_) => StatusCode::CONFLICT,
             UiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            UiError::Gone(_) => StatusCode::GONE,
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -208,6 +214,9 @@ pub fn routes(
         route(path!("queue").and(get()), Page::Queue),
         route(path!("users").and(get()), Page::Users),
         route(path!("users").and(post()), Page::ChangeUser),
+        route(path!("users" / "invite").and(post()), Page::InviteUser),
+        route(path!("welcome").and(get()), Page::WelcomeForm),
+        route(path!("welcome").and(post()), Page::Welcome),
         route(path!("release").and(get()), Page::Release),
         route(
             path!("release" / "status").and(post()),
@@ -347,6 +356,9 @@ enum Page {
     Queue,
     Users,
     ChangeUser,
+    InviteUser,
+    WelcomeForm,
+    Welcome,
     Release,
     ReleaseVerdict,
     KeepRelease,
@@ -482,9 +494,11 @@ impl Ui {
     }
 
     /// Carries out `page` for `req`. Every form (every POST but the login
-    /// form, which has no session yet) must carry the session's CSRF token.
+    /// and welcome forms) must carry the session's CSRF token.
     async fn show(&self, page: Page, req: &Req) -> Result<Response, UiError> {
-        if req.method == Method::POST && page != Page::Login {
+        // The login form has no session yet, and an invitation's own
+        // secret token (never known to another site) stands for one.
+        if req.method == Method::POST && !matches!(page, Page::Login | Page::Welcome) {
             auth::check_csrf(req)?;
         }
         match page {
@@ -513,6 +527,9 @@ impl Ui {
             Page::Queue => pages::queue(self, req).await,
             Page::Users => pages::users(self, req, None).await,
             Page::ChangeUser => pages::change_user(self, req).await,
+            Page::InviteUser => accounts::invite(self, req).await,
+            Page::WelcomeForm => accounts::welcome_page(self, req).await,
+            Page::Welcome => accounts::welcome(self, req).await,
             Page::Release => release::release(self, req).await,
             Page::ReleaseVerdict => release::release_verdict(self, req).await,
             Page::KeepRelease => release::keep_release(self, req).await,

@@ -659,12 +659,9 @@ fn superuser(req: &Req) -> Result<String, UiError> {
 }
 
 /// `GET /users`: every account, for superusers, with what they may change.
-/// `reset` is a password just set, shown once.
-pub(crate) async fn users(
-    ui: &Ui,
-    req: &Req,
-    reset: Option<(String, String)>,
-) -> Result<Response, UiError> {
+/// `notice` is what was just done, shown once: `{"reset": {name,
+/// password}}` or `{"invited": {name, link, mailed_to, mail_error}}`.
+pub(crate) async fn users(ui: &Ui, req: &Req, notice: Option<Value>) -> Result<Response, UiError> {
     let me = superuser(req)?;
     let list = ui.state.store.call(|c| users::list_users(c)).await?;
     let list: Vec<Value> = list
@@ -686,7 +683,7 @@ pub(crate) async fn users(
         json!({
             "title": "Users",
             "users": list,
-            "reset": reset.map(|(name, password)| json!({"name": name, "password": password})),
+            "notice": notice,
         }),
     )
 }
@@ -722,7 +719,8 @@ pub(crate) async fn change_user(ui: &Ui, req: &Req) -> Result<Response, UiError>
                 .await
                 .doing("setting a password")??;
             tracing::info!(user = %name, by = %me, "password reset");
-            return users(ui, req, Some((name, password))).await;
+            let reset = json!({"reset": {"name": name, "password": password}});
+            return users(ui, req, Some(reset)).await;
         }
         other => {
             return Err(UiError::BadRequest(format!("unknown action {other:?}")));

@@ -703,3 +703,102 @@ async fn a_webhook_that_never_answers_does_not_hold_the_mail_back() {
     holder.await.unwrap();
     server.stop().await;
 }
+
+/// A superuser invites someone with an address: the one-time link is
+/// mailed and shown; the invited person chooses a password through it and
+/// is logged in; the link then works no more, and the password logs in.
+#[tokio::test]
+async fn a_superuser_invites_someone_by_mail_and_the_link_works_once() {
+    let smtp = SmtpReceiver::start(Rules::default()).await;
+    let server = UiServer::start(&[("root", true)], |c| {
+        c.mail = Some(mail_config(smtp.port));
+        c.public_url = Some("https://review.example.test".into());
+    })
+    .await;
+    let mut root = server.login("root").await;
+    let page = root
+        .act(
+            "/users/invite",
+            &[("name", "dana"), ("email", "dana@example.test")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("The link was mailed to dana@example.test."),
+        "{}",
+        page.body
+    );
+    let link = page.text_of("invite-link").replace("&#x3D;", "=");
+    let path = link
+        .strip_prefix("https://review.example.test")
+        .expect("the link starts with the public URL")
+        .to_string();
+    let seen = smtp.seen();
+    assert_eq!(seen.mails.len(), 1);
+    assert_eq!(seen.mails[0].to, vec!["dana@example.test".to_string()]);
+    // The body is quoted-printable: soft line breaks and `=3D` for `=`.
+    let body = seen.mails[0]
+        .data
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    assert!(body.contains(&link), "{body}");
+    // The name is taken now.
+    let again = root.act("/users/invite", &[("name", "dana")]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+
+    let mut dana = server.browser();
+    let form = dana.get(&path).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let t = form.input("token");
+    let differ = dana
+        .post(
+            "/welcome",
+            &[
+                ("token", &t),
+                ("password", "a-long-secret"),
+                ("password_again", "a-long-secrex"),
+            ],
+        )
+        .await;
+    assert_eq!(differ.status, StatusCode::BAD_REQUEST);
+    let done = dana
+        .post(
+            "/welcome",
+            &[
+                ("token", &t),
+                ("password", "a-long-secret"),
+                ("password_again", "a-long-secret"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let home = dana.get("/").await;
+    assert!(home.body.contains(">dana</a>"), "logged in: {}", home.body);
+    let used = server.browser().get(&path).await;
+    assert_eq!(used.status, StatusCode::GONE);
+    assert!(
+        used.body.contains("it was used, it expired"),
+        "{}",
+        used.body
+    );
+    let replay = server
+        .browser()
+        .post(
+            "/welcome",
+            &[
+                ("token", &t),
+                ("password", "takeover-pw"),
+                ("password_again", "takeover-pw"),
+            ],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::GONE);
+    let mut later = server.browser();
+    assert_eq!(
+        later.login("dana", "a-long-secret").await.status,
+        StatusCode::SEE_OTHER
+    );
+    server.stop().await;
+}

@@ -2960,3 +2960,27 @@ async fn a_person_changes_their_own_password() {
     );
     server.stop().await;
 }
+
+/// Without mail, an invitation's link is shown to the superuser to pass
+/// on; only superusers invite.
+#[tokio::test]
+async fn without_mail_an_invitation_link_is_shown_and_only_superusers_invite() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let refused = alice.act("/users/invite", &[("name", "eve")]).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let mut root = server.login("root").await;
+    let page = root
+        .act("/users/invite", &[("name", "erin"), ("superuser", "1")])
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Give them this link yourself"));
+    assert!(page.text_of("invite-link").contains("/welcome?token"));
+    let bad = root
+        .act("/users/invite", &[("name", "no spaces please")])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    let gone = server.browser().get("/welcome?token=nothing").await;
+    assert_eq!(gone.status, StatusCode::GONE);
+    server.stop().await;
+}
