@@ -346,6 +346,26 @@
     e.preventDefault();
   });
 
+  // A release still receiving or processing: its progress, polled, and
+  // the whole page again once it changes state.
+  var live = document.getElementById("live");
+  if (live && window.fetch) {
+    var liveText = document.getElementById("live-text");
+    var shown = document.getElementById("release-status");
+    var poll = function () {
+      fetch(live.getAttribute("data-live"), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (p) {
+          if (!p) { return; }
+          if (shown && p.status !== shown.textContent) { window.location.reload(); return; }
+          liveText.textContent = p.finished + " of " + p.total + " runs finished";
+          setTimeout(poll, 2000);
+        })
+        .catch(function () { setTimeout(poll, 5000); });
+    };
+    setTimeout(poll, 2000);
+  }
+
   // Destructive actions ask first: a form or the button that submits it
   // names what will happen in data-confirm.
   document.querySelectorAll("form").forEach(function (f) {

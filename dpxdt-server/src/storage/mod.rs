@@ -24,6 +24,7 @@ pub mod invites;
 pub mod logins;
 pub mod migrate;
 pub mod notifications;
+pub mod overview;
 pub mod pg_tls;
 pub mod queue;
 pub mod quotas;

@@ -53,6 +53,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("account", include_str!("../../templates/account.hbs")),
     ("confirm", include_str!("../../templates/confirm.hbs")),
     ("welcome", include_str!("../../templates/welcome.hbs")),
+    ("latest", include_str!("../../templates/latest.hbs")),
 ];
 const STATIC: &[(&str, &str, &str)] = &[
     (
@@ -223,6 +224,10 @@ pub fn routes(
             Page::ReleaseVerdict,
         ),
         route(path!("release" / "keep").and(post()), Page::KeepRelease),
+        route(
+            path!("release" / "progress").and(get()),
+            Page::ReleaseProgress,
+        ),
         route(path!("release" / "bulk").and(get()), Page::BulkPreview),
         route(path!("release" / "bulk").and(post()), Page::BulkApprove),
         route(path!("ignore").and(post()), Page::AddIgnore),
@@ -362,6 +367,7 @@ enum Page {
     Release,
     ReleaseVerdict,
     KeepRelease,
+    ReleaseProgress,
     BulkPreview,
     BulkApprove,
     AddIgnore,
@@ -480,7 +486,7 @@ impl Ui {
             // The templates are part of the binary and covered by tests.
             hb.register_template_string(name, *text)
                 .unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
-            if *name == "layout" {
+            if matches!(*name, "layout" | "latest") {
                 hb.register_partial(name, *text)
                     .unwrap_or_else(|e| panic!("partial {name} does not parse: {e}"));
             }
@@ -533,6 +539,7 @@ impl Ui {
             Page::Release => release::release(self, req).await,
             Page::ReleaseVerdict => release::release_verdict(self, req).await,
             Page::KeepRelease => release::keep_release(self, req).await,
+            Page::ReleaseProgress => release::progress(self, req).await,
             Page::BulkPreview => review::bulk_preview(self, req).await,
             Page::BulkApprove => review::bulk_approve(self, req).await,
             Page::AddIgnore => review::add_ignore(self, req).await,

@@ -109,15 +109,26 @@ pub(super) async fn owned_build(
 /// `GET /`: your builds, then public ones.
 pub(crate) async fn home(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let user = req.session.as_ref().map(|s| s.user.clone());
-    let builds = ui
+    let (builds, latest) = ui
         .state
         .store
-        .call(move |c| builds::list_builds(c, user.as_ref()))
+        .call(move |c| {
+            let builds = builds::list_builds(c, user.as_ref())?;
+            Ok((builds, storage::overview::latest_releases(c)?))
+        })
         .await?;
+    let now = storage::now_ms();
     let (mine, public): (Vec<_>, Vec<_>) = builds.into_iter().partition(|(_, owned)| *owned);
     let show = |v: Vec<(BuildInfo, bool)>| -> Vec<Value> {
         v.into_iter()
-            .map(|(b, _)| json!({"name": b.name, "url": build_url(b.id), "public": b.public}))
+            .map(|(b, _)| {
+                let latest = latest.get(&b.id).map(|l| {
+                    json!({"name": l.name, "number": l.number, "status": l.status.as_str(),
+                           "url": release_url(b.id, &l.name, l.number),
+                           "waiting": l.waiting, "when": super::format::when(l.created_ms, now)})
+                });
+                json!({"name": b.name, "url": build_url(b.id), "public": b.public, "latest": latest})
+            })
             .collect()
     };
     ui.render(

@@ -7,7 +7,7 @@ use dpxdt_core::api::Reviewed;
 use dpxdt_core::config::MODE_SEPARATOR;
 use dpxdt_core::{ReleaseStatus, RunStatus};
 use serde_json::{Value, json};
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::format::when;
@@ -203,9 +203,44 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "kept": kept,
             "can_bulk": owner && open && runs.iter().any(|r| r.status == Some(RunStatus::DiffFound) && r.review.is_none()),
             "flash": super::review::flash(req, &runs, now),
+            "live": matches!(rel.status, ReleaseStatus::Receiving | ReleaseStatus::Processing).then(|| {
+                format!("/release/progress?build_id={b}&name={}&number={}", super::pages::enc(&rel.name), rel.number)
+            }),
+            "finished": runs.iter().filter(|r| !matches!(r.status, Some(RunStatus::DataPending | RunStatus::NeedsDiff))).count(),
             "page": "release",
         }),
     )
+}
+
+/// `GET /release/progress`: a release's state and how many of its runs
+/// are finished, as JSON, for the release page to poll while the release
+/// is still receiving or processing.
+pub(crate) async fn progress(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    let (info, _) = build_for(ui, req, "build_id").await?;
+    let name = param(req, "name")?.to_string();
+    let number = int_param(req, "number")?;
+    let build = info.id;
+    let (release, counts) = ui
+        .state
+        .store
+        .call(move |c| storage::release_status(c, build, &name, number))
+        .await?;
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    let busy: u64 = counts
+        .iter()
+        .filter(|c| matches!(c.status, RunStatus::DataPending | RunStatus::NeedsDiff))
+        .map(|c| c.count)
+        .sum();
+    let body = json!({"status": release.status.as_str(), "total": total, "finished": total - busy});
+    let mut resp = Response::new(body.to_string().into());
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(resp)
 }
 
 /// `POST /release/keep`: keep a release whatever the retention policy says

@@ -2685,6 +2685,13 @@ async fn a_run_is_rejected_commented_on_and_good_asks_first() {
         run_path,
         ..
     } = reviewed_release().await;
+    let home = alice.get("/").await;
+    assert!(
+        home.body
+            .contains("<strong class=\"waiting\">1 to review</strong>"),
+        "{}",
+        home.body
+    );
     let csrf = alice.csrf().await;
     let b = build.to_string();
     let at_run = |extra: &[(&'static str, &'static str)]| {
@@ -2742,6 +2749,11 @@ async fn a_run_is_rejected_commented_on_and_good_asks_first() {
         release.body.find("id=\"group-"),
         Some(rejected),
         "rejected runs come first"
+    );
+    let home = alice.get("/").await;
+    assert!(
+        !home.body.contains("to review</strong>"),
+        "nothing waits now"
     );
 
     // Comments: empty and over-long ones are refused; one on a region is
@@ -2982,5 +2994,81 @@ async fn without_mail_an_invitation_link_is_shown_and_only_superusers_invite() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
     let gone = server.browser().get("/welcome?token=nothing").await;
     assert_eq!(gone.status, StatusCode::GONE);
+    server.stop().await;
+}
+
+/// A release still receiving shows how many of its runs are finished and
+/// offers its progress as JSON for the page to poll; once it is ready for
+/// review, the page shows it as such and no longer polls. Only those who
+/// may see the build may poll it.
+#[tokio::test]
+async fn a_release_in_progress_reports_how_far_it_is() {
+    let server = UiServer::start(USERS, |_| {}).await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("progress", false).await;
+    let key = alice.create_key(build).await;
+    let client = server.client(&key);
+    let b = BuildId(build);
+    client.create_release(b, "r", "u").await.unwrap();
+    let image = client
+        .upload_bytes(b, "a.png", png(4, 4, [1, 2, 3]))
+        .await
+        .unwrap();
+    for (run, image) in [("/done", Some(image.sha1sum.clone())), ("/waiting", None)] {
+        client
+            .report_run(&ReportRunRequest {
+                build_id: b,
+                release_name: "r".into(),
+                release_number: 1,
+                run_name: run.into(),
+                url: Some("http://example.test/".into()),
+                image,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let page = alice
+        .get(&format!("/release?build_id={build}&name=r&number=1"))
+        .await;
+    assert_eq!(page.text_of("live-text"), "1 of 2 runs finished");
+    let poll = format!("/release/progress?build_id={build}&name=r&number=1");
+    let progress = alice.get(&poll).await;
+    assert_eq!(progress.status, StatusCode::OK);
+    assert_eq!(progress.headers["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_str(&progress.body).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"status": "receiving", "total": 2, "finished": 1})
+    );
+    let mut bob = server.login("bob").await;
+    assert_eq!(bob.get(&poll).await.status, StatusCode::NOT_FOUND);
+
+    client
+        .report_run(&ReportRunRequest {
+            build_id: b,
+            release_name: "r".into(),
+            release_number: 1,
+            run_name: "/waiting".into(),
+            image: Some(image.sha1sum.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .runs_done(&ReleaseKey {
+            build_id: b,
+            release_name: "r".into(),
+            release_number: 1,
+        })
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&alice.get(&poll).await.body).unwrap();
+    assert_eq!(json["status"], "reviewing");
+    assert_eq!(json["finished"], 2);
+    let page = alice
+        .get(&format!("/release?build_id={build}&name=r&number=1"))
+        .await;
+    assert!(!page.body.contains("id=\"live\""));
     server.stop().await;
 }
