@@ -19,15 +19,16 @@
 
   // Run page: the three views.
   var viewer = document.getElementById("viewer");
-  var views = ["side", "overlay", "blink"];
+  var views = ["side", "overlay", "blink", "tint"];
   var blinkTimer = null;
 
   function setView(v) {
     if (!viewer) { return; }
-    if (!viewer.querySelector(".overlay") && v !== "side") { v = "side"; }
+    if (!viewer.querySelector("." + v)) { v = "side"; }
     views.forEach(function (x) { viewer.classList.toggle("view-" + x, x === v); });
     document.querySelectorAll("[data-view]").forEach(function (b) {
       b.classList.toggle("on", b.getAttribute("data-view") === v);
+      b.setAttribute("aria-pressed", String(b.getAttribute("data-view") === v));
     });
     viewer.setAttribute("data-current", v);
     if (blinkTimer) { clearInterval(blinkTimer); blinkTimer = null; }
@@ -52,9 +53,26 @@
     });
     var slider = document.getElementById("slider");
     var clip = document.getElementById("clip");
+    // Wipe: the slider moves the edge of the new image over the reference;
+    // onion skin: it sets how opaque the new image is.
+    var overlayMode = "wipe";
+    document.querySelectorAll("[data-overlay]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        overlayMode = b.getAttribute("data-overlay");
+        document.querySelectorAll("[data-overlay]").forEach(function (o) {
+          var on = o === b;
+          o.classList.toggle("on", on);
+          o.setAttribute("aria-pressed", String(on));
+        });
+        viewer.classList.toggle("onion", overlayMode === "onion");
+        if (slider) { slider.dispatchEvent(new Event("input")); }
+      });
+    });
     if (slider && clip) {
       var sync = function () {
-        clip.style.width = slider.value + "%";
+        var onion = overlayMode === "onion";
+        clip.style.width = onion ? "100%" : slider.value + "%";
+        clip.style.opacity = onion ? String(slider.value / 100) : "1";
         var under = viewer.querySelector(".overlay .under");
         var img = clip.querySelector("img");
         if (under && img) { img.style.width = under.clientWidth + "px"; }
@@ -158,6 +176,7 @@
     });
     document.querySelectorAll("button[data-zoom]").forEach(function (b) {
       b.classList.toggle("on", b.getAttribute("data-zoom") === z);
+      b.setAttribute("aria-pressed", String(b.getAttribute("data-zoom") === z));
     });
     drawBoxes();
   }

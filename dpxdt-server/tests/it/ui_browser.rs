@@ -423,14 +423,46 @@ async fn drive(driver: &WebDriver, base: &str, build: BuildId) {
         text(driver, "run-name").await == "/about"
     })
     .await;
-    // t cycles the views: overlay, blink, side by side.
-    for view in ["overlay", "blink", "side"] {
+    // t cycles the views: overlay, blink, changes on new, side by side;
+    // the pressed button says which.
+    for view in ["overlay", "blink", "tint", "side"] {
         press(driver, "t").await;
         let viewer = driver.find(By::Id("viewer")).await.unwrap();
         assert_eq!(
             viewer.attr("data-current").await.unwrap().as_deref(),
             Some(view)
         );
+        let button = driver
+            .find(By::Css(format!("button[data-view={view}]")))
+            .await
+            .unwrap();
+        assert_eq!(
+            button.attr("aria-pressed").await.unwrap().as_deref(),
+            Some("true")
+        );
+        if view == "overlay" {
+            // Onion skin: the slider sets the new image's opacity.
+            click(driver, By::Css("button[data-overlay=onion]")).await;
+            driver
+                .execute(
+                    "const s = document.getElementById('slider'); s.value = 30; \
+                     s.dispatchEvent(new Event('input'));",
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            let opacity = js_num(
+                driver,
+                "return parseFloat(getComputedStyle(document.getElementById('clip')).opacity);",
+            )
+            .await;
+            assert!((opacity - 0.3).abs() < 0.01, "opacity {opacity}");
+            check_screen(driver, "run-onion").await;
+            click(driver, By::Css("button[data-overlay=wipe]")).await;
+        }
+        if view == "tint" {
+            check_screen(driver, "run-tint").await;
+        }
     }
     // ? opens the help dialog.
     press(driver, "?").await;
