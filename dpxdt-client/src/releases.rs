@@ -1,12 +1,14 @@
 //! Release and run endpoints: `create_release`, `find_run`, `request_run`,
-//! `report_run`, `runs_done` and `release_status`.
+//! `report_run`, `runs_done`, `release_status`, and a run's verdict and
+//! comments (`review_run`, `comment`).
 
 use dpxdt_core::api::{
-    CreateReleaseRequest, CreateReleaseResponse, FindRunRequest, FindRunResponse,
-    ReleaseStatusResponse, ReportRunRequest, RequestRunRequest, RequestRunResponse,
-    RunsDoneRequest, RunsDoneResponse, SuccessResponse, UpdateReleaseRequest,
-    UpdateReleaseResponse,
+    CommentRequest, CommentResponse, CreateReleaseRequest, CreateReleaseResponse, FindRunRequest,
+    FindRunResponse, ReleaseStatusResponse, ReportRunRequest, RequestRunRequest,
+    RequestRunResponse, ReviewRunRequest, ReviewRunResponse, RunVerdict, RunsDoneRequest,
+    RunsDoneResponse, SuccessResponse, UpdateReleaseRequest, UpdateReleaseResponse,
 };
+use dpxdt_core::diff::Region;
 use dpxdt_core::{BuildId, ReleaseKey, ReleaseStatus};
 use reqwest::Method;
 use serde::Serialize;
@@ -118,6 +120,47 @@ impl Client {
             release_number: release.release_number,
         };
         self.post_form("runs_done", &request).await
+    }
+
+    /// *New.* A verdict on one run (`POST review_run`): approve its
+    /// difference, reject it as a regression (with a reason), or clear the
+    /// verdict. The build must take verdicts from its keys.
+    pub async fn review_run(
+        &self,
+        release: &ReleaseKey,
+        run_name: &str,
+        verdict: RunVerdict,
+        reason: Option<&str>,
+    ) -> Result<ReviewRunResponse, ClientError> {
+        let request = ReviewRunRequest {
+            build_id: release.build_id,
+            release_name: release.release_name.clone(),
+            release_number: release.release_number,
+            run_name: run_name.to_string(),
+            verdict,
+            reason: reason.map(str::to_string),
+        };
+        self.post_form("review_run", &request).await
+    }
+
+    /// *New.* Adds a comment to a run's thread (`POST comment`), about a
+    /// rectangle of its new image when `region` is given.
+    pub async fn comment(
+        &self,
+        release: &ReleaseKey,
+        run_name: &str,
+        text: &str,
+        region: Option<Region>,
+    ) -> Result<CommentResponse, ClientError> {
+        let request = CommentRequest {
+            build_id: release.build_id,
+            release_name: release.release_name.clone(),
+            release_number: release.release_number,
+            run_name: run_name.to_string(),
+            text: text.to_string(),
+            region: region.map(|g| g.to_string()),
+        };
+        self.post_form("comment", &request).await
     }
 
     /// The state of a release and how many runs are in each state

@@ -2954,6 +2954,32 @@ async fn runs_take_verdicts_and_comments_over_the_api() {
         Call::post(k, "comment", &on("/x", &[("text", "shipped anyway")])),
     ])
     .await;
+    // The typed client speaks both endpoints.
+    let client = s.client(&key);
+    let rk = dpxdt_core::ReleaseKey {
+        build_id: dpxdt_core::BuildId(b.parse().unwrap()),
+        release_name: "r".into(),
+        release_number: 1,
+    };
+    let region = dpxdt_core::diff::Region {
+        x1: 0,
+        y1: 0,
+        x2: 1,
+        y2: 1,
+    };
+    let made = client
+        .comment(&rk, "/x", "via the client", Some(region))
+        .await
+        .unwrap();
+    assert!(made.comment_id > 0);
+    let refused = client
+        .review_run(&rk, "/x", dpxdt_core::api::RunVerdict::Approve, None)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("already marked good"),
+        "{refused}"
+    );
 
     // A build that takes verdicts from people only: comments, no verdicts.
     let (plain, plain_key) = s.build_with_key("people").await;
