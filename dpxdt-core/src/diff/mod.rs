@@ -129,14 +129,23 @@ impl Region {
         x >= self.x1 && x <= self.x2 && y >= self.y1 && y <= self.y2
     }
 
-    /// Width in pixels.
+    /// Parses `x1:y1-x2:y2` given as `field`; the error names the field
+    /// and the form it takes.
+    pub fn parse_field(field: &str, raw: &str) -> Result<Region, String> {
+        raw.trim().parse().map_err(|_| {
+            format!("{field} must be x1:y1-x2:y2 (pixels of the new image), not {raw:?}")
+        })
+    }
+
+    /// Width in pixels (saturating: a region as wide as `u32` allows stays
+    /// `u32::MAX`).
     pub fn width(&self) -> u32 {
-        self.x2 - self.x1 + 1
+        self.x2.saturating_sub(self.x1).saturating_add(1)
     }
 
     /// Height in pixels.
     pub fn height(&self) -> u32 {
-        self.y2 - self.y1 + 1
+        self.y2.saturating_sub(self.y1).saturating_add(1)
     }
 }
 

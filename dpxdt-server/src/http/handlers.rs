@@ -548,11 +548,7 @@ pub async fn comment(state: &AppState, scope: ApiKeyScope, p: &Pairs) -> Result<
     let req: CommentRequest = super::params::decode(p)?;
     check_build(&scope, req.build_id)?;
     let region = match req.region.as_deref() {
-        Some(raw) => Some(raw.parse::<Region>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "region must be x1:y1-x2:y2 (pixels of the new image), not {raw:?}"
-            ))
-        })?),
+        Some(raw) => Some(Region::parse_field("region", raw).map_err(ApiError::BadRequest)?),
         None => None,
     };
     let by = Reviewer::key(&scope.key_id);

@@ -48,7 +48,8 @@ pub(crate) fn log_in(
 /// The newest `limit` entries of a build's activity log.
 pub fn list_log(conn: &Db, build: BuildId, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT l.log_type, l.message, u.name, l.created FROM admin_log l
+        "SELECT l.log_type, l.message, COALESCE(u.name, 'API key ' || l.api_key_id), l.created
+         FROM admin_log l
          LEFT JOIN user u ON u.id = l.user_id
          WHERE l.build_id = ?1 ORDER BY l.id DESC LIMIT ?2",
     )?;

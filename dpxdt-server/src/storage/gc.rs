@@ -392,6 +392,19 @@ fn freed_artifacts(
 fn delete_releases(conn: &mut Db, build: BuildId, ids: &[i64]) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
     for id in ids {
+        // Only a release of this build that is still past keeping (a
+        // person may have marked it to keep since): checked before any of
+        // its rows go.
+        let doomed: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM release WHERE id = ?1 AND build_id = ?2 AND keep = 0",
+                params![id, build.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if doomed.is_none() {
+            continue;
+        }
         for sql in [
             "DELETE FROM mail_notification WHERE release_id = ?1",
             "DELETE FROM commit_status WHERE release_id = ?1",

@@ -7,6 +7,7 @@ use dpxdt_core::{BuildId, ReleaseStatus};
 
 use super::StoreError;
 use super::db::Db;
+use super::reviews::WAITS_SQL;
 
 /// A build's newest release, as the home page shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,19 +20,18 @@ pub struct Latest {
     pub status: ReleaseStatus,
     /// When it was created, in milliseconds since the Unix epoch.
     pub created_ms: i64,
-    /// Found differences nobody approved or rejected yet.
+    /// Runs that wait for a person (see [`super::reviews::waits`]).
     pub waiting: i64,
 }
 
 /// The newest release of every build that has one.
 pub fn latest_releases(conn: &Db) -> Result<HashMap<BuildId, Latest>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT r.build_id, r.name, r.number, r.status, r.created,
-                (SELECT COUNT(*) FROM run WHERE run.release_id = r.id
-                   AND run.status = 'diff_found' AND run.review IS NULL)
+                (SELECT COUNT(*) FROM run WHERE run.release_id = r.id AND {WAITS_SQL})
          FROM release r
-         WHERE r.id IN (SELECT MAX(id) FROM release GROUP BY build_id)",
-    )?;
+         WHERE r.id IN (SELECT MAX(id) FROM release GROUP BY build_id)"
+    ))?;
     let rows = stmt.query_map([], |r| {
         let status: String = r.get(3)?;
         Ok((

@@ -544,14 +544,17 @@ fn state_values(run: &RunRow) -> Vec<Value> {
     .values()
 }
 
-/// Writes every data column of `run` and its new state, compare-and-set on `old`.
+/// Writes every data column of `run` and its new state, compare-and-set on
+/// `old`. New data needs a new look, so a verdict given on the old data is
+/// dropped.
 fn store_run(tx: &Tx<'_>, run: &RunRow, old: RunStatus) -> Result<(), StoreError> {
     let mut values = state_values(run);
     values.extend([Value::Int(run.id.0), Value::Text(old.as_str().into())]);
     let n = tx.execute(
         "UPDATE run SET status = ?1, url = ?2, image = ?3, log = ?4, config = ?5, ref_url = ?6,
             ref_image = ?7, ref_log = ?8, ref_config = ?9, ref_expected = ?10, diff_image = ?11,
-            diff_log = ?12, distortion = ?13, run_failed = ?14, diff_failed = ?15, modified = ?16
+            diff_log = ?12, distortion = ?13, run_failed = ?14, diff_failed = ?15, modified = ?16,
+            review = NULL, review_reason = NULL, reviewed_by = NULL, reviewed_at = NULL
          WHERE id = ?17 AND status = ?18",
         values.as_slice(),
     )?;
@@ -1031,10 +1034,29 @@ pub fn set_release_verdict(
         }
     };
     let tx = write_tx(conn)?;
-    let release = get_release(&tx, build, name, number)?;
-    let next = set_release_status(&tx, &release, event)?;
+    let next = set_release_verdict_in(&tx, build, name, number, event, user)?;
+    tx.commit()?;
+    Ok(next)
+}
+
+/// [`set_release_verdict`] inside `tx`, the verdict parsed.
+pub(crate) fn set_release_verdict_in(
+    tx: &Tx<'_>,
+    build: BuildId,
+    name: &str,
+    number: i64,
+    event: ReleaseEvent,
+    user: Option<i64>,
+) -> Result<ReleaseStatus, StoreError> {
+    let verdict = match event {
+        ReleaseEvent::MarkGood => "good",
+        ReleaseEvent::MarkBad => "bad",
+        _ => "reviewing",
+    };
+    let release = get_release(tx, build, name, number)?;
+    let next = set_release_status(tx, &release, event)?;
     if event == ReleaseEvent::MarkBad {
-        queue::cancel_for_release(&tx, release.id)?;
+        queue::cancel_for_release(tx, release.id)?;
     }
     tx.execute(
         "INSERT INTO admin_log (build_id, user_id, log_type, message, created)
@@ -1047,7 +1069,6 @@ pub fn set_release_verdict(
             now_ms()
         ],
     )?;
-    tx.commit()?;
     Ok(next)
 }
 
@@ -1110,7 +1131,8 @@ pub struct ReleaseQuery {
     pub name: Option<String>,
     /// Only releases in this state.
     pub status: Option<ReleaseStatus>,
-    /// Only releases of this branch (exactly).
+    /// Only releases of this branch (exactly; the build's default branch
+    /// also takes releases that name none).
     pub branch: Option<String>,
     /// How many to skip (newest first).
     pub offset: u32,
@@ -1131,37 +1153,60 @@ impl ReleaseQuery {
     }
 }
 
+/// The `WHERE` of a release search: build `?1`, name pattern `?2`, state
+/// `?3`, branch `?4` (the default branch also takes releases that name none).
+const RELEASE_FILTER: &str = "WHERE build_id = ?1
+    AND (CAST(?2 AS TEXT) IS NULL OR name LIKE ?2 ESCAPE '\\')
+    AND (CAST(?3 AS TEXT) IS NULL OR status = ?3)
+    AND (CAST(?4 AS TEXT) IS NULL OR branch = ?4
+         OR (branch IS NULL AND ?4 = (SELECT default_branch FROM build WHERE id = ?1)))";
+
+/// `name` matches anywhere in the release name, literally.
+fn name_pattern(query: &ReleaseQuery) -> Option<String> {
+    query.name.as_deref().map(|n| {
+        let escaped = n
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    })
+}
+
+/// How many releases of a build match `query` (its offset and limit aside).
+pub fn count_releases(conn: &Db, build: BuildId, query: &ReleaseQuery) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        &format!("SELECT COUNT(*) FROM release {RELEASE_FILTER}"),
+        params![
+            build.0,
+            name_pattern(query),
+            query.status.map(|s| s.as_str()),
+            query.branch
+        ],
+        |r| r.get(0),
+    )?)
+}
+
 /// The releases of a build, newest first, with run counts per state.
 pub fn list_releases(
     conn: &Db,
     build: BuildId,
     query: &ReleaseQuery,
 ) -> Result<Vec<ReleaseSummary>, StoreError> {
-    // `name` matches anywhere in the release name, literally.
-    let pattern = query.name.as_deref().map(|n| {
-        let escaped = n
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
-    let mut stmt = conn.prepare(
-        "SELECT id, name, number, status, created, branch FROM release
-         WHERE build_id = ?1
-           AND (CAST(?2 AS TEXT) IS NULL OR name LIKE ?2 ESCAPE '\\')
-           AND (CAST(?3 AS TEXT) IS NULL OR status = ?3)
-           AND (CAST(?6 AS TEXT) IS NULL OR branch = ?6)
-         ORDER BY created DESC, id DESC LIMIT ?4 OFFSET ?5",
-    )?;
+    let pattern = name_pattern(query);
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, name, number, status, created, branch FROM release {}
+         ORDER BY created DESC, id DESC LIMIT ?5 OFFSET ?6",
+        RELEASE_FILTER
+    ))?;
     let status = query.status.map(|s| s.as_str());
     let rows = stmt.query_map(
         params![
             build.0,
             pattern,
             status,
+            query.branch,
             query.limit,
-            query.offset,
-            query.branch
+            query.offset
         ],
         |r| {
             Ok((

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 
 use dpxdt_core::api::{MAX_COMMENT_CHARS, MAX_REASON_CHARS, Reviewed, RunReview, RunVerdict};
 use dpxdt_core::diff::Region;
-use dpxdt_core::{BuildId, ReleaseId, ReleaseStatus, RunEvent, RunId, RunStatus};
+use dpxdt_core::{BuildId, ReleaseEvent, ReleaseId, ReleaseStatus, RunEvent, RunId, RunStatus};
 
 use super::db::{Db, OptionalExtension, Tx, params};
-use super::releases::{get_release_by_id, review_from_columns};
+use super::releases::{ReleaseRow, get_release_by_id, review_from_columns, set_release_verdict_in};
 use super::users::UserRow;
 use super::{StoreError, now_ms, write_tx};
 
@@ -24,6 +24,25 @@ pub const UNDO_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Most comments on one run: a key of the build could otherwise grow a
 /// thread without end.
 pub const MAX_COMMENTS_PER_RUN: i64 = 500;
+/// Most comments on the runs of one release (with [`MAX_COMMENTS_PER_RUN`]
+/// and the length limit, a release's threads stay under about 50 MB).
+pub const MAX_COMMENTS_PER_RELEASE: i64 = 5_000;
+
+/// Whether a run waits for a person: a found difference or a failure that
+/// nobody gave a verdict. The same rule as [`outstanding`] and the home
+/// page's count.
+pub fn waits(status: Option<RunStatus>, review: Option<&RunReview>) -> bool {
+    review.is_none() && matches!(status, Some(RunStatus::DiffFound | RunStatus::Failed))
+}
+
+/// [`waits`] as SQL over the `run` table's columns.
+pub const WAITS_SQL: &str = "(run.status IN ('diff_found', 'failed') AND run.review IS NULL)";
+
+/// What a person wrote, as stored: line ends as `\n` (a browser sends a
+/// textarea's as `\r\n`, but counts them as one character), trimmed.
+fn normalized(text: &str) -> String {
+    text.replace("\r\n", "\n").trim().to_string()
+}
 
 /// Who gives a verdict or writes a comment: a person or an API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +98,7 @@ fn open_run(
     name: &str,
 ) -> Result<(RunId, BuildId, RunStatus, Option<RunReview>), StoreError> {
     let rel = get_release_by_id(tx, release)?;
-    if matches!(rel.status, ReleaseStatus::Good | ReleaseStatus::Bad) {
+    if rel.status.is_final() {
         return Err(StoreError::Conflict(format!(
             "release {} #{} is already marked {}: take that back (back to reviewing) before \
              reviewing its runs",
@@ -167,21 +186,21 @@ fn record(
     by: &Reviewer,
     at: i64,
 ) -> Result<Option<RunReview>, StoreError> {
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    let reason = reason.map(normalized).filter(|r| !r.is_empty());
     tx.execute(
         "UPDATE run SET review = ?2, review_reason = ?3, reviewed_by = ?4, reviewed_at = ?5
          WHERE id = ?1",
         params![
             run.0,
             verdict.map(Reviewed::as_str),
-            verdict.and(reason),
+            verdict.and(reason.as_deref()),
             verdict.map(|_| by.name.as_str()),
             verdict.map(|_| at)
         ],
     )?;
     Ok(verdict.map(|verdict| RunReview {
         verdict,
-        reason: reason.map(str::to_string),
+        reason,
         by: by.name.clone(),
         at_ms: at,
     }))
@@ -286,7 +305,8 @@ pub fn review_run(
 ) -> Result<(RunStatus, Option<RunReview>), StoreError> {
     let tx = write_tx(conn)?;
     let (build, status, review) = review_in(&tx, release, name, verdict, reason, by)?;
-    let (log_type, message) = match (verdict, reason.map(str::trim).filter(|r| !r.is_empty())) {
+    let why = review.as_ref().and_then(|r| r.reason.as_deref());
+    let (log_type, message) = match (verdict, why) {
         (RunVerdict::Approve, _) => ("run_approve", name.to_string()),
         (RunVerdict::Reject, Some(why)) => ("run_reject", format!("{name}: {why}")),
         (RunVerdict::Reject, None) => ("run_reject", name.to_string()),
@@ -363,6 +383,15 @@ pub fn approve_runs(
     let tx = write_tx(conn)?;
     let mut build = None;
     for name in runs {
+        // A colleague's rejection is not overridden wholesale.
+        if open_run(&tx, release, name)?
+            .3
+            .is_some_and(|r| r.verdict == Reviewed::Rejected)
+        {
+            return Err(StoreError::Conflict(format!(
+                "run {name:?} was rejected: approve it on its own page if it is fine after all"
+            )));
+        }
         build = Some(review_in(&tx, release, name, RunVerdict::Approve, Some(reason), by)?.0);
     }
     if let Some(build) = build {
@@ -389,7 +418,7 @@ pub fn add_comment(
     text: &str,
     region: Option<Region>,
 ) -> Result<i64, StoreError> {
-    let text = text.trim();
+    let text = normalized(text);
     let chars = text.chars().count();
     if chars == 0 {
         return Err(StoreError::Invalid("text: the comment is empty".into()));
@@ -417,6 +446,17 @@ pub fn add_comment(
     if count >= MAX_COMMENTS_PER_RUN {
         return Err(StoreError::OverLimit(format!(
             "run {name:?} already has {MAX_COMMENTS_PER_RUN} comments, the most a run holds"
+        )));
+    }
+    let in_release: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM run_comment c JOIN run r ON r.id = c.run_id WHERE r.release_id = ?1",
+        [release.0],
+        |r| r.get(0),
+    )?;
+    if in_release >= MAX_COMMENTS_PER_RELEASE {
+        return Err(StoreError::OverLimit(format!(
+            "release {} #{} already has {MAX_COMMENTS_PER_RELEASE} comments, the most a release holds",
+            rel.name, rel.number
         )));
     }
     let id: i64 = tx.query_row(
@@ -496,6 +536,67 @@ impl Outstanding {
         .collect();
         parts.join(", ")
     }
+}
+
+/// What [`mark_release`] did: the verdict stored, or nothing, because runs
+/// still wait and the person has not confirmed (or confirmed fewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// The release's state now.
+    Done(ReleaseStatus),
+    /// Nothing changed: these wait; ask first.
+    Ask(Outstanding),
+}
+
+/// A person's verdict on a release, guarded: Good while runs wait is
+/// stored only when the person confirmed having seen at least as many
+/// (`seen`), and is then logged as an override, all in one transaction.
+pub fn mark_release(
+    conn: &mut Db,
+    release: &ReleaseRow,
+    verdict: &str,
+    user: &UserRow,
+    seen: Option<Outstanding>,
+) -> Result<Marked, StoreError> {
+    let event = match verdict {
+        "good" => ReleaseEvent::MarkGood,
+        "bad" => ReleaseEvent::MarkBad,
+        "reviewing" => ReleaseEvent::MarkReviewing,
+        other => {
+            return Err(StoreError::Invalid(format!(
+                "status must be good, bad or reviewing, not {other:?}"
+            )));
+        }
+    };
+    let tx = write_tx(conn)?;
+    let waiting = outstanding(&tx, release.id)?;
+    let overridden = event == ReleaseEvent::MarkGood && !waiting.is_clear();
+    if overridden {
+        match seen {
+            None => return Ok(Marked::Ask(waiting)),
+            Some(seen) if waiting.exceeds(&seen) => {
+                return Err(StoreError::Conflict(format!(
+                    "the release changed since you confirmed: {} now; look again",
+                    waiting.describe()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let (build, name, number) = (release.build_id, &release.name, release.number);
+    let next = set_release_verdict_in(&tx, build, name, number, event, Some(user.id))?;
+    if overridden {
+        let note = format!("{name} #{number} marked good with {}", waiting.describe());
+        log(
+            &tx,
+            build,
+            &Reviewer::user(user),
+            "release_good_override",
+            &note,
+        )?;
+    }
+    tx.commit()?;
+    Ok(Marked::Done(next))
 }
 
 /// Counts what still waits in `release`.
@@ -608,6 +709,122 @@ mod tests {
             review_run(c, f.id, "/a", RunVerdict::Clear, None, &by)?;
             set_release_verdict(c, build, "f", 1, "good", Some(ann.id))?;
             assert_eq!(baseline(c, "/a")?, ids[0].as_str());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// A release of build "site" in review with the runs `/changed` (a
+    /// found difference), `/failed` and `/new` (no reference); its id.
+    fn release_in_review(c: &mut Db) -> Result<(BuildId, ReleaseId), StoreError> {
+        let build = create_build(c, "site")?;
+        let ids: Vec<ArtifactId> = (0..2u8).map(|i| ArtifactId::of_bytes(&[i; 7])).collect();
+        for id in &ids {
+            crate::storage::record_artifact(c, build, id, "image/png", 7)?;
+        }
+        let new = NewRelease {
+            name: "r",
+            url: "u",
+            branch: None,
+            commit_sha: None,
+        };
+        create_release(c, build, &new, &Limits::default())?;
+        let release = get_release(c, build, "r", 1)?;
+        let mut changed = report(build, 1, "/changed");
+        changed.image = Some(ids[0].clone());
+        changed.ref_image = Some(ids[1].clone());
+        changed.diff_image = Some(ids[0].clone());
+        changed.distortion = Some(0.5);
+        let mut failed = report(build, 1, "/failed");
+        failed.run_failed = Some("timed out".into());
+        let mut first = report(build, 1, "/new");
+        first.image = Some(ids[0].clone());
+        for r in [changed, failed, first] {
+            report_run(c, &r, &Limits::default())?;
+        }
+        runs_done(c, build, "r", 1)?;
+        Ok((build, release.id))
+    }
+
+    /// Bulk approval leaves a rejection alone; new data drops a verdict;
+    /// an approval is undone only by its giver, within the window; a
+    /// comment's line ends count once; a run holds so many comments.
+    #[test]
+    fn verdicts_are_guarded_where_people_can_lose_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.blocking(|c| {
+            let (build, rel) = release_in_review(c)?;
+            let ann_id = crate::storage::users::upsert_user(c, "ann", "x", false)?;
+            let bob_id = crate::storage::users::upsert_user(c, "bob", "x", false)?;
+            let ann = crate::storage::users::find_user(c, "ann")?.unwrap();
+            let bob = crate::storage::users::find_user(c, "bob")?.unwrap();
+            assert_eq!((ann.id, bob.id), (ann_id, bob_id));
+            let (ann, bob) = (Reviewer::user(&ann), Reviewer::user(&bob));
+
+            // Bulk approval refuses a rejected run, and changes nothing.
+            review_run(c, rel, "/changed", RunVerdict::Reject, Some("logo"), &bob)?;
+            let bulk = approve_runs(c, rel, &["/changed".to_string()], &ann, "moved");
+            assert!(matches!(bulk, Err(StoreError::Conflict(m)) if m.contains("was rejected")));
+            let run = |c: &Db, name: &str| crate::storage::releases::get_run(c, rel, name);
+            assert_eq!(
+                run(c, "/changed")?
+                    .and_then(|r| r.review)
+                    .map(|r| r.verdict),
+                Some(Reviewed::Rejected)
+            );
+            assert_eq!(
+                outstanding(c, rel)?,
+                Outstanding {
+                    unreviewed: 0,
+                    rejected: 1,
+                    failed: 1
+                }
+            );
+
+            // Ann approves after all; Bob cannot undo it, Ann can, in time.
+            review_run(c, rel, "/changed", RunVerdict::Approve, None, &ann)?;
+            assert!(matches!(
+                undo_approval(c, rel, "/changed", &bob),
+                Err(StoreError::Conflict(_))
+            ));
+            assert_eq!(
+                undo_approval(c, rel, "/changed", &ann)?,
+                RunStatus::DiffFound
+            );
+            review_run(c, rel, "/changed", RunVerdict::Approve, None, &ann)?;
+            c.execute(
+                "UPDATE run SET reviewed_at = reviewed_at - ?1 WHERE name = '/changed'",
+                [UNDO_WINDOW_MS + 1_000],
+            )?;
+            let late = undo_approval(c, rel, "/changed", &ann);
+            assert!(matches!(late, Err(StoreError::Conflict(m)) if m.contains("minutes old")));
+
+            // A new report of the run drops the verdict given on the old data.
+            review_run(c, rel, "/new", RunVerdict::Reject, Some("wrong font"), &ann)?;
+            c.execute(
+                "UPDATE release SET status = 'receiving' WHERE id = ?1",
+                [rel.0],
+            )?;
+            let mut again = report(build, 1, "/new");
+            again.url = Some("https://example.test/new".into());
+            report_run(c, &again, &Limits::default())?;
+            assert_eq!(run(c, "/new")?.and_then(|r| r.review), None);
+
+            // "a\r\nb" as a browser sends it is three characters.
+            let id = add_comment(c, rel, "/changed", &ann, "  a\r\nb  ", None)?;
+            assert_eq!(
+                comments(c, run(c, "/changed")?.unwrap().id)?[0].body,
+                "a\nb"
+            );
+            assert!(id > 0);
+            for _ in 1..MAX_COMMENTS_PER_RUN {
+                add_comment(c, rel, "/changed", &ann, "more", None)?;
+            }
+            let full = add_comment(c, rel, "/changed", &ann, "one too many", None);
+            assert!(
+                matches!(full, Err(StoreError::OverLimit(m)) if m.contains("the most a run holds"))
+            );
             Ok(())
         })
         .unwrap();

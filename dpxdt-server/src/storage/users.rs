@@ -113,11 +113,13 @@ pub fn change_password(
     Ok(())
 }
 
-/// Ends every session of `user`. Sessions hang off their user, so this
+/// Ends every session and invitation of `user`. Sessions hang off their user, so this
 /// module owns the rule (and `sessions`, which reads users, is not needed
 /// here).
 fn end_sessions(conn: &Db, user: i64) -> Result<(), StoreError> {
     conn.execute("DELETE FROM session WHERE user_id = ?1", [user])?;
+    // An unused invitation would let its link set the password again.
+    conn.execute("DELETE FROM user_invite WHERE user_id = ?1", [user])?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use warp::reply::Response;
 use super::{Req, Ui, UiError, auth, pages};
 use crate::error::Doing;
 use crate::storage::invites::{self, NewUser};
+use crate::storage::sessions::random_token;
 
 /// What a used, expired or unknown invitation link says.
 const GONE: &str =
@@ -46,10 +47,15 @@ pub(crate) async fn invite(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         })
         .await?;
     let link = format!("{}/welcome?token={token}", base_url(ui, req));
-    let mailed = match (&ui.state.config.mail, &email) {
-        (Some(config), Some(to)) => {
+    // Mailed only with a configured public URL: a link built from the
+    // request's Host header could point anywhere.
+    let mailed = match (&ui.state.config.mail, &email, &ui.state.config.public_url) {
+        (Some(config), Some(to), Some(_)) => {
             Some(crate::notify::mail_invitation(config, to, &name, &link).await)
         }
+        (Some(_), Some(_), None) => Some(Err(
+            "the server has no --public-url to build the link from".to_string(),
+        )),
         _ => None,
     };
     tracing::info!(user = %name, by = %me.name, mailed = ?mailed.as_ref().map(Result::is_ok), "user invited");
@@ -93,17 +99,26 @@ pub(crate) async fn welcome_page(ui: &Ui, req: &Req) -> Result<Response, UiError
     let Some(user) = user else {
         return Err(UiError::Gone(GONE.into()));
     };
-    ui.render(
+    // As on the login form: a token in a cookie and in the form, so no
+    // other site can post this form into someone's browser.
+    let csrf = random_token(16);
+    let mut resp = ui.render(
         req,
         "welcome",
         StatusCode::OK,
-        json!({"title": "Welcome", "name": user.name, "token": token}),
-    )
+        json!({"title": "Welcome", "name": user.name, "token": token, "welcome_csrf": csrf}),
+    )?;
+    resp.headers_mut().append(
+        "set-cookie",
+        auth::login_cookie(&csrf, req.secure(&ui.state)),
+    );
+    Ok(resp)
 }
 
 /// `POST /welcome`: sets the invited account's password (twice, 8
 /// characters or more), ends the invitation and logs the person in.
 pub(crate) async fn welcome(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    auth::check_login_csrf(req)?;
     let token = req.f("token").unwrap_or("").to_string();
     let password = req.f("password").unwrap_or("");
     if password != req.f("password_again").unwrap_or("") {

@@ -278,10 +278,8 @@ fn render_login(
             "name": req.f("name"),
         }),
     )?;
-    resp.headers_mut().append(
-        "set-cookie",
-        cookie(LOGIN_COOKIE, &token, 3600, req.secure(&ui.state)),
-    );
+    resp.headers_mut()
+        .append("set-cookie", login_cookie(&token, req.secure(&ui.state)));
     Ok(resp)
 }
 
@@ -316,17 +314,25 @@ async fn check_login(ui: &Ui, name: &str, password: String) -> Result<Option<Use
     Ok(user.filter(|u| ok && !u.disabled))
 }
 
-/// `POST /login`: checks the login CSRF token, the rate limits and the password.
-pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+/// The pre-session cookie of the login and welcome forms.
+pub(crate) fn login_cookie(token: &str, secure: bool) -> HeaderValue {
+    cookie(LOGIN_COOKIE, token, 3600, secure)
+}
+
+/// Checks a pre-session form's CSRF token against its cookie.
+pub(crate) fn check_login_csrf(req: &Req) -> Result<(), UiError> {
     let expected = req.cookie(LOGIN_COOKIE).unwrap_or_default();
     match req.f("csrf") {
-        Some(t) if !expected.is_empty() && same_token(t, &expected) => {}
-        _ => {
-            return Err(UiError::Forbidden(
-                "the login form's CSRF token is missing or wrong; reload the page".into(),
-            ));
-        }
+        Some(t) if !expected.is_empty() && same_token(t, &expected) => Ok(()),
+        _ => Err(UiError::Forbidden(
+            "the form's CSRF token is missing or wrong; reload the page".into(),
+        )),
     }
+}
+
+/// `POST /login`: checks the login CSRF token, the rate limits and the password.
+pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
+    check_login_csrf(req)?;
     let name = req.f("name").unwrap_or("").trim().to_string();
     let password = req.f("password").unwrap_or("").to_string();
     if name.len() > MAX_NAME_LEN {

@@ -36,6 +36,16 @@ fn ago(delta: i64, iso: &str) -> String {
     }
 }
 
+/// Who gave a verdict or wrote a comment, as shown to a reader: an API
+/// key's id only to the build's owners (key ids are theirs to see).
+pub(super) fn who(name: &str, owner: bool) -> &str {
+    if !owner && name.starts_with("API key ") {
+        "an API key"
+    } else {
+        name
+    }
+}
+
 /// `n` with its digits grouped by thousands: `1,234,567`.
 pub(super) fn grouped(n: u64) -> String {
     let digits = n.to_string();

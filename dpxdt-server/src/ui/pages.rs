@@ -192,29 +192,39 @@ pub(crate) async fn build(
         // One more than shown, to know whether there is an older page.
         limit: RELEASES_PER_PAGE + 1,
     };
-    let (mut releases, keys, log, (owners, invited), webhook, (ignored, usage, (policy, status))) =
-        ui.state
-            .store
-            .call(move |c| {
-                let releases = releases::list_releases(c, id, &query)?;
-                let ignored = (
-                    ignores::list(c, id, None, 500)?,
-                    gc::build_usage(c, id)?,
-                    (gc::build_policy(c, id)?, statuses::target(c, id)?),
-                );
-                let (keys, log, owners, webhook) = if owner {
-                    (
-                        builds::list_api_keys(c, id)?,
-                        activity::list_log(c, id, 50)?,
-                        (builds::list_owners(c, id)?, builds::list_invites(c, id)?),
-                        notifications::webhook_url(c, id)?,
-                    )
-                } else {
-                    (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), None)
-                };
-                Ok((releases, keys, log, owners, webhook, ignored))
-            })
-            .await?;
+    let (
+        (mut releases, total),
+        keys,
+        log,
+        (owners, invited),
+        webhook,
+        (ignored, usage, (policy, status)),
+    ) = ui
+        .state
+        .store
+        .call(move |c| {
+            let releases = (
+                releases::list_releases(c, id, &query)?,
+                releases::count_releases(c, id, &query)?,
+            );
+            let ignored = (
+                ignores::list(c, id, None, 500)?,
+                gc::build_usage(c, id)?,
+                (gc::build_policy(c, id)?, statuses::target(c, id)?),
+            );
+            let (keys, log, owners, webhook) = if owner {
+                (
+                    builds::list_api_keys(c, id)?,
+                    activity::list_log(c, id, 50)?,
+                    (builds::list_owners(c, id)?, builds::list_invites(c, id)?),
+                    notifications::webhook_url(c, id)?,
+                )
+            } else {
+                (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), None)
+            };
+            Ok((releases, keys, log, owners, webhook, ignored))
+        })
+        .await?;
     let older = releases.len() > RELEASES_PER_PAGE as usize;
     releases.truncate(RELEASES_PER_PAGE as usize);
     let releases: Vec<Value> = releases
@@ -224,8 +234,9 @@ pub(crate) async fn build(
                 "name": r.name,
                 "number": r.number,
                 "status": r.status.as_str(),
-                "branch_url": r.branch.as_ref().map(|b| format!("{}&branch={}", build_url(id), enc(b))),
-                "branch": r.branch,
+                // A release that names no branch is on the default branch.
+                "branch_url": format!("{}&branch={}", build_url(id), enc(r.branch.as_deref().unwrap_or(&info.default_branch))),
+                "branch": r.branch.as_deref().unwrap_or(&info.default_branch),
                 "url": release_url(id, &r.name, r.number),
                 "counts": r.counts.iter().map(|(s, n)| json!({"status": s.as_str(), "label": label(*s), "count": n})).collect::<Vec<_>>(),
             })
@@ -249,7 +260,7 @@ pub(crate) async fn build(
                       "default_branch": info.default_branch, "url": build_url(id)},
             "owner": owner,
             "releases": releases,
-            "search": search.to_json(id, older),
+            "search": search.to_json(id, older, releases.len(), total),
             "keys": keys,
             "log": log,
             "owners": owners.into_iter().map(|(name, email)| json!({"name": name, "email": email})).collect::<Vec<_>>(),
@@ -336,8 +347,9 @@ impl ReleaseSearch {
         })
     }
 
-    /// What the template shows: the form's values and the page links.
-    fn to_json(&self, build: BuildId, older: bool) -> Value {
+    /// What the template shows: the form's values, "1–50 of 65" (`shown`
+    /// on this page of `total`) and the page links.
+    fn to_json(&self, build: BuildId, older: bool, shown: usize, total: i64) -> Value {
         let link = |page: u32| {
             let mut url = format!("/build?id={}&page={page}", build.0);
             if let Some(name) = &self.name {
@@ -362,6 +374,10 @@ impl ReleaseSearch {
             "branch": self.branch,
             "states": states,
             "page": self.page + 1,
+            "range": (shown > 0).then(|| {
+                let first = self.page as usize * RELEASES_PER_PAGE as usize + 1;
+                format!("{first}–{} of {total}", first + shown - 1)
+            }),
             "newer": (self.page > 0).then(|| link(self.page - 1)),
             "older": older.then(|| link(self.page + 1)),
             "filtered": self.name.is_some() || self.status.is_some() || self.branch.is_some(),

@@ -16,8 +16,8 @@ use super::pages::{
 };
 use super::{Req, Ui, UiError, redirect};
 use crate::storage::builds::{Access, BuildInfo};
-use crate::storage::reviews::{self, Outstanding};
-use crate::storage::{self, ReleaseRow, RunRow, StoreError, activity, gc};
+use crate::storage::reviews::{self, Marked, Outstanding};
+use crate::storage::{self, ReleaseRow, RunRow, gc};
 
 /// The release page's groups in the order they are shown (what needs a
 /// person first): rank, key, title.
@@ -143,6 +143,7 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         .await?;
     let engines = engines_of(ui, &runs).await;
     let now = storage::now_ms();
+    let owner = access == Access::Owner;
     let mut groups: Vec<Value> = Vec::new();
     for (rank, key, title) in GROUPS {
         let members: Vec<Value> = runs
@@ -157,7 +158,8 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                     .and_then(|id| engines.get(id))
                     .filter(|e| **e != dpxdt_core::config::Engine::Chromium);
                 let review = r.review.as_ref().map(|v| {
-                    json!({"verdict": v.verdict.as_str(), "reason": v.reason, "by": v.by,
+                    json!({"verdict": v.verdict.as_str(), "reason": v.reason,
+                           "by": super::format::who(&v.by, owner),
                            "when": when(v.at_ms, now)})
                 });
                 json!({
@@ -181,9 +183,8 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         }
     }
     use dpxdt_core::ReleaseEvent as E;
-    let owner = access == Access::Owner;
     let can = |e| owner && rel.status.apply(e).is_ok();
-    let open = !matches!(rel.status, ReleaseStatus::Good | ReleaseStatus::Bad);
+    let open = !rel.status.is_final();
     ui.render(
         req,
         "release",
@@ -285,33 +286,15 @@ pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiEr
     let id = info.id;
     let back = release_url(id, &name, number);
     let (n, v) = (name.clone(), verdict.clone());
-    let asked = ui
+    let marked = ui
         .state
         .store
         .call(move |c| {
             let release = storage::get_release(c, id, &n, number)?;
-            let waiting = reviews::outstanding(c, release.id)?;
-            if v == "good" && !waiting.is_clear() {
-                match seen {
-                    None => return Ok(Some(waiting)),
-                    Some(seen) if waiting.exceeds(&seen) => {
-                        return Err(StoreError::Conflict(format!(
-                            "the release changed since you confirmed: {} now; look again",
-                            waiting.describe()
-                        )));
-                    }
-                    Some(_) => {}
-                }
-            }
-            storage::set_release_verdict(c, id, &n, number, &v, Some(user.id))?;
-            if v == "good" && !waiting.is_clear() {
-                let note = format!("{n} #{number} marked good with {}", waiting.describe());
-                activity::log_action(c, id, &user, "release_good_override", &note)?;
-            }
-            Ok(None)
+            reviews::mark_release(c, &release, &v, &user, seen)
         })
         .await?;
-    let Some(waiting) = asked else {
+    let Marked::Ask(waiting) = marked else {
         return Ok(redirect(&back));
     };
     ui.render(

@@ -5,12 +5,12 @@
 
 use dpxdt_core::api::{BaselineReason, Reviewed, RunVerdict};
 use dpxdt_core::diff::{DiffReport, Region, Shift, ShiftKind};
-use dpxdt_core::{ArtifactId, BuildId, ReleaseStatus, RunEvent, RunStatus};
+use dpxdt_core::{ArtifactId, BuildId, RunEvent, RunStatus};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::format::{grouped, when};
+use super::format::{grouped, when, who};
 use super::pages::{
     build_url, image_url, int_param, label, owned_build, param, release_url, run_url,
 };
@@ -60,19 +60,19 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
         })
         .await?;
     let now = storage::now_ms();
-    let open = !matches!(rel.status, ReleaseStatus::Good | ReleaseStatus::Bad);
+    let open = !rel.status.is_final();
     let comments: Vec<Value> = comments
         .iter()
         .map(|c| {
             let g = c.region;
-            json!({"id": c.id, "author": c.author, "body": c.body, "when": when(c.created_ms, now),
+            json!({"id": c.id, "author": who(&c.author, owner), "body": c.body, "when": when(c.created_ms, now),
                    "region": g.map(|g| g.to_string()),
                    "x": g.map(|g| g.x1), "y": g.map(|g| g.y1),
                    "w": g.map(|g| g.width()), "h": g.map(|g| g.height())})
         })
         .collect();
     let review = r.review.as_ref().map(|v| {
-        json!({"verdict": v.verdict.as_str(), "reason": v.reason, "by": v.by, "when": when(v.at_ms, now)})
+        json!({"verdict": v.verdict.as_str(), "reason": v.reason, "by": who(&v.by, owner), "when": when(v.at_ms, now)})
     });
     let rejected = r
         .review
@@ -160,14 +160,14 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     )
 }
 
-/// Whether a run is one a person has to look at: a found difference, and
-/// any run someone gave a verdict.
+/// Whether a run is one a person has to look at: one that waits (see
+/// [`reviews::waits`]), and any run someone gave a verdict.
 fn needs_a_look(r: &RunRow) -> bool {
-    r.review.is_some()
-        || matches!(
-            r.status,
-            Some(RunStatus::DiffFound | RunStatus::DiffApproved)
-        )
+    r.review.is_some() || waits(r) || r.status == Some(RunStatus::DiffApproved)
+}
+
+fn waits(r: &RunRow) -> bool {
+    reviews::waits(r.status, r.review.as_ref())
 }
 
 /// "reviewed 2 of 4 · next: /docs.html" for the run page: how many of the
@@ -179,7 +179,6 @@ fn progress(runs: &[RunRow], pos: usize, b: BuildId, rel: &ReleaseRow) -> Option
         total += 1;
         done += usize::from(r.review.is_some() || r.status == Some(RunStatus::DiffApproved));
     }
-    let waits = |r: &RunRow| r.status == Some(RunStatus::DiffFound) && r.review.is_none();
     let next = runs[pos + 1..]
         .iter()
         .chain(&runs[..pos])
@@ -389,7 +388,7 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
     let next = runs[pos + 1..]
         .iter()
         .chain(&runs[..pos])
-        .find(|r| r.status == Some(RunStatus::DiffFound) && r.review.is_none())
+        .find(|r| waits(r))
         .map(|n| n.name.clone());
     let release_id = rel.id;
     let reason = req.f("reason").map(str::to_string);
@@ -432,11 +431,7 @@ pub(crate) async fn add_comment(ui: &Ui, req: &Req) -> Result<Response, UiError>
     let run_name = param(req, "run")?.to_string();
     let text = req.f("text").unwrap_or("").to_string();
     let region = match req.f("region").map(str::trim).filter(|g| !g.is_empty()) {
-        Some(raw) => Some(raw.parse::<Region>().map_err(|_| {
-            UiError::BadRequest(format!(
-                "region must be x1:y1-x2:y2 (pixels of the new image), not {raw:?}"
-            ))
-        })?),
+        Some(raw) => Some(Region::parse_field("region", raw).map_err(UiError::BadRequest)?),
         None => None,
     };
     let (release, name) = (rel.id, run_name.clone());
@@ -523,14 +518,9 @@ impl Bulk {
     fn from(req: &Req) -> Result<Bulk, UiError> {
         match param(req, "kind")? {
             "shifts" => Ok(Bulk::OnlyShifts),
-            "region" => {
-                let raw = param(req, "region")?;
-                raw.parse().map(Bulk::Inside).map_err(|_| {
-                    UiError::BadRequest(format!(
-                        "region must be x1:y1-x2:y2 (pixels of the new image), not {raw:?}"
-                    ))
-                })
-            }
+            "region" => Region::parse_field("region", param(req, "region")?)
+                .map(Bulk::Inside)
+                .map_err(UiError::BadRequest),
             other => Err(UiError::BadRequest(format!(
                 "kind must be shifts or region, not {other:?}"
             ))),
@@ -571,7 +561,7 @@ async fn bulk_matches(
     let mut left = 0;
     for r in runs
         .iter()
-        .filter(|r| r.status == Some(RunStatus::DiffFound))
+        .filter(|r| r.status == Some(RunStatus::DiffFound) && r.review.is_none())
     {
         match load_report(ui, build, r.diff_log.as_deref()).await {
             Some(report) if bulk.takes(&report) => taken.push(r.name.clone()),

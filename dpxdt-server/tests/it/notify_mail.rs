@@ -751,12 +751,26 @@ async fn a_superuser_invites_someone_by_mail_and_the_link_works_once() {
     let mut dana = server.browser();
     let form = dana.get(&path).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-    let t = form.input("token");
+    let (t, csrf) = (form.input("token"), form.input("csrf"));
+    // Without the form's own CSRF token (another site's post): refused.
+    let forged = server
+        .browser()
+        .post(
+            "/welcome",
+            &[
+                ("token", &t),
+                ("password", "a-long-secret"),
+                ("password_again", "a-long-secret"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
     let differ = dana
         .post(
             "/welcome",
             &[
                 ("token", &t),
+                ("csrf", &csrf),
                 ("password", "a-long-secret"),
                 ("password_again", "a-long-secrex"),
             ],
@@ -768,6 +782,7 @@ async fn a_superuser_invites_someone_by_mail_and_the_link_works_once() {
             "/welcome",
             &[
                 ("token", &t),
+                ("csrf", &csrf),
                 ("password", "a-long-secret"),
                 ("password_again", "a-long-secret"),
             ],
@@ -783,12 +798,14 @@ async fn a_superuser_invites_someone_by_mail_and_the_link_works_once() {
         "{}",
         used.body
     );
-    let replay = server
-        .browser()
+    let mut other = server.browser();
+    let fresh = other.get("/login").await.input("csrf");
+    let replay = other
         .post(
             "/welcome",
             &[
                 ("token", &t),
+                ("csrf", &fresh),
                 ("password", "takeover-pw"),
                 ("password_again", "takeover-pw"),
             ],

@@ -1239,6 +1239,10 @@ async fn every_width(driver: &WebDriver, base: &str, build: BuildId) {
                 driver.find(By::Css("main")).await.is_ok()
             })
             .await;
+            assert!(
+                driver.find(By::Id("error-message")).await.is_err(),
+                "the {name} page is an error page"
+            );
             let widths = js_num(
                 driver,
                 "return document.documentElement.scrollWidth - window.innerWidth;",

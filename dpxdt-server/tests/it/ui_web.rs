@@ -411,7 +411,12 @@ async fn names_are_escaped_and_the_pages_show_the_diff() {
             .contains("&lt;script&gt;alert(&quot;run&quot;)&lt;/script&gt;")
     );
     assert_eq!(page.text_of("headline"), "64 px changed");
-    assert_eq!(page.text_of("progress"), "Reviewed ");
+    assert!(
+        page.body
+            .contains("id=\"progress\">Reviewed <strong>0</strong> of 1</p>"),
+        "{}",
+        page.body
+    );
     assert!(
         page.text_of("diff-report")
             .starts_with("64 of 64 pixels changed (100.000%)"),
@@ -1533,6 +1538,7 @@ async fn releases_are_paged_and_searched_by_name_and_state() {
     let rows = |body: &str| body.matches("<td><a href=\"/release?").count();
     let first = alice.get(&format!("/build?id={build}")).await;
     assert_eq!(rows(&first.body), 50);
+    assert_eq!(first.text_of("release-range"), "1–50 of 56");
     assert!(first.body.contains("hotfix 100%"), "newest first");
     assert!(!first.body.contains("id=\"newer-releases\""));
     let older = first.body.split("id=\"older-releases\"").next().unwrap();
@@ -1548,6 +1554,7 @@ async fn releases_are_paged_and_searched_by_name_and_state() {
         .await;
     assert_eq!(second.status, StatusCode::OK, "{href}");
     assert_eq!(rows(&second.body), 6, "{href}");
+    assert_eq!(second.text_of("release-range"), "51–56 of 56");
     assert!(second.body.contains(">nightly_0<"));
     assert!(second.body.contains("id=\"newer-releases\""));
     assert!(!second.body.contains("id=\"older-releases\""));
@@ -1558,6 +1565,13 @@ async fn releases_are_paged_and_searched_by_name_and_state() {
     assert_eq!(rows(&by_name.body), 2, "{}", by_name.body);
     let literal = alice.get(&search("q=nightly_1")).await;
     assert_eq!(rows(&literal.body), 11, "nightly_1 and nightly_10..19");
+    assert_eq!(literal.text_of("release-range"), "1–11 of 11");
+    // Releases that name no branch are on the default branch, shown and
+    // found by its name.
+    let main = alice.get(&search("branch=main")).await;
+    assert_eq!(rows(&main.body), 50, "{}", main.body);
+    assert!(main.body.contains("class=\"branch\">main</a>"));
+    assert_eq!(rows(&alice.get(&search("branch=other")).await.body), 0);
     let bad = alice.get(&search("status=bad")).await;
     assert_eq!(rows(&bad.body), 1);
     assert!(bad.body.contains("hotfix 100%"));

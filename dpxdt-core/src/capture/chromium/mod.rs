@@ -195,13 +195,20 @@ impl Session {
                 };
                 CaptureError::launch_from(doing, e)
             })?;
+        // Until the session below owns it, a start that is cut off (the
+        // runtime shutting down while a pool fills in the background)
+        // forgets the handle instead of thirtyfour's blocking quit and its
+        // warning.
+        let mut pending = ForgetOnDrop(Some(driver.clone()));
         let (devtools, page) = match first_page(&driver).await {
             Ok(opened) => opened,
             Err(e) => {
+                pending.0.take();
                 quit_in_background(driver);
                 return Err(CaptureError::launch_from("cannot set up Chromium", e));
             }
         };
+        pending.0.take();
         let mut session = Session {
             driver: Some(driver),
             default_user_agent: String::new(),
