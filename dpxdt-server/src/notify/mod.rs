@@ -21,6 +21,7 @@ use std::time::Duration;
 use dpxdt_core::RunStatus;
 use dpxdt_core::netpolicy::{AddressClass, classify, is_this_machine};
 
+mod comments;
 mod mail;
 
 pub use mail::{MailConfig, MailConfigError};
@@ -90,7 +91,7 @@ pub fn body(d: &DueNotification, link: &str) -> serde_json::Value {
 /// Text from a build owner, made inert in Slack's markup: `<!channel>`,
 /// `<@user>` and `<url|label>` links need `<` and `>`, which Slack wants
 /// escaped as entities (and so `&`).
-fn slack_escape(text: &str) -> String {
+pub(crate) fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -169,7 +170,8 @@ pub(crate) async fn run_once(
     for result in futures_util::future::join_all(posts).await {
         result?;
     }
-    Ok(n)
+    let comments = comments::run_once(state, mailer, base).await?;
+    Ok(n + comments)
 }
 
 /// Posts one commit status (`POST {api}/repos/{repo}/statuses/{sha}`, as
@@ -338,7 +340,10 @@ pub(crate) async fn probe_status_api(
 /// A client for one call to the webhook at `url`, pinned to the addresses
 /// its host resolves to now, after checking they are public (unless
 /// `allow_private`). The error says why not and whether that is permanent.
-async fn webhook_client(url: &str, allow_private: bool) -> Result<reqwest::Client, (String, bool)> {
+pub(crate) async fn webhook_client(
+    url: &str,
+    allow_private: bool,
+) -> Result<reqwest::Client, (String, bool)> {
     let parsed =
         url::Url::parse(url).map_err(|e| (format!("webhook URL is invalid: {e}"), true))?;
     let port = parsed

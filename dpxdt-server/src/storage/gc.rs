@@ -410,6 +410,8 @@ fn delete_releases(conn: &mut Db, build: BuildId, ids: &[i64]) -> Result<(), Sto
             "DELETE FROM commit_status WHERE release_id = ?1",
             "DELETE FROM notification WHERE release_id = ?1",
             "DELETE FROM task WHERE release_id = ?1",
+            "DELETE FROM comment_notification WHERE comment_id IN (SELECT c.id FROM run_comment c
+                JOIN run r ON r.id = c.run_id WHERE r.release_id = ?1)",
             "DELETE FROM run_comment WHERE run_id IN (SELECT id FROM run WHERE release_id = ?1)",
             "DELETE FROM run WHERE release_id = ?1",
         ] {

@@ -15,6 +15,7 @@ pub mod activity;
 pub mod artifacts;
 pub mod blobs;
 pub mod builds;
+pub mod comment_notes;
 pub mod db;
 pub mod gc;
 pub mod health;

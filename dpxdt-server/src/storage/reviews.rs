@@ -466,6 +466,7 @@ pub fn add_comment(
         |r| r.get(0),
     )?;
     log(&tx, rel.build_id, by, "run_comment", name)?;
+    super::comment_notes::queue(&tx, id, rel.build_id, by.user_id)?;
     tx.commit()?;
     Ok(id)
 }

@@ -341,7 +341,24 @@ CREATE TABLE user_invite (
 );
 CREATE INDEX user_invite_user ON user_invite (user_id);
 "#,
+    // 22: a comment is announced to its build's owners (mail) and webhook.
+    COMMENT_NOTIFICATION,
 ];
+
+/// Migration 22 in both dialects (the same SQL).
+const COMMENT_NOTIFICATION: &str = r#"
+CREATE TABLE comment_notification (
+    comment_id BIGINT NOT NULL REFERENCES run_comment(id),
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_try BIGINT NOT NULL,
+    last_error TEXT,
+    created BIGINT NOT NULL,
+    PRIMARY KEY (comment_id, channel)
+);
+CREATE INDEX comment_notification_due ON comment_notification (status, next_try);
+"#;
 
 /// Migration 19 in both dialects (the same SQL).
 const BUILD_ARTIFACT_BYTES: &str = r#"
@@ -623,6 +640,7 @@ CREATE TABLE user_invite (
 CREATE INDEX user_invite_user ON user_invite (user_id);
 "#,
     ),
+    (22, COMMENT_NOTIFICATION),
 ];
 
 /// The version a fully migrated database has.

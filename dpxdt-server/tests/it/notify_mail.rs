@@ -819,3 +819,102 @@ async fn a_superuser_invites_someone_by_mail_and_the_link_works_once() {
     );
     server.stop().await;
 }
+
+/// A comment is announced to the build's webhook and mailed to every other
+/// owner, with the text and a link to the thread; its author is not mailed.
+#[tokio::test]
+async fn a_comment_is_announced_to_the_webhook_and_the_other_owners() {
+    let smtp = SmtpReceiver::start(Rules::default()).await;
+    let hook = Webhook::start().await;
+    let server = start(
+        &[("alice", "alice@example.test"), ("bob", "bob@example.test")],
+        |c| {
+            c.mail = Some(mail_config(smtp.port));
+            c.allow_private_webhooks = true;
+            c.public_url = Some("https://review.example.test".into());
+        },
+    )
+    .await;
+    let mut alice = server.login("alice").await;
+    let build = alice.create_build("shop", false).await;
+    let bs = build.to_string();
+    let invited = alice
+        .act(
+            "/build/owners",
+            &[("build_id", &bs), ("user", "bob"), ("action", "add")],
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::SEE_OTHER, "{}", invited.body);
+    let mut bob = server.login("bob").await;
+    let accepted = bob
+        .act(
+            "/account/invite",
+            &[("build_id", &bs), ("answer", "accept")],
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+    hook_and_report(&server, &mut alice, build, "shop", &hook.url).await;
+    // The release's own announcements: the webhook, and both owners.
+    hook.until_calls(1).await;
+    smtp.until("the release mails", |s| s.mails.len() >= 2)
+        .await;
+
+    let comment = bob
+        .act(
+            "/run/comment",
+            &[
+                ("build_id", &bs),
+                ("name", "r1"),
+                ("number", "1"),
+                ("run", "/diff"),
+                ("text", "The <b>banner</b> moved & shrank"),
+            ],
+        )
+        .await;
+    assert_eq!(comment.status, StatusCode::SEE_OTHER, "{}", comment.body);
+    hook.until_calls(2).await;
+    let call = hook.calls.lock().unwrap()[1].clone();
+    assert_eq!(call["author"], "bob");
+    assert_eq!(call["run_name"], "/diff");
+    assert_eq!(call["comment"], "The <b>banner</b> moved & shrank");
+    let text = call["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("bob commented on /diff (release r1 #1 of shop): The &lt;b&gt;banner"),
+        "{text}"
+    );
+    let link = call["url"].as_str().unwrap();
+    assert!(
+        link.starts_with("https://review.example.test/run?build_id=")
+            && link.contains("&run=%2Fdiff#comment-"),
+        "{link}"
+    );
+    smtp.until("the comment mail", |s| s.mails.len() >= 3).await;
+    let seen = smtp.seen();
+    let comment_mails: Vec<&Mail> = seen
+        .mails
+        .iter()
+        .filter(|m| m.data.contains("commented on /diff"))
+        .collect();
+    assert_eq!(comment_mails.len(), 1, "{:?}", seen.mails);
+    assert_eq!(comment_mails[0].to, vec!["alice@example.test".to_string()]);
+    // The activity log names both announcements (webhook, alice) and none
+    // for bob, the author.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let log = loop {
+        let page = alice.get(&format!("/build?id={build}")).await.body;
+        let log = log_entries(&page, "notify_comment");
+        if log.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("(mail to alice@example.test)")),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|l| l.contains("(webhook)")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("bob@")), "{log:?}");
+    server.stop().await;
+}
