@@ -3,7 +3,9 @@
 //! page, timed from a logged-in client on loopback (the server renders
 //! them on request; nothing is cached).
 //!
-//! `cargo run --release -p dpxdt-server --example ui_pages [RUNS] [REQUESTS]`
+//! `cargo run --release -p dpxdt-server --example ui_pages [RUNS] [REQUESTS] [--serve]`
+//! (`--serve`: keep serving the release instead, to look at it; log in as
+//! `bench`, password `bench-password`)
 //!
 //! The release is made as a team's would look: most runs the same, some
 //! changed (with a diff image and the diff worker's report), some failed,
@@ -97,7 +99,7 @@ async fn time(s: &mut Session, what: &str, path: &str, n: usize) -> f64 {
 async fn main() {
     let arg = |i: usize| std::env::args().nth(i);
     let runs: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let requests: usize = arg(2).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let requests: usize = arg(2).and_then(|a| a.parse().ok()).unwrap_or(200).max(1);
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
     config.worker.capture = false;
@@ -228,6 +230,11 @@ async fn main() {
         "/run?build_id={build}&name=big&number={}&run=%2Fdocs%2Fpage-00010.html",
         key.release_number
     );
+    if std::env::args().any(|a| a == "--serve") {
+        // To look at the pages in a browser: log in as bench / bench-password.
+        println!("serving {base}{release} (Ctrl-C stops)");
+        std::future::pending::<()>().await;
+    }
     let r = time(
         &mut s,
         &format!("release page ({runs} runs)"),
