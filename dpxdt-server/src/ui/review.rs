@@ -132,6 +132,7 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                 "diff_log": image_url(b, &r.diff_log),
                 "run_failed": r.run_failed,
                 "diff_failed": r.diff_failed,
+                "seen": seen_token(r),
             },
             "report": report,
             "compared": compared,
@@ -158,6 +159,17 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "page": "run",
         }),
     )
+}
+
+/// What a person saw of a run when they opened its page: its images. A
+/// form sends it back, so a verdict on data that changed since is refused.
+fn seen_token(r: &RunRow) -> String {
+    [&r.image, &r.ref_image, &r.diff_image]
+        .iter()
+        .map(|id| id.as_deref().unwrap_or("-"))
+        .map(|id| id.get(..12).unwrap_or(id))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Whether a run is one a person has to look at: one that waits (see
@@ -383,6 +395,15 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
         .iter()
         .position(|r| r.name == run_name)
         .ok_or(UiError::NotFound)?;
+    // A verdict given on a page opened before the run's data changed would
+    // judge images the person never saw.
+    if let Some(seen) = req.f("seen")
+        && seen != seen_token(&runs[pos])
+    {
+        return Err(UiError::Conflict(format!(
+            "run {run_name:?} changed since you opened it: look at it again"
+        )));
+    }
     // After an approval, on to the next diff still to review (after this
     // one, wrapping around); none left: back to the release.
     let next = runs[pos + 1..]

@@ -2736,6 +2736,19 @@ async fn a_run_is_rejected_commented_on_and_good_asks_first() {
         "reviewing"
     );
 
+    // A verdict from a page that saw other images is refused.
+    let stale = post_owned(
+        &mut alice,
+        "/run/verdict",
+        &at_run(&[("action", "approve"), ("seen", "0123456789ab.-.-")]),
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    assert!(
+        stale.body.contains("changed since you opened it"),
+        "{}",
+        stale.body
+    );
     // Reject with a reason that looks like markup: stored and shown as text.
     let reason = "<img src=x onerror=alert(1)> price is wrong";
     let page = post_owned(
