@@ -8,7 +8,7 @@ use crate::storage::comment_notes::{self, DueComment};
 use crate::storage::notifications::Channel;
 
 use super::mail::Mailer;
-use super::{MAX_ATTEMPTS, slack_escape, webhook_client};
+use super::{retry_time, slack_escape, webhook_client};
 
 /// Most characters of a comment quoted in an announcement.
 const QUOTED: usize = 500;
@@ -110,17 +110,16 @@ async fn send_one(
         // Marked skipped without a mailer; nothing to do.
         (Channel::Mail(_), None) => return Ok(()),
     };
-    let retry_at = match &error {
-        Some((e, false)) if d.attempts + 1 < MAX_ATTEMPTS => {
-            tracing::warn!(comment = d.comment_id, error = %e, "comment notification failed; will retry");
-            Some(crate::storage::now_ms() + (1000i64 << d.attempts.clamp(0, 8)))
+    let retry_at = retry_time(d.attempts, &error);
+    match (&error, retry_at) {
+        (Some((e, _)), Some(_)) => {
+            tracing::warn!(comment = d.comment_id, error = %e, "comment notification failed; will retry")
         }
-        Some((e, _)) => {
-            tracing::error!(comment = d.comment_id, error = %e, "comment notification given up");
-            None
+        (Some((e, _)), None) => {
+            tracing::error!(comment = d.comment_id, error = %e, "comment notification given up")
         }
-        None => None,
-    };
+        (None, _) => {}
+    }
     let error = error.map(|(e, _)| e);
     state
         .store

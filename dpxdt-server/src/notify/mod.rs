@@ -97,6 +97,18 @@ pub(crate) fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// When to try a failed send (`error`: what failed, and whether for good)
+/// again after `attempts` failed tries: with a doubling backoff from 1 s,
+/// unless the failure is permanent or the tries are used up.
+pub(crate) fn retry_time(attempts: i64, error: &Option<(String, bool)>) -> Option<i64> {
+    match error {
+        Some((_, false)) if attempts + 1 < MAX_ATTEMPTS => {
+            Some(crate::storage::now_ms() + (1000i64 << attempts.clamp(0, 8)))
+        }
+        _ => None,
+    }
+}
+
 /// Starts the notifier; it stops when `stop` turns true.
 pub fn spawn_notifier(
     state: AppState,

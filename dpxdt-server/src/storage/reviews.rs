@@ -177,6 +177,21 @@ fn transition(
     Ok(next)
 }
 
+/// Takes an approval back (`diff_approved` to `diff_found`); any other
+/// state stays as it is. The run's state now.
+fn withdraw_approval(
+    tx: &Tx<'_>,
+    run: RunId,
+    name: &str,
+    status: RunStatus,
+) -> Result<RunStatus, StoreError> {
+    if status == RunStatus::DiffApproved {
+        transition(tx, run, name, status, RunEvent::Reject)
+    } else {
+        Ok(status)
+    }
+}
+
 /// Records (or, with `None`, removes) a run's verdict.
 fn record(
     tx: &Tx<'_>,
@@ -266,11 +281,7 @@ fn review_in(
                     "run {name:?} is {status}: there is nothing to review yet"
                 )));
             }
-            let next = if status == RunStatus::DiffApproved {
-                transition(tx, run, name, status, RunEvent::Reject)?
-            } else {
-                status
-            };
+            let next = withdraw_approval(tx, run, name, status)?;
             (
                 next,
                 record(tx, run, Some(Reviewed::Rejected), reason, by, now)?,
@@ -282,11 +293,7 @@ fn review_in(
                     "run {name:?} has no verdict to take back"
                 )));
             }
-            let next = if status == RunStatus::DiffApproved {
-                transition(tx, run, name, status, RunEvent::Reject)?
-            } else {
-                status
-            };
+            let next = withdraw_approval(tx, run, name, status)?;
             (next, record(tx, run, None, None, by, now)?)
         }
     };

@@ -283,6 +283,37 @@ fn render_login(
     Ok(resp)
 }
 
+/// [`check_login`] within the login limits: refused while `name` or the
+/// client's address is throttled, and counted as a success or a failure.
+async fn counted_check(
+    ui: &Ui,
+    req: &Req,
+    name: &str,
+    password: String,
+) -> Result<Option<UserRow>, UiError> {
+    let ip = client_bucket(req, &ui.state.config.trusted_proxies);
+    let keys = logins::keys(name, &ip);
+    let counted = keys.clone();
+    ui.state
+        .store
+        .call(move |c| logins::begin(c, &counted, now_ms()))
+        .await?
+        .map_err(|wait_ms| {
+            metrics::counter!("dpxdt_login_refusals_total", "reason" => "throttled").increment(1);
+            UiError::TooManyRequests(format!(
+                "too many failed logins; try again in {} seconds",
+                (wait_ms / 1000).max(1)
+            ))
+        })?;
+    let checked = check_login(ui, name, password).await;
+    let ok = matches!(checked, Ok(Some(_)));
+    ui.state
+        .store
+        .call(move |c| logins::end(c, &keys, ok, now_ms()))
+        .await?;
+    checked
+}
+
 /// Looks `name` up and checks `password`, one of a few password checks at
 /// a time. `None`: no such user or a wrong password.
 async fn check_login(ui: &Ui, name: &str, password: String) -> Result<Option<UserRow>, UiError> {
@@ -343,28 +374,10 @@ pub(crate) async fn login(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             StatusCode::UNAUTHORIZED,
         );
     }
-    let ip = client_bucket(req, &ui.state.config.trusted_proxies);
-    let keys = logins::keys(&name, &ip);
-    let counted = keys.clone();
-    ui.state
-        .store
-        .call(move |c| logins::begin(c, &counted, now_ms()))
-        .await?
-        .map_err(|wait_ms| {
-            metrics::counter!("dpxdt_login_refusals_total", "reason" => "throttled").increment(1);
-            UiError::TooManyRequests(format!(
-                "too many failed logins; try again in {} seconds",
-                (wait_ms / 1000).max(1)
-            ))
-        })?;
-    let checked = check_login(ui, &name, password).await;
-    let ok = matches!(checked, Ok(Some(_)));
-    ui.state
-        .store
-        .call(move |c| logins::end(c, &keys, ok, now_ms()))
-        .await?;
+    let checked = counted_check(ui, req, &name, password).await;
     let user = checked?;
     let Some(user) = user else {
+        let ip = client_bucket(req, &ui.state.config.trusted_proxies);
         tracing::warn!(user = %name, %ip, "failed login");
         metrics::counter!("dpxdt_login_refusals_total", "reason" => "wrong").increment(1);
         return login_page(
@@ -438,25 +451,7 @@ pub(crate) async fn change_password(ui: &Ui, req: &Req) -> Result<Response, UiEr
         ));
     }
     check_new_password(new)?;
-    let ip = client_bucket(req, &ui.state.config.trusted_proxies);
-    let keys = logins::keys(&user.name, &ip);
-    let counted = keys.clone();
-    ui.state
-        .store
-        .call(move |c| logins::begin(c, &counted, now_ms()))
-        .await?
-        .map_err(|wait_ms| {
-            UiError::TooManyRequests(format!(
-                "too many wrong passwords; try again in {} seconds",
-                (wait_ms / 1000).max(1)
-            ))
-        })?;
-    let checked = check_login(ui, &user.name, current).await;
-    let ok = matches!(checked, Ok(Some(_)));
-    ui.state
-        .store
-        .call(move |c| logins::end(c, &keys, ok, now_ms()))
-        .await?;
+    let checked = counted_check(ui, req, &user.name, current).await;
     if checked?.is_none() {
         return Err(UiError::Forbidden("the current password is wrong".into()));
     }

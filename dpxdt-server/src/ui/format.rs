@@ -3,6 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use dpxdt_core::api::RunReview;
 use serde_json::{Value, json};
 
 /// A moment (milliseconds since the Unix epoch) as a page shows it: `ago`
@@ -44,6 +45,12 @@ pub(super) fn who(name: &str, owner: bool) -> &str {
     } else {
         name
     }
+}
+
+/// A run's verdict as the pages show it (see [`who`] for `by`).
+pub(super) fn review_json(v: &RunReview, owner: bool, now: i64) -> Value {
+    json!({"verdict": v.verdict.as_str(), "reason": v.reason, "by": who(&v.by, owner),
+           "when": when(v.at_ms, now)})
 }
 
 /// `n` with its digits grouped by thousands: `1,234,567`.

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use super::format::when;
 use super::pages::{
     build_for, build_url, engines_of, int_param, owned_build, param, release_url, run_url,
 };
@@ -157,11 +156,10 @@ pub(crate) async fn release(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                     .as_deref()
                     .and_then(|id| engines.get(id))
                     .filter(|e| **e != dpxdt_core::config::Engine::Chromium);
-                let review = r.review.as_ref().map(|v| {
-                    json!({"verdict": v.verdict.as_str(), "reason": v.reason,
-                           "by": super::format::who(&v.by, owner),
-                           "when": when(v.at_ms, now)})
-                });
+                let review = r
+                    .review
+                    .as_ref()
+                    .map(|v| super::format::review_json(v, owner, now));
                 json!({
                     "name": r.name,
                     "page": page,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::format::{grouped, when, who};
+use super::format::{grouped, review_json, when, who};
 use super::pages::{
     build_url, image_url, int_param, label, owned_build, param, release_url, run_url,
 };
@@ -71,9 +71,7 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
                    "w": g.map(|g| g.width()), "h": g.map(|g| g.height())})
         })
         .collect();
-    let review = r.review.as_ref().map(|v| {
-        json!({"verdict": v.verdict.as_str(), "reason": v.reason, "by": who(&v.by, owner), "when": when(v.at_ms, now)})
-    });
+    let review = r.review.as_ref().map(|v| review_json(v, owner, now));
     let rejected = r
         .review
         .as_ref()
