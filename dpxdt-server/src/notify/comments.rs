@@ -8,7 +8,7 @@ use crate::storage::comment_notes::{self, DueComment};
 use crate::storage::notifications::Channel;
 
 use super::mail::Mailer;
-use super::{retry_time, slack_escape, webhook_client};
+use super::{post_webhook, retry_time, slack_escape};
 
 /// Most characters of a comment quoted in an announcement.
 const QUOTED: usize = 500;
@@ -75,16 +75,7 @@ async fn send_one(
         );
     // (error, permanent)
     let error = match (&d.channel, mailer) {
-        (Channel::Webhook(url), _) => {
-            match webhook_client(url, state.config.allow_private_webhooks).await {
-                Err(refused) => Some(refused),
-                Ok(http) => match http.post(url).json(&body(&d, &link)).send().await {
-                    Ok(r) if r.status().is_success() => None,
-                    Ok(r) => Some((format!("webhook answered {}", r.status()), false)),
-                    Err(e) => Some((format!("webhook failed: {e}"), false)),
-                },
-            }
-        }
+        (Channel::Webhook(url), _) => post_webhook(state, url, &body(&d, &link)).await,
         (Channel::Mail(to), Some(mailer)) => {
             let subject = format!(
                 "[Depicted] {}: {} commented on {}",

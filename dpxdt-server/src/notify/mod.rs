@@ -97,6 +97,23 @@ pub(crate) fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// POSTs `body` to the webhook `url` (checked first, see
+/// [`webhook_client`]); what failed, and whether for good.
+pub(crate) async fn post_webhook(
+    state: &AppState,
+    url: &str,
+    body: &serde_json::Value,
+) -> Option<(String, bool)> {
+    match webhook_client(url, state.config.allow_private_webhooks).await {
+        Err(refused) => Some(refused),
+        Ok(http) => match http.post(url).json(body).send().await {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some((format!("webhook answered {}", r.status()), false)),
+            Err(e) => Some((format!("webhook failed: {e}"), false)),
+        },
+    }
+}
+
 /// When to try a failed send (`error`: what failed, and whether for good)
 /// again after `attempts` failed tries: with a doubling backoff from 1 s,
 /// unless the failure is permanent or the tries are used up.
@@ -274,16 +291,7 @@ async fn send_one(
     );
     // (error, permanent)
     let error = match (&d.channel, mailer) {
-        (Channel::Webhook(url), _) => {
-            match webhook_client(url, state.config.allow_private_webhooks).await {
-                Err(refused) => Some(refused),
-                Ok(http) => match http.post(url).json(&body(&d, &link)).send().await {
-                    Ok(r) if r.status().is_success() => None,
-                    Ok(r) => Some((format!("webhook answered {}", r.status()), false)),
-                    Err(e) => Some((format!("webhook failed: {e}"), false)),
-                },
-            }
-        }
+        (Channel::Webhook(url), _) => post_webhook(state, url, &body(&d, &link)).await,
         (Channel::Mail(to), Some(mailer)) => match mailer.send(&d, to, &link).await {
             Ok(()) => None,
             Err(e) => Some((e.message, e.permanent)),
