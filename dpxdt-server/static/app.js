@@ -297,8 +297,15 @@
     // A click, not a drag (measured on the screen, whatever the zoom).
     var small = Math.abs(e.clientX - drag.sx) < 4 && Math.abs(e.clientY - drag.sy) < 4;
     if (drag.el) { drag.el.remove(); }
+    // The rectangle also pins a comment, or previews a bulk approval.
+    var rect = r.x1 + ":" + r.y1 + "-" + r.x2 + ":" + r.y2;
     var pin = document.getElementById("comment-region");
-    if (!small && pin) { pin.value = r.x1 + ":" + r.y1 + "-" + r.x2 + ":" + r.y2; }
+    if (!small && pin) { pin.value = rect; }
+    var bulkHere = document.getElementById("bulk-here-region");
+    if (!small && bulkHere) {
+      bulkHere.value = rect;
+      document.getElementById("bulk-here").disabled = false;
+    }
     if (!small && ignoreBox) {
       drawn = { pane: drag.pane, x1: r.x1, y1: r.y1, x2: r.x2, y2: r.y2 };
       drawBoxes();

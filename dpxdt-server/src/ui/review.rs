@@ -152,6 +152,7 @@ pub(crate) async fn run(ui: &Ui, req: &Req) -> Result<Response, UiError> {
             "comment_count": comments.len(),
             "comments": comments,
             "can_comment": owner,
+            "can_bulk": owner && open && runs.iter().any(waits),
             "progress": progress(&runs, pos, b, &rel),
             "flash": flash(req, &runs, now),
             "page": "run",

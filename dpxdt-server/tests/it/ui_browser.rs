@@ -1027,6 +1027,10 @@ async fn changes_ignores_and_bulk(driver: &WebDriver, server: &mut Served, alice
     for (got, want) in drawn.iter().zip([276, 6, 304, 24]) {
         assert!((got - want).abs() <= 1, "drew {drawn:?}");
     }
+    // The same rectangle pins a comment or previews a bulk approval.
+    let rect = format!("{}:{}-{}:{}", drawn[0], drawn[1], drawn[2], drawn[3]);
+    assert_eq!(corner("comment-region").await, rect);
+    assert_eq!(corner("bulk-here-region").await, rect);
     // The exact corners (the reference screenshot shows them), as a person
     // would correct them in the form.
     driver
