@@ -1441,6 +1441,11 @@ async fn the_run_page_lists_moved_content() {
         "{}",
         page.text_of("diff-report")
     );
+    // It leads with what matters: only moved, nothing changed.
+    assert_eq!(
+        page.text_of("headline"),
+        "moved content only · 0 px changed"
+    );
 
     // Bulk approval of the runs that only moved: a preview with the count,
     // then a confirmation that must name the same count.
