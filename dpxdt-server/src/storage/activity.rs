@@ -38,9 +38,22 @@ pub(crate) fn log_in(
     log_type: &str,
     message: &str,
 ) -> Result<(), StoreError> {
+    log_by(conn, build, user, None, log_type, message)
+}
+
+/// Logs what a person (`user`) or an API key (`key`) did to `build`.
+pub(crate) fn log_by(
+    conn: &Db,
+    build: BuildId,
+    user: Option<i64>,
+    key: Option<&str>,
+    log_type: &str,
+    message: &str,
+) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO admin_log (build_id, user_id, log_type, message, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![build.0, user, log_type, message, now_ms()],
+        "INSERT INTO admin_log (build_id, user_id, api_key_id, log_type, message, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![build.0, user, key, log_type, message, now_ms()],
     )?;
     Ok(())
 }

@@ -5,7 +5,8 @@
 use super::db::{Db, OptionalExtension, params};
 use super::sessions::{hash_token, random_token};
 use super::users::{
-    USER_COLS, UserRow, find_user, user_from_row, validate_email, validate_user_name,
+    USER_COLS, UserRow, find_user, set_password_hash, user_from_row, validate_email,
+    validate_user_name,
 };
 use super::{StoreError, now_ms, write_tx};
 
@@ -83,10 +84,7 @@ pub fn redeem(conn: &mut Db, token: &str, password_hash: &str) -> Result<UserRow
                 .into(),
         )
     })?;
-    tx.execute(
-        "UPDATE user SET password_hash = ?1 WHERE id = ?2",
-        params![password_hash, user.id],
-    )?;
+    set_password_hash(&tx, user.id, password_hash)?;
     tx.execute("DELETE FROM user_invite WHERE user_id = ?1", [user.id])?;
     tx.commit()?;
     Ok(user)

@@ -1023,20 +1023,24 @@ pub fn set_release_verdict(
     verdict: &str,
     user: Option<i64>,
 ) -> Result<ReleaseStatus, StoreError> {
-    let event = match verdict {
-        "good" => ReleaseEvent::MarkGood,
-        "bad" => ReleaseEvent::MarkBad,
-        "reviewing" => ReleaseEvent::MarkReviewing,
-        other => {
-            return Err(StoreError::Invalid(format!(
-                "status must be good, bad or reviewing, not {other:?}"
-            )));
-        }
-    };
+    let event = verdict_event(verdict)?;
     let tx = write_tx(conn)?;
     let next = set_release_verdict_in(&tx, build, name, number, event, user)?;
     tx.commit()?;
     Ok(next)
+}
+
+/// A person's verdict on a release, by name: `good`, `bad`, or
+/// `reviewing` to take one back.
+pub(crate) fn verdict_event(verdict: &str) -> Result<ReleaseEvent, StoreError> {
+    match verdict {
+        "good" => Ok(ReleaseEvent::MarkGood),
+        "bad" => Ok(ReleaseEvent::MarkBad),
+        "reviewing" => Ok(ReleaseEvent::MarkReviewing),
+        other => Err(StoreError::Invalid(format!(
+            "status must be good, bad or reviewing, not {other:?}"
+        ))),
+    }
 }
 
 /// [`set_release_verdict`] inside `tx`, the verdict parsed.

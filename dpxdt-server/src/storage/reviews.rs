@@ -14,8 +14,11 @@ use dpxdt_core::api::{MAX_COMMENT_CHARS, MAX_REASON_CHARS, Reviewed, RunReview, 
 use dpxdt_core::diff::Region;
 use dpxdt_core::{BuildId, ReleaseEvent, ReleaseId, ReleaseStatus, RunEvent, RunId, RunStatus};
 
-use super::db::{Db, OptionalExtension, Tx, params};
-use super::releases::{ReleaseRow, get_release_by_id, review_from_columns, set_release_verdict_in};
+use super::activity::log_by;
+use super::db::{Db, Tx, params};
+use super::releases::{
+    get_release, get_release_by_id, get_run, set_release_verdict_in, verdict_event,
+};
 use super::users::UserRow;
 use super::{StoreError, now_ms, write_tx};
 
@@ -107,42 +110,10 @@ fn open_run(
             rel.status.as_str()
         )));
     }
-    type Found = (
-        i64,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-    );
-    let found: Option<Found> = tx
-        .query_row(
-            "SELECT id, status, review, review_reason, reviewed_by, reviewed_at FROM run
-             WHERE release_id = ?1 AND name = ?2",
-            params![release.0, name],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
-        )
-        .optional()?;
-    let (id, status, verdict, reason, by, at) =
-        found.ok_or_else(|| StoreError::NotFound(format!("run {name:?} does not exist")))?;
-    let status: RunStatus = status
-        .parse()
-        .map_err(|e| StoreError::Invalid(format!("run {name:?}: {e}")))?;
-    Ok((
-        RunId(id),
-        rel.build_id,
-        status,
-        review_from_columns(verdict, reason, by, at),
-    ))
+    let run = get_run(tx, release, name)?
+        .ok_or_else(|| StoreError::NotFound(format!("run {name:?} does not exist")))?;
+    let status = run.status.unwrap_or(RunStatus::DataPending);
+    Ok((run.id, rel.build_id, status, run.review))
 }
 
 /// Moves a run's state by `event` (the core decides), compare-and-set.
@@ -229,19 +200,14 @@ fn log(
     log_type: &str,
     message: &str,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO admin_log (build_id, user_id, api_key_id, log_type, message, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            build.0,
-            by.user_id,
-            by.api_key_id,
-            log_type,
-            message,
-            now_ms()
-        ],
-    )?;
-    Ok(())
+    log_by(
+        tx,
+        build,
+        by.user_id,
+        by.api_key_id.as_deref(),
+        log_type,
+        message,
+    )
 }
 
 /// A reason as given: at most [`MAX_REASON_CHARS`] characters.
@@ -437,14 +403,10 @@ pub fn add_comment(
     }
     let tx = write_tx(conn)?;
     let rel = get_release_by_id(&tx, release)?;
-    let run: i64 = tx
-        .query_row(
-            "SELECT id FROM run WHERE release_id = ?1 AND name = ?2",
-            params![release.0, name],
-            |r| r.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("run {name:?} does not exist")))?;
+    let run = get_run(&tx, release, name)?
+        .ok_or_else(|| StoreError::NotFound(format!("run {name:?} does not exist")))?
+        .id
+        .0;
     let count: i64 = tx.query_row(
         "SELECT COUNT(*) FROM run_comment WHERE run_id = ?1",
         [run],
@@ -561,22 +523,16 @@ pub enum Marked {
 /// (`seen`), and is then logged as an override, all in one transaction.
 pub fn mark_release(
     conn: &mut Db,
-    release: &ReleaseRow,
+    build: BuildId,
+    name: &str,
+    number: i64,
     verdict: &str,
     user: &UserRow,
     seen: Option<Outstanding>,
 ) -> Result<Marked, StoreError> {
-    let event = match verdict {
-        "good" => ReleaseEvent::MarkGood,
-        "bad" => ReleaseEvent::MarkBad,
-        "reviewing" => ReleaseEvent::MarkReviewing,
-        other => {
-            return Err(StoreError::Invalid(format!(
-                "status must be good, bad or reviewing, not {other:?}"
-            )));
-        }
-    };
+    let event = verdict_event(verdict)?;
     let tx = write_tx(conn)?;
+    let release = get_release(&tx, build, name, number)?;
     let waiting = outstanding(&tx, release.id)?;
     let overridden = event == ReleaseEvent::MarkGood && !waiting.is_clear();
     if overridden {
@@ -591,7 +547,6 @@ pub fn mark_release(
             Some(_) => {}
         }
     }
-    let (build, name, number) = (release.build_id, &release.name, release.number);
     let next = set_release_verdict_in(&tx, build, name, number, event, Some(user.id))?;
     if overridden {
         let note = format!("{name} #{number} marked good with {}", waiting.describe());

@@ -92,6 +92,15 @@ pub fn upsert_user(
     Ok(id)
 }
 
+/// Stores `user`'s new password hash (and nothing else).
+pub(crate) fn set_password_hash(conn: &Db, user: i64, hash: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE user SET password_hash = ?1 WHERE id = ?2",
+        params![hash, user],
+    )?;
+    Ok(())
+}
+
 /// Sets `user`'s password hash and ends every other session of theirs:
 /// all but the one whose token hashes to `keep` (where they changed it).
 pub fn change_password(
@@ -101,10 +110,7 @@ pub fn change_password(
     keep: &str,
 ) -> Result<(), StoreError> {
     let tx = write_tx(conn)?;
-    tx.execute(
-        "UPDATE user SET password_hash = ?1 WHERE id = ?2",
-        params![password_hash, user],
-    )?;
+    set_password_hash(&tx, user, password_hash)?;
     tx.execute(
         "DELETE FROM session WHERE user_id = ?1 AND token_sha256 <> ?2",
         params![user, keep],

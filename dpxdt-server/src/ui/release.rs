@@ -287,10 +287,7 @@ pub(crate) async fn release_verdict(ui: &Ui, req: &Req) -> Result<Response, UiEr
     let marked = ui
         .state
         .store
-        .call(move |c| {
-            let release = storage::get_release(c, id, &n, number)?;
-            reviews::mark_release(c, &release, &v, &user, seen)
-        })
+        .call(move |c| reviews::mark_release(c, id, &n, number, &v, &user, seen))
         .await?;
     let Marked::Ask(waiting) = marked else {
         return Ok(redirect(&back));

@@ -447,24 +447,25 @@ pub(crate) async fn run_verdict(ui: &Ui, req: &Req) -> Result<Response, UiError>
 /// optionally about a rectangle of the new image (`region`, `x1:y1-x2:y2`).
 pub(crate) async fn add_comment(ui: &Ui, req: &Req) -> Result<Response, UiError> {
     let (info, user) = owned_build(ui, req, "build_id").await?;
-    let (_, _, rel, _) = release_and_runs(ui, req).await?;
+    let (release_name, number) = (param(req, "name")?.to_string(), int_param(req, "number")?);
     let run_name = param(req, "run")?.to_string();
     let text = req.f("text").unwrap_or("").to_string();
     let region = match req.f("region").map(str::trim).filter(|g| !g.is_empty()) {
         Some(raw) => Some(Region::parse_field("region", raw).map_err(UiError::BadRequest)?),
         None => None,
     };
-    let (release, name) = (rel.id, run_name.clone());
+    let (build, rel, name) = (info.id, release_name.clone(), run_name.clone());
     let id = ui
         .state
         .store
         .call(move |c| {
-            reviews::add_comment(c, release, &name, &Reviewer::user(&user), &text, region)
+            let release = storage::get_release(c, build, &rel, number)?;
+            reviews::add_comment(c, release.id, &name, &Reviewer::user(&user), &text, region)
         })
         .await?;
     Ok(redirect(&format!(
         "{}#comment-{id}",
-        run_url(info.id, &rel.name, rel.number, &run_name)
+        run_url(info.id, &release_name, number, &run_name)
     )))
 }
 
